@@ -1,0 +1,33 @@
+# sipmesh: the two commands of the README, and the checks CI runs.
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test check lint typecheck unit bench-parse clean
+
+## Install and run the whole platform on this machine with an embedded NATS server.
+run:
+	scripts/bootstrap.sh
+	$(VENV)/bin/sipmesh up $(ARGS)
+
+## Install everything the tests need and run the whole suite (what CI runs).
+test:
+	scripts/bootstrap.sh --dev
+	$(MAKE) check
+
+check: lint typecheck unit
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck:
+	$(VENV)/bin/mypy
+
+unit:
+	$(PY) -bb -m pytest
+
+bench-parse:
+	$(PY) bench/parse/run.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""sipmesh_bus: the contract between sipmesh services (subjects, schemas, runtime)."""

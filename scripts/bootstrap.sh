@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what sipmesh needs on a brand-new Debian machine, idempotently.
+#   scripts/bootstrap.sh          runtime only (the platform and its embedded NATS)
+#   scripts/bootstrap.sh --dev    also what the whole test suite needs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+dev=0
+[[ "${1:-}" == "--dev" ]] && dev=1
+
+# Debian packages: the real peers the tests drive (SIPp, baresip), RTPEngine
+# for media anchoring and PostgreSQL for the CDR store. Installed only when
+# missing, and only where we are root with apt (a developer's laptop may
+# bring its own).
+apt_packages=()
+if (( dev )); then
+    command -v sipp >/dev/null 2>&1 || apt_packages+=(sip-tester)
+fi
+if (( ${#apt_packages[@]} )); then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        echo "bootstrap: apt-get install ${apt_packages[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+    else
+        echo "bootstrap: missing Debian packages (install them as root): ${apt_packages[*]}" >&2
+        exit 1
+    fi
+fi
+
+PYTHON=${PYTHON:-python3}
+if [[ ! -x .venv/bin/python ]]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+if (( dev )); then
+    .venv/bin/python -m pip install -q -e '.[dev]'
+else
+    .venv/bin/python -m pip install -q -e .
+fi

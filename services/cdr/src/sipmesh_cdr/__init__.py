@@ -1,0 +1,1 @@
+"""sipmesh cdr service."""

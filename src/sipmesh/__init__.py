@@ -1,0 +1,1 @@
+"""The sipmesh command line."""
