@@ -1,0 +1,285 @@
+"""Every message that travels between sipmesh services, as msgspec Structs (msgpack).
+
+Rules for evolving these (other services decode what you encode, and replicas of
+two versions run side by side during a rolling update):
+
+- new fields go last and have defaults; never remove or retype a field;
+- no ``forbid_unknown_fields``, so an old reader skips what it does not know;
+- raw SIP always travels as ``bytes``; services parse it with ``sipmsg``.
+
+Replies to ``sip.register``/``sip.route``/``sip.route.response`` are one tagged
+union, told apart by ``kind`` on the wire and by ``match`` in Python::
+
+    match decode_reply(data):
+        case SendResponse(data=raw): ...
+        case Forward(targets=targets): ...
+        case Drop(reason=why): ...
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Final, Literal, TypeAlias
+
+import msgspec
+from msgspec import Meta, Struct
+
+__all__ = [
+    "CallEvent",
+    "CallEventKind",
+    "Drop",
+    "EdgeSend",
+    "Envelope",
+    "Forward",
+    "HangupSide",
+    "MediaAnswer",
+    "MediaDelete",
+    "MediaOffer",
+    "MediaReply",
+    "Port",
+    "Reply",
+    "ReplyType",
+    "SendResponse",
+    "Target",
+    "Transport",
+    "decode_call_event",
+    "decode_edge_send",
+    "decode_envelope",
+    "decode_media_answer",
+    "decode_media_delete",
+    "decode_media_offer",
+    "decode_media_reply",
+    "decode_reply",
+    "encode",
+]
+
+Port: TypeAlias = Annotated[int, Meta(ge=0, le=65535)]
+Transport: TypeAlias = Literal["udp", "tcp", "tls", "ws", "wss"]
+CallEventKind: TypeAlias = Literal["attempt", "ringing", "answered", "failed", "ended"]
+HangupSide: TypeAlias = Literal["caller", "callee", "system"]
+NonNegFloat: TypeAlias = Annotated[float, Meta(ge=0)]
+
+
+class Envelope(Struct, frozen=True, kw_only=True):
+    """A SIP message as the edge received it, sent to the registrar or the router."""
+
+    edge_id: str
+    #: The receiving edge; answers to other owners go to ``sip.edge.<edge_id>.send``.
+    transport: Transport
+    source_host: str
+    source_port: Port
+    local_host: str
+    local_port: Port
+    connection_id: str | None = None
+    #: The stream (TCP/TLS/WS) connection on the edge; None for UDP.
+    received_at: float
+    #: Wall-clock receive time (seconds since the epoch), set by the edge.
+    data: bytes
+    #: The raw SIP message, exactly as received.
+    context: bytes | None = None
+    #: The router's opaque continuation, echoed back on ``sip.route.response``.
+
+
+class Target(Struct, frozen=True, kw_only=True):
+    """One destination of a forwarded request."""
+
+    uri: str
+    #: The Request-URI to put on the branch.
+    host: str
+    port: Port
+    transport: Transport = "udp"
+    connection_id: str | None = None
+    #: Reuse this stream connection (RFC 5626 flow, or the registering UA's one).
+    edge_id: str | None = None
+    #: The edge that owns ``connection_id``; None means any edge may send.
+    group: Annotated[int, Meta(ge=0)] = 0
+    #: Fork group: groups are tried serially in ascending order (failover), the
+    #: targets of one group in parallel. RFC 3261 §16.6: "It MAY process multiple
+    #: targets serially ... It MAY start client transactions with every target in
+    #: parallel."
+
+
+class Reply(Struct, frozen=True, kw_only=True, tag_field="kind", tag=str.lower):
+    """Base of the replies to an :class:`Envelope`; decode with :func:`decode_reply`."""
+
+
+class SendResponse(Reply, frozen=True, kw_only=True):
+    """Send this SIP response back (through the server transaction)."""
+
+    data: bytes
+    #: The complete response bytes.
+    target: Target | None = None
+    #: Override where it goes (RFC 3261 §18.2.2 otherwise: the top Via).
+
+
+class Forward(Reply, frozen=True, kw_only=True):
+    """Forward this request to these targets, as the edge's client transactions."""
+
+    data: bytes
+    #: The request to send (already rewritten: Via, Record-Route, Max-Forwards ...).
+    targets: list[Target]
+    #: Where to send it; see ``Target.group`` for serial/parallel forking.
+    timer_c: NonNegFloat = 181.0
+    #: Seconds. RFC 3261 §16.6 step 11: "Timer C MUST be set for each client
+    #: transaction when an INVITE request is proxied. The timer MUST be larger
+    #: than 3 minutes."
+    context: bytes | None = None
+    #: Opaque continuation, echoed back with the responses on ``sip.route.response``.
+
+
+class Drop(Reply, frozen=True, kw_only=True):
+    """Send nothing; the reason is for logs and metrics."""
+
+    reason: str
+
+
+ReplyType: TypeAlias = SendResponse | Forward | Drop
+
+
+class EdgeSend(Struct, frozen=True, kw_only=True):
+    """Bytes for the edge that owns a connection (``sip.edge.<id>.send``)."""
+
+    data: bytes
+    transport: Transport
+    host: str
+    port: Port
+    connection_id: str | None = None
+
+
+class MediaOffer(Struct, frozen=True, kw_only=True):
+    """Anchor the offer's media (``sip.media.offer``)."""
+
+    call_id: str
+    from_tag: str
+    sdp: bytes
+    flags: list[str] = []
+    #: RTPEngine ng flags, e.g. ``"trust-address"``, ``"ICE=remove"``.
+    to_tag: str | None = None
+
+
+class MediaAnswer(Struct, frozen=True, kw_only=True):
+    """Anchor the answer's media (``sip.media.answer``)."""
+
+    call_id: str
+    from_tag: str
+    to_tag: str
+    sdp: bytes
+    flags: list[str] = []
+
+
+class MediaDelete(Struct, frozen=True, kw_only=True):
+    """Release a call's media (``sip.media.delete``)."""
+
+    call_id: str
+    from_tag: str | None = None
+    to_tag: str | None = None
+
+
+class MediaReply(Struct, frozen=True, kw_only=True):
+    """The media service's answer to any of the three requests."""
+
+    ok: bool
+    sdp: bytes | None = None
+    #: The rewritten SDP (offer/answer only).
+    error: str | None = None
+    instance: str | None = None
+    #: Which RTPEngine instance holds the session.
+
+
+class CallEvent(Struct, frozen=True, kw_only=True):
+    """One step of a call, published to ``call.events.<kind>`` (stream CALLS).
+
+    The CDR service folds the events of one ``call_id`` into one row; ``event_id``
+    makes redelivery idempotent (it is also the JetStream ``Nats-Msg-Id``).
+    """
+
+    kind: CallEventKind
+    event_id: str
+    call_id: str
+    at: float
+    #: When this event happened (seconds since the epoch).
+    started_at: float | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    caller: str = ""
+    #: From URI (user@host).
+    callee: str = ""
+    #: Request-URI / dialled number.
+    source: str = ""
+    #: The caller's address, ``host:port``.
+    destination: str = ""
+    #: The chosen target, ``host:port``.
+    carrier: str | None = None
+    #: The LCR gateway/carrier id.
+    rate_prefix: str | None = None
+    rate_per_minute: float | None = None
+    currency: str | None = None
+    status_code: Annotated[int, Meta(ge=0, le=699)] | None = None
+    reason: str | None = None
+    hangup_side: HangupSide | None = None
+    edge_id: str | None = None
+
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_envelope: Final = msgspec.msgpack.Decoder(Envelope)
+_reply: Final = msgspec.msgpack.Decoder(ReplyType)
+_edge_send: Final = msgspec.msgpack.Decoder(EdgeSend)
+_media_offer: Final = msgspec.msgpack.Decoder(MediaOffer)
+_media_answer: Final = msgspec.msgpack.Decoder(MediaAnswer)
+_media_delete: Final = msgspec.msgpack.Decoder(MediaDelete)
+_media_reply: Final = msgspec.msgpack.Decoder(MediaReply)
+_call_event: Final = msgspec.msgpack.Decoder(CallEvent)
+
+
+def encode(obj: Struct) -> bytes:
+    """Encode any message of this module to msgpack.
+
+    Args:
+        obj: an Envelope, a Reply, a media message, a CallEvent ...
+
+    Returns:
+        The msgpack bytes (a tagged map for Reply subclasses).
+    """
+    return _encoder.encode(obj)
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    """Decode an Envelope. Raises ``msgspec.DecodeError`` / ``ValidationError``."""
+    return _envelope.decode(data)
+
+
+def decode_reply(data: bytes) -> ReplyType:
+    """Decode a SendResponse, Forward or Drop, chosen by its ``kind`` tag.
+
+    Raises ``msgspec.ValidationError`` for an unknown kind.
+    """
+    return _reply.decode(data)
+
+
+def decode_edge_send(data: bytes) -> EdgeSend:
+    """Decode an EdgeSend."""
+    return _edge_send.decode(data)
+
+
+def decode_media_offer(data: bytes) -> MediaOffer:
+    """Decode a MediaOffer."""
+    return _media_offer.decode(data)
+
+
+def decode_media_answer(data: bytes) -> MediaAnswer:
+    """Decode a MediaAnswer."""
+    return _media_answer.decode(data)
+
+
+def decode_media_delete(data: bytes) -> MediaDelete:
+    """Decode a MediaDelete."""
+    return _media_delete.decode(data)
+
+
+def decode_media_reply(data: bytes) -> MediaReply:
+    """Decode a MediaReply."""
+    return _media_reply.decode(data)
+
+
+def decode_call_event(data: bytes) -> CallEvent:
+    """Decode a CallEvent."""
+    return _call_event.decode(data)
