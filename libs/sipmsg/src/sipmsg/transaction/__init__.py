@@ -1,0 +1,48 @@
+"""The four RFC 3261 §17 transaction state machines, with the RFC 6026 corrections.
+
+Sans-I/O: the caller feeds received messages (``receive``), the TU's responses
+(``send``, server side), timer expiries (``handle_timer`` at ``get_timer()``) and
+transport errors, then collects ``datagrams_to_send()`` and ``next_event()``.
+"""
+
+from __future__ import annotations
+
+from ._common import (
+    AckReceived,
+    Input,
+    RequestLike,
+    RequestReceived,
+    ResponseLike,
+    ResponseReceived,
+    State,
+    Terminated,
+    TimedOut,
+    TransactionConfig,
+    TransportFailed,
+    TxEvent,
+)
+from .client_invite import AckFactory, ClientInviteTransaction
+from .client_non_invite import ClientNonInviteTransaction
+from .server_invite import ServerInviteTransaction, TryingFactory
+from .server_non_invite import ServerNonInviteTransaction
+
+__all__ = [
+    "AckFactory",
+    "AckReceived",
+    "ClientInviteTransaction",
+    "ClientNonInviteTransaction",
+    "Input",
+    "RequestLike",
+    "RequestReceived",
+    "ResponseLike",
+    "ResponseReceived",
+    "ServerInviteTransaction",
+    "ServerNonInviteTransaction",
+    "State",
+    "Terminated",
+    "TimedOut",
+    "TransactionConfig",
+    "TransportFailed",
+    "TryingFactory",
+    "TxEvent",
+]
