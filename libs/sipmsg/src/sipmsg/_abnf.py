@@ -6,6 +6,7 @@ data, not state.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Final
 
@@ -170,3 +171,181 @@ def param(params: Params, name: bytes) -> bytes | None:
         if n == name:
             return b"" if v is None else v
     return None
+
+
+# --- hosts and ports (shared by uri.py and via.py) -------------------------
+#
+# host         =  hostname / IPv4address / IPv6reference
+# hostname     =  *( domainlabel "." ) toplabel [ "." ]
+# domainlabel  =  alphanum / alphanum *( alphanum / "-" ) alphanum
+# toplabel     =  ALPHA / ALPHA *( alphanum / "-" ) alphanum
+# IPv4address  =  1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT "." 1*3DIGIT
+# IPv6reference = "[" IPv6address "]"
+# port         =  1*DIGIT
+#
+# One leniency: "_" is accepted inside hostname labels, as deployed DNS names
+# (and most SIP stacks) use it although the ABNF does not.
+
+ALPHA: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+DIGIT: Final = b"0123456789"
+HEXDIG: Final = b"0123456789abcdefABCDEF"
+_HOSTNAME_CHARS: Final = ALPHA + DIGIT + b"-._"
+_IPV6_CHARS: Final = HEXDIG + b":."
+# token chars plus WS: what a display name written as *(token LWS) may hold.
+TOKEN_CHARS: Final = ALPHA + DIGIT + b"-.!%*_+`'~"
+# gen-value = token / host / quoted-string: the unquoted alphabet.
+_GEN_VALUE_CHARS: Final = TOKEN_CHARS + b"[]:"
+
+
+def check_host(host: bytes) -> None:
+    """Check that ``host`` is a hostname, an IPv4 address or an IPv6 reference.
+
+    Raises:
+        ParseError: it is none of the three (an unbracketed IPv6 address is
+            rejected: RFC 5118 §4.3 "the IPv6 address MUST be enclosed in
+            brackets" for it to be told apart from a port).
+    """
+    if not host:
+        raise ParseError("empty host")
+    if host[0] == 0x5B:
+        if _ipv6_literal(host[1:-1]) is None or host[-1] != 0x5D:
+            raise ParseError(f"bad IPv6 reference {host!r}")
+        return
+    if host.translate(None, _HOSTNAME_CHARS):
+        raise ParseError(f"bad host {host!r}")
+    name = host[:-1] if host[-1] == 0x2E else host
+    labels = name.split(b".")
+    top = labels[-1]
+    if top[:1].isdigit():
+        if name is not host or not _is_ipv4(labels):
+            raise ParseError(f"bad IPv4 address {host!r}")
+        return
+    for label in labels:
+        if not label or label[0] == 0x2D or label[-1] == 0x2D:
+            raise ParseError(f"bad host {host!r}")
+    if top[0] not in ALPHA:
+        raise ParseError(f"bad host {host!r}")
+
+
+def _is_ipv4(labels: list[bytes]) -> bool:
+    return len(labels) == 4 and all(
+        0 < len(part) <= 3 and part.isdigit() and int(part) <= 255 for part in labels
+    )
+
+
+def _ipv6_literal(value: bytes) -> ipaddress.IPv6Address | None:
+    if len(value) < 2 or value.translate(None, _IPV6_CHARS):
+        return None
+    try:
+        return ipaddress.IPv6Address(value.decode("ascii"))
+    except ValueError:
+        return None
+
+
+def ip_key(host: bytes) -> bytes | None:
+    """The packed address of an IPv4/IPv6 literal (IPv6 bracketed or not), else None.
+
+    Used to compare addresses by value: ``[2001:DB8::1]`` and
+    ``2001:db8:0::1`` are the same address.
+    """
+    if not host:
+        return None
+    if host[0] == 0x5B and host[-1] == 0x5D:
+        host = host[1:-1]
+    if b":" in host:
+        v6 = _ipv6_literal(host)
+        return None if v6 is None else v6.packed
+    labels = host.split(b".")
+    if _is_ipv4(labels):
+        return bytes(int(part) for part in labels)
+    return None
+
+
+def host_key(host: bytes) -> bytes:
+    """A comparison key for a host: IPv6 references by value, others case-folded.
+
+    RFC 3261 §19.1.4: "Comparisons of scheme name, domain names, parameter
+    names, and header names are case-insensitive".
+    """
+    if host[:1] == b"[":
+        key = ip_key(host)
+        if key is not None:
+            return b"[" + key + b"]"
+    return host.lower()
+
+
+def parse_port(value: bytes) -> int:
+    """Parse ``port = 1*DIGIT``, limited to 0..65535.
+
+    Raises:
+        ParseError: not digits, or out of range.
+    """
+    if not value.isdigit() or len(value) > 5:
+        raise ParseError(f"bad port {value!r}")
+    port = int(value)
+    if port > 65535:
+        raise ParseError(f"port out of range {value!r}")
+    return port
+
+
+def split_hostport(value: bytes, *, lws: bool = False) -> tuple[bytes, int | None]:
+    """Split and check ``hostport = host [ ":" port ]``.
+
+    With ``lws`` (the Via sent-by, where COLON = SWS ":" SWS), white space
+    around the colon is allowed.
+
+    Raises:
+        ParseError: a bad host or port, or an unbracketed IPv6 address.
+    """
+    if value[:1] == b"[":
+        end = value.find(b"]")
+        if end < 0:
+            raise ParseError(f"unterminated IPv6 reference {value!r}")
+        host, rest = value[: end + 1], value[end + 1 :]
+        if lws:
+            rest = rest.strip(WS)
+        if rest and rest[0] != 0x3A:
+            raise ParseError(f"junk after IPv6 reference {value!r}")
+    else:
+        host, colon, port_part = value.partition(b":")
+        if b":" in port_part:
+            # RFC 5118 §4.3: an IPv6 address in a host MUST be bracketed,
+            # or its last group cannot be told apart from a port.
+            raise ParseError(f"unbracketed IPv6 address {value!r}")
+        rest = colon + port_part
+        if lws:
+            host = host.rstrip(WS)
+    check_host(host)
+    if not rest:
+        return host, None
+    port_bytes = rest[1:]
+    if lws:
+        port_bytes = port_bytes.strip(WS)
+    return host, parse_port(port_bytes)
+
+
+def check_gen_values(params: Params) -> None:
+    """Check unquoted generic-param values against ``gen-value = token / host``.
+
+    Quoted-string values are left to :func:`parse_params`, which already
+    checked that their quotes balance.
+
+    Raises:
+        ParseError: a value holds characters neither a token nor a host may hold.
+    """
+    for name, value in params:
+        if value is not None and value[0] != 0x22 and value.translate(None, _GEN_VALUE_CHARS):
+            raise ParseError(f"bad value for parameter {name!r}")
+
+
+def set_param(params: Params, name: bytes, value: bytes | None) -> Params:
+    """Return ``params`` with the first ``name`` set to ``value`` (appended if absent)."""
+    for i, (n, _) in enumerate(params):
+        if n == name:
+            return (*params[:i], (name, value), *params[i + 1 :])
+    return (*params, (name, value))
+
+
+def remove_param(params: Params, name: bytes) -> Params:
+    """Return ``params`` without any parameter called ``name``."""
+    return tuple(p for p in params if p[0] != name)
