@@ -1,0 +1,483 @@
+"""The service runtime: NATS connection, request serving, health, metrics, shutdown.
+
+Every service's ``app.py`` is a few lines on top of this::
+
+    async def main() -> None:
+        config = load_config(RouterConfig)
+        async with Service("router", config) as svc:
+            await svc.serve(subjects.SIP_ROUTE, handle, queue=subjects.QUEUE_ROUTER,
+                            decode=schema.decode_envelope, on_error=to_drop)
+            await svc.wait_stopped()        # SIGTERM / SIGINT
+
+    def run() -> None:
+        run_service(main())
+
+Leaving the ``async with`` block shuts down in order: ``/readyz`` turns 503, the
+subscriptions stop taking messages, in-flight handlers get ``nats.drain_timeout``
+seconds, what is left is cancelled, the connection drains, the HTTP port closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+import msgspec
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from sipmesh_bus import schema
+from sipmesh_bus._http import HttpResponse, HttpServer
+from sipmesh_bus.config import HttpConfig, NatsConfig, ServiceConfig
+
+__all__ = [
+    "ErrorMapper",
+    "Handler",
+    "ReadinessCheck",
+    "Service",
+    "StoppedError",
+    "connect",
+    "run_service",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+Handler = Callable[[T], Awaitable[R | None]]
+#: Decoded request in, reply out; None sends no reply.
+ErrorMapper = Callable[[Exception, bytes], R | None]
+#: Turns a decode or handler error (and the raw request) into a reply, or None.
+ReadinessCheck = Callable[[], Awaitable[bool]]
+#: True when ready; False or an exception means not ready.
+
+_CHECK_TIMEOUT: Final = 1.0
+_HEARTBEAT: Final = 0.25
+_STALL: Final = 5.0
+_TEXT: Final = "text/plain; charset=utf-8"
+
+
+class StoppedError(Exception):
+    """A stop (SIGTERM) arrived before the first NATS connection; nothing to serve."""
+
+
+class _ConnectionLog:
+    """Log each disconnect and reconnect once, not every failed attempt."""
+
+    def __init__(self, name: str, nc: NatsClient, on_change: Callable[[bool], None]) -> None:
+        self._name = name
+        self._nc = nc
+        self._on_change = on_change
+        self._down_since: float | None = None
+        self._last_error: str | None = None
+
+    async def error(self, exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self._last_error:
+            self._last_error = text
+            log.warning(
+                "%s: NATS error: %s (retrying, further repeats not logged)", self._name, text
+            )
+
+    async def disconnected(self) -> None:
+        if self._nc.is_closed or self._nc.is_draining:
+            return  # our own shutdown, not an outage
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            log.warning("%s: NATS connection lost; reconnecting until it is back", self._name)
+            self._on_change(False)
+
+    async def reconnected(self) -> None:
+        down = time.monotonic() - self._down_since if self._down_since is not None else 0.0
+        self._down_since = None
+        self._last_error = None
+        log.warning("%s: NATS reconnected after %.1f s", self._name, down)
+        self._on_change(True)
+
+    async def closed(self) -> None:
+        log.info("%s: NATS connection closed", self._name)
+
+
+async def connect(
+    config: NatsConfig,
+    *,
+    name: str,
+    forever: bool = True,
+    on_change: Callable[[bool], None] | None = None,
+) -> NatsClient:
+    """Connect to NATS and stay connected.
+
+    Args:
+        config: URL(s) and timing.
+        name: the client name (defaults to ``config.name`` when that is set).
+        forever: keep retrying the first connection too; False fails at once.
+        on_change: called with False on disconnect and True on reconnect.
+
+    Returns:
+        The connected client; it reconnects forever after a disconnect.
+
+    Raises:
+        OSError, nats.errors.NoServersError: ``forever`` is False and no server answered.
+    """
+    servers = [u.strip() for u in config.url.split(",") if u.strip()]
+    nc = NatsClient()
+    events = _ConnectionLog(name, nc, on_change or (lambda _up: None))
+    await nc.connect(
+        servers=servers,
+        name=config.name or name,
+        connect_timeout=config.connect_timeout,  # type: ignore[arg-type]  # float works
+        reconnect_time_wait=config.reconnect_wait,  # type: ignore[arg-type]
+        drain_timeout=config.drain_timeout,  # type: ignore[arg-type]
+        max_reconnect_attempts=-1 if forever else 0,
+        allow_reconnect=forever,
+        error_cb=events.error,
+        disconnected_cb=events.disconnected,
+        reconnected_cb=events.reconnected,
+        closed_cb=events.closed,
+    )
+    return nc
+
+
+class Service:
+    """One service process: its NATS connection, HTTP endpoint and subscriptions."""
+
+    def __init__(
+        self,
+        name: str,
+        config: ServiceConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        self.name = name
+        self.nats_config: NatsConfig = config.nats
+        self.http_config: HttpConfig = config.http
+        if registry is None:
+            registry = CollectorRegistry()
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+        self.registry = registry
+        #: Services register their own metrics here (``registry=svc.registry``).
+        self._signals = install_signal_handlers
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._http = HttpServer(
+            {"/metrics": self._metrics, "/healthz": self._healthz, "/readyz": self._readyz},
+            host=config.http.host,
+            port=config.http.port,
+        )
+        self._checks: dict[str, ReadinessCheck] = {}
+        self._subs: list[Subscription] = []
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._stopped = asyncio.Event()
+        self._closing = False
+        self._beat = 0.0
+        self._heartbeat: asyncio.Task[None] | None = None
+        self._m_connected = Gauge(
+            "sipmesh_nats_connected", "1 while connected to NATS", registry=registry
+        )
+        self._m_reconnects = Counter(
+            "sipmesh_nats_reconnects", "NATS reconnections", registry=registry
+        )
+        self._m_requests = Counter(
+            "sipmesh_bus_requests",
+            "Requests handled, by subject and outcome (ok, bad_request, error)",
+            ["subject", "outcome"],
+            registry=registry,
+        )
+        self._m_latency = Histogram(
+            "sipmesh_bus_request_duration_seconds",
+            "Time from receipt to reply, by subject",
+            ["subject"],
+            registry=registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> Service:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open the HTTP port, install signal handlers, connect to NATS.
+
+        The HTTP port comes first so ``/healthz`` answers while NATS is still
+        unreachable; the connection is retried until it succeeds or a stop.
+
+        Raises:
+            OSError: the HTTP port is taken.
+            StoppedError: stopped before the first connection (run_service exits 0).
+        """
+        loop = asyncio.get_running_loop()
+        self._beat = loop.time()
+        self._heartbeat = asyncio.create_task(self._beat_forever())
+        await self._http.start()
+        log.info(
+            "%s: metrics and health on http://%s:%d",
+            self.name,
+            self.http_config.host,
+            self.http_port,
+        )
+        if self._signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+        connecting = asyncio.create_task(
+            connect(self.nats_config, name=self.name, on_change=self._connection_changed)
+        )
+        stopping = asyncio.create_task(self._stopped.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await connecting
+            await self.close()
+            raise StoppedError(f"{self.name}: stopped before NATS was reachable")
+        self._nc = connecting.result()
+        self._js = self._nc.jetstream(timeout=self.nats_config.request_timeout)
+        self._m_connected.set(1)
+        log.info("%s: connected to NATS at %s", self.name, self.nats_config.url)
+
+    def stop(self) -> None:
+        """Ask :meth:`wait_stopped` to return (what SIGTERM and SIGINT do)."""
+        if not self._stopped.is_set():
+            log.info("%s: stopping", self.name)
+        self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        """Wait for :meth:`stop`, SIGTERM or SIGINT."""
+        await self._stopped.wait()
+
+    async def close(self) -> None:
+        """Shut down gracefully; see the module docstring for the order."""
+        self._closing = True
+        self._stopped.set()
+        if self._signals:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sub.unsubscribe(), 1.0)
+        if self._inflight:
+            _, late = await asyncio.wait(self._inflight, timeout=self.nats_config.drain_timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                log.warning(
+                    "%s: cancelled %d requests still running at shutdown", self.name, len(late)
+                )
+                await asyncio.wait(late)
+        if self._nc is not None:
+            try:
+                await asyncio.wait_for(self._nc.drain(), self.nats_config.drain_timeout + 1)
+            except Exception:  # already closed, or no server to drain to
+                await self._nc.close()
+            self._m_connected.set(0)
+        await self._http.close()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+
+    # -- what services use --------------------------------------------------
+
+    @property
+    def nc(self) -> NatsClient:
+        """The NATS client (after :meth:`start`)."""
+        if self._nc is None:
+            raise RuntimeError("the service is not connected to NATS")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context (after :meth:`start`)."""
+        if self._js is None:
+            raise RuntimeError("the service is not connected to NATS")
+        return self._js
+
+    @property
+    def http_port(self) -> int:
+        """The port ``/metrics``, ``/healthz`` and ``/readyz`` are served on."""
+        return self._http.port
+
+    def add_readiness_check(self, name: str, check: ReadinessCheck) -> None:
+        """Make ``/readyz`` also depend on ``check`` (called with a 1 s timeout)."""
+        self._checks[name] = check
+
+    async def serve(
+        self,
+        subject: str,
+        handler: Handler[T, R],
+        *,
+        queue: str,
+        decode: Callable[[bytes], T],
+        encode: Callable[[R], bytes] = schema.encode,  # type: ignore[assignment]
+        on_error: ErrorMapper[R] | None = None,
+        max_concurrency: int = 1000,
+    ) -> None:
+        """Answer requests on ``subject`` as one member of the queue group ``queue``.
+
+        Each message runs in its own task (at most ``max_concurrency`` at once):
+        decode, ``await handler(request)``, encode, respond. A decode error or an
+        exception from the handler goes to ``on_error(exc, raw)``, whose reply (if
+        any) is sent; without ``on_error`` it is logged and nothing is sent, so
+        the requester times out (and answers 503 itself).
+
+        Args:
+            subject: a constant from :mod:`sipmesh_bus.subjects`.
+            handler: the request handler.
+            queue: the queue group (replicas share the load).
+            decode: bytes to request, e.g. ``schema.decode_envelope``.
+            encode: reply to bytes (default ``schema.encode``).
+            on_error: maps errors to replies at this boundary.
+            max_concurrency: in-flight requests before reading pauses.
+        """
+        limit = asyncio.Semaphore(max_concurrency)
+
+        async def on_msg(msg: Msg) -> None:
+            await limit.acquire()
+            task = asyncio.create_task(self._handle(msg, handler, decode, encode, on_error))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+            task.add_done_callback(lambda _t: limit.release())
+
+        sub = await self.nc.subscribe(subject, queue=queue, cb=on_msg)
+        self._subs.append(sub)
+        log.info("%s: serving %s (queue group %s)", self.name, subject, queue)
+
+    async def _handle(
+        self,
+        msg: Msg,
+        handler: Handler[T, R],
+        decode: Callable[[bytes], T],
+        encode: Callable[[R], bytes],
+        on_error: ErrorMapper[R] | None,
+    ) -> None:
+        started = time.perf_counter()
+        reply: R | None
+        try:
+            request = decode(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            outcome, reply = "bad_request", self._map_error(exc, msg, on_error)
+        else:
+            try:
+                reply = await handler(request)
+                outcome = "ok"
+            except Exception as exc:
+                outcome, reply = "error", self._map_error(exc, msg, on_error)
+        try:
+            if reply is not None and msg.reply:
+                await msg.respond(encode(reply))
+        except Exception:
+            outcome = "error"
+            log.exception("%s: could not answer on %s", self.name, msg.subject)
+        self._m_requests.labels(msg.subject, outcome).inc()
+        self._m_latency.labels(msg.subject).observe(time.perf_counter() - started)
+
+    def _map_error(self, exc: Exception, msg: Msg, on_error: ErrorMapper[R] | None) -> R | None:
+        if on_error is None:
+            log.error("%s: request on %s failed: %r", self.name, msg.subject, exc)
+            return None
+        return on_error(exc, msg.data)
+
+    # -- health and metrics -------------------------------------------------
+
+    def _connection_changed(self, up: bool) -> None:
+        self._m_connected.set(1 if up else 0)
+        if up:
+            self._m_reconnects.inc()
+
+    async def _beat_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._beat = loop.time()
+            await asyncio.sleep(_HEARTBEAT)
+
+    async def _metrics(self) -> HttpResponse:
+        return 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    async def _healthz(self) -> HttpResponse:
+        lag = asyncio.get_running_loop().time() - self._beat
+        beating = self._heartbeat is not None and not self._heartbeat.done()
+        if not beating or lag > _STALL:
+            return 503, f"event loop stalled for {lag:.1f} s\n".encode(), _TEXT
+        return 200, b"ok\n", _TEXT
+
+    async def _readyz(self) -> HttpResponse:
+        problems = await self._readiness_problems()
+        if problems:
+            return 503, ("not ready: " + "; ".join(problems) + "\n").encode(), _TEXT
+        return 200, b"ready\n", _TEXT
+
+    async def _readiness_problems(self) -> list[str]:
+        if self._closing:
+            return ["shutting down"]
+        if self._nc is None or self._js is None or not self._nc.is_connected:
+            return ["NATS not connected"]
+        problems = []
+        try:
+            await asyncio.wait_for(self._js.account_info(), _CHECK_TIMEOUT)
+        except Exception as exc:
+            problems.append(f"JetStream: {type(exc).__name__}")
+        for name, check in self._checks.items():
+            try:
+                if not await asyncio.wait_for(check(), _CHECK_TIMEOUT):
+                    problems.append(name)
+            except Exception as exc:
+                problems.append(f"{name}: {type(exc).__name__}")
+        return problems
+
+
+def run_service(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service's main coroutine on uvloop when installed, else asyncio.
+
+    A :class:`StoppedError` (SIGTERM while still connecting) is a clean exit.
+
+    Args:
+        main: the coroutine, e.g. ``main()``.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+    try:
+        import uvloop  # noqa: PLC0415 - optional, absent on Windows
+    except ImportError:
+        runner: Callable[[Coroutine[Any, Any, None]], None] = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(main)
+    except StoppedError as exc:
+        log.info("%s", exc)
