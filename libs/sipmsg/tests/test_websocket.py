@@ -485,3 +485,25 @@ def test_websocket_well_formed_frames_any_split(frames: list[bytes], cut: int) -
     except WebSocketProtocolError as error:
         split = error.close_code
     assert split == whole
+
+
+def test_websocket_exported_members() -> None:
+    import sipmsg.websocket
+
+    assert set(sipmsg.websocket.__all__) == {
+        "SIP_SUBPROTOCOL",
+        "BinaryMessage",
+        "CloseReceived",
+        "HandshakeParser",
+        "HandshakeRequest",
+        "Ping",
+        "Pong",
+        "TextMessage",
+        "WebSocketConnection",
+        "WebSocketEvent",
+        "WebSocketProtocolError",
+        "accept_key",
+        "accept_response",
+        "reject_response",
+    }
+    assert SIP_SUBPROTOCOL == b"sip"
