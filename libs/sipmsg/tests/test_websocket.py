@@ -507,3 +507,10 @@ def test_websocket_exported_members() -> None:
         "reject_response",
     }
     assert SIP_SUBPROTOCOL == b"sip"
+
+
+def test_websocket_limits_must_be_positive() -> None:
+    with pytest.raises(LocalProtocolError):
+        HandshakeParser(0)
+    with pytest.raises(LocalProtocolError):
+        WebSocketConnection(0)

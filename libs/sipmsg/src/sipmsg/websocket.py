@@ -105,8 +105,9 @@ _TOO_BIG: Final = 1009
 _NO_STATUS: Final = 1005
 # Codes a peer may put in a Close frame: §7.4.1/§7.4.2 plus the later IANA
 # registrations 1012-1014; 3000-4999 are for libraries and applications.
-_VALID_CLOSE_CODES: Final = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
-_VALID_CLOSE_CODES_EXTRA: Final = frozenset({1012, 1013, 1014})
+_VALID_CLOSE_CODES: Final = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 
 
 # --- Handshake --------------------------------------------------------------
@@ -148,6 +149,8 @@ class HandshakeParser:
     __slots__ = ("_buf", "_done", "_max", "_scan_from")
 
     def __init__(self, max_size: int = DEFAULT_MAX_HANDSHAKE_SIZE) -> None:
+        if max_size < 1:
+            raise LocalProtocolError("max_size must be positive")
         self._max: int = max_size
         self._buf: bytearray = bytearray()
         self._scan_from: int = 0
@@ -229,6 +232,8 @@ def _validate(block: bytes) -> HandshakeRequest:
     offered = tuple(p for v in values(b"sec-websocket-protocol") for p in split_comma(v))
     if not all(is_token(p) for p in offered):
         raise ParseError("malformed Sec-WebSocket-Protocol", header="sec-websocket-protocol")
+    # Subprotocol names are compared exactly: RFC 6455 §11.3.4 registers them
+    # as tokens and "sip" is what RFC 7118 registers.
     if SIP_SUBPROTOCOL not in offered:
         # RFC 7118 §4.1: the client "MUST include the value "sip" in the
         # Sec-WebSocket-Protocol header"; a server that accepts "MUST include
@@ -409,6 +414,8 @@ class WebSocketConnection:
     )
 
     def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        if max_message_size < 1:
+            raise LocalProtocolError("max_message_size must be positive")
         self._max: int = max_message_size
         self._buf: bytearray = bytearray()
         # The data message being reassembled from fragments, if any.
@@ -646,8 +653,7 @@ def _close_event(payload: bytes) -> CloseReceived:
     if len(payload) == 1:
         raise WebSocketProtocolError("close frame with a one-octet payload")
     code = int.from_bytes(payload[:2], "big")
-    valid = code in _VALID_CLOSE_CODES or code in _VALID_CLOSE_CODES_EXTRA
-    if not valid and not 3000 <= code <= 4999:
+    if code not in _VALID_CLOSE_CODES and not 3000 <= code <= 4999:
         raise WebSocketProtocolError(f"invalid close code {code}")
     try:
         reason = payload[2:].decode("utf-8")
