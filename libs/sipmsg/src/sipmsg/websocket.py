@@ -232,8 +232,9 @@ def _validate(block: bytes) -> HandshakeRequest:
     offered = tuple(p for v in values(b"sec-websocket-protocol") for p in split_comma(v))
     if not all(is_token(p) for p in offered):
         raise ParseError("malformed Sec-WebSocket-Protocol", header="sec-websocket-protocol")
-    # Subprotocol names are compared exactly: RFC 6455 §11.3.4 registers them
-    # as tokens and "sip" is what RFC 7118 registers.
+    # Subprotocol names are tokens (RFC 6455 §4.1: "characters in the range
+    # U+0021 to U+007E not including separator characters") compared
+    # exactly; "sip" is the name RFC 7118 registers.
     if SIP_SUBPROTOCOL not in offered:
         # RFC 7118 §4.1: the client "MUST include the value "sip" in the
         # Sec-WebSocket-Protocol header"; a server that accepts "MUST include
