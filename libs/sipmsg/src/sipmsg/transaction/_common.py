@@ -26,17 +26,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Protocol, TypeAlias
+from typing import Any, ClassVar, Final, TypeAlias
 
 from sipmsg._errors import LocalProtocolError
+from sipmsg.message import Request, Response
 
 __all__ = [
     "AckReceived",
     "Input",
-    "Message",
-    "RequestLike",
     "RequestReceived",
-    "ResponseLike",
     "ResponseReceived",
     "State",
     "Terminated",
@@ -46,29 +44,6 @@ __all__ = [
     "TransportFailed",
     "TxEvent",
 ]
-
-
-# --------------------------------------------------------------------------- messages
-
-
-class Message(Protocol):
-    """What a transaction needs from any SIP message: its wire form."""
-
-    def __bytes__(self) -> bytes: ...
-
-
-class RequestLike(Message, Protocol):
-    """What a transaction needs from a request (``sipmsg.Request`` fits)."""
-
-    @property
-    def method(self) -> bytes: ...
-
-
-class ResponseLike(Message, Protocol):
-    """What a transaction needs from a response (``sipmsg.Response`` fits)."""
-
-    @property
-    def status(self) -> int: ...
 
 
 # --------------------------------------------------------------------------- configuration
@@ -196,7 +171,7 @@ def response_input(status: int, *, sending: bool) -> Input | None:
 class RequestReceived:
     """A server transaction was created for this request: the TU must answer it."""
 
-    request: RequestLike
+    request: Request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,14 +179,14 @@ class ResponseReceived:
     """A client transaction passes a response up (never a retransmission, except
     further 2xx to INVITE in Accepted, which RFC 6026 §8.4 passes up)."""
 
-    response: ResponseLike
+    response: Response
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AckReceived:
     """Server INVITE in Accepted: an ACK for the 2xx, passed to the TU (RFC 6026 §8.7)."""
 
-    request: RequestLike
+    request: Request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -266,7 +241,7 @@ class Transaction:
 
     def __init__(
         self,
-        request: RequestLike,
+        request: Request,
         state: State,
         *,
         reliable: bool,
@@ -291,7 +266,7 @@ class Transaction:
         return self._state
 
     @property
-    def request(self) -> RequestLike:
+    def request(self) -> Request:
         """The request that created the transaction."""
         return self._request
 
@@ -351,14 +326,14 @@ class Transaction:
 
     # ----------------------------------------------------------------- machinery
 
-    def _feed(self, event: Input | None, msg: Message, now: float) -> None:
+    def _feed(self, event: Input | None, msg: Request | Response, now: float) -> None:
         """Run a message input: due timers first (they happened before), then it."""
         self._fire_due(now)
         if event is not None:
             self._step(event, msg, now)
         self._fire_due(now)
 
-    def _step(self, event: Input, msg: Message | None, now: float) -> None:
+    def _step(self, event: Input, msg: Request | Response | None, now: float) -> None:
         entry = self._TRANSITIONS.get((self._state, event))
         if entry is None:
             if event in WIRE_INPUTS:
@@ -406,7 +381,7 @@ class ClientTransaction(Transaction):
 
     __slots__ = ()
 
-    def receive(self, response: ResponseLike, now: float) -> None:
+    def receive(self, response: Response, now: float) -> None:
         """Feed a response the transport matched to this transaction (see :func:`client_key`).
 
         Never raises: a response the state does not expect (a late 1xx, a
@@ -418,7 +393,7 @@ class ClientTransaction(Transaction):
         """
         self._feed(response_input(response.status, sending=False), response, now)
 
-    def _pass_up(self, response: ResponseLike, now: float) -> None:
+    def _pass_up(self, response: Response, now: float) -> None:
         self._emit(ResponseReceived(response=response))
 
     def _retransmit(self, timer: Input, now: float, *, cap: float | None) -> None:
@@ -438,7 +413,7 @@ class ServerTransaction(Transaction):
 
     def __init__(
         self,
-        request: RequestLike,
+        request: Request,
         state: State,
         *,
         reliable: bool,
@@ -449,7 +424,7 @@ class ServerTransaction(Transaction):
         self._last_response: bytes | None = None
         self._emit(RequestReceived(request=request))
 
-    def receive(self, request: RequestLike, now: float) -> None:
+    def receive(self, request: Request, now: float) -> None:
         """Feed a request the transport matched to this transaction (see :func:`server_key`).
 
         A retransmission of the original request, or an ACK. Never raises: what
@@ -462,7 +437,7 @@ class ServerTransaction(Transaction):
         event = Input.ACK if request.method == b"ACK" else Input.REQUEST
         self._feed(event, request, now)
 
-    def send(self, response: ResponseLike, now: float) -> None:
+    def send(self, response: Response, now: float) -> None:
         """Send a response from the TU; pick it up with :meth:`datagrams_to_send`.
 
         Args:
@@ -479,11 +454,11 @@ class ServerTransaction(Transaction):
             raise LocalProtocolError(f"cannot send a response with status {response.status}")
         self._feed(event, response, now)
 
-    def _send_response(self, response: ResponseLike, now: float) -> None:
+    def _send_response(self, response: Response, now: float) -> None:
         self._last_response = bytes(response)
         self._send(self._last_response)
 
-    def _resend_response(self, request: RequestLike, now: float) -> None:
+    def _resend_response(self, request: Request, now: float) -> None:
         if self._last_response is not None:
             self._send(self._last_response)
 

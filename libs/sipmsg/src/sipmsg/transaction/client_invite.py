@@ -19,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from sipmsg._errors import LocalProtocolError, ParseError
+from sipmsg.builders import make_ack_for_non2xx
+from sipmsg.message import Request, Response
+
 from ._common import (
     ClientTransaction,
     Input,
-    RequestLike,
-    ResponseLike,
     State,
     TransactionConfig,
     Transitions,
@@ -32,17 +34,8 @@ from ._common import (
 
 __all__ = ["AckFactory", "ClientInviteTransaction"]
 
-AckFactory = Callable[[RequestLike, ResponseLike], RequestLike]
+AckFactory = Callable[[Request, Response], Request]
 """Builds the ACK for a non-2xx final response (§17.1.1.3) from the INVITE and the response."""
-
-
-def _default_ack_factory(invite: RequestLike, response: ResponseLike) -> RequestLike:
-    # Imported late: sipmsg's package __init__ imports this package, and the
-    # builder lives beside the message types.
-    from sipmsg import make_ack_for_non2xx  # type: ignore[attr-defined]  # noqa: PLC0415
-
-    ack: RequestLike = make_ack_for_non2xx(invite, response)
-    return ack
 
 
 class ClientInviteTransaction(ClientTransaction):
@@ -64,15 +57,17 @@ class ClientInviteTransaction(ClientTransaction):
 
     def __init__(
         self,
-        request: RequestLike,
+        request: Request,
         *,
         now: float,
         reliable: bool,
         config: TransactionConfig | None = None,
         ack_factory: AckFactory | None = None,
     ) -> None:
+        if request.method != b"INVITE":
+            raise LocalProtocolError("a client INVITE transaction needs an INVITE")
         super().__init__(request, State.CALLING, reliable=reliable, config=config)
-        self._ack_factory = _default_ack_factory if ack_factory is None else ack_factory
+        self._ack_factory = make_ack_for_non2xx if ack_factory is None else ack_factory
         self._ack: bytes | None = None
         # §17.1.1.2: "If an unreliable transport is being used, the client
         # transaction MUST start timer A with a value of T1 ... For any
@@ -81,6 +76,26 @@ class ClientInviteTransaction(ClientTransaction):
         if not reliable:
             self._start_retransmit(Input.TIMER_A, self._config.t1, now)
         self._start_timer(Input.TIMER_B, self._config.timeout, now)
+
+    def receive(self, response: Response, now: float) -> None:
+        """Feed a response the transport matched to this transaction.
+
+        Never raises: a response the state does not expect is absorbed, and so
+        is a 300-699 response that cannot be acknowledged because a header the
+        ACK copies (To) is malformed: it is garbage, and the INVITE is
+        retransmitted until a well-formed answer or Timer B.
+
+        Args:
+            response: the parsed response.
+            now: the time it arrived.
+        """
+        self._fire_due(now)
+        if 300 <= response.status <= 699 and self._state in (State.CALLING, State.PROCEEDING):
+            try:
+                self._ack = bytes(self._ack_factory(self._request, response))
+            except ParseError:
+                return
+        super().receive(response, now)
 
     @property
     def ack(self) -> bytes | None:
@@ -97,17 +112,16 @@ class ClientInviteTransaction(ClientTransaction):
     def _on_timer_b(self, msg: None, now: float) -> None:
         self._time_out(Input.TIMER_B)
 
-    def _on_final(self, response: ResponseLike, now: float) -> None:
+    def _on_final(self, response: Response, now: float) -> None:
         # §17.1.1.2: "the client transaction MUST pass the received response up
         # to the TU, and the client transaction MUST generate an ACK request ...
         # Timer D to fire in 32 seconds for unreliable transports, and zero
         # seconds for reliable transports."
         self._pass_up(response, now)
-        self._ack = bytes(self._ack_factory(self._request, response))
-        self._send(self._ack)
+        self._on_final_again(response, now)  # the ACK receive() built
         self._start_timer(Input.TIMER_D, 0.0 if self._reliable else self._config.timer_d, now)
 
-    def _on_final_again(self, response: ResponseLike, now: float) -> None:
+    def _on_final_again(self, response: Response, now: float) -> None:
         # "Any retransmissions of the final response that are received while in
         # the "Completed" state MUST cause the ACK to be re-passed to the
         # transport layer for retransmission, but the newly received response
@@ -115,7 +129,7 @@ class ClientInviteTransaction(ClientTransaction):
         if self._ack is not None:
             self._send(self._ack)
 
-    def _on_2xx(self, response: ResponseLike, now: float) -> None:
+    def _on_2xx(self, response: Response, now: float) -> None:
         # RFC 6026 §8.4: "it MUST transition to the "Accepted" state, pass the 2xx
         # response to the TU, and set Timer M to 64*T1."
         self._pass_up(response, now)

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from sipmsg._errors import LocalProtocolError
+from sipmsg.message import Request, Response
+
 from ._common import (
     ClientTransaction,
     Input,
-    RequestLike,
-    ResponseLike,
     State,
     TransactionConfig,
     Transitions,
@@ -46,12 +47,15 @@ class ClientNonInviteTransaction(ClientTransaction):
 
     def __init__(
         self,
-        request: RequestLike,
+        request: Request,
         *,
         now: float,
         reliable: bool,
         config: TransactionConfig | None = None,
     ) -> None:
+        if request.method in (b"INVITE", b"ACK"):
+            # §17: INVITE has its own machines; "ACK ... is not a transaction" of its own.
+            raise LocalProtocolError(f"no non-INVITE transaction for {request.method!r}")
         super().__init__(request, State.TRYING, reliable=reliable, config=config)
         # §17.1.2.2: "The "Trying" state is entered when the TU initiates a new
         # client transaction with a request. When entering this state, the client
@@ -80,7 +84,7 @@ class ClientNonInviteTransaction(ClientTransaction):
     def _on_timer_f(self, msg: None, now: float) -> None:
         self._time_out(Input.TIMER_F)
 
-    def _on_final(self, response: ResponseLike, now: float) -> None:
+    def _on_final(self, response: Response, now: float) -> None:
         # "the client transaction MUST pass the response to the TU ... Timer K to
         # fire in T4 seconds for unreliable transports, and zero seconds for
         # reliable transports."

@@ -20,11 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from sipmsg._errors import LocalProtocolError, ParseError
+from sipmsg.builders import make_response
+from sipmsg.message import Request, Response
+
 from ._common import (
     AckReceived,
     Input,
-    RequestLike,
-    ResponseLike,
     ServerTransaction,
     State,
     TimedOut,
@@ -35,17 +37,12 @@ from ._common import (
 
 __all__ = ["ServerInviteTransaction", "TryingFactory"]
 
-TryingFactory = Callable[[RequestLike], ResponseLike]
+TryingFactory = Callable[[Request], Response]
 """Builds the 100 Trying for an INVITE (§8.2.6.1)."""
 
 
-def _default_trying_factory(invite: RequestLike) -> ResponseLike:
-    # Imported late: sipmsg's package __init__ imports this package, and the
-    # builder lives beside the message types.
-    from sipmsg import make_response  # type: ignore[attr-defined]  # noqa: PLC0415
-
-    trying: ResponseLike = make_response(invite, 100)
-    return trying
+def _trying(invite: Request) -> Response:
+    return make_response(invite, 100)
 
 
 class ServerInviteTransaction(ServerTransaction):
@@ -67,15 +64,17 @@ class ServerInviteTransaction(ServerTransaction):
 
     def __init__(
         self,
-        request: RequestLike,
+        request: Request,
         *,
         now: float,
         reliable: bool,
         config: TransactionConfig | None = None,
         trying_factory: TryingFactory | None = None,
     ) -> None:
+        if request.method != b"INVITE":
+            raise LocalProtocolError("a server INVITE transaction needs an INVITE")
         super().__init__(request, State.PROCEEDING, reliable=reliable, config=config)
-        self._trying_factory = _default_trying_factory if trying_factory is None else trying_factory
+        self._trying_factory = _trying if trying_factory is None else trying_factory
         # §17.2.1: "the server transaction MUST generate a 100 (Trying) response
         # unless it knows that the TU will generate a provisional or final
         # response within 200 ms".
@@ -86,14 +85,21 @@ class ServerInviteTransaction(ServerTransaction):
     # ----------------------------------------------------------------- actions
 
     def _on_timer_trying(self, msg: None, now: float) -> None:
-        self._send_response(self._trying_factory(self._request), now)
+        try:
+            trying = self._trying_factory(self._request)
+        except ParseError:
+            # The INVITE came from the wire: a header the 100 copies is
+            # malformed. A timer must not raise; the TU's answer (or the edge's
+            # 400) is what the peer will get.
+            return
+        self._send_response(trying, now)
 
-    def _on_provisional(self, response: ResponseLike, now: float) -> None:
+    def _on_provisional(self, response: Response, now: float) -> None:
         # The TU answered in time: no automatic 100 Trying.
         self._deadlines.pop(Input.TIMER_TRYING, None)
         self._send_response(response, now)
 
-    def _on_final(self, response: ResponseLike, now: float) -> None:
+    def _on_final(self, response: Response, now: float) -> None:
         # §17.2.1: "For unreliable transports, timer G is set to fire in T1
         # seconds ... For any transport, timer H MUST be set to fire in 64*T1
         # seconds."
@@ -116,14 +122,14 @@ class ServerInviteTransaction(ServerTransaction):
         # failure has occurred."
         self._emit(TimedOut(timer=Input.TIMER_H))
 
-    def _on_ack(self, ack: RequestLike, now: float) -> None:
+    def _on_ack(self, ack: Request, now: float) -> None:
         # "If an ACK is received while the server transaction is in the
         # "Completed" state, the server transaction MUST transition to the
         # "Confirmed" state ... timer I is set to fire in T4 seconds for
         # unreliable transports, and zero seconds for reliable transports."
         self._start_timer(Input.TIMER_I, 0.0 if self._reliable else self._config.t4, now)
 
-    def _on_2xx(self, response: ResponseLike, now: float) -> None:
+    def _on_2xx(self, response: Response, now: float) -> None:
         # RFC 6026 §8.5: "If, while in the "Proceeding" state, the TU passes a 2xx
         # response to the server transaction, the server transaction MUST pass
         # this response to the transport layer for transmission ... The server
@@ -132,7 +138,7 @@ class ServerInviteTransaction(ServerTransaction):
         self._send_response(response, now)
         self._start_timer(Input.TIMER_L, self._config.timeout, now)
 
-    def _on_2xx_ack(self, ack: RequestLike, now: float) -> None:
+    def _on_2xx_ack(self, ack: Request, now: float) -> None:
         # RFC 6026 §8.7: "passing any received ACKs to the TU".
         self._emit(AckReceived(request=ack))
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Final
 
+from sipmsg._errors import LocalProtocolError
+from sipmsg.message import Request, Response
+
 from ._common import (
     Input,
-    RequestLike,
-    ResponseLike,
     ServerTransaction,
     State,
     TransactionConfig,
@@ -45,15 +46,18 @@ class ServerNonInviteTransaction(ServerTransaction):
 
     def __init__(
         self,
-        request: RequestLike,
+        request: Request,
         *,
         now: float,
         reliable: bool,
         config: TransactionConfig | None = None,
     ) -> None:
+        if request.method in (b"INVITE", b"ACK"):
+            # §17: INVITE has its own machines; "ACK ... is not a transaction" of its own.
+            raise LocalProtocolError(f"no non-INVITE transaction for {request.method!r}")
         super().__init__(request, State.TRYING, reliable=reliable, config=config)
 
-    def _on_final(self, response: ResponseLike, now: float) -> None:
+    def _on_final(self, response: Response, now: float) -> None:
         # §17.2.2: "When the server transaction enters the "Completed" state, it
         # MUST set Timer J to fire in 64*T1 seconds for unreliable transports,
         # and zero seconds for reliable transports."
