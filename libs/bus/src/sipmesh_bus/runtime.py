@@ -237,9 +237,9 @@ class Service:
             StoppedError: stopped before the first connection (run_service exits 0).
         """
         loop = asyncio.get_running_loop()
+        await self._http.start()
         self._beat = loop.time()
         self._heartbeat = asyncio.create_task(self._beat_forever())
-        await self._http.start()
         log.info(
             "%s: metrics and health on http://%s:%d",
             self.name,
