@@ -1,0 +1,569 @@
+"""Header storage and the small typed header values sipmsg owns.
+
+:class:`Headers` keeps every header line as it came off the wire, in order, as
+``(raw_name, lower_canonical_name, value)`` triples (h11's ``Headers``). Compact
+forms are mapped to their canonical names in the lowered key only, so a
+message that says ``v:`` re-serializes as ``v:``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from ._abnf import TOKEN, WS, Params, format_params, is_token, parse_params, split_comma
+from ._errors import LocalProtocolError, ParseError
+
+__all__ = [
+    "COMPACT_FORMS",
+    "LIST_HEADERS",
+    "METHODS",
+    "CSeq",
+    "Headers",
+    "MediaType",
+    "canonical_name",
+    "display_name",
+    "parse_cseq",
+    "parse_media_type",
+    "parse_token_list",
+    "parse_uint",
+    "quick_param",
+    "split_header_lines",
+]
+
+# RFC 3261 §7.3.3: "SIP provides a mechanism to represent common header field
+# names in an abbreviated form." The first ten are §20's; the rest are the
+# compact forms registered by later RFCs (3265, 3515, 3892, 4028, 3841, 4474).
+COMPACT_FORMS: Final[dict[bytes, bytes]] = {
+    b"i": b"call-id",
+    b"m": b"contact",
+    b"e": b"content-encoding",
+    b"l": b"content-length",
+    b"c": b"content-type",
+    b"f": b"from",
+    b"s": b"subject",
+    b"k": b"supported",
+    b"t": b"to",
+    b"v": b"via",
+    b"o": b"event",
+    b"u": b"allow-events",
+    b"r": b"refer-to",
+    b"b": b"referred-by",
+    b"x": b"session-expires",
+    b"j": b"reject-contact",
+    b"a": b"accept-contact",
+    b"d": b"request-disposition",
+    b"y": b"identity",
+    b"n": b"identity-info",
+}
+
+# How a header is spelled when sipmsg writes it and names it in an error.
+_DISPLAY: Final[dict[bytes, str]] = {
+    n.lower().encode(): n
+    for n in [
+        "Accept",
+        "Accept-Contact",
+        "Accept-Encoding",
+        "Accept-Language",
+        "Alert-Info",
+        "Allow",
+        "Allow-Events",
+        "Authentication-Info",
+        "Authorization",
+        "Call-ID",
+        "Call-Info",
+        "Contact",
+        "Content-Disposition",
+        "Content-Encoding",
+        "Content-Language",
+        "Content-Length",
+        "Content-Type",
+        "CSeq",
+        "Date",
+        "Error-Info",
+        "Event",
+        "Expires",
+        "From",
+        "Identity",
+        "Identity-Info",
+        "In-Reply-To",
+        "Max-Forwards",
+        "MIME-Version",
+        "Min-Expires",
+        "Organization",
+        "Path",
+        "Priority",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "Proxy-Require",
+        "Record-Route",
+        "Refer-To",
+        "Referred-By",
+        "Reject-Contact",
+        "Reply-To",
+        "Request-Disposition",
+        "Require",
+        "Retry-After",
+        "Route",
+        "Server",
+        "Session-Expires",
+        "Subject",
+        "Supported",
+        "Timestamp",
+        "To",
+        "Unsupported",
+        "User-Agent",
+        "Via",
+        "Warning",
+        "WWW-Authenticate",
+    ]
+}
+
+# RFC 3261 §7.3.1: "Multiple header field rows with the same field-name MAY be
+# present in a message if and only if the entire field-value for that header
+# field is defined as a comma-separated list". These are the headers whose
+# grammar is such a list (the ``#`` rule); get_all() splits their values.
+LIST_HEADERS: Final[frozenset[bytes]] = frozenset(
+    b"accept accept-contact accept-encoding accept-language alert-info allow allow-events "
+    b"call-info contact content-encoding content-language error-info in-reply-to path "
+    b"proxy-require record-route reject-contact request-disposition require route "
+    b"supported unsupported via warning".split()
+)
+
+
+def canonical_name(name: bytes | str) -> bytes:
+    """The lower-case canonical name of a header, its compact form expanded.
+
+    >>> canonical_name(b"V")
+    b'via'
+    """
+    raw = name.encode("ascii") if isinstance(name, str) else name
+    low = raw.strip(WS).lower()
+    return COMPACT_FORMS.get(low, low)
+
+
+def display_name(lower: bytes) -> str:
+    """The usual spelling of a canonical header name (``b"cseq"`` -> ``"CSeq"``)."""
+    known = _DISPLAY.get(lower)
+    if known is not None:
+        return known
+    return "-".join(p.capitalize() for p in lower.decode("ascii", "replace").split("-"))
+
+
+METHODS: Final = frozenset(
+    b"INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER "
+    b"MESSAGE UPDATE".split()
+)
+"""The methods of RFC 3261 and its common extensions: tokens, no need to check."""
+
+HeaderField = tuple[bytes, bytes, bytes]
+"""One header line: (raw name, lower-case canonical name, value with folding undone)."""
+
+
+class Headers:
+    """The header lines of a message, in wire order.
+
+    Iterating yields ``(raw_name, lower_canonical_name, value)`` triples. Each
+    line's original bytes (folding and spacing included) are kept next to the
+    triple, so serializing writes an untouched line back byte for byte.
+    Instances are immutable; the editing methods return new ones.
+    """
+
+    __slots__ = ("_fields", "_keys", "_lines")
+
+    def __init__(self, fields: tuple[HeaderField, ...], lines: tuple[bytes, ...]) -> None:
+        # Internal: parse() and the editing methods keep both tuples parallel.
+        self._fields = fields
+        self._lines = lines
+        self._keys: tuple[bytes, ...] | None = None
+
+    def keys(self) -> tuple[bytes, ...]:
+        """The canonical lower-case name of each line, in order."""
+        keys = self._keys
+        if keys is None:
+            keys = self._keys = tuple([f[1] for f in self._fields])
+        return keys
+
+    def single(self, key: bytes) -> tuple[int, bytes | None]:
+        """How many lines have canonical name ``key``, and the first one's value."""
+        keys = self.keys()
+        count = keys.count(key)
+        return count, (self._fields[keys.index(key)][2] if count else None)
+
+    @classmethod
+    def from_pairs(cls, pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
+        """Build headers from ``(name, value)`` pairs, written ``name: value``.
+
+        Raises:
+            LocalProtocolError: a name is not a token, or a value holds CR or LF.
+        """
+        fields: list[HeaderField] = []
+        lines: list[bytes] = []
+        for name, value in pairs:
+            field, line = _make_field(name, value)
+            fields.append(field)
+            lines.append(line)
+        return cls(tuple(fields), tuple(lines))
+
+    def __iter__(self) -> Iterator[HeaderField]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __getitem__(self, index: int) -> HeaderField:
+        return self._fields[index]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Headers):
+            return NotImplemented
+        return self._lines == other._lines
+
+    def __hash__(self) -> int:
+        return hash(self._lines)
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._fields)!r})"
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, bytes | str):
+            return False
+        return canonical_name(name) in self.keys()
+
+    @property
+    def lines(self) -> tuple[bytes, ...]:
+        """Each header line as it will be serialized, without its CRLF."""
+        return self._lines
+
+    def get(self, name: bytes | str) -> bytes | None:
+        """The value of the first header line called ``name`` (any case or compact form)."""
+        return self.single(canonical_name(name))[1]
+
+    def get_lines(self, name: bytes | str) -> list[bytes]:
+        """The value of every header line called ``name``, one item per line, unsplit."""
+        key = canonical_name(name)
+        return [f[2] for f in self._fields if f[1] == key]
+
+    def get_all(self, name: bytes | str) -> list[bytes]:
+        """Every value of header ``name``, in order, whichever way it was written.
+
+        For the headers whose grammar is a comma-separated list (Via, Contact,
+        Route, Allow, Supported ...) each line is split on its separating commas
+        (quote- and angle-aware), so ``Via: a, b`` and two Via lines read the
+        same. Any other header yields one item per line, unsplit: the commas of
+        ``WWW-Authenticate`` or ``Date`` are not separators.
+
+        Raises:
+            ParseError: a list header holds an unterminated quoted-string.
+        """
+        key = canonical_name(name)
+        values = [f[2] for f in self._fields if f[1] == key]
+        if key not in LIST_HEADERS:
+            return values
+        out: list[bytes] = []
+        try:
+            for v in values:
+                out.extend(split_comma(v))
+        except ParseError as exc:
+            raise ParseError(
+                f"bad {display_name(key)} header: {exc.reason}", header=key.decode()
+            ) from exc
+        return out
+
+    def append(self, name: bytes, value: bytes) -> Headers:
+        """A copy with ``name: value`` added after the last line."""
+        field, line = _make_field(name, value)
+        return Headers((*self._fields, field), (*self._lines, line))
+
+    def prepend(self, name: bytes, value: bytes) -> Headers:
+        """A copy with ``name: value`` added before the first line."""
+        field, line = _make_field(name, value)
+        return Headers((field, *self._fields), (line, *self._lines))
+
+    def remove(self, name: bytes | str) -> Headers:
+        """A copy without any line called ``name``."""
+        key = canonical_name(name)
+        keep = [i for i, f in enumerate(self._fields) if f[1] != key]
+        return Headers(tuple(self._fields[i] for i in keep), tuple(self._lines[i] for i in keep))
+
+    def replace(self, name: bytes, value: bytes) -> Headers:
+        """A copy where the first line called ``name`` becomes ``name: value`` and
+        any other line of that name is dropped; appended when there was none."""
+        key = canonical_name(name)
+        field, line = _make_field(name, value)
+        fields: list[HeaderField] = []
+        lines: list[bytes] = []
+        done = False
+        for f, raw in zip(self._fields, self._lines, strict=True):
+            if f[1] != key:
+                fields.append(f)
+                lines.append(raw)
+            elif not done:
+                fields.append(field)
+                lines.append(line)
+                done = True
+        if not done:
+            fields.append(field)
+            lines.append(line)
+        return Headers(tuple(fields), tuple(lines))
+
+
+def _make_field(name: bytes, value: bytes) -> tuple[HeaderField, bytes]:
+    if not is_token(name):
+        raise LocalProtocolError(f"header name {name!r} is not a token")
+    if b"\r" in value or b"\n" in value:
+        raise LocalProtocolError(f"header value for {name!r} holds CR or LF")
+    value = value.strip(WS)
+    return (name, canonical_name(name), value), name + b": " + value
+
+
+# ---------------------------------------------------------------------------
+# Splitting the header block
+
+# LWS = [*WSP CRLF] 1*WSP (§25.1); a folded line continues the previous one.
+_FOLD_RE: Final = re.compile(rb"[ \t]*\r?\n[ \t]+")
+_NAME_RE: Final = re.compile(rb"\A" + TOKEN + rb"\Z")
+_CONTENT_LENGTH: Final = b"content-length"
+
+
+def _known_raw() -> dict[bytes, bytes]:
+    """Header names as they are usually spelled on the wire -> canonical key.
+
+    A hit skips lower-casing and the token check. Every spelling of a name maps
+    to one shared key object, so ``key is _CONTENT_LENGTH`` is a valid test.
+    """
+    keys = {_CONTENT_LENGTH: _CONTENT_LENGTH}
+    table: dict[bytes, bytes] = {}
+    for lower in _COMMON_NAMES:
+        key = keys.setdefault(lower, lower)
+        shown = display_name(lower).encode()
+        titled = b"-".join(p.capitalize() for p in lower.split(b"-"))
+        for spelling in (lower, lower.upper(), shown, titled):
+            table[spelling] = key
+    for short, lower in COMPACT_FORMS.items():
+        key = keys.setdefault(lower, lower)
+        table[short] = table[short.upper()] = key
+    return table
+
+
+_COMMON_NAMES: Final = (
+    b"via call-id cseq from to contact content-length content-type max-forwards route "
+    b"record-route expires allow supported require user-agent server authorization "
+    b"proxy-authorization www-authenticate proxy-authenticate accept date subject path event "
+    b"allow-events proxy-require unsupported content-disposition content-encoding min-expires "
+    b"accept-encoding accept-language alert-info call-info error-info organization priority "
+    b"reply-to retry-after timestamp warning session-expires min-se refer-to referred-by "
+    b"p-asserted-identity p-preferred-identity privacy rack rseq mime-version in-reply-to "
+    b"authentication-info identity identity-info reason"
+).split()
+_KNOWN_RAW: Final = _known_raw()
+
+
+def _unfold(lines: list[bytes]) -> list[bytes]:
+    """Join each continuation line to the line it continues, CRLF kept."""
+    out: list[bytes] = []
+    for ln in lines:
+        if ln[:1] in (b" ", b"\t"):
+            if not out:
+                raise ParseError("header block starts with a continuation line")
+            out[-1] += b"\r\n" + ln
+        else:
+            out.append(ln)
+    return out
+
+
+class _FoldedError(Exception):
+    """A header line starts with white space: the block needs unfolding first."""
+
+
+def split_header_lines(lines: list[bytes]) -> tuple[Headers, int | None]:
+    """Build :class:`Headers` from the header block's lines (start line excluded).
+
+    Returns:
+        The headers and the Content-Length value, or None when there is none.
+
+    Raises:
+        ParseError: a line has no colon or a bad name, Content-Length appears
+            twice or is not a number.
+    """
+    try:
+        fields, content_length = _split_fields(lines)
+    except _FoldedError:
+        # LWS = [*WSP CRLF] 1*WSP (§25.1): a line that starts with white space
+        # continues the previous one; the value reads as if joined by one SP.
+        lines = _unfold(lines)
+        fields, content_length = _split_fields([_FOLD_RE.sub(b" ", ln) for ln in lines])
+    return Headers(fields, tuple(lines)), content_length
+
+
+def _split_fields(lines: list[bytes]) -> tuple[tuple[HeaderField, ...], int | None]:
+    fields: list[HeaderField] = []
+    append = fields.append
+    known = _KNOWN_RAW
+    content_length: int | None = None
+    for ln in lines:
+        name, colon, value = ln.partition(b":")
+        key = known.get(name) if colon else None
+        if key is None:
+            if ln[:1] in (b" ", b"\t"):
+                raise _FoldedError
+            name, key = _slow_name(name, colon, ln)
+        if key is _CONTENT_LENGTH:
+            if content_length is not None:
+                raise ParseError("more than one Content-Length header", header="content-length")
+            content_length = parse_uint(value, header="content-length")
+        append((name, key, value.strip(b" \t")))
+    return tuple(fields), content_length
+
+
+def _slow_name(name: bytes, colon: bytes, line: bytes) -> tuple[bytes, bytes]:
+    if not colon:
+        raise ParseError(f"header line without a colon: {line[:40]!r}")
+    # HCOLON = *( SP / HTAB ) ":" SWS
+    name = name.rstrip(WS)
+    low = name.lower()
+    key = _KNOWN_RAW.get(low)
+    if key is None:
+        if _NAME_RE.match(low) is None:
+            raise ParseError(f"bad header name {name[:40]!r}")
+        key = low
+    return name, key
+
+
+# ---------------------------------------------------------------------------
+# Typed values
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CSeq:
+    """A CSeq header (RFC 3261 §20.16): ``CSeq: 4711 INVITE``."""
+
+    seq: int
+    """The sequence number, below 2**31."""
+    method: bytes
+    """The method, case-sensitive as on the wire."""
+
+    def __bytes__(self) -> bytes:
+        return b"%d %s" % (self.seq, self.method)
+
+
+def parse_cseq(value: bytes) -> CSeq:
+    """Parse a CSeq header value.
+
+    §20.16: "The sequence number MUST be expressible as a 32-bit unsigned
+    integer and MUST be less than 2**31."  ``CSeq = "CSeq" HCOLON 1*DIGIT LWS Method``
+
+    Raises:
+        ParseError: "bad CSeq header" (400).
+    """
+    parts = value.split()
+    if len(parts) != 2:
+        raise ParseError("bad CSeq header", header="cseq")
+    digits, method = parts
+    if not digits.isdigit() or (method not in METHODS and not is_token(method)):
+        raise ParseError("bad CSeq header", header="cseq")
+    seq = int(digits) if len(digits) < 11 else 2**31
+    if seq >= 2**31:
+        raise ParseError("bad CSeq header: sequence number too large", header="cseq")
+    return CSeq(seq=seq, method=method)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaType:
+    """A Content-Type value (RFC 3261 §20.15): ``application/sdp;charset=utf-8``."""
+
+    type: bytes
+    """The top-level type, lower-cased (media types are case-insensitive)."""
+    subtype: bytes
+    """The subtype, lower-cased."""
+    params: Params = ()
+    """Parameters in wire order: (lower-case name, raw value or None)."""
+
+    @property
+    def mime(self) -> bytes:
+        """``type/subtype`` without parameters, for comparisons."""
+        return self.type + b"/" + self.subtype
+
+    def __bytes__(self) -> bytes:
+        return self.type + b"/" + self.subtype + format_params(self.params)
+
+
+def parse_media_type(value: bytes) -> MediaType:
+    """Parse ``m-type SLASH m-subtype *(SEMI m-parameter)`` (§20.15, §25.1).
+
+    Raises:
+        ParseError: "bad Content-Type header" (400).
+    """
+    head, _, rest = value.partition(b";")
+    mtype, slash, sub = head.partition(b"/")
+    mtype = mtype.strip(WS)
+    sub = sub.strip(WS)
+    if not slash or not is_token(mtype) or not is_token(sub):
+        raise ParseError("bad Content-Type header", header="content-type")
+    try:
+        params = parse_params(rest, header="content-type") if rest else ()
+    except ParseError as exc:
+        raise ParseError(f"bad Content-Type header: {exc.reason}", header="content-type") from exc
+    return MediaType(type=mtype.lower(), subtype=sub.lower(), params=params)
+
+
+def parse_token_list(value: bytes, *, header: str = "header") -> tuple[bytes, ...]:
+    """Parse a comma-separated list of tokens (Allow, Supported, Require ...).
+
+    An empty value is an empty list: ``Supported = ( "Supported" / "k" ) HCOLON
+    [option-tag *(COMMA option-tag)]``.
+
+    Raises:
+        ParseError: an element is not a token.
+    """
+    items = split_comma(value)
+    for item in items:
+        if not is_token(item):
+            raise ParseError(f"bad {display_name(header.encode())} header", header=header)
+    return tuple(items)
+
+
+def quick_param(value: bytes, marker: bytes) -> tuple[bool, bytes | None]:
+    """Read one header parameter (``marker`` like ``b";tag="``) without a full parse.
+
+    For the edge's classifying parse: the From/To tag and the top Via branch
+    in the common, plainly written case. Returns ``(True, value or None)``
+    when the answer is certain, ``(False, None)`` when the value needs the real
+    parser (quotes, white space around ``=``, an odd parameter value).
+    """
+    if b'"' in value:
+        return False, None
+    if b"<" in value:
+        params = value[value.rfind(b">") + 1 :]
+    else:
+        # §20.10: without angle brackets, everything after the first ";" is a
+        # header parameter (and a via-parm's parameters follow its sent-by).
+        start = value.find(b";")
+        if start < 0:
+            return True, None
+        params = value[start:]
+    low = params.lower()
+    at = low.find(marker)
+    if at < 0:
+        return marker[1:-1] not in low, None
+    at += len(marker)
+    end = params.find(b";", at)
+    found = params[at:] if end < 0 else params[at:end]
+    if not found or b" " in found or b"\t" in found:
+        return False, None
+    return True, found
+
+
+def parse_uint(value: bytes, *, header: str, maximum: int = 2**32 - 1) -> int:
+    """Parse ``1*DIGIT`` up to ``maximum`` (Max-Forwards, Expires, Content-Length ...).
+
+    Raises:
+        ParseError: not digits, or above ``maximum`` (400).
+    """
+    v = value.strip(WS)
+    # isdigit() accepts non-ASCII digits only for str; on bytes it is ASCII 0-9.
+    if not v.isdigit() or (len(v) > 20 or int(v) > maximum):
+        raise ParseError(f"bad {display_name(header.encode())} header", header=header)
+    return int(v)
