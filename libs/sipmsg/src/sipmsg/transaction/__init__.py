@@ -19,15 +19,18 @@ from ._common import (
     TransportFailed,
     TxEvent,
 )
+from ._key import MAGIC_COOKIE, ClientKey, ServerKey, client_key, server_key
 from .client_invite import AckFactory, ClientInviteTransaction
 from .client_non_invite import ClientNonInviteTransaction
 from .server_invite import ServerInviteTransaction, TryingFactory
 from .server_non_invite import ServerNonInviteTransaction
 
 __all__ = [
+    "MAGIC_COOKIE",
     "AckFactory",
     "AckReceived",
     "ClientInviteTransaction",
+    "ClientKey",
     "ClientNonInviteTransaction",
     "Input",
     "Request",
@@ -35,6 +38,7 @@ __all__ = [
     "Response",
     "ResponseReceived",
     "ServerInviteTransaction",
+    "ServerKey",
     "ServerNonInviteTransaction",
     "State",
     "Terminated",
@@ -43,4 +47,6 @@ __all__ = [
     "TransportFailed",
     "TryingFactory",
     "TxEvent",
+    "client_key",
+    "server_key",
 ]
