@@ -1,0 +1,306 @@
+"""Via header values (RFC 3261 §20.42, §18.2.1; RFC 3581 rport; RFC 5118 IPv6).
+
+RFC 3261 §25.1::
+
+    via-parm       =  sent-protocol LWS sent-by *( SEMI via-params )
+    sent-protocol  =  protocol-name SLASH protocol-version SLASH transport
+    sent-by        =  host [ COLON port ]
+    via-params     =  via-ttl / via-maddr / via-received / via-branch / via-extension
+    via-received   =  "received" EQUAL (IPv4address / IPv6address)
+    via-branch     =  "branch" EQUAL token
+
+RFC 3581 §3 adds ``response-port = "rport" [EQUAL 1*DIGIT]``.
+
+The top Via is read for every message that crosses the edge, so the common
+shape (``SIP/2.0/UDP host:port;branch=...``) takes a short path of plain
+bytes methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Final
+
+from ._abnf import (
+    TOKEN,
+    TOKEN_CHARS,
+    WS,
+    Params,
+    check_gen_values,
+    check_host,
+    format_params,
+    ip_key,
+    is_token,
+    param,
+    parse_params,
+    parse_port,
+    set_param,
+    split_comma,
+    split_hostport,
+)
+from ._errors import ParseError
+
+__all__ = [
+    "MAGIC_COOKIE",
+    "Via",
+    "is_rfc3261_branch",
+    "make_via",
+    "parse_via",
+    "parse_via_list",
+]
+
+MAGIC_COOKIE: Final = b"z9hG4bK"
+"""RFC 3261 §8.1.1.7: "The branch ID inserted by an element compliant with this
+specification MUST always begin with the characters "z9hG4bK"."."""
+
+# The shape nearly every Via has, matched in one go (host and port are still
+# checked after): "SIP/2.0/UDP host:port;params". Anything else (white space
+# around "/" or ":", IPv6, lower-case "sip") takes the general path.
+_COMMON_RE: Final = re.compile(
+    rb"SIP/2\.0/(" + TOKEN + rb") ([A-Za-z0-9._\-]+)(?::([0-9]{1,5}))?(?:;(.*))?", re.DOTALL
+)
+
+
+def is_rfc3261_branch(branch: bytes | None) -> bool:
+    """True when ``branch`` starts with the magic cookie and has more after it.
+
+    Without the cookie the sender follows RFC 2543, and transactions must be
+    matched the old way (§17.2.3).
+    """
+    return (
+        branch is not None and len(branch) > len(MAGIC_COOKIE) and branch.startswith(MAGIC_COOKIE)
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Via:
+    """One via-parm. ``bytes()`` of a parsed value returns it as written."""
+
+    protocol: bytes = b"SIP/2.0"
+    #: protocol-name "/" protocol-version, the name upper-cased.
+    transport: bytes
+    #: Upper-cased: UDP, TCP, TLS, SCTP, WS, WSS, or any other token.
+    host: bytes
+    #: The sent-by host: a hostname, an IPv4 address or a bracketed IPv6 reference.
+    port: int | None = None
+    #: The sent-by port, None when absent.
+    params: Params = ()
+    #: Parameters in order: (lower-cased name, raw value or None).
+    _raw: bytes | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __bytes__(self) -> bytes:
+        if self._raw is not None:
+            return self._raw
+        out = self.protocol + b"/" + self.transport + b" " + self.sent_by
+        return out + format_params(self.params)
+
+    @property
+    def sent_by(self) -> bytes:
+        """``host[:port]`` as it would be written."""
+        return self.host if self.port is None else self.host + b":%d" % self.port
+
+    @property
+    def branch(self) -> bytes | None:
+        """The branch parameter, or None (an RFC 2543 peer may send none)."""
+        return param(self.params, b"branch")
+
+    @property
+    def received(self) -> bytes | None:
+        """The received parameter as written (IPv6 with or without brackets), or None."""
+        return param(self.params, b"received")
+
+    @property
+    def rport(self) -> int | None:
+        """The rport value filled in by a server (RFC 3581 §4), or None."""
+        value = param(self.params, b"rport")
+        return int(value) if value else None
+
+    @property
+    def has_rport(self) -> bool:
+        """True when ``rport`` is present, with or without a value.
+
+        ``has_rport and rport is None`` is a client asking for symmetric
+        response routing (RFC 3581 §3).
+        """
+        return param(self.params, b"rport") is not None
+
+    @property
+    def maddr(self) -> bytes | None:
+        """The maddr parameter, or None."""
+        return param(self.params, b"maddr")
+
+    @property
+    def ttl(self) -> int | None:
+        """The ttl parameter (checked to be 0..255 when parsed), or None."""
+        value = param(self.params, b"ttl")
+        return None if value is None else int(value)
+
+    def with_param(self, name: bytes, value: bytes | None = None) -> Via:
+        """A copy with parameter ``name`` (lower-case) set in place or appended."""
+        return dataclasses.replace(self, params=set_param(self.params, name, value))
+
+    def with_received(self, source_host: bytes, source_port: int) -> Via:
+        """The Via a server keeps after receiving a request from ``source_host:source_port``.
+
+        RFC 3261 §18.2.1: "If the host portion of the "sent-by" parameter
+        contains a domain name, or if it contains an IP address that differs
+        from the packet source address, the server MUST add a "received"
+        parameter". RFC 3581 §4: when rport is present without a value the
+        server "MUST set the value of the parameter to the source port" and
+        "MUST add a received parameter ... even if it is identical to the
+        value of the 'sent-by' component".
+
+        Args:
+            source_host: the packet's source IP address (IPv6 with or without
+                brackets); written without brackets, as the RFC 3261 ABNF has it.
+            source_port: the packet's source port.
+
+        Returns:
+            ``self`` when nothing needs adding, else a changed copy.
+        """
+        if source_host[:1] == b"[":
+            source_host = source_host[1:-1]
+        rport_asked = self.has_rport and self.rport is None
+        differs = ip_key(self.host) is None or ip_key(self.host) != ip_key(source_host)
+        if not differs and not rport_asked:
+            return self
+        params = set_param(self.params, b"received", source_host)
+        if rport_asked:
+            params = set_param(params, b"rport", b"%d" % source_port)
+        return dataclasses.replace(self, params=params)
+
+
+def make_via(
+    *,
+    transport: bytes,
+    host: bytes,
+    port: int | None = None,
+    branch: bytes,
+    rport: bool = False,
+    params: Params = (),
+) -> Via:
+    """Build the Via an element puts on a request it sends (RFC 3261 §8.1.1.7, §16.6).
+
+    Args:
+        transport: UDP, TCP, TLS, SCTP, WS, WSS (any case).
+        host: the sent-by host (IPv6 in brackets).
+        port: the sent-by port, or None.
+        branch: the branch, normally ``MAGIC_COOKIE + something unique``.
+        rport: add ``;rport`` to ask for symmetric responses (RFC 3581).
+        params: extra parameters, written after branch and rport.
+    """
+    head: Params = ((b"branch", branch),)
+    if rport:
+        head += ((b"rport", None),)
+    return Via(transport=transport.upper(), host=host, port=port, params=head + params)
+
+
+def parse_via(data: bytes) -> Via:
+    """Parse one via-parm.
+
+    Raises:
+        ParseError: (status_hint 400) a malformed sent-protocol, sent-by or
+            parameter.
+    """
+    value = data.strip(WS)
+    try:
+        return _parse_via(value)
+    except ParseError as exc:
+        if exc.header is None:
+            exc.header = "via"
+        raise
+
+
+def _parse_via(value: bytes) -> Via:
+    m = _COMMON_RE.fullmatch(value)
+    if m is not None:
+        transport, host, port_bytes, param_bytes = m.groups()
+        check_host(host)
+        port = None if port_bytes is None else parse_port(port_bytes)
+        protocol = b"SIP/2.0"
+    else:
+        protocol, transport, rest = _sent_protocol(value)
+        if not is_token(transport):
+            raise ParseError(f"bad Via transport {transport!r}")
+        semi = rest.find(b";")
+        host, port = split_hostport((rest if semi < 0 else rest[:semi]).strip(WS), lws=True)
+        param_bytes = None if semi < 0 else rest[semi + 1 :]
+    params = () if param_bytes is None else _parse_via_params(param_bytes)
+    via = Via(protocol=protocol, transport=transport.upper(), host=host, port=port, params=params)
+    object.__setattr__(via, "_raw", value)
+    return via
+
+
+def _sent_protocol(value: bytes) -> tuple[bytes, bytes, bytes]:
+    # sent-protocol = protocol-name SLASH protocol-version SLASH transport
+    # SLASH = SWS "/" SWS, so "SIP / 2.0 / UDP" is allowed (RFC 4475 wsinv).
+    name, _, rest = value.partition(b"/")
+    version, _, rest = rest.partition(b"/")
+    name = name.strip(WS)
+    version = version.strip(WS)
+    if not is_token(name) or not is_token(version):
+        raise ParseError(f"bad Via sent-protocol {value[:40]!r}")
+    rest = rest.lstrip(WS)
+    end = 0
+    while end < len(rest) and rest[end] not in WS:
+        end += 1
+    if end == len(rest):
+        raise ParseError("Via without sent-by")
+    return name.upper() + b"/" + version, rest[:end], rest[end + 1 :]
+
+
+def _parse_via_params(value: bytes) -> Params:
+    if b'"' in value or b" " in value or b"\t" in value:
+        params = parse_params(value)
+    else:
+        # The common shape, without quotes or white space: the same result as
+        # parse_params (empty items skipped, names lower-cased), faster.
+        items: list[tuple[bytes, bytes | None]] = []
+        for item in value.split(b";"):
+            if not item:
+                continue
+            name, eq, raw = item.partition(b"=")
+            if not name or name.translate(None, TOKEN_CHARS):
+                raise ParseError(f"bad parameter name {name!r}")
+            if eq and not raw:
+                raise ParseError(f"empty value for parameter {name!r}")
+            items.append((name.lower(), raw if eq else None))
+        params = tuple(items)
+    for name, val in params:
+        if name == b"branch":
+            if val is None or val.translate(None, TOKEN_CHARS):
+                raise ParseError(f"bad Via branch {val!r}")
+        elif name == b"received":
+            # RFC 5118 §4.5 shows received=[2001:db8::9:255]: accept the
+            # reference as well as the ABNF's bare IPv6address.
+            if val is None or ip_key(val) is None:
+                raise ParseError(f"bad Via received {val!r}")
+        elif name == b"rport":
+            if val is not None:
+                parse_port(val)
+        elif name == b"ttl":
+            if val is None or not val.isdigit() or len(val) > 3 or int(val) > 255:
+                raise ParseError(f"bad Via ttl {val!r}")
+        elif name == b"maddr":
+            if val is None:
+                raise ParseError("Via maddr without a value")
+            check_host(val)
+        elif val is not None and val[0] != 0x22:
+            check_gen_values(((name, val),))
+    return params
+
+
+def parse_via_list(data: bytes) -> tuple[Via, ...]:
+    """Parse a Via header value that may hold several comma-separated via-parms.
+
+    Raises:
+        ParseError: the value is empty or a via-parm is malformed.
+    """
+    if b"," not in data:
+        return (parse_via(data),)
+    parts = split_comma(data)
+    if not parts:
+        raise ParseError("empty Via")
+    return tuple(parse_via(p) for p in parts)
