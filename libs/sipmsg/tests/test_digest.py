@@ -355,6 +355,26 @@ def test_verify_accepts_upper_case_response_and_nc() -> None:
     assert verify(parse_credentials(raw), method=b"INVITE", ha1=ha1_sha256(b"u", b"r", b"p"))
 
 
+def test_verify_qop_token_case_insensitive() -> None:
+    key = ha1_md5(b"u", b"r", b"p")
+    response = compute_response(
+        ha1=key, nonce=b"n", method=b"BYE", uri=b"sip:r", qop=b"AUTH", nc=3, cnonce=b"c"
+    )
+    creds = Credentials(
+        username=b"u", realm=b"r", nonce=b"n", uri=b"sip:r", response=response,
+        qop=b"AUTH", nc=3, cnonce=b"c",
+    )  # fmt: skip
+    assert verify(creds, method=b"BYE", ha1=key)
+
+
+def test_verify_uses_replaced_nc_not_stale_raw_param() -> None:
+    creds = parse_credentials(bytes(_good()))
+    key = ha1_sha256(b"u", b"r", b"p")
+    assert verify(creds, method=b"INVITE", ha1=key)
+    assert not verify(dataclasses.replace(creds, nc=2), method=b"INVITE", ha1=key)
+    assert not verify(dataclasses.replace(creds, nc=-1), method=b"INVITE", ha1=key)
+
+
 def test_verify_rejects_other_scheme() -> None:
     creds = parse_credentials(b'Bearer token="abc"')
     assert not verify(creds, method=b"INVITE", ha1=b"00")

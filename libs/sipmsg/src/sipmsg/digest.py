@@ -389,6 +389,10 @@ def _nc_text(nc: int) -> bytes:
     return b"%08x" % nc
 
 
+def _is_sess(algorithm: bytes | None) -> bool:
+    return algorithm is not None and algorithm.upper().endswith(_SESS)
+
+
 def _response(
     family: bytes,
     sess: bool,
@@ -411,7 +415,7 @@ def _response(
     # RFC 7616 §3.4.3: A2 = Method ":" request-uri, and for auth-int
     # A2 = Method ":" request-uri ":" H(entity-body).
     a2 = method + b":" + uri
-    if qop == b"auth-int":
+    if qop is not None and qop.lower() == b"auth-int":
         a2 += b":" + _hash(family, body)
     ha2 = _hash(family, a2)
     if qop is None:
@@ -451,12 +455,11 @@ def compute_response(
             nc / cnonce.
     """
     family = _family_or_raise(algorithm)
-    if qop is not None and qop not in _QOPS:
+    if qop is not None and qop.lower() not in _QOPS:
         raise LocalProtocolError(f"unsupported qop {qop!r}")
-    sess = algorithm is not None and algorithm.upper().endswith(_SESS)
     return _response(
         family,
-        sess,
+        _is_sess(algorithm),
         ha1,
         nonce=nonce,
         method=method,
@@ -477,8 +480,7 @@ def verify(credentials: Credentials, *, method: bytes, ha1: bytes, body: bytes =
 
     Args:
         credentials: as parsed from the request.
-        method: the request method (for ACK and CANCEL, the method of the
-            request being acknowledged or cancelled is still the request's own).
+        method: the method of the request carrying the credentials.
         ha1: the stored HA1 of :func:`hash_family` ``(credentials.algorithm)``.
         body: the request body, used for ``qop=auth-int``.
 
@@ -490,13 +492,10 @@ def verify(credentials: Credentials, *, method: bytes, ha1: bytes, body: bytes =
     if credentials.scheme.lower() != b"digest":
         return False
     family = hash_family(credentials.algorithm)
-    algorithm = credentials.algorithm
-    sess = algorithm is not None and algorithm.upper().endswith(_SESS)
+    sess = _is_sess(credentials.algorithm)
     qop = credentials.qop
-    nc_text = _get(credentials.params, b"nc")
-    if nc_text is None and credentials.nc is not None:
-        nc_text = _nc_text(credentials.nc)
-    if family is None or (qop is not None and qop not in _QOPS):
+    nc_text = _nc_as_sent(credentials)
+    if family is None or (qop is not None and qop.lower() not in _QOPS):
         return False
     if (qop is not None and (nc_text is None or credentials.cnonce is None)) or (
         sess and credentials.cnonce is None
@@ -515,6 +514,16 @@ def verify(credentials: Credentials, *, method: bytes, ha1: bytes, body: bytes =
         body=body,
     )
     return hmac.compare_digest(expected, credentials.response.lower())
+
+
+def _nc_as_sent(credentials: Credentials) -> bytes | None:
+    # The digest covers the nc text the client sent; it may be upper-case hex.
+    if credentials.nc is None or not 0 <= credentials.nc <= 0xFFFFFFFF:
+        return None
+    raw = _get(credentials.params, b"nc")
+    if raw is not None and _NC_RE.match(raw) and int(raw, 16) == credentials.nc:
+        return raw
+    return _nc_text(credentials.nc)
 
 
 def build_authorization(
@@ -586,10 +595,6 @@ def build_authorization(
         nc=nc if qop is not None else None,
         userhash=hashed,
     )
-
-
-def _is_sess(algorithm: bytes | None) -> bool:
-    return algorithm is not None and algorithm.upper().endswith(_SESS)
 
 
 def _choose_qop(offered: tuple[bytes, ...], wanted: bytes | None) -> bytes | None:
