@@ -33,9 +33,11 @@ from sipmsg.message import Request, Response
 
 __all__ = [
     "AckReceived",
+    "ClientTransaction",
     "Input",
     "RequestReceived",
     "ResponseReceived",
+    "ServerTransaction",
     "State",
     "Terminated",
     "TimedOut",
