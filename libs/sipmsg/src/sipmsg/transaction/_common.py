@@ -223,7 +223,12 @@ Transitions: TypeAlias = Mapping[tuple[State, Input], tuple[Action | None, State
 
 
 class Transaction:
-    """The table-driven engine the four machines share. Not used directly."""
+    """The table-driven engine the four machines share.
+
+    Never instantiated itself; handy as the type of a table of transactions.
+    Subclasses set ``_TRANSITIONS`` and ``_STATE_TIMERS`` and add ``receive``
+    (and, server side, ``send``).
+    """
 
     __slots__ = (
         "_config",
