@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from sipmsg import (
     REASON_PHRASES,
     LocalProtocolError,
@@ -28,6 +27,12 @@ def _load(name: str) -> Request | Response:
     return parse((VECTORS / "rfc3261-ex" / name).read_bytes())
 
 
+def _request(data: bytes) -> Request:
+    msg = parse(data)
+    assert isinstance(msg, Request)
+    return msg
+
+
 def _invite(name: str = "invite-proxied.sip") -> Request:
     msg = _load(name)
     assert isinstance(msg, Request)
@@ -45,7 +50,9 @@ def test_make_response_copies_per_8_2_6() -> None:
     assert resp.to.tag == b"a6c85cf"
     assert resp.to.uri == req.to.uri
     assert resp.content_length == 0
-    validate_response(parse(bytes(resp)))
+    reparsed = parse(bytes(resp))
+    assert isinstance(reparsed, Response)
+    validate_response(reparsed)
     assert parse(bytes(resp)) == resp
 
 
@@ -111,7 +118,7 @@ def test_make_ack_for_non2xx_per_17_1_1_3() -> None:
     assert ack.cseq.seq == invite.cseq.seq
     assert ack.cseq.method == b"ACK"
     assert len(ack.route) == 1
-    validate_request(parse(bytes(ack)))
+    validate_request(_request(bytes(ack)))
 
 
 def test_make_ack_refuses_2xx_and_non_invite() -> None:
@@ -133,7 +140,7 @@ def test_make_cancel_per_9_1() -> None:
         assert cancel.header(name) == invite.header(name)
     assert cancel.cseq.seq == invite.cseq.seq
     assert cancel.cseq.method == b"CANCEL"
-    validate_request(parse(bytes(cancel)))
+    validate_request(_request(bytes(cancel)))
     with pytest.raises(LocalProtocolError):
         make_cancel(cancel)
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from sipmsg import (
     ParseError,
     Request,
@@ -155,10 +154,12 @@ def test_torture_invalid_raises_parse_error(
 
 @pytest.mark.parametrize("name", EITHER_5118)
 def test_torture_implementation_defined_raises_only_parse_error(name: str) -> None:
+    status = 0
     try:
         _validate(parse(_load("rfc5118", name)))
     except ParseError as exc:
-        assert exc.status_hint == 400
+        status = exc.status_hint
+    assert status in (0, 400)
 
 
 def test_torture_wsinv_fields() -> None:
