@@ -1,0 +1,342 @@
+"""What the edge decides about one message by itself: pure, no sockets, no clock, no NATS.
+
+RFC 3261 §16.3 lists the checks a proxy runs before it forwards a request; the
+edge runs the ones that need no service (syntax, Max-Forwards, loops, OPTIONS
+addressed to itself, methods it does not know) and passes everything else on::
+
+    classify(data)          -> KeepAlive | Garbage | Request | Response
+    answer_locally(req, me) -> Response | None   (None: ask the registrar/router)
+    stamp_via(req, host, port) -> bytes          (received/rport on the top Via)
+    response_destination(via, ...)               (where a response over UDP goes)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+from sipmesh_bus.subjects import SIP_REGISTER, SIP_ROUTE
+from sipmsg import (
+    LocalProtocolError,
+    ParseError,
+    ParserConfig,
+    Request,
+    Response,
+    make_response,
+    parse,
+    validate_request,
+    validate_response,
+)
+from sipmsg._abnf import ip_key, split_comma
+from sipmsg.headers import split_header_lines
+from sipmsg.uri import SipUri
+from sipmsg.via import Via
+
+__all__ = [
+    "ALLOW",
+    "SUPPORTED_METHODS",
+    "EdgeIdentity",
+    "Garbage",
+    "Incoming",
+    "KeepAlive",
+    "answer_locally",
+    "bus_subject_for",
+    "carries_sdp",
+    "classify",
+    "error_response",
+    "response_destination",
+    "retry_later",
+    "stamp_via",
+]
+
+SUPPORTED_METHODS: Final = frozenset(
+    b"REGISTER INVITE ACK BYE CANCEL OPTIONS PRACK UPDATE INFO REFER NOTIFY SUBSCRIBE "
+    b"MESSAGE PUBLISH".split()
+)
+#: The Allow header value of 501 and of the answer to OPTIONS (§20.5).
+ALLOW: Final = b", ".join(sorted(SUPPORTED_METHODS))
+_ACCEPT: Final = b"application/sdp"
+_DEFAULT_SIP_PORT: Final = 5060
+_DEFAULT_SIPS_PORT: Final = 5061
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EdgeIdentity:
+    """The names and ports under which this edge is reached (what "to itself" means)."""
+
+    edge_id: str
+    #: This edge's id (a NATS token).
+    hosts: frozenset[bytes]
+    #: Host names (lower-case) and IP literals the edge answers to, advertised ones included.
+    ports: frozenset[int]
+    #: The ports the edge listens on (UDP and streams).
+    supported: tuple[bytes, ...] = ()
+    #: Option-tags listed in Supported in the answer to OPTIONS.
+
+    def is_self(self, host: bytes, port: int | None, *, sips: bool = False) -> bool:
+        """True when ``host:port`` names this edge (IP literals compared by value)."""
+        if port is None:
+            port = _DEFAULT_SIPS_PORT if sips else _DEFAULT_SIP_PORT
+        if port not in self.ports:
+            return False
+        if host.lower() in self.hosts:
+            return True
+        key = ip_key(host)
+        return key is not None and key in _host_keys(self.hosts)
+
+
+def _host_keys(hosts: frozenset[bytes]) -> frozenset[bytes]:
+    return frozenset(k for k in (ip_key(h) for h in hosts) if k is not None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KeepAlive:
+    """CRLF keep-alive (RFC 5626 §4.4.1): nothing to answer over UDP."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Garbage:
+    """Bytes that are not a usable SIP message."""
+
+    error: ParseError
+    #: Why; ``error.status_hint`` is the status to answer with.
+    response: Response | None
+    #: The error response to send back, or None when none can be built (silence).
+
+
+Incoming: TypeAlias = KeepAlive | Garbage | Request | Response
+
+
+def classify(data: bytes, config: ParserConfig | None = None) -> Incoming:
+    """Parse one datagram or framed message just enough to route it.
+
+    A request's Via, From, To, Call-ID, CSeq, Max-Forwards, Contact and
+    Content-Type are checked here (§8.2 / §16.3 step 1: "The request MUST be
+    well-formed"), so services downstream never see a request the edge could
+    have answered with 400. A malformed response is dropped: §18.1.2 "If there
+    are any mismatches, the response MUST be silently discarded".
+
+    Args:
+        data: the message octets.
+        config: parser size limits.
+
+    Returns:
+        KeepAlive, Garbage (with the 4xx/5xx to send, or None), or the parsed
+        Request/Response.
+    """
+    if not data.strip(b"\r\n"):
+        return KeepAlive()
+    try:
+        msg = parse(data, config)
+    except ParseError as exc:
+        return Garbage(error=exc, response=error_response(data, exc))
+    try:
+        if isinstance(msg, Request):
+            validate_request(msg)
+        else:
+            validate_response(msg)
+    except ParseError as exc:
+        if isinstance(msg, Response) or msg.method == b"ACK":
+            return Garbage(error=exc, response=None)
+        return Garbage(error=exc, response=_answer_error(msg, exc))
+    return msg
+
+
+def error_response(data: bytes, error: ParseError) -> Response | None:
+    """The error response for bytes ``parse`` rejected, when it can be built.
+
+    The start line or the framing is broken, but a request's Via, From, To,
+    Call-ID and CSeq may still be readable, and that is all a response needs
+    (§8.2.6.2). Responses and ACKs are never answered.
+
+    Args:
+        data: the raw message.
+        error: what ``parse`` raised; its ``status_hint`` becomes the status.
+
+    Returns:
+        The response, or None (silence).
+    """
+    data = data.lstrip(b"\r\n")
+    end = data.find(b"\r\n\r\n")
+    head = data if end < 0 else data[:end]
+    lines = head.split(b"\r\n")
+    start = lines[0]
+    if start[:4].upper() == b"SIP/" or start.split(b" ", 1)[0] == b"ACK":
+        return None
+    try:
+        # The body is not needed: leave out Content-Length, which may be the
+        # very header that broke the parse (negative, repeated).
+        kept = [ln for ln in lines[1:] if _header_name(ln) not in _CONTENT_LENGTH_NAMES]
+        headers, _ = split_header_lines(kept)
+        salvaged = Request(method=b"INVITE", uri=b"sip:invalid", headers=headers)
+    except (ParseError, LocalProtocolError):
+        return None
+    if salvaged.header("cseq") is not None and _cseq_method(salvaged) == b"ACK":
+        return None
+    return _answer_error(salvaged, error)
+
+
+def _header_name(line: bytes) -> bytes:
+    return line.partition(b":")[0].strip(b" \t").lower()
+
+
+_CONTENT_LENGTH_NAMES: Final = frozenset({b"content-length", b"l"})
+
+
+def _cseq_method(req: Request) -> bytes | None:
+    try:
+        return req.cseq.method
+    except ParseError:
+        return None
+
+
+def _answer_error(req: Request, error: ParseError) -> Response | None:
+    status = error.status_hint if 400 <= error.status_hint <= 699 else 400
+    # The reason names the header (ParseError.reason is made for that); it must
+    # stay one clean line of text.
+    reason = error.reason.encode("utf-8", "replace")[:100]
+    reason = bytes(b if 0x20 <= b < 0x7F else 0x3F for b in reason)
+    try:
+        return make_response(req, status, reason)
+    except (ParseError, LocalProtocolError):
+        return None
+
+
+def answer_locally(req: Request, me: EdgeIdentity) -> Response | None:
+    """The response the edge gives a valid request by itself, or None to ask a service.
+
+    In §16.3 order, after the syntax checks of :func:`classify`: OPTIONS to the
+    edge itself (§11), methods the platform does not implement (501), Max-Forwards
+    0 (483), loops (482). ACK is never answered (§17.1.1.3).
+
+    Args:
+        req: a request that passed :func:`classify`.
+        me: the edge's names and ports.
+
+    Returns:
+        The response to send through the server transaction, or None.
+    """
+    if req.method == b"ACK":
+        return None
+    if req.method == b"OPTIONS" and _targets_self(req, me):
+        # §11.2: "The response to an OPTIONS is constructed using the standard
+        # rules for a SIP response ... Allow, Accept, Accept-Encoding,
+        # Accept-Language, and Supported header fields SHOULD be present".
+        return make_response(
+            req,
+            200,
+            headers=[
+                (b"Allow", ALLOW),
+                (b"Accept", _ACCEPT),
+                (b"Supported", b", ".join(me.supported)),
+            ],
+        )
+    if req.method not in SUPPORTED_METHODS:
+        # §8.2.1: "If a UAS recognizes but does not support a method, it MUST
+        # return a 405 ... If the method is not recognized ... 501"; §21.5.2
+        # lists the methods it does support in Allow.
+        return make_response(req, 501, headers=[(b"Allow", ALLOW)])
+    if req.max_forwards == 0:
+        # §16.3 step 3: "If the Max-Forwards value reaches 0 ... the element
+        # MUST NOT forward the request ... the element MUST return a 483".
+        return make_response(req, 483)
+    if _is_loop(req, me):
+        # §16.3 step 4: "If it is, ... the request has looped. The element
+        # MUST respond with a 482 (Loop Detected)".
+        return make_response(req, 482)
+    return None
+
+
+def _targets_self(req: Request, me: EdgeIdentity) -> bool:
+    uri = req.request_uri
+    if not isinstance(uri, SipUri) or uri.user is not None:
+        return False
+    return me.is_self(uri.host, uri.port, sips=uri.scheme == b"sips")
+
+
+def _is_loop(req: Request, me: EdgeIdentity) -> bool:
+    # "the element MUST check whether its own address is already present in
+    # the Via header field values". The edge only puts a Via on requests it
+    # sends onwards, never to itself, so a Via of its own means the request
+    # came back (a spiral through the edge does not happen in sipmesh: the
+    # router resolves every hop of the platform in one decision).
+    return any(me.is_self(v.host, v.port) for v in req.via)
+
+
+def bus_subject_for(req: Request) -> str:
+    """``sip.register`` for REGISTER, ``sip.route`` for every other request."""
+    return SIP_REGISTER if req.method == b"REGISTER" else SIP_ROUTE
+
+
+def stamp_via(req: Request, source_host: str, source_port: int) -> bytes:
+    """The request's bytes with ``received`` / ``rport`` on the top Via.
+
+    RFC 3261 §18.2.1: the server "MUST add a "received" parameter" when the
+    sent-by differs from the packet's source; RFC 3581 §4: with an empty rport
+    it "MUST set the value of the parameter to the source port". Only the top
+    Via line is rewritten; every other byte is kept.
+
+    Args:
+        req: a validated request (it has a Via).
+        source_host: the packet's source IP address.
+        source_port: the packet's source port.
+
+    Returns:
+        The bytes to forward.
+    """
+    data = bytes(req)
+    top = req.via[0]
+    stamped = top.with_received(source_host.encode("ascii"), source_port)
+    if stamped is top:
+        return data
+    index = req.headers.keys().index(b"via")
+    raw_line = req.headers.lines[index]
+    values = split_comma(req.headers[index][2])
+    name = raw_line.partition(b":")[0].rstrip(b" \t")
+    new_line = name + b": " + b", ".join([bytes(stamped), *values[1:]])
+    at = data.find(b"\n" + raw_line + b"\r\n")
+    if at < 0:
+        at = data.find(b"\n" + raw_line + b"\n")
+    if at < 0:
+        return data  # cannot happen for parsed input; forward unchanged
+    return data[: at + 1] + new_line + data[at + 1 + len(raw_line) :]
+
+
+def response_destination(via: Via, source: tuple[str, int]) -> tuple[str, int]:
+    """Where a response to a request received over UDP goes (RFC 3261 §18.2.2, RFC 3581 §4).
+
+    "the response MUST be sent to the address in the "received" parameter,
+    using the port indicated in the "sent-by" value, or using port 5060 if
+    none is specified"; with rport, to the source port ("the server MUST send
+    it to the IP address from which the request was received, and the port
+    from which the request was sent"). The received address is the source by
+    construction (see :func:`stamp_via`).
+
+    Args:
+        via: the request's top Via as received.
+        source: the packet's (host, port).
+
+    Returns:
+        (host, port).
+    """
+    if via.has_rport:
+        return source
+    return source[0], via.port if via.port is not None else _DEFAULT_SIP_PORT
+
+
+def carries_sdp(resp: Response) -> bool:
+    """True when a response has an SDP body (sent to the router even when provisional)."""
+    if not resp.body:
+        return False
+    try:
+        ctype = resp.content_type
+    except ParseError:
+        return False
+    return ctype is not None and ctype.mime == b"application/sdp"
+
+
+def retry_later(req: Request, seconds: int) -> Response | None:
+    """503 Service Unavailable with Retry-After (§21.5.4), or None for an ACK."""
+    if req.method == b"ACK":
+        return None
+    return make_response(req, 503, headers=[(b"Retry-After", b"%d" % seconds)])
