@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._config import ParserConfig
 from ._errors import LocalProtocolError, ParseError, SipError
+from .address import Address, Star, parse_address, parse_address_list, parse_contact_list
 from .builders import (
     REASON_PHRASES,
     make_ack_for_non2xx,
@@ -17,6 +18,8 @@ from .builders import (
     validate_request,
     validate_response,
 )
+from .digest import Challenge, Credentials, NonceManager, parse_challenge, parse_credentials
+from .framing import StreamFramer
 from .headers import (
     COMPACT_FORMS,
     CSeq,
@@ -28,27 +31,49 @@ from .headers import (
     parse_token_list,
 )
 from .message import Request, Response, parse
+from .sdp import SessionDescription, parse_sdp
+from .uri import AbsoluteUri, SipUri, TelUri, parse_uri
+from .via import Via, parse_via_list
 
 __all__ = [
     "COMPACT_FORMS",
     "REASON_PHRASES",
+    "AbsoluteUri",
+    "Address",
     "CSeq",
+    "Challenge",
+    "Credentials",
     "Headers",
     "LocalProtocolError",
     "MediaType",
+    "NonceManager",
     "ParseError",
     "ParserConfig",
     "Request",
     "Response",
+    "SessionDescription",
     "SipError",
+    "SipUri",
+    "Star",
+    "StreamFramer",
+    "TelUri",
+    "Via",
     "canonical_name",
     "make_ack_for_non2xx",
     "make_cancel",
     "make_response",
     "parse",
+    "parse_address",
+    "parse_address_list",
+    "parse_challenge",
+    "parse_contact_list",
+    "parse_credentials",
     "parse_cseq",
     "parse_media_type",
+    "parse_sdp",
     "parse_token_list",
+    "parse_uri",
+    "parse_via_list",
     "unsupported_options",
     "validate_request",
     "validate_response",
