@@ -490,3 +490,57 @@ def test_parse_uri_long_host_is_fast() -> None:
         parse_uri(b"sip:" + b"a-" * 20000 + b"-")
     with pytest.raises(ParseError):
         parse_uri(b"sip:" + b"a." * 20000 + b"1")
+
+
+# Generated valid URIs: fields → bytes → parse gives back the same fields.
+_USER_ALPHABET = "abcXYZ019-_.!~*'()&=+$,;?/"
+_valid_users = st.none() | st.text(_USER_ALPHABET, min_size=1, max_size=8).map(str.encode)
+_valid_hosts = st.sampled_from(
+    [b"example.com", b"a.b-c.org", b"x1.", b"192.0.2.1", b"[2001:db8::1]", b"[::ffff:192.0.2.1]"]
+)
+_valid_params = st.lists(
+    st.sampled_from(
+        [
+            (b"lr", None),
+            (b"transport", b"tcp"),
+            (b"user", b"phone"),
+            (b"ttl", b"255"),
+            (b"maddr", b"239.255.255.1"),
+            (b"x-y", b"a%20b"),
+            (b"ob", None),
+        ]
+    ),
+    max_size=4,
+    unique_by=lambda p: p[0],
+).map(tuple)
+_valid_headers = st.lists(
+    st.tuples(st.sampled_from([b"Subject", b"to", b"h"]), st.sampled_from([b"", b"x%20y", b"1"])),
+    max_size=2,
+).map(tuple)
+
+
+@given(
+    scheme=st.sampled_from([b"sip", b"sips"]),
+    user=_valid_users,
+    host=_valid_hosts,
+    port=st.none() | st.integers(0, 65535),
+    params=_valid_params,
+    headers=_valid_headers,
+)
+def test_sip_uri_generated_round_trip(
+    *,
+    scheme: bytes,
+    user: bytes | None,
+    host: bytes,
+    port: int | None,
+    params: tuple[tuple[bytes, bytes | None], ...],
+    headers: tuple[tuple[bytes, bytes], ...],
+) -> None:
+    built = SipUri(scheme=scheme, user=user, host=host, port=port, params=params, headers=headers)
+    parsed = parse_uri(bytes(built))
+    assert isinstance(parsed, SipUri)
+    assert (parsed.scheme, parsed.user, parsed.host, parsed.port) == (scheme, user, host, port)
+    assert (parsed.params, parsed.headers) == (params, headers)
+    assert parsed == built
+    assert hash(parsed) == hash(built)
+    assert bytes(parsed) == bytes(built)

@@ -375,3 +375,24 @@ def test_parse_via_sip_alphabet_only_parse_error(data: bytes) -> None:
 def test_parse_via_long_host_is_fast() -> None:
     with pytest.raises(ParseError):
         parse_via(b"SIP/2.0/UDP " + b"a-" * 20000 + b"-;branch=z9hG4bK1")
+
+
+@given(
+    transport=st.sampled_from([b"UDP", b"TCP", b"TLS", b"SCTP", b"WS", b"WSS"]),
+    host=st.sampled_from([b"pc33.atlanta.com", b"192.0.2.1", b"[2001:db8::9:1]"]),
+    port=st.none() | st.integers(0, 65535),
+    branch=st.text("abcXYZ0189-.!%*_+`'~", min_size=1, max_size=12).map(str.encode),
+    rport=st.booleans(),
+)
+def test_make_via_generated_round_trip(
+    transport: bytes, host: bytes, port: int | None, branch: bytes, rport: bool
+) -> None:
+    via = make_via(
+        transport=transport, host=host, port=port, branch=MAGIC_COOKIE + branch, rport=rport
+    )
+    parsed = parse_via(bytes(via))
+    assert parsed == via
+    assert parsed.branch == MAGIC_COOKIE + branch
+    assert is_rfc3261_branch(parsed.branch)
+    assert parsed.has_rport is rport
+    assert bytes(parsed) == bytes(via)
