@@ -389,18 +389,24 @@ def split_header_lines(lines: list[bytes]) -> tuple[Headers, int | None]:
             twice or is not a number.
     """
     try:
-        fields, content_length = _split_fields(lines)
+        fields, keys, content_length = _split_fields(lines)
     except _FoldedError:
         # LWS = [*WSP CRLF] 1*WSP (§25.1): a line that starts with white space
         # continues the previous one; the value reads as if joined by one SP.
         lines = _unfold(lines)
-        fields, content_length = _split_fields([_FOLD_RE.sub(b" ", ln) for ln in lines])
-    return Headers(fields, tuple(lines)), content_length
+        fields, keys, content_length = _split_fields([_FOLD_RE.sub(b" ", ln) for ln in lines])
+    headers = Headers(fields, tuple(lines))
+    headers._keys = keys
+    return headers, content_length
 
 
-def _split_fields(lines: list[bytes]) -> tuple[tuple[HeaderField, ...], int | None]:
+def _split_fields(
+    lines: list[bytes],
+) -> tuple[tuple[HeaderField, ...], tuple[bytes, ...], int | None]:
     fields: list[HeaderField] = []
     append = fields.append
+    keys: list[bytes] = []
+    kappend = keys.append
     known = _KNOWN_RAW
     content_length: int | None = None
     for ln in lines:
@@ -415,7 +421,8 @@ def _split_fields(lines: list[bytes]) -> tuple[tuple[HeaderField, ...], int | No
                 raise ParseError("more than one Content-Length header", header="content-length")
             content_length = parse_uint(value, header="content-length")
         append((name, key, value.strip(b" \t")))
-    return tuple(fields), content_length
+        kappend(key)
+    return tuple(fields), tuple(keys), content_length
 
 
 def _slow_name(name: bytes, colon: bytes, line: bytes) -> tuple[bytes, bytes]:
@@ -544,10 +551,12 @@ def quick_param(value: bytes, marker: bytes) -> tuple[bool, bytes | None]:
         if start < 0:
             return True, None
         params = value[start:]
-    low = params.lower()
-    at = low.find(marker)
+    at = params.find(marker)
     if at < 0:
-        return marker[1:-1] not in low, None
+        low = params.lower()
+        at = low.find(marker)
+        if at < 0:
+            return marker[1:-1] not in low, None
     at += len(marker)
     end = params.find(b";", at)
     found = params[at:] if end < 0 else params[at:end]
