@@ -9,6 +9,7 @@ import hashlib
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sipmsg import LocalProtocolError, ParseError
 from sipmsg.digest import (
     Challenge,

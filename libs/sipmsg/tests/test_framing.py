@@ -8,6 +8,7 @@ import time
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sipmsg import LocalProtocolError, ParseError
 from sipmsg.framing import (
     DEFAULT_MAX_MESSAGE_SIZE,

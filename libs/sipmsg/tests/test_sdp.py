@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sipmsg import LocalProtocolError, ParseError
 from sipmsg.sdp import (
     Attribute,

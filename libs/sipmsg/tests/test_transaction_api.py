@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import assert_type
 
 import pytest
+
 import sipmsg.transaction as tx_module
 from sipmsg.message import Request, parse
 from sipmsg.transaction import (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sipmsg.message import Request, Response, parse
 from sipmsg.transaction import (
     ClientNonInviteTransaction,

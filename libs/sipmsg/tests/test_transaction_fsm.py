@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sipmsg import LocalProtocolError
 from sipmsg.message import Request, Response, parse
 from sipmsg.transaction import (

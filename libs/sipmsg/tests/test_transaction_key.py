@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sipmsg import ParseError
 from sipmsg.message import Request, Response, parse
 from sipmsg.transaction import MAGIC_COOKIE, client_key, server_key

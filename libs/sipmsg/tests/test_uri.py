@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from sipmsg._errors import ParseError
 from sipmsg.uri import AbsoluteUri, SipUri, TelUri, parse_uri, unescape
 
