@@ -47,6 +47,7 @@ __all__ = [
     "response_destination",
     "retry_later",
     "stamp_via",
+    "without_top_via",
 ]
 
 SUPPORTED_METHODS: Final = frozenset(
@@ -340,3 +341,32 @@ def retry_later(req: Request, seconds: int) -> Response | None:
     if req.method == b"ACK":
         return None
     return make_response(req, 503, headers=[(b"Retry-After", b"%d" % seconds)])
+
+
+def without_top_via(resp: Response) -> Response:
+    """The response a proxy passes upstream: its own (top) Via removed (§16.7 step 3).
+
+    "The proxy removes the topmost Via header field value from the response."
+
+    Raises:
+        ParseError: the response has a single Via (it was meant for us, not upstream).
+    """
+    index = resp.headers.keys().index(b"via")
+    raw_line = resp.headers.lines[index]
+    values = split_comma(resp.headers[index][2])
+    if len(resp.via) < 2:
+        raise ParseError("response has no Via left to send it to", header="via")
+    data = bytes(resp)
+    at = data.find(b"\n" + raw_line + b"\r\n")
+    if at < 0:
+        raise ParseError("cannot locate the top Via line", header="via")
+    if len(values) > 1:
+        name = raw_line.partition(b":")[0].rstrip(b" \t")
+        replacement = name + b": " + b", ".join(values[1:]) + b"\r\n"
+    else:
+        replacement = b""
+    out = data[: at + 1] + replacement + data[at + 1 + len(raw_line) + 2 :]
+    result = parse(out)
+    if not isinstance(result, Response):
+        raise ParseError("not a response after removing the top Via")
+    return result

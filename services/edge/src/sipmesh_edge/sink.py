@@ -1,0 +1,629 @@
+"""The edge's message handling: transactions, the bus round trip, sending.
+
+:class:`EdgeSink` is the :class:`~sipmesh_edge.ports.MessageSink` every listener
+feeds. Per message it does one parse (:func:`core.classify`), one dict lookup in
+the transaction table, and for a new request one msgpack encode and one queued
+publish; the reply comes back through a callback, never a task per message.
+
+Server transactions are keyed by :func:`sipmsg.transaction.server_key`, client
+transactions (the branches of a ``Forward``) by ``client_key``. All timers run
+from one :meth:`EdgeSink.tick` (the app calls it every few ms): a heap of
+deadlines, lazily invalidated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import msgspec
+
+from sipmesh_bus import schema, subjects
+from sipmesh_edge import core
+from sipmesh_edge.bus import BusFailure
+from sipmesh_edge.metrics import EdgeMetrics
+from sipmesh_edge.ports import Connection, ConnectionRegistry
+from sipmsg import (
+    LocalProtocolError,
+    ParseError,
+    ParserConfig,
+    Request,
+    Response,
+    make_cancel,
+    make_response,
+    parse,
+)
+from sipmsg.transaction import (
+    ClientInviteTransaction,
+    ClientNonInviteTransaction,
+    ResponseReceived,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    State,
+    Terminated,
+    TimedOut,
+    TransactionConfig,
+    TransportFailed,
+    client_key,
+    server_key,
+)
+
+__all__ = ["Bus", "EdgeSink", "Flow", "SinkConfig", "UdpSender"]
+
+log = logging.getLogger(__name__)
+
+_ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
+_ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
+_ERROR_LOG_INTERVAL: Final = 10.0
+_DEFAULT_PARSER: Final = ParserConfig()
+_DEFAULT_TIMERS: Final = TransactionConfig()
+
+
+class Bus(Protocol):
+    """What the sink needs of :class:`~sipmesh_edge.bus.BusClient`."""
+
+    def request(
+        self, subject: str, payload: bytes, callback: Callable[[bytes | BusFailure], None]
+    ) -> bool: ...
+
+    def publish(self, subject: str, payload: bytes) -> bool: ...
+
+
+class UdpSender(Protocol):
+    """One UDP socket (``asyncio.DatagramTransport.sendto``)."""
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SinkConfig:
+    """The sink's settings (from the app config)."""
+
+    identity: core.EdgeIdentity
+    retry_after: int = 5
+    #: Seconds in the Retry-After of a 503.
+    parser: ParserConfig = _DEFAULT_PARSER
+    timers: TransactionConfig = _DEFAULT_TIMERS
+    linger: float = 32.0
+    #: How long a request the bus answered with Drop stays absorbed.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flow:
+    """Where a message came from and where its answers go."""
+
+    transport: schema.Transport
+    host: str
+    port: int
+    local: tuple[str, int]
+    connection: Connection | None = None
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "udp"
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class _Server:
+    key: tuple[bytes, ...]
+    tx: _ServerTx
+    flow: Flow
+    expires: float
+    armed: float = math.inf
+    branches: list[_Client] = field(default_factory=list)
+    cancelled: bool = False
+    answered_2xx: bool = False
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class _Client:
+    key: tuple[bytes, bytes]
+    tx: _ClientTx
+    flow: Flow
+    server: _Server | None
+    context: bytes | None
+    expires: float
+    armed: float = math.inf
+
+
+class EdgeSink:
+    """Handles every SIP message of the edge; see the module docstring.
+
+    Args:
+        config: identity, timers, limits.
+        metrics: where to count.
+        clock: monotonic time (``loop.time``) for transactions and deadlines.
+        wallclock: epoch time for ``Envelope.received_at``.
+    """
+
+    def __init__(
+        self,
+        config: SinkConfig,
+        metrics: EdgeMetrics,
+        *,
+        clock: Callable[[], float],
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._me = config.identity
+        self._metrics = metrics
+        self._clock = clock
+        self._wallclock = wallclock
+        self._invite_timers = _with_trying(config.timers)
+        self.bus: Bus | None = None
+        #: Set by the app once NATS is connected; None answers 503.
+        self.udp: dict[tuple[str, int], UdpSender] = {}
+        #: The UDP sockets by local (host, port).
+        self.connections: ConnectionRegistry | None = None
+        self._servers: dict[tuple[bytes, ...], _Server] = {}
+        self._clients: dict[tuple[bytes, bytes], _Client] = {}
+        self._heap: list[tuple[float, int, _Server | _Client]] = []
+        self._seq = 0
+        self._last_error_log = -_ERROR_LOG_INTERVAL
+
+    # -- the MessageSink port ----------------------------------------------
+
+    def on_message(
+        self,
+        data: bytes,
+        *,
+        transport: str,
+        source: tuple[str, int],
+        local: tuple[str, int],
+        connection: Connection | None,
+    ) -> None:
+        """Handle one message; a failure is logged (rate-limited) and counted, never raised."""
+        try:
+            flow = Flow(
+                transport=transport,  # type: ignore[arg-type]  # listeners pass a Transport
+                host=source[0],
+                port=source[1],
+                local=local,
+                connection=connection,
+            )
+            self._receive(data, flow)
+        except Exception:
+            self._internal_error("message from %s:%s", source[0], source[1])
+
+    def on_parse_error(self, error: ParseError, *, connection: Connection) -> None:
+        """A stream framer gave up: answer what can be answered, the listener closes."""
+        self._metrics.parse_errors.inc()
+
+    # -- open state, for the app and tests ---------------------------------
+
+    @property
+    def transactions(self) -> int:
+        """Server plus client transactions alive."""
+        return len(self._servers) + len(self._clients)
+
+    def tick(self) -> None:
+        """Fire every transaction timer that is due (call every few ms)."""
+        now = self._clock()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            deadline, _, entry = heapq.heappop(heap)
+            if deadline != entry.armed:
+                continue  # superseded by an earlier deadline that already fired
+            entry.armed = math.inf
+            try:
+                self._fire(entry, now)
+            except Exception:
+                self._internal_error("timer")
+
+    # -- receiving ---------------------------------------------------------
+
+    def _receive(self, data: bytes, flow: Flow) -> None:
+        incoming = core.classify(data, self._config.parser)
+        if isinstance(incoming, Request):
+            self._on_request(incoming, flow)
+        elif isinstance(incoming, Response):
+            self._on_response(incoming)
+        elif isinstance(incoming, core.Garbage):
+            self._metrics.parse_errors.inc()
+            if incoming.response is not None:
+                self._send_stateless(incoming.response, flow)
+
+    def _on_request(self, req: Request, flow: Flow) -> None:
+        now = self._clock()
+        key = server_key(req)
+        server = self._servers.get(key)
+        if server is not None:
+            # §17.2: a retransmission (or the ACK of a non-2xx) goes to its
+            # transaction, which re-sends the last response; never to the bus.
+            if req.method != b"ACK":
+                self._metrics.retransmissions.inc()
+            server.tx.receive(req, now)
+            self._flush_server(server)
+            return
+        if req.method == b"ACK":
+            self._forward_ack(req, flow)
+            return
+        self._metrics.request(req.method)
+        if req.method == b"CANCEL" and self._cancel(req, flow, now):
+            return
+        server = self._new_server(key, req, flow, now)
+        local = core.answer_locally(req, self._me)
+        if local is not None:
+            self._respond(server, local)
+            return
+        self._ask(server, req, core.bus_subject_for(req), None)
+
+    def _new_server(self, key: tuple[bytes, ...], req: Request, flow: Flow, now: float) -> _Server:
+        tx: _ServerTx
+        if req.method == b"INVITE":
+            # §16.2 / §17.2.1: 100 Trying at once, the router may take a while.
+            tx = ServerInviteTransaction(
+                req, now=now, reliable=flow.reliable, config=self._invite_timers
+            )
+            expires = now + 300.0
+        else:
+            tx = ServerNonInviteTransaction(
+                req, now=now, reliable=flow.reliable, config=self._config.timers
+            )
+            expires = now + self._config.timers.timeout + self._config.linger
+        server = _Server(key=key, tx=tx, flow=flow, expires=expires)
+        self._servers[key] = server
+        self._flush_server(server)
+        return server
+
+    def _ask(self, server: _Server, req: Request, subject: str, context: bytes | None) -> None:
+        """Send a request (or a response, with context) to a service; handle its reply."""
+        flow = server.flow
+        envelope = self._envelope(core.stamp_via(req, flow.host, flow.port), flow, context)
+        sent_at = self._clock()
+
+        def on_reply(value: bytes | BusFailure) -> None:
+            self._metrics.bus_latency.observe(self._clock() - sent_at)
+            self._on_reply(server, value)
+
+        bus = self.bus
+        if bus is None or not bus.request(subject, schema.encode(envelope), on_reply):
+            self._unavailable(server, "disconnected")
+
+    def _on_reply(self, server: _Server, value: bytes | BusFailure) -> None:
+        if isinstance(value, BusFailure):
+            self._unavailable(server, value.value)
+            return
+        try:
+            reply = schema.decode_reply(value)
+        except (msgspec.MsgspecError, ParseError):
+            self._metrics.dropped.labels("bad_reply").inc()
+            self._unavailable(server, "bad_reply")
+            return
+        match reply:
+            case schema.SendResponse(data=data):
+                try:
+                    resp = parse(data)
+                except ParseError:
+                    resp = None
+                if isinstance(resp, Response):
+                    self._respond(server, resp)
+                else:
+                    self._metrics.dropped.labels("bad_reply").inc()
+                    self._unavailable(server, "bad_reply")
+            case schema.Forward():
+                self._forward(server, reply)
+            case schema.Drop():
+                server.expires = min(server.expires, self._clock() + self._config.linger)
+                self._arm(server)
+
+    def _unavailable(self, server: _Server, reason: str) -> None:
+        # ARCHITECTURE step 5: "the caller gets 503 with Retry-After, never silence".
+        self._metrics.unavailable.labels(reason).inc()
+        resp = core.retry_later(server.tx.request, self._config.retry_after)
+        if resp is not None:
+            self._respond(server, resp)
+
+    def _respond(self, server: _Server, resp: Response) -> None:
+        if server.tx.terminated:
+            return
+        try:
+            server.tx.send(resp, self._clock())
+        except LocalProtocolError:
+            return  # already answered (a 487 after CANCEL, a late reply)
+        self._metrics.response(resp.status)
+        self._flush_server(server)
+
+    def _send_stateless(self, resp: Response, flow: Flow) -> None:
+        self._metrics.response(resp.status)
+        self._send(flow, bytes(resp))
+
+    # -- ACK and CANCEL ----------------------------------------------------
+
+    def _forward_ack(self, req: Request, flow: Flow) -> None:
+        # An ACK for a 2xx is its own transaction (§17.1.1.3) and routed like
+        # any request; it is never answered, so failures are silent.
+        def on_reply(value: bytes | BusFailure) -> None:
+            if isinstance(value, bytes):
+                with contextlib.suppress(msgspec.MsgspecError, ParseError):
+                    reply = schema.decode_reply(value)
+                    if isinstance(reply, schema.Forward):
+                        for target in reply.targets:
+                            self._send(self._target_flow(target), reply.data)
+
+        envelope = self._envelope(bytes(req), flow, None)
+        if self.bus is not None:
+            self.bus.request(subjects.SIP_ROUTE, schema.encode(envelope), on_reply)
+
+    def _cancel(self, req: Request, flow: Flow, now: float) -> bool:
+        """Answer a CANCEL that matches a server INVITE transaction here (§9.2, §16.10)."""
+        invite = self._servers.get(server_key(req, method=b"INVITE"))
+        if invite is None or not isinstance(invite.tx, ServerInviteTransaction):
+            return False  # §16.10: statelessly forwarded: the router decides
+        server = self._new_server(server_key(req), req, flow, now)
+        self._respond(server, make_response(req, 200))
+        if invite.tx.state is State.PROCEEDING:
+            invite.cancelled = True
+            pending = [b for b in invite.branches if b.tx.state in _CANCELLABLE]
+            for branch in pending:
+                self._send_cancel(branch, now)
+            if not pending:
+                # Nothing sent onwards yet: §9.2 "the UAS ... SHOULD ... respond
+                # to the INVITE with a 487 (Request Terminated)".
+                self._respond(invite, make_response(invite.tx.request, 487))
+        if self.bus is not None:
+            # The router hears of it (media and dialog clean-up); no reply needed.
+            self.bus.publish(
+                subjects.SIP_ROUTE, schema.encode(self._envelope(bytes(req), flow, None))
+            )
+        return True
+
+    def _send_cancel(self, branch: _Client, now: float) -> None:
+        cancel = make_cancel(branch.tx.request)
+        tx = ClientNonInviteTransaction(
+            cancel, now=now, reliable=branch.flow.reliable, config=self._config.timers
+        )
+        key = client_key(cancel)
+        if key is None:
+            return
+        client = _Client(
+            key=key, tx=tx, flow=branch.flow, server=None, context=None, expires=branch.expires
+        )
+        self._clients[key] = client
+        self._flush_client(client)
+
+    # -- forwarding (client transactions) ------------------------------------
+
+    def _forward(self, server: _Server, fwd: schema.Forward) -> None:
+        if server.cancelled or server.tx.terminated:
+            return
+        req = parse(fwd.data)
+        if not isinstance(req, Request) or not fwd.targets:
+            self._metrics.dropped.labels("bad_forward").inc()
+            return
+        first = min(t.group for t in fwd.targets)
+        targets = [t for t in fwd.targets if t.group == first]
+        now = self._clock()
+        for i, target in enumerate(targets):
+            branch_req = _for_branch(req, target, i if len(targets) > 1 else None)
+            flow = self._target_flow(target)
+            tx: _ClientTx
+            if branch_req.method == b"INVITE":
+                tx = ClientInviteTransaction(
+                    branch_req, now=now, reliable=flow.reliable, config=self._config.timers
+                )
+                expires = now + fwd.timer_c
+            else:
+                tx = ClientNonInviteTransaction(
+                    branch_req, now=now, reliable=flow.reliable, config=self._config.timers
+                )
+                expires = now + 2 * self._config.timers.timeout
+            key = client_key(branch_req)
+            if key is None:
+                continue
+            client = _Client(
+                key=key, tx=tx, flow=flow, server=server, context=fwd.context, expires=expires
+            )
+            self._clients[key] = client
+            server.branches.append(client)
+            self._flush_client(client)
+
+    def _target_flow(self, target: schema.Target) -> Flow:
+        connection = None
+        if target.connection_id is not None and self.connections is not None:
+            connection = self.connections.get(target.connection_id)
+        local = connection.local if connection is not None else self._udp_for(target.host)
+        return Flow(
+            transport=target.transport if connection is not None else "udp",
+            host=target.host,
+            port=target.port,
+            local=local,
+            connection=connection,
+        )
+
+    def _udp_for(self, host: str) -> tuple[str, int]:
+        v6 = ":" in host
+        for local in self.udp:
+            if (":" in local[0]) == v6:
+                return local
+        return next(iter(self.udp), ("", 0))
+
+    def _on_response(self, resp: Response) -> None:
+        key = client_key(resp)
+        client = None if key is None else self._clients.get(key)
+        if client is None:
+            self._metrics.dropped.labels("stray_response").inc()
+            return
+        client.tx.receive(resp, self._clock())
+        self._flush_client(client)
+
+    def _client_response(self, client: _Client, resp: Response) -> None:
+        server = client.server
+        if server is None or server.tx.terminated:
+            return  # a CANCEL's own response, or nobody left to tell
+        if resp.status == 100:
+            return  # §16.7 step 3 "...a 100 (Trying) response ... is not forwarded"
+        if resp.status < 200 and not core.carries_sdp(resp):
+            self._relay(server, resp)
+            return
+        if 200 <= resp.status < 300 and server.answered_2xx:
+            self._relay(server, resp)  # RFC 6026: later 2xx go straight upstream
+            return
+        if 200 <= resp.status < 300 and server.tx.request.method == b"INVITE":
+            server.answered_2xx = True
+        self._ask_about_response(server, client, resp)
+
+    def _ask_about_response(self, server: _Server, client: _Client, resp: Response) -> None:
+        envelope = self._envelope(bytes(resp), client.flow, client.context)
+        sent_at = self._clock()
+
+        def on_reply(value: bytes | BusFailure) -> None:
+            self._metrics.bus_latency.observe(self._clock() - sent_at)
+            if isinstance(value, BusFailure):
+                if resp.status >= 200:
+                    self._unavailable(server, value.value)
+                return
+            self._on_reply(server, value)
+
+        bus = self.bus
+        queued = bus is not None and bus.request(
+            subjects.SIP_ROUTE_RESPONSE, schema.encode(envelope), on_reply
+        )
+        if not queued and resp.status >= 200:
+            self._unavailable(server, "disconnected")
+
+    def _relay(self, server: _Server, resp: Response) -> None:
+        try:
+            upstream = core.without_top_via(resp)
+        except ParseError:
+            self._metrics.dropped.labels("bad_response").inc()
+            return
+        self._respond(server, upstream)
+
+    def _envelope(self, data: bytes, flow: Flow, context: bytes | None) -> schema.Envelope:
+        return schema.Envelope(
+            edge_id=self._me.edge_id,
+            transport=flow.transport,
+            source_host=flow.host,
+            source_port=flow.port,
+            local_host=flow.local[0],
+            local_port=flow.local[1],
+            connection_id=None if flow.connection is None else flow.connection.id,
+            received_at=self._wallclock(),
+            data=data,
+            context=context,
+        )
+
+    # -- sending, events, timers ---------------------------------------------
+
+    def _send(self, flow: Flow, data: bytes) -> bool:
+        if flow.connection is not None:
+            flow.connection.send(data)
+            return True
+        sock = self.udp.get(flow.local)
+        if sock is None:
+            return False
+        sock.sendto(data, (flow.host, flow.port))
+        return True
+
+    def _server_destination(self, server: _Server) -> Flow:
+        flow = server.flow
+        if flow.connection is not None:
+            return flow
+        via = server.tx.request.via[0]
+        host, port = core.response_destination(via, (flow.host, flow.port))
+        if (host, port) == (flow.host, flow.port):
+            return flow
+        return Flow(transport=flow.transport, host=host, port=port, local=flow.local)
+
+    def _flush_server(self, server: _Server) -> None:
+        datagrams = server.tx.datagrams_to_send()
+        if datagrams:
+            dest = self._server_destination(server)
+            for data in datagrams:
+                if not self._send(dest, data):
+                    server.tx.handle_transport_error(self._clock())
+        while (event := server.tx.next_event()) is not None:
+            if isinstance(event, Terminated):
+                self._servers.pop(server.key, None)
+                return
+        self._arm(server)
+
+    def _flush_client(self, client: _Client) -> None:
+        now = self._clock()
+        for data in client.tx.datagrams_to_send():
+            if not self._send(client.flow, data):
+                client.tx.handle_transport_error(now)
+        while (event := client.tx.next_event()) is not None:
+            if isinstance(event, ResponseReceived):
+                self._client_response(client, event.response)
+            elif isinstance(event, TimedOut | TransportFailed):
+                # §16.7 step 5/6 and §16.8: a timeout counts as a 408, a
+                # transport failure as a 503, for choosing the best response.
+                status = 408 if isinstance(event, TimedOut) else 503
+                if client.tx.request.method != b"ACK":
+                    self._client_response(client, make_response(client.tx.request, status))
+            elif isinstance(event, Terminated):
+                self._clients.pop(client.key, None)
+                return
+        self._arm(client)
+
+    def _arm(self, entry: _Server | _Client) -> None:
+        deadline = entry.tx.get_timer()
+        if deadline is None or deadline > entry.expires:
+            deadline = entry.expires
+        if deadline < entry.armed:
+            # Only an earlier deadline needs a new heap entry; a later one is
+            # found when the current entry pops (see _fire).
+            entry.armed = deadline
+            self._seq += 1
+            heapq.heappush(self._heap, (deadline, self._seq, entry))
+
+    def _fire(self, entry: _Server | _Client, now: float) -> None:
+        if isinstance(entry, _Server):
+            if self._servers.get(entry.key) is not entry:
+                return
+            if now >= entry.expires:
+                del self._servers[entry.key]
+                return
+            entry.tx.handle_timer(now)
+            self._flush_server(entry)
+        else:
+            if self._clients.get(entry.key) is not entry:
+                return
+            if now >= entry.expires:
+                del self._clients[entry.key]
+                return
+            entry.tx.handle_timer(now)
+            self._flush_client(entry)
+
+    def _internal_error(self, what: str, *args: object) -> None:
+        self._metrics.internal_errors.inc()
+        now = time.monotonic()
+        if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
+            self._last_error_log = now
+            log.exception("edge: handling a " + what + " failed (similar errors muted 10 s)", *args)
+
+
+_CANCELLABLE: Final = frozenset({State.CALLING, State.PROCEEDING, State.TRYING})
+
+
+def _with_trying(timers: TransactionConfig) -> TransactionConfig:
+    return TransactionConfig(
+        t1=timers.t1, t2=timers.t2, t4=timers.t4, timer_d=timers.timer_d, trying_delay=0.0
+    )
+
+
+def _for_branch(req: Request, target: schema.Target, index: int | None) -> Request:
+    """The request for one target: its Request-URI, and a distinct branch when forking."""
+    data = bytes(req)
+    uri = target.uri.encode()
+    if uri and uri != req.uri:
+        start = req.method + b" " + req.uri + b" "
+        if data.startswith(start):
+            data = req.method + b" " + uri + b" " + data[len(start) :]
+    if index is not None:
+        branch = req.via[0].branch
+        if branch:
+            old = b"branch=" + branch
+            data = data.replace(old, old + b".%d" % index, 1)
+    out = parse(data)
+    if not isinstance(out, Request):
+        raise ParseError("forwarded data is not a request")
+    return out
