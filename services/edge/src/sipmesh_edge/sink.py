@@ -197,6 +197,16 @@ class EdgeSink:
 
     # -- open state, for the app and tests ---------------------------------
 
+    def reconfigure(self, config: SinkConfig) -> None:
+        """Replace the settings (the app learns its bound ports after binding)."""
+        self._config = config
+        self._me = config.identity
+        self._invite_timers = _with_trying(config.timers)
+
+    def send_raw(self, flow: Flow, data: bytes) -> bool:
+        """Send bytes statelessly (``sip.edge.<id>.send``). False when there is no socket."""
+        return self._send(flow, data)
+
     @property
     def transactions(self) -> int:
         """Server plus client transactions alive."""
@@ -428,7 +438,7 @@ class EdgeSink:
         connection = None
         if target.connection_id is not None and self.connections is not None:
             connection = self.connections.get(target.connection_id)
-        local = connection.local if connection is not None else self._udp_for(target.host)
+        local = connection.local if connection is not None else self.udp_local_for(target.host)
         return Flow(
             transport=target.transport if connection is not None else "udp",
             host=target.host,
@@ -437,7 +447,8 @@ class EdgeSink:
             connection=connection,
         )
 
-    def _udp_for(self, host: str) -> tuple[str, int]:
+    def udp_local_for(self, host: str) -> tuple[str, int]:
+        """The local address of a UDP socket of ``host``'s address family."""
         v6 = ":" in host
         for local in self.udp:
             if (":" in local[0]) == v6:

@@ -1,0 +1,61 @@
+"""``python -m sipmesh_edge``: run one edge."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import msgspec
+
+from sipmesh_bus.config import load_config
+from sipmesh_bus.runtime import run_service
+from sipmesh_edge.app import Edge, EdgeConfig
+
+
+def build_config(argv: list[str] | None = None) -> EdgeConfig:
+    """The config from ``--config`` (or ``$SIPMESH_CONFIG``), the environment and flags.
+
+    Raises:
+        sipmesh_bus.config.ConfigError: a setting is invalid.
+    """
+    parser = argparse.ArgumentParser(prog="python -m sipmesh_edge", description=__doc__)
+    parser.add_argument("--config", type=Path, help="YAML settings file")
+    parser.add_argument("--nats-url", help="NATS URL(s), comma-separated")
+    parser.add_argument("--sip-host", help="UDP listen host (replaces the udp list)")
+    parser.add_argument("--sip-port", type=int, help="UDP listen port")
+    parser.add_argument("--edge-id", help="this edge's id")
+    parser.add_argument("--http-port", type=int, help="metrics/health port")
+    args = parser.parse_args(argv)
+    config = load_config(EdgeConfig, path=args.config)
+    if args.nats_url:
+        config = msgspec.structs.replace(
+            config, nats=msgspec.structs.replace(config.nats, url=args.nats_url)
+        )
+    if args.sip_host or args.sip_port is not None:
+        host = args.sip_host or "0.0.0.0"  # noqa: S104 - a SIP server listens on all interfaces
+        host = f"[{host}]" if ":" in host else host
+        port = 5060 if args.sip_port is None else args.sip_port
+        config = msgspec.structs.replace(config, udp=[f"{host}:{port}"])
+    if args.edge_id:
+        config = msgspec.structs.replace(config, edge_id=args.edge_id)
+    if args.http_port is not None:
+        config = msgspec.structs.replace(
+            config, http=msgspec.structs.replace(config.http, port=args.http_port)
+        )
+    return config
+
+
+async def main(argv: list[str] | None = None) -> None:
+    """Run until SIGTERM/SIGINT."""
+    edge = Edge(build_config(argv))
+    async with edge:
+        await edge.service.wait_stopped()
+
+
+def run() -> None:
+    """Console entry point."""
+    run_service(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,219 @@
+"""The edge service: sockets and NATS wired around :class:`~sipmesh_edge.sink.EdgeSink`.
+
+Start order: UDP sockets first (they answer 503 while NATS is still out of
+reach), then the stream listeners, then NATS (the bus runtime's ``Service``:
+HTTP /metrics /healthz /readyz, reconnect forever), then the bus client and
+``sip.edge.<edge-id>.send``. Shutdown: stop reading sockets, let pending bus
+requests finish until the grace deadline, drain NATS, close the sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import secrets
+from typing import Any, Final
+
+import msgspec
+from prometheus_client import CollectorRegistry
+
+from sipmesh_bus import schema, subjects
+from sipmesh_bus.config import PositiveFloat, ServiceConfig
+from sipmesh_bus.runtime import Service
+from sipmesh_edge.bus import BusClient
+from sipmesh_edge.core import EdgeIdentity
+from sipmesh_edge.metrics import EdgeMetrics
+from sipmesh_edge.ports import StreamListeners
+from sipmesh_edge.sink import EdgeSink, Flow, SinkConfig
+from sipmesh_edge.udp import MAX_DATAGRAM, UdpListener, open_udp
+
+__all__ = ["Edge", "EdgeConfig", "parse_listen"]
+
+log = logging.getLogger(__name__)
+
+_TICK: Final = 0.01
+
+
+class EdgeConfig(ServiceConfig, frozen=True, kw_only=True):
+    """The edge's settings (YAML, or ``SIPMESH_*`` environment variables)."""
+
+    edge_id: str = ""
+    #: This edge's id (letters, digits, ``_``, ``-``); empty picks a random one.
+    udp: list[str] = ["0.0.0.0:5060"]  # noqa: RUF012 - msgspec copies defaults
+    #: UDP listen addresses, ``host:port`` or ``[v6]:port``; several allowed.
+    advertised_hosts: list[str] = []  # noqa: RUF012
+    #: Names and addresses under which phones reach this edge (OPTIONS to self, loops).
+    request_timeout: PositiveFloat = 2.0
+    #: Seconds to wait for the registrar/router before answering 503.
+    retry_after: int = 5
+    #: Retry-After seconds of those 503s.
+    max_datagram: int = MAX_DATAGRAM
+    shutdown_grace: PositiveFloat = 5.0
+    #: On shutdown, how long pending requests may take.
+    streams: dict[str, Any] = {}  # noqa: RUF012
+    #: TCP/TLS/WS settings, converted to ``sipmesh_edge.streams.StreamConfig``.
+
+
+def parse_listen(entry: str) -> tuple[str, int]:
+    """Split ``host:port`` or ``[v6]:port``.
+
+    Raises:
+        ValueError: not of that form.
+    """
+    host, sep, port = entry.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen address {entry!r}: expected host:port")
+    return host, int(port)
+
+
+class Edge:
+    """One running edge.
+
+    Args:
+        config: the settings.
+        registry: Prometheus registry (a fresh one per test).
+        install_signal_handlers: False when embedded (tests).
+    """
+
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        registry: CollectorRegistry | None = None,
+        install_signal_handlers: bool = True,
+    ) -> None:
+        self.config = config
+        self.edge_id = config.edge_id or secrets.token_hex(4)
+        self.service = Service(
+            "edge", config, registry=registry, install_signal_handlers=install_signal_handlers
+        )
+        self.metrics = EdgeMetrics(self.service.registry)
+        self.udp: list[UdpListener] = []
+        self.streams: StreamListeners | None = None
+        self.sink: EdgeSink | None = None
+        self.bus: BusClient | None = None
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the sockets, then connect to NATS (waits until NATS answers).
+
+        Raises:
+            OSError: a listen address cannot be bound.
+            ValueError: a listen address is malformed.
+        """
+        loop = asyncio.get_running_loop()
+        addresses = [parse_listen(a) for a in self.config.udp]
+        self.sink = sink = EdgeSink(self._sink_config([]), self.metrics, clock=loop.time)
+        for host, port in addresses:
+            listener = await open_udp(
+                host, port, sink, self.metrics, max_size=self.config.max_datagram
+            )
+            self.udp.append(listener)
+            sink.udp[listener.local] = listener
+        self.streams = await self._start_streams(sink)
+        if self.streams is not None:
+            sink.connections = self.streams.connections
+        ports = [u.local[1] for u in self.udp]
+        if self.streams is not None:
+            ports += [port for _, _, port in self.streams.addresses]
+        sink.reconfigure(self._sink_config(ports))
+        self._ticker = asyncio.create_task(self._tick_forever(), name="edge-timers")
+        log.info("edge %s: SIP over UDP on %s", self.edge_id, [u.local for u in self.udp])
+        self.service.add_readiness_check("udp", self._udp_open)
+        await self.service.start()
+        self.bus = BusClient(self.service.nc, timeout=self.config.request_timeout, clock=loop.time)
+        await self.bus.start()
+        sink.bus = self.bus
+        await self.service.serve(
+            subjects.edge_send(self.edge_id),
+            self._on_edge_send,
+            queue=subjects.QUEUE_EDGE,
+            decode=schema.decode_edge_send,
+        )
+
+    async def close(self) -> None:
+        """Graceful shutdown: see the module docstring."""
+        for listener in self.udp:
+            listener.paused = True
+        if self.streams is not None:
+            await self.streams.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_grace
+        while self.bus is not None and self.bus.pending and loop.time() < deadline:
+            await asyncio.sleep(_TICK)
+        if self.bus is not None:
+            await self.bus.close()
+        await self.service.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        for listener in self.udp:
+            listener.close()
+
+    async def __aenter__(self) -> Edge:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
+    # -- internals -----------------------------------------------------------
+
+    def _sink_config(self, ports: list[int]) -> SinkConfig:
+        hosts = {h.strip("[]").lower() for h in self.config.advertised_hosts}
+        hosts.update(u.local[0].lower() for u in self.udp)
+        identity = EdgeIdentity(
+            edge_id=self.edge_id,
+            hosts=frozenset(h.encode() for h in hosts if h),
+            ports=frozenset(ports),
+        )
+        return SinkConfig(identity=identity, retry_after=self.config.retry_after)
+
+    async def _start_streams(self, sink: EdgeSink) -> StreamListeners | None:
+        try:
+            streams = importlib.import_module("sipmesh_edge.streams")
+        except ImportError as exc:
+            log.warning("edge: no TCP/TLS/WS listeners (sipmesh_edge.streams: %s)", exc)
+            return None
+        config = msgspec.convert(self.config.streams, streams.StreamConfig)
+        listeners: StreamListeners = await streams.start_stream_listeners(config, sink)
+        return listeners
+
+    async def _tick_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_TICK)
+            if self.sink is not None:
+                self.sink.tick()
+            if self.bus is not None:
+                self.bus.expire(loop.time())
+
+    async def _udp_open(self) -> bool:
+        return bool(self.udp) and all(
+            u.transport is not None and not u.transport.is_closing() for u in self.udp
+        )
+
+    async def _on_edge_send(self, msg: schema.EdgeSend) -> None:
+        # ARCHITECTURE step 4: bytes for a connection (or a UDP peer) this edge owns.
+        if self.sink is None:
+            return
+        connection = None
+        if msg.connection_id is not None and self.streams is not None:
+            connection = self.streams.connections.get(msg.connection_id)
+            if connection is None:
+                log.info("edge: sip.edge.send for closed connection %s", msg.connection_id)
+                return
+        self.sink.send_raw(
+            Flow(
+                transport=msg.transport,
+                host=msg.host,
+                port=msg.port,
+                local=connection.local if connection else self.sink.udp_local_for(msg.host),
+                connection=connection,
+            ),
+            msg.data,
+        )
