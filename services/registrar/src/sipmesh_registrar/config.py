@@ -1,0 +1,114 @@
+"""The registrar's settings (section ``registrar``), loaded by ``sipmesh_bus.config``.
+
+Environment: ``SIPMESH_REGISTRAR_<KEY>``, e.g. ``SIPMESH_REGISTRAR_DOMAIN=example.com``,
+``SIPMESH_REGISTRAR_AUTH=false``, ``SIPMESH_REGISTRAR_NONCE_SECRET=...``.
+
+The nonce secret must be the same on every replica, so that a challenge issued
+by one replica is answered to another. Where it comes from, first match wins:
+
+1. ``registrar.nonce_secret`` (``$SIPMESH_REGISTRAR_NONCE_SECRET``): set it in
+   any deployment with several hosts (the Helm chart passes a Secret);
+2. the file ``<data_dir>/registrar-nonce-secret`` when ``data_dir`` is set
+   (``$SIPMESH_DATA_DIR``, which ``sipmesh up`` sets): created with 32 random
+   bytes, mode 0600, by the first replica that needs it, then shared by all
+   replicas on that host;
+3. otherwise a random secret for this process, with a warning: correct for a
+   single replica only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated, Final, Literal, TypeAlias
+
+import msgspec
+from msgspec import Meta
+
+from sipmesh_bus.config import PositiveFloat, ServiceConfig, Settings
+
+__all__ = ["RegistrarConfig", "RegistrarSettings", "load_nonce_secret"]
+
+log = logging.getLogger(__name__)
+
+Seconds: TypeAlias = Annotated[int, Meta(ge=0, le=2**32 - 1)]
+SECRET_FILE: Final = "registrar-nonce-secret"  # noqa: S105 - a file name
+
+
+class RegistrarSettings(Settings, frozen=True, kw_only=True):
+    """Section ``registrar``."""
+
+    domain: str = "localhost"
+    #: The domain served (also the digest realm of its users).
+    domains: tuple[str, ...] = ()
+    #: More domains served; with ``domain``, the whole set. ``"*"`` serves any.
+    aliases: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Other names of a domain, e.g. ``{"192.0.2.10": "example.com"}``.
+    min_expires: Annotated[int, Meta(ge=1, le=3600)] = 60
+    #: Below it a registration gets 423 (RFC 3261 §10.3 only allows that under an hour).
+    max_expires: Seconds = 7200
+    #: Longer requests are granted this much.
+    default_expires: Seconds = 3600
+    #: Used when neither the contact nor the request says (RFC 3261 §10.3 step 7).
+    max_contacts: Annotated[int, Meta(ge=1)] = 10
+    #: Bindings per AoR.
+    on_too_many_contacts: Literal["reject", "evict_oldest"] = "reject"
+    #: 403, or drop the least recently refreshed bindings to make room.
+    auth: bool = True
+    #: False: anyone registers anything (tests, benchmarks, closed networks).
+    nonce_secret: str | None = None
+    #: Shared by every replica; see the module docstring.
+    nonce_ttl: PositiveFloat = 300.0
+    #: Seconds a challenge's nonce stays valid.
+    kv_retries: Annotated[int, Meta(ge=1)] = 8
+    #: Optimistic-concurrency attempts on one AoR before answering 500.
+    retry_after: Annotated[int, Meta(ge=1)] = 5
+    #: Retry-After of a 503 when NATS fails.
+
+
+class RegistrarConfig(ServiceConfig, frozen=True, kw_only=True):
+    """The registrar's whole configuration."""
+
+    registrar: RegistrarSettings = RegistrarSettings()
+    data_dir: str | None = None
+    #: ``$SIPMESH_DATA_DIR``: where the nonce secret file is kept.
+
+
+def load_nonce_secret(config: RegistrarConfig) -> bytes:
+    """The nonce secret, from the config, the data dir, or fresh (see above).
+
+    Raises:
+        OSError: the data dir's secret file cannot be read or created.
+    """
+    if config.registrar.nonce_secret:
+        return config.registrar.nonce_secret.encode("utf-8")
+    if config.data_dir:
+        return _file_secret(Path(config.data_dir) / SECRET_FILE)
+    log.warning(
+        "registrar: no nonce_secret and no data_dir: using a random secret, so a "
+        "challenge from this replica is valid only here (set SIPMESH_REGISTRAR_NONCE_SECRET)"
+    )
+    return secrets.token_hex(32).encode("ascii")
+
+
+def _file_secret(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # Write aside, then link into place: link fails if another replica won
+        # the race, and nobody ever reads a half-written file.
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink()
+    secret = path.read_text(encoding="ascii").strip()
+    if len(secret) < 16:
+        raise OSError(f"{path}: the nonce secret is shorter than 16 characters")
+    return secret.encode("ascii")
