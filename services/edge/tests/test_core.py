@@ -1,0 +1,238 @@
+"""core.py: what the edge answers by itself, table-driven, no network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sipmesh_edge import core
+from sipmesh_edge.core import EdgeIdentity, Garbage, KeepAlive
+from sipmsg import Request, Response, parse
+
+VECTORS = Path(__file__).parents[3] / "libs" / "sipmsg" / "tests" / "vectors" / "rfc4475"
+ME = EdgeIdentity(
+    edge_id="e1",
+    hosts=frozenset({b"192.0.2.10", b"edge.example.com", b"2001:db8::10"}),
+    ports=frozenset({5060}),
+    supported=(b"path",),
+)
+
+
+def request(
+    method: str = "REGISTER",
+    uri: str = "sip:example.com",
+    *,
+    via: str = "SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK-abc",
+    max_forwards: str | None = "70",
+    cseq_method: str | None = None,
+    extra: str = "",
+) -> bytes:
+    lines = [
+        f"{method} {uri} SIP/2.0",
+        f"Via: {via}",
+        "From: <sip:alice@example.com>;tag=a1",
+        "To: <sip:alice@example.com>",
+        "Call-ID: c1@198.51.100.7",
+        f"CSeq: 1 {cseq_method or method}",
+    ]
+    if max_forwards is not None:
+        lines.append(f"Max-Forwards: {max_forwards}")
+    if extra:
+        lines.append(extra)
+    return ("\r\n".join([*lines, "Content-Length: 0", "", ""])).encode()
+
+
+def classify_request(data: bytes) -> Request:
+    msg = core.classify(data)
+    assert isinstance(msg, Request)
+    return msg
+
+
+# RFC 4475 torture messages: (file, status the edge answers or None for silence/forward).
+# None for a valid request means "no local answer: forwarded to a service".
+TORTURE = [
+    ("wsinv", None),
+    ("intmeth", 501),  # §3.1.1.2: an unknown (but valid) method
+    ("esc02", 501),  # §3.1.1.5: RE%47IST%45R is not REGISTER
+    ("dblreq", None),
+    ("zeromf", 483),  # §3.2.2: Max-Forwards 0 on an OPTIONS to someone else
+    ("badvers", 505),  # §3.1.2.17
+    ("clerr", 400),  # §3.1.2.2 Content-Length larger than the message
+    ("ncl", 400),  # §3.1.2.3 negative Content-Length: salvaged without it
+    ("ltgtruri", 400),
+    ("lwsruri", 400),
+    ("lwsstart", 400),
+    ("trws", 400),
+    ("escruri", 400),
+    ("mismatch01", 400),
+    ("regbadct", 400),
+    ("unkscm", 416),  # §3.3.2
+    ("novelsc", 416),
+    ("badinv01", None),  # the Via itself is broken: nowhere to send a response
+    ("insuf", None),  # no Call-ID: a response cannot be built
+    ("quotbal", None),  # To unparseable
+    ("bigcode", None),  # a response: never answered
+]
+
+
+@pytest.mark.parametrize(("name", "status"), TORTURE, ids=[t[0] for t in TORTURE])
+def test_classify_torture_answers_or_stays_silent(name: str, status: int | None) -> None:
+    incoming = core.classify((VECTORS / f"{name}.dat").read_bytes())
+    if isinstance(incoming, Garbage):
+        got = None if incoming.response is None else incoming.response.status
+    elif isinstance(incoming, Request):
+        answer = core.answer_locally(incoming, ME)
+        got = None if answer is None else answer.status
+    else:
+        got = None
+    assert got == status
+
+
+def test_classify_garbage_response_names_the_header() -> None:
+    data = request(cseq_method="INVITE")
+    incoming = core.classify(data)
+    assert isinstance(incoming, Garbage)
+    assert incoming.response is not None
+    assert incoming.response.status == 400
+    assert b"CSeq" in incoming.response.reason
+    assert incoming.response.call_id == b"c1@198.51.100.7"
+
+
+@pytest.mark.parametrize("data", [b"\r\n\r\n", b"\r\n", b"\n"])
+def test_classify_crlf_is_keepalive(data: bytes) -> None:
+    assert isinstance(core.classify(data), KeepAlive)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"hello", b"\x00\xff" * 40, b"SIP/2.0 200 OK\r\nVia: x\r\n\r\n", b"ACK sip:x SIP/3.0\r\n\r\n"],
+)
+def test_classify_unanswerable_garbage_is_silent(data: bytes) -> None:
+    incoming = core.classify(data)
+    assert isinstance(incoming, Garbage)
+    assert incoming.response is None
+
+
+def test_classify_bad_ack_is_never_answered() -> None:
+    incoming = core.classify(request("ACK", cseq_method="INVITE", extra="Contact: <bad"))
+    assert isinstance(incoming, Garbage)
+    assert incoming.response is None
+
+
+LOCAL = [
+    ("register-forwarded", request(), None),
+    ("unknown-method-501", request("FOO"), 501),
+    ("max-forwards-0-483", request("INVITE", max_forwards="0"), 483),
+    ("no-max-forwards-forwarded", request("INVITE", max_forwards=None), None),
+    ("loop-482", request("INVITE", extra="Via: SIP/2.0/UDP edge.example.com;branch=z9hG4bKx"), 482),
+    ("ack-never-answered", request("ACK", max_forwards="0", cseq_method="ACK"), None),
+    ("options-to-user-forwarded", request("OPTIONS", "sip:bob@192.0.2.10"), None),
+    ("options-to-other-host-forwarded", request("OPTIONS", "sip:192.0.2.99"), None),
+    ("options-to-self-port-5060", request("OPTIONS", "sip:192.0.2.10:5060"), 200),
+    ("options-to-self-ipv6", request("OPTIONS", "sip:[2001:DB8::10]"), 200),
+    ("options-to-self-mf0", request("OPTIONS", "sip:edge.example.com", max_forwards="0"), 200),
+    ("options-to-self-other-port", request("OPTIONS", "sip:192.0.2.10:5070"), None),
+]
+
+
+@pytest.mark.parametrize(("data", "status"), [c[1:] for c in LOCAL], ids=[c[0] for c in LOCAL])
+def test_answer_locally(data: bytes, status: int | None) -> None:
+    answer = core.answer_locally(classify_request(data), ME)
+    assert (None if answer is None else answer.status) == status
+
+
+def test_answer_locally_options_lists_allow_accept_supported() -> None:
+    answer = core.answer_locally(classify_request(request("OPTIONS", "sip:192.0.2.10")), ME)
+    assert answer is not None
+    assert set(answer.allow) == core.SUPPORTED_METHODS
+    assert answer.header("accept") == b"application/sdp"
+    assert answer.supported == (b"path",)
+    assert answer.to.tag is not None
+
+
+def test_answer_locally_501_has_allow() -> None:
+    answer = core.answer_locally(classify_request(request("FOO")), ME)
+    assert answer is not None
+    assert b"INVITE" in answer.allow
+
+
+@pytest.mark.parametrize(
+    ("via", "source", "expected_top"),
+    [
+        # RFC 3581 §4: empty rport is filled, received added even when equal.
+        (
+            "SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK1;rport",
+            ("198.51.100.7", 5062),
+            b"SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK1;rport=5062;received=198.51.100.7",
+        ),
+        # §18.2.1: sent-by differs from the source (NAT): received only.
+        (
+            "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1",
+            ("203.0.113.9", 40000),
+            b"SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1;received=203.0.113.9",
+        ),
+        # A domain name always gets received.
+        (
+            "SIP/2.0/UDP phone.example.com;branch=z9hG4bK1;rport",
+            ("::1", 7000),
+            b"SIP/2.0/UDP phone.example.com;branch=z9hG4bK1;rport=7000;received=::1",
+        ),
+    ],
+)
+def test_stamp_via(via: str, source: tuple[str, int], expected_top: bytes) -> None:
+    req = classify_request(request(via=via))
+    stamped = parse(core.stamp_via(req, *source))
+    assert bytes(stamped.via[0]) == expected_top
+    assert stamped.call_id == req.call_id
+    assert stamped.headers.lines[1:] == req.headers.lines[1:]
+
+
+def test_stamp_via_unchanged_when_source_matches() -> None:
+    req = classify_request(request())
+    assert core.stamp_via(req, "198.51.100.7", 5062) == bytes(req)
+
+
+def test_stamp_via_keeps_the_other_vias_of_one_line() -> None:
+    via = "SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1, SIP/2.0/UDP 10.0.0.6;branch=z9hG4bK2"
+    stamped = parse(core.stamp_via(classify_request(request(via=via)), "203.0.113.9", 5060))
+    assert [v.host for v in stamped.via] == [b"10.0.0.5", b"10.0.0.6"]
+    assert stamped.via[0].received == b"203.0.113.9"
+
+
+@pytest.mark.parametrize(
+    ("via", "expected"),
+    [
+        ("SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK1;rport", ("203.0.113.9", 40000)),
+        ("SIP/2.0/UDP 10.0.0.5:5070;branch=z9hG4bK1", ("203.0.113.9", 5070)),
+        ("SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1", ("203.0.113.9", 5060)),
+    ],
+)
+def test_response_destination(via: str, expected: tuple[str, int]) -> None:
+    top = classify_request(request(via=via)).via[0]
+    assert core.response_destination(top, ("203.0.113.9", 40000)) == expected
+
+
+def test_bus_subject_for() -> None:
+    assert core.bus_subject_for(classify_request(request())) == "sip.register"
+    assert core.bus_subject_for(classify_request(request("INVITE"))) == "sip.route"
+
+
+def test_retry_later_has_retry_after() -> None:
+    resp = core.retry_later(classify_request(request()), 7)
+    assert resp is not None
+    assert resp.status == 503
+    assert resp.header("retry-after") == b"7"
+
+
+def test_without_top_via_pops_ours() -> None:
+    data = (
+        b"SIP/2.0 180 Ringing\r\n"
+        b"Via: SIP/2.0/UDP edge;branch=z9hG4bKe, SIP/2.0/UDP a;branch=z9hG4bKa\r\n"
+        b"From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    resp = parse(data)
+    assert isinstance(resp, Response)
+    up = core.without_top_via(resp)
+    assert [v.host for v in up.via] == [b"a"]
