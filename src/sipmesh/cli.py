@@ -20,13 +20,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sipmesh.services import SERVICES, ServiceSpec
+from sipmesh.up import UpError, UpSettings, nats_url_file, run_up
 from sipmesh_bus.config import ConfigError
 from sipmesh_bus.kv import JetStreamTooOldError
 from sipmesh_bus.natsserver import NatsServerError, find_nats_server, nats_server_version
 from sipmesh_bus.runtime import run_service
-
-from sipmesh.services import SERVICES, ServiceSpec
-from sipmesh.up import UpError, UpSettings, nats_url_file, run_up
 
 __all__ = ["CliError", "build_parser", "main", "resolve_nats_url"]
 

@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from sipmesh.services import SERVICES, ServiceSpec, UpOptions
 from sipmesh_bus import kv
 from sipmesh_bus.config import HttpConfig, NatsConfig, ServiceConfig
 from sipmesh_bus.natsserver import NatsServer, find_nats_server, nats_server_version
 from sipmesh_bus.runtime import ReadinessCheck, Service, StoppedError, connect
-
-from sipmesh.services import SERVICES, ServiceSpec, UpOptions
 
 __all__ = ["UpError", "UpSettings", "nats_url_file", "run_up"]
 
@@ -188,58 +187,77 @@ async def run_up(settings: UpSettings) -> None:
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _check_sip_port(settings.sip_host, settings.sip_port)
-    url, server = await _start_nats(settings)
-    url_file = nats_url_file(settings.data_dir)
-    supervisor: _Supervisor | None = None
+    # Our own handlers from the very start: a SIGTERM while nats-server is
+    # starting must still stop it, not orphan it.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        config = ServiceConfig(
-            nats=NatsConfig(url=url),
-            http=HttpConfig(host=settings.http_host, port=settings.http_port),
-        )
-        svc = Service("sipmesh-up", config)
+        url, server = await _start_nats(settings)
         try:
-            await svc.start()
-        except OSError as exc:
-            raise UpError(
-                f"HTTP port {settings.http_host}:{settings.http_port} is not available "
-                f"({exc.strerror}); pass --http-port"
-            ) from None
-        except StoppedError:
-            return
-        try:
-            await kv.ensure_jetstream(svc.js)
-            _say(
-                f"jetstream: buckets {', '.join(b.bucket for b in kv.BUCKETS)}; "
-                f"streams {', '.join(str(s.name) for s in kv.STREAMS)}"
-            )
-            url_file.write_text(url + "\n", encoding="utf-8")
-            _say(f"http: http://{settings.http_host}:{svc.http_port}/healthz /readyz /metrics")
-            supervisor = _Supervisor(settings, url)
-            svc.add_readiness_check("services", _async_true(supervisor))
-            for spec in SERVICES:
-                if not spec.is_available():
-                    _say(f"{spec.name}: not there yet (no {spec.module}.__main__)")
-            supervisor.check()
-            _say(f"sipmesh is up: NATS at {url}; Ctrl-C or SIGTERM stops it")
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(svc.wait_stopped(), 0.5)
-                    break
-                supervisor.check()
+            if not stop.is_set():
+                await _serve(settings, url, stop)
         finally:
-            if supervisor is not None:
-                await supervisor.stop()
-            await svc.close()
+            if server is not None:
+                await asyncio.to_thread(server.stop)
+            _say("sipmesh stopped")
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(settings: UpSettings, url: str, stop: asyncio.Event) -> None:
+    config = ServiceConfig(
+        nats=NatsConfig(url=url),
+        http=HttpConfig(host=settings.http_host, port=settings.http_port),
+    )
+    svc = Service("sipmesh-up", config, install_signal_handlers=False)
+    forward = asyncio.create_task(_forward_stop(stop, svc))
+    try:
+        await svc.start()
+    except OSError as exc:
+        forward.cancel()
+        raise UpError(
+            f"HTTP port {settings.http_host}:{settings.http_port} is not available "
+            f"({exc.strerror}); pass --http-port"
+        ) from None
+    except StoppedError:
+        return
+    url_file = nats_url_file(settings.data_dir)
+    supervisor = _Supervisor(settings, url)
+    try:
+        await kv.ensure_jetstream(svc.js)
+        buckets = ", ".join(b.bucket for b in kv.BUCKETS)
+        _say(f"jetstream: buckets {buckets}; streams {', '.join(str(s.name) for s in kv.STREAMS)}")
+        url_file.write_text(url + "\n", encoding="utf-8")
+        _say(f"http: http://{settings.http_host}:{svc.http_port}/healthz /readyz /metrics")
+        svc.add_readiness_check("services", _all_alive(supervisor))
+        for spec in SERVICES:
+            if not spec.is_available():
+                _say(f"{spec.name}: not there yet (no {spec.module}.__main__)")
+        supervisor.check()
+        _say(f"sipmesh is up: NATS at {url}; Ctrl-C or SIGTERM stops it")
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+            if not stop.is_set():
+                supervisor.check()
+    finally:
+        forward.cancel()
+        await supervisor.stop()
+        await svc.close()
         with contextlib.suppress(FileNotFoundError):
             if url_file.read_text(encoding="utf-8").strip() == url:
                 url_file.unlink()
-        if server is not None:
-            await asyncio.to_thread(server.stop)
-        _say("sipmesh stopped")
 
 
-def _async_true(supervisor: _Supervisor) -> ReadinessCheck:
+async def _forward_stop(stop: asyncio.Event, svc: Service) -> None:
+    await stop.wait()
+    svc.stop()
+
+
+def _all_alive(supervisor: _Supervisor) -> ReadinessCheck:
     async def check() -> bool:
         return supervisor.all_alive()
 

@@ -11,6 +11,7 @@ import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+
 from sipmesh_bus import kv, subjects
 
 pytestmark = pytest.mark.integration

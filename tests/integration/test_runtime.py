@@ -12,6 +12,7 @@ import msgspec
 import nats.errors
 import pytest
 from prometheus_client import CollectorRegistry
+
 from sipmesh_bus import schema
 from sipmesh_bus.config import HttpConfig, NatsConfig, ServiceConfig
 from sipmesh_bus.natsserver import NatsServer

@@ -8,6 +8,7 @@ from typing import Annotated
 import msgspec
 import pytest
 from msgspec import Meta
+
 from sipmesh_bus.config import (
     ConfigError,
     NatsConfig,

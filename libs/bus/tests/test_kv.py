@@ -45,7 +45,13 @@ async def test_ensure_jetstream_creates_all_on_a_new_server() -> None:
 
 def test_buckets_cover_the_architecture() -> None:
     assert {b.bucket for b in kv.BUCKETS} == {
-        "location", "subscribers", "routing", "health", "dialogs", "bans", "nonces",
+        "location",
+        "subscribers",
+        "routing",
+        "health",
+        "dialogs",
+        "bans",
+        "nonces",
     }
     assert all(b.history >= 1 for b in kv.BUCKETS)
 

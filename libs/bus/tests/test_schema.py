@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+
 from sipmesh_bus import schema
 from sipmesh_bus.schema import (
     CallEvent,

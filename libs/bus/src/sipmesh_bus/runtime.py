@@ -117,6 +117,10 @@ class _ConnectionLog:
         log.info("%s: NATS connection closed", self._name)
 
 
+async def _ignore_error(_exc: Exception) -> None:
+    return None
+
+
 async def connect(
     config: NatsConfig,
     *,
@@ -147,9 +151,12 @@ async def connect(
         connect_timeout=config.connect_timeout,  # type: ignore[arg-type]  # float works
         reconnect_time_wait=config.reconnect_wait,  # type: ignore[arg-type]
         drain_timeout=config.drain_timeout,  # type: ignore[arg-type]
-        max_reconnect_attempts=-1 if forever else 0,
+        # 0 would retry the first connect forever (nats-py only drops a server
+        # after more than max attempts); 1 gives up after a second try.
+        max_reconnect_attempts=-1 if forever else 1,
         allow_reconnect=forever,
-        error_cb=events.error,
+        # A one-shot connect raises its error to the caller: no log line too.
+        error_cb=events.error if forever else _ignore_error,
         disconnected_cb=events.disconnected,
         reconnected_cb=events.reconnected,
         closed_cb=events.closed,
