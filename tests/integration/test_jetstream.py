@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import nats
 import pytest
@@ -13,6 +15,7 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from sipmesh_bus import kv, subjects
+from sipmesh_bus.natsserver import NatsServer, NatsServerError
 
 pytestmark = pytest.mark.integration
 
@@ -91,3 +94,20 @@ async def test_nonce_replay_detection_uses_create(nc: NatsClient) -> None:
     await nonces.create(key, b"1", msg_ttl=30)
     with pytest.raises(KeyWrongLastSequenceError):
         await nonces.create(key, b"1", msg_ttl=30)
+
+
+def test_nats_server_restarts_on_the_same_port_with_its_store(nats_server: NatsServer) -> None:
+    url = nats_server.url
+    nats_server.stop()
+    assert not nats_server.is_running()
+    assert nats_server.start() == url
+
+
+def test_nats_server_taken_port_is_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(NatsServerError) as exc_info:
+            NatsServer(store_dir=tmp_path, port=port).start()
+    assert str(exc_info.value) == f"cannot start nats-server: 127.0.0.1:{port} is already in use"
