@@ -47,7 +47,7 @@ from prometheus_client import (
 
 from sipmesh_bus import schema
 from sipmesh_bus._http import HttpResponse, HttpServer
-from sipmesh_bus.config import HttpConfig, NatsConfig, ServiceConfig
+from sipmesh_bus.config import ConfigError, HttpConfig, NatsConfig, ServiceConfig
 
 __all__ = [
     "ErrorMapper",
@@ -467,7 +467,8 @@ class Service:
 def run_service(main: Coroutine[Any, Any, None]) -> None:
     """Run a service's main coroutine on uvloop when installed, else asyncio.
 
-    A :class:`StoppedError` (SIGTERM while still connecting) is a clean exit.
+    A :class:`StoppedError` (SIGTERM while still connecting) is a clean exit; a
+    :class:`~sipmesh_bus.config.ConfigError` prints its one line and exits 2.
 
     Args:
         main: the coroutine, e.g. ``main()``.
@@ -488,3 +489,8 @@ def run_service(main: Coroutine[Any, Any, None]) -> None:
         runner(main)
     except StoppedError as exc:
         log.info("%s", exc)
+    except ConfigError as exc:
+        # Load the config inside ``main`` so a bad setting ends up here: one
+        # line and exit status 2, never a traceback.
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None
