@@ -41,7 +41,7 @@ class EdgeConfig(ServiceConfig, frozen=True, kw_only=True):
 
     edge_id: str = ""
     #: This edge's id (letters, digits, ``_``, ``-``); empty picks a random one.
-    udp: list[str] = ["0.0.0.0:5060"]  # noqa: RUF012 - msgspec copies defaults
+    udp: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:5060"])
     #: UDP listen addresses, ``host:port`` or ``[v6]:port``; several allowed.
     advertised_hosts: list[str] = []  # noqa: RUF012
     #: Names and addresses under which phones reach this edge (OPTIONS to self, loops).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Final
+from typing import Final, cast
 
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.ports import MessageSink
@@ -34,8 +34,9 @@ class UdpListener(asyncio.DatagramProtocol):
         #: True while shutting down: datagrams are ignored.
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        # The selector loop's datagram transport does not subclass
+        # asyncio.DatagramTransport, though it implements it.
+        self.transport = cast(asyncio.DatagramTransport, transport)
         sockname = transport.get_extra_info("sockname")
         self.local = (sockname[0], sockname[1])
 
