@@ -1,0 +1,163 @@
+"""EdgeSink with a fake bus and fake sockets: CANCEL, Forward, timers (no network)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+
+from sipmesh_bus import schema, subjects
+from sipmesh_edge.bus import BusFailure
+from sipmesh_edge.core import EdgeIdentity
+from sipmesh_edge.metrics import EdgeMetrics
+from sipmesh_edge.sink import EdgeSink, SinkConfig
+from sipmsg import Request, Response, make_response, parse
+
+LOCAL = ("192.0.2.10", 5060)
+PHONE = ("198.51.100.7", 5062)
+CALLEE = ("203.0.113.5", 5080)
+
+
+class FakeBus:
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, bytes, Callable[[bytes | BusFailure], None]]] = []
+        self.published: list[str] = []
+
+    def request(
+        self, subject: str, payload: bytes, callback: Callable[[bytes | BusFailure], None]
+    ) -> bool:
+        self.requests.append((subject, payload, callback))
+        return True
+
+    def publish(self, subject: str, payload: bytes) -> bool:
+        self.published.append(subject)
+        return True
+
+
+class FakeUdp:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, tuple[str, int]]] = []
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.sent.append((data, addr))
+
+    def take(self) -> list[tuple[Request | Response, tuple[str, int]]]:
+        out = [(parse(d), a) for d, a in self.sent]
+        self.sent.clear()
+        return out
+
+
+class Clock:
+    now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_sink() -> tuple[EdgeSink, FakeBus, FakeUdp, Clock]:
+    clock = Clock()
+    me = EdgeIdentity(edge_id="e1", hosts=frozenset({b"192.0.2.10"}), ports=frozenset({5060}))
+    sink = EdgeSink(
+        SinkConfig(identity=me), EdgeMetrics(CollectorRegistry()), clock=clock, wallclock=clock
+    )
+    bus, udp = FakeBus(), FakeUdp()
+    sink.bus = bus
+    sink.udp[LOCAL] = udp
+    return sink, bus, udp, clock
+
+
+INVITE = (
+    b"INVITE sip:bob@example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK-inv1;rport\r\n"
+    b"Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\n"
+    b"Call-ID: inv1@198.51.100.7\r\nCSeq: 1 INVITE\r\nContact: <sip:alice@198.51.100.7:5062>\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+CANCEL = INVITE.replace(b"INVITE sip:", b"CANCEL sip:", 1).replace(
+    b"CSeq: 1 INVITE", b"CSeq: 1 CANCEL"
+)
+
+
+def receive(sink: EdgeSink, data: bytes, source: tuple[str, int] = PHONE) -> None:
+    sink.on_message(data, transport="udp", source=source, local=LOCAL, connection=None)
+
+
+def statuses(udp: FakeUdp) -> list[int]:
+    return [m.status for m, _ in udp.take() if isinstance(m, Response)]
+
+
+def test_sink_invite_100_then_cancel_answers_200_and_487() -> None:
+    sink, bus, udp, _ = make_sink()
+    receive(sink, INVITE)
+    assert statuses(udp) == [100]
+    assert [s for s, _, _ in bus.requests] == [subjects.SIP_ROUTE]
+    receive(sink, CANCEL)
+    assert sorted(statuses(udp)) == [200, 487]
+    assert bus.published == [subjects.SIP_ROUTE]
+    # The router's late answer cannot add a second final response.
+    late = make_response(parse(INVITE), 180)  # type: ignore[arg-type]
+    bus.requests[0][2](schema.encode(schema.SendResponse(data=bytes(late))))
+    assert statuses(udp) == []
+
+
+def test_sink_bus_failure_is_503() -> None:
+    sink, bus, udp, _ = make_sink()
+    receive(sink, INVITE)
+    udp.take()
+    bus.requests[0][2](BusFailure.TIMEOUT)
+    assert statuses(udp) == [503]
+
+
+def test_sink_forward_runs_a_client_transaction_and_relays_the_final_via_router() -> None:
+    sink, bus, udp, clock = make_sink()
+    receive(sink, INVITE)
+    udp.take()
+    invite = parse(INVITE)
+    assert isinstance(invite, Request)
+    onward = invite.prepend_header(b"Via", b"SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-e1-x")
+    target = schema.Target(uri="sip:bob@203.0.113.5:5080", host=CALLEE[0], port=CALLEE[1])
+    fwd = schema.Forward(data=bytes(onward), targets=[target], context=b"ctx")
+    bus.requests[0][2](schema.encode(fwd))
+    sent = udp.take()
+    assert len(sent) == 1
+    branch_req, addr = sent[0]
+    assert addr == CALLEE
+    assert isinstance(branch_req, Request)
+    assert branch_req.uri == b"sip:bob@203.0.113.5:5080"
+    # Timer A: the INVITE is re-sent after T1 until a response arrives.
+    clock.now += 0.5
+    sink.tick()
+    assert len(udp.take()) == 1
+    ringing = make_response(branch_req, 180)
+    receive(sink, bytes(ringing), CALLEE)
+    relayed = udp.take()
+    assert [(m.status, a) for m, a in relayed if isinstance(m, Response)] == [(180, PHONE)]
+    assert len(relayed[0][0].via) == 1  # our Via removed (§16.7 step 3)
+    busy = make_response(branch_req, 486)
+    receive(sink, bytes(busy), CALLEE)
+    acks = udp.take()
+    assert [m.method for m, _ in acks if isinstance(m, Request)] == [b"ACK"]
+    subject, payload, callback = bus.requests[-1]
+    assert subject == subjects.SIP_ROUTE_RESPONSE
+    env = schema.decode_envelope(payload)
+    assert env.context == b"ctx"
+    assert parse(env.data).status == 486  # type: ignore[union-attr]
+    upstream = make_response(invite, 486)
+    callback(schema.encode(schema.SendResponse(data=bytes(upstream))))
+    assert statuses(udp) == [486]
+
+
+def test_sink_stray_response_dropped_and_internal_errors_contained() -> None:
+    sink, _, udp, _ = make_sink()
+    stray = make_response(parse(INVITE), 200)  # type: ignore[arg-type]
+    receive(sink, bytes(stray), CALLEE)
+    assert udp.take() == []
+    sink.udp[LOCAL] = Broken()
+    receive(sink, INVITE)  # must not raise
+    registry = sink._metrics.internal_errors
+    assert registry._value.get() == 1
+
+
+class Broken:
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        raise RuntimeError("a bug")
