@@ -55,7 +55,9 @@ class ServiceSpec:
 
 
 def _edge_env(opts: UpOptions) -> Mapping[str, str]:
-    return {"SIPMESH_EDGE_SIP_HOST": opts.sip_host, "SIPMESH_EDGE_SIP_PORT": str(opts.sip_port)}
+    # sipmesh_edge.app.EdgeConfig: root-level ``udp: list[str]`` of host:port.
+    host = f"[{opts.sip_host}]" if ":" in opts.sip_host else opts.sip_host
+    return {"SIPMESH_UDP": f"{host}:{opts.sip_port}"}
 
 
 def _domain_env(section: str) -> Callable[[UpOptions], Mapping[str, str]]:
