@@ -583,6 +583,42 @@ async def test_connect_websocket_unsupported(sink: RecordingSink) -> None:
             await edge.connect("ws", "127.0.0.1", 80)
 
 
+# --- uvloop ---------------------------------------------------------------------------
+
+
+def test_under_uvloop(cert: tuple[str, str]) -> None:
+    """The service runs on uvloop, whose transports are not asyncio's classes."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def scenario() -> None:
+        sink = RecordingSink()
+        sink.echo = True
+        files = {"cert_file": cert[0], "key_file": cert[1], "outbound_ca_file": cert[0]}
+        async with running(
+            sink, tcp=["127.0.0.1:0"], tls=["127.0.0.1:0"], ws=["127.0.0.1:0"], **files
+        ) as (edge, addr):
+            async with client(addr["tcp"]) as (r, w):
+                w.write(sip(1)[:20])
+                await w.drain()
+                w.write(sip(1)[20:] + b"\r\n\r\n")
+                assert (
+                    await r.readuntil(b"\r\n\r\n") == b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"
+                )
+                assert await r.readexactly(2) == b"\r\n"
+            async with client(addr["ws"]) as (r, w):
+                await upgrade(r, w)
+                w.write(masked(0x1, sip(2)))
+                assert (await read_frame(r))[0] == 0x1
+            sink.echo = False  # the edge now talks to itself: no echo loop
+            outbound = await edge.connect("tls", *addr["tls"])
+            assert await edge.connect("tls", *addr["tls"]) is outbound
+            outbound.send(sip(3))
+            await eventually(lambda: any(m.transport == "tls" for m in sink.messages))
+            assert [m.transport for m in sink.messages] == ["tcp", "ws", "tls"]
+
+    uvloop.run(scenario())
+
+
 # --- config --------------------------------------------------------------------------
 
 

@@ -41,7 +41,7 @@ import socket
 import ssl
 from collections import Counter
 from collections.abc import Iterator
-from typing import Annotated, Final, Literal, TypeAlias
+from typing import Annotated, Final, Literal, TypeAlias, cast
 
 import msgspec
 from msgspec import Meta
@@ -329,8 +329,8 @@ class StreamConnection(asyncio.Protocol):
     # --- asyncio.Protocol ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._stream = transport
+        # A stream transport; uvloop's do not subclass asyncio.Transport.
+        self._stream = transport = cast(asyncio.Transport, transport)
         self.peer = _address(transport.get_extra_info("peername"))
         self.local = _address(transport.get_extra_info("sockname"))
         config, registry = self._shared.config, self._shared.registry
