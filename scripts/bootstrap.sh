@@ -15,6 +15,8 @@ dev=0
 apt_packages=()
 if (( dev )); then
     command -v sipp >/dev/null 2>&1 || apt_packages+=(sip-tester)
+    command -v baresip >/dev/null 2>&1 || apt_packages+=(baresip)
+    command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
 fi
 if (( ${#apt_packages[@]} )); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
