@@ -30,7 +30,9 @@ from msgspec import Meta
 
 from sipmesh_bus.config import PositiveFloat, ServiceConfig, Settings
 
-__all__ = ["RegistrarConfig", "RegistrarSettings", "load_nonce_secret"]
+from .model import Policy
+
+__all__ = ["RegistrarConfig", "RegistrarSettings", "load_nonce_secret", "make_policy"]
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,25 @@ class RegistrarConfig(ServiceConfig, frozen=True, kw_only=True):
     registrar: RegistrarSettings = RegistrarSettings()
     data_dir: str | None = None
     #: ``$SIPMESH_DATA_DIR``: where the nonce secret file is kept.
+
+
+def make_policy(settings: RegistrarSettings) -> Policy:
+    """The core's :class:`Policy` from the ``registrar`` section."""
+    domains = frozenset(_domain(d) for d in (settings.domain, *settings.domains))
+    return Policy(
+        domains=frozenset() if "*" in domains else domains,
+        aliases={_domain(k): _domain(v) for k, v in settings.aliases.items()},
+        min_expires=settings.min_expires,
+        max_expires=settings.max_expires,
+        default_expires=settings.default_expires,
+        max_contacts=settings.max_contacts,
+        evict_oldest=settings.on_too_many_contacts == "evict_oldest",
+        auth=settings.auth,
+    )
+
+
+def _domain(name: str) -> str:
+    return name.strip().lower().rstrip(".")
 
 
 def load_nonce_secret(config: RegistrarConfig) -> bytes:

@@ -39,6 +39,7 @@ __all__ = [
     "Policy",
     "Registered",
     "admit",
+    "answer",
     "apply_bindings",
     "build_ok",
     "canonical_domain",

@@ -1,0 +1,302 @@
+"""The registrar's NATS shell: ``sip.register`` in, the core's answer out.
+
+Per REGISTER: parse, :func:`core.admit` (subscribers come from a local cache kept
+by a KV watch, so authentication costs no round trip), then in parallel the
+AoR's bindings from KV ``location`` and the claim of the nonce-count in KV
+``nonces``, then :func:`core.apply_bindings` and a compare-and-set write
+(expected last revision), re-read and re-decided on a conflict, so that two
+replicas updating one AoR never lose a binding. The key's per-key TTL is its
+last binding's expiry, so dead AoRs vanish by themselves.
+
+Nothing here outlives a request but the subscriber cache, which is a copy of
+watched data: any replica answers any REGISTER.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import time
+from typing import Final
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.kv import KV_DEL, KV_OP, KeyValue
+from prometheus_client import CollectorRegistry
+
+from sipmesh_bus import kv, records
+from sipmesh_bus.records import BindingSet, Subscriber
+from sipmesh_bus.schema import Drop, Envelope, ReplyType, SendResponse, decode_envelope
+from sipmsg import ParseError, Request, Response, parse
+from sipmsg.digest import NonceManager
+
+from . import core
+from .config import RegistrarConfig, make_policy
+from .metrics import RegistrarMetrics
+
+__all__ = ["Registrar"]
+
+log = logging.getLogger(__name__)
+
+# JetStream "wrong last sequence" API errors (JSStreamWrongLastSequenceErrF and
+# its constant variant): another writer changed the key since we read it.
+_WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
+_EXPECTED_LAST: Final = "Nats-Expected-Last-Subject-Sequence"
+_NATS_ERRORS: Final = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
+_SAMPLE_EVERY: Final = 15.0
+_DELETE_MARKER_TTL: Final = 60
+
+
+class Registrar:
+    """One registrar replica: its KV handles, subscriber cache and metrics."""
+
+    def __init__(
+        self,
+        config: RegistrarConfig,
+        js: JetStreamContext,
+        *,
+        secret: bytes,
+        registry: CollectorRegistry,
+    ) -> None:
+        settings = config.registrar
+        self.policy = make_policy(settings)
+        self.nonces = NonceManager(secret=secret, ttl=settings.nonce_ttl)
+        self.metrics = RegistrarMetrics(registry)
+        self._settings = settings
+        self._js = js
+        self._subscribers: dict[str, Subscriber] = {}
+        self._loaded = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._location: KeyValue | None = None
+        self._nonce_kv: KeyValue | None = None
+
+    # -- life cycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the buckets (creating them when missing) and start the watches."""
+        try:
+            self._location = await self._js.key_value(kv.BUCKET_LOCATION)
+        except nats.js.errors.BucketNotFoundError:
+            log.warning("registrar: JetStream buckets missing; creating them (1 replica)")
+            await kv.ensure_jetstream(self._js)
+            self._location = await self._js.key_value(kv.BUCKET_LOCATION)
+        self._nonce_kv = await self._js.key_value(kv.BUCKET_NONCES)
+        if self.policy.auth:
+            subscribers = await self._js.key_value(kv.BUCKET_SUBSCRIBERS)
+            self._tasks.append(asyncio.create_task(self._watch_subscribers(subscribers)))
+        else:
+            self._loaded.set()
+        self._tasks.append(asyncio.create_task(self._sample_aors()))
+
+    async def close(self) -> None:
+        """Stop the background watches."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def ready(self) -> bool:
+        """True once the subscriber cache holds the whole bucket."""
+        return self._loaded.is_set()
+
+    async def wait_loaded(self, timeout: float) -> None:
+        """Wait until :meth:`ready` (tests, start-up)."""
+        await asyncio.wait_for(self._loaded.wait(), timeout)
+
+    # -- the request path ---------------------------------------------------------
+
+    async def handle(self, envelope: Envelope) -> ReplyType:
+        """Answer one REGISTER envelope (the ``sip.register`` handler)."""
+        started = time.perf_counter()
+        try:
+            msg = parse(envelope.data)
+        except ParseError as exc:
+            self.metrics.registrations.labels("unparseable").inc()
+            return Drop(reason=f"unparseable: {exc.reason}")
+        if not isinstance(msg, Request):
+            return Drop(reason="a response on sip.register")
+        try:
+            response = await self._register(msg, envelope)
+        except ParseError as exc:
+            response = self._bad(msg, exc)
+        except _NATS_ERRORS as exc:
+            log.warning("registrar: NATS failed: %s: %s", type(exc).__name__, exc)
+            response = self._unavailable(msg, 503)
+        if response is None:
+            return Drop(reason="no response can be built")
+        self.metrics.latency.observe(time.perf_counter() - started)
+        return SendResponse(data=bytes(response))
+
+    def on_error(self, exc: Exception, raw: bytes) -> ReplyType | None:
+        """Map an unexpected error to a 500 when the request allows one, else Drop."""
+        log.error("registrar: request failed: %r", exc, exc_info=exc)
+        try:
+            msg = parse(decode_envelope(raw).data)
+        except (ParseError, msgspec.DecodeError, msgspec.ValidationError):
+            return Drop(reason=f"bad envelope: {type(exc).__name__}")
+        response = self._unavailable(msg, 500) if isinstance(msg, Request) else None
+        return (
+            Drop(reason="internal error")
+            if response is None
+            else SendResponse(data=bytes(response))
+        )
+
+    def _bad(self, req: Request, exc: ParseError) -> Response | None:
+        self.metrics.registrations.labels("bad_request").inc()
+        try:
+            return core.answer(req, 400, "bad_request", reason=_reason(exc)).response
+        except ParseError:
+            return None
+
+    def _unavailable(self, req: Request, status: int) -> Response | None:
+        self.metrics.registrations.labels("unavailable" if status == 503 else "error").inc()
+        try:
+            return core.server_error(req, status, retry_after=self._settings.retry_after)
+        except ParseError:
+            return None
+
+    async def _register(self, req: Request, envelope: Envelope) -> Response | None:
+        now = time.time()
+        try:
+            step = core.admit(
+                req,
+                self.policy,
+                subscribers=self._subscribers,
+                nonces=self.nonces,
+                now=now,
+                entropy=os.urandom(12),
+            )
+        except ParseError:
+            return None  # not even a 400 can be built
+        if isinstance(step, core.Answer):
+            return self._count(step)
+        if step.replay_key is not None:
+            stored, fresh = await asyncio.gather(
+                self._read(step.key), self._claim(step.replay_key, step.replay_ttl)
+            )
+            if not fresh:
+                again = core.replayed(
+                    step, self.nonces, self.policy, now=now, entropy=os.urandom(12)
+                )
+                return self._count(again)
+        else:
+            stored = await self._read(step.key)
+        for _ in range(self._settings.kv_retries):
+            value, revision = stored
+            decision = core.apply_bindings(step, value, envelope, self.policy, now=now)
+            if not isinstance(decision, core.Registered) or not decision.changed:
+                return self._count(decision)
+            if await self._write(step.key, decision, revision):
+                return self._count(decision)
+            self.metrics.kv_conflicts.inc()
+            stored = await self._read(step.key)
+        log.warning(
+            "registrar: gave up on %s after %d conflicts", step.aor, self._settings.kv_retries
+        )
+        return self._unavailable(req, 500)
+
+    def _count(self, decision: core.Answer) -> Response:
+        self.metrics.registrations.labels(decision.result).inc()
+        if decision.auth_failure is not None:
+            self.metrics.auth_failures.labels(decision.auth_failure).inc()
+        return decision.response
+
+    # -- KV ---------------------------------------------------------------------------
+
+    async def _read(self, key: str) -> tuple[BindingSet | None, int]:
+        """The AoR's bindings and the revision to write against (0: no key)."""
+        assert self._location is not None
+        try:
+            entry = await self._location.get(key)
+        except nats.js.errors.KeyNotFoundError as exc:
+            # A deleted key still has a last revision: its delete marker.
+            marker = getattr(exc, "entry", None)
+            return None, marker.revision if marker is not None else 0
+        if not entry.value:
+            return None, entry.revision or 0
+        try:
+            return records.decode_binding_set(entry.value), entry.revision or 0
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("registrar: unreadable location value for %s; replacing it", key)
+            return None, entry.revision or 0
+
+    async def _write(self, key: str, decision: core.Registered, revision: int) -> bool:
+        """Compare-and-set the AoR's bindings; False when another writer came first.
+
+        KeyValue.update() takes no per-key TTL, so this publishes on the bucket's
+        subject as the KV protocol does, with the expected-last-revision header.
+        """
+        headers = {_EXPECTED_LAST: str(revision)}
+        if decision.bindings is None:
+            headers[KV_OP] = KV_DEL
+            payload, ttl = b"", _DELETE_MARKER_TTL
+        else:
+            payload, ttl = records.encode_record(decision.bindings), decision.ttl
+        try:
+            await self._js.publish(
+                f"$KV.{kv.BUCKET_LOCATION}.{key}", payload, headers=headers, msg_ttl=ttl
+            )
+        except nats.js.errors.APIError as exc:
+            if exc.err_code in _WRONG_LAST_SEQUENCE:
+                return False
+            raise
+        return True
+
+    async def _claim(self, key: str, ttl: float) -> bool:
+        """Record a nonce-count as used; False when some replica already had it."""
+        assert self._nonce_kv is not None
+        try:
+            await self._nonce_kv.create(key, b"1", msg_ttl=max(1, math.ceil(ttl)))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def _watch_subscribers(self, bucket: KeyValue) -> None:
+        while True:
+            try:
+                watcher = await bucket.watchall()
+                # Each (re)start rebuilds the table, dropping what was deleted meanwhile.
+                table: dict[str, Subscriber] = {}
+                async for entry in watcher:
+                    if entry is None:
+                        self._subscribers = table
+                        self._loaded.set()
+                    else:
+                        self._apply_subscriber(table, entry)
+                        if table is not self._subscribers:
+                            continue
+                    self.metrics.subscribers.set(len(self._subscribers))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("registrar: subscriber watch failed (%r); restarting", exc)
+                await asyncio.sleep(1.0)
+
+    @staticmethod
+    def _apply_subscriber(table: dict[str, Subscriber], entry: KeyValue.Entry) -> None:
+        if entry.operation in (KV_DEL, "PURGE") or not entry.value:
+            table.pop(entry.key, None)
+            return
+        try:
+            table[entry.key] = records.decode_subscriber(entry.value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("registrar: unreadable subscriber %s ignored", entry.key)
+            table.pop(entry.key, None)
+
+    async def _sample_aors(self) -> None:
+        assert self._location is not None
+        while True:
+            with contextlib.suppress(*_NATS_ERRORS):
+                status = await self._location.status()
+                self.metrics.aors.set(status.values)
+            await asyncio.sleep(_SAMPLE_EVERY)
+
+
+def _reason(exc: ParseError) -> bytes:
+    return "".join(c if " " <= c < "\x7f" else "?" for c in exc.reason[:80]).encode("ascii")
