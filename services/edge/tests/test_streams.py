@@ -17,7 +17,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from sipmesh_edge import streams, tls
+from sipmesh_edge import ports, streams, tls
 from sipmesh_edge.ports import Connection
 from sipmesh_edge.streams import StreamConfig, StreamListeners, parse_listen, start_stream_listeners
 from sipmsg import ParseError
@@ -458,6 +458,20 @@ async def test_connection_cap_per_source_ip(sink: RecordingSink) -> None:
                 assert await r4.readexactly(2) == b"\r\n"  # room again
 
 
+async def test_connection_cap_overall(sink: RecordingSink) -> None:
+    async with (
+        running(sink, tcp=["127.0.0.1:0"], max_connections=1) as (edge, addr),
+        client(addr["tcp"]) as (_, w1),
+    ):
+        await eventually(lambda: len(edge.connections) == 1)
+        async with client(addr["tcp"]) as (r2, _):
+            assert await at_eof(r2)
+        w1.write(sip(1))
+        await eventually(lambda: len(sink.messages) == 1)
+        with pytest.raises(ConnectionRefusedError):  # outbound counts too
+            await edge.connect("tcp", *addr["tcp"])
+
+
 async def test_idle_timeout_closes_and_keepalives_hold(sink: RecordingSink) -> None:
     async with (
         running(sink, tcp=["127.0.0.1:0"], idle_timeout=0.3) as (edge, addr),
@@ -648,6 +662,22 @@ def test_stream_config_defaults_open_nothing_and_reject_typos() -> None:
     assert (config.tcp, config.tls, config.ws, config.wss) == ((), (), (), ())
     with pytest.raises(msgspec.ValidationError, match="tpc"):
         msgspec.convert({"tpc": ["127.0.0.1:5060"]}, StreamConfig)
+
+
+def test_ports_are_implemented() -> None:
+    # mypy checks these assignments structurally against the ports protocols.
+    def as_listeners(listeners: StreamListeners) -> ports.StreamListeners:
+        return listeners
+
+    def as_connection(connection: streams.StreamConnection) -> ports.Connection:
+        return connection
+
+    def as_registry(registry: streams.Connections) -> ports.ConnectionRegistry:
+        return registry
+
+    assert as_registry(streams.Connections()).get("c1-00") is None
+    assert callable(as_listeners)
+    assert callable(as_connection)
 
 
 def test_exported_members() -> None:

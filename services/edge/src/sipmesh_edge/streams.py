@@ -41,6 +41,7 @@ import socket
 import ssl
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated, Final, Literal, TypeAlias, cast
 
 import msgspec
@@ -153,11 +154,10 @@ def _normal_host(host: str) -> str:
 
 
 def _base36(n: int) -> str:
-    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
     while True:
         n, r = divmod(n, 36)
-        out = digits[r] + out
+        out = "0123456789abcdefghijklmnopqrstuvwxyz"[r] + out
         if n == 0:
             return out
 
@@ -237,15 +237,13 @@ class Connections:
         return iter(list(self._by_id.values()))
 
 
+@dataclass(frozen=True, slots=True)
 class _Shared:
-    """What every connection of one edge shares (one object, not five fields each)."""
+    """What every connection of one edge shares (one object, not three fields each)."""
 
-    __slots__ = ("config", "registry", "sink")
-
-    def __init__(self, config: StreamConfig, sink: MessageSink, registry: Connections) -> None:
-        self.config = config
-        self.sink = sink
-        self.registry = registry
+    config: StreamConfig
+    sink: MessageSink
+    registry: Connections
 
 
 class StreamConnection(asyncio.Protocol):
@@ -406,6 +404,12 @@ class StreamConnection(asyncio.Protocol):
         if self._stream is not None and not self._closing:
             self._stream.write(data)
 
+    def _hang_up(self) -> None:
+        """Close the transport with no last words (they were written already)."""
+        self._closing = True
+        if self._stream is not None:
+            self._stream.close()
+
     def _abort(self) -> None:
         self._closing = True
         if self._stream is not None:
@@ -456,9 +460,7 @@ class _WebSocketStream(StreamConnection):
             self._shared.sink.on_parse_error(exc, connection=self)
             if not self._closing:
                 self._write(self._ws.send_close(exc.close_code, exc.reason[:_CLOSE_REASON_MAX]))
-                self._closing = True
-                if self._stream is not None:
-                    self._stream.close()
+                self._hang_up()
 
     def _upgrade(self, parser: ws.HandshakeParser, data: bytes) -> bytes:
         """Feed the upgrade request; accept or refuse it once complete."""
@@ -469,9 +471,7 @@ class _WebSocketStream(StreamConnection):
             # RFC 6455 §4.2.2: a server that refuses the handshake answers
             # with an HTTP error status; RFC 7118 §4.1 makes "sip" mandatory.
             self._write(ws.reject_response(exc))
-            self._closing = True
-            if self._stream is not None:
-                self._stream.close()
+            self._hang_up()
             return b""
         if request is None:
             return b""
@@ -500,9 +500,7 @@ class _WebSocketStream(StreamConnection):
                 # §7.1.1: "the server [...] SHOULD close the underlying TCP
                 # connection first" once the closing handshake is done.
                 self._write(self._ws.close_reply(event))
-                self._closing = True
-                if self._stream is not None:
-                    self._stream.close()
+                self._hang_up()
             case ws.Pong():
                 pass
 
@@ -597,9 +595,14 @@ class StreamListeners:
         if task is None:
             task = asyncio.create_task(self._open(transport, host, port))
             self._pending[key] = task
-            task.add_done_callback(lambda _: self._pending.pop(key, None))
+            task.add_done_callback(functools.partial(self._settled, key))
         # One caller giving up must not cancel the attempt the others wait for.
         return await asyncio.shield(task)
+
+    def _settled(self, key: _PeerKey, task: asyncio.Task[StreamConnection]) -> None:
+        self._pending.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have given up
 
     async def _open(self, transport: str, host: str, port: int) -> StreamConnection:
         secure = transport == "tls"
