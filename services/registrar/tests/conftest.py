@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
 
+from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.records import Subscriber, aor_key
 from sipmesh_bus.schema import Envelope
 from sipmsg import Request, Response, parse
@@ -144,3 +146,21 @@ def kit() -> type[Kit]:
 def ua() -> UA:
     """Alice's phone."""
     return UA()
+
+
+@pytest.fixture(scope="session")
+def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A nats-server 2.11+ with JetStream on a free loopback port, for the session.
+
+    ``tests/conftest.py`` has the project-wide one, but it does not reach
+    ``services/``; ``$NATS_URL`` points at an external server instead.
+    """
+    if os.environ.get("NATS_URL"):
+        yield os.environ["NATS_URL"]
+        return
+    server = NatsServer(store_dir=tmp_path_factory.mktemp("registrar-nats"))
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import os
+import random
 import time
 from typing import Final
 
@@ -50,6 +51,8 @@ _EXPECTED_LAST: Final = "Nats-Expected-Last-Subject-Sequence"
 _NATS_ERRORS: Final = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
 _SAMPLE_EVERY: Final = 15.0
 _DELETE_MARKER_TTL: Final = 60
+_BACKOFF: Final = 0.0005
+_BACKOFF_CAP: Final = 0.05
 
 
 class Registrar:
@@ -187,7 +190,12 @@ class Registrar:
                 return self._count(again)
         else:
             stored = await self._read(step.key)
-        for _ in range(self._settings.kv_retries):
+        for attempt in range(self._settings.kv_retries):
+            if attempt:
+                # Jittered exponential backoff, or the losers of one race all
+                # collide again on the next round.
+                await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF * 2**attempt)))
+                stored = await self._read(step.key)
             value, revision = stored
             decision = core.apply_bindings(step, value, envelope, self.policy, now=now)
             if not isinstance(decision, core.Registered) or not decision.changed:
@@ -195,7 +203,6 @@ class Registrar:
             if await self._write(step.key, decision, revision):
                 return self._count(decision)
             self.metrics.kv_conflicts.inc()
-            stored = await self._read(step.key)
         log.warning(
             "registrar: gave up on %s after %d conflicts", step.aor, self._settings.kv_retries
         )

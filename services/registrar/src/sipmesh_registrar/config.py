@@ -65,7 +65,7 @@ class RegistrarSettings(Settings, frozen=True, kw_only=True):
     #: Shared by every replica; see the module docstring.
     nonce_ttl: PositiveFloat = 300.0
     #: Seconds a challenge's nonce stays valid.
-    kv_retries: Annotated[int, Meta(ge=1)] = 8
+    kv_retries: Annotated[int, Meta(ge=1)] = 16
     #: Optimistic-concurrency attempts on one AoR before answering 500.
     retry_after: Annotated[int, Meta(ge=1)] = 5
     #: Retry-After of a 503 when NATS fails.

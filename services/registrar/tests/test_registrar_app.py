@@ -1,0 +1,257 @@
+"""The registrar's NATS shell against a real nats-server with JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry
+
+from sipmesh_bus import kv, records
+from sipmesh_bus.config import NatsConfig
+from sipmesh_bus.records import aor_key
+from sipmesh_bus.runtime import Service
+from sipmesh_bus.schema import Drop, SendResponse, decode_reply, encode
+from sipmesh_bus.subjects import QUEUE_REGISTRAR, SIP_REGISTER
+from sipmesh_registrar.app import Registrar
+from sipmesh_registrar.config import RegistrarConfig, RegistrarSettings
+from sipmsg import Response, parse
+
+pytestmark = pytest.mark.integration
+
+SECRET = b"shared-secret-of-every-replica!!"
+PASSWORD = "pa55word"
+_users = itertools.count()
+
+
+def config(url: str, **settings: Any) -> RegistrarConfig:
+    base: dict[str, Any] = {"domain": "example.com", "min_expires": 1}
+    base.update(settings)
+    return RegistrarConfig(nats=NatsConfig(url=url), registrar=RegistrarSettings(**base))
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    nc = NatsClient()
+    await nc.connect(nats_url)
+    js = nc.jetstream()
+    await kv.ensure_jetstream(js)
+    yield js
+    await nc.close()
+
+
+@pytest.fixture
+def user(kit: Any) -> str:
+    """A fresh user name per test, so tests sharing the server do not collide."""
+    return f"user{next(_users)}"
+
+
+async def add_subscriber(js: JetStreamContext, kit: Any, user: str) -> None:
+    bucket = await js.key_value(kv.BUCKET_SUBSCRIBERS)
+    sub = kit.subscriber(user, PASSWORD)
+    await bucket.put(aor_key(user, "example.com"), records.encode_record(sub))
+
+
+async def replica(js: JetStreamContext, url: str, **settings: Any) -> Registrar:
+    registrar = Registrar(config(url, **settings), js, secret=SECRET, registry=CollectorRegistry())
+    await registrar.start()
+    await registrar.wait_loaded(5.0)
+    return registrar
+
+
+async def knows(registrar: Registrar, user: str) -> None:
+    key = aor_key(user, "example.com")
+    for _ in range(200):
+        if key in registrar._subscribers:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{user} never reached the subscriber cache")
+
+
+async def send(registrar: Registrar, kit: Any, req: Any, **kw: Any) -> Response:
+    reply = await registrar.handle(kit.envelope(req, **kw))
+    assert isinstance(reply, SendResponse), reply
+    response = parse(reply.data)
+    assert isinstance(response, Response)
+    return response
+
+
+async def stored_contacts(js: JetStreamContext, user: str) -> set[str]:
+    bucket = await js.key_value(kv.BUCKET_LOCATION)
+    entry = await bucket.get(aor_key(user, "example.com"))
+    assert entry.value is not None
+    return {b.contact for b in records.decode_binding_set(entry.value).bindings}
+
+
+async def test_app_challenge_then_register_stores_binding(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    await add_subscriber(js, kit, user)
+    registrar = await replica(js, nats_url)
+    try:
+        await knows(registrar, user)
+        ua = kit.UA(user=user)
+        first = await send(registrar, kit, ua.register())
+        assert first.status == 401
+        ok = await send(registrar, kit, ua.register(authorization=ua.answer(first, PASSWORD)))
+        assert ok.status == 200
+        assert ok.headers.get_all("contact") == [
+            f"<sip:{user}@192.0.2.7:5060>;expires=3600".encode()
+        ]
+        assert await stored_contacts(js, user) == {f"sip:{user}@192.0.2.7:5060"}
+        metric = registrar.metrics.registrations.labels("ok")._value.get()
+        assert metric == 1
+    finally:
+        await registrar.close()
+
+
+async def test_app_over_nats_request_reply(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    cfg = config(nats_url, auth=False)
+    svc = Service("registrar", cfg, registry=CollectorRegistry(), install_signal_handlers=False)
+    await svc.start()
+    registrar = Registrar(cfg, svc.js, secret=SECRET, registry=svc.registry)
+    await registrar.start()
+    try:
+        await svc.serve(
+            SIP_REGISTER,
+            registrar.handle,
+            queue=QUEUE_REGISTRAR,
+            decode=lambda b: msgspec.msgpack.decode(b, type=type(kit.envelope(b""))),
+            on_error=registrar.on_error,
+        )
+        ua = kit.UA(user=user)
+        msg = await svc.nc.request(SIP_REGISTER, encode(kit.envelope(ua.register())), timeout=5)
+        reply = decode_reply(msg.data)
+        assert isinstance(reply, SendResponse)
+        response = parse(reply.data)
+        assert isinstance(response, Response)
+        assert response.status == 200
+        garbage = await svc.nc.request(
+            SIP_REGISTER, encode(kit.envelope(b"not sip at all\r\n\r\n")), timeout=5
+        )
+        assert isinstance(decode_reply(garbage.data), Drop)
+    finally:
+        await registrar.close()
+        await svc.close()
+
+
+async def test_app_concurrent_replicas_lose_no_binding(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    one = await replica(js, nats_url, auth=False, max_contacts=100)
+    two = await replica(js, nats_url, auth=False, max_contacts=100)
+    try:
+        phones = [
+            kit.UA(user=user, call_id=f"call-{i}", contact_host=f"192.0.2.{i + 1}:5060")
+            for i in range(24)
+        ]
+        responses = await asyncio.gather(
+            *(
+                send((one, two)[i % 2], kit, phone.register(), source_port=6000 + i)
+                for i, phone in enumerate(phones)
+            )
+        )
+        assert {r.status for r in responses} == {200}
+        assert await stored_contacts(js, user) == {
+            f"sip:{user}@192.0.2.{i + 1}:5060" for i in range(24)
+        }
+        conflicts = one.metrics.kv_conflicts._value.get() + two.metrics.kv_conflicts._value.get()
+        assert conflicts > 0  # the race did happen, and was resolved
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_app_nonce_count_replay_refused_across_replicas(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    await add_subscriber(js, kit, user)
+    one = await replica(js, nats_url)
+    two = await replica(js, nats_url)
+    try:
+        await knows(one, user)
+        await knows(two, user)
+        ua = kit.UA(user=user)
+        challenge = await send(one, kit, ua.register())
+        auth = ua.answer(challenge, PASSWORD)
+        # The same request, captured and sent again to the other replica.
+        req = ua.register(authorization=auth)
+        assert (await send(two, kit, req)).status == 200
+        replay = await send(one, kit, req)
+        assert replay.status == 401
+        assert not replay.www_authenticate[0].stale
+        assert one.metrics.auth_failures.labels("replay")._value.get() == 1
+        # The next nonce-count of the same nonce is fine, on either replica.
+        fresh = ua.register(authorization=ua.answer(challenge, PASSWORD, nc=2))
+        assert (await send(one, kit, fresh)).status == 200
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_app_expired_bindings_not_returned(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    registrar = await replica(js, nats_url, auth=False)
+    try:
+        ua = kit.UA(user=user)
+        short = ua.register([f"<sip:{user}@192.0.2.1>;expires=1", f"<sip:{user}@192.0.2.2>"])
+        assert (await send(registrar, kit, short)).status == 200
+        await asyncio.sleep(1.2)
+        query = await send(registrar, kit, ua.register([]))
+        assert query.status == 200
+        assert [c.split(b";")[0] for c in query.headers.get_all("contact")] == [
+            f"<sip:{user}@192.0.2.2>".encode()
+        ]
+    finally:
+        await registrar.close()
+
+
+async def test_app_unknown_user_and_wrong_password_answer_alike(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    await add_subscriber(js, kit, user)
+    registrar = await replica(js, nats_url)
+    try:
+        await knows(registrar, user)
+        answers = []
+        for name, password in ((user, "wrong"), (f"{user}-ghost", PASSWORD)):
+            ua = kit.UA(user=name)
+            challenge = await send(registrar, kit, ua.register())
+            answers.append(
+                await send(
+                    registrar, kit, ua.register(authorization=ua.answer(challenge, password))
+                )
+            )
+        wrong, unknown = answers
+        assert wrong.status == unknown.status == 401
+        assert [n for n, _, _ in wrong.headers] == [n for n, _, _ in unknown.headers]
+        failures = registrar.metrics.auth_failures
+        assert failures.labels("wrong_password")._value.get() == 1
+        assert failures.labels("unknown_user")._value.get() == 1
+    finally:
+        await registrar.close()
+
+
+async def test_app_unregister_deletes_key(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    registrar = await replica(js, nats_url, auth=False)
+    try:
+        ua = kit.UA(user=user)
+        assert (await send(registrar, kit, ua.register())).status == 200
+        gone = await send(registrar, kit, ua.register(["*"], expires=0))
+        assert (gone.status, gone.headers.get_all("contact")) == (200, [])
+        again = await send(registrar, kit, ua.register())
+        assert again.status == 200  # a deleted key is created again
+        assert await stored_contacts(js, user) == {f"sip:{user}@192.0.2.7:5060"}
+    finally:
+        await registrar.close()
