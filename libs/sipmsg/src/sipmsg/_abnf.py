@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Final
+from collections.abc import Callable
+from typing import Any, Final
 
 from ._errors import ParseError
 
@@ -25,8 +26,23 @@ TOKEN_RE: Final = re.compile(TOKEN)
 TOKEN_FULL_RE: Final = re.compile(rb"\A" + TOKEN + rb"\Z")
 DIGITS_RE: Final = re.compile(rb"\A[0-9]+\Z")
 
+# One list element when there are no quotes: runs of anything but "," and "<",
+# and "<...>" spans (an unclosed "<" runs to the end, as the scanner does).
+_ANGLE_ELEMENT_RE: Final = re.compile(rb"(?:[^,<]+|<[^>]*>?)+")
+
 Params = tuple[tuple[bytes, bytes | None], ...]
 """Generic parameters in wire order: (lower-cased name, raw value or None)."""
+
+
+def slot_setters(cls: type, *names: str) -> tuple[Callable[[Any, Any], None], ...]:
+    """The slot descriptors' ``__set__`` of a slotted (frozen) dataclass, by field name.
+
+    The parsers build their values through these: a frozen dataclass's
+    ``__init__`` stores each field with ``object.__setattr__``, which costs
+    about three times as much as calling the slot descriptor directly, and
+    the parsers have already checked every value. Nothing else should use it.
+    """
+    return tuple(cls.__dict__[n].__set__ for n in names)
 
 
 def is_token(value: bytes) -> bool:
@@ -46,6 +62,13 @@ def split_comma(value: bytes) -> list[bytes]:
     if b"," not in value:
         stripped = value.strip(WS)
         return [stripped] if stripped else []
+    if b'"' not in value:
+        # Without quotes only "<...>" can hide a comma: split in C.
+        if b"<" in value:
+            pieces = _ANGLE_ELEMENT_RE.findall(value)
+        else:
+            pieces = value.split(b",")
+        return [p for p in [x.strip(WS) for x in pieces] if p]
     parts: list[bytes] = []
     start = 0
     in_quotes = False

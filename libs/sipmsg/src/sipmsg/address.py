@@ -30,6 +30,7 @@ from ._abnf import (
     quote,
     remove_param,
     set_param,
+    slot_setters,
     split_comma,
 )
 from ._errors import ParseError
@@ -182,9 +183,7 @@ def parse_address(data: bytes) -> Address:
     if b"?" in spec or b"," in spec:
         raise ParseError(f"addr-spec with '?' or ',' must be in <>: {spec[:60]!r}")
     params = _header_params(value[semi:]) if semi >= 0 else ()
-    address = Address(uri=parse_uri(spec), params=params)
-    object.__setattr__(address, "_raw", value)
-    return address
+    return _new_address(None, parse_uri(spec), params, value)
 
 
 def _name_addr(value: bytes, display: bytes | None, rest: bytes) -> Address:
@@ -197,8 +196,21 @@ def _name_addr(value: bytes, display: bytes | None, rest: bytes) -> Address:
     tail = rest[gt + 1 :].lstrip(WS)
     if tail and tail[0] != 0x3B:
         raise ParseError(f"junk after '>' in address: {tail[:40]!r}")
-    address = Address(display_name=display, uri=uri, params=_header_params(tail) if tail else ())
-    object.__setattr__(address, "_raw", value)
+    return _new_address(display, uri, _header_params(tail) if tail else (), value)
+
+
+_ADDRESS_SETTERS: Final = slot_setters(Address, "display_name", "uri", "params", "_raw")
+
+
+def _new_address(
+    display: bytes | None, uri: SipUri | TelUri | AbsoluteUri, params: Params, raw: bytes
+) -> Address:
+    address = object.__new__(Address)
+    set_display, set_uri, set_params, set_raw = _ADDRESS_SETTERS
+    set_display(address, display)
+    set_uri(address, uri)
+    set_params(address, params)
+    set_raw(address, raw)
     return address
 
 

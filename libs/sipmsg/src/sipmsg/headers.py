@@ -13,7 +13,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Final
 
-from ._abnf import TOKEN, WS, Params, format_params, is_token, parse_params, split_comma
+from ._abnf import (
+    TOKEN,
+    WS,
+    Params,
+    format_params,
+    is_token,
+    parse_params,
+    slot_setters,
+    split_comma,
+)
 from ._errors import LocalProtocolError, ParseError
 
 __all__ = [
@@ -403,26 +412,27 @@ def split_header_lines(lines: list[bytes]) -> tuple[Headers, int | None]:
 def _split_fields(
     lines: list[bytes],
 ) -> tuple[tuple[HeaderField, ...], tuple[bytes, ...], int | None]:
+    # The hot loop of every parse: one partition and one dict hit per line
+    # for the usual spellings; anything else takes _slow_name.
     fields: list[HeaderField] = []
     append = fields.append
-    keys: list[bytes] = []
-    kappend = keys.append
-    known = _KNOWN_RAW
-    content_length: int | None = None
+    get = _KNOWN_RAW.get
     for ln in lines:
         name, colon, value = ln.partition(b":")
-        key = known.get(name) if colon else None
-        if key is None:
+        key = get(name)
+        if key is None or not colon:
             if ln[:1] in (b" ", b"\t"):
                 raise _FoldedError
             name, key = _slow_name(name, colon, ln)
-        if key is _CONTENT_LENGTH:
-            if content_length is not None:
-                raise ParseError("more than one Content-Length header", header="content-length")
-            content_length = parse_uint(value, header="content-length")
-        append((name, key, value.strip(b" \t")))
-        kappend(key)
-    return tuple(fields), tuple(keys), content_length
+        append((name, key, value.strip(WS)))
+    keys = tuple([f[1] for f in fields])
+    content_length: int | None = None
+    if _CONTENT_LENGTH in keys:
+        if keys.count(_CONTENT_LENGTH) > 1:
+            raise ParseError("more than one Content-Length header", header="content-length")
+        value = fields[keys.index(_CONTENT_LENGTH)][2]
+        content_length = parse_uint(value, header="content-length")
+    return tuple(fields), keys, content_length
 
 
 def _slow_name(name: bytes, colon: bytes, line: bytes) -> tuple[bytes, bytes]:
@@ -456,6 +466,9 @@ class CSeq:
         return b"%d %s" % (self.seq, self.method)
 
 
+_SET_SEQ, _SET_METHOD = slot_setters(CSeq, "seq", "method")
+
+
 def parse_cseq(value: bytes) -> CSeq:
     """Parse a CSeq header value.
 
@@ -474,7 +487,10 @@ def parse_cseq(value: bytes) -> CSeq:
     seq = int(digits) if len(digits) < 11 else 2**31
     if seq >= 2**31:
         raise ParseError("bad CSeq header: sequence number too large", header="cseq")
-    return CSeq(seq=seq, method=method)
+    cseq = object.__new__(CSeq)
+    _SET_SEQ(cseq, seq)
+    _SET_METHOD(cseq, method)
+    return cseq
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -497,6 +513,9 @@ class MediaType:
         return self.type + b"/" + self.subtype + format_params(self.params)
 
 
+_SET_TYPE, _SET_SUBTYPE, _SET_MT_PARAMS = slot_setters(MediaType, "type", "subtype", "params")
+
+
 def parse_media_type(value: bytes) -> MediaType:
     """Parse ``m-type SLASH m-subtype *(SEMI m-parameter)`` (§20.15, §25.1).
 
@@ -513,7 +532,11 @@ def parse_media_type(value: bytes) -> MediaType:
         params = parse_params(rest, header="content-type") if rest else ()
     except ParseError as exc:
         raise ParseError(f"bad Content-Type header: {exc.reason}", header="content-type") from exc
-    return MediaType(type=mtype.lower(), subtype=sub.lower(), params=params)
+    media = object.__new__(MediaType)
+    _SET_TYPE(media, mtype.lower())
+    _SET_SUBTYPE(media, sub.lower())
+    _SET_MT_PARAMS(media, params)
+    return media
 
 
 def parse_token_list(value: bytes, *, header: str = "header") -> tuple[bytes, ...]:

@@ -295,6 +295,8 @@ class _Message:
 
     def _each(self, key: bytes, parser: Callable[[bytes], Iterable[T]]) -> tuple[T, ...]:
         """Parse every line of ``key`` with a list parser and join the results."""
+        if key not in self.headers.keys():
+            return ()
         out: list[T] = []
         for f in self.headers:
             if f[1] == key:
@@ -302,7 +304,9 @@ class _Message:
         return tuple(out)
 
     def _per_line(self, key: bytes, parser: Callable[[bytes], T]) -> tuple[T, ...]:
-        return tuple(_wrap(key, parser, f[2]) for f in self.headers if f[1] == key)
+        if key not in self.headers.keys():
+            return ()
+        return tuple([_wrap(key, parser, f[2]) for f in self.headers if f[1] == key])
 
     @property
     def via(self) -> tuple[Via, ...]:
@@ -378,7 +382,7 @@ class _Message:
     def from_tag(self) -> bytes | None:
         """From's tag, like ``from_.tag`` but without validating the rest of From."""
         if self._from is None:
-            ok, value = quick_param(self._single(b"from", required=True) or b"", b";tag=")
+            ok, value = _quick_tag(self._single(b"from", required=True) or b"")
             if ok:
                 return value
         return self.from_.tag
@@ -387,7 +391,7 @@ class _Message:
     def to_tag(self) -> bytes | None:
         """To's tag, like ``to.tag`` but without validating the rest of To."""
         if self._to is None:
-            ok, value = quick_param(self._single(b"to", required=True) or b"", b";tag=")
+            ok, value = _quick_tag(self._single(b"to", required=True) or b"")
             if ok:
                 return value
         return self.to.tag
@@ -552,6 +556,17 @@ class _Message:
                 b"proxy-authorization", parse_credentials
             )
         return v
+
+
+def _quick_tag(value: bytes) -> tuple[bool, bytes | None]:
+    if b'"' in value:
+        # A quoted display name ("Bob" <sip:...>;tag=1) ends before the "<",
+        # and a URI holds no '"' or '>', so the parameters follow the last
+        # '>'; quick_param leaves any other quote to the real parser.
+        gt = value.rfind(b">")
+        if gt >= 0:
+            value = value[gt + 1 :]
+    return quick_param(value, b";tag=")
 
 
 def _s(key: bytes) -> str:

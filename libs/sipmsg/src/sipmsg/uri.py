@@ -27,6 +27,7 @@ from ._abnf import (
     param,
     remove_param,
     set_param,
+    slot_setters,
     split_hostport,
 )
 from ._errors import ParseError
@@ -448,16 +449,34 @@ def _parse_sip(data: bytes, scheme: bytes, rest: bytes) -> SipUri:
         _check_known_params(params)
     if qmark >= 0:
         headers = _parse_uri_headers(rest[qmark + 1 :])
-    uri = SipUri(
-        scheme=scheme,
-        user=user,
-        password=password,
-        host=host,
-        port=port,
-        params=params,
-        headers=headers,
-    )
-    object.__setattr__(uri, "_raw", data)
+    return _new_sip_uri(scheme, user, password, host, port, params, headers, data)
+
+
+_SIP_URI_SETTERS: Final = slot_setters(
+    SipUri, "scheme", "user", "password", "host", "port", "params", "headers", "_raw"
+)
+
+
+def _new_sip_uri(
+    scheme: bytes,
+    user: bytes | None,
+    password: bytes | None,
+    host: bytes,
+    port: int | None,
+    params: Params,
+    headers: tuple[tuple[bytes, bytes], ...],
+    raw: bytes,
+) -> SipUri:
+    uri = object.__new__(SipUri)
+    s_scheme, s_user, s_password, s_host, s_port, s_params, s_headers, s_raw = _SIP_URI_SETTERS
+    s_scheme(uri, scheme)
+    s_user(uri, user)
+    s_password(uri, password)
+    s_host(uri, host)
+    s_port(uri, port)
+    s_params(uri, params)
+    s_headers(uri, headers)
+    s_raw(uri, raw)
     return uri
 
 

@@ -37,6 +37,7 @@ from ._abnf import (
     parse_params,
     parse_port,
     set_param,
+    slot_setters,
     split_comma,
     split_hostport,
 )
@@ -172,6 +173,9 @@ class Via:
         return dataclasses.replace(self, params=params)
 
 
+_VIA_SETTERS: Final = slot_setters(Via, "protocol", "transport", "host", "port", "params", "_raw")
+
+
 def make_via(
     *,
     transport: bytes,
@@ -228,8 +232,14 @@ def _parse_via(value: bytes) -> Via:
         host, port = split_hostport((rest if semi < 0 else rest[:semi]).strip(WS), lws=True)
         param_bytes = None if semi < 0 else rest[semi + 1 :]
     params = () if param_bytes is None else _parse_via_params(param_bytes)
-    via = Via(protocol=protocol, transport=transport.upper(), host=host, port=port, params=params)
-    object.__setattr__(via, "_raw", value)
+    via = object.__new__(Via)
+    set_protocol, set_transport, set_host, set_port, set_params, set_raw = _VIA_SETTERS
+    set_protocol(via, protocol)
+    set_transport(via, transport.upper())
+    set_host(via, host)
+    set_port(via, port)
+    set_params(via, params)
+    set_raw(via, value)
     return via
 
 
