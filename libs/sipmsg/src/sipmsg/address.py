@@ -215,7 +215,22 @@ def _new_address(
 
 
 def _header_params(tail: bytes) -> Params:
-    params = parse_params(tail)
+    if b'"' in tail or b" " in tail or b"\t" in tail:
+        params = parse_params(tail)
+    else:
+        # The common shape (";tag=a;lr"): the result and errors of
+        # parse_params, without its quote-aware scanner.
+        items: list[tuple[bytes, bytes | None]] = []
+        for item in tail.split(b";"):
+            if not item:
+                continue
+            name, eq, val = item.partition(b"=")
+            if not name or name.translate(None, TOKEN_CHARS):
+                raise ParseError(f"bad parameter name {name!r}")
+            if eq and not val:
+                raise ParseError(f"empty value for parameter {name!r}")
+            items.append((name.lower(), val if eq else None))
+        params = tuple(items)
     check_gen_values(params)
     return params
 
