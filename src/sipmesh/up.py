@@ -27,7 +27,7 @@ from sipmesh_bus.config import HttpConfig, NatsConfig, ServiceConfig
 from sipmesh_bus.natsserver import NatsServer, find_nats_server, nats_server_version
 from sipmesh_bus.runtime import ReadinessCheck, Service, StoppedError, connect
 
-__all__ = ["UpError", "UpSettings", "nats_url_file", "run_up"]
+__all__ = ["UpError", "UpSettings", "domain_file", "nats_url_file", "run_up"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,14 @@ class UpSettings:
 def nats_url_file(data_dir: Path) -> Path:
     """Where ``up`` writes the URL other subcommands connect to."""
     return data_dir / "nats.url"
+
+
+def domain_file(data_dir: Path) -> Path:
+    """Where ``up`` records its ``--domain``: the default of ``sipmesh user``.
+
+    It stays after ``up`` stops: the users provisioned belong to that domain.
+    """
+    return data_dir / "domain"
 
 
 @dataclass(slots=True)
@@ -230,6 +238,7 @@ async def _serve(settings: UpSettings, url: str, stop: asyncio.Event) -> None:
         await kv.ensure_jetstream(svc.js)
         buckets = ", ".join(b.bucket for b in kv.BUCKETS)
         _say(f"jetstream: buckets {buckets}; streams {', '.join(str(s.name) for s in kv.STREAMS)}")
+        domain_file(settings.data_dir).write_text(settings.domain + "\n", encoding="utf-8")
         url_file.write_text(url + "\n", encoding="utf-8")
         _say(f"http: http://{settings.http_host}:{svc.http_port}/healthz /readyz /metrics")
         svc.add_readiness_check("services", _all_alive(supervisor))
