@@ -64,10 +64,7 @@ def split_comma(value: bytes) -> list[bytes]:
         return [stripped] if stripped else []
     if b'"' not in value:
         # Without quotes only "<...>" can hide a comma: split in C.
-        if b"<" in value:
-            pieces = _ANGLE_ELEMENT_RE.findall(value)
-        else:
-            pieces = value.split(b",")
+        pieces = _ANGLE_ELEMENT_RE.findall(value) if b"<" in value else value.split(b",")
         return [p for p in [x.strip(WS) for x in pieces] if p]
     parts: list[bytes] = []
     start = 0

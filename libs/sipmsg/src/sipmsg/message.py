@@ -295,7 +295,8 @@ class _Message:
 
     def _each(self, key: bytes, parser: Callable[[bytes], Iterable[T]]) -> tuple[T, ...]:
         """Parse every line of ``key`` with a list parser and join the results."""
-        if key not in self.headers.keys():
+        present = self.headers.keys()
+        if key not in present:
             return ()
         out: list[T] = []
         for f in self.headers:
@@ -304,7 +305,8 @@ class _Message:
         return tuple(out)
 
     def _per_line(self, key: bytes, parser: Callable[[bytes], T]) -> tuple[T, ...]:
-        if key not in self.headers.keys():
+        present = self.headers.keys()
+        if key not in present:
             return ()
         return tuple([_wrap(key, parser, f[2]) for f in self.headers if f[1] == key])
 

@@ -447,7 +447,16 @@ def _parse_sip(data: bytes, scheme: bytes, rest: bytes) -> SipUri:
                     items.append((name.lower(), val if eq else None))
                 params = tuple(items)
                 _check_known_params(params)
-            return _new_sip_uri(scheme, user, None, host, port, params, (), data)
+            return _new_sip_uri(
+                scheme=scheme,
+                user=user,
+                password=None,
+                host=host,
+                port=port,
+                params=params,
+                headers=(),
+                raw=data,
+            )
     return _parse_sip_general(data, scheme, rest)
 
 
@@ -483,7 +492,16 @@ def _parse_sip_general(data: bytes, scheme: bytes, rest: bytes) -> SipUri:
         _check_known_params(params)
     if qmark >= 0:
         headers = _parse_uri_headers(rest[qmark + 1 :])
-    return _new_sip_uri(scheme, user, password, host, port, params, headers, data)
+    return _new_sip_uri(
+        scheme=scheme,
+        user=user,
+        password=password,
+        host=host,
+        port=port,
+        params=params,
+        headers=headers,
+        raw=data,
+    )
 
 
 _SIP_URI_SETTERS: Final = slot_setters(
@@ -492,6 +510,7 @@ _SIP_URI_SETTERS: Final = slot_setters(
 
 
 def _new_sip_uri(
+    *,
     scheme: bytes,
     user: bytes | None,
     password: bytes | None,
