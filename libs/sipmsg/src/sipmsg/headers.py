@@ -416,6 +416,8 @@ def _split_fields(
     # for the usual spellings; anything else takes _slow_name.
     fields: list[HeaderField] = []
     append = fields.append
+    keys: list[bytes] = []
+    kappend = keys.append
     get = _KNOWN_RAW.get
     for ln in lines:
         name, colon, value = ln.partition(b":")
@@ -425,14 +427,14 @@ def _split_fields(
                 raise _FoldedError
             name, key = _slow_name(name, colon, ln)
         append((name, key, value.strip(WS)))
-    keys = tuple([f[1] for f in fields])
+        kappend(key)
     content_length: int | None = None
     if _CONTENT_LENGTH in keys:
-        if keys.count(_CONTENT_LENGTH) > 1:
+        at = keys.index(_CONTENT_LENGTH)
+        if _CONTENT_LENGTH in keys[at + 1 :]:
             raise ParseError("more than one Content-Length header", header="content-length")
-        value = fields[keys.index(_CONTENT_LENGTH)][2]
-        content_length = parse_uint(value, header="content-length")
-    return tuple(fields), keys, content_length
+        content_length = parse_uint(fields[at][2], header="content-length")
+    return tuple(fields), tuple(keys), content_length
 
 
 def _slow_name(name: bytes, colon: bytes, line: bytes) -> tuple[bytes, bytes]:
@@ -594,6 +596,11 @@ def parse_uint(value: bytes, *, header: str, maximum: int = 2**32 - 1) -> int:
     Raises:
         ParseError: not digits, or above ``maximum`` (400).
     """
+    if value.isdigit() and len(value) < 10:
+        # The usual case: short, without white space.
+        n = int(value)
+        if n <= maximum:
+            return n
     v = value.strip(WS)
     # isdigit() accepts non-ASCII digits only for str; on bytes it is ASCII 0-9.
     if not v.isdigit() or (len(v) > 20 or int(v) > maximum):
