@@ -176,10 +176,12 @@ def parse_users_csv(text: str, *, source: str, domain: str | None = None) -> lis
     lines = [line.removesuffix("\r") for line in text.split("\n")]
     start = 0
     delimiter = None
-    if lines and lines[0].strip().split(",", 1)[0].upper() in _SIPP_HEADERS:
-        start, delimiter = 1, ";"
-    elif lines and lines[0].strip().replace(" ", "").lower() in _CSV_HEADERS:
+    first = lines[0].strip()
+    # The CSV header first: "user,password" also starts like SIPp's "USER".
+    if first.replace(" ", "").lower() in _CSV_HEADERS:
         start, delimiter = 1, ","
+    elif first.split(",", 1)[0].upper() in _SIPP_HEADERS:
+        start, delimiter = 1, ";"
     rows: list[UserRow] = []
     seen: dict[tuple[str, str], int] = {}
     for number, line in enumerate(lines[start:], start + 1):
