@@ -180,7 +180,7 @@ def parse_users_csv(text: str, *, source: str, domain: str | None = None) -> lis
     # The CSV header first: "user,password" also starts like SIPp's "USER".
     if first.replace(" ", "").lower() in _CSV_HEADERS:
         start, delimiter = 1, ","
-    elif first.split(",", 1)[0].upper() in _SIPP_HEADERS:
+    elif _is_sipp_header(first):
         start, delimiter = 1, ";"
     rows: list[UserRow] = []
     seen: dict[tuple[str, str], int] = {}
@@ -196,6 +196,14 @@ def parse_users_csv(text: str, *, source: str, domain: str | None = None) -> lis
         seen[key] = number
         rows.append(row)
     return rows
+
+
+def _is_sipp_header(line: str) -> bool:
+    # SIPp: "SEQUENTIAL", "RANDOM" or "USER", then optional ",PRINTF=n",
+    # ",PRINTFMULTIPLE=n", ",PRINTFOFFSET=n". Anything else is a user line (a
+    # CSV line "random,pw" is the user "random").
+    keyword, *options = line.upper().split(",")
+    return keyword in _SIPP_HEADERS and all(o.startswith("PRINTF") for o in options)
 
 
 def _parse_line(

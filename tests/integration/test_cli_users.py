@@ -387,3 +387,31 @@ def test_missing_bucket_is_one_line_exit_1(bare_nats: str, tmp_path: Path) -> No
         f"sipmesh: error: NATS at {bare_nats} has no KV bucket 'subscribers': "
         "start `sipmesh up` once (it creates the buckets)"
     )
+
+
+def test_with_a_running_up_no_url_or_domain_is_needed(tmp_path: Path) -> None:
+    """`sipmesh up --domain` leaves the URL and the domain; `user` finds both alone."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SIPMESH_")}
+    data_dir = tmp_path / "data"
+    up = subprocess.Popen(
+        [sys.executable, "-m", "sipmesh", "up", "--data-dir", str(data_dir), "--domain",
+         "Up.Example.COM", "--nats-port", "0", "--sip-port", str(_free_port())],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=clean,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (data_dir / "nats.url").exists():
+            assert up.poll() is None, "sipmesh up exited"
+            assert time.monotonic() < deadline, "sipmesh up did not write nats.url"
+            time.sleep(0.1)
+        added = _sipmesh("user", "add", "erin", "--password", "-", data_dir=data_dir, stdin="pw\n")
+        assert added.returncode == 0, added.stderr
+        assert added.stdout.strip() == "added erin@up.example.com"
+        listed = _sipmesh("user", "list", data_dir=data_dir)
+        assert [line.split() for line in listed.stdout.splitlines()[1:]] == [
+            ["erin", "up.example.com", "yes"]
+        ]
+    finally:
+        up.terminate()
+        up.wait(timeout=15)
+    assert (data_dir / "domain").read_text().strip() == "Up.Example.COM"
