@@ -332,7 +332,7 @@ def test_registrations_shows_live_bindings_only(js_url: str, domain: str, tmp_pa
     first, second = lines[1].split(), lines[2].split()
     assert first[:3] == [f"sip:alice@{domain}", "sip:alice@192.0.2.7:5062", "192.0.2.7:5062/udp"]
     assert (first[3], first[5]) == ("in", "s")
-    assert 595 <= int(first[4]) <= 600
+    assert 500 <= int(first[4]) <= 600  # 600 s at the put; slack for a loaded machine
     assert first[6:] == ["edge-a", "Linphone/5.2"]
     assert second[1:3] == ["sip:alice@[2001:db8::1]", "[2001:db8::1]:5062/tcp"]
     assert second[-1] == "-"
