@@ -12,7 +12,7 @@ run:
 ## Install everything the tests need and run the whole suite (what CI runs).
 test:
 	scripts/bootstrap.sh --dev
-	$(MAKE) check
+	$(MAKE) -k check
 
 check: lint typecheck unit
 
