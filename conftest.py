@@ -1,4 +1,4 @@
-"""Shared fixtures for the integration and end-to-end suites.
+"""Shared fixtures for every test folder (libs, services, tests): real NATS servers.
 
 ``nats_url`` is a real NATS server with JetStream for the whole session, from the
 first source that works:
@@ -20,8 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from sipmesh_bus.natsserver import NatsServer, NatsServerError
+
+
+# Hypothesis: no example database (its file cache trips BytesWarning under
+# ``python -bb``, and CI starts clean anyway) and no per-example deadline (the
+# machines are shared; speed goals live in bench/, not in tests).
+settings.register_profile("sipmesh", database=None, deadline=None)
+settings.load_profile("sipmesh")
 
 
 def _docker_answers() -> bool:
