@@ -24,7 +24,6 @@ from hypothesis import settings
 
 from sipmesh_bus.natsserver import NatsServer, NatsServerError
 
-
 # Hypothesis: no example database (its file cache trips BytesWarning under
 # ``python -bb``, and CI starts clean anyway) and no per-example deadline (the
 # machines are shared; speed goals live in bench/, not in tests).
