@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from sipmesh_bus.natsserver import NatsServer
+from tests.e2e.baresip import Baresip
 from tests.e2e.harness import LOOPBACK, Stack, User
 from tests.e2e.sipp import RunSipp, SippResult, SippRun, sipp_binary, write_users
 
@@ -110,3 +111,19 @@ def baresip_binary() -> str:
     if path is None:
         pytest.fail("baresip is not installed: apt-get install baresip", pytrace=False)
     return path
+
+
+@pytest.fixture
+def phone(baresip_binary: str, tmp_path: Path) -> Iterator[Callable[[str], Baresip]]:
+    """Start a baresip with an accounts line; every one started is stopped after the test."""
+    started: list[Baresip] = []
+
+    def start(account: str) -> Baresip:
+        ua = Baresip(baresip_binary, tmp_path, account=account)
+        started.append(ua)
+        ua.start()
+        return ua
+
+    yield start
+    for ua in reversed(started):
+        ua.stop()
