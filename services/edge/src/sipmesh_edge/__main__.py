@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 from pathlib import Path
 
 import msgspec
@@ -49,6 +50,13 @@ async def main(argv: list[str] | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
     edge = Edge(build_config(argv))
     async with edge:
+        # The transaction table keeps tens of thousands of small objects alive
+        # (Timer J holds each UDP REGISTER 32 s); with the default thresholds
+        # the cyclic GC costs about half the CPU of the hot path (measured:
+        # 8.8k -> 15k REGISTER/s through the sink). Refcounting frees nearly
+        # everything; collect rarely and never scan the start-up objects again.
+        gc.set_threshold(50_000, 20, 100)
+        gc.freeze()
         await edge.service.wait_stopped()
 
 

@@ -12,7 +12,7 @@ addressed to itself, methods it does not know) and passes everything else on::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 from sipmesh_bus.subjects import SIP_REGISTER, SIP_ROUTE
@@ -73,6 +73,12 @@ class EdgeIdentity:
     #: The ports the edge listens on (UDP and streams).
     supported: tuple[bytes, ...] = ()
     #: Option-tags listed in Supported in the answer to OPTIONS.
+    _host_keys: frozenset[bytes] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Packed IP literals, computed once: is_self runs for every Via of every request.
+        keys = frozenset(k for k in (ip_key(h) for h in self.hosts) if k is not None)
+        object.__setattr__(self, "_host_keys", keys)
 
     def is_self(self, host: bytes, port: int | None, *, sips: bool = False) -> bool:
         """True when ``host:port`` names this edge (IP literals compared by value)."""
@@ -83,11 +89,7 @@ class EdgeIdentity:
         if host.lower() in self.hosts:
             return True
         key = ip_key(host)
-        return key is not None and key in _host_keys(self.hosts)
-
-
-def _host_keys(hosts: frozenset[bytes]) -> frozenset[bytes]:
-    return frozenset(k for k in (ip_key(h) for h in hosts) if k is not None)
+        return key is not None and key in self._host_keys
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
