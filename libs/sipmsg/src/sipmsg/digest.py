@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-from ._abnf import WS, is_token, quote, split_comma, unquote
+from ._abnf import TOKEN, WS, is_token, quote, slot_setters, split_comma, unquote
 from ._errors import LocalProtocolError, ParseError
 from ._nonce import NonceManager, NonceStatus, nc_key
 
@@ -69,7 +69,16 @@ _QUOTED_RE: Final = re.compile(
 # nc-value = 8LHEX (RFC 3261 §25); upper-case hex is tolerated on input.
 _NC_RE: Final = re.compile(rb"\A[0-9A-Fa-f]{8}\Z")
 _SCHEME_RE: Final = re.compile(rb"\A([^ \t]+)(?:[ \t]+(.*))?\Z", re.DOTALL)
+# The usual shape of one auth-param, token "=" (token / quoted-string), with
+# no white space around "=". re.split on it yields the separators between
+# the params next to the names and values; when every separator is a comma
+# with optional blanks the list has the usual shape (see _fast_auth_params).
+_QDTEXT: Final = rb'[^"\\\x00-\x08\x0a-\x1f\x7f]*'
+_QUOTED: Final = rb'"' + _QDTEXT + rb"(?:\\[\x00-\x09\x0b\x0c\x0e-\x7f]" + _QDTEXT + rb')*"'
+_AUTH_PARAM_RE: Final = re.compile(rb"(" + TOKEN + rb")=(" + TOKEN + rb"|" + _QUOTED + rb")")
 
+# RFC 2617 §3.2.2 / RFC 3261 §25 dig-resp: what a Digest response must carry.
+_CREDENTIALS_REQUIRED: Final = (b"username", b"realm", b"nonce", b"uri", b"response")
 _CHALLENGE_KNOWN: Final = frozenset(
     {b"realm", b"nonce", b"opaque", b"stale", b"algorithm", b"qop", b"domain", b"userhash"}
 )
@@ -210,6 +219,30 @@ def _parse_auth(value: bytes, header: str) -> tuple[bytes, AuthParams]:
     if m is None or not is_token(m.group(1)):
         raise ParseError("missing or bad auth-scheme", header=header)
     scheme, rest = m.group(1), m.group(2) or b""
+    fast = _fast_auth_params(rest)
+    return scheme, _auth_params(rest, header) if fast is None else fast
+
+
+def _fast_auth_params(rest: bytes) -> AuthParams | None:
+    """The auth-params of the usual shape in one C-level pass, else None.
+
+    None means "not the usual shape": :func:`_auth_params` decides, and gives
+    the same result whenever this one gives any (a property test checks it).
+    """
+    parts = _AUTH_PARAM_RE.split(rest)
+    if parts[0] or parts[-1].strip(WS):
+        return None
+    for sep in parts[3:-1:3]:
+        if sep.strip(WS) != b",":
+            return None
+    params = tuple([(n.lower(), v) for n, v in zip(parts[1::3], parts[2::3], strict=True)])
+    if len({n for n, _ in params}) != len(params):
+        return None
+    return params
+
+
+def _auth_params(rest: bytes, header: str) -> AuthParams:
+    """Split ``auth-param *(COMMA auth-param)`` in full generality."""
     try:
         elements = split_comma(rest)
     except ParseError as exc:
@@ -231,7 +264,7 @@ def _parse_auth(value: bytes, header: str) -> tuple[bytes, AuthParams]:
             raise ParseError(f"duplicate auth-param {name!r}", header=header)
         seen.add(lname)
         params.append((lname, raw))
-    return scheme, tuple(params)
+    return tuple(params)
 
 
 def _get(params: AuthParams, name: bytes) -> bytes | None:
@@ -299,28 +332,46 @@ def parse_credentials(value: bytes, *, header: str = "authorization") -> Credent
     scheme, params = _parse_auth(value, header)
     if scheme.lower() != b"digest":
         return Credentials(scheme=scheme, params=params)
-    required = {n: _get(params, n) for n in (b"username", b"realm", b"nonce", b"uri", b"response")}
-    missing = [n.decode() for n, v in required.items() if v is None]
+    # Names are unique (_parse_auth rejects duplicates), so a dict loses nothing.
+    found = dict(params)
+    missing = [n.decode() for n in _CREDENTIALS_REQUIRED if n not in found]
     if missing:
         raise ParseError(f"Digest credentials without {', '.join(missing)}", header=header)
-    nc_raw = _get(params, b"nc")
-    if nc_raw is not None and not _NC_RE.match(nc_raw):
-        raise ParseError("nc is not 8 hex digits", header=header)
-    return Credentials(
-        scheme=scheme,
-        username=required[b"username"] or b"",
-        realm=required[b"realm"] or b"",
-        nonce=required[b"nonce"] or b"",
-        uri=required[b"uri"] or b"",
-        response=required[b"response"] or b"",
-        algorithm=_get(params, b"algorithm"),
-        cnonce=_get(params, b"cnonce"),
-        opaque=_get(params, b"opaque"),
-        qop=_get(params, b"qop"),
-        nc=None if nc_raw is None else int(nc_raw, 16),
-        userhash=_flag(params, b"userhash"),
-        params=params,
-    )
+    nc_raw = found.get(b"nc")
+    if nc_raw is not None:
+        nc_raw = unquote(nc_raw)
+        if not _NC_RE.match(nc_raw):
+            raise ParseError("nc is not 8 hex digits", header=header)
+    userhash = found.get(b"userhash")
+    # Built through the slot setters: every field is checked above, and the
+    # frozen dataclass __init__ would cost more than the rest of this function.
+    creds = object.__new__(Credentials)
+    set_ = _CREDENTIALS_SETTERS
+    set_[0](creds, scheme)
+    set_[1](creds, unquote(found[b"username"]))
+    set_[2](creds, unquote(found[b"realm"]))
+    set_[3](creds, unquote(found[b"nonce"]))
+    set_[4](creds, unquote(found[b"uri"]))
+    set_[5](creds, unquote(found[b"response"]))
+    set_[6](creds, _unquote_opt(found.get(b"algorithm")))
+    set_[7](creds, _unquote_opt(found.get(b"cnonce")))
+    set_[8](creds, _unquote_opt(found.get(b"opaque")))
+    set_[9](creds, _unquote_opt(found.get(b"qop")))
+    set_[10](creds, None if nc_raw is None else int(nc_raw, 16))
+    set_[11](creds, userhash is not None and unquote(userhash).lower() == b"true")
+    set_[12](creds, params)
+    return creds
+
+
+_CREDENTIALS_SETTERS: Final = slot_setters(
+    Credentials,
+    *("scheme", "username", "realm", "nonce", "uri", "response", "algorithm", "cnonce"),
+    *("opaque", "qop", "nc", "userhash", "params"),
+)
+
+
+def _unquote_opt(value: bytes | None) -> bytes | None:
+    return None if value is None else unquote(value)
 
 
 # --- hashing ---------------------------------------------------------------
