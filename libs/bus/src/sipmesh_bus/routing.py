@@ -538,16 +538,17 @@ class RoutingSnapshot:
 
     def _add_chunk(self, key: str, chunk: RouteChunk) -> None:
         self._chunks[key] = chunk
-        grouped: dict[str, list[Route]] = {}
-        for route in chunk.routes:
-            grouped.setdefault(route.prefix, []).append(route)
         lcr = self.lcr
         carrier = chunk.carrier
-        for prefix, routes in grouped.items():
-            by_carrier = lcr.get(prefix)
+        for route in chunk.routes:
+            by_carrier = lcr.get(route.prefix)
             if by_carrier is None:
-                lcr[prefix] = by_carrier = {}
-            by_carrier[carrier] = tuple(routes)
+                lcr[route.prefix] = {carrier: (route,)}
+            else:
+                # The chunk's own earlier route with this prefix (another
+                # gateway), never a stale one: _remove_chunk ran first.
+                held = by_carrier.get(carrier)
+                by_carrier[carrier] = (*held, route) if held else (route,)
         self.route_count += len(chunk.routes)
 
     def _index_gateways(self) -> None:
