@@ -61,6 +61,13 @@ class RegistrarSettings(Settings, frozen=True, kw_only=True):
     #: 403, or drop the least recently refreshed bindings to make room.
     auth: bool = True
     #: False: anyone registers anything (tests, benchmarks, closed networks).
+    algorithms: Annotated[tuple[Literal["SHA-256", "MD5"], ...], Meta(min_length=1)] = (
+        "SHA-256",
+        "MD5",
+    )
+    #: Digest algorithms offered, one WWW-Authenticate each, in this order (RFC
+    #: 8760 §2.4: most preferred first). ``MD5`` alone for clients that read only
+    #: the first challenge and know no SHA-256 (SIPp 3.6, baresip 1.0).
     nonce_secret: str | None = None
     #: Shared by every replica; see the module docstring.
     nonce_ttl: PositiveFloat = 300.0
@@ -91,6 +98,7 @@ def make_policy(settings: RegistrarSettings) -> Policy:
         max_contacts=settings.max_contacts,
         evict_oldest=settings.on_too_many_contacts == "evict_oldest",
         auth=settings.auth,
+        algorithms=tuple(a.encode("ascii") for a in dict.fromkeys(settings.algorithms)),
     )
 
 
