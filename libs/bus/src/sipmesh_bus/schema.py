@@ -217,6 +217,14 @@ class CallEvent(Struct, frozen=True, kw_only=True):
     reason: str | None = None
     hangup_side: HangupSide | None = None
     edge_id: str | None = None
+    gateway: str | None = None
+    #: The LCR gateway id (``carrier`` is its carrier).
+    dispatcher_set: str | None = None
+    #: The dispatcher set the call went to.
+    billing_first: Annotated[int, Meta(ge=1)] | None = None
+    billing_step: Annotated[int, Meta(ge=1)] | None = None
+    #: Billing increments in seconds (60/60, 1/1, 30/6 ...): the first charged
+    #: period, then each next one.
 
 
 _encoder: Final = msgspec.msgpack.Encoder()

@@ -1,0 +1,147 @@
+"""The router's settings (section ``router``), loaded by ``sipmesh_bus.config``.
+
+Environment: ``SIPMESH_ROUTER_<KEY>``, e.g. ``SIPMESH_ROUTER_DOMAIN=example.com``
+(``sipmesh up`` sets it), ``SIPMESH_ROUTER_NONCE_SECRET=...``.
+
+The router challenges calls with the registrar's digest, so it must use the
+registrar's nonce secret (a phone may answer a router challenge with a nonce
+the registrar issued, and any replica must check what another issued). First
+match wins: ``router.nonce_secret``; then ``$SIPMESH_REGISTRAR_NONCE_SECRET``;
+then the registrar's file ``<data_dir>/registrar-nonce-secret`` (created the
+same way, race-free, when the router starts first); else a random secret with
+a warning (one replica only). The same secret signs the router's Record-Route
+tokens and topology-hiding Contacts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Final
+
+import msgspec
+from msgspec import Meta
+
+from sipmesh_bus.config import PositiveFloat, ServiceConfig, Settings
+
+__all__ = ["Policy", "RouterConfig", "RouterSettings", "load_secret", "make_policy"]
+
+log = logging.getLogger(__name__)
+
+SECRET_FILE: Final = "registrar-nonce-secret"  # noqa: S105 - a file name, shared with the registrar
+
+
+class RouterSettings(Settings, frozen=True, kw_only=True):
+    """Section ``router``."""
+
+    domain: str = "localhost"
+    #: The local domain (its users are the registrar's; also the digest realm).
+    domains: tuple[str, ...] = ()
+    #: More local domains.
+    advertised_host: str = ""
+    #: Host in our Via/Record-Route/Contact when an edge is bound to a wildcard
+    #: address and not listed in ``edges``.
+    edges: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Edge id -> the host phones and peers reach it at (its advertised address).
+    auth: bool = True
+    #: False: local users call without a challenge (tests, benchmarks).
+    nonce_secret: str | None = None
+    nonce_ttl: PositiveFloat = 300.0
+    timer_c: Annotated[float, Meta(gt=180.0)] = 181.0
+    #: RFC 3261 §16.6 step 11: "The timer MUST be larger than 3 minutes."
+    dialog_ttl: Annotated[int, Meta(ge=60)] = 43_200
+    #: Seconds a dialog record lives when no BYE comes (the bucket caps at a day).
+    retry_after: Annotated[int, Meta(ge=1)] = 5
+
+
+class RouterConfig(ServiceConfig, frozen=True, kw_only=True):
+    """The router's whole configuration."""
+
+    router: RouterSettings = RouterSettings()
+    data_dir: str | None = None
+    #: ``$SIPMESH_DATA_DIR``: where the shared nonce secret file is kept.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Policy:
+    """What :func:`sipmesh_router.core.decide` needs of the settings."""
+
+    domains: frozenset[str]
+    #: Local domains, lower-case; the first listed is ``realm``'s default.
+    secret: bytes
+    #: Signs Record-Route tokens and hidden Contacts.
+    auth: bool = True
+    edges: tuple[tuple[str, str], ...] = ()
+    #: Edge id -> advertised host.
+    advertised_host: str = ""
+    timer_c: float = 181.0
+    dialog_ttl: int = 43_200
+
+    def edge_host(self, edge_id: str, local_host: str) -> str:
+        """The host under which the edge ``edge_id`` is reached."""
+        for name, host in self.edges:
+            if name == edge_id:
+                return host
+        if local_host in ("0.0.0.0", "::", "") and self.advertised_host:  # noqa: S104
+            return self.advertised_host
+        return local_host
+
+    def is_local(self, domain: str) -> bool:
+        """True when ``domain`` (any case) is one of ours."""
+        return domain.lower().rstrip(".") in self.domains
+
+
+def make_policy(settings: RouterSettings, secret: bytes) -> Policy:
+    """The core's :class:`Policy` from the ``router`` section and the secret."""
+    domains = frozenset(d.strip().lower().rstrip(".") for d in (settings.domain, *settings.domains))
+    return Policy(
+        domains=domains,
+        secret=secret,
+        auth=settings.auth,
+        edges=tuple(sorted(settings.edges.items())),
+        advertised_host=settings.advertised_host,
+        timer_c=settings.timer_c,
+        dialog_ttl=settings.dialog_ttl,
+    )
+
+
+def load_secret(config: RouterConfig) -> bytes:
+    """The shared secret (see the module docstring).
+
+    Raises:
+        OSError: the data dir's secret file cannot be read or created.
+    """
+    if config.router.nonce_secret:
+        return config.router.nonce_secret.encode("utf-8")
+    from_env = os.environ.get("SIPMESH_REGISTRAR_NONCE_SECRET")
+    if from_env:
+        return from_env.encode("utf-8")
+    if config.data_dir:
+        return _file_secret(Path(config.data_dir) / SECRET_FILE)
+    log.warning(
+        "router: no nonce_secret and no data_dir: using a random secret; challenges "
+        "and Record-Route tokens are valid on this replica only"
+    )
+    return secrets.token_hex(32).encode("ascii")
+
+
+def _file_secret(path: Path) -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.router.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        try:
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink()
+    secret = path.read_text(encoding="ascii").strip()
+    if len(secret) < 16:
+        raise OSError(f"{path}: the nonce secret is shorter than 16 characters")
+    return secret.encode("ascii")

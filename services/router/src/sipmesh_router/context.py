@@ -1,0 +1,208 @@
+"""What the stateless router hands to the edge and gets back: contexts and route tokens.
+
+Two continuations, both opaque to everybody but the router:
+
+- :class:`RouteContext` rides in ``Forward.context``; the edge stores it with the
+  client transactions and echoes it in ``Envelope.context`` with each response it
+  asks about (finals, 2xx, provisionals with SDP). It holds what the answer to
+  that response needs: the request as forwarded (to fork again on failover), the
+  targets not tried yet, the call's CDR fields and the Vias/Record-Routes hidden
+  from a topology-hiding peer.
+- :class:`DialogToken` rides in the router's own Record-Route URI (parameter
+  ``sm``), so every in-dialog request of the call brings it back in its Route
+  header: the caller's From tag (who hangs up), the NAT flows of the two phones
+  (where in-dialog requests must go), and whether topology is hidden. It is
+  signed (HMAC-SHA-256 over the Call-ID and the payload, truncated to 96 bits)
+  so that nobody can forge a Route through sipmesh to an arbitrary address.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from typing import Final, Literal, TypeAlias
+
+import msgspec
+from msgspec import Struct
+
+from sipmesh_bus.schema import Target, Transport
+
+__all__ = [
+    "DialogRecord",
+    "DialogToken",
+    "Flow",
+    "Leg",
+    "RouteContext",
+    "decode_context",
+    "decode_dialog",
+    "encode_context",
+    "encode_dialog",
+    "open_token",
+    "seal_token",
+]
+
+Side: TypeAlias = Literal["caller", "callee"]
+_MAC_BYTES: Final = 12
+
+
+class Flow(Struct, frozen=True, kw_only=True, array_like=True):
+    """Where a phone is really reached: its source address, as the edge saw it."""
+
+    host: str
+    port: int
+    transport: Transport = "udp"
+    connection_id: str | None = None
+    edge_id: str | None = None
+
+    def target(self, uri: str) -> Target:
+        """A Target that sends a request for ``uri`` along this flow."""
+        return Target(
+            uri=uri,
+            host=self.host,
+            port=self.port,
+            transport=self.transport,
+            connection_id=self.connection_id,
+            edge_id=self.edge_id,
+        )
+
+
+class DialogToken(Struct, frozen=True, kw_only=True, array_like=True):
+    """The dialog facts carried in the router's Record-Route (see the module docstring)."""
+
+    caller_tag: str
+    #: The From tag of the dialog-creating INVITE: a BYE with it comes from the caller.
+    caller: Flow | None = None
+    #: The caller's flow when it is a registered phone (NAT), else None (route by URI).
+    callee: Flow | None = None
+    #: Filled in on the 2xx when the callee is a registered phone.
+    hide: bool = False
+    #: Topology hiding applies to this dialog's in-dialog requests.
+
+
+class Leg(Struct, frozen=True, kw_only=True):
+    """One serial step of a call: the targets tried together and what a CDR says of them."""
+
+    targets: list[Target]
+    destination: str = ""
+    carrier: str | None = None
+    gateway: str | None = None
+    dispatcher_set: str | None = None
+    rate_prefix: str | None = None
+    rate_per_minute: float | None = None
+    currency: str | None = None
+    billing_first: int | None = None
+    billing_step: int | None = None
+
+
+class RouteContext(Struct, frozen=True, kw_only=True):
+    """The continuation of one proxied transaction (``Forward.context``)."""
+
+    call_id: str
+    method: str
+    request: bytes = b""
+    #: The request as forwarded (our Via on top), to fork it again on failover;
+    #: empty when no target is left to fail over to.
+    remaining: list[Leg] = []
+    #: Serial steps not tried yet (failover), in order.
+    attempt: int = 0
+    #: How many failovers happened; makes each new branch unique.
+    caller_branch: str = ""
+    #: The caller's Via branch: event ids of this call attempt derive from it.
+    caller: str = ""
+    callee: str = ""
+    source: str = ""
+    started_at: float = 0.0
+    edge_id: str | None = None
+    leg: Leg | None = None
+    #: The step being tried now.
+    hide: bool = False
+    #: Topology hiding: restore hidden Vias, hide the Contact of responses.
+    self_host: str = ""
+    self_port: int = 0
+    #: Our (the edge's) address, for hidden Contacts.
+    hidden_vias: list[str] = []
+    #: Vias removed from the request for topology hiding, restored on responses.
+    hidden_record_routes: list[str] = []
+    #: Record-Routes removed likewise (restored in 1xx/2xx).
+    callee_is_phone: bool = False
+    #: The target is a registered binding: the 2xx's flow goes into the token.
+    token: str = ""
+    #: The sealed DialogToken of our Record-Route (to add the callee flow on 2xx).
+
+
+class DialogRecord(Struct, frozen=True, kw_only=True):
+    """One answered call (KV bucket ``dialogs``, key :func:`core.dialog_key`)."""
+
+    call_id: str
+    caller_tag: str
+    callee_tag: str
+    caller: str
+    callee: str
+    source: str
+    destination: str
+    answered_at: float
+    started_at: float = 0.0
+    carrier: str | None = None
+    gateway: str | None = None
+    dispatcher_set: str | None = None
+    rate_per_minute: float | None = None
+    edge_id: str | None = None
+
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_context: Final = msgspec.msgpack.Decoder(RouteContext)
+_token: Final = msgspec.msgpack.Decoder(DialogToken)
+_dialog: Final = msgspec.msgpack.Decoder(DialogRecord)
+
+
+def encode_context(ctx: RouteContext) -> bytes:
+    """The bytes of ``Forward.context``."""
+    return _encoder.encode(ctx)
+
+
+def decode_context(data: bytes) -> RouteContext:
+    """Decode an echoed context. Raises ``msgspec.DecodeError``/``ValidationError``."""
+    return _context.decode(data)
+
+
+def encode_dialog(record: DialogRecord) -> bytes:
+    """The value stored in KV ``dialogs``."""
+    return _encoder.encode(record)
+
+
+def decode_dialog(data: bytes) -> DialogRecord:
+    """Decode a ``dialogs`` value. Raises ``msgspec.DecodeError``/``ValidationError``."""
+    return _dialog.decode(data)
+
+
+def _mac(secret: bytes, call_id: bytes, payload: bytes) -> bytes:
+    return hmac.new(secret, call_id + b"\x00" + payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def seal_token(token: DialogToken, *, secret: bytes, call_id: bytes) -> bytes:
+    """The URI parameter value for ``token``: base64url(msgpack + MAC), token chars only.
+
+    RFC 3261 §25.1: a uri-parameter value is ``1*paramchar``; the base64url
+    alphabet (``A-Z a-z 0-9 - _``) is all unreserved, so no escaping is needed.
+    """
+    payload = _encoder.encode(token)
+    raw = payload + _mac(secret, call_id, payload)
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+def open_token(value: bytes, *, secret: bytes, call_id: bytes) -> DialogToken | None:
+    """The token sealed in ``value`` for this Call-ID, or None (forged, damaged, other call)."""
+    try:
+        raw = base64.urlsafe_b64decode(value + b"=" * (-len(value) % 4))
+    except ValueError:
+        return None
+    if len(raw) <= _MAC_BYTES:
+        return None
+    payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+    if not hmac.compare_digest(mac, _mac(secret, call_id, payload)):
+        return None
+    try:
+        return _token.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None

@@ -1,0 +1,500 @@
+"""The router's decisions, pure: an envelope and looked-up data in, a reply and side outputs out.
+
+::
+
+    location_keys(req, envelope, policy) -> the AoR keys app.py must read first
+    decide(envelope, msg, inputs)        -> Decision(reply, events, dialog writes)
+
+Requests follow RFC 3261 §16: validation (§16.3: Max-Forwards, Proxy-Require;
+syntax and loops are the edge's), route preprocessing (§16.4: strict-router
+fix, our Route values popped), then either loose routing of an in-dialog
+request along the dialog's route or, for a new request, who may call where
+and the targets (bindings of a local user, a dispatcher set, LCR carriers).
+Responses come back on ``sip.route.response`` with the :class:`RouteContext`
+of :mod:`sipmesh_router.context`: see :mod:`sipmesh_router.responses`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import unquote_to_bytes
+
+from sipmesh_bus.records import Binding, aor_key, live_bindings
+from sipmesh_bus.schema import (
+    CallEvent,
+    Drop,
+    Envelope,
+    Forward,
+    HangupSide,
+    SendResponse,
+    Target,
+)
+from sipmsg import Request, Response, SipUri, TelUri, make_response, parse_address
+from sipmsg._abnf import param
+
+from . import auth, proxy
+from .config import Policy
+from .context import (
+    DialogToken,
+    Flow,
+    Leg,
+    RouteContext,
+    encode_context,
+    open_token,
+    seal_token,
+)
+from .events import call_event, dialog_key, ended_event
+from .model import Decision, Inputs
+from .responses import decide_response
+from .routes import Hop, Peer
+
+__all__ = ["Decision", "Inputs", "decide", "location_keys", "target_of_uri"]
+
+_DIALOG_CREATING: Final = frozenset({b"INVITE", b"SUBSCRIBE", b"REFER"})
+_TRANSPORTS: Final = frozenset({"udp", "tcp", "tls", "ws", "wss"})
+_TOKEN_PARAM: Final = b"sm"
+
+
+def location_keys(req: Request, policy: Policy) -> list[str]:
+    """The ``location`` keys :func:`decide` will look at for ``req`` (read them first)."""
+    if req.to_tag is not None or req.method in (b"ACK", b"CANCEL"):
+        return []
+    local = _local_user(req, policy)
+    return [] if local is None else [aor_key(*local)]
+
+
+def decide(envelope: Envelope, msg: Request | Response, inputs: Inputs) -> Decision:
+    """The router's answer to one request or one response (with its context).
+
+    Args:
+        envelope: as the edge sent it (source, edge, context).
+        msg: ``envelope.data`` parsed.
+        inputs: routing data, bindings, subscribers, clock and entropy.
+
+    Returns:
+        The reply for the edge and the side outputs.
+
+    Raises:
+        ParseError: a header the decision needs is malformed (the shell answers 400).
+    """
+    if isinstance(msg, Response):
+        return decide_response(envelope, msg, inputs)
+    return _request(envelope, msg, inputs)
+
+
+# -- requests -----------------------------------------------------------------
+
+
+def _answer(
+    req: Request,
+    status: int,
+    outcome: str,
+    reason: bytes | None = None,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> Decision:
+    if req.method == b"ACK":
+        return Decision(reply=Drop(reason=f"ACK not routable: {outcome}"), outcome=outcome)
+    resp = make_response(req, status, reason, headers=headers)
+    return Decision(reply=SendResponse(data=bytes(resp)), outcome=outcome)
+
+
+def _request(env: Envelope, req: Request, inp: Inputs) -> Decision:
+    if req.method == b"CANCEL":
+        # §16.10: the edge answers a CANCEL that matches a transaction it holds
+        # (and tells us without waiting); one that reaches us matched nothing.
+        return _answer(req, 481, "cancel_unmatched")
+    if req.max_forwards == 0:
+        return _answer(req, 483, "too_many_hops")
+    if req.proxy_require:
+        # §16.3 step 5: "If the request contains a Proxy-Require header field ...
+        # with one or more option-tags this element does not understand, the
+        # element MUST return a 420 (Bad Extension) response."
+        tags = b", ".join(req.proxy_require)
+        return _answer(req, 420, "bad_extension", headers=((b"Unsupported", tags),))
+    call_id = req.call_id
+    req = _strict_router_fix(req, inp.policy.secret, call_id)
+    req, popped = proxy.pop_routes(req, lambda u: _token(u, inp.policy.secret, call_id) is not None)
+    token = next((t for u in popped if (t := _token(u, inp.policy.secret, call_id))), None)
+    if req.to_tag is not None:
+        return _in_dialog(env, req, token, inp)
+    return _initial(env, req, inp)
+
+
+def _token(uri: SipUri, secret: bytes, call_id: bytes) -> DialogToken | None:
+    value = param(uri.params, _TOKEN_PARAM)
+    return None if value is None else open_token(value, secret=secret, call_id=call_id)
+
+
+def _strict_router_fix(req: Request, secret: bytes, call_id: bytes) -> Request:
+    """§16.4: "If the Request-URI contains a value this proxy previously placed
+    into a Record-Route header field ... replace the Request-URI in the request
+    with the last value from the Route header field, and remove that value"."""
+    uri = req.request_uri
+    if not isinstance(uri, SipUri) or _token(uri, secret, call_id) is None:
+        return req
+    routes = req.headers.get_all(b"route")
+    if not routes:
+        return req
+    last = bytes(parse_address(routes[-1]).uri)
+    out = Request(method=req.method, uri=last, headers=req.headers, body=req.body)
+    out = out.remove_header(b"route")
+    if routes[:-1]:
+        out = out.with_header(b"Route", b", ".join(routes[:-1]))
+    return proxy.reparse_request(out)
+
+
+def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inputs) -> Decision:
+    policy = inp.policy
+    if token is None:
+        # Not a dialog we record-routed: forwarding it would make us an open relay.
+        return _answer(req, 403, "no_dialog_route", b"Not A Dialog Of This Proxy")
+    from_caller = req.from_tag == token.caller_tag.encode()
+    flow = token.callee if from_caller else token.caller
+    ruri = req.request_uri
+    if isinstance(ruri, SipUri) and ruri.user is not None:
+        hidden = proxy.open_contact_token(ruri.user, secret=policy.secret)
+        if hidden is not None:
+            req = proxy.reparse_request(
+                Request(method=req.method, uri=hidden, headers=req.headers, body=req.body)
+            )
+    routes = req.headers.get_all(b"route")
+    target: Target | None
+    if routes:
+        target = target_of_uri(parse_address(routes[0]).uri, req.uri.decode())
+    elif flow is not None:
+        target = flow.target(req.uri.decode())
+    else:
+        target = target_of_uri(req.request_uri, req.uri.decode())
+    if target is None:
+        return _answer(req, 416, "bad_target")
+    me = _me(env, policy)
+    sent = proxy.decrement_max_forwards(req)
+    hidden_vias: list[str] = []
+    if token.hide:
+        sent = proxy.with_contact(sent, secret=policy.secret, host=me[0], port=me[1])
+    branch = proxy.branch_for(req.via_branch or b"", req.call_id, 0, req.method)
+    sent = proxy.add_via(
+        sent, transport=_via_transport([target]), host=me[0], port=me[1], branch=branch
+    )
+    events: tuple[CallEvent, ...] = ()
+    delete = None
+    call_id = req.call_id.decode("utf-8", "replace")
+    if req.method == b"BYE":
+        side: HangupSide = "caller" if from_caller else "callee"
+        events = (
+            ended_event(call_id, side, now=inp.now, source=_source(env), edge_id=env.edge_id),
+        )
+        delete = dialog_key(call_id)
+    if req.method == b"ACK":
+        return Decision(reply=Forward(data=bytes(sent), targets=[target]), outcome="in_dialog")
+    ctx = RouteContext(
+        call_id=call_id,
+        method=req.method.decode(),
+        caller_branch=(req.via_branch or b"").decode("latin-1"),
+        edge_id=env.edge_id,
+        hide=token.hide,
+        self_host=me[0],
+        self_port=me[1],
+        hidden_vias=hidden_vias,
+    )
+    fwd = Forward(
+        data=bytes(sent),
+        targets=[target],
+        timer_c=policy.timer_c,
+        context=encode_context(ctx),
+    )
+    return Decision(reply=fwd, outcome="in_dialog", events=events, dialog_delete=delete)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Caller:
+    peer: Peer | None
+    user: str | None
+    #: Authenticated local user.
+    phone: bool
+    #: A registered phone (its flow goes into the dialog token).
+
+
+def _initial(env: Envelope, req: Request, inp: Inputs) -> Decision:
+    policy = inp.policy
+    if req.method == b"ACK":
+        return Decision(reply=Drop(reason="ACK outside a dialog"), outcome="stray_ack")
+    peer = inp.routing.trusted_peer(env.source_host)
+    caller = _Caller(peer=peer, user=None, phone=False)
+    from_uri = req.from_.uri
+    from_local = isinstance(from_uri, SipUri) and policy.is_local(from_uri.host.decode("latin-1"))
+    if from_local and peer is None:
+        assert isinstance(from_uri, SipUri)
+        realm = from_uri.host.lower()
+        if policy.auth:
+            result = auth.authenticate(
+                req,
+                realm=realm,
+                subscribers=inp.subscribers,
+                nonces=inp.nonces,
+                now=inp.now,
+                entropy=inp.entropy,
+            )
+            if isinstance(result, Response):
+                outcome = "challenge" if result.status == 407 else "bad_auth"
+                return Decision(reply=SendResponse(data=bytes(result)), outcome=outcome)
+            if from_uri.user is None or _unescape(from_uri.user) != result.user:
+                # §22.3 leaves identity policy to the proxy: a user may only
+                # call as itself.
+                return _answer(req, 403, "forbidden", b"From Does Not Match Credentials")
+            caller = _Caller(peer=None, user=result.user, phone=True)
+        else:
+            caller = _Caller(peer=None, user=_unescape(from_uri.user or b""), phone=True)
+    authorized = caller.peer is not None or caller.user is not None
+    local = _local_user(req, policy)
+    if local is not None:
+        bindings = live_bindings(inp.locations.get(aor_key(*local)), inp.now)
+        if bindings:
+            legs = _binding_legs(bindings)
+            return _forward(
+                env, req, inp, caller, legs, callee_is_phone=True, hide=_hides(caller, None)
+            )
+        if aor_key(*local) in inp.subscribers:
+            return _answer(req, 480, "unavailable")
+    if not authorized:
+        # No open relay: strangers may only reach our own users.
+        return _answer(
+            req, 404 if local is not None else 403, "not_found" if local else "forbidden"
+        )
+    user, domain = _dialled(req)
+    hops: list[Hop] = []
+    set_id = inp.routing.dispatcher_set_for(user, domain)
+    if set_id is not None:
+        hops = inp.routing.set_destinations(
+            set_id, call_id=req.call_id.decode("latin-1"), from_user=caller.user or "", now=inp.now
+        )
+        if not hops:
+            return _answer(req, 503, "set_down", b"No Destination Available")
+    elif user and _is_number(user):
+        hops = inp.routing.carriers(user)
+    if not hops:
+        return _answer(req, 404, "no_route", b"No Route")
+    legs = [_hop_leg(h, req) for h in hops]
+    hide = _hides(caller, hops[0])
+    return _forward(env, req, inp, caller, legs, callee_is_phone=False, hide=hide)
+
+
+def _hides(caller: _Caller, hop: Hop | None) -> bool:
+    return bool(
+        (caller.peer is not None and caller.peer.hide_topology)
+        or (hop is not None and hop.hide_topology)
+    )
+
+
+def _forward(
+    env: Envelope,
+    req: Request,
+    inp: Inputs,
+    caller: _Caller,
+    legs: list[Leg],
+    *,
+    callee_is_phone: bool,
+    hide: bool,
+) -> Decision:
+    policy = inp.policy
+    me = _me(env, policy)
+    call_id = req.call_id.decode("utf-8", "replace")
+    caller_branch = req.via_branch or b""
+    first, rest = legs[0], legs[1:]
+    sent = proxy.decrement_max_forwards(req)
+    hidden_vias: list[str] = []
+    hidden_rrs: list[str] = []
+    sealed = b""
+    if hide:
+        sent = proxy.with_contact(sent, secret=policy.secret, host=me[0], port=me[1])
+        _, _, hidden_rrs = proxy.hide_request(sent)
+        if hidden_rrs:
+            sent = sent.remove_header(b"record-route")
+    if req.method in _DIALOG_CREATING:
+        caller_flow = _flow(env) if caller.phone else None
+        token = DialogToken(
+            caller_tag=(req.from_tag or b"").decode("latin-1"), caller=caller_flow, hide=hide
+        )
+        sealed = seal_token(token, secret=policy.secret, call_id=req.call_id)
+        sent = proxy.add_record_route(sent, _record_routes(env, me, first.targets, sealed))
+    branch = proxy.branch_for(caller_branch, req.call_id, 0)
+    sent = proxy.add_via(
+        sent, transport=_via_transport(first.targets), host=me[0], port=me[1], branch=branch
+    )
+    data = bytes(sent)
+    ctx = RouteContext(
+        call_id=call_id,
+        method=req.method.decode(),
+        request=data if rest else b"",
+        remaining=rest,
+        caller_branch=caller_branch.decode("latin-1"),
+        caller=_aor_text(req.from_.uri),
+        callee=req.uri.decode("utf-8", "replace"),
+        source=_source(env),
+        started_at=inp.now,
+        edge_id=env.edge_id,
+        leg=first,
+        hide=hide,
+        self_host=me[0],
+        self_port=me[1],
+        hidden_vias=hidden_vias,
+        hidden_record_routes=hidden_rrs,
+        callee_is_phone=callee_is_phone,
+        token=sealed.decode("ascii"),
+    )
+    events: tuple[CallEvent, ...] = ()
+    if req.method == b"INVITE":
+        events = (call_event(ctx, "attempt", now=inp.now, detail=_detail(ctx, 0)),)
+    fwd = Forward(
+        data=data, targets=first.targets, timer_c=policy.timer_c, context=encode_context(ctx)
+    )
+    return Decision(reply=fwd, outcome="forward", events=events)
+
+
+def _detail(ctx: RouteContext, attempt: int) -> str:
+    return f"{ctx.caller_branch[-24:] or 'x'}-{attempt}"
+
+
+def _binding_legs(bindings: list[Binding]) -> list[Leg]:
+    """Bindings grouped by q-value, best first: one parallel leg per q (RFC 3261 §16.6)."""
+    legs: list[Leg] = []
+    last_q: float | None = -2.0
+    for b in bindings:
+        flow = Flow(
+            host=b.source_host,
+            port=b.source_port,
+            transport=b.transport,
+            connection_id=b.connection_id,
+            edge_id=b.edge_id,
+        )
+        q = b.q
+        if not legs or q != last_q:
+            legs.append(Leg(targets=[], destination=f"{b.source_host}:{b.source_port}"))
+            last_q = q
+        legs[-1].targets.append(flow.target(b.contact))
+    return legs
+
+
+def _hop_leg(hop: Hop, req: Request) -> Leg:
+    target = Target(
+        uri=hop.uri or req.uri.decode("utf-8", "replace"),
+        host=hop.host,
+        port=hop.port,
+        transport=hop.transport,
+    )
+    return Leg(
+        targets=[target],
+        destination=f"{hop.host}:{hop.port}",
+        carrier=hop.carrier,
+        gateway=hop.gateway,
+        dispatcher_set=hop.dispatcher_set,
+        rate_prefix=hop.rate_prefix,
+        rate_per_minute=hop.rate_per_minute,
+        currency=hop.currency,
+        billing_first=hop.billing_first,
+        billing_step=hop.billing_step,
+    )
+
+
+def _record_routes(
+    env: Envelope, me: tuple[str, int], targets: list[Target], sealed: bytes
+) -> list[bytes]:
+    """One lr URI, or two when the transports differ (RFC 5658 §3.3 double Record-Route)."""
+    outbound = _out_transport(targets)
+
+    def uri(transport: str) -> bytes:
+        host = proxy._host(me[0])
+        tp = b"" if transport == "udp" else b";transport=" + transport.encode()
+        return b"sip:%s:%d%s;lr;%s=%s" % (host, me[1], tp, _TOKEN_PARAM, sealed)
+
+    if outbound == env.transport:
+        return [uri(env.transport)]
+    return [uri(outbound), uri(env.transport)]
+
+
+def _out_transport(targets: list[Target]) -> str:
+    # The edge sends over a stream only when the target names a live connection.
+    if targets and all(t.connection_id is not None for t in targets):
+        return targets[0].transport
+    if targets and all(t.transport != "udp" for t in targets):
+        return targets[0].transport
+    return "udp"
+
+
+def _via_transport(targets: list[Target]) -> str:
+    return _out_transport(targets)
+
+
+def target_of_uri(uri: SipUri | TelUri | object, request_uri: str) -> Target | None:
+    """Where a request for ``uri`` goes by the URI alone (§16.6 step 7 without DNS).
+
+    Returns:
+        The Target, or None for a URI that is not a SIP URI.
+    """
+    if not isinstance(uri, SipUri):
+        return None
+    host = (uri.maddr or uri.host).decode("latin-1").strip("[]")
+    transport = (uri.transport or b"").decode("latin-1").lower()
+    if transport not in _TRANSPORTS:
+        transport = "tls" if uri.scheme == b"sips" else "udp"
+    port = uri.port or (5061 if transport in ("tls", "wss") else 5060)
+    return Target(uri=request_uri, host=host, port=port, transport=transport)  # type: ignore[arg-type]
+
+
+# -- small helpers ---------------------------------------------------------------
+
+
+def _me(env: Envelope, policy: Policy) -> tuple[str, int]:
+    return policy.edge_host(env.edge_id, env.local_host), env.local_port
+
+
+def _flow(env: Envelope) -> Flow:
+    return Flow(
+        host=env.source_host,
+        port=env.source_port,
+        transport=env.transport,
+        connection_id=env.connection_id,
+        edge_id=env.edge_id,
+    )
+
+
+def _source(env: Envelope) -> str:
+    host = f"[{env.source_host}]" if ":" in env.source_host else env.source_host
+    return f"{host}:{env.source_port}"
+
+
+def _unescape(user: bytes) -> str:
+    return unquote_to_bytes(user).decode("utf-8", "replace")
+
+
+def _local_user(req: Request, policy: Policy) -> tuple[str, str] | None:
+    uri = req.request_uri
+    if not isinstance(uri, SipUri) or uri.user is None:
+        return None
+    domain = uri.host.decode("latin-1").lower()
+    if not policy.is_local(domain):
+        return None
+    return _unescape(uri.user), domain
+
+
+def _dialled(req: Request) -> tuple[str, str]:
+    uri = req.request_uri
+    if isinstance(uri, TelUri):
+        return uri.number.decode("latin-1"), ""
+    if isinstance(uri, SipUri):
+        user = _unescape(uri.user) if uri.user is not None else ""
+        return user, uri.host.decode("latin-1").lower()
+    return "", ""
+
+
+def _is_number(user: str) -> bool:
+    digits = user[1:] if user.startswith("+") else user
+    return digits.isdigit()
+
+
+def _aor_text(uri: object) -> str:
+    if isinstance(uri, SipUri):
+        user = uri.user.decode("utf-8", "replace") + "@" if uri.user else ""
+        return user + uri.host.decode("latin-1")
+    return bytes(uri).decode("utf-8", "replace") if isinstance(uri, TelUri) else ""

@@ -1,0 +1,44 @@
+"""The core's input and output types (shared by core.py and responses.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sipmesh_bus.records import BindingSet, Subscriber
+from sipmesh_bus.schema import CallEvent, ReplyType
+from sipmsg.digest import NonceManager
+
+from .config import Policy
+from .context import DialogRecord
+from .routes import RoutingView
+
+__all__ = ["Decision", "Inputs"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """What to answer and what else to do."""
+
+    reply: ReplyType
+    outcome: str
+    #: A short label for metrics and logs (``forward``, ``challenge``, ``not_found`` ...).
+    events: tuple[CallEvent, ...] = ()
+    #: Call events to publish to JetStream.
+    dialog_put: tuple[str, DialogRecord] | None = None
+    dialog_delete: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inputs:
+    """Everything the core reads, gathered by the shell."""
+
+    routing: RoutingView
+    policy: Policy
+    nonces: NonceManager
+    now: float
+    entropy: bytes
+    #: Fresh random bytes for nonces.
+    locations: Mapping[str, BindingSet | None] = field(default_factory=dict)
+    #: AoR key -> its bindings, for the keys of :func:`location_keys`.
+    subscribers: Mapping[str, Subscriber] = field(default_factory=dict)

@@ -1,0 +1,208 @@
+"""RFC 3261 §16 message edits a proxy makes, as pure functions on sipmsg messages.
+
+Every edit returns a new message and leaves the other header bytes alone
+(``Request.prepend_header`` and friends), so what the router does not
+understand (100rel, early media, SDP) passes through untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable
+from typing import Final, TypeVar
+
+from sipmsg import ParseError, Request, Response, SipUri, parse, parse_address, parse_uri
+from sipmsg.via import MAGIC_COOKIE, Via, parse_via
+
+__all__ = [
+    "BRANCH_PREFIX",
+    "add_record_route",
+    "add_via",
+    "branch_for",
+    "contact_token",
+    "decrement_max_forwards",
+    "hide_request",
+    "open_contact_token",
+    "pop_routes",
+    "reparse_request",
+    "replace_branch",
+    "restore_response",
+    "strip_top_via",
+    "uri_of",
+    "with_contact",
+]
+
+BRANCH_PREFIX: Final = MAGIC_COOKIE + b"sm"
+#: Every branch the router writes starts so (loop detection knows its own Vias).
+DEFAULT_MAX_FORWARDS: Final = 70
+_CONTACT_MAC: Final = 8
+
+M = TypeVar("M", Request, Response)
+
+
+def branch_for(caller_branch: bytes, call_id: bytes, attempt: int, salt: bytes = b"") -> bytes:
+    """A branch for the request we send, derived from the one we received.
+
+    §16.6 step 8: "the branch parameter value ... MUST be unique across space
+    and time" and §16.11 suggests deriving it from the incoming request so a
+    retransmission maps to the same branch. ``attempt`` separates failovers.
+    """
+    digest = hashlib.sha256(b"%s\x00%s\x00%d\x00%s" % (caller_branch, call_id, attempt, salt))
+    return BRANCH_PREFIX + digest.hexdigest()[:24].encode()
+
+
+def add_via(req: Request, *, transport: str, host: str, port: int, branch: bytes) -> Request:
+    """Our Via on top (§16.6 step 8: "The proxy MUST insert a Via header field value")."""
+    value = b"SIP/2.0/%s %s:%d;branch=%s" % (transport.upper().encode(), _host(host), port, branch)
+    return req.prepend_header(b"Via", value)
+
+
+def _host(host: str) -> bytes:
+    return f"[{host}]".encode() if ":" in host and not host.startswith("[") else host.encode()
+
+
+def replace_branch(via: bytes, branch: bytes) -> bytes:
+    """The Via value ``via`` with its branch parameter set to ``branch``."""
+    parsed = parse_via(via)
+    params = tuple((n, branch if n == b"branch" else v) for n, v in parsed.params)
+    return bytes(Via(transport=parsed.transport, host=parsed.host, port=parsed.port, params=params))
+
+
+def decrement_max_forwards(req: Request) -> Request:
+    """§16.6 step 3: decrement by one, or add one "with a field value, which SHOULD be 70"."""
+    mf = req.max_forwards
+    value = DEFAULT_MAX_FORWARDS if mf is None else mf - 1
+    return req.replace_header(b"Max-Forwards", b"%d" % value)
+
+
+def add_record_route(req: Request, uris: list[bytes]) -> Request:
+    """Prepend our Record-Route values, the first of ``uris`` ending up on top.
+
+    §16.6 step 4: "The URI placed in the Record-Route header field value MUST
+    be a SIP or SIPS URI ... contain an lr parameter". With two values (RFC
+    5658 double record-routing) the top one faces the callee, which uses the
+    list in order, and the second faces the caller, which reverses it.
+    """
+    for uri in reversed(uris):
+        req = req.prepend_header(b"Record-Route", b"<" + uri + b">")
+    return req
+
+
+def pop_routes(req: Request, is_ours: Callable[[SipUri], bool]) -> tuple[Request, list[SipUri]]:
+    """§16.4: pop our own values off the top of Route; returns the request and what was popped.
+
+    "If the first value in the Route header field indicates this proxy, the
+    proxy MUST remove that value from the request." With double
+    record-routing two consecutive values are ours.
+    """
+    values = req.headers.get_all(b"route")
+    popped: list[SipUri] = []
+    while values:
+        uri = parse_address(values[0]).uri
+        if not isinstance(uri, SipUri) or not is_ours(uri):
+            break
+        popped.append(uri)
+        values = values[1:]
+    if not popped:
+        return req, popped
+    req = req.remove_header(b"route")
+    if values:
+        req = req.with_header(b"Route", b", ".join(values))
+    return req, popped
+
+
+def strip_top_via(resp: Response) -> Response:
+    """§16.7 step 3: "The proxy removes the topmost Via header field value from the response."
+
+    Raises:
+        ParseError: the response has no Via below ours (it was not for upstream).
+    """
+    vias = resp.headers.get_all(b"via")
+    if len(vias) < 2:
+        raise ParseError("response has no Via left to send it to", header="via")
+    return resp.replace_header(b"Via", b", ".join(vias[1:]))
+
+
+def hide_request(
+    req: Request, *, keep_record_route: bool = False
+) -> tuple[Request, list[str], list[str]]:
+    """Remove every Via and Record-Route of the other side (topology hiding).
+
+    Returns:
+        The request, and the Via and Record-Route values removed (kept in the
+        route context, restored on responses by :func:`restore_response`).
+    """
+    vias = [v.decode("latin-1") for v in req.headers.get_all(b"via")]
+    rrs = (
+        []
+        if keep_record_route
+        else [r.decode("latin-1") for r in req.headers.get_all(b"record-route")]
+    )
+    req = req.remove_header(b"via")
+    if rrs:
+        req = req.remove_header(b"record-route")
+    return req, vias, rrs
+
+
+def restore_response(resp: Response, vias: list[str], record_routes: list[str]) -> Response:
+    """Put back below ours what :func:`hide_request` removed (a response going upstream)."""
+    if vias:
+        own = resp.headers.get_all(b"via")
+        resp = resp.replace_header(b"Via", b", ".join([*own, *(v.encode("latin-1") for v in vias)]))
+    if record_routes and 100 < resp.status < 300:
+        own_rr = resp.headers.get_all(b"record-route")
+        joined = b", ".join([*own_rr, *(r.encode("latin-1") for r in record_routes)])
+        resp = resp.replace_header(b"Record-Route", joined)
+    return resp
+
+
+def contact_token(contact: bytes, *, secret: bytes) -> bytes:
+    """A user part that stands for ``contact`` (base64url + MAC): hides a UA's address."""
+    mac = hmac.new(secret, contact, hashlib.sha256).digest()[:_CONTACT_MAC]
+    return b"th-" + base64.urlsafe_b64encode(mac + contact).rstrip(b"=")
+
+
+def open_contact_token(user: bytes, *, secret: bytes) -> bytes | None:
+    """The contact URI :func:`contact_token` hid in ``user``, or None when it is not one."""
+    if not user.startswith(b"th-"):
+        return None
+    body = user[3:]
+    try:
+        raw = base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4))
+    except ValueError:
+        return None
+    mac, contact = raw[:_CONTACT_MAC], raw[_CONTACT_MAC:]
+    good = hmac.new(secret, contact, hashlib.sha256).digest()[:_CONTACT_MAC]
+    return contact if contact and hmac.compare_digest(mac, good) else None
+
+
+def with_contact(msg: M, *, secret: bytes, host: str, port: int) -> M:
+    """Replace the Contact URI by our address with the original sealed in the user part."""
+    if msg.header(b"contact") is None:
+        return msg
+    contacts = msg.contact
+    if not isinstance(contacts, tuple) or not contacts:
+        return msg
+    uri = bytes(contacts[0].uri)
+    token = contact_token(uri, secret=secret)
+    value = b"<sip:%s@%s:%d>" % (token, _host(host), port)
+    return msg.replace_header(b"Contact", value)
+
+
+def reparse_request(req: Request) -> Request:
+    """``req`` parsed from its bytes again (so every accessor sees the edited headers)."""
+    out = parse(bytes(req))
+    if not isinstance(out, Request):
+        raise ParseError("not a request after editing")
+    return out
+
+
+def uri_of(value: str) -> SipUri | None:
+    """A SIP URI parsed from text, or None."""
+    try:
+        uri = parse_uri(value.encode())
+    except ParseError:
+        return None
+    return uri if isinstance(uri, SipUri) else None

@@ -1,0 +1,163 @@
+"""Responses to proxied requests (RFC 3261 §16.7), decided from the echoed context.
+
+Who does what (the edge holds the client transactions, the router holds no
+state): the edge relays provisional responses without SDP by itself and asks
+the router (``sip.route.response``, with the context) about provisionals with
+SDP, the first 2xx and final responses. The router then:
+
+- passes the response upstream (our Via removed, §16.7 step 3; hidden Vias and
+  Record-Routes put back), publishing ``ringing``/``answered``/``failed``;
+- or, for a final 408 or 5xx of an INVITE when the context still holds legs,
+  fails over: a new ``Forward`` of the stored request to the next leg, with a
+  new branch (§16.7 step 5 lets a proxy "forward the request to additional
+  targets"); 6xx never fails over (§16.7 step 5: "the proxy MUST NOT ... send
+  ... to any other targets" after a 6xx is not RFC text, but a 6xx is global).
+
+Forks inside one leg (parallel branches) need the edge to pick the best of
+their finals (§16.7 step 6) before asking; see docs/router.md.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from sipmesh_bus.schema import CallEvent, Drop, Envelope, Forward, SendResponse
+from sipmsg import ParseError, Request, Response, parse
+
+from . import proxy
+from .context import Flow, RouteContext, decode_context, encode_context, open_token, seal_token
+from .events import call_event, dialog_key, dialog_record
+from .model import Decision, Inputs
+
+__all__ = ["decide_response", "fails_over"]
+
+
+def fails_over(status: int) -> bool:
+    """True for the finals that try the next leg: 408 and 5xx (a transport error is a 503)."""
+    return status == 408 or 500 <= status < 600
+
+
+def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
+    """The reply to one response the edge asks about (see the module docstring).
+
+    Raises:
+        ParseError: the response has no Via below ours.
+    """
+    ctx = _context(env)
+    if ctx is None:
+        return _upstream(resp, None, "response_no_context")
+    invite = ctx.method == "INVITE"
+    status = resp.status
+    if status < 200:
+        events: tuple[CallEvent, ...] = ()
+        if invite and status in (180, 183):
+            events = (call_event(ctx, "ringing", now=inp.now, detail=f"{ctx.attempt}"),)
+        return _upstream(resp, ctx, "provisional", events=events, secret=inp.policy.secret)
+    if status < 300:
+        if not invite:
+            return _upstream(resp, ctx, "final")
+        resp = _add_callee_flow(resp, env, ctx, inp)
+        callee_tag = (resp.to_tag or b"").decode("latin-1")
+        caller_tag = (resp.from_tag or b"").decode("latin-1")
+        record = dialog_record(ctx, caller_tag=caller_tag, callee_tag=callee_tag, now=inp.now)
+        answered = call_event(ctx, "answered", now=inp.now, detail="2xx")
+        decision = _upstream(resp, ctx, "answered", events=(answered,), secret=inp.policy.secret)
+        return Decision(
+            reply=decision.reply,
+            outcome=decision.outcome,
+            events=decision.events,
+            dialog_put=(dialog_key(ctx.call_id), record),
+        )
+    if invite and fails_over(status) and ctx.remaining and ctx.request:
+        return _failover(ctx, inp, status)
+    events = ()
+    if invite:
+        reason = resp.reason.decode("utf-8", "replace")
+        failed = call_event(
+            ctx, "failed", now=inp.now, detail=f"{ctx.attempt}", status=status, reason=reason
+        )
+        events = (failed,)
+    return _upstream(resp, ctx, "failed" if invite else "final", events=events)
+
+
+def _context(env: Envelope) -> RouteContext | None:
+    if not env.context:
+        return None
+    try:
+        return decode_context(env.context)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
+
+def _upstream(
+    resp: Response,
+    ctx: RouteContext | None,
+    outcome: str,
+    *,
+    events: tuple[CallEvent, ...] = (),
+    secret: bytes = b"",
+) -> Decision:
+    try:
+        up = proxy.strip_top_via(resp)
+    except ParseError:
+        return Decision(
+            reply=Drop(reason="response without a Via for upstream"), outcome="bad_response"
+        )
+    if ctx is not None and (ctx.hidden_vias or ctx.hidden_record_routes):
+        up = proxy.restore_response(up, ctx.hidden_vias, ctx.hidden_record_routes)
+    if ctx is not None and ctx.hide and secret:
+        up = proxy.with_contact(up, secret=secret, host=ctx.self_host, port=ctx.self_port)
+    return Decision(reply=SendResponse(data=bytes(up)), outcome=outcome, events=events)
+
+
+def _failover(ctx: RouteContext, inp: Inputs, status: int) -> Decision:
+    """Forward the stored request to the next leg, with a fresh branch on our Via."""
+    leg, rest = ctx.remaining[0], ctx.remaining[1:]
+    attempt = ctx.attempt + 1
+    req = parse(ctx.request)
+    if not isinstance(req, Request):
+        return Decision(reply=Drop(reason="stored request unreadable"), outcome="bad_context")
+    vias = req.headers.get_all(b"via")
+    branch = proxy.branch_for(ctx.caller_branch.encode("latin-1"), req.call_id, attempt)
+    top = proxy.replace_branch(vias[0], branch)
+    req = req.replace_header(b"Via", b", ".join([top, *vias[1:]]))
+    data = bytes(req)
+    new = msgspec.structs.replace(
+        ctx, request=data if rest else b"", remaining=rest, attempt=attempt, leg=leg
+    )
+    attempt_event = call_event(
+        new, "attempt", now=inp.now, detail=f"{ctx.caller_branch[-24:] or 'x'}-{attempt}"
+    )
+    fwd = Forward(
+        data=data, targets=leg.targets, timer_c=inp.policy.timer_c, context=encode_context(new)
+    )
+    return Decision(reply=fwd, outcome=f"failover_{status}", events=(attempt_event,))
+
+
+def _add_callee_flow(resp: Response, env: Envelope, ctx: RouteContext, inp: Inputs) -> Response:
+    """Put the callee phone's flow into our Record-Route of the 2xx (NAT, see context.py).
+
+    The caller builds its route set from the 2xx's Record-Route (§12.1.2), so
+    its in-dialog requests carry the token with the callee's flow back to us.
+    """
+    if not ctx.callee_is_phone or not ctx.token:
+        return resp
+    call_id = ctx.call_id.encode("utf-8", "surrogateescape")
+    secret = inp.policy.secret
+    token = open_token(ctx.token.encode("ascii"), secret=secret, call_id=call_id)
+    if token is None:
+        return resp
+    flow = Flow(
+        host=env.source_host,
+        port=env.source_port,
+        transport=env.transport,
+        connection_id=env.connection_id,
+        edge_id=env.edge_id,
+    )
+    sealed = seal_token(msgspec.structs.replace(token, callee=flow), secret=secret, call_id=call_id)
+    old = ctx.token.encode("ascii")
+    values = resp.headers.get_all(b"record-route")
+    if not any(old in v for v in values):
+        return resp
+    new_values = [v.replace(old, sealed) for v in values]
+    return resp.replace_header(b"Record-Route", b", ".join(new_values))
