@@ -50,6 +50,7 @@ class RecordingSink:
     def __init__(self) -> None:
         self.messages: list[Received] = []
         self.errors: list[tuple[ParseError, Connection]] = []
+        self.error_data: list[bytes] = []
         self.echo = False
         self.answer_errors = False
 
@@ -66,8 +67,11 @@ class RecordingSink:
         if self.echo and connection is not None:
             connection.send(b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n")
 
-    def on_parse_error(self, error: ParseError, *, connection: Connection) -> None:
+    def on_parse_error(
+        self, error: ParseError, *, connection: Connection, data: bytes = b""
+    ) -> None:
         self.errors.append((error, connection))
+        self.error_data.append(data)
         if self.answer_errors:
             connection.send(b"SIP/2.0 %d Bad\r\nContent-Length: 0\r\n\r\n" % error.status_hint)
 
@@ -198,6 +202,20 @@ async def test_tcp_missing_content_length_reports_and_closes(sink: RecordingSink
         await eventually(lambda: len(edge.connections) == 0)
         assert edge.connections.get(connection.id) is None
         assert sink.messages == []
+
+
+async def test_tcp_framing_error_hands_over_the_unframed_octets(sink: RecordingSink) -> None:
+    bad = b"OPTIONS sip:a@b SIP/2.0\r\nCall-ID: y\r\nCSeq: 2 OPTIONS\r\n\r\n"
+    async with running(sink, tcp=["127.0.0.1:0"]) as (_, addr), client(addr["tcp"]) as (r, w):
+        # A good message, then the bad one split across two reads.
+        w.write(sip(1) + bad[:12])
+        await w.drain()
+        await eventually(lambda: len(sink.messages) == 1)
+        w.write(bad[12:])
+        async with asyncio.timeout(3):
+            await r.read()
+    assert sink.error_data == [bad]
+    assert sink.messages[0].data == sip(1)
 
 
 async def test_tcp_oversize_message_takes_the_513_path(sink: RecordingSink) -> None:

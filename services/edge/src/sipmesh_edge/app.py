@@ -19,14 +19,15 @@ from typing import Any, Final
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from sipmesh_bus import schema, subjects
+from sipmesh_bus import subjects
 from sipmesh_bus.config import PositiveFloat, ServiceConfig
 from sipmesh_bus.runtime import Service
 from sipmesh_edge.bus import BusClient
 from sipmesh_edge.core import EdgeIdentity
+from sipmesh_edge.handoff import Handoff, HandoffResult, decode_handoff, encode
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.ports import StreamListeners
-from sipmesh_edge.sink import EdgeSink, Flow, SinkConfig
+from sipmesh_edge.sink import EdgeSink, SinkConfig
 from sipmesh_edge.udp import MAX_DATAGRAM, UdpListener, open_udp
 
 __all__ = ["Edge", "EdgeConfig", "parse_listen"]
@@ -116,6 +117,7 @@ class Edge:
         self.streams = await self._start_streams(sink)
         if self.streams is not None:
             sink.connections = self.streams.connections
+            sink.connector = self.streams
         ports = [u.local[1] for u in self.udp]
         if self.streams is not None:
             ports += [port for _, _, port in self.streams.addresses]
@@ -131,7 +133,8 @@ class Edge:
             subjects.edge_send(self.edge_id),
             self._on_edge_send,
             queue=subjects.QUEUE_EDGE,
-            decode=schema.decode_edge_send,
+            decode=decode_handoff,
+            encode=encode,
         )
 
     async def close(self) -> None:
@@ -197,23 +200,9 @@ class Edge:
             u.transport is not None and not u.transport.is_closing() for u in self.udp
         )
 
-    async def _on_edge_send(self, msg: schema.EdgeSend) -> None:
-        # ARCHITECTURE step 4: bytes for a connection (or a UDP peer) this edge owns.
+    async def _on_edge_send(self, msg: Handoff) -> HandoffResult:
+        # ARCHITECTURE step 4: bytes for a connection (or a UDP peer) this edge
+        # owns, or a response received elsewhere for one of our transactions.
         if self.sink is None:
-            return
-        connection = None
-        if msg.connection_id is not None and self.streams is not None:
-            connection = self.streams.connections.get(msg.connection_id)
-            if connection is None:
-                log.info("edge: sip.edge.send for closed connection %s", msg.connection_id)
-                return
-        self.sink.send_raw(
-            Flow(
-                transport=msg.transport,
-                host=msg.host,
-                port=msg.port,
-                local=connection.local if connection else self.sink.udp_local_for(msg.host),
-                connection=connection,
-            ),
-            msg.data,
-        )
+            return HandoffResult(ok=False, error="starting")
+        return self.sink.on_handoff(msg)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
 from sipmesh_bus.subjects import SIP_REGISTER, SIP_ROUTE
+from sipmesh_edge.branch import BranchInfo, is_loop, parse_branch
 from sipmsg import (
     LocalProtocolError,
     ParseError,
@@ -258,12 +259,20 @@ def _targets_self(req: Request, me: EdgeIdentity) -> bool:
 
 
 def _is_loop(req: Request, me: EdgeIdentity) -> bool:
-    # "the element MUST check whether its own address is already present in
-    # the Via header field values". The edge only puts a Via on requests it
-    # sends onwards, never to itself, so a Via of its own means the request
-    # came back (a spiral through the edge does not happen in sipmesh: the
-    # router resolves every hop of the platform in one decision).
-    return any(me.is_self(v.host, v.port) for v in req.via)
+    # §16.3 item 4: "the element MUST check whether its own address is already
+    # present in the Via header field values. If it is not, the element MUST
+    # NOT perform any further loop detection". With a Via of ours, the branch
+    # tells a loop (the same request back again) from a spiral (sent back to
+    # us on purpose, with another Request-URI): see sipmesh_edge.branch. A Via
+    # of ours without our branch format is counted as a loop.
+    own: list[BranchInfo] = []
+    for via in req.via:
+        if me.is_self(via.host, via.port):
+            info = parse_branch(via.branch or b"")
+            if info is None:
+                return True
+            own.append(info)
+    return is_loop(req, own)
 
 
 def bus_subject_for(req: Request) -> str:

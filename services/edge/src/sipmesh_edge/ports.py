@@ -45,8 +45,16 @@ class Connection(Protocol):
     local: tuple[str, int]
     #: The local (host, port) the connection arrived on.
 
+    @property
+    def is_open(self) -> bool:
+        """Whether messages can still be sent (not closed nor closing)."""
+
     def send(self, data: bytes) -> None:
-        """Queue one complete SIP message (over WebSocket: one frame). Never blocks."""
+        """Queue one complete SIP message (over WebSocket: one frame). Never blocks.
+
+        Raises:
+            ConnectionError: the connection is closed or closing.
+        """
 
     def close(self) -> None:
         """Close the connection; the registry forgets it."""
@@ -66,11 +74,15 @@ class MessageSink(Protocol):
     ) -> None:
         """Handle one complete SIP message; ``connection`` is None for UDP. Never raises."""
 
-    def on_parse_error(self, error: ParseError, *, connection: Connection) -> None:
+    def on_parse_error(
+        self, error: ParseError, *, connection: Connection, data: bytes = b""
+    ) -> None:
         """The stream framer rejected the byte stream (bad Content-Length, too large ...).
 
-        The sink answers on ``connection`` when it can; the stream listener then
-        closes the connection, as framing is lost.
+        ``data`` holds the octets the framer had not yet framed (the start of
+        the offending message; empty for a WebSocket protocol error). The sink
+        answers on ``connection`` when it can; the stream listener then closes
+        the connection, as framing is lost.
         """
 
 
@@ -91,6 +103,14 @@ class StreamListeners(Protocol):
     @property
     def addresses(self) -> list[tuple[str, str, int]]:
         """The bound ``(transport, host, port)`` triples (port 0 resolved)."""
+
+    async def connect(self, transport: str, host: str, port: int) -> Connection:
+        """An open connection to ``host:port`` over TCP or TLS, reused or new.
+
+        Raises:
+            OSError: the connection failed.
+            ValueError: an unsupported transport.
+        """
 
     async def close(self) -> None:
         """Stop accepting, close every connection, wait for the servers to end."""

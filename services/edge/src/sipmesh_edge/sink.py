@@ -14,20 +14,24 @@ deadlines, lazily invalidated.
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import logging
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final
 
 import msgspec
 
 from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
+from sipmesh_edge.branch import BranchMaker, parse_branch
 from sipmesh_edge.bus import BusFailure
+from sipmesh_edge.handoff import Handoff, HandoffResult, encode
 from sipmesh_edge.metrics import EdgeMetrics
+from sipmesh_edge.outbound import Bus, Connector, Flow, Outbound, UdpSender
 from sipmesh_edge.ports import Connection, ConnectionRegistry
 from sipmsg import (
     LocalProtocolError,
@@ -54,7 +58,7 @@ from sipmsg.transaction import (
     server_key,
 )
 
-__all__ = ["Bus", "EdgeSink", "Flow", "SinkConfig", "UdpSender"]
+__all__ = ["Bus", "Connector", "EdgeSink", "Flow", "SinkConfig", "UdpSender"]
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +67,7 @@ _ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
 _ERROR_LOG_INTERVAL: Final = 10.0
 _DEFAULT_PARSER: Final = ParserConfig()
 _DEFAULT_TIMERS: Final = TransactionConfig()
-
-
-class Bus(Protocol):
-    """What the sink needs of :class:`~sipmesh_edge.bus.BusClient`."""
-
-    def request(
-        self, subject: str, payload: bytes, callback: Callable[[bytes | BusFailure], None]
-    ) -> bool: ...
-
-    def publish(self, subject: str, payload: bytes) -> bool: ...
-
-
-class UdpSender(Protocol):
-    """One UDP socket (``asyncio.DatagramTransport.sendto``)."""
-
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> None: ...
+_DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,21 +83,6 @@ class SinkConfig:
     #: How long a request the bus answered with Drop stays absorbed.
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Flow:
-    """Where a message came from and where its answers go."""
-
-    transport: schema.Transport
-    host: str
-    port: int
-    local: tuple[str, int]
-    connection: Connection | None = None
-
-    @property
-    def reliable(self) -> bool:
-        return self.transport != "udp"
-
-
 @dataclass(slots=True, kw_only=True, eq=False)
 class _Server:
     key: tuple[bytes, ...]
@@ -119,6 +93,8 @@ class _Server:
     branches: list[_Client] = field(default_factory=list)
     cancelled: bool = False
     answered_2xx: bool = False
+    dest: Flow | None = None
+    #: Where responses go when a ``SendResponse.target`` overrode the Via.
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -156,11 +132,9 @@ class EdgeSink:
         self._clock = clock
         self._wallclock = wallclock
         self._invite_timers = _with_trying(config.timers)
-        self.bus: Bus | None = None
-        #: Set by the app once NATS is connected; None answers 503.
-        self.udp: dict[tuple[str, int], UdpSender] = {}
-        #: The UDP sockets by local (host, port).
-        self.connections: ConnectionRegistry | None = None
+        self.out = Outbound(config.identity.edge_id, metrics)
+        #: The sending half: UDP sockets, connections, the bus for handoffs.
+        self._branches = BranchMaker(config.identity.edge_id)
         self._servers: dict[tuple[bytes, ...], _Server] = {}
         self._clients: dict[tuple[bytes, bytes], _Client] = {}
         self._heap: list[tuple[float, int, _Server | _Client]] = []
@@ -191,21 +165,94 @@ class EdgeSink:
         except Exception:
             self._internal_error("message from %s:%s", source[0], source[1])
 
-    def on_parse_error(self, error: ParseError, *, connection: Connection) -> None:
-        """A stream framer gave up: answer what can be answered, the listener closes."""
+    def on_parse_error(
+        self, error: ParseError, *, connection: Connection, data: bytes = b""
+    ) -> None:
+        """A stream framer gave up: answer what can be answered, the listener closes.
+
+        RFC 3261 §18.3: a stream message without a usable Content-Length
+        cannot be delimited, so the connection is lost to framing; the request
+        it started is answered first if its headers are readable ("the server
+        ... MUST respond with a 400 (Bad Request)"; 513 for one too large).
+        """
         self._metrics.parse_errors.inc()
+        try:
+            resp = core.error_response(data, error) if data else None
+            if resp is not None:
+                self._metrics.response(resp.status)
+                with contextlib.suppress(ConnectionError):
+                    connection.send(bytes(resp))
+        except Exception:
+            self._internal_error("framing error on %s", connection.id)
 
     # -- open state, for the app and tests ---------------------------------
 
+    @property
+    def bus(self) -> Bus | None:
+        """The NATS client; None (not connected yet) answers 503."""
+        return self.out.bus
+
+    @bus.setter
+    def bus(self, bus: Bus | None) -> None:
+        self.out.bus = bus
+
+    @property
+    def udp(self) -> dict[tuple[str, int], UdpSender]:
+        """The UDP sockets by local (host, port)."""
+        return self.out.udp
+
+    @property
+    def connections(self) -> ConnectionRegistry | None:
+        """The stream connections of this edge, by id."""
+        return self.out.connections
+
+    @connections.setter
+    def connections(self, registry: ConnectionRegistry | None) -> None:
+        self.out.connections = registry
+
+    @property
+    def connector(self) -> Connector | None:
+        """Opens outbound TCP/TLS connections."""
+        return self.out.connector
+
+    @connector.setter
+    def connector(self, connector: Connector | None) -> None:
+        self.out.connector = connector
+
+    def udp_local_for(self, host: str) -> tuple[str, int]:
+        """The local address of a UDP socket of ``host``'s address family."""
+        return self.out.udp_local_for(host)
+
     def reconfigure(self, config: SinkConfig) -> None:
         """Replace the settings (the app learns its bound ports after binding)."""
+        if config.identity.edge_id != self._me.edge_id:
+            self._branches = BranchMaker(config.identity.edge_id)
+            self.out.edge_id = config.identity.edge_id
         self._config = config
         self._me = config.identity
         self._invite_timers = _with_trying(config.timers)
 
     def send_raw(self, flow: Flow, data: bytes) -> bool:
-        """Send bytes statelessly (``sip.edge.<id>.send``). False when there is no socket."""
-        return self._send(flow, data)
+        """Send bytes statelessly. False when there is no socket or the connection is gone."""
+        return self.out.send(flow, data)
+
+    def on_handoff(self, msg: Handoff) -> HandoffResult:
+        """Serve ``sip.edge.<id>.send``: send over UDP or a held connection, or take a message.
+
+        Args:
+            msg: what another edge (or any service) hands over.
+
+        Returns:
+            ok, or why not (the connection is gone, no socket).
+        """
+        if msg.received:
+            # A response for one of our client transactions that reached the
+            # replica holding the connection it came over.
+            self._receive(
+                msg.data, Flow(transport=msg.transport, host=msg.host, port=msg.port, local=("", 0))
+            )
+            return HandoffResult(ok=True)
+        return self.out.serve_handoff(msg)
 
     @property
     def transactions(self) -> int:
@@ -233,7 +280,7 @@ class EdgeSink:
         if isinstance(incoming, Request):
             self._on_request(incoming, flow)
         elif isinstance(incoming, Response):
-            self._on_response(incoming)
+            self._on_response(incoming, flow)
         elif isinstance(incoming, core.Garbage):
             self._metrics.parse_errors.inc()
             if incoming.response is not None:
@@ -307,12 +354,14 @@ class EdgeSink:
             self._unavailable(server, "bad_reply")
             return
         match reply:
-            case schema.SendResponse(data=data):
+            case schema.SendResponse(data=data, target=target):
                 try:
                     resp = parse(data)
                 except ParseError:
                     resp = None
                 if isinstance(resp, Response):
+                    if target is not None:
+                        server.dest = self.out.target_flow(target)
                     self._respond(server, resp)
                 else:
                     self._metrics.dropped.labels("bad_reply").inc()
@@ -342,7 +391,7 @@ class EdgeSink:
 
     def _send_stateless(self, resp: Response, flow: Flow) -> None:
         self._metrics.response(resp.status)
-        self._send(flow, bytes(resp))
+        self.out.send(flow, bytes(resp))
 
     # -- ACK and CANCEL ----------------------------------------------------
 
@@ -355,7 +404,7 @@ class EdgeSink:
                     reply = schema.decode_reply(value)
                     if isinstance(reply, schema.Forward):
                         for target in reply.targets:
-                            self._send(self._target_flow(target), reply.data)
+                            self.out.send(self.out.target_flow(target), reply.data)
 
         envelope = self._envelope(bytes(req), flow, None)
         if self.bus is not None:
@@ -410,9 +459,11 @@ class EdgeSink:
         first = min(t.group for t in fwd.targets)
         targets = [t for t in fwd.targets if t.group == first]
         now = self._clock()
-        for i, target in enumerate(targets):
-            branch_req = _for_branch(req, target, i if len(targets) > 1 else None)
-            flow = self._target_flow(target)
+        for target in targets:
+            # Our Via's branch: unique, naming this edge, with the loop hash of
+            # the request as received (sipmesh_edge.branch).
+            branch_req = _for_branch(req, target, self._branches.make(server.tx.request))
+            flow = self.out.target_flow(target)
             tx: _ClientTx
             if branch_req.method == b"INVITE":
                 tx = ClientInviteTransaction(
@@ -434,35 +485,30 @@ class EdgeSink:
             server.branches.append(client)
             self._flush_client(client)
 
-    def _target_flow(self, target: schema.Target) -> Flow:
-        connection = None
-        if target.connection_id is not None and self.connections is not None:
-            connection = self.connections.get(target.connection_id)
-        local = connection.local if connection is not None else self.udp_local_for(target.host)
-        return Flow(
-            transport=target.transport if connection is not None else "udp",
-            host=target.host,
-            port=target.port,
-            local=local,
-            connection=connection,
-        )
-
-    def udp_local_for(self, host: str) -> tuple[str, int]:
-        """The local address of a UDP socket of ``host``'s address family."""
-        v6 = ":" in host
-        for local in self.udp:
-            if (":" in local[0]) == v6:
-                return local
-        return next(iter(self.udp), ("", 0))
-
-    def _on_response(self, resp: Response) -> None:
+    def _on_response(self, resp: Response, flow: Flow) -> None:
         key = client_key(resp)
         client = None if key is None else self._clients.get(key)
         if client is None:
-            self._metrics.dropped.labels("stray_response").inc()
+            self._stray(resp, flow)
             return
         client.tx.receive(resp, self._clock())
         self._flush_client(client)
+
+    def _stray(self, resp: Response, flow: Flow) -> None:
+        """A response with no client transaction here: hand it to its owner, or drop it."""
+        info = parse_branch(resp.via_branch or b"")
+        owner = None if info is None else info.edge_id
+        if owner is None or owner == self._me.edge_id or self.bus is None or flow.owner:
+            self._metrics.dropped.labels("stray_response").inc()
+            return
+        handoff = Handoff(
+            data=bytes(resp),
+            transport=flow.transport,
+            host=flow.host,
+            port=flow.port,
+            received=True,
+        )
+        self.bus.publish(subjects.edge_send(owner), encode(handoff))
 
     def _client_response(self, client: _Client, resp: Response) -> None:
         server = client.server
@@ -523,20 +569,21 @@ class EdgeSink:
 
     # -- sending, events, timers ---------------------------------------------
 
-    def _send(self, flow: Flow, data: bytes) -> bool:
-        if flow.connection is not None:
-            flow.connection.send(data)
-            return True
-        sock = self.udp.get(flow.local)
-        if sock is None:
-            return False
-        sock.sendto(data, (flow.host, flow.port))
-        return True
-
     def _server_destination(self, server: _Server) -> Flow:
+        if server.dest is not None:
+            return server.dest
         flow = server.flow
-        if flow.connection is not None:
-            return flow
+        connection = flow.connection
+        if connection is not None:
+            if connection.is_open:
+                return flow
+            # §18.2.2: "If that connection is no longer open, the server SHOULD
+            # open a connection to the IP address in the "received" parameter,
+            # if present, using the port in the "sent-by" value, or the default
+            # port for that transport".
+            via = server.tx.request.via[0]
+            port = via.port if via.port is not None else _DEFAULT_PORTS[flow.transport]
+            return Flow(transport=flow.transport, host=flow.host, port=port, local=flow.local)
         via = server.tx.request.via[0]
         host, port = core.response_destination(via, (flow.host, flow.port))
         if (host, port) == (flow.host, flow.port):
@@ -547,8 +594,9 @@ class EdgeSink:
         datagrams = server.tx.datagrams_to_send()
         if datagrams:
             dest = self._server_destination(server)
+            failed = functools.partial(self._transport_failed, server)
             for data in datagrams:
-                if not self._send(dest, data):
+                if not self.out.send(dest, data, failed):
                     server.tx.handle_transport_error(self._clock())
         while (event := server.tx.next_event()) is not None:
             if isinstance(event, Terminated):
@@ -558,9 +606,12 @@ class EdgeSink:
 
     def _flush_client(self, client: _Client) -> None:
         now = self._clock()
-        for data in client.tx.datagrams_to_send():
-            if not self._send(client.flow, data):
-                client.tx.handle_transport_error(now)
+        datagrams = client.tx.datagrams_to_send()
+        if datagrams:
+            failed = functools.partial(self._transport_failed, client)
+            for data in datagrams:
+                if not self.out.send(client.flow, data, failed):
+                    client.tx.handle_transport_error(now)
         while (event := client.tx.next_event()) is not None:
             if isinstance(event, ResponseReceived):
                 self._client_response(client, event.response)
@@ -574,6 +625,18 @@ class EdgeSink:
                 self._clients.pop(client.key, None)
                 return
         self._arm(client)
+
+    def _transport_failed(self, entry: _Server | _Client) -> None:
+        """A send that was started earlier failed (§18.4): tell the transaction."""
+        try:
+            entry.tx.handle_transport_error(self._clock())
+            if isinstance(entry, _Server):
+                if self._servers.get(entry.key) is entry:
+                    self._flush_server(entry)
+            elif self._clients.get(entry.key) is entry:
+                self._flush_client(entry)
+        except Exception:
+            self._internal_error("transport error")
 
     def _arm(self, entry: _Server | _Client) -> None:
         deadline = entry.tx.get_timer()
@@ -621,19 +684,17 @@ def _with_trying(timers: TransactionConfig) -> TransactionConfig:
     )
 
 
-def _for_branch(req: Request, target: schema.Target, index: int | None) -> Request:
-    """The request for one target: its Request-URI, and a distinct branch when forking."""
+def _for_branch(req: Request, target: schema.Target, branch: bytes) -> Request:
+    """The request for one target: its Request-URI, and this edge's branch on the top Via."""
     data = bytes(req)
     uri = target.uri.encode()
     if uri and uri != req.uri:
         start = req.method + b" " + req.uri + b" "
         if data.startswith(start):
             data = req.method + b" " + uri + b" " + data[len(start) :]
-    if index is not None:
-        branch = req.via[0].branch
-        if branch:
-            old = b"branch=" + branch
-            data = data.replace(old, old + b".%d" % index, 1)
+    old = req.via[0].branch
+    if old:
+        data = data.replace(b"branch=" + old, b"branch=" + branch, 1)
     out = parse(data)
     if not isinstance(out, Request):
         raise ParseError("forwarded data is not a request")

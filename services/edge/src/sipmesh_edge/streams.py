@@ -256,6 +256,7 @@ class StreamConnection(asyncio.Protocol):
     __slots__ = (
         "_closed",
         "_closing",
+        "_held",
         "_last_activity",
         "_loop",
         "_reader",
@@ -284,6 +285,7 @@ class StreamConnection(asyncio.Protocol):
         self._closing = False
         self._closed: asyncio.Future[None] = self._loop.create_future()
         self._reader: StreamFramer = StreamFramer(shared.config.max_message_size)
+        self._held: bytes = b""
 
     # --- the Connection port ------------------------------------------------
 
@@ -376,9 +378,15 @@ class StreamConnection(asyncio.Protocol):
 
     def _receive(self, data: bytes) -> None:
         reader, sink = self._reader, self._shared.sink
+        # The framer forgets its buffer when it gives up; keep the octets it
+        # held (the unframed tail of ``_held + data``) so the sink can still
+        # read the Via, Call-ID and CSeq of the message it answers with 400.
+        held = self._held + data if self._held else data
+        pending = len(held)
         try:
             reader.feed(data)
             for event in reader:
+                pending = reader.pending_bytes
                 if isinstance(event, MessageFramed):
                     self._deliver(event.data)
                 elif event.pong_needed:
@@ -386,8 +394,12 @@ class StreamConnection(asyncio.Protocol):
                 if self._closing:
                     return
         except ParseError as exc:
-            sink.on_parse_error(exc, connection=self)
+            self._held = b""
+            sink.on_parse_error(exc, connection=self, data=held[len(held) - pending :])
             self.close()
+            return
+        pending = reader.pending_bytes
+        self._held = held[len(held) - pending :] if pending else b""
 
     def _deliver(self, data: bytes) -> None:
         self._shared.sink.on_message(

@@ -1,0 +1,137 @@
+"""The edge's Via branch: who sent a request onwards, and a hash that tells loops from spirals.
+
+Every request the edge forwards carries, in the edge's own Via, a branch of the form::
+
+    z9hG4bK.<edge-id>.<loop-hash>.<unique>
+
+* ``z9hG4bK`` is the RFC 3261 §8.1.1.7 magic cookie ("The branch ID inserted
+  by an element compliant with this specification MUST always begin with the
+  characters "z9hG4bK"").
+* ``<edge-id>`` names the edge that holds the client transaction, so a response
+  that reaches another replica (over a connection that lives there) can be
+  handed to its owner (ARCHITECTURE.md, "edge ids are carried in the Via branch").
+* ``<loop-hash>`` is the §16.6 item 8 hash, which §16.3 item 4 uses: "the
+  element MAY perform the branch parameter calculation described in Section
+  16.6 on this message and compare it to the parameter received in that Via
+  header field. If the parameters match, the request has looped. If they
+  differ, the request has spiraled".
+* ``<unique>`` makes the branch unique in space and time (§8.1.1.7).
+
+Edge ids are NATS tokens (letters, digits, ``_``, ``-``) and hashes and unique
+parts are lower-case base 32, so ``.`` separates the parts unambiguously and the
+whole is a valid ``token`` (§25.1).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Final
+
+from sipmsg import Request
+
+__all__ = ["BranchInfo", "BranchMaker", "is_loop", "loop_hash", "parse_branch"]
+
+_PREFIX: Final = b"z9hG4bK."
+_HASH_BYTES: Final = 10
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BranchInfo:
+    """What an edge branch says."""
+
+    edge_id: str
+    #: The edge that sent the request onwards (and holds its client transaction).
+    loop_hash: bytes
+    #: :func:`loop_hash` of the request that edge received.
+
+
+def loop_hash(req: Request) -> bytes:
+    """The §16.6 item 8 hash of the fields that stay the same when a request loops.
+
+    "the proxy may choose to incorporate into its branch parameter a hash of
+    the values of: To tag, From tag, Call-ID header field, the Request-URI of
+    the request received (before translation), the topmost Via header, and the
+    sequence number from the CSeq header field, in addition to any
+    Proxy-Require and Proxy-Authorization header fields that may be present."
+
+    The topmost Via is left out on purpose: it is the previous hop's, so a
+    request that comes back through another proxy (the loop this is meant to
+    catch) always has a different one, and the hash would never match.
+
+    Args:
+        req: the request as received (before the Request-URI is translated).
+
+    Returns:
+        16 characters of lower-case base 32.
+
+    Raises:
+        ParseError: the From, To, Call-ID or CSeq header is malformed.
+    """
+    h = hashlib.blake2b(digest_size=_HASH_BYTES)
+    for part in (req.uri, req.to_tag or b"", req.from_tag or b"", req.call_id):
+        h.update(part)
+        h.update(b"\x00")
+    h.update(b"%d\x00" % req.cseq.seq)
+    for name in ("proxy-require", "proxy-authorization"):
+        for line in req.headers.get_lines(name):
+            h.update(line)
+            h.update(b"\x00")
+    return _b32(h.digest())
+
+
+def parse_branch(branch: bytes) -> BranchInfo | None:
+    """Read an edge branch; None when ``branch`` is not one (another element's)."""
+    if not branch.startswith(_PREFIX):
+        return None
+    parts = branch[len(_PREFIX) :].split(b".")
+    if len(parts) < 3 or not parts[0] or not parts[1]:
+        return None
+    try:
+        edge_id = parts[0].decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return BranchInfo(edge_id=edge_id, loop_hash=parts[1])
+
+
+class BranchMaker:
+    """Makes the branches of one edge: a random prefix per process and a counter.
+
+    Args:
+        edge_id: this edge's id (a NATS token, so it holds no ``.``).
+    """
+
+    __slots__ = ("_counter", "_head", "_salt")
+
+    def __init__(self, edge_id: str) -> None:
+        self._head = _PREFIX + edge_id.encode("ascii") + b"."
+        self._counter: Iterator[int] = itertools.count(1)
+        self._salt = secrets.token_hex(3).encode()
+
+    def make(self, received: Request) -> bytes:
+        """A new branch for a request forwarded on behalf of ``received``.
+
+        Raises:
+            ParseError: see :func:`loop_hash`.
+        """
+        return self._head + loop_hash(received) + b".%s%x" % (self._salt, next(self._counter))
+
+
+def is_loop(req: Request, own: list[BranchInfo]) -> bool:
+    """Whether ``req`` looped, given the edge branches of the Vias that name this platform.
+
+    Raises:
+        ParseError: see :func:`loop_hash`.
+    """
+    if not own:
+        return False
+    mine = loop_hash(req)
+    return any(info.loop_hash == mine for info in own)
+
+
+def _b32(digest: bytes) -> bytes:
+    return base64.b32encode(digest).rstrip(b"=").lower()

@@ -1,0 +1,217 @@
+"""Where the edge's messages go out: UDP, a held connection, a new connection, another edge.
+
+:class:`Outbound` is the sending half of :class:`~sipmesh_edge.sink.EdgeSink`. A
+:class:`Flow` names the way out; :meth:`Outbound.send` either sends at once,
+fails at once (False: the caller feeds its transaction a transport error,
+RFC 3261 §18.4), or starts a send that completes later (a TCP/TLS connection
+being opened, another edge asked over ``sip.edge.<id>.send``) and reports a
+failure through its ``on_error`` callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from sipmesh_bus import schema, subjects
+from sipmesh_edge.bus import BusFailure
+from sipmesh_edge.handoff import Handoff, HandoffResult, decode_result, encode
+from sipmesh_edge.metrics import EdgeMetrics
+from sipmesh_edge.ports import Connection, ConnectionRegistry
+
+__all__ = ["Bus", "Connector", "Flow", "Outbound", "UdpSender"]
+
+log = logging.getLogger(__name__)
+
+_OPENABLE: Final = frozenset({"tcp", "tls"})
+
+
+class Bus(Protocol):
+    """What the sink needs of :class:`~sipmesh_edge.bus.BusClient`."""
+
+    def request(
+        self, subject: str, payload: bytes, callback: Callable[[bytes | BusFailure], None]
+    ) -> bool: ...
+
+    def publish(self, subject: str, payload: bytes) -> bool: ...
+
+
+class UdpSender(Protocol):
+    """One UDP socket (``asyncio.DatagramTransport.sendto``)."""
+
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None: ...
+
+
+class Connector(Protocol):
+    """Opens (or reuses) outbound stream connections (``streams.StreamListeners``)."""
+
+    async def connect(self, transport: str, host: str, port: int) -> Connection: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Flow:
+    """Where a message came from and where its answers go."""
+
+    transport: schema.Transport
+    host: str
+    port: int
+    local: tuple[str, int]
+    connection: Connection | None = None
+    owner: str | None = None
+    #: Another edge that must send (it holds ``connection_id``, or the NAT binding).
+    connection_id: str | None = None
+    #: The stream connection this flow must use (on ``owner``, or here if it closed).
+
+    @property
+    def reliable(self) -> bool:
+        return self.transport != "udp"
+
+
+class Outbound:
+    """Sends for one edge.
+
+    Args:
+        edge_id: this edge's id (a Target of another edge is handed over).
+        metrics: where to count failed handoffs.
+    """
+
+    def __init__(self, edge_id: str, metrics: EdgeMetrics) -> None:
+        self.edge_id = edge_id
+        self._metrics = metrics
+        self.bus: Bus | None = None
+        #: Set by the app once NATS is connected.
+        self.udp: dict[tuple[str, int], UdpSender] = {}
+        #: The UDP sockets by local (host, port).
+        self.connections: ConnectionRegistry | None = None
+        #: The stream connections of this edge, by id.
+        self.connector: Connector | None = None
+        #: Opens outbound TCP/TLS connections; None sends nothing over new streams.
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def target_flow(self, target: schema.Target) -> Flow:
+        """Where a Target's messages go: another edge, a held connection, a new one, UDP."""
+        if target.edge_id is not None and target.edge_id != self.edge_id:
+            # ARCHITECTURE step 4: the connection (or the NAT binding) lives there.
+            return Flow(
+                transport=target.transport,
+                host=target.host,
+                port=target.port,
+                local=("", 0),
+                owner=target.edge_id,
+                connection_id=target.connection_id,
+            )
+        connection = None
+        if target.connection_id is not None and self.connections is not None:
+            connection = self.connections.get(target.connection_id)
+        local = connection.local if connection is not None else self.udp_local_for(target.host)
+        return Flow(
+            transport=target.transport,
+            host=target.host,
+            port=target.port,
+            local=local,
+            connection=connection,
+            connection_id=target.connection_id,
+        )
+
+    def udp_local_for(self, host: str) -> tuple[str, int]:
+        """The local address of a UDP socket of ``host``'s address family."""
+        v6 = ":" in host
+        for local in self.udp:
+            if (":" in local[0]) == v6:
+                return local
+        return next(iter(self.udp), ("", 0))
+
+    def send(self, flow: Flow, data: bytes, on_error: Callable[[], None] | None = None) -> bool:
+        """Send now or start sending; False at once when it cannot be sent.
+
+        A send that completes later (a connection being opened, another edge
+        asked) reports its failure through ``on_error`` instead.
+        """
+        connection = flow.connection
+        if connection is not None:
+            try:
+                connection.send(data)
+            except ConnectionError:
+                return False  # §18.4: the transport failed; the caller tells the transaction
+            return True
+        if flow.owner is not None:
+            return self._send_via_edge(flow, flow.owner, data, on_error)
+        if flow.transport == "udp":
+            sock = self.udp.get(flow.local)
+            if sock is None:
+                return False
+            sock.sendto(data, (flow.host, flow.port))
+            return True
+        if flow.connection_id is not None:
+            return False  # the held connection (a UA's flow) is gone: it cannot be re-opened
+        return self._send_stream(flow, data, on_error)
+
+    def _send_stream(self, flow: Flow, data: bytes, on_error: Callable[[], None] | None) -> bool:
+        """Over an open connection to the flow's peer, else a new one (TCP and TLS only)."""
+        connector = self.connector
+        if connector is None or flow.transport not in _OPENABLE:
+            return False  # WebSocket peers cannot be called back (RFC 7118 §4)
+
+        async def connect_and_send() -> None:
+            try:
+                connection = await connector.connect(flow.transport, flow.host, flow.port)
+                connection.send(data)
+            except (OSError, ValueError) as exc:  # ConnectionError and TimeoutError included
+                log.info("edge: %s %s:%s: %s", flow.transport, flow.host, flow.port, exc)
+                if on_error is not None:
+                    on_error()
+
+        task = asyncio.get_running_loop().create_task(connect_and_send())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    def _send_via_edge(
+        self, flow: Flow, owner: str, data: bytes, on_error: Callable[[], None] | None
+    ) -> bool:
+        bus = self.bus
+        if bus is None:
+            return False
+        handoff = Handoff(
+            data=data,
+            transport=flow.transport,
+            host=flow.host,
+            port=flow.port,
+            connection_id=flow.connection_id,
+        )
+
+        def on_reply(value: bytes | BusFailure) -> None:
+            result = decode_result(value) if isinstance(value, bytes) else None
+            if result is None or not result.ok:
+                self._metrics.dropped.labels("handoff_failed").inc()
+                if on_error is not None:
+                    on_error()
+
+        return bus.request(subjects.edge_send(owner), encode(handoff), on_reply)
+
+    def serve_handoff(self, msg: Handoff) -> HandoffResult:
+        """Send what another edge handed over, over UDP or a connection held here.
+
+        Returns:
+            ok, or why not (the connection is gone, no socket).
+        """
+        connection = None
+        if msg.connection_id is not None:
+            registry = self.connections
+            connection = None if registry is None else registry.get(msg.connection_id)
+            if connection is None or not connection.is_open:
+                self._metrics.dropped.labels("connection_gone").inc()
+                return HandoffResult(ok=False, error=f"connection {msg.connection_id} is gone")
+        flow = Flow(
+            transport=msg.transport,
+            host=msg.host,
+            port=msg.port,
+            local=connection.local if connection else self.udp_local_for(msg.host),
+            connection=connection,
+        )
+        if self.send(flow, msg.data):
+            return HandoffResult(ok=True)
+        return HandoffResult(ok=False, error=f"cannot send over {msg.transport}")
