@@ -35,6 +35,10 @@ class BaresipError(AssertionError):
     """baresip did not do what the test waited for; the message holds its log."""
 
 
+class _StartupError(BaresipError):
+    """baresip exited before it opened ctrl_tcp (a port taken meanwhile, most likely)."""
+
+
 def write_tone(path: Path, seconds: float = 1.0) -> Path:
     """A mono 16-bit 8 kHz WAV of a quiet square wave (G.711 needs 8 kHz)."""
     frames = bytearray()
@@ -85,8 +89,24 @@ class Baresip:
 
     # -- life cycle ------------------------------------------------------------------
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Write the configuration, start baresip, connect to ``ctrl_tcp``, add the account."""
+    def start(self, timeout: float = 10.0, attempts: int = 3) -> None:
+        """Write the configuration, start baresip, connect to ``ctrl_tcp``, add the account.
+
+        Ports are picked free just before, so another process may take one in
+        between: a start-up that fails is tried again on new ports.
+        """
+        for attempt in range(attempts):
+            try:
+                self._start_once(timeout)
+            except _StartupError:
+                if attempt == attempts - 1:
+                    raise
+                self.sip_port = free_port()
+                self.ctrl_port = free_port(udp=False)
+            else:
+                return
+
+    def _start_once(self, timeout: float) -> None:
         rtp = free_port(tcp=False)
         tone = write_tone(self.dir / "tone8k.wav")
         config = [
@@ -109,7 +129,7 @@ class Baresip:
         # No account at start-up: it is created with ``uanew`` once ctrl_tcp is
         # connected, so that no registration event happens before we listen.
         (self.dir / "accounts").write_text("", encoding="utf-8")
-        with self.log_path.open("wb") as out:
+        with self.log_path.open("ab") as out:
             self._proc = subprocess.Popen(
                 [self.binary, "-f", str(self.dir), "-v"],
                 stdin=subprocess.DEVNULL,
@@ -120,7 +140,7 @@ class Baresip:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise BaresipError(f"baresip exited at start-up:\n{self.log()}")
+                raise _StartupError(f"baresip exited at start-up:\n{self.log()}")
             try:
                 self._sock = socket.create_connection((LOOPBACK, self.ctrl_port), timeout=0.5)
             except OSError:

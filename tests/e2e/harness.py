@@ -41,8 +41,12 @@ __all__ = [
     "Proc",
     "Stack",
     "User",
+    "clean_env",
     "free_port",
+    "probe_register",
     "registrar_algorithms_setting",
+    "run_cli",
+    "wait_ready",
 ]
 
 LOOPBACK: Final = "127.0.0.1"
@@ -224,6 +228,28 @@ def probe_register(port: int, *, domain: str = DOMAIN, timeout: float = 1.0) -> 
     return None
 
 
+def run_cli(*args: str, env: Mapping[str, str], timeout: float = 30.0) -> str:
+    """Run ``sipmesh <args>`` (``python -m sipmesh``) and return its stdout.
+
+    Raises:
+        AssertionError: it exited with a non-zero status (the message has its output).
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "sipmesh", *args],
+        env=clean_env(env),
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+    out = done.stdout.decode(errors="replace")
+    if done.returncode != 0:
+        raise AssertionError(
+            f"sipmesh {' '.join(args)} exited {done.returncode}:\n"
+            f"{out}{done.stderr.decode(errors='replace')}"
+        )
+    return out
+
+
 class Stack:
     """nats-server, registrar replicas and one edge (UDP and TCP on one port).
 
@@ -342,24 +368,10 @@ class Stack:
 
     # -- the command line --------------------------------------------------------------
 
-    def cli(self, *args: str, check: bool = True, timeout: float = 30.0) -> str:
+    def cli(self, *args: str) -> str:
         """Run ``sipmesh <args>`` against this stack's NATS; return its stdout."""
-        done = subprocess.run(
-            [sys.executable, "-m", "sipmesh", *args],
-            env=clean_env(
-                {"SIPMESH_NATS_URL": self.nats_url, "SIPMESH_DATA_DIR": str(self.workdir)}
-            ),
-            capture_output=True,
-            timeout=timeout,
-            check=False,
-        )
-        out = done.stdout.decode(errors="replace")
-        if check and done.returncode != 0:
-            raise AssertionError(
-                f"sipmesh {' '.join(args)} exited {done.returncode}:\n"
-                f"{out}{done.stderr.decode(errors='replace')}"
-            )
-        return out
+        env = {"SIPMESH_NATS_URL": self.nats_url, "SIPMESH_DATA_DIR": str(self.workdir)}
+        return run_cli(*args, env=env)
 
     # -- the location bucket, read directly ----------------------------------------------
 
