@@ -113,9 +113,9 @@ def _request(env: Envelope, req: Request, inp: Inputs) -> Decision:
         tags = b", ".join(req.proxy_require)
         return _answer(req, 420, "bad_extension", headers=((b"Unsupported", tags),))
     call_id = req.call_id
-    req = _strict_router_fix(req, inp.policy.secret, call_id)
+    req, strict = _strict_router_fix(req, inp.policy.secret, call_id)
     req, popped = proxy.pop_routes(req, lambda u: _token(u, inp.policy.secret, call_id) is not None)
-    token = next((t for u in popped if (t := _token(u, inp.policy.secret, call_id))), None)
+    token = next((t for u in popped if (t := _token(u, inp.policy.secret, call_id))), strict)
     if req.to_tag is not None:
         return _in_dialog(env, req, token, inp)
     return _initial(env, req, inp)
@@ -126,22 +126,25 @@ def _token(uri: SipUri, secret: bytes, call_id: bytes) -> DialogToken | None:
     return None if value is None else open_token(value, secret=secret, call_id=call_id)
 
 
-def _strict_router_fix(req: Request, secret: bytes, call_id: bytes) -> Request:
+def _strict_router_fix(
+    req: Request, secret: bytes, call_id: bytes
+) -> tuple[Request, DialogToken | None]:
     """§16.4: "If the Request-URI contains a value this proxy previously placed
     into a Record-Route header field ... replace the Request-URI in the request
     with the last value from the Route header field, and remove that value"."""
     uri = req.request_uri
-    if not isinstance(uri, SipUri) or _token(uri, secret, call_id) is None:
-        return req
+    token = _token(uri, secret, call_id) if isinstance(uri, SipUri) else None
+    if token is None:
+        return req, None
     routes = req.headers.get_all(b"route")
     if not routes:
-        return req
+        return req, None
     last = bytes(parse_address(routes[-1]).uri)
     out = Request(method=req.method, uri=last, headers=req.headers, body=req.body)
     out = out.remove_header(b"route")
     if routes[:-1]:
         out = out.with_header(b"Route", b", ".join(routes[:-1]))
-    return proxy.reparse_request(out)
+    return proxy.reparse_request(out), token
 
 
 def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inputs) -> Decision:
@@ -257,12 +260,16 @@ def _initial(env: Envelope, req: Request, inp: Inputs) -> Decision:
             )
         if aor_key(*local) in inp.subscribers:
             return _answer(req, 480, "unavailable")
-    if not authorized:
-        # No open relay: strangers may only reach our own users.
-        return _answer(
-            req, 404 if local is not None else 403, "not_found" if local else "forbidden"
-        )
     user, domain = _dialled(req)
+    if not authorized:
+        # No open relay: strangers may only reach our own users; a local name
+        # that is nobody's (and routes nowhere) is simply not found.
+        routable = inp.routing.dispatcher_set_for(user, domain) is not None or (
+            _is_number(user) and bool(inp.routing.carriers(user))
+        )
+        if local is not None and not routable:
+            return _answer(req, 404, "not_found")
+        return _answer(req, 403, "forbidden", b"Relaying Denied")
     hops: list[Hop] = []
     set_id = inp.routing.dispatcher_set_for(user, domain)
     if set_id is not None:

@@ -10,12 +10,17 @@ production view, :class:`SnapshotView`, wraps a ``sipmesh_bus.routing``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from sipmesh_bus.routing import Health, RoutingSnapshot
 from sipmesh_bus.schema import Transport
 
-__all__ = ["EMPTY_VIEW", "EmptyView", "Hop", "Peer", "RoutingView"]
+from .dispatcher import select_destinations
+from .lcr import lookup, normalize_e164
+
+__all__ = ["EMPTY_VIEW", "EmptyView", "Hop", "Peer", "RoutingView", "SnapshotView"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,3 +93,98 @@ class EmptyView:
 
 
 EMPTY_VIEW = EmptyView()
+
+
+class SnapshotView:
+    """The production :class:`RoutingView` over the watched ``routing`` and ``health`` data.
+
+    Args:
+        snapshot: the live routing snapshot.
+        health: health records by key (``HealthSnapshot.records``).
+        now: wall-clock seconds (stale health records do not count).
+        rr_counter: this replica's call counter, for ``round_robin`` sets.
+        active_calls: active calls per destination key, for ``least_calls``
+            (not tracked yet: empty, so least_calls keeps the set's order).
+    """
+
+    def __init__(
+        self,
+        snapshot: RoutingSnapshot,
+        health: Mapping[str, Health],
+        *,
+        now: float,
+        rr_counter: int = 0,
+        active_calls: Mapping[str, int] | None = None,
+    ) -> None:
+        self._snapshot = snapshot
+        self._health = health
+        self._now = now
+        self._rr = rr_counter
+        self._active = active_calls or {}
+
+    def trusted_peer(self, host: str) -> Peer | None:
+        peer = self._snapshot.peer_for(host)
+        if peer is None:
+            return None
+        return Peer(name=peer.name, hide_topology=peer.topology_hiding)
+
+    def _hides(self, host: str) -> bool:
+        peer = self._snapshot.peer_for(host)
+        return peer is not None and peer.topology_hiding
+
+    def dispatcher_set_for(self, user: str, domain: str) -> str | None:
+        found = self._snapshot.set_for(user or None, domain or None)
+        return None if found is None else found.id
+
+    def set_destinations(
+        self, set_id: str, *, call_id: str, from_user: str, now: float
+    ) -> list[Hop]:
+        ds = self._snapshot.sets.get(set_id)
+        if ds is None:
+            return []
+        chosen = select_destinations(
+            ds,
+            self._snapshot,
+            call_id=call_id,
+            from_user=from_user,
+            now=now,
+            health=self._health,
+            active_calls=self._active,
+            rr_counter=self._rr,
+        )
+        return [
+            Hop(
+                host=d.host,
+                port=d.port,
+                transport=d.transport,
+                uri=d.uri,
+                dispatcher_set=set_id,
+                hide_topology=self._hides(d.host),
+            )
+            for d in chosen
+        ]
+
+    def carriers(self, number: str) -> list[Hop]:
+        e164 = normalize_e164(number, self._snapshot.numbers)
+        if e164 is None:
+            return []
+        hops = []
+        for choice in lookup(e164, self._snapshot, health=self._health, now=self._now):
+            gw = choice.gateway
+            hops.append(
+                Hop(
+                    host=gw.host,
+                    port=gw.port,
+                    transport=gw.transport,
+                    uri=choice.request_uri(),
+                    gateway=gw.id,
+                    carrier=choice.carrier,
+                    rate_prefix=choice.prefix,
+                    rate_per_minute=choice.rate_per_minute,
+                    currency=choice.currency or None,
+                    billing_first=choice.increments[0],
+                    billing_step=choice.increments[1],
+                    hide_topology=self._hides(gw.host),
+                )
+            )
+        return hops
