@@ -37,7 +37,7 @@ import nats.js.errors
 from nats.js.kv import KeyValue
 
 from sipmesh import registrations as regs
-from sipmesh import users
+from sipmesh import routing_cli, users
 from sipmesh._console import Progress, format_table
 from sipmesh.services import SERVICES, ServiceSpec
 from sipmesh.up import UpError, UpSettings, domain_file, nats_url_file, run_up
@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reg.add_argument("--user", help="only this user (USER or USER@DOMAIN)")
     reg.set_defaults(run=_sync(_cmd_registrations))
+    routing_cli.add_parsers(sub, common, _routing)
     for spec in SERVICES:
         sub.add_parser(
             spec.name, parents=[common], help=f"run the {spec.name} ({spec.help})"
@@ -241,6 +242,19 @@ def _sync(
         asyncio.run(command(args))
 
     return run
+
+
+def _routing(command: routing_cli.Command) -> Callable[[argparse.Namespace], None]:
+    """Run a ``routing_cli`` command with the ``routing`` bucket open."""
+
+    async def run(args: argparse.Namespace) -> None:
+        async with _buckets(args, kv.BUCKET_ROUTING) as (bucket,):
+            try:
+                await command(args, bucket)
+            except routing_cli.RoutingError as exc:
+                raise CliError(str(exc), exc.code) from None
+
+    return _sync(run)
 
 
 @contextlib.asynccontextmanager

@@ -64,6 +64,7 @@ __all__ = [
     "Peer",
     "Route",
     "RouteChunk",
+    "RoutingRecord",
     "RoutingSnapshot",
     "SelectorKind",
     "SetSelector",
