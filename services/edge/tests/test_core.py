@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sipmesh_edge import core
+from sipmesh_edge.branch import BranchMaker, loop_hash, parse_branch
 from sipmesh_edge.core import EdgeIdentity, Garbage, KeepAlive
 from sipmsg import Request, Response, parse
 
@@ -236,3 +237,66 @@ def test_without_top_via_pops_ours() -> None:
     assert isinstance(resp, Response)
     up = core.without_top_via(resp)
     assert [v.host for v in up.via] == [b"a"]
+
+
+def _came_back(received: bytes, now_uri: str, *, branch: bytes | None = None) -> Request:
+    """``received`` forwarded by this edge (our Via on top) and received again at ``now_uri``."""
+    first = classify_request(received)
+    ours = branch if branch is not None else BranchMaker("e1").make(first)
+    data = received.replace(
+        b"Via: ", b"Via: SIP/2.0/UDP 192.0.2.10:5060;branch=" + ours + b"\r\nVia: ", 1
+    )
+    data = data.replace(first.uri, now_uri.encode(), 1)
+    return classify_request(data)
+
+
+def test_answer_locally_a_request_that_comes_back_unchanged_is_a_loop_482() -> None:
+    looped = _came_back(request("INVITE", "sip:bob@example.com"), "sip:bob@example.com")
+    answer = core.answer_locally(looped, ME)
+    assert answer is not None
+    assert answer.status == 482
+
+
+def test_answer_locally_a_spiral_with_another_request_uri_is_forwarded() -> None:
+    # §16.3 item 4: "If they differ, the request has spiraled, and processing continues".
+    spiral = _came_back(request("INVITE", "sip:bob@example.com"), "sip:bob@pbx.example.com")
+    assert core.answer_locally(spiral, ME) is None
+
+
+def test_answer_locally_our_address_with_a_foreign_branch_counts_as_a_loop() -> None:
+    looped = _came_back(
+        request("INVITE", "sip:bob@example.com"), "sip:bob@example.com", branch=b"z9hG4bK-x"
+    )
+    answer = core.answer_locally(looped, ME)
+    assert answer is not None
+    assert answer.status == 482
+
+
+def test_branch_names_the_edge_and_is_unique() -> None:
+    req = classify_request(request("INVITE", "sip:bob@example.com"))
+    maker = BranchMaker("edge-7_b")
+    first, second = maker.make(req), maker.make(req)
+    assert first != second
+    assert first.startswith(b"z9hG4bK")  # §8.1.1.7 magic cookie
+    info = parse_branch(first)
+    assert info is not None
+    assert info.edge_id == "edge-7_b"
+    assert info.loop_hash == loop_hash(req)
+    assert parse_branch(b"z9hG4bK-abc") is None
+    assert parse_branch(b"z9hG4bK.e1") is None
+
+
+def test_loop_hash_changes_with_each_loop_relevant_field() -> None:
+    base = request("INVITE", "sip:bob@example.com")
+    variants = [
+        base.replace(b"sip:bob@example.com SIP", b"sip:carl@example.com SIP"),
+        base.replace(b";tag=a1", b";tag=a2"),
+        base.replace(b"c1@198", b"c2@198"),
+        base.replace(b"CSeq: 1 ", b"CSeq: 2 "),
+        base.replace(b"Content-Length", b"Proxy-Require: foo\r\nContent-Length"),
+    ]
+    hashes = {loop_hash(classify_request(v)) for v in [base, *variants]}
+    assert len(hashes) == len(variants) + 1
+    # The top Via (the previous hop's) is left out on purpose.
+    other_hop = base.replace(b"198.51.100.7:5062", b"203.0.113.1:5060", 1)
+    assert loop_hash(classify_request(other_hop)) == loop_hash(classify_request(base))

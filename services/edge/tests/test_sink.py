@@ -7,11 +7,13 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from sipmesh_bus import schema, subjects
+from sipmesh_edge.branch import BranchMaker
 from sipmesh_edge.bus import BusFailure
 from sipmesh_edge.core import EdgeIdentity
+from sipmesh_edge.handoff import HandoffResult, decode_handoff, encode
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.sink import EdgeSink, SinkConfig
-from sipmsg import Request, Response, make_response, parse
+from sipmsg import ParseError, Request, Response, make_response, parse
 
 LOCAL = ("192.0.2.10", 5060)
 PHONE = ("198.51.100.7", 5062)
@@ -161,3 +163,130 @@ def test_sink_stray_response_dropped_and_internal_errors_contained() -> None:
 class Broken:
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         raise RuntimeError("a bug")
+
+
+class FakeConnection:
+    """A stream connection; ``closed`` makes send raise like a real one."""
+
+    def __init__(self, closed: bool = False) -> None:
+        self.id = "c1-test"
+        self.transport = "tcp"
+        self.peer = PHONE
+        self.local = LOCAL
+        self.closed = closed
+        self.sent: list[bytes] = []
+
+    @property
+    def is_open(self) -> bool:
+        return not self.closed
+
+    def send(self, data: bytes) -> None:
+        if self.closed:
+            raise ConnectionError("closed")
+        self.sent.append(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_sink_stream_framing_error_answers_400_naming_the_header() -> None:
+    sink, _, _, _ = make_sink()
+    conn = FakeConnection()
+    bad = INVITE.replace(b"Content-Length: 0\r\n", b"")
+    error = ParseError("Content-Length missing on a stream transport", header="content-length")
+    sink.on_parse_error(error, connection=conn, data=bad)
+    (raw,) = conn.sent
+    resp = parse(raw)
+    assert isinstance(resp, Response)
+    assert resp.status == 400
+    assert b"Content-Length" in resp.reason
+    assert resp.call_id == b"inv1@198.51.100.7"
+    # Nothing readable, or a closed connection: silence, and never an exception.
+    sink.on_parse_error(error, connection=conn, data=b"\x16\x03\x01garbage")
+    sink.on_parse_error(error, connection=FakeConnection(closed=True), data=bad)
+    assert len(conn.sent) == 1
+
+
+def test_sink_closed_connection_is_a_transport_error_for_the_server_transaction() -> None:
+    sink, bus, _, _ = make_sink()
+    conn = FakeConnection()
+    options = INVITE.replace(b"INVITE sip:", b"OPTIONS sip:", 1).replace(b"1 INVITE", b"1 OPTIONS")
+    sink.on_message(options, transport="tcp", source=PHONE, local=LOCAL, connection=conn)
+    assert sink.transactions == 1
+    conn.closed = True
+    ok = make_response(parse(options), 200)  # type: ignore[arg-type]
+    bus.requests[0][2](schema.encode(schema.SendResponse(data=bytes(ok))))
+    # §18.2.2: with the connection gone the edge opens a new one; without a
+    # connector nothing can be opened, so §18.4: the transaction fails and ends.
+    assert conn.sent == []
+    assert sink.transactions == 0
+
+
+def test_sink_forward_over_a_closed_held_connection_is_a_503_for_the_router() -> None:
+    sink, bus, udp, _ = make_sink()
+    conn = FakeConnection(closed=True)
+    sink.connections = Registry(conn)
+    receive(sink, INVITE)
+    udp.take()
+    target = schema.Target(
+        uri="sip:bob@x", host=PHONE[0], port=PHONE[1], transport="tcp", connection_id=conn.id
+    )
+    fwd = schema.Forward(data=INVITE, targets=[target], context=b"ctx")
+    bus.requests[0][2](schema.encode(fwd))
+    subject, payload, _ = bus.requests[-1]
+    assert subject == subjects.SIP_ROUTE_RESPONSE
+    # §16.7 step 6: a transport failure counts as a 503 when choosing the best response.
+    assert parse(schema.decode_envelope(payload).data).status == 503  # type: ignore[union-attr]
+
+
+def test_sink_target_of_another_edge_is_handed_over_and_its_failure_seen() -> None:
+    sink, bus, udp, _ = make_sink()
+    receive(sink, INVITE)
+    udp.take()
+    target = schema.Target(
+        uri="sip:bob@x", host="203.0.113.9", port=5070, transport="tcp",
+        connection_id="c9-abc", edge_id="e2",
+    )  # fmt: skip
+    bus.requests[0][2](schema.encode(schema.Forward(data=INVITE, targets=[target])))
+    subject, payload, callback = bus.requests[-1]
+    assert subject == subjects.edge_send("e2")
+    handoff = decode_handoff(payload)
+    assert (handoff.connection_id, handoff.host, handoff.port) == ("c9-abc", "203.0.113.9", 5070)
+    sent = parse(handoff.data)
+    assert isinstance(sent, Request)
+    assert sent.method == b"INVITE"
+    callback(encode(HandoffResult(ok=False, error="gone")))
+    subject, payload, _ = bus.requests[-1]
+    assert subject == subjects.SIP_ROUTE_RESPONSE
+    assert parse(schema.decode_envelope(payload).data).status == 503  # type: ignore[union-attr]
+
+
+def test_sink_send_response_target_overrides_the_via() -> None:
+    sink, bus, udp, _ = make_sink()
+    receive(sink, INVITE)
+    udp.take()
+    ok = make_response(parse(INVITE), 200)  # type: ignore[arg-type]
+    target = schema.Target(uri="", host=CALLEE[0], port=CALLEE[1])
+    bus.requests[0][2](schema.encode(schema.SendResponse(data=bytes(ok), target=target)))
+    assert [(m.status, a) for m, a in udp.take() if isinstance(m, Response)] == [(200, CALLEE)]
+
+
+def test_sink_stray_response_with_another_edges_branch_goes_to_that_edge() -> None:
+    sink, bus, _, _ = make_sink()
+    req = parse(INVITE)
+    assert isinstance(req, Request)
+    theirs = BranchMaker("e2").make(req)
+    onward = req.prepend_header(b"Via", b"SIP/2.0/TCP 192.0.2.10:5060;branch=" + theirs)
+    resp = make_response(onward, 180)
+    sink.on_message(
+        bytes(resp), transport="tcp", source=CALLEE, local=LOCAL, connection=FakeConnection()
+    )
+    assert bus.published == [subjects.edge_send("e2")]
+
+
+class Registry:
+    def __init__(self, conn: FakeConnection) -> None:
+        self.conn = conn
+
+    def get(self, connection_id: str) -> FakeConnection | None:
+        return self.conn if connection_id == self.conn.id else None
