@@ -261,8 +261,11 @@ async def test_edge_hands_off_to_the_owner_and_back(
         # Bob's connection is gone: ea's client transaction sees a transport
         # error at once (a 503 for the router), not Timer B 32 s later.
         await bob_phone.close()
+        held = bindings[0].connection_id
+        assert held is not None
+        assert b.streams is not None
         for _ in range(100):
-            if b.streams is not None and len(b.streams.connections) == 0:
+            if b.streams.connections.get(held) is None:
                 break
             await asyncio.sleep(0.02)
         carol.send(invite(carol.port, 3))
