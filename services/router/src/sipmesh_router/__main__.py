@@ -1,0 +1,71 @@
+"""``python -m sipmesh_router``: run one router replica."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import msgspec
+
+from sipmesh_bus.config import ConfigError, load_config
+from sipmesh_bus.runtime import Service, run_service
+from sipmesh_bus.schema import decode_envelope
+from sipmesh_bus.subjects import QUEUE_ROUTER, SIP_ROUTE, SIP_ROUTE_RESPONSE
+from sipmesh_router.app import Router
+from sipmesh_router.config import RouterConfig, load_secret
+
+
+def build_config(argv: list[str] | None = None) -> RouterConfig:
+    """The config from ``--config`` (or ``$SIPMESH_CONFIG``), the environment and flags.
+
+    Raises:
+        ConfigError: a setting is invalid.
+    """
+    parser = argparse.ArgumentParser(prog="python -m sipmesh_router", description=__doc__)
+    parser.add_argument("--config", type=Path, help="YAML settings file")
+    parser.add_argument("--nats-url", help="NATS URL(s), comma-separated")
+    args = parser.parse_args(argv)
+    config = load_config(RouterConfig, path=args.config)
+    if args.nats_url:
+        config = msgspec.structs.replace(
+            config, nats=msgspec.structs.replace(config.nats, url=args.nats_url)
+        )
+    secret = config.router.nonce_secret
+    if secret is not None and len(secret.encode()) < 16:
+        raise ConfigError("config error: router.nonce_secret: shorter than 16 bytes")
+    return config
+
+
+async def main(argv: list[str] | None = None) -> None:
+    """Run until SIGTERM/SIGINT."""
+    try:
+        config = build_config(argv)
+    except ConfigError as exc:
+        sys.exit(str(exc))
+    secret = load_secret(config)
+    async with Service("router", config) as svc:
+        router = Router(config, svc.js, secret=secret, registry=svc.registry)
+        await router.start()
+        try:
+            svc.add_readiness_check("caches loaded", router.ready)
+            for subject in (SIP_ROUTE, SIP_ROUTE_RESPONSE):
+                await svc.serve(
+                    subject,
+                    router.handle,
+                    queue=QUEUE_ROUTER,
+                    decode=decode_envelope,
+                    on_error=router.on_error,
+                )
+            await svc.wait_stopped()
+        finally:
+            await router.close()
+
+
+def run() -> None:
+    """Console entry point."""
+    run_service(main())
+
+
+if __name__ == "__main__":
+    run()

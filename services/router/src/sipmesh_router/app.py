@@ -1,0 +1,320 @@
+"""The router's NATS shell: ``sip.route`` and ``sip.route.response`` in, the core's reply out.
+
+Per message: parse, read the AoR bindings :func:`core.location_keys` names from
+KV ``location``, :func:`core.decide` with the watched caches (subscribers,
+routing snapshot, gateway health), then publish the call events to JetStream
+(``Nats-Msg-Id`` = event id, so a retry is stored once) and write or delete
+the dialog record, and answer. The caches are copies of watched KV data, so
+any replica answers any message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import msgspec
+import nats.errors
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.kv import KV_DEL, KV_OP, KeyValue
+from prometheus_client import CollectorRegistry
+
+from sipmesh_bus import kv, records, subjects
+from sipmesh_bus.records import BindingSet, Subscriber
+from sipmesh_bus.routing import HealthSnapshot, RoutingSnapshot
+from sipmesh_bus.schema import (
+    CallEvent,
+    Drop,
+    Envelope,
+    ReplyType,
+    SendResponse,
+    decode_envelope,
+    encode,
+)
+from sipmsg import ParseError, Request, Response, make_response, parse
+from sipmsg.digest import NonceManager
+
+from . import core
+from .config import RouterConfig, make_policy
+from .context import DialogRecord, encode_dialog
+from .metrics import RouterMetrics
+from .model import Decision, Inputs
+from .routes import SnapshotView
+
+__all__ = ["Router"]
+
+log = logging.getLogger(__name__)
+
+_NATS_ERRORS: Final = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
+_DELETE_MARKER_TTL: Final = 60
+_MSG_ID: Final = "Nats-Msg-Id"
+
+
+class Router:
+    """One router replica: KV handles, watched caches and metrics."""
+
+    def __init__(
+        self,
+        config: RouterConfig,
+        js: JetStreamContext,
+        *,
+        secret: bytes,
+        registry: CollectorRegistry,
+    ) -> None:
+        settings = config.router
+        self.policy = make_policy(settings, secret)
+        self.nonces = NonceManager(secret=secret, ttl=settings.nonce_ttl)
+        self.metrics = RouterMetrics(registry)
+        self.snapshot = RoutingSnapshot()
+        #: The live routing data (replaced whole when a watch restarts).
+        self.health = HealthSnapshot()
+        self._settings = settings
+        self._js = js
+        self._subscribers: dict[str, Subscriber] = {}
+        self._loaded = {name: asyncio.Event() for name in ("subscribers", "routing", "health")}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._location: KeyValue | None = None
+        self._calls = 0
+
+    # -- life cycle -------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the buckets (creating them when missing) and start the watches."""
+        try:
+            self._location = await self._js.key_value(kv.BUCKET_LOCATION)
+        except nats.js.errors.BucketNotFoundError:
+            log.warning("router: JetStream buckets missing; creating them (1 replica)")
+            await kv.ensure_jetstream(self._js)
+            self._location = await self._js.key_value(kv.BUCKET_LOCATION)
+        self._watch(kv.BUCKET_SUBSCRIBERS, "subscribers", self._fold_subscribers)
+        self._watch(kv.BUCKET_ROUTING, "routing", self._fold_routing)
+        self._watch(kv.BUCKET_HEALTH, "health", self._fold_health)
+
+    async def close(self) -> None:
+        """Stop the watches."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def ready(self) -> bool:
+        """True once every watched bucket has been read whole."""
+        return all(e.is_set() for e in self._loaded.values())
+
+    async def wait_loaded(self, timeout: float) -> None:
+        """Wait until :meth:`ready` (tests, start-up)."""
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._loaded.values())), timeout)
+
+    # -- the message path ---------------------------------------------------------
+
+    async def handle(self, envelope: Envelope) -> ReplyType:
+        """Answer one envelope (the ``sip.route`` and ``sip.route.response`` handler)."""
+        started = time.perf_counter()
+        try:
+            msg = parse(envelope.data)
+        except ParseError as exc:
+            self.metrics.decisions.labels("unparseable").inc()
+            return Drop(reason=f"unparseable: {exc.reason}")
+        try:
+            decision = await self._decide(envelope, msg)
+        except ParseError as exc:
+            decision = _error(msg, 400, "bad_request", exc.reason)
+        except _NATS_ERRORS as exc:
+            log.warning("router: NATS failed: %s: %s", type(exc).__name__, exc)
+            decision = _error(msg, 503, "unavailable", None, self._settings.retry_after)
+        await self._side_effects(decision)
+        self.metrics.decisions.labels(decision.outcome).inc()
+        self.metrics.latency.observe(time.perf_counter() - started)
+        return decision.reply
+
+    def on_error(self, exc: Exception, raw: bytes) -> ReplyType | None:
+        """Map an unexpected error to a 500 when the request allows one, else Drop."""
+        log.error("router: message failed: %r", exc, exc_info=exc)
+        try:
+            msg = parse(decode_envelope(raw).data)
+        except (ParseError, msgspec.DecodeError, msgspec.ValidationError):
+            return Drop(reason=f"bad envelope: {type(exc).__name__}")
+        return _error(msg, 500, "error", None).reply
+
+    async def _decide(self, envelope: Envelope, msg: Request | Response) -> Decision:
+        now = time.time()
+        locations: dict[str, BindingSet | None] = {}
+        if isinstance(msg, Request):
+            keys = core.location_keys(msg, self.policy)
+            if keys:
+                values = await asyncio.gather(*(self._read_location(k) for k in keys))
+                locations = dict(zip(keys, values, strict=True))
+            if msg.method == b"INVITE" and msg.to_tag is None:
+                self._calls += 1
+        view = SnapshotView(self.snapshot, self.health.records, now=now, rr_counter=self._calls)
+        inputs = Inputs(
+            routing=view,
+            policy=self.policy,
+            nonces=self.nonces,
+            now=now,
+            entropy=os.urandom(12),
+            locations=locations,
+            subscribers=self._subscribers,
+        )
+        return core.decide(envelope, msg, inputs)
+
+    # -- side outputs ------------------------------------------------------------------
+
+    async def _side_effects(self, decision: Decision) -> None:
+        jobs: list[Awaitable[None]] = [self._publish(e) for e in decision.events]
+        if decision.dialog_put is not None:
+            jobs.append(self._put_dialog(*decision.dialog_put))
+        if decision.dialog_delete is not None:
+            jobs.append(self._delete_dialog(decision.dialog_delete))
+        if jobs:
+            await asyncio.gather(*jobs)
+
+    async def _publish(self, event: CallEvent) -> None:
+        try:
+            await self._js.publish(
+                subjects.call_event(event.kind), encode(event), headers={_MSG_ID: event.event_id}
+            )
+        except _NATS_ERRORS as exc:
+            # The call goes on; the CDR misses one step (logged and counted).
+            log.warning("router: call event %s not published: %r", event.event_id, exc)
+            self.metrics.events.labels(event.kind, "error").inc()
+            return
+        self.metrics.events.labels(event.kind, "ok").inc()
+
+    async def _put_dialog(self, key: str, record: DialogRecord) -> None:
+        with contextlib.suppress(*_NATS_ERRORS):
+            await self._js.publish(
+                f"$KV.{kv.BUCKET_DIALOGS}.{key}",
+                encode_dialog(record),
+                msg_ttl=self._settings.dialog_ttl,
+            )
+
+    async def _delete_dialog(self, key: str) -> None:
+        with contextlib.suppress(*_NATS_ERRORS):
+            await self._js.publish(
+                f"$KV.{kv.BUCKET_DIALOGS}.{key}",
+                b"",
+                headers={KV_OP: KV_DEL},
+                msg_ttl=_DELETE_MARKER_TTL,
+            )
+
+    # -- KV ----------------------------------------------------------------------------
+
+    async def _read_location(self, key: str) -> BindingSet | None:
+        assert self._location is not None
+        try:
+            entry = await self._location.get(key)
+        except nats.js.errors.KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        try:
+            return records.decode_binding_set(entry.value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("router: unreadable location value for %s", key)
+            return None
+
+    def _watch(
+        self, bucket: str, name: str, fold: Callable[[str, bytes | None, bool], None]
+    ) -> None:
+        self._tasks.append(asyncio.create_task(self._watch_forever(bucket, name, fold)))
+
+    async def _watch_forever(
+        self, bucket_name: str, name: str, fold: Callable[[str, bytes | None, bool], None]
+    ) -> None:
+        loaded = self._loaded[name]
+        while True:
+            try:
+                bucket = await self._js.key_value(bucket_name)
+                watcher = await bucket.watchall()
+                fresh = True
+                async for entry in watcher:
+                    if entry is None:
+                        fold("", None, True)  # the initial values are all in: swap
+                        fresh = False
+                        loaded.set()
+                        continue
+                    deleted = entry.operation in (KV_DEL, "PURGE") or not entry.value
+                    fold(entry.key, None if deleted else entry.value, fresh)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("router: %s watch failed (%r); restarting", name, exc)
+                await asyncio.sleep(1.0)
+
+    # Each fold gets (key, value, initial): during the initial replay of a
+    # (re)started watch it builds a new table, swapped in at the end marker
+    # (key ""), so deletions made while the watch was down are not kept.
+
+    _pending_subscribers: dict[str, Subscriber] | None = None
+    _pending_routing: RoutingSnapshot | None = None
+    _pending_health: HealthSnapshot | None = None
+
+    def _fold_subscribers(self, key: str, value: bytes | None, initial: bool) -> None:
+        if initial and key == "":
+            self._subscribers = self._pending_subscribers or {}
+            self._pending_subscribers = None
+            self.metrics.subscribers.set(len(self._subscribers))
+            return
+        if initial:
+            if self._pending_subscribers is None:
+                self._pending_subscribers = {}
+            table = self._pending_subscribers
+        else:
+            table = self._subscribers
+        table.pop(key, None)
+        if value is not None:
+            try:
+                table[key] = records.decode_subscriber(value)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                log.warning("router: unreadable subscriber %s ignored", key)
+        self.metrics.subscribers.set(len(self._subscribers))
+
+    def _fold_routing(self, key: str, value: bytes | None, initial: bool) -> None:
+        if initial and key == "":
+            self.snapshot = self._pending_routing or RoutingSnapshot()
+            self._pending_routing = None
+            return
+        if initial:
+            if self._pending_routing is None:
+                self._pending_routing = RoutingSnapshot()
+            target = self._pending_routing
+        else:
+            target = self.snapshot
+        if not target.apply(key, value):
+            log.warning("router: routing key %s ignored (unknown or unreadable)", key)
+        self.metrics.routing_keys.set(len(self.snapshot.sets) + len(self.snapshot.gateways))
+
+    def _fold_health(self, key: str, value: bytes | None, initial: bool) -> None:
+        if initial and key == "":
+            self.health = self._pending_health or HealthSnapshot()
+            self._pending_health = None
+            return
+        if initial:
+            if self._pending_health is None:
+                self._pending_health = HealthSnapshot()
+            target = self._pending_health
+        else:
+            target = self.health
+        target.apply(key, value)
+
+
+def _error(
+    msg: object, status: int, outcome: str, reason: str | None, retry_after: int | None = None
+) -> Decision:
+    if not isinstance(msg, Request) or msg.method == b"ACK":
+        return Decision(reply=Drop(reason=outcome), outcome=outcome)
+    headers = [(b"Retry-After", b"%d" % retry_after)] if retry_after else []
+    text = None if reason is None else "".join(c if " " <= c < "\x7f" else "?" for c in reason[:80])
+    try:
+        resp = make_response(msg, status, None if text is None else text.encode(), headers=headers)
+    except ParseError:
+        return Decision(reply=Drop(reason=outcome), outcome=outcome)
+    return Decision(reply=SendResponse(data=bytes(resp)), outcome=outcome)

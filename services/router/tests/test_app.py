@@ -1,0 +1,217 @@
+"""The router's NATS shell against a real nats-server with JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+from prometheus_client import CollectorRegistry
+
+from sipmesh_bus import kv, records, routing
+from sipmesh_bus.config import NatsConfig
+from sipmesh_bus.records import BindingSet, aor_key
+from sipmesh_bus.runtime import Service
+from sipmesh_bus.schema import (
+    Forward,
+    SendResponse,
+    decode_call_event,
+    decode_envelope,
+    decode_reply,
+    encode,
+)
+from sipmesh_bus.subjects import QUEUE_ROUTER, SIP_ROUTE
+from sipmesh_router.app import Router
+from sipmesh_router.config import RouterConfig, RouterSettings
+from sipmesh_router.context import decode_dialog
+from sipmesh_router.events import dialog_key
+from sipmsg import Request, Response, parse
+
+pytestmark = pytest.mark.integration
+
+SECRET = b"shared-secret-of-every-replica!!"
+_ids = itertools.count()
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    nc = NatsClient()
+    await nc.connect(nats_url)
+    js = nc.jetstream()
+    await kv.ensure_jetstream(js)
+    yield js
+    await nc.close()
+
+
+@pytest.fixture
+async def router(js: JetStreamContext, nats_url: str) -> AsyncIterator[Router]:
+    config = RouterConfig(
+        nats=NatsConfig(url=nats_url), router=RouterSettings(domain="example.com")
+    )
+    r = Router(config, js, secret=SECRET, registry=CollectorRegistry())
+    await r.start()
+    await r.wait_loaded(5.0)
+    yield r
+    await r.close()
+
+
+def fresh(prefix: str) -> str:
+    return f"{prefix}{next(_ids)}x{id(object())}"
+
+
+async def eventually(check: Callable[[], bool], what: str) -> None:
+    for _ in range(300):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(what)
+
+
+async def register(js: JetStreamContext, kit: Any, user: str, **kw: Any) -> None:
+    bucket = await js.key_value(kv.BUCKET_LOCATION)
+    b = kit.binding(**kw)
+    value = BindingSet(aor=f"sip:{user}@example.com", bindings=[b])
+    await bucket.put(aor_key(user, "example.com"), records.encode_record(value))
+
+
+async def test_app_invite_to_registered_user_forwards_to_binding(
+    router: Router, js: JetStreamContext, kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("time.time", lambda: kit.NOW)
+    user = fresh("bob")
+    await register(js, kit, user, host="203.0.113.77", port=41000)
+    reply = await router.handle(kit.envelope(kit.request(ruri=f"sip:{user}@example.com")))
+    assert isinstance(reply, Forward)
+    assert [(t.host, t.port, t.edge_id) for t in reply.targets] == [
+        ("203.0.113.77", 41000, "edge-2")
+    ]
+
+
+async def test_app_unknown_user_404(router: Router, kit: Any) -> None:
+    reply = await router.handle(
+        kit.envelope(kit.request(ruri=f"sip:{fresh('nobody')}@example.com"))
+    )
+    assert isinstance(reply, SendResponse)
+    resp = parse(reply.data)
+    assert isinstance(resp, Response)
+    assert resp.status == 404
+
+
+async def test_app_challenge_then_success_over_nats(
+    router: Router, js: JetStreamContext, kit: Any, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("time.time", lambda: kit.NOW)
+    caller, callee = fresh("alice"), fresh("bob")
+    subs = await js.key_value(kv.BUCKET_SUBSCRIBERS)
+    await subs.put(
+        aor_key(caller, "example.com"), records.encode_record(kit.subscriber(caller, "pw"))
+    )
+    await register(js, kit, callee)
+    await eventually(
+        lambda: aor_key(caller, "example.com") in router._subscribers, "subscriber cached"
+    )
+    config = RouterConfig(nats=NatsConfig(url=nats_url))
+    async with Service(
+        "router-test", config, registry=CollectorRegistry(), install_signal_handlers=False
+    ) as svc:
+        await svc.serve(SIP_ROUTE, router.handle, queue=QUEUE_ROUTER, decode=decode_envelope)
+        ruri = f"sip:{callee}@example.com"
+        call_id = fresh("call") + "@host"
+        first = await _ask(
+            svc,
+            kit.envelope(
+                kit.request(ruri=ruri, from_=f"sip:{caller}@example.com", call_id=call_id)
+            ),
+        )
+        assert isinstance(first, SendResponse)
+        challenge = parse(first.data)
+        assert isinstance(challenge, Response)
+        assert challenge.status == 407
+        creds = kit.proxy_authorization(challenge, caller, "pw", ruri)
+        invite = kit.request(
+            ruri=ruri,
+            from_=f"sip:{caller}@example.com",
+            call_id=call_id,
+            extra=[("Proxy-Authorization", creds)],
+        )
+        second = await _ask(svc, kit.envelope(invite))
+        assert isinstance(second, Forward)
+        assert second.targets[0].host == "203.0.113.9"
+
+
+async def _ask(svc: Service, env: Any) -> Any:
+    msg = await svc.nc.request(SIP_ROUTE, encode(env), timeout=5.0)
+    return decode_reply(msg.data)
+
+
+async def test_app_call_events_land_in_calls_stream(
+    router: Router, js: JetStreamContext, kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("time.time", lambda: kit.NOW)
+    callee = fresh("bob")
+    await register(js, kit, callee)
+    call_id = fresh("events") + "@host"
+    invite = kit.request(ruri=f"sip:{callee}@example.com", call_id=call_id)
+    fwd = await router.handle(kit.envelope(invite))
+    assert isinstance(fwd, Forward)
+    sent = parse(fwd.data)
+    assert isinstance(sent, Request)
+    ok = kit.response(sent, 200)
+    up = await router.handle(kit.envelope(ok, source=("203.0.113.9", 40000), context=fwd.context))
+    assert isinstance(up, SendResponse)
+    # A retried publish of the same step is stored once (Nats-Msg-Id).
+    await router.handle(kit.envelope(ok, source=("203.0.113.9", 40000), context=fwd.context))
+    sub = await js.subscribe("call.events.>", ordered_consumer=True)
+    kinds = []
+    try:
+        while True:
+            msg = await sub.next_msg(timeout=1.0)
+            event = decode_call_event(msg.data)
+            if event.call_id == call_id:
+                kinds.append(event.kind)
+    except TimeoutError:
+        pass
+    finally:
+        await sub.unsubscribe()
+    assert kinds == ["attempt", "answered"]
+    dialogs = await js.key_value(kv.BUCKET_DIALOGS)
+    entry = await dialogs.get(dialog_key(call_id))
+    assert entry.value is not None
+    assert decode_dialog(entry.value).callee_tag == "ttag"
+
+
+async def test_app_routing_snapshot_follows_kv(
+    router: Router, js: JetStreamContext, kit: Any
+) -> None:
+    bucket = await js.key_value(kv.BUCKET_ROUTING)
+    set_id = fresh("pool")
+    number = "7" + str(next(_ids)).zfill(5)
+    peer = routing.Peer(name=set_id, cidrs=["198.51.100.7/32"])
+    pool = routing.DispatcherSet(
+        id=set_id,
+        algorithm="priority",
+        destinations=[routing.Destination(uri="sip:10.0.0.60:5080", host="10.0.0.60", port=5080)],
+    )
+    selector = routing.SetSelector(kind="prefix", match=number, set_id=set_id)
+    await bucket.put(routing.peer_key(set_id), routing.encode_record(peer))
+    await bucket.put(routing.set_key(set_id), routing.encode_record(pool))
+    await bucket.put(routing.selector_key("prefix", number), routing.encode_record(selector))
+    await eventually(
+        lambda: (
+            set_id in router.snapshot.sets and router.snapshot.set_for(number, None) is not None
+        ),
+        "set seen",
+    )
+    reply = await router.handle(kit.envelope(kit.request(ruri=f"sip:{number}@example.com")))
+    assert isinstance(reply, Forward)
+    assert reply.targets[0].host == "10.0.0.60"
+    await bucket.delete(routing.selector_key("prefix", number))
+    await eventually(lambda: router.snapshot.set_for(number, None) is None, "selector gone")
+    reply = await router.handle(kit.envelope(kit.request(ruri=f"sip:{number}@example.com")))
+    assert isinstance(reply, SendResponse)
+    assert parse(reply.data).status == 404  # type: ignore[union-attr]
+    await bucket.delete(routing.peer_key(set_id))
