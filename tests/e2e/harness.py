@@ -43,6 +43,7 @@ __all__ = [
     "User",
     "clean_env",
     "free_port",
+    "free_port_run",
     "probe_register",
     "registrar_algorithms_setting",
     "run_cli",
@@ -79,6 +80,28 @@ def free_port(*, udp: bool = True, tcp: bool = True) -> int:
                     continue
                 return port
     raise RuntimeError("no free loopback port for both UDP and TCP")
+
+
+def free_port_run(count: int) -> int:
+    """The first of ``count`` consecutive loopback ports free for UDP and TCP right now."""
+    for _ in range(50):
+        base = free_port()
+        if base + count > 65536:
+            continue
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base + 1, base + count):
+                for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+                    s = socket.socket(socket.AF_INET, kind)
+                    sockets.append(s)
+                    s.bind((LOOPBACK, port))
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+        return base
+    raise RuntimeError(f"no {count} consecutive free loopback ports")
 
 
 def clean_env(extra: Mapping[str, str] = {}) -> dict[str, str]:
