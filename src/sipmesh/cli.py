@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", parents=[common], help="run NATS and every service on this machine")
     up.add_argument("--sip-host", default="127.0.0.1", help="SIP listen address")
     up.add_argument("--sip-port", type=_port, default=5060, help="SIP port (UDP and TCP)")
+    up.add_argument("--tls-port", type=_port, help="SIP over TLS port (default SIP+1; 0: off)")
+    up.add_argument("--ws-port", type=_port, help="SIP over WebSocket port (default SIP+2; 0: off)")
+    up.add_argument("--tls-cert", type=Path, help="PEM certificate (default: self-signed)")
+    up.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
     up.add_argument("--domain", default="localhost", help="the SIP domain served")
     up.add_argument("--http-host", default="127.0.0.1", help="health/metrics address")
     up.add_argument(
@@ -401,6 +405,10 @@ def _cmd_up(args: argparse.Namespace) -> None:
         domain=args.domain,
         http_host=args.http_host,
         http_port=args.http_port,
+        tls_port=args.tls_port,
+        ws_port=args.ws_port,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
     run_service(run_up(settings))
 

@@ -2,8 +2,16 @@
 
 Each service is a module with a ``__main__`` (``python -m sipmesh_<name>``). To add
 one, append a :class:`ServiceSpec`; ``env`` maps the ``up`` options to the
-service's ``SIPMESH_<SECTION>_<KEY>`` settings (see ``sipmesh_bus.config``).
-Until its module has a ``__main__``, ``up`` reports it as "not there yet".
+service's ``SIPMESH_<SECTION>_<KEY>`` settings (see ``sipmesh_bus.config``), and
+``config`` to a settings file for what environment variables cannot express
+(lists of mappings, nested sections): ``up`` writes it to ``DATA_DIR/<name>.yaml``
+and points ``SIPMESH_CONFIG`` at it. Until its module has a ``__main__``, ``up``
+reports it as "not there yet".
+
+The edge's port plan (``sipmesh up``): UDP and TCP on ``--sip-port``, TLS on
+``--tls-port`` (default ``--sip-port`` + 1, the 5060/5061 pair of RFC 3261 §26.2
+"SIP ... port 5060 ... SIPS ... port 5061"), WebSocket on ``--ws-port`` (default
+``--sip-port`` + 2); 0 turns a transport off.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 __all__ = ["SERVICES", "ServiceSpec", "UpOptions", "find_service"]
 
@@ -26,9 +34,20 @@ class UpOptions:
     domain: str
     data_dir: Path
     nats_url: str
+    tls_port: int = 0
+    #: 0: no TLS listener.
+    ws_port: int = 0
+    #: 0: no WebSocket listener.
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: The TLS certificate and key (self-signed into DATA_DIR/tls unless given).
 
 
 def _no_env(_opts: UpOptions) -> Mapping[str, str]:
+    return {}
+
+
+def _no_config(_opts: UpOptions) -> Mapping[str, Any]:
     return {}
 
 
@@ -43,6 +62,8 @@ class ServiceSpec:
     help: str
     env: Callable[[UpOptions], Mapping[str, str]] = field(default=_no_env)
     #: Extra environment for the process, from the ``up`` options.
+    config: Callable[[UpOptions], Mapping[str, Any]] = field(default=_no_config)
+    #: Settings written to ``DATA_DIR/<name>.yaml`` (``SIPMESH_CONFIG``); {} writes none.
     replicas: int = 1
     #: How many processes ``up`` starts.
 
@@ -54,10 +75,22 @@ class ServiceSpec:
             return False
 
 
-def _edge_env(opts: UpOptions) -> Mapping[str, str]:
-    # sipmesh_edge.app.EdgeConfig: root-level ``udp: list[str]`` of host:port.
+def _edge_config(opts: UpOptions) -> Mapping[str, Any]:
+    # sipmesh_edge.app.EdgeConfig: ``udp`` listen addresses, ``streams`` as
+    # sipmesh_edge.streams.StreamConfig, ``advertised_hosts`` (OPTIONS to self).
     host = f"[{opts.sip_host}]" if ":" in opts.sip_host else opts.sip_host
-    return {"SIPMESH_UDP": f"{host}:{opts.sip_port}"}
+    streams: dict[str, Any] = {"tcp": [f"{host}:{opts.sip_port}"]}
+    if opts.tls_port:
+        streams["tls"] = [f"{host}:{opts.tls_port}"]
+        streams["cert_file"] = str(opts.cert_file)
+        streams["key_file"] = str(opts.key_file)
+    if opts.ws_port:
+        streams["ws"] = [f"{host}:{opts.ws_port}"]
+    return {
+        "udp": [f"{host}:{opts.sip_port}"],
+        "streams": streams,
+        "advertised_hosts": [opts.domain],
+    }
 
 
 def _domain_env(section: str) -> Callable[[UpOptions], Mapping[str, str]]:
@@ -84,7 +117,7 @@ SERVICES: Final[tuple[ServiceSpec, ...]] = (
     ),
     ServiceSpec(name="media", module="sipmesh_media", help="RTPEngine control"),
     ServiceSpec(name="cdr", module="sipmesh_cdr", help="call events to CDR rows"),
-    ServiceSpec(name="edge", module="sipmesh_edge", help="SIP sockets", env=_edge_env),
+    ServiceSpec(name="edge", module="sipmesh_edge", help="SIP sockets", config=_edge_config),
 )
 
 

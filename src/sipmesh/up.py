@@ -2,14 +2,22 @@
 
 Each service runs as its own process (``python -m sipmesh_<name>``), exactly as in
 a deployment, so nothing here is a shortcut the services could come to rely on.
-A service that dies is restarted after a pause; SIGTERM or Ctrl-C stops the
-services (newest first), then NATS.
+A service that dies is restarted after a pause, unless it exits with status 2
+(a setting it cannot work with, such as a SIP port that is taken): then ``up``
+stops everything and fails. SIGTERM or Ctrl-C stops the services (newest
+first), then NATS.
+
+The edge listens on UDP and TCP at ``--sip-port``, TLS at ``--tls-port``
+(default: SIP port + 1) and WebSocket at ``--ws-port`` (default: SIP port + 2);
+0 turns one off. Without ``--tls-cert``/``--tls-key``, a self-signed pair is
+made once in ``DATA_DIR/tls/``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -21,18 +29,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+import yaml
+
 from sipmesh.services import SERVICES, ServiceSpec, UpOptions
 from sipmesh_bus import kv
 from sipmesh_bus.config import HttpConfig, NatsConfig, ServiceConfig
 from sipmesh_bus.natsserver import NatsServer, find_nats_server, nats_server_version
 from sipmesh_bus.runtime import ReadinessCheck, Service, StoppedError, connect
+from sipmesh_edge import tls
 
-__all__ = ["UpError", "UpSettings", "domain_file", "nats_url_file", "run_up"]
+__all__ = ["PortPlan", "UpError", "UpSettings", "domain_file", "nats_url_file", "run_up"]
 
 log = logging.getLogger(__name__)
 
 _RESTART_DELAY: Final = 1.0
 _STOP_TIMEOUT: Final = 10.0
+_FATAL_EXIT: Final = 2
+#: A service's exit status for "this configuration cannot work" (run_service's ConfigError).
 
 
 class UpError(RuntimeError):
@@ -53,6 +66,36 @@ class UpSettings:
     domain: str = "localhost"
     http_host: str = "127.0.0.1"
     http_port: int = 0
+    tls_port: int | None = None
+    #: None: SIP port + 1; 0: no TLS.
+    ws_port: int | None = None
+    #: None: SIP port + 2; 0: no WebSocket.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: A certificate and key to use instead of the self-signed pair.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortPlan:
+    """The edge's listening ports (0: that transport is off)."""
+
+    sip: int
+    #: UDP and TCP.
+    tls: int
+    ws: int
+
+    @classmethod
+    def of(cls, settings: UpSettings) -> PortPlan:
+        """Resolve the defaults: TLS on SIP + 1, WS on SIP + 2.
+
+        Raises:
+            UpError: a default would be past 65535.
+        """
+        tls_port = settings.sip_port + 1 if settings.tls_port is None else settings.tls_port
+        ws_port = settings.sip_port + 2 if settings.ws_port is None else settings.ws_port
+        if max(tls_port, ws_port) > 65535:
+            raise UpError("TLS/WS ports past 65535: pass --tls-port and --ws-port (0 disables)")
+        return cls(sip=settings.sip_port, tls=tls_port, ws=ws_port)
 
 
 def nats_url_file(data_dir: Path) -> Path:
@@ -85,17 +128,68 @@ def _say(line: str) -> None:
     print(line, flush=True)
 
 
-def _check_sip_port(host: str, port: int) -> None:
-    """Fail now, not when the edge starts, if the SIP port is taken (UDP or TCP)."""
-    for kind, name in ((socket.SOCK_DGRAM, "UDP"), (socket.SOCK_STREAM, "TCP")):
-        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, kind) as s:
+def _check_sip_ports(host: str, plan: PortPlan) -> None:
+    """Fail now, not when the edge starts, if a SIP port is taken."""
+    wanted = [(plan.sip, socket.SOCK_DGRAM, "UDP"), (plan.sip, socket.SOCK_STREAM, "TCP")]
+    wanted += [(p, socket.SOCK_STREAM, n) for p, n in ((plan.tls, "TLS"), (plan.ws, "WS")) if p]
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for port, kind, name in wanted:
+        with socket.socket(family, kind) as s:
+            if kind == socket.SOCK_STREAM:
+                # As the edge binds (asyncio's reuse_address): a port in TIME_WAIT is free.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind((host, port))
             except OSError as exc:
+                flag = "--sip-port" if name in ("UDP", "TCP") else f"--{name.lower()}-port"
                 raise UpError(
-                    f"SIP port {host}:{port}/{name} is not available ({exc.strerror}); "
-                    "pass --sip-port"
+                    f"SIP port {host}:{port}/{name} is not available ({exc.strerror}); pass {flag}"
                 ) from None
+
+
+def _tls_files(settings: UpSettings) -> tuple[Path, Path]:
+    """The certificate and key: given, or self-signed once into DATA_DIR/tls/."""
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        return settings.tls_cert, settings.tls_key
+    cert = settings.data_dir / "tls" / "cert.pem"
+    key = settings.data_dir / "tls" / "key.pem"
+    hosts = dict.fromkeys([settings.domain, "localhost", "127.0.0.1", "::1"])
+    if settings.sip_host not in ("0.0.0.0", "::"):  # noqa: S104 - compared, not bound
+        hosts[settings.sip_host] = None
+    try:
+        made = tls.ensure_self_signed(cert, key, common_name=settings.domain, hosts=list(hosts))
+    except tls.CertificateError as exc:
+        raise UpError(f"{exc} (or pass --tls-cert and --tls-key, or --tls-port 0)") from None
+    if made:
+        _say(f"tls: made a self-signed certificate for {', '.join(hosts)} in {cert.parent}")
+    return cert, key
+
+
+def _phone_host(host: str) -> str:
+    """The address a phone should use: the listen address, or this machine's main one."""
+    if host not in ("0.0.0.0", "::"):  # noqa: S104 - compared, not bound
+        return f"[{host}]" if ":" in host else host
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: no packet is sent by connect()
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+def _say_where_phones_go(settings: UpSettings, plan: PortPlan) -> None:
+    host = _phone_host(settings.sip_host)
+    _say(f"phones: domain {settings.domain}, registrar/proxy {host}:")
+    _say(f"  UDP  sip:{host}:{plan.sip}")
+    _say(f"  TCP  sip:{host}:{plan.sip};transport=tcp")
+    if plan.tls:
+        _say(f"  TLS  sip:{host}:{plan.tls};transport=tls (self-signed unless --tls-cert)")
+    if plan.ws:
+        _say(f"  WS   ws://{host}:{plan.ws} (RFC 7118, subprotocol sip)")
+    _say(
+        f"  add a user: sipmesh user add alice --password SECRET --data-dir {settings.data_dir}"
+        f"  (then register alice@{settings.domain})"
+    )
 
 
 async def _start_nats(settings: UpSettings) -> tuple[str, NatsServer | None]:
@@ -125,19 +219,12 @@ async def _start_nats(settings: UpSettings) -> tuple[str, NatsServer | None]:
 
 
 class _Supervisor:
-    def __init__(self, settings: UpSettings, url: str) -> None:
-        self._opts = UpOptions(
-            sip_host=settings.sip_host,
-            sip_port=settings.sip_port,
-            domain=settings.domain,
-            data_dir=settings.data_dir,
-            nats_url=url,
-        )
+    def __init__(
+        self, opts: UpOptions, specs: tuple[ServiceSpec, ...] | list[ServiceSpec] = SERVICES
+    ) -> None:
+        self._opts = opts
         self.children = [
-            _Child(spec, i)
-            for spec in SERVICES
-            if spec.is_available()
-            for i in range(spec.replicas)
+            _Child(spec, i) for spec in specs if spec.is_available() for i in range(spec.replicas)
         ]
 
     def _env(self, spec: ServiceSpec) -> dict[str, str]:
@@ -148,6 +235,11 @@ class _Supervisor:
             SIPMESH_DATA_DIR=str(self._opts.data_dir),
         )
         env.update(spec.env(self._opts))
+        config = spec.config(self._opts)
+        if config:
+            path = self._opts.data_dir / f"{spec.name}.yaml"
+            path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
+            env["SIPMESH_CONFIG"] = str(path)
         return env
 
     def start(self, child: _Child) -> None:
@@ -163,7 +255,15 @@ class _Supervisor:
         now = time.monotonic()
         for child in self.children:
             if child.proc is not None and child.proc.poll() is not None:
-                _say(f"{child.label}: exited with {child.proc.returncode}; restarting")
+                code = child.proc.returncode
+                if code == _FATAL_EXIT:
+                    # Its one-line reason is on stderr already; restarting
+                    # cannot help (a taken port, a bad setting).
+                    child.proc = None
+                    raise UpError(
+                        f"{child.label} cannot start (exit {code}); see its message above"
+                    )
+                _say(f"{child.label}: exited with {code}; restarting")
                 child.proc, child.restart_at = None, now + _RESTART_DELAY
             if child.proc is None and now >= child.restart_at:
                 self.start(child)
@@ -194,7 +294,22 @@ async def run_up(settings: UpSettings) -> None:
         UpError, NatsServerError, JetStreamTooOldError: with a one-line message.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _check_sip_port(settings.sip_host, settings.sip_port)
+    if (settings.tls_cert is None) != (settings.tls_key is None):
+        raise UpError("pass both --tls-cert and --tls-key, or neither")
+    plan = PortPlan.of(settings)
+    _check_sip_ports(settings.sip_host, plan)
+    cert, key = _tls_files(settings) if plan.tls else (None, None)
+    opts_base = UpOptions(
+        sip_host=settings.sip_host,
+        sip_port=plan.sip,
+        domain=settings.domain,
+        data_dir=settings.data_dir,
+        nats_url="",
+        tls_port=plan.tls,
+        ws_port=plan.ws,
+        cert_file=cert,
+        key_file=key,
+    )
     # Our own handlers from the very start: a SIGTERM while nats-server is
     # starting must still stop it, not orphan it.
     stop = asyncio.Event()
@@ -205,7 +320,8 @@ async def run_up(settings: UpSettings) -> None:
         url, server = await _start_nats(settings)
         try:
             if not stop.is_set():
-                await _serve(settings, url, stop)
+                opts = dataclasses.replace(opts_base, nats_url=url)
+                await _serve(settings, opts, plan, stop)
         finally:
             if server is not None:
                 await asyncio.to_thread(server.stop)
@@ -215,7 +331,10 @@ async def run_up(settings: UpSettings) -> None:
             loop.remove_signal_handler(sig)
 
 
-async def _serve(settings: UpSettings, url: str, stop: asyncio.Event) -> None:
+async def _serve(
+    settings: UpSettings, opts: UpOptions, plan: PortPlan, stop: asyncio.Event
+) -> None:
+    url = opts.nats_url
     config = ServiceConfig(
         nats=NatsConfig(url=url),
         http=HttpConfig(host=settings.http_host, port=settings.http_port),
@@ -233,7 +352,7 @@ async def _serve(settings: UpSettings, url: str, stop: asyncio.Event) -> None:
     except StoppedError:
         return
     url_file = nats_url_file(settings.data_dir)
-    supervisor = _Supervisor(settings, url)
+    supervisor = _Supervisor(opts)
     try:
         await kv.ensure_jetstream(svc.js)
         buckets = ", ".join(b.bucket for b in kv.BUCKETS)
@@ -246,6 +365,8 @@ async def _serve(settings: UpSettings, url: str, stop: asyncio.Event) -> None:
             if not spec.is_available():
                 _say(f"{spec.name}: not there yet (no {spec.module}.__main__)")
         supervisor.check()
+        if any(c.spec.name == "edge" for c in supervisor.children):
+            _say_where_phones_go(settings, plan)
         _say(f"sipmesh is up: NATS at {url}; Ctrl-C or SIGTERM stops it")
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):

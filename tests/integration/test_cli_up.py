@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import os
 import re
 import selectors
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import nats
 import pytest
 
 from sipmesh import cli
-from sipmesh.services import UpOptions, find_service
+from sipmesh.services import ServiceSpec, UpOptions, find_service
+from sipmesh.up import PortPlan, UpError, UpSettings, _Supervisor
 from sipmesh_bus import kv
+from sipmesh_edge.app import EdgeConfig
+from sipmesh_edge.streams import StreamConfig
 
 pytestmark = pytest.mark.integration
 
@@ -257,21 +264,43 @@ def test_resolve_nats_url_prefers_flag_then_file(tmp_path: Path) -> None:
     assert cli.resolve_nats_url(None, tmp_path) == "nats://127.0.0.1:4999"
 
 
-def test_up_passes_the_sip_address_to_the_edge() -> None:
+def test_up_passes_the_listen_plan_to_the_edge(tmp_path: Path) -> None:
     edge = find_service("edge")
     assert edge is not None
     opts = UpOptions(
-        sip_host="127.0.0.1",
+        sip_host="::1",
         sip_port=5070,
         domain="example.com",
-        data_dir=Path("d"),
+        data_dir=tmp_path,
         nats_url="nats://127.0.0.1:1",
+        tls_port=5071,
+        ws_port=0,
+        cert_file=tmp_path / "c.pem",
+        key_file=tmp_path / "k.pem",
     )
-    assert edge.env(opts) == {"SIPMESH_UDP": "127.0.0.1:5070"}
-    v6 = UpOptions(
-        sip_host="::1", sip_port=5070, domain="d", data_dir=Path("d"), nats_url="nats://127.0.0.1:1"
-    )
-    assert edge.env(v6) == {"SIPMESH_UDP": "[::1]:5070"}
+    assert edge.config(opts) == {
+        "udp": ["[::1]:5070"],
+        "streams": {
+            "tcp": ["[::1]:5070"],
+            "tls": ["[::1]:5071"],
+            "cert_file": str(tmp_path / "c.pem"),
+            "key_file": str(tmp_path / "k.pem"),
+        },
+        "advertised_hosts": ["example.com"],
+    }
+    # What up writes is what the edge reads.
+    raw = edge.config(opts)
+    config = msgspec.convert(raw, EdgeConfig)
+    assert msgspec.convert(config.streams, StreamConfig).tls == ("[::1]:5071",)
+
+
+def test_up_port_plan_defaults_and_overrides() -> None:
+    base = UpSettings(data_dir=Path("d"), nats_url=None, sip_port=5060)
+    assert PortPlan.of(base) == PortPlan(sip=5060, tls=5061, ws=5062)
+    off = UpSettings(data_dir=Path("d"), nats_url=None, sip_port=5060, tls_port=0, ws_port=8080)
+    assert PortPlan.of(off) == PortPlan(sip=5060, tls=0, ws=8080)
+    with pytest.raises(UpError):
+        PortPlan.of(UpSettings(data_dir=Path("d"), nats_url=None, sip_port=65535))
 
 
 def test_up_runs_the_edge_on_the_requested_sip_port(tmp_path: Path) -> None:
@@ -294,3 +323,151 @@ def test_up_runs_the_edge_on_the_requested_sip_port(tmp_path: Path) -> None:
         time.sleep(0.1)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=15) == 0
+
+
+def _options(method: str, uri: str, transport: str, port: int) -> bytes:
+    return (
+        f"{method} {uri} SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK-up-{transport};rport\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:probe@localhost>;tag=p1\r\nTo: <sip:localhost>\r\n"
+        f"Call-ID: probe-{transport}@127.0.0.1\r\nCSeq: 1 {method}\r\n"
+        "Content-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def _status(data: bytes) -> int:
+    start = data.split(b"\r\n", 1)[0]
+    assert start.startswith(b"SIP/2.0 "), data
+    return int(start.split()[1])
+
+
+def _options_udp(port: int) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(1.0)
+        s.sendto(
+            _options("OPTIONS", f"sip:127.0.0.1:{port}", "UDP", s.getsockname()[1]),
+            ("127.0.0.1", port),
+        )
+        return _status(s.recv(65535))
+
+
+def _read_message(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65535)
+        assert chunk, "connection closed"
+        data += chunk
+    return data
+
+
+def _options_stream(port: int, *, secure: bool) -> int:
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection(("127.0.0.1", port), timeout=2))
+        if secure:
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE  # the self-signed pair of up
+            sock = stack.enter_context(context.wrap_socket(sock, server_hostname="localhost"))
+        transport = "TLS" if secure else "TCP"
+        local_port = sock.getsockname()[1]
+        sock.sendall(_options("OPTIONS", f"sip:127.0.0.1:{port}", transport, local_port))
+        return _status(_read_message(sock))
+
+
+def _options_ws(port: int) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+        key = base64.b64encode(os.urandom(16))
+        sock.sendall(
+            b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Protocol: sip\r\n\r\n"
+        )
+        head = _read_message(sock)
+        assert head.startswith(b"HTTP/1.1 101 "), head
+        payload = _options("OPTIONS", f"sip:127.0.0.1:{port}", "WS", sock.getsockname()[1])
+        mask = os.urandom(4)
+        # RFC 6455 §5.2: FIN + text opcode, masked, 16-bit length.
+        frame = bytes((0x81, 0x80 | 126)) + len(payload).to_bytes(2) + mask
+        sock.sendall(frame + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+        first = sock.recv(2)
+        n = first[1] & 0x7F
+        if n == 126:
+            n = int.from_bytes(sock.recv(2))
+        data = b""
+        while len(data) < n:
+            data += sock.recv(n - len(data))
+        return _status(data)
+
+
+def _eventually(probe: Callable[[], int], seconds: float = 15.0) -> int:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return probe()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def test_up_edge_answers_options_over_udp_tcp_tls_and_ws(tmp_path: Path) -> None:
+    sip, tls_port, ws = _free_port(), _free_port(), _free_port()
+    proc = _sipmesh(
+        "up", "--nats-port", "0", "--sip-port", str(sip),
+        "--tls-port", str(tls_port), "--ws-port", str(ws), data_dir=tmp_path,
+    )  # fmt: skip
+    out = _read_until(proc, URL_RE, 30)
+    assert f"UDP  sip:127.0.0.1:{sip}" in out
+    assert f"TLS  sip:127.0.0.1:{tls_port};transport=tls" in out
+    assert f"WS   ws://127.0.0.1:{ws}" in out
+    assert "sipmesh user add" in out
+    assert (tmp_path / "tls" / "cert.pem").is_file()
+    assert _eventually(lambda: _options_udp(sip)) == 200
+    assert _eventually(lambda: _options_stream(sip, secure=False)) == 200
+    assert _eventually(lambda: _options_stream(tls_port, secure=True)) == 200
+    assert _eventually(lambda: _options_ws(ws)) == 200
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=15) == 0
+
+
+def test_up_taken_tls_port_is_a_one_line_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = _sipmesh(
+            "up", "--nats-port", "0", "--sip-port", str(_free_port()),
+            "--tls-port", str(port), data_dir=tmp_path,
+        )  # fmt: skip
+        line = _fails_with_one_line(proc)
+    assert line.startswith(f"sipmesh: error: SIP port 127.0.0.1:{port}/TLS is not available")
+    assert line.endswith("pass --tls-port")
+
+
+def test_up_stops_when_the_edge_cannot_listen(tmp_path: Path) -> None:
+    # The port is taken after up's own check: the edge exits 2 with one line,
+    # and up gives up instead of restarting it forever.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        spec = ServiceSpec(
+            name="edge",
+            module="sipmesh_edge",
+            help="",
+            env=lambda _o: {"SIPMESH_UDP": f"127.0.0.1:{port}"},
+        )
+        opts = UpOptions(
+            sip_host="127.0.0.1", sip_port=port, domain="d", data_dir=tmp_path,
+            nats_url=f"nats://127.0.0.1:{_free_port()}",
+        )  # fmt: skip
+        supervisor = _Supervisor(opts, [spec])
+        supervisor.check()
+        (child,) = supervisor.children
+        assert child.proc is not None
+        proc = child.proc
+        proc.wait(timeout=20)
+        with pytest.raises(UpError) as exc_info:
+            supervisor.check()
+    assert proc.returncode == 2
+    assert str(exc_info.value) == "edge cannot start (exit 2); see its message above"

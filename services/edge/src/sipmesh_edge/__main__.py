@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 
-from sipmesh_bus.config import load_config
+from sipmesh_bus.config import ConfigError, load_config
 from sipmesh_bus.runtime import run_service
 from sipmesh_edge.app import Edge, EdgeConfig
 
@@ -49,7 +49,13 @@ def build_config(argv: list[str] | None = None) -> EdgeConfig:
 async def main(argv: list[str] | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
     edge = Edge(build_config(argv))
-    async with edge:
+    try:
+        await edge.start()
+    except OSError as exc:
+        # A taken port or an unreadable certificate: one line, exit status 2
+        # (run_service), and `sipmesh up` does not restart a hopeless edge.
+        raise ConfigError(f"edge: {exc.strerror or exc}") from None
+    try:
         # The transaction table keeps tens of thousands of small objects alive
         # (Timer J holds each UDP REGISTER 32 s); with the default thresholds
         # the cyclic GC costs about half the CPU of the hot path (measured:
@@ -58,6 +64,8 @@ async def main(argv: list[str] | None = None) -> None:
         gc.set_threshold(50_000, 20, 100)
         gc.freeze()
         await edge.service.wait_stopped()
+    finally:
+        await edge.close()
 
 
 def run() -> None:

@@ -28,7 +28,7 @@ from sipmesh_edge.handoff import Handoff, HandoffResult, decode_handoff, encode
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.ports import StreamListeners
 from sipmesh_edge.sink import EdgeSink, SinkConfig
-from sipmesh_edge.udp import MAX_DATAGRAM, UdpListener, open_udp
+from sipmesh_edge.udp import MAX_DATAGRAM, UdpListener, open_udp, os_error_reason
 
 __all__ = ["Edge", "EdgeConfig", "parse_listen"]
 
@@ -108,13 +108,24 @@ class Edge:
         loop = asyncio.get_running_loop()
         addresses = [parse_listen(a) for a in self.config.udp]
         self.sink = sink = EdgeSink(self._sink_config([]), self.metrics, clock=loop.time)
-        for host, port in addresses:
-            listener = await open_udp(
-                host, port, sink, self.metrics, max_size=self.config.max_datagram
-            )
-            self.udp.append(listener)
-            sink.udp[listener.local] = listener
-        self.streams = await self._start_streams(sink)
+        try:
+            for host, port in addresses:
+                try:
+                    listener = await open_udp(
+                        host, port, sink, self.metrics, max_size=self.config.max_datagram
+                    )
+                except OSError as exc:
+                    reason = os_error_reason(exc)
+                    raise OSError(
+                        exc.errno, f"cannot listen on UDP {host}:{port}: {reason}"
+                    ) from exc
+                self.udp.append(listener)
+                sink.udp[listener.local] = listener
+            self.streams = await self._start_streams(sink)
+        except BaseException:
+            for listener in self.udp:
+                listener.close()
+            raise
         if self.streams is not None:
             sink.connections = self.streams.connections
             sink.connector = self.streams
@@ -123,7 +134,13 @@ class Edge:
             ports += [port for _, _, port in self.streams.addresses]
         sink.reconfigure(self._sink_config(ports))
         self._ticker = asyncio.create_task(self._tick_forever(), name="edge-timers")
-        log.info("edge %s: SIP over UDP on %s", self.edge_id, [u.local for u in self.udp])
+        streams = [] if self.streams is None else self.streams.addresses
+        log.info(
+            "edge %s: SIP over UDP on %s; streams %s",
+            self.edge_id,
+            [u.local for u in self.udp],
+            [f"{t}:{h}:{p}" for t, h, p in streams],
+        )
         self.service.add_readiness_check("udp", self._udp_open)
         await self.service.start()
         self.bus = BusClient(self.service.nc, timeout=self.config.request_timeout, clock=loop.time)

@@ -54,6 +54,7 @@ from sipmsg.framing import PING, PONG, MessageFramed, StreamFramer
 from . import tls
 from .ports import MessageSink
 from .tls import ClientAuth
+from .udp import os_error_reason
 
 __all__ = [
     "Connections",
@@ -707,15 +708,19 @@ async def start_stream_listeners(config: StreamConfig, sink: MessageSink) -> Str
             cls = _connection_class(transport)
             for entry in getattr(config, transport):
                 host, port = parse_listen(entry)
-                server = await loop.create_server(
-                    functools.partial(cls, transport, shared),
-                    host,
-                    port,
-                    ssl=server_ssl if secure else None,
-                    ssl_handshake_timeout=config.handshake_timeout if secure else None,
-                    backlog=config.backlog,
-                    reuse_address=True,
-                )
+                try:
+                    server = await loop.create_server(
+                        functools.partial(cls, transport, shared),
+                        host,
+                        port,
+                        ssl=server_ssl if secure else None,
+                        ssl_handshake_timeout=config.handshake_timeout if secure else None,
+                        backlog=config.backlog,
+                        reuse_address=True,
+                    )
+                except OSError as exc:
+                    what = f"cannot listen on {transport.upper()} {host}:{port}"
+                    raise OSError(exc.errno, f"{what}: {os_error_reason(exc)}") from exc
                 servers.append((transport, server))
     except BaseException:
         for _, server in servers:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from typing import Final, cast
 
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.ports import MessageSink
 
-__all__ = ["MAX_DATAGRAM", "UdpListener", "open_udp"]
+__all__ = ["MAX_DATAGRAM", "UdpListener", "open_udp", "os_error_reason"]
 
 MAX_DATAGRAM: Final = 65535
 #: Larger datagrams cannot exist over IPv4 and are dropped (never parsed).
@@ -86,3 +87,9 @@ async def open_udp(
         family=family,
     )
     return protocol
+
+
+def os_error_reason(exc: OSError) -> str:
+    """The system's words for a bind error (asyncio and uvloop wrap it in text of their own)."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    return os.strerror(cause.errno) if cause.errno else str(exc)
