@@ -154,6 +154,12 @@ class MediaOffer(Struct, frozen=True, kw_only=True):
     flags: list[str] = []
     #: RTPEngine ng flags, e.g. ``"trust-address"``, ``"ICE=remove"``.
     to_tag: str | None = None
+    instance: str | None = None
+    #: For an offer inside a dialog (re-INVITE, UPDATE): ``MediaReply.instance``
+    #: of the call's first offer, so it reaches the instance holding the call.
+    received_from: str | None = None
+    #: The SIP packet's source IP; with the ``SIP-source-address`` or ``nat``
+    #: flag, media goes there instead of the SDP's (private) address.
 
 
 class MediaAnswer(Struct, frozen=True, kw_only=True):
@@ -164,6 +170,10 @@ class MediaAnswer(Struct, frozen=True, kw_only=True):
     to_tag: str
     sdp: bytes
     flags: list[str] = []
+    instance: str | None = None
+    #: ``MediaReply.instance`` of the offer; None falls back to hashing the Call-ID.
+    received_from: str | None = None
+    #: As in :class:`MediaOffer`, for the answerer.
 
 
 class MediaDelete(Struct, frozen=True, kw_only=True):
@@ -172,6 +182,8 @@ class MediaDelete(Struct, frozen=True, kw_only=True):
     call_id: str
     from_tag: str | None = None
     to_tag: str | None = None
+    instance: str | None = None
+    #: ``MediaReply.instance`` of the offer; None falls back to hashing the Call-ID.
 
 
 class MediaReply(Struct, frozen=True, kw_only=True):
@@ -183,6 +195,14 @@ class MediaReply(Struct, frozen=True, kw_only=True):
     error: str | None = None
     instance: str | None = None
     #: Which RTPEngine instance holds the session.
+    code: str | None = None
+    #: Why ``ok`` is False, for branching: ``instance_down`` (the call's
+    #: instance is marked down: report it in the call event), ``timeout`` (no
+    #: answer), ``no_instance`` (none healthy, or none configured: the call goes
+    #: on unanchored), ``rtpengine_error`` (``error`` holds its reason) or
+    #: ``bad_request`` (e.g. an unknown flag).
+    warning: str | None = None
+    #: RTPEngine's warning on success, e.g. a delete of an unknown call.
 
 
 class CallEvent(Struct, frozen=True, kw_only=True):
