@@ -107,7 +107,7 @@ def test_cdr_answered_call_has_every_field() -> None:
         (503, None, "failed"),
         (603, None, "failed"),
     ],
-    ids=lambda v: str(v),
+    ids=str,
 )
 def test_cdr_unanswered_dispositions(status: int, side: str | None, disposition: str) -> None:
     cdr = fold(
@@ -142,7 +142,7 @@ def test_cdr_unanswered_dispositions(status: int, side: str | None, disposition:
         (36.0, 30, 6, 36),
         (37.0, 30, 6, 42),
     ],
-    ids=lambda v: str(v),
+    ids=str,
 )
 def test_cdr_billing_increments(talk: float, first: int, step: int, billable: int) -> None:
     assert billable_seconds(talk, first, step) == billable
