@@ -9,30 +9,24 @@ the registrar issued, and any replica must check what another issued). First
 match wins: ``router.nonce_secret``; then ``$SIPMESH_REGISTRAR_NONCE_SECRET``;
 then the registrar's file ``<data_dir>/registrar-nonce-secret`` (created the
 same way, race-free, when the router starts first); else a random secret with
-a warning (one replica only). The same secret signs the router's Record-Route
-tokens and topology-hiding Contacts.
+a warning (one replica only); see :func:`sipmesh_bus.secrets.load_shared_secret`.
+The same secret signs the router's Record-Route tokens and topology-hiding
+Contacts.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import secrets
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated
 
 import msgspec
 from msgspec import Meta
 
 from sipmesh_bus.config import PositiveFloat, ServiceConfig, Settings
+from sipmesh_bus.secrets import load_shared_secret
 
 __all__ = ["Policy", "RouterConfig", "RouterSettings", "load_secret", "make_policy"]
-
-log = logging.getLogger(__name__)
-
-SECRET_FILE: Final = "registrar-nonce-secret"  # noqa: S105 - a file name, shared with the registrar
 
 
 class RouterSettings(Settings, frozen=True, kw_only=True):
@@ -115,33 +109,8 @@ def load_secret(config: RouterConfig) -> bytes:
     Raises:
         OSError: the data dir's secret file cannot be read or created.
     """
-    if config.router.nonce_secret:
-        return config.router.nonce_secret.encode("utf-8")
-    from_env = os.environ.get("SIPMESH_REGISTRAR_NONCE_SECRET")
-    if from_env:
-        return from_env.encode("utf-8")
-    if config.data_dir:
-        return _file_secret(Path(config.data_dir) / SECRET_FILE)
-    log.warning(
-        "router: no nonce_secret and no data_dir: using a random secret; challenges "
-        "and Record-Route tokens are valid on this replica only"
+    return load_shared_secret(
+        (config.router.nonce_secret, os.environ.get("SIPMESH_REGISTRAR_NONCE_SECRET")),
+        data_dir=config.data_dir,
+        owner="router",
     )
-    return secrets.token_hex(32).encode("ascii")
-
-
-def _file_secret(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.router.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(secrets.token_hex(32) + "\n")
-        try:
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink()
-    secret = path.read_text(encoding="ascii").strip()
-    if len(secret) < 16:
-        raise OSError(f"{path}: the nonce secret is shorter than 16 characters")
-    return secret.encode("ascii")
