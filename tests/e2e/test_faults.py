@@ -148,12 +148,6 @@ def test_nats_outage_answers_503_never_silence(
     assert [u for u in ok if len(found[u]) != 1] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="KV bucket 'nonces' is a memory stream: a nats-server restart loses it and "
-    "the registrar never creates it again, so every authenticated REGISTER gets 503 "
-    "(NoStreamResponseError) until the registrar restarts",
-)
 def test_nats_restart_registrations_recover_by_themselves(
     private_stack: Stack, nats_server: NatsServer, tmp_path: Path
 ) -> None:

@@ -86,7 +86,9 @@ BUCKETS: Final[tuple[KeyValueConfig, ...]] = (
         description="gateway probe results",
         history=1,
         ttl=300.0,
-        storage=StorageType.MEMORY,
+        # FILE, not MEMORY: a memory bucket vanishes with a nats-server restart,
+        # and every service using it would then fail until someone recreated it.
+        storage=StorageType.FILE,
     ),
     KeyValueConfig(
         bucket=BUCKET_DIALOGS,
@@ -107,7 +109,7 @@ BUCKETS: Final[tuple[KeyValueConfig, ...]] = (
         description="digest nonce -> highest nonce-count seen (replay detection)",
         history=1,
         ttl=3600.0,
-        storage=StorageType.MEMORY,
+        storage=StorageType.FILE,  # survives a nats-server restart (see health)
     ),
 )
 
