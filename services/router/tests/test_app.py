@@ -143,6 +143,49 @@ async def test_app_challenge_then_success_over_nats(
         assert second.targets[0].host == "203.0.113.9"
 
 
+async def test_app_replayed_nonce_count_is_challenged_on_any_replica(
+    router: Router, js: JetStreamContext, kit: Any, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("time.time", lambda: kit.NOW)
+    config = RouterConfig(
+        nats=NatsConfig(url=nats_url), router=RouterSettings(domain="example.com")
+    )
+    registry = CollectorRegistry()
+    other = Router(config, js, secret=SECRET, registry=registry)
+    await other.start()
+    try:
+        caller, callee = fresh("alice"), fresh("bob")
+        subs = await js.key_value(kv.BUCKET_SUBSCRIBERS)
+        key = aor_key(caller, "example.com")
+        await subs.put(key, records.encode_record(kit.subscriber(caller, "pw")))
+        await register(js, kit, callee)
+        await other.wait_loaded(5.0)
+        await eventually(
+            lambda: key in router._subscribers and key in other._subscribers, "subscriber cached"
+        )
+        ruri = f"sip:{callee}@example.com"
+        from_ = f"sip:{caller}@example.com"
+        first = await router.handle(kit.envelope(kit.request(ruri=ruri, from_=from_)))
+        assert isinstance(first, SendResponse)
+        challenge = parse(first.data)
+        assert isinstance(challenge, Response)
+        creds = kit.proxy_authorization(challenge, caller, "pw", ruri)
+        invite = kit.envelope(
+            kit.request(ruri=ruri, from_=from_, extra=[("Proxy-Authorization", creds)])
+        )
+        assert isinstance(await router.handle(invite), Forward)
+        # The same credentials again (nc=1 once more), at another replica: a replay.
+        replay = await other.handle(invite)
+        assert isinstance(replay, SendResponse)
+        resp = parse(replay.data)
+        assert isinstance(resp, Response)
+        assert resp.status == 407
+        sample = registry.get_sample_value("sipmesh_router_decisions_total", {"outcome": "replay"})
+        assert sample == 1.0
+    finally:
+        await other.close()
+
+
 async def _ask(svc: Service, env: Any) -> Any:
     msg = await svc.nc.request(SIP_ROUTE, encode(env), timeout=5.0)
     return decode_reply(msg.data)

@@ -228,6 +228,41 @@ def test_decide_authenticated_caller_reaches_binding(kit: Any) -> None:
     assert (token.caller.host, token.caller.port) == ("198.51.100.7", 5060)
 
 
+def test_decide_authenticated_request_claims_its_nonce_count(kit: Any) -> None:
+    env, subs = _authenticated_invite(kit)
+    decision = run(env, inputs(subscribers=subs, locations=kit.bindings("bob", kit.binding())))
+    claim = decision.nonce_claim
+    assert claim is not None
+    assert claim.realm == "example.com"
+    # The registrar's key space: nc.<hash of the nonce>.<nc as 8 hex digits>.
+    prefix, digest, nc = claim.key.split(".")
+    assert (prefix, len(digest), nc) == ("nc", 40, "00000001")
+    assert 295.0 <= claim.ttl <= 306.0
+
+
+def test_decide_unauthenticated_decisions_claim_nothing(kit: Any) -> None:
+    decision = run(
+        kit.envelope(kit.request()), inputs(locations=kit.bindings("bob", kit.binding()))
+    )
+    assert isinstance(decision.reply, Forward)
+    assert decision.nonce_claim is None
+
+
+def test_replayed_is_a_fresh_challenge_not_stale(kit: Any) -> None:
+    env, subs = _authenticated_invite(kit)
+    decision = run(env, inputs(subscribers=subs))
+    assert decision.nonce_claim is not None
+    req = parse(env.data)
+    assert isinstance(req, Request)
+    again = core.replayed(req, decision.nonce_claim, inputs(subscribers=subs))
+    assert again.outcome == "replay"
+    assert status_of(again) == 407
+    resp = parse(again.reply.data)  # type: ignore[union-attr]
+    assert isinstance(resp, Response)
+    assert [c.realm for c in resp.proxy_authenticate] == [b"example.com", b"example.com"]
+    assert all(not c.stale for c in resp.proxy_authenticate)
+
+
 def test_decide_wrong_password_challenged_again(kit: Any) -> None:
     env, subs = _authenticated_invite(kit)
     subs["example=2Ecom.alice"] = kit.subscriber("alice", "other")

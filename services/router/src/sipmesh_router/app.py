@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -80,6 +81,7 @@ class Router:
         self._loaded = {name: asyncio.Event() for name in ("subscribers", "routing", "health")}
         self._tasks: list[asyncio.Task[None]] = []
         self._location: KeyValue | None = None
+        self._nonce_kv: KeyValue | None = None
         self._calls = 0
 
     # -- life cycle -------------------------------------------------------------
@@ -92,6 +94,7 @@ class Router:
             log.warning("router: JetStream buckets missing; creating them (1 replica)")
             await kv.ensure_jetstream(self._js)
             self._location = await self._js.key_value(kv.BUCKET_LOCATION)
+        self._nonce_kv = await self._js.key_value(kv.BUCKET_NONCES)
         self._watch(kv.BUCKET_SUBSCRIBERS, "subscribers", self._fold_subscribers)
         self._watch(kv.BUCKET_ROUTING, "routing", self._fold_routing)
         self._watch(kv.BUCKET_HEALTH, "health", self._fold_health)
@@ -124,6 +127,10 @@ class Router:
             return Drop(reason=f"unparseable: {exc.reason}")
         try:
             decision = await self._decide(envelope, msg)
+            claim = decision.nonce_claim
+            if claim is not None and not await self._claim(claim.key, claim.ttl):
+                assert isinstance(msg, Request)  # only requests are authenticated
+                decision = core.replayed(msg, claim, self._inputs(now=time.time()))
         except ParseError as exc:
             decision = _error(msg, 400, "bad_request", exc.reason)
         except _NATS_ERRORS as exc:
@@ -153,17 +160,21 @@ class Router:
                 locations = dict(zip(keys, values, strict=True))
             if msg.method == b"INVITE" and msg.to_tag is None:
                 self._calls += 1
+        return core.decide(envelope, msg, self._inputs(now=now, locations=locations))
+
+    def _inputs(
+        self, *, now: float, locations: dict[str, BindingSet | None] | None = None
+    ) -> Inputs:
         view = SnapshotView(self.snapshot, self.health.records, now=now, rr_counter=self._calls)
-        inputs = Inputs(
+        return Inputs(
             routing=view,
             policy=self.policy,
             nonces=self.nonces,
             now=now,
             entropy=os.urandom(12),
-            locations=locations,
+            locations=locations or {},
             subscribers=self._subscribers,
         )
-        return core.decide(envelope, msg, inputs)
 
     # -- side outputs ------------------------------------------------------------------
 
@@ -206,6 +217,15 @@ class Router:
             )
 
     # -- KV ----------------------------------------------------------------------------
+
+    async def _claim(self, key: str, ttl: float) -> bool:
+        """Record a nonce-count as used; False when some replica (or the registrar) had it."""
+        assert self._nonce_kv is not None
+        try:
+            await self._nonce_kv.create(key, b"1", msg_ttl=max(1, math.ceil(ttl)))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False
+        return True
 
     async def _read_location(self, key: str) -> BindingSet | None:
         assert self._location is not None

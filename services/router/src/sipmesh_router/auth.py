@@ -6,8 +6,13 @@ with 407 and Proxy-Authenticate instead of 401 and WWW-Authenticate: §22.3 "a
 proxy ... MUST challenge the request with a 407 (Proxy Authentication Required)
 response ... containing a Proxy-Authenticate header field value".
 
-Limit: nonce-count replay is not claimed in KV as the registrar does; a
-replayed INVITE within the nonce lifetime is accepted (the caller's own call).
+Replays: a stateless nonce stays valid for its lifetime, so the nonce-count
+is what stops a replayed request (RFC 7616 §3.4: "if the same nc-value is seen
+twice, then the request is a replay"). :class:`Authenticated` carries the key
+under which the shell claims that count in KV ``nonces`` (``kv.create``, which
+only one replica can win); the key space is the registrar's (``nc.<hash of the
+nonce>.<nc in hex>``), since both services accept each other's nonces. A
+count claimed already gets :func:`challenge` again, not stale.
 """
 
 from __future__ import annotations
@@ -18,7 +23,14 @@ from typing import Final
 
 from sipmesh_bus.records import Subscriber, aor_key
 from sipmsg import ParseError, Request, Response, make_response
-from sipmsg.digest import NonceManager, NonceStatus, challenges_for, hash_family, verify
+from sipmsg.digest import (
+    NonceManager,
+    NonceStatus,
+    challenges_for,
+    hash_family,
+    nc_key,
+    verify,
+)
 from sipmsg.uri import parse_uri
 
 __all__ = ["Authenticated", "authenticate", "challenge"]
@@ -32,6 +44,10 @@ class Authenticated:
     """The credentials were right: this subscriber sent the request."""
 
     user: str
+    replay_key: str
+    #: The ``nonces`` key to claim (create) before accepting the request.
+    replay_ttl: float
+    #: Seconds the claim must live: until the nonce turns stale, plus skew.
 
 
 def challenge(
@@ -81,6 +97,7 @@ def authenticate(
         or family not in _DUMMY_HA1
         or creds.qop is None
         or creds.qop.lower() != b"auth"
+        or creds.nc is None  # qop=auth without nc: no replay protection
     ):
         return challenge(req, realm, nonces, now=now, entropy=entropy)
     if not _same_uri(creds.uri, req.uri):
@@ -99,7 +116,10 @@ def authenticate(
         return challenge(req, realm, nonces, now=now, entropy=entropy)
     if status is NonceStatus.STALE:
         return challenge(req, realm, nonces, now=now, entropy=entropy, stale=True)
-    return Authenticated(user=subscriber.user)
+    expires_at = nonces.expires_at(creds.nonce, realm=realm) or now
+    ttl = max(1.0, expires_at - now + nonces.max_skew)
+    key = f"{nc_key(creds.nonce).decode('ascii')}.{creds.nc:08x}"
+    return Authenticated(user=subscriber.user, replay_key=key, replay_ttl=ttl)
 
 
 def _same_uri(digest_uri: bytes, request_uri: bytes) -> bool:

@@ -16,7 +16,7 @@ of :mod:`sipmesh_router.context`: see :mod:`sipmesh_router.responses`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
@@ -45,11 +45,11 @@ from .context import (
     seal_token,
 )
 from .events import call_event, dialog_key, ended_event
-from .model import Decision, Inputs
+from .model import Decision, Inputs, NonceClaim
 from .responses import decide_response
 from .routes import Hop, Peer
 
-__all__ = ["Decision", "Inputs", "decide", "location_keys", "target_of_uri"]
+__all__ = ["Decision", "Inputs", "decide", "location_keys", "replayed", "target_of_uri"]
 
 _DIALOG_CREATING: Final = frozenset({b"INVITE", b"SUBSCRIBE", b"REFER"})
 _TRANSPORTS: Final = frozenset({"udp", "tcp", "tls", "ws", "wss"})
@@ -81,6 +81,19 @@ def decide(envelope: Envelope, msg: Request | Response, inputs: Inputs) -> Decis
     if isinstance(msg, Response):
         return decide_response(envelope, msg, inputs)
     return _request(envelope, msg, inputs)
+
+
+def replayed(msg: Request, claim: NonceClaim, inputs: Inputs) -> Decision:
+    """The answer when ``claim`` was taken already: a fresh 407, not stale.
+
+    RFC 7616 §3.4: the nc "allows the server to detect request replays by
+    maintaining its own copy of this count - if the same nc-value is seen
+    twice, then the request is a replay".
+    """
+    resp = auth.challenge(
+        msg, claim.realm.encode("latin-1"), inputs.nonces, now=inputs.now, entropy=inputs.entropy
+    )
+    return Decision(reply=SendResponse(data=bytes(resp)), outcome="replay")
 
 
 # -- requests -----------------------------------------------------------------
@@ -225,6 +238,7 @@ def _initial(env: Envelope, req: Request, inp: Inputs) -> Decision:
         return Decision(reply=Drop(reason="ACK outside a dialog"), outcome="stray_ack")
     peer = inp.routing.trusted_peer(env.source_host)
     caller = _Caller(peer=peer, user=None, phone=False)
+    claim: NonceClaim | None = None
     from_uri = req.from_.uri
     from_local = isinstance(from_uri, SipUri) and policy.is_local(from_uri.host.decode("latin-1"))
     if from_local and peer is None:
@@ -247,8 +261,19 @@ def _initial(env: Envelope, req: Request, inp: Inputs) -> Decision:
                 # call as itself.
                 return _answer(req, 403, "forbidden", b"From Does Not Match Credentials")
             caller = _Caller(peer=None, user=result.user, phone=True)
+            claim = NonceClaim(
+                key=result.replay_key, ttl=result.replay_ttl, realm=realm.decode("latin-1")
+            )
         else:
             caller = _Caller(peer=None, user=_unescape(from_uri.user or b""), phone=True)
+    decision = _route_initial(env, req, inp, caller)
+    if claim is None:
+        return decision
+    return replace(decision, nonce_claim=claim)
+
+
+def _route_initial(env: Envelope, req: Request, inp: Inputs, caller: _Caller) -> Decision:
+    policy = inp.policy
     authorized = caller.peer is not None or caller.user is not None
     local = _local_user(req, policy)
     if local is not None:

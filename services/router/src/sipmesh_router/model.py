@@ -13,7 +13,18 @@ from .config import Policy
 from .context import DialogRecord
 from .routes import RoutingView
 
-__all__ = ["Decision", "Inputs"]
+__all__ = ["Decision", "Inputs", "NonceClaim"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NonceClaim:
+    """A digest nonce-count to claim in KV ``nonces`` before the decision stands."""
+
+    key: str
+    ttl: float
+    #: Seconds (until the nonce is stale anyway).
+    realm: str
+    #: The realm to challenge in again when the count was used already.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -27,6 +38,9 @@ class Decision:
     #: Call events to publish to JetStream.
     dialog_put: tuple[str, DialogRecord] | None = None
     dialog_delete: str | None = None
+    nonce_claim: NonceClaim | None = None
+    #: Set for a request whose digest credentials were accepted: when the
+    #: shell cannot claim it (a replay), it answers :func:`core.replayed` instead.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
