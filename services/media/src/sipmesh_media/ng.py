@@ -101,30 +101,31 @@ class MediaOptions:
     #: Further ng flag words, passed through as they are.
 
 
-PLAIN_RTP: Final = MediaOptions(transport_protocol="RTP/AVP", ice="remove", rtcp_mux=("demux",))
-#: Towards a classic SIP phone or trunk: RTP/AVP, no ICE, RTCP on its own port.
-WEBRTC: Final = MediaOptions(
-    transport_protocol="UDP/TLS/RTP/SAVPF", ice="force", dtls="passive", rtcp_mux=("offer",)
-)
-#: Towards a WebRTC client: DTLS-SRTP with feedback profile, ICE, rtcp-mux.
-NATED: Final = MediaOptions(address="sip-source", symmetric=True)
-#: From a phone behind NAT: ignore its private SDP address, learn the real one.
-
-_PROFILES: Final[dict[str, MediaOptions]] = {
-    "webrtc": WEBRTC,
-    "plain-rtp": PLAIN_RTP,
-    "nat": NATED,
+_PLAIN_RTP: Final[dict[str, object]] = {
+    "transport_protocol": "RTP/AVP",
+    "ice": "remove",
+    "dtls": None,
+    "rtcp_mux": ("demux",),
+}
+_WEBRTC: Final[dict[str, object]] = {
+    "transport_protocol": "UDP/TLS/RTP/SAVPF",
+    "ice": "force",
+    "dtls": "passive",
+    "rtcp_mux": ("offer",),
+}
+_NATED: Final[dict[str, object]] = {"address": "sip-source", "symmetric": True}
+_PROFILES: Final[dict[str, dict[str, object]]] = {
+    "plain-rtp": _PLAIN_RTP,
+    "webrtc": _WEBRTC,
+    "nat": _NATED,
 }
 
-
-def _profile(options: MediaOptions, profile: MediaOptions) -> MediaOptions:
-    defaults = MediaOptions()
-    changes = {
-        f.name: getattr(profile, f.name)
-        for f in dataclasses.fields(profile)
-        if getattr(profile, f.name) != getattr(defaults, f.name)
-    }
-    return dataclasses.replace(options, **changes)
+PLAIN_RTP: Final = MediaOptions(**_PLAIN_RTP)  # type: ignore[arg-type]
+#: Towards a classic SIP phone or trunk: RTP/AVP, no ICE, RTCP on its own port.
+WEBRTC: Final = MediaOptions(**_WEBRTC)  # type: ignore[arg-type]
+#: Towards a WebRTC client: DTLS-SRTP with feedback profile, ICE, rtcp-mux.
+NATED: Final = MediaOptions(**_NATED)  # type: ignore[arg-type]
+#: From a phone behind NAT: ignore its private SDP address, learn the real one.
 
 
 def apply_flags(options: MediaOptions, flags: Iterable[str]) -> MediaOptions:
@@ -171,7 +172,7 @@ def apply_flags(options: MediaOptions, flags: Iterable[str]) -> MediaOptions:
             mux = (*options.rtcp_mux, low[9:])
             options = dataclasses.replace(options, rtcp_mux=mux)  # type: ignore[arg-type]
         elif low in _PROFILES:
-            options = _profile(options, _PROFILES[low])
+            options = dataclasses.replace(options, **_PROFILES[low])  # type: ignore[arg-type]
         else:
             options = _apply_word(options, low, word)
     return options
