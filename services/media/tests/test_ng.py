@@ -10,7 +10,10 @@ from sipmesh_media import bencode, ng
 from sipmesh_media.errors import NgProtocolError
 from sipmesh_media.ng import MediaOptions
 
-SDP = b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+SDP = (
+    b"v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\n"
+    b"t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+)
 BASE = MediaOptions()
 
 
@@ -74,7 +77,7 @@ def test_apply_flags_table(flags: list[str], expected: dict[str, object]) -> Non
     ],
 )
 def test_apply_flags_rejects_unknown(flag: str) -> None:
-    with pytest.raises(ValueError, match="flag|protocol"):
+    with pytest.raises(ValueError, match=r"flag|protocol"):
         ng.apply_flags(BASE, [flag])
 
 
@@ -168,7 +171,7 @@ def test_decode_message_rejects_malformed(data: bytes) -> None:
 def test_codec_cookies_are_unique_and_replies_match_by_cookie() -> None:
     codec = ng.NgCodec(prefix=b"p-")
     c1, d1 = codec.request(ng.ping())
-    c2, d2 = codec.request(ng.query(call_id="x"))
+    c2, _d2 = codec.request(ng.query(call_id="x"))
     assert c1 != c2
     assert d1.startswith(c1 + b" ")
     assert codec.pending == 2

@@ -67,7 +67,7 @@ def test_ring_empty_and_zero_weight() -> None:
     "weights", [[("a", 1), ("a", 2)], [("a", -1)]], ids=["duplicate", "negative"]
 )
 def test_ring_rejects_bad_members(weights: list[tuple[str, int]]) -> None:
-    with pytest.raises(ValueError, match="unique|negative"):
+    with pytest.raises(ValueError, match=r"unique|negative"):
         Ring(weights)
 
 
