@@ -7,10 +7,13 @@ pieces that make the two paths disagree when one of them is wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from sipmsg import ParseError
+from sipmsg import Address, ParseError
+from sipmsg.address import _parse_address, parse_address
 from sipmsg.digest import _auth_params, _fast_auth_params
 
 # Pieces of auth-param lists: names in both cases, tokens, quoted strings
@@ -81,3 +84,62 @@ def test__fast_auth_params_declines_duplicates_and_odd_spacing() -> None:
     assert _fast_auth_params(b'realm="a", REALM="b"') is None
     assert _fast_auth_params(b'realm = "a"') is None
     assert _fast_auth_params(b'realm="a",, nonce="b"') is None
+
+
+# Pieces of name-addr values: display names, URIs, header parameters, and
+# the blanks, quotes, escapes and stray octets the fast path must decline.
+_ADDRESS_PIECES = st.sampled_from(
+    [
+        b'"Bob"',
+        b'"B\\"o"',
+        b'""',
+        b'"a;b<c>"',
+        b"Bob Smith",
+        b" ",
+        b"\t",
+        b"<sip:bob@example.com>",
+        b"<sip:bob@example.com;lr>",
+        b"<sips:[2001:db8::1]:5061>",
+        b"<tel:+1-201-555-0123>",
+        b"<sip:a@b",
+        b"<",
+        b">",
+        b";tag=5e1b",
+        b";TAG=x",
+        b";lr",
+        b";q=0.5",
+        b";expires=60",
+        b";a=[::1]",
+        b';+sip.instance="<urn:x>"',
+        b";",
+        b"=",
+        b";a=b=c",
+        b"sip:bob@example.com",
+        b"\x01",
+        b"\xc3\xa9",
+    ]
+)
+
+
+def _address_or_error(parser: Callable[[bytes], Address], value: bytes) -> object:
+    try:
+        a = parser(value)
+    except ParseError:
+        return ParseError
+    return (a.display_name, bytes(a.uri), type(a.uri), a.params, bytes(a))
+
+
+@given(st.lists(_ADDRESS_PIECES, max_size=8).map(b"".join))
+@example(b'"Bob" <sip:bob@example.com>;tag=1;lr')
+@example(b"Bob Smith\t<sip:bob@example.com> ;tag=1")
+@example(b"<sip:bob@example.com>;a=b=c")
+def test_parse_address_fast_path_agrees_with_the_general_path(value: bytes) -> None:
+    # parse_address strips the value before either path sees it.
+    general = _address_or_error(_parse_address, value.strip(b" \t"))
+    assert _address_or_error(parse_address, value) == general
+
+
+def test_parse_address_fast_path_reads_the_usual_shape() -> None:
+    a = parse_address(b'"Bob" <sip:bob@example.com;transport=tcp>;tag=5e;LR')
+    assert (a.display_name, a.params, a.tag) == (b"Bob", ((b"tag", b"5e"), (b"lr", None)), b"5e")
+    assert bytes(a.uri) == b"sip:bob@example.com;transport=tcp"
