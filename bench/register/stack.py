@@ -153,7 +153,16 @@ def main() -> None:
         store = work / "nats"
         store.mkdir(exist_ok=True)
         nats_proc = start(
-            [str(find_nats_server()), "-a", LOOPBACK, "-p", str(nats_port), "-js", "-sd", str(store)],
+            [
+                str(find_nats_server()),
+                "-a",
+                LOOPBACK,
+                "-p",
+                str(nats_port),
+                "-js",
+                "-sd",
+                str(store),
+            ],
             env=clean_env({}),
             log=work / "nats.log",
         )
@@ -214,7 +223,9 @@ def main() -> None:
             f"NATS_URL={url}\n",
             encoding="utf-8",
         )
-        print(f"sipmesh up: edge udp {LOOPBACK}:{sip_port}, {a.registrars} registrar(s)", flush=True)
+        print(
+            f"sipmesh up: edge udp {LOOPBACK}:{sip_port}, {a.registrars} registrar(s)", flush=True
+        )
         while all(p.poll() is None for _n, p in procs):
             time.sleep(0.5)
         dead = [n for n, p in procs if p.poll() is not None]

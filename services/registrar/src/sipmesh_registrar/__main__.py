@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import gc
 import sys
 from pathlib import Path
+from typing import Final
 
 import msgspec
 
@@ -14,6 +17,9 @@ from sipmesh_bus.schema import decode_envelope
 from sipmesh_bus.subjects import QUEUE_REGISTRAR, SIP_REGISTER
 from sipmesh_registrar.app import Registrar
 from sipmesh_registrar.config import RegistrarConfig, load_nonce_secret
+
+_LOAD_TIMEOUT: Final = 60.0
+#: Seconds to wait for the subscriber table before serving (then serve anyway).
 
 
 def build_config(argv: list[str] | None = None) -> RegistrarConfig:
@@ -49,6 +55,23 @@ async def main(argv: list[str] | None = None) -> None:
         await registrar.start()
         try:
             svc.add_readiness_check("subscribers loaded", registrar.ready)
+            # Serve once the subscriber table is in (else every REGISTER gets
+            # 401 until it is), on a stop, or after _LOAD_TIMEOUT regardless.
+            waits = {
+                asyncio.ensure_future(registrar.wait_loaded(_LOAD_TIMEOUT)),
+                asyncio.ensure_future(svc.wait_stopped()),
+            }
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                task.cancel()
+            # Per REGISTER a few hundred short-lived objects, nearly all freed by
+            # reference counting; the default thresholds run a generation-0 scan
+            # every 700 allocations and, often enough, a full one over the
+            # subscriber table too. Collect rarely, and never scan again what
+            # start-up built (the subscribers, modules): see docs/benchmarks.md.
+            gc.collect()
+            gc.set_threshold(50_000, 20, 100)
+            gc.freeze()
             await svc.serve(
                 SIP_REGISTER,
                 registrar.handle,

@@ -27,7 +27,7 @@ import msgspec
 import nats.errors
 import nats.js.errors
 from nats.js import JetStreamContext
-from nats.js.kv import KV_DEL, KV_OP, KeyValue
+from nats.js.kv import KV_DEL, KV_OP, KV_PURGE, KeyValue
 from prometheus_client import CollectorRegistry
 
 from sipmesh_bus import kv, records
@@ -77,6 +77,8 @@ class Registrar:
         self._tasks: list[asyncio.Task[None]] = []
         self._location: KeyValue | None = None
         self._nonce_kv: KeyValue | None = None
+        self._direct_get: str | None = None
+        self._read_timeout = config.nats.request_timeout
 
     # -- life cycle -------------------------------------------------------------
 
@@ -89,6 +91,12 @@ class Registrar:
             await kv.ensure_jetstream(self._js)
             self._location = await self._js.key_value(kv.BUCKET_LOCATION)
         self._nonce_kv = await self._js.key_value(kv.BUCKET_NONCES)
+        if self._location._direct:  # private in nats-py
+            # $JS.API.DIRECT.GET.<stream>.<subject>: the last message on a subject.
+            prefix = self._js._prefix
+            self._direct_get = (
+                f"{prefix}.DIRECT.GET.KV_{kv.BUCKET_LOCATION}.$KV.{kv.BUCKET_LOCATION}."
+            )
         if self.policy.auth:
             subscribers = await self._js.key_value(kv.BUCKET_SUBSCRIBERS)
             self._tasks.append(asyncio.create_task(self._watch_subscribers(subscribers)))
@@ -209,7 +217,7 @@ class Registrar:
         return self._unavailable(req, 500)
 
     def _count(self, decision: core.Answer) -> Response:
-        self.metrics.registrations.labels(decision.result).inc()
+        self.metrics.result(decision.result).inc()
         if decision.auth_failure is not None:
             self.metrics.auth_failures.labels(decision.auth_failure).inc()
         return decision.response
@@ -218,6 +226,19 @@ class Registrar:
 
     async def _read(self, key: str) -> tuple[BindingSet | None, int]:
         """The AoR's bindings and the revision to write against (0: no key)."""
+        if self._direct_get is None:
+            value, revision = await self._read_kv(key)
+        else:
+            value, revision = await self._read_direct(key)
+        if not value:
+            return None, revision
+        try:
+            return records.decode_binding_set(value), revision
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            log.warning("registrar: unreadable location value for %s; replacing it", key)
+            return None, revision
+
+    async def _read_kv(self, key: str) -> tuple[bytes | None, int]:
         assert self._location is not None
         try:
             entry = await self._location.get(key)
@@ -225,13 +246,32 @@ class Registrar:
             # A deleted key still has a last revision: its delete marker.
             marker = getattr(exc, "entry", None)
             return None, marker.revision if marker is not None else 0
-        if not entry.value:
-            return None, entry.revision or 0
-        try:
-            return records.decode_binding_set(entry.value), entry.revision or 0
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            log.warning("registrar: unreadable location value for %s; replacing it", key)
-            return None, entry.revision or 0
+        return entry.value, entry.revision or 0
+
+    async def _read_direct(self, key: str) -> tuple[bytes | None, int]:
+        """The key's last message by a JetStream direct get, read by hand.
+
+        What ``KeyValue.get`` does on a bucket with direct gets, without the
+        JSON request body, the timestamp parse and the entry objects (the read
+        was 7 % of the registrar's CPU under load). Headers: ``Status: 404``
+        for no message; else ``Nats-Sequence`` (the revision) and, on a delete
+        or purge marker, ``KV-Operation``.
+        """
+        assert self._direct_get is not None
+        msg = await self._js._nc.request(  # the context's own connection
+            self._direct_get + key, b"", timeout=self._read_timeout
+        )
+        headers = msg.headers or {}
+        if not msg.data:
+            status = headers.get("Status")
+            if status == "404":
+                return None, 0
+            if status is not None:
+                raise nats.js.errors.APIError.from_msg(msg)
+        revision = int(headers.get("Nats-Sequence", 0))
+        if headers.get(KV_OP) in (KV_DEL, KV_PURGE):
+            return None, revision
+        return msg.data, revision
 
     async def _write(self, key: str, decision: core.Registered, revision: int) -> bool:
         """Compare-and-set the AoR's bindings; False when another writer came first.

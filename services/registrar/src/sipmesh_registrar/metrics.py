@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["RegistrarMetrics"]
@@ -44,3 +46,15 @@ class RegistrarMetrics:
             "Subscribers in this replica's watched cache",
             registry=registry,
         )
+        self._results: dict[str, Any] = {}
+
+    def result(self, name: str) -> Any:
+        """The ``registrations`` child for one result label, looked up once.
+
+        ``labels()`` hashes, validates and locks on every call; the registrar
+        counts every REGISTER, so the children are kept here.
+        """
+        child = self._results.get(name)
+        if child is None:
+            child = self._results[name] = self.registrations.labels(name)
+        return child
