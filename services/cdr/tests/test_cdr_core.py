@@ -325,3 +325,15 @@ def test_cdr_late_ringing_keeps_the_timeout() -> None:
 def test_cdr_user_and_number(uri: str, user: str, number: str | None) -> None:
     assert user_of(uri) == user
     assert number_of(uri) == number
+
+
+def test_cdr_late_answer_opens_an_unanswered_timeout_again() -> None:
+    cdr = fold([ev("attempt", 0, **LEG)])
+    closed = close_expired(cdr, T0 + 400, LIMITS)
+    assert closed is not None
+    out = apply(closed, ev("answered", 2, **LEG), LIMITS)
+    assert isinstance(out, Applied)
+    assert (out.cdr.disposition, out.cdr.complete, out.cdr.end_at) == (None, False, None)
+    again = close_expired(out.cdr, T0 + 4000, LIMITS)
+    assert again is not None
+    assert (again.disposition, again.duration) == ("timeout", 3600.0)

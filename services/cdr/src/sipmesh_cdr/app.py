@@ -160,6 +160,8 @@ class CdrConsumer:
         self._sub: JetStreamContext.PullSubscription | None = None
         self._last_sweep = 0.0
         self._last_lag = 0.0
+        self._pending: int | None = None
+        #: The consumer's undelivered events at the last look (None: not looked yet).
 
     async def start(self) -> None:
         """Create the streams if missing and bind the durable consumer."""
@@ -260,9 +262,12 @@ class CdrConsumer:
             except Exception as exc:
                 log.debug("cdr: consumer info failed: %r", exc)
             else:
-                self._metrics.pending.set(info.num_pending or 0)
+                self._pending = info.num_pending or 0
+                self._metrics.pending.set(self._pending)
                 self._metrics.ack_pending.set(info.num_ack_pending or 0)
-        if now - self._last_sweep >= self._settings.sweep_interval:
+        # Sweep only once caught up: after an outage the BYEs of the calls to
+        # close may still be in the backlog.
+        if self._pending == 0 and now - self._last_sweep >= self._settings.sweep_interval:
             self._last_sweep = now
             try:
                 await self.sweep()

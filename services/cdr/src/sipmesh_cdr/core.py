@@ -24,7 +24,9 @@ A failure earlier than the answer is kept as a superseded fork branch (the
 answer wins); ``attempt`` and ``ringing`` never contradict anything.
 
 A call whose end never arrives is closed by :func:`close_expired` and marked
-``timeout``; that close is provisional: a late ``ended`` or ``failed`` replaces it.
+``timeout``; that close is provisional: a late ``ended`` or ``failed`` replaces it,
+and a late ``answered`` opens the call again (the next sweep re-decides from the
+answer time).
 """
 
 from __future__ import annotations
@@ -194,7 +196,10 @@ def apply(cdr: Cdr | None, event: CallEvent, limits: Limits) -> Outcome:
         return Rejected(problem)
     folded = _fold(facts, event)
     if base.timed_out and _disposition(folded) is None:
-        folded = msgspec.structs.replace(folded, timed_out=True)
+        if folded.answer_at == base.answer_at:
+            folded = msgspec.structs.replace(folded, timed_out=True)
+        else:  # answered after an unanswered-call close: open again, the sweep re-decides
+            folded = msgspec.structs.replace(folded, end_at=None, hangup_side=None)
     folded = msgspec.structs.replace(folded, event_ids=(*base.event_ids, event.event_id))
     return Applied(_derive(folded, limits))
 
