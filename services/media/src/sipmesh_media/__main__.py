@@ -11,11 +11,14 @@ import msgspec
 
 from sipmesh_bus.config import ConfigError, load_config
 from sipmesh_bus.runtime import Service, run_service
-from sipmesh_bus.schema import decode_media_answer, decode_media_delete, decode_media_offer
-from sipmesh_bus.subjects import QUEUE_MEDIA, SIP_MEDIA_ANSWER, SIP_MEDIA_DELETE, SIP_MEDIA_OFFER
-from sipmesh_media.app import MediaService
+from sipmesh_media.app import MediaService, serve
 from sipmesh_media.config import MediaConfig
-from sipmesh_media.local import NOT_FOUND_MESSAGE, LocalRtpEngine, find_binary
+from sipmesh_media.local import (
+    NOT_FOUND_MESSAGE,
+    LocalRtpEngine,
+    LocalRtpEngineError,
+    find_binary,
+)
 from sipmesh_media.pool import Instance
 
 log = logging.getLogger("sipmesh_media")
@@ -65,7 +68,11 @@ async def _start_local(config: MediaConfig) -> LocalRtpEngine | None:
         port_min=settings.local_port_min,
         port_max=settings.local_port_max,
     )
-    await engine.start()
+    try:
+        await engine.start()
+    except LocalRtpEngineError as exc:
+        log.warning("%s; running without media anchoring", exc)
+        return None
     log.info(
         "media: local rtpengine %s on ng %s:%d, RTP %s:%d-%d (log %s)",
         binary,
@@ -94,28 +101,7 @@ async def main(argv: list[str] | None = None) -> None:
             media = MediaService(config.media, instances=instances, registry=svc.registry)
             await media.start()
             try:
-                svc.add_readiness_check("rtpengine instance healthy", media.ready)
-                await svc.serve(
-                    SIP_MEDIA_OFFER,
-                    media.handle_offer,
-                    queue=QUEUE_MEDIA,
-                    decode=decode_media_offer,
-                    on_error=media.on_error,
-                )
-                await svc.serve(
-                    SIP_MEDIA_ANSWER,
-                    media.handle_answer,
-                    queue=QUEUE_MEDIA,
-                    decode=decode_media_answer,
-                    on_error=media.on_error,
-                )
-                await svc.serve(
-                    SIP_MEDIA_DELETE,
-                    media.handle_delete,
-                    queue=QUEUE_MEDIA,
-                    decode=decode_media_delete,
-                    on_error=media.on_error,
-                )
+                await serve(svc, media)
                 await svc.wait_stopped()
             finally:
                 await media.close()

@@ -24,7 +24,17 @@ from typing import Final
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from sipmesh_bus.schema import MediaAnswer, MediaDelete, MediaOffer, MediaReply
+from sipmesh_bus.runtime import Service
+from sipmesh_bus.schema import (
+    MediaAnswer,
+    MediaDelete,
+    MediaOffer,
+    MediaReply,
+    decode_media_answer,
+    decode_media_delete,
+    decode_media_offer,
+)
+from sipmesh_bus.subjects import QUEUE_MEDIA, SIP_MEDIA_ANSWER, SIP_MEDIA_DELETE, SIP_MEDIA_OFFER
 
 from . import ng
 from .client import NgClient
@@ -33,7 +43,7 @@ from .errors import NgError, NgReplyError, NgTimeoutError
 from .metrics import MediaMetrics
 from .pool import Instance, Placement, Pool
 
-__all__ = ["MediaService"]
+__all__ = ["MediaService", "serve"]
 
 log = logging.getLogger(__name__)
 
@@ -252,3 +262,32 @@ class MediaService:
             ok = False
         if self.pool.record(name, ok):
             self._changed(name)
+
+
+async def serve(svc: Service, media: MediaService) -> None:
+    """Answer the three media subjects on ``svc`` (queue group ``media``) with ``media``.
+
+    Also makes ``/readyz`` depend on :meth:`MediaService.ready`.
+    """
+    svc.add_readiness_check("rtpengine instance healthy", media.ready)
+    await svc.serve(
+        SIP_MEDIA_OFFER,
+        media.handle_offer,
+        queue=QUEUE_MEDIA,
+        decode=decode_media_offer,
+        on_error=media.on_error,
+    )
+    await svc.serve(
+        SIP_MEDIA_ANSWER,
+        media.handle_answer,
+        queue=QUEUE_MEDIA,
+        decode=decode_media_answer,
+        on_error=media.on_error,
+    )
+    await svc.serve(
+        SIP_MEDIA_DELETE,
+        media.handle_delete,
+        queue=QUEUE_MEDIA,
+        decode=decode_media_delete,
+        on_error=media.on_error,
+    )
