@@ -25,7 +25,6 @@ from sipmsg import (
     Response,
     make_response,
     parse,
-    validate_request,
     validate_response,
 )
 from sipmsg._abnf import ip_key, split_comma
@@ -43,6 +42,7 @@ __all__ = [
     "answer_locally",
     "bus_subject_for",
     "carries_sdp",
+    "check_request",
     "classify",
     "error_response",
     "response_destination",
@@ -114,11 +114,12 @@ Incoming: TypeAlias = KeepAlive | Garbage | Request | Response
 def classify(data: bytes, config: ParserConfig | None = None) -> Incoming:
     """Parse one datagram or framed message just enough to route it.
 
-    A request's Via, From, To, Call-ID, CSeq, Max-Forwards, Contact and
-    Content-Type are checked here (§8.2 / §16.3 step 1: "The request MUST be
-    well-formed"), so services downstream never see a request the edge could
-    have answered with 400. A malformed response is dropped: §18.1.2 "If there
-    are any mismatches, the response MUST be silently discarded".
+    A request gets the checks the edge itself relies on (see
+    :func:`check_request`); the rest of §16.3 step 1 ("The request MUST be
+    well-formed") is left to the registrar and router, which parse From, To,
+    Contact and Content-Type anyway and answer 400 naming the header. A
+    malformed response is dropped: §18.1.2 "If there are any mismatches, the
+    response MUST be silently discarded".
 
     Args:
         data: the message octets.
@@ -136,7 +137,7 @@ def classify(data: bytes, config: ParserConfig | None = None) -> Incoming:
         return Garbage(error=exc, response=error_response(data, exc))
     try:
         if isinstance(msg, Request):
-            validate_request(msg)
+            check_request(msg)
         else:
             validate_response(msg)
     except ParseError as exc:
@@ -144,6 +145,37 @@ def classify(data: bytes, config: ParserConfig | None = None) -> Incoming:
             return Garbage(error=exc, response=None)
         return Garbage(error=exc, response=_answer_error(msg, exc))
     return msg
+
+
+def check_request(req: Request) -> None:
+    """The checks of a request that the edge needs before it acts on it (the hot path).
+
+    What the edge reads: the Request-URI (416 for a scheme it does not serve,
+    §8.2.2.1; 400 for headers in it, §19.1.1 Table 1), the Via (stamped and
+    used for the response), Call-ID and CSeq with its method (the transaction
+    key, §17.2.3; §8.1.1.5 "The method MUST match that of the request"), the
+    From and To tags (present and readable, without parsing their URIs) and
+    Max-Forwards (483). ``sipmsg.validate_request`` checks more (From, To and
+    Contact URIs, Content-Type): the services run it, as they parse those
+    headers themselves, so the edge does not pay for it on every message.
+
+    Raises:
+        ParseError: 416 or 400 naming the header.
+    """
+    scheme = req.uri.partition(b":")[0].lower()
+    if scheme not in _SCHEMES:
+        raise ParseError("unsupported URI scheme", status_hint=416)
+    uri = req.request_uri
+    if isinstance(uri, SipUri) and uri.headers:
+        raise ParseError("bad Request-URI: it carries headers")
+    if not req.via:
+        raise ParseError("missing Via header", header="via")
+    _ = req.call_id, req.from_tag, req.to_tag, req.max_forwards
+    if req.cseq.method != req.method:
+        raise ParseError("bad CSeq header: method does not match the request", header="cseq")
+
+
+_SCHEMES: Final = frozenset({b"sip", b"sips", b"tel"})
 
 
 def error_response(data: bytes, error: ParseError) -> Response | None:
