@@ -36,8 +36,8 @@ import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 
+from sipmesh import cdr_cli, routing_cli, users
 from sipmesh import registrations as regs
-from sipmesh import routing_cli, users
 from sipmesh._console import Progress, format_table
 from sipmesh.services import SERVICES, ServiceSpec
 from sipmesh.up import UpError, UpSettings, domain_file, nats_url_file, run_up
@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(
             spec.name, parents=[common], help=f"run the {spec.name} ({spec.help})"
         ).set_defaults(run=functools.partial(_cmd_service, spec))
+    cdr_cli.add_cdr_parser(sub, common)
     return parser
 
 
