@@ -77,6 +77,12 @@ def service(nats_server: NatsServer, tmp_path: Path) -> Iterator[CdrProcess]:
         proc.stop()
 
 
+async def sipmesh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sipmesh", *args], check=True, capture_output=True, text=True
+    )
+
+
 async def count_complete(db: Path) -> int:
     if not db.exists():
         return 0
@@ -128,13 +134,7 @@ async def test_cdr_service_kill_and_restart_leaves_one_row_per_call(
         await nc.close()
     service.stop()
 
-    exported = subprocess.run(
-        [sys.executable, "-m", "sipmesh", "cdr", "export", "--format", "json"]
-        + ["--db-url", f"sqlite:///{db}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    exported = sipmesh("cdr", "export", "--format", "json", "--db-url", f"sqlite:///{db}")
     rows = json.loads(exported.stdout)
     assert len(rows) == CALLS
     by_id = {r["call_id"]: r for r in rows}
@@ -155,25 +155,13 @@ async def test_cdr_service_kill_and_restart_leaves_one_row_per_call(
         ids = loaded[call.call_id].event_ids
         assert sorted(ids) == sorted(e.event_id for e in call.events)
 
-    as_csv = subprocess.run(
-        [sys.executable, "-m", "sipmesh", "cdr", "export", "--format", "csv"]
-        + ["--db-url", f"sqlite:///{db}", "--caller", "u5"],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    as_csv = sipmesh("cdr", "export", "--db-url", f"sqlite:///{db}", "--caller", "u5")
     lines = list(csv.DictReader(io.StringIO(as_csv.stdout)))
     expected = [c for c in calls if c.events[0].caller == "u5@example.com"]
     assert sorted(r["call_id"] for r in lines) == sorted(c.call_id for c in expected)
     assert all(r["start_at"].endswith("Z") for r in lines)
 
-    listed = subprocess.run(
-        [sys.executable, "-m", "sipmesh", "cdr", "list", "--limit", "3"]
-        + ["--data-dir", str(tmp_path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    listed = sipmesh("cdr", "list", "--limit", "3", "--data-dir", str(tmp_path))
     assert listed.stdout.splitlines()[0].split()[:3] == ["START", "CALLER", "CALLEE"]
     assert len(listed.stdout.splitlines()) == 4
 
