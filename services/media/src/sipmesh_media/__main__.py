@@ -97,6 +97,8 @@ async def main(argv: list[str] | None = None) -> None:
         instances: list[Instance] = config.media.pool_instances()
         if local is not None:
             instances.append(local.instance)
+        elif not instances and not config.media.local_rtpengine:
+            log.warning("no rtpengine instance configured: running without media anchoring")
         async with Service("media", config) as svc:
             media = MediaService(config.media, instances=instances, registry=svc.registry)
             await media.start()

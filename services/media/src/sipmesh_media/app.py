@@ -84,8 +84,6 @@ class MediaService:
 
     async def start(self) -> None:
         """Open one ng socket per instance and start the ping loop."""
-        if not self.pool.instances:
-            log.warning("media: no RTPEngine instance configured: running without anchoring")
         for inst in self.pool.instances.values():
             self._clients[inst.name] = await NgClient.open(
                 inst.host,
