@@ -33,7 +33,7 @@ _Port: TypeAlias = Annotated[int, Meta(ge=1, le=65535)]
 _PortOrAny: TypeAlias = Annotated[int, Meta(ge=0, le=65535)]
 _Count: TypeAlias = Annotated[int, Meta(ge=1)]
 _SHORT: Final = re.compile(
-    r"(?:(?P<name>[A-Za-z0-9_\-]+)=)?(?P<host>\[[^\]]+\]|[^:/\[\]]+):(?P<port>\d{1,5})"
+    r"(?:(?P<name>[A-Za-z0-9_\-]+)=)?(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._\-]+):(?P<port>\d{1,5})"
     r"(?:/(?P<weight>\d{1,4}))?"
 )
 
