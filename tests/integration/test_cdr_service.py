@@ -77,7 +77,7 @@ def service(nats_server: NatsServer, tmp_path: Path) -> Iterator[CdrProcess]:
         proc.stop()
 
 
-async def sipmesh(*args: str) -> subprocess.CompletedProcess[str]:
+def sipmesh(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sipmesh", *args], check=True, capture_output=True, text=True
     )
