@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -27,9 +28,9 @@ from sipmesh_bus.schema import (
 from sipmesh_bus.subjects import QUEUE_ROUTER, SIP_ROUTE
 from sipmesh_router.app import Router
 from sipmesh_router.config import RouterConfig, RouterSettings
-from sipmesh_router.context import decode_dialog
+from sipmesh_router.context import DialogRecord, decode_dialog, encode_dialog
 from sipmesh_router.events import dialog_key
-from sipmsg import Request, Response, parse
+from sipmsg import Request, Response, make_response, parse
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +51,7 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
 @pytest.fixture
 async def router(js: JetStreamContext, nats_url: str) -> AsyncIterator[Router]:
     config = RouterConfig(
-        nats=NatsConfig(url=nats_url), router=RouterSettings(domain="example.com")
+        nats=NatsConfig(url=nats_url), router=RouterSettings(domain="example.com", probe=False)
     )
     r = Router(config, js, secret=SECRET, registry=CollectorRegistry())
     await r.start()
@@ -148,7 +149,7 @@ async def test_app_replayed_nonce_count_is_challenged_on_any_replica(
 ) -> None:
     monkeypatch.setattr("time.time", lambda: kit.NOW)
     config = RouterConfig(
-        nats=NatsConfig(url=nats_url), router=RouterSettings(domain="example.com")
+        nats=NatsConfig(url=nats_url), router=RouterSettings(domain="example.com", probe=False)
     )
     registry = CollectorRegistry()
     other = Router(config, js, secret=SECRET, registry=registry)
@@ -258,3 +259,130 @@ async def test_app_routing_snapshot_follows_kv(
     assert isinstance(reply, SendResponse)
     assert parse(reply.data).status == 404  # type: ignore[union-attr]
     await bucket.delete(routing.peer_key(set_id))
+
+
+async def _pool(
+    js: JetStreamContext, dests: list[routing.Destination], algorithm: routing.Algorithm
+) -> tuple[str, str]:
+    """A dispatcher set trusted from 198.51.100.7 and a number routed to it."""
+    bucket = await js.key_value(kv.BUCKET_ROUTING)
+    set_id = fresh("pool")
+    number = "6" + str(next(_ids)).zfill(6)
+    peer = routing.Peer(name=set_id, cidrs=["198.51.100.7/32"])
+    pool = routing.DispatcherSet(id=set_id, algorithm=algorithm, destinations=dests)
+    selector = routing.SetSelector(kind="prefix", match=number, set_id=set_id)
+    await bucket.put(routing.peer_key(set_id), routing.encode_record(peer))
+    await bucket.put(routing.set_key(set_id), routing.encode_record(pool))
+    await bucket.put(routing.selector_key("prefix", number), routing.encode_record(selector))
+    return set_id, number
+
+
+async def test_app_least_calls_counts_dialogs_of_every_replica(
+    router: Router, js: JetStreamContext, kit: Any
+) -> None:
+    a = routing.Destination(uri="sip:10.0.1.1:5060", host="10.0.1.1", probe=False)
+    b = routing.Destination(uri="sip:10.0.1.2:5060", host="10.0.1.2", probe=False)
+    _, number = await _pool(js, [a, b], "least_calls")
+    await eventually(lambda: router.snapshot.set_for(number, None) is not None, "set seen")
+    invite = kit.envelope(kit.request(ruri=f"sip:{number}@example.com"))
+    reply = await router.handle(invite)
+    assert isinstance(reply, Forward)
+    assert reply.targets[0].host == "10.0.1.1"
+    # A call to a answered by some replica: its dialog record names a.
+    dialogs = await js.key_value(kv.BUCKET_DIALOGS)
+    record = DialogRecord(
+        call_id="x",
+        caller_tag="a",
+        callee_tag="b",
+        caller="",
+        callee="",
+        source="",
+        destination="10.0.1.1:5060",
+        answered_at=time.time(),
+        destination_key=a.key,
+    )
+    key = dialog_key(fresh("call"))
+    await dialogs.put(key, encode_dialog(record))
+    await eventually(lambda: router.active.counts.get(a.key) == 1, "call counted")
+    reply = await router.handle(invite)
+    assert isinstance(reply, Forward)
+    assert reply.targets[0].host == "10.0.1.2"
+    await dialogs.delete(key)
+    await eventually(lambda: a.key not in router.active.counts, "call ended")
+    reply = await router.handle(invite)
+    assert isinstance(reply, Forward)
+    assert reply.targets[0].host == "10.0.1.1"
+
+
+class _OptionsResponder(asyncio.DatagramProtocol):
+    """A PBX that answers OPTIONS with 200 while ``alive``."""
+
+    def __init__(self) -> None:
+        self.alive = False
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        req = parse(data)
+        if self.alive and isinstance(req, Request) and self.transport is not None:
+            self.transport.sendto(bytes(make_response(req, 200)), addr)
+
+
+async def test_app_prober_takes_a_silent_destination_out_and_back(
+    js: JetStreamContext, kit: Any, nats_url: str
+) -> None:
+    loop = asyncio.get_running_loop()
+    sock, pbx = await loop.create_datagram_endpoint(_OptionsResponder, local_addr=("127.0.0.1", 0))
+    port = sock.get_extra_info("sockname")[1]
+    settings = RouterSettings(
+        domain="example.com",
+        probe_bind="127.0.0.1",
+        probe_interval=0.1,
+        probe_timeout=0.3,
+        probe_down_after=1,
+        probe_up_after=1,
+        probe_lease_ttl=0.5,
+    )
+    prober = Router(
+        RouterConfig(nats=NatsConfig(url=nats_url), router=settings),
+        js,
+        secret=SECRET,
+        registry=CollectorRegistry(),
+    )
+    await prober.start()
+    try:
+        await prober.wait_loaded(5.0)
+        dest = routing.Destination(uri=f"sip:127.0.0.1:{port}", host="127.0.0.1", port=port)
+        _, number = await _pool(js, [dest], "priority")
+        invite = kit.envelope(kit.request(ruri=f"sip:{number}@example.com"))
+
+        async def status() -> int | None:
+            reply = await prober.handle(invite)
+            if isinstance(reply, Forward):
+                return None
+            assert isinstance(reply, SendResponse)
+            return parse(reply.data).status  # type: ignore[union-attr]
+
+        # Silent: the lease holder's probe fails, the health record says down.
+        await eventually_async(status, 503, "destination down")
+        health = prober.health.records[dest.key]
+        assert not health.up
+        assert health.prober == prober.replica_id
+        pbx.alive = True
+        await eventually_async(status, None, "destination back up")
+        assert prober.health.records[dest.key].status == 200
+    finally:
+        await prober.close()
+        sock.close()
+
+
+async def eventually_async(probe: Callable[[], Awaitable[object]], want: object, what: str) -> None:
+    got: object = "never ran"
+    for _ in range(200):
+        got = await probe()
+        if got == want:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what}: last {got!r}")

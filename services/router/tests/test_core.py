@@ -382,6 +382,21 @@ def test_decide_peer_to_dispatcher_set_fails_over_serially(kit: Any) -> None:
     assert decision.events[0].dispatcher_set == "pbx"
 
 
+def test_decide_dispatcher_dialog_record_names_destination_key(kit: Any) -> None:
+    routing = kit.FakeRouting(
+        peers={"198.51.100.7": Peer(name="carrier")}, selectors={"2001": "pbx"}, sets={"pbx": [PBX]}
+    )
+    inp = inputs(routing)
+    fwd, sent = forwarded(run(kit.envelope(kit.request(ruri="sip:2001@example.com")), inp))
+    ok = kit.response(sent, 200)
+    answer = run(kit.envelope(ok, source=("10.0.0.50", 5080), context=fwd.context), inp)
+    assert answer.dialog_put is not None
+    _, record = answer.dialog_put
+    # The key least_calls counts by: Destination.key of the set member.
+    assert record.destination_key == "udp.10=2E0=2E0=2E50.5080"
+    assert record.dispatcher_set == "pbx"
+
+
 def test_decide_lcr_event_carries_carrier_and_rate(kit: Any) -> None:
     env, subs = _authenticated_invite(kit, ruri="sip:4930123@example.com")
     routing = kit.FakeRouting(lcr={"4930123": [CARRIER]})

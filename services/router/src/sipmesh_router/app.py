@@ -15,6 +15,8 @@ import contextlib
 import logging
 import math
 import os
+import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -42,10 +44,12 @@ from sipmsg import ParseError, Request, Response, make_response, parse
 from sipmsg.digest import NonceManager
 
 from . import core
-from .config import RouterConfig, make_policy
+from .active import ActiveCalls
+from .config import RouterConfig, RouterSettings, make_policy
 from .context import DialogRecord, encode_dialog
 from .metrics import RouterMetrics
 from .model import Decision, Inputs
+from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
 from .routes import SnapshotView
 
 __all__ = ["Router"]
@@ -55,6 +59,7 @@ log = logging.getLogger(__name__)
 _NATS_ERRORS: Final = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
 _DELETE_MARKER_TTL: Final = 60
 _MSG_ID: Final = "Nats-Msg-Id"
+_PRUNE_EVERY: Final = 60.0
 
 
 class Router:
@@ -78,8 +83,16 @@ class Router:
         self._settings = settings
         self._js = js
         self._subscribers: dict[str, Subscriber] = {}
-        self._loaded = {name: asyncio.Event() for name in ("subscribers", "routing", "health")}
+        self.active = ActiveCalls()
+        #: Answered calls per destination (``least_calls``), from KV ``dialogs``.
+        self.replica_id = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.prober: Prober | None = None
+        self._probe_transport: UdpProbeTransport | None = None
+        self._stop = asyncio.Event()
+        names = ("subscribers", "routing", "health", "dialogs")
+        self._loaded = {name: asyncio.Event() for name in names}
         self._tasks: list[asyncio.Task[None]] = []
+        self._pruned_at = 0.0
         self._location: KeyValue | None = None
         self._nonce_kv: KeyValue | None = None
         self._calls = 0
@@ -98,9 +111,39 @@ class Router:
         self._watch(kv.BUCKET_SUBSCRIBERS, "subscribers", self._fold_subscribers)
         self._watch(kv.BUCKET_ROUTING, "routing", self._fold_routing)
         self._watch(kv.BUCKET_HEALTH, "health", self._fold_health)
+        self._watch(kv.BUCKET_DIALOGS, "dialogs", self._fold_dialogs)
+        if self._settings.probe:
+            await self._start_prober(self._settings)
+
+    async def _start_prober(self, settings: RouterSettings) -> None:
+        """Probe the routing snapshot's ``probe`` addresses while holding the lease."""
+        transport = UdpProbeTransport(local_host=settings.probe_bind)
+        await transport.start()
+        self._probe_transport = transport
+        health_kv = await self._js.key_value(kv.BUCKET_HEALTH)
+        config = ProberConfig(
+            interval=settings.probe_interval,
+            timeout=settings.probe_timeout,
+            down_after=settings.probe_down_after,
+            up_after=settings.probe_up_after,
+            lease_ttl=settings.probe_lease_ttl,
+        )
+        lease = KvLease(health_kv, self.replica_id, ttl=settings.probe_lease_ttl)
+        self.prober = Prober(
+            transport,
+            health_kv,
+            lambda: probe_targets(self.snapshot),
+            config=config,
+            prober_id=self.replica_id,
+            lease=lease,
+        )
+        self._tasks.append(asyncio.create_task(self.prober.run(self._stop), name="prober"))
 
     async def close(self) -> None:
-        """Stop the watches."""
+        """Stop the prober and the watches."""
+        self._stop.set()
+        if self._probe_transport is not None:
+            self._probe_transport.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -165,7 +208,16 @@ class Router:
     def _inputs(
         self, *, now: float, locations: dict[str, BindingSet | None] | None = None
     ) -> Inputs:
-        view = SnapshotView(self.snapshot, self.health.records, now=now, rr_counter=self._calls)
+        if now - self._pruned_at > _PRUNE_EVERY:
+            self._pruned_at = now
+            self.active.prune(older_than=now - self._settings.dialog_ttl)
+        view = SnapshotView(
+            self.snapshot,
+            self.health.records,
+            now=now,
+            rr_counter=self._calls,
+            active_calls=self.active.counts,
+        )
         return Inputs(
             routing=view,
             policy=self.policy,
@@ -276,6 +328,7 @@ class Router:
     _pending_subscribers: dict[str, Subscriber] | None = None
     _pending_routing: RoutingSnapshot | None = None
     _pending_health: HealthSnapshot | None = None
+    _pending_active: ActiveCalls | None = None
 
     def _fold_subscribers(self, key: str, value: bytes | None, initial: bool) -> None:
         if initial and key == "":
@@ -324,6 +377,20 @@ class Router:
         else:
             target = self.health
         target.apply(key, value)
+
+    def _fold_dialogs(self, key: str, value: bytes | None, initial: bool) -> None:
+        if initial and key == "":
+            self.active = self._pending_active or ActiveCalls()
+            self._pending_active = None
+            return
+        if initial:
+            if self._pending_active is None:
+                self._pending_active = ActiveCalls()
+            target = self._pending_active
+        else:
+            target = self.active
+        if not target.apply(key, value):
+            log.warning("router: unreadable dialog record %s ignored", key)
 
 
 def _error(

@@ -50,6 +50,17 @@ class RouterSettings(Settings, frozen=True, kw_only=True):
     dialog_ttl: Annotated[int, Meta(ge=60)] = 43_200
     #: Seconds a dialog record lives when no BYE comes (the bucket caps at a day).
     retry_after: Annotated[int, Meta(ge=1)] = 5
+    probe: bool = True
+    #: OPTIONS-probe dispatcher destinations and gateways marked ``probe``
+    #: (one replica at a time holds the lease; see ``sipmesh_router.prober``).
+    probe_bind: str = "0.0.0.0"  # noqa: S104 - destinations are off this host
+    #: Local address of the prober's UDP socket.
+    probe_interval: PositiveFloat = 10.0
+    probe_timeout: PositiveFloat = 2.0
+    probe_down_after: Annotated[int, Meta(ge=1)] = 3
+    probe_up_after: Annotated[int, Meta(ge=1)] = 2
+    probe_lease_ttl: PositiveFloat = 30.0
+    #: Seconds before another replica takes over a silent prober's lease.
 
 
 class RouterConfig(ServiceConfig, frozen=True, kw_only=True):

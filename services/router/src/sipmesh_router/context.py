@@ -93,6 +93,8 @@ class Leg(Struct, frozen=True, kw_only=True):
     currency: str | None = None
     billing_first: int | None = None
     billing_step: int | None = None
+    destination_key: str = ""
+    #: ``Destination.key``/``Gateway.key`` of a dispatcher or LCR hop (active-call counts).
 
 
 class RouteContext(Struct, frozen=True, kw_only=True):
@@ -148,6 +150,9 @@ class DialogRecord(Struct, frozen=True, kw_only=True):
     dispatcher_set: str | None = None
     rate_per_minute: float | None = None
     edge_id: str | None = None
+    destination_key: str = ""
+    #: The dispatcher destination's (or gateway's) health key; ``least_calls``
+    #: counts the records per key (:mod:`sipmesh_router.active`).
 
 
 _encoder: Final = msgspec.msgpack.Encoder()

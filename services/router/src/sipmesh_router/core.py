@@ -21,6 +21,7 @@ from typing import Final
 from urllib.parse import unquote_to_bytes
 
 from sipmesh_bus.records import Binding, aor_key, live_bindings
+from sipmesh_bus.routing import health_key
 from sipmesh_bus.schema import (
     CallEvent,
     Drop,
@@ -426,6 +427,7 @@ def _hop_leg(hop: Hop, req: Request) -> Leg:
         currency=hop.currency,
         billing_first=hop.billing_first,
         billing_step=hop.billing_step,
+        destination_key=health_key(hop.transport, hop.host, hop.port),
     )
 
 

@@ -98,4 +98,5 @@ def dialog_record(
         dispatcher_set=leg.dispatcher_set if leg else None,
         rate_per_minute=leg.rate_per_minute if leg else None,
         edge_id=ctx.edge_id,
+        destination_key=leg.destination_key if leg else "",
     )
