@@ -17,7 +17,6 @@ from sipmesh_bus.config import HttpConfig, NatsConfig
 from sipmesh_bus.natsserver import NatsServer
 from sipmesh_edge.app import Edge, EdgeConfig
 from sipmesh_edge.branch import parse_branch
-from sipmesh_edge.handoff import Handoff, decode_result, encode
 from sipmsg import Request, Response, make_response, parse
 from sipmsg.framing import MessageFramed, StreamFramer
 
@@ -282,12 +281,11 @@ async def test_edge_send_answers_ok_or_connection_gone(
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     try:
-        udp = Handoff(
+        udp = schema.EdgeSend(
             data=b"hello", transport="udp", host="127.0.0.1", port=receiver.getsockname()[1]
         )
-        reply = await nc.request(subjects.edge_send("eb"), encode(udp), timeout=2)
-        assert decode_result(reply.data) is not None
-        assert decode_result(reply.data).ok  # type: ignore[union-attr]
+        reply = await nc.request(subjects.edge_send("eb"), schema.encode(udp), timeout=2)
+        assert schema.decode_edge_send_result(reply.data).ok
         receiver.settimeout(2)
         assert receiver.recv(100) == b"hello"
         # A plain schema.EdgeSend decodes too.
@@ -295,8 +293,7 @@ async def test_edge_send_answers_ok_or_connection_gone(
             data=b"x", transport="tcp", host="127.0.0.1", port=1, connection_id="c1-dead"
         )
         reply = await nc.request(subjects.edge_send("eb"), schema.encode(gone), timeout=2)
-        result = decode_result(reply.data)
-        assert result is not None
+        result = schema.decode_edge_send_result(reply.data)
         assert not result.ok
         assert result.error == "connection c1-dead is gone"
     finally:

@@ -10,7 +10,6 @@ from sipmesh_bus import schema, subjects
 from sipmesh_edge.branch import BranchMaker
 from sipmesh_edge.bus import BusFailure
 from sipmesh_edge.core import EdgeIdentity
-from sipmesh_edge.handoff import HandoffResult, decode_handoff, encode
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.sink import EdgeSink, SinkConfig
 from sipmsg import ParseError, Request, Response, make_response, parse
@@ -250,12 +249,12 @@ def test_sink_target_of_another_edge_is_handed_over_and_its_failure_seen() -> No
     bus.requests[0][2](schema.encode(schema.Forward(data=INVITE, targets=[target])))
     subject, payload, callback = bus.requests[-1]
     assert subject == subjects.edge_send("e2")
-    handoff = decode_handoff(payload)
+    handoff = schema.decode_edge_send(payload)
     assert (handoff.connection_id, handoff.host, handoff.port) == ("c9-abc", "203.0.113.9", 5070)
     sent = parse(handoff.data)
     assert isinstance(sent, Request)
     assert sent.method == b"INVITE"
-    callback(encode(HandoffResult(ok=False, error="gone")))
+    callback(schema.encode(schema.EdgeSendResult(ok=False, error="gone")))
     subject, payload, _ = bus.requests[-1]
     assert subject == subjects.SIP_ROUTE_RESPONSE
     assert parse(schema.decode_envelope(payload).data).status == 503  # type: ignore[union-attr]

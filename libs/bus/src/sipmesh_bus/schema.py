@@ -28,6 +28,7 @@ __all__ = [
     "CallEventKind",
     "Drop",
     "EdgeSend",
+    "EdgeSendResult",
     "Envelope",
     "Forward",
     "HangupSide",
@@ -43,6 +44,7 @@ __all__ = [
     "Transport",
     "decode_call_event",
     "decode_edge_send",
+    "decode_edge_send_result",
     "decode_envelope",
     "decode_media_answer",
     "decode_media_delete",
@@ -136,13 +138,31 @@ ReplyType: TypeAlias = SendResponse | Forward | Drop
 
 
 class EdgeSend(Struct, frozen=True, kw_only=True):
-    """Bytes for the edge that owns a connection (``sip.edge.<id>.send``)."""
+    """Bytes for the edge that owns a connection (``sip.edge.<id>.send``).
+
+    Published, it is fire and forget; sent as a request (edge to edge), the
+    owner answers with an :class:`EdgeSendResult`, so the sender's transaction
+    sees a transport error (RFC 3261 §18.4) when the connection is gone.
+    """
 
     data: bytes
     transport: Transport
     host: str
     port: Port
     connection_id: str | None = None
+    received: bool = False
+    #: False: send ``data`` to ``host:port`` (over ``connection_id`` if set).
+    #: True: ``data`` arrived at the sender from ``host:port`` and belongs to a
+    #: transaction of the owner (a response over a connection the sender
+    #: holds; the Via branch names the owner), which handles it as received.
+
+
+class EdgeSendResult(Struct, frozen=True, kw_only=True):
+    """The owner's answer to an :class:`EdgeSend` request."""
+
+    ok: bool
+    #: False when the connection is gone or there is no socket to send from.
+    error: str | None = None
 
 
 class MediaOffer(Struct, frozen=True, kw_only=True):
@@ -251,6 +271,7 @@ _encoder: Final = msgspec.msgpack.Encoder()
 _envelope: Final = msgspec.msgpack.Decoder(Envelope)
 _reply: Final = msgspec.msgpack.Decoder(ReplyType)
 _edge_send: Final = msgspec.msgpack.Decoder(EdgeSend)
+_edge_send_result: Final = msgspec.msgpack.Decoder(EdgeSendResult)
 _media_offer: Final = msgspec.msgpack.Decoder(MediaOffer)
 _media_answer: Final = msgspec.msgpack.Decoder(MediaAnswer)
 _media_delete: Final = msgspec.msgpack.Decoder(MediaDelete)
@@ -286,6 +307,11 @@ def decode_reply(data: bytes) -> ReplyType:
 def decode_edge_send(data: bytes) -> EdgeSend:
     """Decode an EdgeSend."""
     return _edge_send.decode(data)
+
+
+def decode_edge_send_result(data: bytes) -> EdgeSendResult:
+    """Decode an EdgeSendResult. Raises ``msgspec.DecodeError`` / ``ValidationError``."""
+    return _edge_send_result.decode(data)
 
 
 def decode_media_offer(data: bytes) -> MediaOffer:

@@ -19,12 +19,11 @@ from typing import Any, Final
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from sipmesh_bus import subjects
+from sipmesh_bus import schema, subjects
 from sipmesh_bus.config import PositiveFloat, ServiceConfig
 from sipmesh_bus.runtime import Service
 from sipmesh_edge.bus import BusClient
 from sipmesh_edge.core import EdgeIdentity
-from sipmesh_edge.handoff import Handoff, HandoffResult, decode_handoff, encode
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.ports import StreamListeners
 from sipmesh_edge.sink import EdgeSink, SinkConfig
@@ -150,8 +149,7 @@ class Edge:
             subjects.edge_send(self.edge_id),
             self._on_edge_send,
             queue=subjects.QUEUE_EDGE,
-            decode=decode_handoff,
-            encode=encode,
+            decode=schema.decode_edge_send,
         )
 
     async def close(self) -> None:
@@ -217,9 +215,9 @@ class Edge:
             u.transport is not None and not u.transport.is_closing() for u in self.udp
         )
 
-    async def _on_edge_send(self, msg: Handoff) -> HandoffResult:
+    async def _on_edge_send(self, msg: schema.EdgeSend) -> schema.EdgeSendResult:
         # ARCHITECTURE step 4: bytes for a connection (or a UDP peer) this edge
         # owns, or a response received elsewhere for one of our transactions.
         if self.sink is None:
-            return HandoffResult(ok=False, error="starting")
+            return schema.EdgeSendResult(ok=False, error="starting")
         return self.sink.on_handoff(msg)

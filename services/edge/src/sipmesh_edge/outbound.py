@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Protocol
 
+import msgspec
+
 from sipmesh_bus import schema, subjects
 from sipmesh_edge.bus import BusFailure
-from sipmesh_edge.handoff import Handoff, HandoffResult, decode_result, encode
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.ports import Connection, ConnectionRegistry
 
@@ -175,7 +176,7 @@ class Outbound:
         bus = self.bus
         if bus is None:
             return False
-        handoff = Handoff(
+        handoff = schema.EdgeSend(
             data=data,
             transport=flow.transport,
             host=flow.host,
@@ -184,15 +185,15 @@ class Outbound:
         )
 
         def on_reply(value: bytes | BusFailure) -> None:
-            result = decode_result(value) if isinstance(value, bytes) else None
+            result = _decode_result(value) if isinstance(value, bytes) else None
             if result is None or not result.ok:
                 self._metrics.dropped.labels("handoff_failed").inc()
                 if on_error is not None:
                     on_error()
 
-        return bus.request(subjects.edge_send(owner), encode(handoff), on_reply)
+        return bus.request(subjects.edge_send(owner), schema.encode(handoff), on_reply)
 
-    def serve_handoff(self, msg: Handoff) -> HandoffResult:
+    def serve_handoff(self, msg: schema.EdgeSend) -> schema.EdgeSendResult:
         """Send what another edge handed over, over UDP or a connection held here.
 
         Returns:
@@ -204,7 +205,9 @@ class Outbound:
             connection = None if registry is None else registry.get(msg.connection_id)
             if connection is None or not connection.is_open:
                 self._metrics.dropped.labels("connection_gone").inc()
-                return HandoffResult(ok=False, error=f"connection {msg.connection_id} is gone")
+                return schema.EdgeSendResult(
+                    ok=False, error=f"connection {msg.connection_id} is gone"
+                )
         flow = Flow(
             transport=msg.transport,
             host=msg.host,
@@ -213,5 +216,13 @@ class Outbound:
             connection=connection,
         )
         if self.send(flow, msg.data):
-            return HandoffResult(ok=True)
-        return HandoffResult(ok=False, error=f"cannot send over {msg.transport}")
+            return schema.EdgeSendResult(ok=True)
+        return schema.EdgeSendResult(ok=False, error=f"cannot send over {msg.transport}")
+
+
+def _decode_result(data: bytes) -> schema.EdgeSendResult | None:
+    """The owner's answer; None for bytes that are not one (an old or broken peer)."""
+    try:
+        return schema.decode_edge_send_result(data)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None

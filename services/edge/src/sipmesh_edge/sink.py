@@ -29,7 +29,6 @@ from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
 from sipmesh_edge.branch import BranchMaker, parse_branch
 from sipmesh_edge.bus import BusFailure
-from sipmesh_edge.handoff import Handoff, HandoffResult, encode
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.outbound import Bus, Connector, Flow, Outbound, UdpSender
 from sipmesh_edge.ports import Connection, ConnectionRegistry
@@ -236,7 +235,7 @@ class EdgeSink:
         """Send bytes statelessly. False when there is no socket or the connection is gone."""
         return self.out.send(flow, data)
 
-    def on_handoff(self, msg: Handoff) -> HandoffResult:
+    def on_handoff(self, msg: schema.EdgeSend) -> schema.EdgeSendResult:
         """Serve ``sip.edge.<id>.send``: send over UDP or a held connection, or take a message.
 
         Args:
@@ -251,7 +250,7 @@ class EdgeSink:
             self._receive(
                 msg.data, Flow(transport=msg.transport, host=msg.host, port=msg.port, local=("", 0))
             )
-            return HandoffResult(ok=True)
+            return schema.EdgeSendResult(ok=True)
         return self.out.serve_handoff(msg)
 
     @property
@@ -501,14 +500,14 @@ class EdgeSink:
         if owner is None or owner == self._me.edge_id or self.bus is None or flow.owner:
             self._metrics.dropped.labels("stray_response").inc()
             return
-        handoff = Handoff(
+        handoff = schema.EdgeSend(
             data=bytes(resp),
             transport=flow.transport,
             host=flow.host,
             port=flow.port,
             received=True,
         )
-        self.bus.publish(subjects.edge_send(owner), encode(handoff))
+        self.bus.publish(subjects.edge_send(owner), schema.encode(handoff))
 
     def _client_response(self, client: _Client, resp: Response) -> None:
         server = client.server
