@@ -10,7 +10,7 @@ import pytest
 
 from sipmesh_bus.schema import Drop, Envelope, Forward, SendResponse
 from sipmesh_router import core
-from sipmesh_router.config import Policy
+from sipmesh_router.config import Policy, RouterSettings, make_policy
 from sipmesh_router.context import decode_context, open_token
 from sipmesh_router.model import Decision, Inputs
 from sipmesh_router.routes import EMPTY_VIEW, Hop, Peer, RoutingView
@@ -365,6 +365,103 @@ def test_decide_double_record_route_when_transports_differ(kit: Any) -> None:
     assert fwd.targets[0].connection_id == "c1"
 
 
+def test_decide_double_record_route_names_each_sides_listener(kit: Any) -> None:
+    # RFC 5658 §3.3: the URI facing the callee names the edge's TCP listener,
+    # the one facing the caller the UDP socket the INVITE came in on.
+    policy = Policy(
+        domains=frozenset({"example.com"}),
+        secret=SECRET,
+        listeners=(("edge-1", "tcp", "192.0.2.1", 5070), ("edge-1", "tls", "192.0.2.1", 5071)),
+    )
+    b = kit.binding(transport="tcp", connection_id="c1")
+    inp = inputs(locations=kit.bindings("bob", b), policy=policy)
+    _, req = forwarded(run(kit.envelope(kit.request()), inp))
+    uris = [a.uri for a in req.record_route]
+    assert [(u.port, u.transport) for u in uris] == [(5070, b"tcp"), (5060, None)]  # type: ignore[union-attr]
+    assert (req.via[0].transport, req.via[0].port) == (b"TCP", 5070)
+
+
+def test_decide_single_record_route_keeps_the_inbound_socket(kit: Any) -> None:
+    policy = Policy(
+        domains=frozenset({"example.com"}),
+        secret=SECRET,
+        listeners=(("edge-1", "tcp", "192.0.2.1", 5070),),
+    )
+    inp = inputs(locations=kit.bindings("bob", kit.binding()), policy=policy)
+    _, req = forwarded(run(kit.envelope(kit.request()), inp))
+    assert [a.uri.port for a in req.record_route] == [5060]  # type: ignore[union-attr]
+    assert req.via[0].port == 5060
+
+
+def test_decide_envelope_listeners_win_over_settings(kit: Any) -> None:
+    class WithListeners(Envelope, frozen=True, kw_only=True):
+        listeners: dict[str, str] = msgspec.field(default_factory=dict)
+
+    policy = Policy(
+        domains=frozenset({"example.com"}),
+        secret=SECRET,
+        listeners=(("edge-1", "tcp", "192.0.2.1", 5070),),
+    )
+    base = kit.envelope(kit.request())
+    env = WithListeners(
+        **{f: getattr(base, f) for f in base.__struct_fields__},
+        listeners={"tcp": "[2001:db8::1]:5080"},
+    )
+    b = kit.binding(transport="tcp", connection_id="c1")
+    _, req = forwarded(run(env, inputs(locations=kit.bindings("bob", b), policy=policy)))
+    top = req.record_route[0].uri
+    assert (top.host, top.port) == (b"[2001:db8::1]", 5080)  # type: ignore[union-attr]
+
+
+def _path_binding(kit: Any, contact: str, path: list[str], **kw: Any) -> Any:
+    return msgspec.structs.replace(kit.binding(contact, **kw), path=path)
+
+
+def test_decide_binding_path_becomes_route_and_first_hop(kit: Any) -> None:
+    path = ["<sip:outbound.example.net:5099;lr>", "<sip:p2.example.net;lr>"]
+    b = _path_binding(kit, "sip:bob@10.0.0.9:5060", path)
+    fwd, req = forwarded(run(kit.envelope(kit.request()), inputs(locations=kit.bindings("bob", b))))
+    assert req.headers.get_all(b"route") == [p.encode() for p in path]
+    assert [(t.host, t.port, t.uri) for t in fwd.targets] == [
+        ("outbound.example.net", 5099, "sip:bob@10.0.0.9:5060")
+    ]
+
+
+def test_decide_path_from_the_register_source_keeps_its_connection(kit: Any) -> None:
+    b = _path_binding(
+        kit,
+        "sip:bob@10.0.0.9:5060",
+        ["<sip:203.0.113.9:40000;transport=tcp;lr>"],
+        transport="tcp",
+        connection_id="c7",
+    )
+    fwd, _ = forwarded(run(kit.envelope(kit.request()), inputs(locations=kit.bindings("bob", b))))
+    assert [(t.host, t.connection_id, t.edge_id) for t in fwd.targets] == [
+        ("203.0.113.9", "c7", "edge-2")
+    ]
+
+
+def test_decide_different_paths_fork_serially_each_with_its_route(kit: Any) -> None:
+    one = _path_binding(kit, "sip:bob@10.0.0.1", ["<sip:p1.example.net;lr>"], host="203.0.113.1")
+    two = _path_binding(kit, "sip:bob@10.0.0.2", ["<sip:p2.example.net;lr>"], host="203.0.113.2")
+    locations = kit.bindings("bob", one, two)
+    inp = inputs(locations=locations)
+    fwd, req = forwarded(run(kit.envelope(kit.request()), inp))
+    first_route = req.headers.get_all(b"route")
+    ctx = decode_context(fwd.context or b"")
+    assert len(ctx.remaining) == 1
+    # The stored request has no leg's Route; the failover adds the next leg's.
+    stored = parse(ctx.request)
+    assert isinstance(stored, Request)
+    assert stored.headers.get_all(b"route") == []
+    failed = kit.response(fwd.data, 503)
+    again = run(kit.envelope(failed, context=fwd.context), inp)
+    fwd2, req2 = forwarded(again)
+    routes = {first_route[0], req2.headers.get_all(b"route")[0]}
+    assert routes == {b"<sip:p1.example.net;lr>", b"<sip:p2.example.net;lr>"}
+    assert fwd2.targets[0].host in ("p1.example.net", "p2.example.net")
+
+
 # -- outbound: dispatcher sets and LCR --------------------------------------------------
 
 
@@ -645,3 +742,13 @@ def test_location_keys(kit: Any) -> None:
     assert core.location_keys(kit.request(), POLICY) == ["example=2Ecom.bob"]
     assert core.location_keys(kit.request(ruri="sip:bob@other.org"), POLICY) == []
     assert core.location_keys(kit.request("BYE", to_tag="t"), POLICY) == []
+
+
+def test_make_policy_reads_listeners_and_refuses_bad_ones() -> None:
+    settings = RouterSettings(listeners={"e1": {"TCP": "[2001:db8::1]:5070", "tls": "h:5071"}})
+    policy = make_policy(settings, SECRET)
+    assert policy.listener("e1", "tcp") == ("2001:db8::1", 5070)
+    assert policy.listener("e1", "tls") == ("h", 5071)
+    assert policy.listener("e1", "ws") is None
+    with pytest.raises(ValueError, match=r"router.listeners.e1.tcp: expected host:port"):
+        make_policy(RouterSettings(listeners={"e1": {"tcp": "nohost"}}), SECRET)

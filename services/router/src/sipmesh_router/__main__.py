@@ -13,7 +13,7 @@ from sipmesh_bus.runtime import Service, run_service
 from sipmesh_bus.schema import decode_envelope
 from sipmesh_bus.subjects import QUEUE_ROUTER, SIP_ROUTE, SIP_ROUTE_RESPONSE
 from sipmesh_router.app import Router
-from sipmesh_router.config import RouterConfig, load_secret
+from sipmesh_router.config import RouterConfig, load_secret, make_policy
 
 
 def build_config(argv: list[str] | None = None) -> RouterConfig:
@@ -34,6 +34,10 @@ def build_config(argv: list[str] | None = None) -> RouterConfig:
     secret = config.router.nonce_secret
     if secret is not None and len(secret.encode()) < 16:
         raise ConfigError("config error: router.nonce_secret: shorter than 16 bytes")
+    try:
+        make_policy(config.router, b"")
+    except ValueError as exc:
+        raise ConfigError(f"config error: {exc}") from None
     return config
 
 

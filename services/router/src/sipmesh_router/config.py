@@ -41,6 +41,10 @@ class RouterSettings(Settings, frozen=True, kw_only=True):
     #: address and not listed in ``edges``.
     edges: dict[str, str] = msgspec.field(default_factory=dict)
     #: Edge id -> the host phones and peers reach it at (its advertised address).
+    listeners: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+    #: Edge id -> transport -> ``host:port`` of that edge's listener, for the
+    #: outbound Via and Record-Route when a call changes transport (until the
+    #: edge carries its listeners in the envelope).
     auth: bool = True
     #: False: local users call without a challenge (tests, benchmarks).
     nonce_secret: str | None = None
@@ -85,6 +89,15 @@ class Policy:
     advertised_host: str = ""
     timer_c: float = 181.0
     dialog_ttl: int = 43_200
+    listeners: tuple[tuple[str, str, str, int], ...] = ()
+    #: (edge id, transport, host, port) of the edges' listeners.
+
+    def listener(self, edge_id: str, transport: str) -> tuple[str, int] | None:
+        """The configured listener of edge ``edge_id`` for ``transport``, or None."""
+        for name, tp, host, port in self.listeners:
+            if name == edge_id and tp == transport:
+                return host, port
+        return None
 
     def edge_host(self, edge_id: str, local_host: str) -> str:
         """The host under which the edge ``edge_id`` is reached."""
@@ -111,7 +124,19 @@ def make_policy(settings: RouterSettings, secret: bytes) -> Policy:
         advertised_host=settings.advertised_host,
         timer_c=settings.timer_c,
         dialog_ttl=settings.dialog_ttl,
+        listeners=tuple(_listeners(settings.listeners)),
     )
+
+
+def _listeners(table: dict[str, dict[str, str]]) -> list[tuple[str, str, str, int]]:
+    out = []
+    for edge_id, by_transport in sorted(table.items()):
+        for transport, address in sorted(by_transport.items()):
+            host, sep, port = address.rpartition(":")
+            if not sep or not port.isdigit() or not host or int(port) > 65535:
+                raise ValueError(f"router.listeners.{edge_id}.{transport}: expected host:port")
+            out.append((edge_id, transport.lower(), host.strip("[]"), int(port)))
+    return out
 
 
 def load_secret(config: RouterConfig) -> bytes:

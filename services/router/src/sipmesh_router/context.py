@@ -95,6 +95,8 @@ class Leg(Struct, frozen=True, kw_only=True):
     billing_step: int | None = None
     destination_key: str = ""
     #: ``Destination.key``/``Gateway.key`` of a dispatcher or LCR hop (active-call counts).
+    routes: list[str] = []
+    #: Route values for this leg's request (a binding's RFC 3327 Path), top first.
 
 
 class RouteContext(Struct, frozen=True, kw_only=True):

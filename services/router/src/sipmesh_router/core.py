@@ -31,7 +31,15 @@ from sipmesh_bus.schema import (
     SendResponse,
     Target,
 )
-from sipmsg import Request, Response, SipUri, TelUri, make_response, parse_address
+from sipmsg import (
+    ParseError,
+    Request,
+    Response,
+    SipUri,
+    TelUri,
+    make_response,
+    parse_address,
+)
 from sipmsg._abnf import param
 
 from . import auth, proxy
@@ -186,14 +194,14 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
     if target is None:
         return _answer(req, 416, "bad_target")
     me = _me(env, policy)
+    out_transport = _via_transport([target])
+    out = _listener(env, policy, out_transport)
     sent = proxy.decrement_max_forwards(req)
     hidden_vias: list[str] = []
     if token.hide:
-        sent = proxy.with_contact(sent, secret=policy.secret, host=me[0], port=me[1])
+        sent = proxy.with_contact(sent, secret=policy.secret, host=out[0], port=out[1])
     branch = proxy.branch_for(req.via_branch or b"", req.call_id, 0, req.method)
-    sent = proxy.add_via(
-        sent, transport=_via_transport([target]), host=me[0], port=me[1], branch=branch
-    )
+    sent = proxy.add_via(sent, transport=out_transport, host=out[0], port=out[1], branch=branch)
     events: tuple[CallEvent, ...] = ()
     delete = None
     call_id = req.call_id.decode("utf-8", "replace")
@@ -335,12 +343,14 @@ def _forward(
     call_id = req.call_id.decode("utf-8", "replace")
     caller_branch = req.via_branch or b""
     first, rest = legs[0], legs[1:]
+    out_transport = _via_transport(first.targets)
+    out = _listener(env, policy, out_transport)
     sent = proxy.decrement_max_forwards(req)
     hidden_vias: list[str] = []
     hidden_rrs: list[str] = []
     sealed = b""
     if hide:
-        sent = proxy.with_contact(sent, secret=policy.secret, host=me[0], port=me[1])
+        sent = proxy.with_contact(sent, secret=policy.secret, host=out[0], port=out[1])
         _, _, hidden_rrs = proxy.hide_request(sent)
         if hidden_rrs:
             sent = sent.remove_header(b"record-route")
@@ -350,16 +360,16 @@ def _forward(
             caller_tag=(req.from_tag or b"").decode("latin-1"), caller=caller_flow, hide=hide
         )
         sealed = seal_token(token, secret=policy.secret, call_id=req.call_id)
-        sent = proxy.add_record_route(sent, _record_routes(env, me, first.targets, sealed))
+        rr = _record_routes(env, me, (out_transport, out), sealed)
+        sent = proxy.add_record_route(sent, rr)
     branch = proxy.branch_for(caller_branch, req.call_id, 0)
-    sent = proxy.add_via(
-        sent, transport=_via_transport(first.targets), host=me[0], port=me[1], branch=branch
-    )
-    data = bytes(sent)
+    sent = proxy.add_via(sent, transport=out_transport, host=out[0], port=out[1], branch=branch)
+    stored = bytes(sent)
+    data = bytes(proxy.add_routes(sent, first.routes)) if first.routes else stored
     ctx = RouteContext(
         call_id=call_id,
         method=req.method.decode(),
-        request=data if rest else b"",
+        request=stored if rest else b"",
         remaining=rest,
         caller_branch=caller_branch.decode("latin-1"),
         caller=_aor_text(req.from_.uri),
@@ -390,23 +400,49 @@ def _detail(ctx: RouteContext, attempt: int) -> str:
 
 
 def _binding_legs(bindings: list[Binding]) -> list[Leg]:
-    """Bindings grouped by q-value, best first: one parallel leg per q (RFC 3261 §16.6)."""
+    """Bindings grouped by q-value, best first: one parallel leg per q (RFC 3261 §16.6).
+
+    A request carries one Route set, so bindings of one q that registered
+    through different Paths (RFC 3327) go in separate legs, one after the
+    other, each with its Path as Route.
+    """
     legs: list[Leg] = []
-    last_q: float | None = -2.0
+    last: tuple[float | None, tuple[str, ...]] | None = None
     for b in bindings:
-        flow = Flow(
-            host=b.source_host,
-            port=b.source_port,
-            transport=b.transport,
-            connection_id=b.connection_id,
-            edge_id=b.edge_id,
-        )
-        q = b.q
-        if not legs or q != last_q:
-            legs.append(Leg(targets=[], destination=f"{b.source_host}:{b.source_port}"))
-            last_q = q
-        legs[-1].targets.append(flow.target(b.contact))
+        group = (b.q, tuple(b.path))
+        if group != last:
+            legs.append(
+                Leg(targets=[], destination=f"{b.source_host}:{b.source_port}", routes=list(b.path))
+            )
+            last = group
+        legs[-1].targets.append(_binding_target(b))
     return legs
+
+
+def _binding_target(b: Binding) -> Target:
+    """Where a request to binding ``b`` goes: its flow, or the first hop of its Path.
+
+    Without a Path the request goes to the REGISTER's source (NAT). With one it
+    is loose-routed to the first Path URI (RFC 3261 §16.6 step 7 on the Route
+    set RFC 3327 §5.3 builds), over the REGISTER's connection when that URI
+    names the address the REGISTER came from.
+    """
+    flow = Flow(
+        host=b.source_host,
+        port=b.source_port,
+        transport=b.transport,
+        connection_id=b.connection_id,
+        edge_id=b.edge_id,
+    )
+    if not b.path:
+        return flow.target(b.contact)
+    try:
+        first = target_of_uri(parse_address(b.path[0].encode("utf-8")).uri, b.contact)
+    except ParseError:
+        first = None
+    if first is None or (first.host, first.port) == (b.source_host, b.source_port):
+        return flow.target(b.contact)
+    return first
 
 
 def _hop_leg(hop: Hop, req: Request) -> Leg:
@@ -432,19 +468,24 @@ def _hop_leg(hop: Hop, req: Request) -> Leg:
 
 
 def _record_routes(
-    env: Envelope, me: tuple[str, int], targets: list[Target], sealed: bytes
+    env: Envelope, me: tuple[str, int], out: tuple[str, tuple[str, int]], sealed: bytes
 ) -> list[bytes]:
-    """One lr URI, or two when the transports differ (RFC 5658 §3.3 double Record-Route)."""
-    outbound = _out_transport(targets)
+    """One lr URI, or two when the transports differ (RFC 5658 §3.3 double Record-Route).
 
-    def uri(transport: str) -> bytes:
-        host = proxy._host(me[0])
-        tp = b"" if transport == "udp" else b";transport=" + transport.encode()
-        return b"sip:%s:%d%s;lr;%s=%s" % (host, me[1], tp, _TOKEN_PARAM, sealed)
+    RFC 5658 §3.3: each URI names the interface on its side, so the top one
+    (facing the callee) names the edge's listener for the outbound transport
+    and the second (facing the caller) the socket the request came in on.
+    """
+    transport, (out_host, out_port) = out
 
-    if outbound == env.transport:
-        return [uri(env.transport)]
-    return [uri(outbound), uri(env.transport)]
+    def uri(tp_name: str, host: str, port: int) -> bytes:
+        tp = b"" if tp_name == "udp" else b";transport=" + tp_name.encode()
+        return b"sip:%s:%d%s;lr;%s=%s" % (proxy._host(host), port, tp, _TOKEN_PARAM, sealed)
+
+    inbound = uri(env.transport, *me)
+    if transport == env.transport:
+        return [inbound]
+    return [uri(transport, out_host, out_port), inbound]
 
 
 def _out_transport(targets: list[Target]) -> str:
@@ -481,6 +522,37 @@ def target_of_uri(uri: SipUri | TelUri | object, request_uri: str) -> Target | N
 
 def _me(env: Envelope, policy: Policy) -> tuple[str, int]:
     return policy.edge_host(env.edge_id, env.local_host), env.local_port
+
+
+def _listener(env: Envelope, policy: Policy, transport: str) -> tuple[str, int]:
+    """The receiving edge's address for sending over ``transport`` (Via, Record-Route).
+
+    The socket the request came in on serves its own transport; another
+    transport's listener comes from the envelope (``Envelope.listeners``, once
+    the edge fills it: transport -> advertised ``host:port``), else from the
+    ``router.listeners`` setting, else the inbound address is the best guess
+    (right when the edge listens on one port for every transport).
+    """
+    if transport == env.transport:
+        return _me(env, policy)
+    carried = getattr(env, "listeners", None)
+    if isinstance(carried, dict):
+        found = _host_port(carried.get(transport))
+        if found is not None:
+            return found
+    configured = policy.listener(env.edge_id, transport)
+    if configured is not None:
+        return configured
+    return _me(env, policy)
+
+
+def _host_port(value: object) -> tuple[str, int] | None:
+    if not isinstance(value, str):
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return None
+    return host.strip("[]"), int(port)
 
 
 def _flow(env: Envelope) -> Flow:

@@ -19,6 +19,7 @@ from sipmsg.via import MAGIC_COOKIE, Via, parse_via
 __all__ = [
     "BRANCH_PREFIX",
     "add_record_route",
+    "add_routes",
     "add_via",
     "branch_for",
     "contact_token",
@@ -88,6 +89,21 @@ def add_record_route(req: Request, uris: list[bytes]) -> Request:
     for uri in reversed(uris):
         req = req.prepend_header(b"Record-Route", b"<" + uri + b">")
     return req
+
+
+def add_routes(req: Request, uris: list[str]) -> Request:
+    """Put ``uris`` on top of the Route header, the first on top.
+
+    RFC 3327 §5.3 (procedures at the home proxy): a request to a contact that
+    was registered with a Path gets the Path values, in their order, as Route
+    values ahead of any Route it holds, so that it goes back through the
+    proxies the REGISTER came through.
+    """
+    values = [u.encode("utf-8") for u in uris]
+    rest = req.headers.get_all(b"route")
+    if rest:
+        req = req.remove_header(b"route")
+    return req.with_header(b"Route", b", ".join([*values, *rest]))
 
 
 def pop_routes(req: Request, is_ours: Callable[[SipUri], bool]) -> tuple[Request, list[SipUri]]:

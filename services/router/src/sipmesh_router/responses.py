@@ -121,9 +121,10 @@ def _failover(ctx: RouteContext, inp: Inputs, status: int) -> Decision:
     branch = proxy.branch_for(ctx.caller_branch.encode("latin-1"), req.call_id, attempt)
     top = proxy.replace_branch(vias[0], branch)
     req = req.replace_header(b"Via", b", ".join([top, *vias[1:]]))
-    data = bytes(req)
+    stored = bytes(req)
+    data = bytes(proxy.add_routes(req, leg.routes)) if leg.routes else stored
     new = msgspec.structs.replace(
-        ctx, request=data if rest else b"", remaining=rest, attempt=attempt, leg=leg
+        ctx, request=stored if rest else b"", remaining=rest, attempt=attempt, leg=leg
     )
     attempt_event = call_event(
         new, "attempt", now=inp.now, detail=f"{ctx.caller_branch[-24:] or 'x'}-{attempt}"
