@@ -17,6 +17,8 @@ if (( dev )); then
     command -v sipp >/dev/null 2>&1 || apt_packages+=(sip-tester)
     command -v baresip >/dev/null 2>&1 || apt_packages+=(baresip)
     command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
+    # The CDR store's tests run a real PostgreSQL (initdb into a temp folder).
+    [[ -x /usr/lib/postgresql/15/bin/initdb ]] || apt_packages+=(postgresql-15)
 fi
 if (( ${#apt_packages[@]} )); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
