@@ -19,6 +19,8 @@ if (( dev )); then
     command -v openssl >/dev/null 2>&1 || apt_packages+=(openssl)
     # The CDR store's tests run a real PostgreSQL (initdb into a temp folder).
     [[ -x /usr/lib/postgresql/15/bin/initdb ]] || apt_packages+=(postgresql-15)
+    # Media anchoring tests drive a real RTPEngine (userspace mode).
+    command -v rtpengine >/dev/null 2>&1 || apt_packages+=(rtpengine-daemon)
 fi
 if (( ${#apt_packages[@]} )); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
