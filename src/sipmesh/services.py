@@ -100,6 +100,17 @@ def _domain_env(section: str) -> Callable[[UpOptions], Mapping[str, str]]:
     return env
 
 
+def _media_env(opts: UpOptions) -> Mapping[str, str]:
+    # The media service starts its own userspace rtpengine on free ports, with
+    # its pidfile and log under DATA_DIR/media, or says once that it runs
+    # without anchoring when the binary is absent.
+    return {
+        "SIPMESH_MEDIA_LOCAL_RTPENGINE": "true",
+        "SIPMESH_MEDIA_DATA_DIR": str(opts.data_dir / "media"),
+        "SIPMESH_MEDIA_LOCAL_INTERFACE": opts.sip_host,
+    }
+
+
 # Order matters: up starts them in this order and stops them in reverse, so the
 # edge (which takes traffic) comes last and goes first.
 SERVICES: Final[tuple[ServiceSpec, ...]] = (
@@ -115,7 +126,12 @@ SERVICES: Final[tuple[ServiceSpec, ...]] = (
         help="proxying, forking, dispatcher, LCR",
         env=_domain_env("ROUTER"),
     ),
-    ServiceSpec(name="media", module="sipmesh_media", help="RTPEngine control"),
+    ServiceSpec(
+        name="media",
+        module="sipmesh_media",
+        help="RTPEngine control (starts a local rtpengine when the binary is present)",
+        env=_media_env,
+    ),
     ServiceSpec(name="cdr", module="sipmesh_cdr", help="call events to CDR rows"),
     ServiceSpec(name="edge", module="sipmesh_edge", help="SIP sockets", config=_edge_config),
 )
