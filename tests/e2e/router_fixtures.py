@@ -110,7 +110,7 @@ class RouterStack:
             routing.Destination(uri=f"sip:{LOOPBACK}:{p}", host=LOOPBACK, port=p, probe=probe)
             for p in ports
         ]
-        entries = [
+        entries: list[tuple[str, routing.RoutingRecord]] = [
             (routing.peer_key("loopback"), routing.Peer(name="loopback", cidrs=["127.0.0.1/32"])),
             (
                 routing.set_key(set_id),
