@@ -549,3 +549,29 @@ def test_core_path_stored_and_echoed_when_supported(supported: bool, ua: Any) ->
 def test_core_server_error_has_retry_after(ua: Any) -> None:
     response = core.server_error(ua.register(), 503, retry_after=5)
     assert (response.status, response.header("retry-after")) == (503, b"5")
+
+
+# --- the challenge path parses only what a 401 needs -------------------------------
+
+
+def test_core_challenge_path_still_refuses_other_schemes(ua: Any) -> None:
+    decision = admit(ua.register(ruri="tel:+15551234"))
+    assert isinstance(decision, Answer)
+    assert decision.response.status == 416
+
+
+def test_core_challenge_path_leaves_other_headers_to_the_authenticated_request(
+    ua: Any, kit: Any
+) -> None:
+    # Without credentials a broken Max-Forwards is not looked at (the edge has
+    # validated the request): the answer is the challenge. With credentials
+    # the whole request is checked, and the same header gets 400.
+    bad = [("Max-Forwards", "lots")]
+    first = admit(ua.register(extra=bad))
+    assert isinstance(first, Answer)
+    assert first.response.status == 401
+    users = kit.table(kit.subscriber("alice", PASSWORD))
+    auth = ua.answer(first.response, PASSWORD)
+    second = admit(ua.register(extra=bad, authorization=auth), subs=users)
+    assert isinstance(second, Answer)
+    assert second.response.status == 400
