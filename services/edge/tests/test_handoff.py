@@ -258,7 +258,9 @@ async def test_edge_hands_off_to_the_owner_and_back(
         assert router.responses == [486]
 
         # Bob's connection is gone: ea's client transaction sees a transport
-        # error at once (a 503 for the router), not Timer B 32 s later.
+        # error at once, not Timer B 32 s later: a 503 (§16.9), which the
+        # router hears as a 500 (§16.7 step 6: "If the only response that was
+        # received is a 503, the proxy SHOULD generate a 500 response").
         await bob_phone.close()
         held = bindings[0].connection_id
         assert held is not None
@@ -269,8 +271,8 @@ async def test_edge_hands_off_to_the_owner_and_back(
             await asyncio.sleep(0.02)
         carol.send(invite(carol.port, 3))
         assert (await carol.recv()).status == 100
-        assert (await carol.recv(3.0)).status == 503
-        assert router.responses == [486, 503]
+        assert (await carol.recv(3.0)).status == 500
+        assert router.responses == [486, 500]
     finally:
         carol.sock.close()
 

@@ -234,8 +234,9 @@ def test_sink_forward_over_a_closed_held_connection_is_a_503_for_the_router() ->
     bus.requests[0][2](schema.encode(fwd))
     subject, payload, _ = bus.requests[-1]
     assert subject == subjects.SIP_ROUTE_RESPONSE
-    # §16.7 step 6: a transport failure counts as a 503 when choosing the best response.
-    assert parse(schema.decode_envelope(payload).data).status == 503  # type: ignore[union-attr]
+    # §16.9: a transport failure counts as a 503; §16.7 step 6: "If the only
+    # response that was received is a 503, the proxy SHOULD generate a 500".
+    assert parse(schema.decode_envelope(payload).data).status == 500  # type: ignore[union-attr]
 
 
 def test_sink_target_of_another_edge_is_handed_over_and_its_failure_seen() -> None:
@@ -257,7 +258,7 @@ def test_sink_target_of_another_edge_is_handed_over_and_its_failure_seen() -> No
     callback(schema.encode(schema.EdgeSendResult(ok=False, error="gone")))
     subject, payload, _ = bus.requests[-1]
     assert subject == subjects.SIP_ROUTE_RESPONSE
-    assert parse(schema.decode_envelope(payload).data).status == 503  # type: ignore[union-attr]
+    assert parse(schema.decode_envelope(payload).data).status == 500  # type: ignore[union-attr]
 
 
 def test_sink_send_response_target_overrides_the_via() -> None:

@@ -126,6 +126,10 @@ class Forward(Reply, frozen=True, kw_only=True):
     #: than 3 minutes."
     context: bytes | None = None
     #: Opaque continuation, echoed back with the responses on ``sip.route.response``.
+    all_responses: bool = False
+    #: True: the edge asks the router (``sip.route.response``) about every
+    #: response of this transaction but 100, provisionals included, instead of
+    #: relaying provisionals itself (the router rewrites them: topology hiding).
 
 
 class Drop(Reply, frozen=True, kw_only=True):

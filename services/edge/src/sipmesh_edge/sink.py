@@ -20,40 +20,33 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 import msgspec
 
 from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
-from sipmesh_edge.branch import BranchMaker, parse_branch
 from sipmesh_edge.bus import BusFailure
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.outbound import Bus, Connector, Flow, Outbound, UdpSender
 from sipmesh_edge.ports import Connection, ConnectionRegistry
+from sipmesh_edge.proxy import Branch, Proxy, Server
 from sipmsg import (
     LocalProtocolError,
     ParseError,
     ParserConfig,
     Request,
     Response,
-    make_cancel,
     make_response,
     parse,
 )
 from sipmsg.transaction import (
-    ClientInviteTransaction,
-    ClientNonInviteTransaction,
-    ResponseReceived,
     ServerInviteTransaction,
     ServerNonInviteTransaction,
     State,
     Terminated,
-    TimedOut,
     TransactionConfig,
-    TransportFailed,
-    client_key,
     server_key,
 )
 
@@ -62,7 +55,6 @@ __all__ = ["Bus", "Connector", "EdgeSink", "Flow", "SinkConfig", "UdpSender"]
 log = logging.getLogger(__name__)
 
 _ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
-_ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
 _ERROR_LOG_INTERVAL: Final = 10.0
 _DEFAULT_PARSER: Final = ParserConfig()
 _DEFAULT_TIMERS: Final = TransactionConfig()
@@ -80,31 +72,6 @@ class SinkConfig:
     timers: TransactionConfig = _DEFAULT_TIMERS
     linger: float = 32.0
     #: How long a request the bus answered with Drop stays absorbed.
-
-
-@dataclass(slots=True, kw_only=True, eq=False)
-class _Server:
-    key: tuple[bytes, ...]
-    tx: _ServerTx
-    flow: Flow
-    expires: float
-    armed: float = math.inf
-    branches: list[_Client] = field(default_factory=list)
-    cancelled: bool = False
-    answered_2xx: bool = False
-    dest: Flow | None = None
-    #: Where responses go when a ``SendResponse.target`` overrode the Via.
-
-
-@dataclass(slots=True, kw_only=True, eq=False)
-class _Client:
-    key: tuple[bytes, bytes]
-    tx: _ClientTx
-    flow: Flow
-    server: _Server | None
-    context: bytes | None
-    expires: float
-    armed: float = math.inf
 
 
 class EdgeSink:
@@ -133,10 +100,19 @@ class EdgeSink:
         self._invite_timers = _with_trying(config.timers)
         self.out = Outbound(config.identity.edge_id, metrics)
         #: The sending half: UDP sockets, connections, the bus for handoffs.
-        self._branches = BranchMaker(config.identity.edge_id)
-        self._servers: dict[tuple[bytes, ...], _Server] = {}
-        self._clients: dict[tuple[bytes, bytes], _Client] = {}
-        self._heap: list[tuple[float, int, _Server | _Client]] = []
+        self.proxy = Proxy(
+            edge_id=config.identity.edge_id,
+            out=self.out,
+            metrics=metrics,
+            timers=config.timers,
+            clock=clock,
+            arm=self._arm,
+            respond=self._respond,
+            ask=self._ask_router,
+        )
+        #: The client side: the branches of Forwards.
+        self._servers: dict[tuple[bytes, ...], Server] = {}
+        self._heap: list[tuple[float, int, Server | Branch]] = []
         self._seq = 0
         self._last_error_log = -_ERROR_LOG_INTERVAL
 
@@ -224,9 +200,8 @@ class EdgeSink:
 
     def reconfigure(self, config: SinkConfig) -> None:
         """Replace the settings (the app learns its bound ports after binding)."""
-        if config.identity.edge_id != self._me.edge_id:
-            self._branches = BranchMaker(config.identity.edge_id)
-            self.out.edge_id = config.identity.edge_id
+        self.proxy.reconfigure(config.identity.edge_id, config.timers)
+        self.out.edge_id = config.identity.edge_id
         self._config = config
         self._me = config.identity
         self._invite_timers = _with_trying(config.timers)
@@ -256,7 +231,7 @@ class EdgeSink:
     @property
     def transactions(self) -> int:
         """Server plus client transactions alive."""
-        return len(self._servers) + len(self._clients)
+        return len(self._servers) + len(self.proxy.clients)
 
     def tick(self) -> None:
         """Fire every transaction timer that is due (call every few ms)."""
@@ -279,7 +254,7 @@ class EdgeSink:
         if isinstance(incoming, Request):
             self._on_request(incoming, flow)
         elif isinstance(incoming, Response):
-            self._on_response(incoming, flow)
+            self.proxy.on_response(incoming, flow)
         elif isinstance(incoming, core.Garbage):
             self._metrics.parse_errors.inc()
             if incoming.response is not None:
@@ -310,7 +285,7 @@ class EdgeSink:
             return
         self._ask(server, req, core.bus_subject_for(req), None)
 
-    def _new_server(self, key: tuple[bytes, ...], req: Request, flow: Flow, now: float) -> _Server:
+    def _new_server(self, key: tuple[bytes, ...], req: Request, flow: Flow, now: float) -> Server:
         tx: _ServerTx
         if req.method == b"INVITE":
             # §16.2 / §17.2.1: 100 Trying at once, the router may take a while.
@@ -323,12 +298,12 @@ class EdgeSink:
                 req, now=now, reliable=flow.reliable, config=self._config.timers
             )
             expires = now + self._config.timers.timeout + self._config.linger
-        server = _Server(key=key, tx=tx, flow=flow, expires=expires)
+        server = Server(key=key, tx=tx, flow=flow, expires=expires)
         self._servers[key] = server
         self._flush_server(server)
         return server
 
-    def _ask(self, server: _Server, req: Request, subject: str, context: bytes | None) -> None:
+    def _ask(self, server: Server, req: Request, subject: str, context: bytes | None) -> None:
         """Send a request (or a response, with context) to a service; handle its reply."""
         flow = server.flow
         envelope = self._envelope(core.stamp_via(req, flow.host, flow.port), flow, context)
@@ -342,7 +317,7 @@ class EdgeSink:
         if bus is None or not bus.request(subject, schema.encode(envelope), on_reply):
             self._unavailable(server, "disconnected")
 
-    def _on_reply(self, server: _Server, value: bytes | BusFailure) -> None:
+    def _on_reply(self, server: Server, value: bytes | BusFailure) -> None:
         if isinstance(value, BusFailure):
             self._unavailable(server, value.value)
             return
@@ -366,19 +341,19 @@ class EdgeSink:
                     self._metrics.dropped.labels("bad_reply").inc()
                     self._unavailable(server, "bad_reply")
             case schema.Forward():
-                self._forward(server, reply)
+                self.proxy.forward(server, reply)
             case schema.Drop():
                 server.expires = min(server.expires, self._clock() + self._config.linger)
                 self._arm(server)
 
-    def _unavailable(self, server: _Server, reason: str) -> None:
+    def _unavailable(self, server: Server, reason: str) -> None:
         # ARCHITECTURE step 5: "the caller gets 503 with Retry-After, never silence".
         self._metrics.unavailable.labels(reason).inc()
         resp = core.retry_later(server.tx.request, self._config.retry_after)
         if resp is not None:
             self._respond(server, resp)
 
-    def _respond(self, server: _Server, resp: Response) -> None:
+    def _respond(self, server: Server, resp: Response) -> None:
         if server.tx.terminated:
             return
         try:
@@ -386,6 +361,9 @@ class EdgeSink:
         except LocalProtocolError:
             return  # already answered (a 487 after CANCEL, a late reply)
         self._metrics.response(resp.status)
+        if 200 <= resp.status < 300 and server.fork is not None:
+            # A retransmission of this 2xx from downstream replays it (proxy.py).
+            server.fork.sent_2xx[resp.to_tag or b""] = resp
         self._flush_server(server)
 
     def _send_stateless(self, resp: Response, flow: Flow) -> None:
@@ -418,11 +396,11 @@ class EdgeSink:
         self._respond(server, make_response(req, 200))
         if invite.tx.state is State.PROCEEDING:
             invite.cancelled = True
-            pending = [b for b in invite.branches if b.tx.state in _CANCELLABLE]
-            for branch in pending:
-                self._send_cancel(branch, now)
-            if not pending:
-                # Nothing sent onwards yet: §9.2 "the UAS ... SHOULD ... respond
+            # §16.10: "the proxy MUST cancel any pending client transactions
+            # associated with" the matching server transaction; the INVITE gets
+            # its 487 once they are done (sipmesh_edge.proxy).
+            if not self.proxy.cancel(invite):
+                # Nothing pending onwards: §9.2 "the UAS ... SHOULD ... respond
                 # to the INVITE with a 487 (Request Terminated)".
                 self._respond(invite, make_response(invite.tx.request, 487))
         if self.bus is not None:
@@ -432,101 +410,10 @@ class EdgeSink:
             )
         return True
 
-    def _send_cancel(self, branch: _Client, now: float) -> None:
-        cancel = make_cancel(branch.tx.request)
-        tx = ClientNonInviteTransaction(
-            cancel, now=now, reliable=branch.flow.reliable, config=self._config.timers
-        )
-        key = client_key(cancel)
-        if key is None:
-            return
-        client = _Client(
-            key=key, tx=tx, flow=branch.flow, server=None, context=None, expires=branch.expires
-        )
-        self._clients[key] = client
-        self._flush_client(client)
-
-    # -- forwarding (client transactions) ------------------------------------
-
-    def _forward(self, server: _Server, fwd: schema.Forward) -> None:
-        if server.cancelled or server.tx.terminated:
-            return
-        req = parse(fwd.data)
-        if not isinstance(req, Request) or not fwd.targets:
-            self._metrics.dropped.labels("bad_forward").inc()
-            return
-        first = min(t.group for t in fwd.targets)
-        targets = [t for t in fwd.targets if t.group == first]
-        now = self._clock()
-        for target in targets:
-            # Our Via's branch: unique, naming this edge, with the loop hash of
-            # the request as received (sipmesh_edge.branch).
-            branch_req = _for_branch(req, target, self._branches.make(server.tx.request))
-            flow = self.out.target_flow(target)
-            tx: _ClientTx
-            if branch_req.method == b"INVITE":
-                tx = ClientInviteTransaction(
-                    branch_req, now=now, reliable=flow.reliable, config=self._config.timers
-                )
-                expires = now + fwd.timer_c
-            else:
-                tx = ClientNonInviteTransaction(
-                    branch_req, now=now, reliable=flow.reliable, config=self._config.timers
-                )
-                expires = now + 2 * self._config.timers.timeout
-            key = client_key(branch_req)
-            if key is None:
-                continue
-            client = _Client(
-                key=key, tx=tx, flow=flow, server=server, context=fwd.context, expires=expires
-            )
-            self._clients[key] = client
-            server.branches.append(client)
-            self._flush_client(client)
-
-    def _on_response(self, resp: Response, flow: Flow) -> None:
-        key = client_key(resp)
-        client = None if key is None else self._clients.get(key)
-        if client is None:
-            self._stray(resp, flow)
-            return
-        client.tx.receive(resp, self._clock())
-        self._flush_client(client)
-
-    def _stray(self, resp: Response, flow: Flow) -> None:
-        """A response with no client transaction here: hand it to its owner, or drop it."""
-        info = parse_branch(resp.via_branch or b"")
-        owner = None if info is None else info.edge_id
-        if owner is None or owner == self._me.edge_id or self.bus is None or flow.owner:
-            self._metrics.dropped.labels("stray_response").inc()
-            return
-        handoff = schema.EdgeSend(
-            data=bytes(resp),
-            transport=flow.transport,
-            host=flow.host,
-            port=flow.port,
-            received=True,
-        )
-        self.bus.publish(subjects.edge_send(owner), schema.encode(handoff))
-
-    def _client_response(self, client: _Client, resp: Response) -> None:
-        server = client.server
-        if server is None or server.tx.terminated:
-            return  # a CANCEL's own response, or nobody left to tell
-        if resp.status == 100:
-            return  # §16.7 step 3 "...a 100 (Trying) response ... is not forwarded"
-        if resp.status < 200 and not core.carries_sdp(resp):
-            self._relay(server, resp)
-            return
-        if 200 <= resp.status < 300 and server.answered_2xx:
-            self._relay(server, resp)  # RFC 6026: later 2xx go straight upstream
-            return
-        if 200 <= resp.status < 300 and server.tx.request.method == b"INVITE":
-            server.answered_2xx = True
-        self._ask_about_response(server, client, resp)
-
-    def _ask_about_response(self, server: _Server, client: _Client, resp: Response) -> None:
-        envelope = self._envelope(bytes(resp), client.flow, client.context)
+    def _ask_router(self, server: Server, branch: Branch, resp: Response) -> None:
+        """Ask the router (``sip.route.response``) what to do with a branch's response."""
+        context = None if branch.fork is None else branch.fork.context
+        envelope = self._envelope(bytes(resp), branch.flow, context)
         sent_at = self._clock()
 
         def on_reply(value: bytes | BusFailure) -> None:
@@ -544,14 +431,6 @@ class EdgeSink:
         if not queued and resp.status >= 200:
             self._unavailable(server, "disconnected")
 
-    def _relay(self, server: _Server, resp: Response) -> None:
-        try:
-            upstream = core.without_top_via(resp)
-        except ParseError:
-            self._metrics.dropped.labels("bad_response").inc()
-            return
-        self._respond(server, upstream)
-
     def _envelope(self, data: bytes, flow: Flow, context: bytes | None) -> schema.Envelope:
         return schema.Envelope(
             edge_id=self._me.edge_id,
@@ -568,7 +447,7 @@ class EdgeSink:
 
     # -- sending, events, timers ---------------------------------------------
 
-    def _server_destination(self, server: _Server) -> Flow:
+    def _server_destination(self, server: Server) -> Flow:
         if server.dest is not None:
             return server.dest
         flow = server.flow
@@ -589,7 +468,7 @@ class EdgeSink:
             return flow
         return Flow(transport=flow.transport, host=host, port=port, local=flow.local)
 
-    def _flush_server(self, server: _Server) -> None:
+    def _flush_server(self, server: Server) -> None:
         datagrams = server.tx.datagrams_to_send()
         if datagrams:
             dest = self._server_destination(server)
@@ -603,44 +482,17 @@ class EdgeSink:
                 return
         self._arm(server)
 
-    def _flush_client(self, client: _Client) -> None:
-        now = self._clock()
-        datagrams = client.tx.datagrams_to_send()
-        if datagrams:
-            failed = functools.partial(self._transport_failed, client)
-            for data in datagrams:
-                if not self.out.send(client.flow, data, failed):
-                    client.tx.handle_transport_error(now)
-        while (event := client.tx.next_event()) is not None:
-            if isinstance(event, ResponseReceived):
-                self._client_response(client, event.response)
-            elif isinstance(event, TimedOut | TransportFailed):
-                # §16.7 step 5/6 and §16.8: a timeout counts as a 408, a
-                # transport failure as a 503, for choosing the best response.
-                status = 408 if isinstance(event, TimedOut) else 503
-                if client.tx.request.method != b"ACK":
-                    self._client_response(client, make_response(client.tx.request, status))
-            elif isinstance(event, Terminated):
-                self._clients.pop(client.key, None)
-                return
-        self._arm(client)
-
-    def _transport_failed(self, entry: _Server | _Client) -> None:
+    def _transport_failed(self, server: Server) -> None:
         """A send that was started earlier failed (§18.4): tell the transaction."""
         try:
-            entry.tx.handle_transport_error(self._clock())
-            if isinstance(entry, _Server):
-                if self._servers.get(entry.key) is entry:
-                    self._flush_server(entry)
-            elif self._clients.get(entry.key) is entry:
-                self._flush_client(entry)
+            server.tx.handle_transport_error(self._clock())
+            if self._servers.get(server.key) is server:
+                self._flush_server(server)
         except Exception:
             self._internal_error("transport error")
 
-    def _arm(self, entry: _Server | _Client) -> None:
-        deadline = entry.tx.get_timer()
-        if deadline is None or deadline > entry.expires:
-            deadline = entry.expires
+    def _arm(self, entry: Server | Branch) -> None:
+        deadline = entry.deadline()
         if deadline < entry.armed:
             # Only an earlier deadline needs a new heap entry; a later one is
             # found when the current entry pops (see _fire).
@@ -648,23 +500,17 @@ class EdgeSink:
             self._seq += 1
             heapq.heappush(self._heap, (deadline, self._seq, entry))
 
-    def _fire(self, entry: _Server | _Client, now: float) -> None:
-        if isinstance(entry, _Server):
-            if self._servers.get(entry.key) is not entry:
-                return
-            if now >= entry.expires:
-                del self._servers[entry.key]
-                return
-            entry.tx.handle_timer(now)
-            self._flush_server(entry)
-        else:
-            if self._clients.get(entry.key) is not entry:
-                return
-            if now >= entry.expires:
-                del self._clients[entry.key]
-                return
-            entry.tx.handle_timer(now)
-            self._flush_client(entry)
+    def _fire(self, entry: Server | Branch, now: float) -> None:
+        if isinstance(entry, Branch):
+            self.proxy.fire(entry, now)
+            return
+        if self._servers.get(entry.key) is not entry:
+            return
+        if now >= entry.expires:
+            del self._servers[entry.key]
+            return
+        entry.tx.handle_timer(now)
+        self._flush_server(entry)
 
     def _internal_error(self, what: str, *args: object) -> None:
         self._metrics.internal_errors.inc()
@@ -674,27 +520,7 @@ class EdgeSink:
             log.exception("edge: handling a " + what + " failed (similar errors muted 10 s)", *args)
 
 
-_CANCELLABLE: Final = frozenset({State.CALLING, State.PROCEEDING, State.TRYING})
-
-
 def _with_trying(timers: TransactionConfig) -> TransactionConfig:
     return TransactionConfig(
         t1=timers.t1, t2=timers.t2, t4=timers.t4, timer_d=timers.timer_d, trying_delay=0.0
     )
-
-
-def _for_branch(req: Request, target: schema.Target, branch: bytes) -> Request:
-    """The request for one target: its Request-URI, and this edge's branch on the top Via."""
-    data = bytes(req)
-    uri = target.uri.encode()
-    if uri and uri != req.uri:
-        start = req.method + b" " + req.uri + b" "
-        if data.startswith(start):
-            data = req.method + b" " + uri + b" " + data[len(start) :]
-    old = req.via[0].branch
-    if old:
-        data = data.replace(b"branch=" + old, b"branch=" + branch, 1)
-    out = parse(data)
-    if not isinstance(out, Request):
-        raise ParseError("forwarded data is not a request")
-    return out

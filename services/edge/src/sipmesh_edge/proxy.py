@@ -1,0 +1,505 @@
+"""The client side of the edge's stateful proxy (RFC 3261 §16.6-§16.10): a Forward's branches.
+
+The router decides where a request goes (``schema.Forward``); :class:`Proxy`
+runs it. Each target of the lowest ``Target.group`` gets a client transaction
+(a :class:`Branch`); together they are one response context (a :class:`Fork`,
+§16.7) of the server transaction that asked:
+
+- provisional responses but 100 go upstream at once (§16.7 step 5); the edge
+  strips its Via and relays them itself, unless they carry SDP or the Forward
+  set ``all_responses`` (topology hiding), then the router rewrites them;
+- every distinct 2xx goes to the router and upstream at once (§16.7 step 5,
+  RFC 6026), and the other pending INVITE branches are cancelled (§16.7 step
+  10: "If a 2xx was forwarded, the proxy SHOULD cancel all other pending
+  client transactions"); a retransmitted 2xx replays what went upstream;
+- a 6xx cancels the other pending branches (§16.7 step 5 "If a 6xx response
+  is received, it is not immediately forwarded, but the stateful proxy SHOULD
+  cancel all client pending transactions");
+- the other finals are kept; once every branch has one, the router is asked
+  once with the best (:mod:`sipmesh_edge.forking`), and answers with the
+  response to send upstream or a new Forward (failover to the next leg);
+- Timer C (§16.8): "If the client transaction has received a provisional
+  response, the proxy MUST generate a CANCEL request matching that
+  transaction. If the client transaction has not received a provisional
+  response, the proxy MUST behave as if the transaction received a 408". The
+  edge does both in the second way too: a branch whose Timer C fired counts as
+  a 408 at once (the 487 its CANCEL brings is then ignored), so the router sees
+  the 408 and can fail over, as Kamailio's ``fr_inv_timer`` does;
+- a CANCEL from upstream cancels every pending branch (§16.10); a branch that
+  has had no provisional yet is not sent one (§9.1 "If no provisional response
+  has been received, the CANCEL request MUST NOT be sent; rather, the client
+  MUST wait for the arrival of a provisional response") but counts as a 487 at
+  once; the INVITE gets a 487 when the branches are done.
+
+After a CANCEL is sent, a branch that brings no final within 64*T1 counts as a
+408 and is destroyed (§9.1: "If there is no final response for the original
+request in 64*T1 seconds ... the client SHOULD then consider the original
+transaction cancelled and SHOULD destroy the client transaction").
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+from sipmesh_bus import schema, subjects
+from sipmesh_edge import core
+from sipmesh_edge.branch import BranchMaker, parse_branch
+from sipmesh_edge.forking import Candidate, best_final
+from sipmesh_edge.metrics import EdgeMetrics
+from sipmesh_edge.outbound import Flow, Outbound
+from sipmsg import ParseError, Request, Response, make_cancel, make_response, parse
+from sipmsg.transaction import (
+    ClientInviteTransaction,
+    ClientNonInviteTransaction,
+    ResponseReceived,
+    ServerInviteTransaction,
+    ServerNonInviteTransaction,
+    State,
+    Terminated,
+    TimedOut,
+    TransactionConfig,
+    TransportFailed,
+    client_key,
+)
+
+__all__ = ["Branch", "Cancel", "Fork", "Proxy", "Server"]
+
+ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
+ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
+_PENDING: Final = frozenset({State.CALLING, State.PROCEEDING})
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Server:
+    """A server transaction of the edge and what the proxy keeps for it."""
+
+    key: tuple[bytes, ...]
+    tx: ServerTx
+    flow: Flow
+    expires: float
+    armed: float = math.inf
+    fork: Fork | None = None
+    #: The response context of the latest Forward (a failover replaces it).
+    cancelled: bool = False
+    #: A CANCEL from upstream matched this INVITE (§16.10).
+    dest: Flow | None = None
+    #: Where responses go when a ``SendResponse.target`` overrode the Via.
+
+    def deadline(self) -> float:
+        timer = self.tx.get_timer()
+        return self.expires if timer is None else min(timer, self.expires)
+
+
+class Cancel(enum.Enum):
+    """Where a branch is with its CANCEL."""
+
+    NONE = enum.auto()
+    WANTED = enum.auto()
+    #: To be sent when the first provisional arrives (§9.1).
+    SENT = enum.auto()
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Branch:
+    """One client transaction: a branch of a Fork, or a CANCEL the edge sent."""
+
+    key: tuple[bytes, bytes]
+    tx: ClientTx
+    flow: Flow
+    fork: Fork | None
+    #: None for the edge's own CANCEL transactions.
+    expires: float
+    #: When the entry is dropped whatever its state (a safety net).
+    armed: float = math.inf
+    timer_c: float = math.inf
+    #: §16.6 step 11 Timer C of an INVITE branch; after a CANCEL, the 64*T1 guard.
+    final: Candidate | None = None
+    #: The branch's final response for the fork (received, or made up).
+    cancel: Cancel = Cancel.NONE
+
+    def deadline(self) -> float:
+        timer = self.tx.get_timer()
+        end = min(self.timer_c, self.expires)
+        return end if timer is None else min(timer, end)
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Fork:
+    """The response context (§16.7) of one Forward: its parallel branches."""
+
+    server: Server
+    context: bytes | None
+    all_responses: bool
+    timer_c: float
+    branches: list[Branch] = field(default_factory=list)
+    finals: list[tuple[Branch, Candidate]] = field(default_factory=list)
+    #: Non-2xx finals in arrival order.
+    done: bool = False
+    #: A 2xx went to the router, or the best final did: nothing else goes but 2xx.
+    asked_2xx: set[bytes] = field(default_factory=set)
+    #: To tags of the 2xx the router was asked about.
+    sent_2xx: dict[bytes, Response] = field(default_factory=dict)
+    #: What went upstream for each 2xx, by To tag (a retransmission replays it).
+
+
+Respond = Callable[[Server, Response], None]
+Ask = Callable[[Server, Branch, Response], None]
+
+
+class Proxy:
+    """Runs the Forwards of one edge; see the module docstring.
+
+    Args:
+        edge_id: this edge's id (for the Via branches).
+        out: the sending half.
+        metrics: where to count.
+        timers: T1 and friends for the client transactions.
+        clock: monotonic time.
+        arm: schedules a branch's next deadline (``Branch.deadline``).
+        respond: sends a response on a server transaction.
+        ask: asks the router (``sip.route.response``) about a branch's response.
+        bus: the bus now (None when disconnected), for handing strays over.
+    """
+
+    def __init__(
+        self,
+        *,
+        edge_id: str,
+        out: Outbound,
+        metrics: EdgeMetrics,
+        timers: TransactionConfig,
+        clock: Callable[[], float],
+        arm: Callable[[Branch], None],
+        respond: Respond,
+        ask: Ask,
+    ) -> None:
+        self.edge_id = edge_id
+        self.timers = timers
+        self.clients: dict[tuple[bytes, bytes], Branch] = {}
+        #: The client transactions alive, by ``client_key``.
+        self._out = out
+        self._metrics = metrics
+        self._clock = clock
+        self._arm = arm
+        self._respond = respond
+        self._ask = ask
+        self._branches = BranchMaker(edge_id)
+
+    def reconfigure(self, edge_id: str, timers: TransactionConfig) -> None:
+        """New settings (the app learns its ports after binding)."""
+        if edge_id != self.edge_id:
+            self._branches = BranchMaker(edge_id)
+            self.edge_id = edge_id
+        self.timers = timers
+
+    # -- Forward -------------------------------------------------------------
+
+    def forward(self, server: Server, fwd: schema.Forward) -> None:
+        """Start the branches of a Forward's first group (§16.6)."""
+        if server.tx.terminated:
+            return
+        if server.cancelled:
+            # §16.10: the caller cancelled while the router decided: no new
+            # branches; "the UAS ... SHOULD ... respond to the INVITE with a 487".
+            self._respond(server, make_response(server.tx.request, 487))
+            return
+        req = parse(fwd.data)
+        if not isinstance(req, Request) or not fwd.targets:
+            self._metrics.dropped.labels("bad_forward").inc()
+            return
+        now = self._clock()
+        invite = req.method == b"INVITE"
+        fork = Fork(
+            server=server,
+            context=fwd.context,
+            all_responses=fwd.all_responses,
+            timer_c=fwd.timer_c if invite else math.inf,
+        )
+        server.fork = fork
+        first = min(t.group for t in fwd.targets)
+        for target in fwd.targets:
+            if target.group == first:
+                self._start(fork, req, target, now)
+        if not fork.branches:
+            # §16.7 step 6: "If there are no final responses in the context,
+            # the proxy MUST send a 408 (Request Timeout) response".
+            self._respond(server, make_response(server.tx.request, 408))
+            return
+        server.expires = max(server.expires, *(b.expires for b in fork.branches))
+        # Flushed once all exist: a branch failing at once must not look like
+        # the whole fork being done.
+        for branch in list(fork.branches):
+            self._flush(branch)
+
+    def _start(self, fork: Fork, req: Request, target: schema.Target, now: float) -> None:
+        # Our Via's branch: unique, naming this edge, with the loop hash of the
+        # request as received (sipmesh_edge.branch).
+        branch_req = _for_branch(req, target, self._branches.make(fork.server.tx.request))
+        key = client_key(branch_req)
+        if key is None:
+            return
+        flow = self._out.target_flow(target)
+        tx: ClientTx
+        timer_c = math.inf
+        if branch_req.method == b"INVITE":
+            tx = ClientInviteTransaction(
+                branch_req, now=now, reliable=flow.reliable, config=self.timers
+            )
+            timer_c = now + fork.timer_c
+            expires = timer_c + 2 * self.timers.timeout
+        else:
+            tx = ClientNonInviteTransaction(
+                branch_req, now=now, reliable=flow.reliable, config=self.timers
+            )
+            expires = now + 2 * self.timers.timeout
+        branch = Branch(key=key, tx=tx, flow=flow, fork=fork, expires=expires, timer_c=timer_c)
+        self.clients[key] = branch
+        fork.branches.append(branch)
+
+    # -- responses -------------------------------------------------------------
+
+    def on_response(self, resp: Response, flow: Flow) -> None:
+        """A response from the network (or handed over by another edge)."""
+        key = client_key(resp)
+        branch = None if key is None else self.clients.get(key)
+        if branch is None:
+            self._stray(resp, flow)
+            return
+        branch.tx.receive(resp, self._clock())
+        self._flush(branch)
+
+    def _stray(self, resp: Response, flow: Flow) -> None:
+        """A response with no client transaction here: hand it to its owner, or drop it."""
+        info = parse_branch(resp.via_branch or b"")
+        owner = None if info is None else info.edge_id
+        bus = self._out.bus
+        if owner is None or owner == self.edge_id or bus is None or flow.owner:
+            self._metrics.dropped.labels("stray_response").inc()
+            return
+        handoff = schema.EdgeSend(
+            data=bytes(resp),
+            transport=flow.transport,
+            host=flow.host,
+            port=flow.port,
+            received=True,
+        )
+        bus.publish(subjects.edge_send(owner), schema.encode(handoff))
+
+    def _on_branch_response(self, branch: Branch, resp: Response) -> None:
+        fork = branch.fork
+        if fork is None:
+            return  # a response to our own CANCEL
+        status = resp.status
+        if status == 100:
+            return  # §16.7 step 5: "Any provisional response other than 100 (Trying)"
+        if status < 200:
+            self._provisional(fork, branch, resp)
+        elif status < 300:
+            self._success(fork, branch, resp)
+        else:
+            self._settle(branch, Candidate(response=resp))
+
+    def _provisional(self, fork: Fork, branch: Branch, resp: Response) -> None:
+        if branch.final is None and branch.cancel is Cancel.NONE and fork.timer_c < math.inf:
+            # §16.7 step 2: "if the response is a provisional response with
+            # status codes 101 to 199 inclusive ... the proxy MUST reset timer C".
+            now = self._clock()
+            branch.timer_c = now + fork.timer_c
+            branch.expires = branch.timer_c + 2 * self.timers.timeout
+            fork.server.expires = max(fork.server.expires, branch.expires)
+        if branch.cancel is Cancel.WANTED:
+            self._send_cancel(branch)
+        if fork.done or branch.final is not None or fork.server.tx.terminated:
+            return
+        if fork.all_responses or core.carries_sdp(resp):
+            self._ask(fork.server, branch, resp)
+        else:
+            self._relay(fork.server, resp)
+
+    def _success(self, fork: Fork, branch: Branch, resp: Response) -> None:
+        invite = branch.tx.request.method == b"INVITE"
+        if branch.final is None:
+            branch.final = Candidate(response=resp)
+            branch.timer_c = math.inf
+        tag = resp.to_tag or b""
+        sent = fork.sent_2xx.get(tag)
+        if sent is not None:
+            self._respond(fork.server, sent)  # a retransmission: replay (RFC 6026)
+            return
+        if tag in fork.asked_2xx or (fork.done and not invite):
+            return
+        fork.asked_2xx.add(tag)
+        fork.done = True
+        self._ask(fork.server, branch, resp)
+        if invite:
+            self._cancel_pending(fork)
+
+    def _settle(self, branch: Branch, candidate: Candidate) -> None:
+        """Record a branch's non-2xx final; ask the router with the best once all are in."""
+        if branch.final is not None:
+            return
+        branch.final = candidate
+        branch.timer_c = math.inf
+        fork = branch.fork
+        if fork is None:
+            return
+        fork.finals.append((branch, candidate))
+        if fork.done:
+            return
+        if candidate.response.status >= 600 and branch.tx.request.method == b"INVITE":
+            self._cancel_pending(fork)  # may settle other branches, and finish the fork
+        if not fork.done and all(b.final is not None for b in fork.branches):
+            fork.done = True
+            self._ask_best(fork)
+
+    def _ask_best(self, fork: Fork) -> None:
+        server = fork.server
+        index, best = best_final([c for _, c in fork.finals])
+        branch = fork.finals[index][0]
+        if server.cancelled and best.status < 600:
+            # §16.10: the caller cancelled; what it hears is the 487.
+            received = [(b, c) for b, c in fork.finals if c.response.status == 487]
+            if received:
+                branch, best = received[0][0], received[0][1].response
+            else:
+                best = make_response(branch.tx.request, 487)
+        self._ask(server, branch, best)
+
+    def _relay(self, server: Server, resp: Response) -> None:
+        try:
+            upstream = core.without_top_via(resp)
+        except ParseError:
+            self._metrics.dropped.labels("bad_response").inc()
+            return
+        self._respond(server, upstream)
+
+    # -- CANCEL ----------------------------------------------------------------
+
+    def cancel(self, server: Server) -> bool:
+        """A CANCEL from upstream (§16.10): cancel every pending branch of ``server``.
+
+        Returns:
+            False when nothing is pending (the caller answers the INVITE 487 itself).
+        """
+        fork = server.fork
+        if fork is None or fork.done:
+            return False
+        self._cancel_pending(fork)
+        return True
+
+    def _cancel_pending(self, fork: Fork) -> None:
+        """CANCEL every branch that has no final response yet (§9.1 waits for a provisional)."""
+        pending = [
+            b for b in fork.branches
+            if b.cancel is Cancel.NONE and b.tx.state in _PENDING and self.clients.get(b.key) is b
+        ]  # fmt: skip
+        for branch in pending:
+            if branch.tx.state is State.PROCEEDING:
+                self._send_cancel(branch)
+                continue
+            # No provisional yet, so no CANCEL yet; rather than wait up to
+            # Timer B for it, the branch counts as a 487 now (its first
+            # provisional, if any, gets the CANCEL).
+            branch.cancel = Cancel.WANTED
+            terminated = make_response(branch.tx.request, 487)
+            self._settle(branch, Candidate(response=terminated, local=True))
+
+    def _send_cancel(self, branch: Branch) -> None:
+        now = self._clock()
+        branch.cancel = Cancel.SENT
+        if branch.final is None:
+            branch.timer_c = min(branch.timer_c, now + self.timers.timeout)
+            self._arm(branch)
+        try:
+            cancel = make_cancel(branch.tx.request)
+        except ParseError:
+            return
+        key = client_key(cancel)
+        if key is None:
+            return
+        tx = ClientNonInviteTransaction(
+            cancel, now=now, reliable=branch.flow.reliable, config=self.timers
+        )
+        client = Branch(key=key, tx=tx, flow=branch.flow, fork=None, expires=branch.expires)
+        self.clients[key] = client
+        self._flush(client)
+
+    # -- timers and transport ----------------------------------------------------
+
+    def fire(self, branch: Branch, now: float) -> None:
+        """A deadline of ``branch`` is due (called from the sink's timer heap)."""
+        if self.clients.get(branch.key) is not branch:
+            return
+        if now >= branch.expires:
+            del self.clients[branch.key]
+            return
+        if now >= branch.timer_c:
+            self._timer_c(branch, now)
+            if self.clients.get(branch.key) is not branch:
+                return
+        branch.tx.handle_timer(now)
+        self._flush(branch)
+
+    def _timer_c(self, branch: Branch, now: float) -> None:
+        branch.timer_c = math.inf
+        timeout = Candidate(response=make_response(branch.tx.request, 408), local=True)
+        if branch.cancel is Cancel.SENT:
+            # The CANCEL brought no final in 64*T1 (§9.1): give the branch up.
+            del self.clients[branch.key]
+        elif branch.tx.state is State.PROCEEDING:
+            self._send_cancel(branch)
+        else:
+            branch.cancel = Cancel.WANTED
+        self._settle(branch, timeout)
+
+    def transport_failed(self, branch: Branch) -> None:
+        """A send started earlier failed (§18.4): tell the transaction."""
+        branch.tx.handle_transport_error(self._clock())
+        if self.clients.get(branch.key) is branch:
+            self._flush(branch)
+
+    def _flush(self, branch: Branch) -> None:
+        now = self._clock()
+        datagrams = branch.tx.datagrams_to_send()
+        if datagrams:
+            failed = functools.partial(self.transport_failed, branch)
+            for data in datagrams:
+                if not self._out.send(branch.flow, data, failed):
+                    branch.tx.handle_transport_error(now)
+        while (event := branch.tx.next_event()) is not None:
+            if isinstance(event, ResponseReceived):
+                self._on_branch_response(branch, event.response)
+            elif isinstance(event, TimedOut | TransportFailed):
+                # §16.7 step 6 and §16.8: a timeout counts as a 408, a
+                # transport failure as a 503, for choosing the best response.
+                status = 408 if isinstance(event, TimedOut) else 503
+                if branch.tx.request.method != b"ACK":
+                    response = make_response(branch.tx.request, status)
+                    self._settle(branch, Candidate(response=response, local=True))
+            elif isinstance(event, Terminated):
+                if self.clients.get(branch.key) is branch:
+                    del self.clients[branch.key]
+                return
+        self._arm(branch)
+
+
+def _for_branch(req: Request, target: schema.Target, branch: bytes) -> Request:
+    """The request for one target: its Request-URI, and this edge's branch on the top Via."""
+    data = bytes(req)
+    uri = target.uri.encode()
+    if uri and uri != req.uri:
+        start = req.method + b" " + req.uri + b" "
+        if data.startswith(start):
+            data = req.method + b" " + uri + b" " + data[len(start) :]
+    old = req.via[0].branch
+    if old:
+        data = data.replace(b"branch=" + old, b"branch=" + branch, 1)
+    out = parse(data)
+    if not isinstance(out, Request):
+        raise ParseError("forwarded data is not a request")
+    return out
