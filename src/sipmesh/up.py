@@ -11,6 +11,11 @@ The edge listens on UDP and TCP at ``--sip-port``, TLS at ``--tls-port``
 (default: SIP port + 1) and WebSocket at ``--ws-port`` (default: SIP port + 2);
 0 turns one off. Without ``--tls-cert``/``--tls-key``, a self-signed pair is
 made once in ``DATA_DIR/tls/``.
+
+Every service gets its own metrics/health port, chosen free when ``up`` starts
+and kept across restarts, and ``up`` writes ``DATA_DIR/prometheus.yml``: one
+scrape job per service (``sipmesh-<name>``) plus ``sipmesh-up``, so
+``prometheus --config.file=DATA_DIR/prometheus.yml`` watches the local platform.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import yaml
 
@@ -38,7 +44,16 @@ from sipmesh_bus.natsserver import NatsServer, find_nats_server, nats_server_ver
 from sipmesh_bus.runtime import ReadinessCheck, Service, StoppedError, connect
 from sipmesh_edge import tls
 
-__all__ = ["PortPlan", "UpError", "UpSettings", "domain_file", "nats_url_file", "run_up"]
+__all__ = [
+    "PortPlan",
+    "UpError",
+    "UpSettings",
+    "domain_file",
+    "nats_url_file",
+    "prometheus_config",
+    "prometheus_file",
+    "run_up",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +61,9 @@ _RESTART_DELAY: Final = 1.0
 _STOP_TIMEOUT: Final = 10.0
 _FATAL_EXIT: Final = 2
 #: A service's exit status for "this configuration cannot work" (run_service's ConfigError).
+_SCRAPE_INTERVAL: Final = "5s"
+#: Local watching: fine enough for rate() over a minute, cheap for a laptop.
+_JOB_PREFIX: Final = "sipmesh-"
 
 
 class UpError(RuntimeError):
@@ -111,12 +129,72 @@ def domain_file(data_dir: Path) -> Path:
     return data_dir / "domain"
 
 
+def prometheus_file(data_dir: Path) -> Path:
+    """Where ``up`` writes the Prometheus scrape configuration of its services."""
+    return data_dir / "prometheus.yml"
+
+
+def prometheus_config(
+    targets: Mapping[str, Sequence[str]], *, scrape_interval: str = _SCRAPE_INTERVAL
+) -> dict[str, Any]:
+    """A Prometheus configuration scraping ``targets``.
+
+    Args:
+        targets: service name to its ``host:port`` metrics endpoints, in order.
+        scrape_interval: the global scrape (and evaluation) interval.
+
+    Returns:
+        The configuration as data (``yaml.safe_dump`` it): one job per service,
+        named ``sipmesh-<name>``, with a ``service`` label on every target.
+    """
+    return {
+        "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
+        "scrape_configs": [
+            {
+                "job_name": f"{_JOB_PREFIX}{name}",
+                "metrics_path": "/metrics",
+                "static_configs": [{"targets": list(endpoints), "labels": {"service": name}}],
+            }
+            for name, endpoints in targets.items()
+            if endpoints
+        ],
+    }
+
+
+def _scrape_host(http_host: str) -> str:
+    """The address Prometheus on this machine reaches a listener on ``http_host`` at."""
+    if http_host in ("0.0.0.0", ""):  # noqa: S104 - compared, not bound
+        return "127.0.0.1"
+    if http_host == "::":
+        return "[::1]"
+    return f"[{http_host}]" if ":" in http_host else http_host
+
+
+def _free_tcp_ports(host: str, count: int) -> list[int]:
+    """``count`` distinct TCP ports free on ``host`` right now (bound at once, released).
+
+    A service restarted by ``up`` binds the same port again, so its scrape
+    target never moves; the small window between release and the child's bind
+    is the price of a configuration written before the children start.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket(family, socket.SOCK_STREAM))
+            s.bind((host, 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
+
+
 @dataclass(slots=True)
 class _Child:
     spec: ServiceSpec
     index: int
     proc: subprocess.Popen[bytes] | None = None
     restart_at: float = 0.0
+    http_port: int = 0
+    #: Its ``/metrics``, ``/healthz`` and ``/readyz`` port (0: the child picks one).
     starts: int = field(default=0)
 
     @property
@@ -220,18 +298,37 @@ async def _start_nats(settings: UpSettings) -> tuple[str, NatsServer | None]:
 
 class _Supervisor:
     def __init__(
-        self, opts: UpOptions, specs: tuple[ServiceSpec, ...] | list[ServiceSpec] = SERVICES
+        self,
+        opts: UpOptions,
+        specs: tuple[ServiceSpec, ...] | list[ServiceSpec] = SERVICES,
+        *,
+        http_host: str = "127.0.0.1",
     ) -> None:
         self._opts = opts
+        self._http_host = http_host
         self.children = [
             _Child(spec, i) for spec in specs if spec.is_available() for i in range(spec.replicas)
         ]
+        for child, port in zip(
+            self.children, _free_tcp_ports(http_host, len(self.children)), strict=True
+        ):
+            child.http_port = port
 
-    def _env(self, spec: ServiceSpec) -> dict[str, str]:
+    def scrape_targets(self) -> dict[str, list[str]]:
+        """Service name to the ``host:port`` of each replica's metrics endpoint."""
+        host = _scrape_host(self._http_host)
+        targets: dict[str, list[str]] = {}
+        for child in self.children:
+            targets.setdefault(child.spec.name, []).append(f"{host}:{child.http_port}")
+        return targets
+
+    def _env(self, child: _Child) -> dict[str, str]:
+        spec = child.spec
         env = dict(os.environ)
         env.update(
             SIPMESH_NATS_URL=self._opts.nats_url,
-            SIPMESH_HTTP_PORT="0",
+            SIPMESH_HTTP_HOST=self._http_host,
+            SIPMESH_HTTP_PORT=str(child.http_port),
             SIPMESH_DATA_DIR=str(self._opts.data_dir),
         )
         env.update(spec.env(self._opts))
@@ -245,7 +342,7 @@ class _Supervisor:
     def start(self, child: _Child) -> None:
         child.proc = subprocess.Popen(  # noqa: S603 - our interpreter and module
             [sys.executable, "-m", child.spec.module],
-            env=self._env(child.spec),
+            env=self._env(child),
             stdin=subprocess.DEVNULL,
         )
         child.starts += 1
@@ -352,7 +449,7 @@ async def _serve(
     except StoppedError:
         return
     url_file = nats_url_file(settings.data_dir)
-    supervisor = _Supervisor(opts)
+    supervisor = _Supervisor(opts, http_host=settings.http_host)
     try:
         await kv.ensure_jetstream(svc.js)
         buckets = ", ".join(b.bucket for b in kv.BUCKETS)
@@ -360,6 +457,7 @@ async def _serve(
         domain_file(settings.data_dir).write_text(settings.domain + "\n", encoding="utf-8")
         url_file.write_text(url + "\n", encoding="utf-8")
         _say(f"http: http://{settings.http_host}:{svc.http_port}/healthz /readyz /metrics")
+        _write_prometheus_config(settings, supervisor, svc.http_port)
         svc.add_readiness_check("services", _all_alive(supervisor))
         for spec in SERVICES:
             if not spec.is_available():
@@ -380,6 +478,14 @@ async def _serve(
         with contextlib.suppress(FileNotFoundError):
             if url_file.read_text(encoding="utf-8").strip() == url:
                 url_file.unlink()
+
+
+def _write_prometheus_config(settings: UpSettings, supervisor: _Supervisor, up_port: int) -> None:
+    targets = {"up": [f"{_scrape_host(settings.http_host)}:{up_port}"]}
+    targets.update(supervisor.scrape_targets())
+    path = prometheus_file(settings.data_dir)
+    path.write_text(yaml.safe_dump(prometheus_config(targets), sort_keys=False), encoding="utf-8")
+    _say(f"prometheus: {path} (prometheus --config.file={path})")
 
 
 async def _forward_stop(stop: asyncio.Event, svc: Service) -> None:

@@ -1,0 +1,683 @@
+"""sipmesh's Grafana dashboards as code, exported to ``deploy/grafana/<name>.json``.
+
+Run ``python deploy/grafana/dashboards.py`` to write the JSON files and
+``python deploy/grafana/dashboards.py --check`` (CI) to fail when a committed
+file differs from what this module builds. The dashboards are built with the
+grafana-foundation-sdk builders only, so the JSON always fits Grafana's model.
+
+Every panel query is a :class:`Query` that says which traffic makes it return a
+series (:class:`Traffic`): tests/observability evaluates every expression
+against a real Prometheus scraping ``sipmesh up`` and holds each one to that.
+Only metrics the services export today appear here; docs/metrics.md lists them,
+and the metrics still missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import itertools
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+from grafana_foundation_sdk.builders import dashboard as gd
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models.dashboard import DataSourceRef
+
+__all__ = [
+    "DASHBOARDS",
+    "OUT_DIR",
+    "DashboardSpec",
+    "PanelSpec",
+    "Query",
+    "Traffic",
+    "build",
+    "concrete",
+    "main",
+    "render",
+]
+
+OUT_DIR: Final = Path(__file__).resolve().parent
+RATE: Final = "$__rate_interval"
+#: Grafana's rate window; :func:`concrete` puts a fixed one in for promtool and tests.
+_DATASOURCE: Final = DataSourceRef(type_val="prometheus", uid="${datasource}")
+_JOBS: Final = 'job=~"sipmesh-.*"'
+#: ``sipmesh up`` names its scrape jobs ``sipmesh-<service>``; so does the chart.
+
+
+class Traffic(enum.Enum):
+    """What must have happened for a query to return at least one series."""
+
+    IDLE = "idle"
+    #: Nothing: the platform is up (gauges, counters without labels, ``up``).
+    SIP = "sip"
+    #: REGISTER with digest auth (also wrong passwords), an out-of-dialog MESSAGE,
+    #: a stray response: what the observability e2e test sends.
+    CALLS = "calls"
+    #: INVITE dialogs routed by the router (call events, CDR events).
+    MEDIA = "media"
+    #: An RTPEngine instance configured for the media service.
+    FAILURE = "failure"
+    #: Only after something failed (a 503 for lack of a service, an ng error).
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Query:
+    """One PromQL target of a panel."""
+
+    expr: str
+    #: PromQL; may use ``$__rate_interval``.
+    legend: str = ""
+    #: Grafana legend format, e.g. ``{{method}}``.
+    traffic: Traffic = Traffic.SIP
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PanelSpec:
+    """One panel: a time series (default) or a single stat."""
+
+    title: str
+    queries: tuple[Query, ...]
+    unit: str = "short"
+    kind: Literal["timeseries", "stat"] = "timeseries"
+    description: str = ""
+    width: int = 12
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DashboardSpec:
+    """One dashboard: rows of panels, written to ``<name>.json``."""
+
+    name: str
+    uid: str
+    title: str
+    description: str
+    rows: tuple[tuple[str, tuple[PanelSpec, ...]], ...]
+
+    def queries(self) -> list[Query]:
+        """Every query of every panel, in order."""
+        return [q for _, panels in self.rows for p in panels for q in p.queries]
+
+
+def concrete(expr: str, rate_interval: str = "1m") -> str:
+    """``expr`` with Grafana's ``$__rate_interval`` replaced, as Prometheus takes it."""
+    return expr.replace(RATE, rate_interval)
+
+
+# -- query helpers ---------------------------------------------------------------
+
+
+def _rate(metric: str, by: str = "", where: str = "") -> str:
+    selector = f"{metric}{{{where}}}" if where else metric
+    grouping = f"sum by ({by}) " if by else "sum "
+    return f"{grouping}(rate({selector}[{RATE}]))"
+
+
+def _quantiles(histogram: str, by: str = "", traffic: Traffic = Traffic.SIP) -> tuple[Query, ...]:
+    keys = f"le, {by}" if by else "le"
+    label = f"{{{{{by}}}}} " if by else ""
+    return tuple(
+        Query(
+            expr=f"histogram_quantile({q}, sum by ({keys}) (rate({histogram}_bucket[{RATE}])))",
+            legend=f"{label}p{round(q * 100)}",
+            traffic=traffic,
+        )
+        for q in (0.5, 0.95, 0.99)
+    )
+
+
+def _ts(
+    title: str, *queries: Query, unit: str = "short", description: str = "", width: int = 12
+) -> PanelSpec:
+    return PanelSpec(title=title, queries=queries, unit=unit, description=description, width=width)
+
+
+def _stat(title: str, query: Query, unit: str = "short", description: str = "") -> PanelSpec:
+    return PanelSpec(
+        title=title, queries=(query,), unit=unit, kind="stat", description=description, width=6
+    )
+
+
+_IDLE: Final = Traffic.IDLE
+_CALLS: Final = Traffic.CALLS
+_MEDIA: Final = Traffic.MEDIA
+_FAILURE: Final = Traffic.FAILURE
+
+# -- the dashboards ----------------------------------------------------------------
+
+OVERVIEW: Final = DashboardSpec(
+    name="overview",
+    uid="sipmesh-overview",
+    title="sipmesh / Platform overview",
+    description="Every service at a glance: targets, NATS, SIP load, bus latency, resources.",
+    rows=(
+        (
+            "Health",
+            (
+                _stat(
+                    "Targets up",
+                    Query(expr=f"sum(up{{{_JOBS}}})", traffic=_IDLE),
+                    description="Scrape targets answering /metrics",
+                ),
+                _stat(
+                    "Targets down",
+                    Query(expr=f"count(up{{{_JOBS}}} == 0) or vector(0)", traffic=_IDLE),
+                ),
+                _stat(
+                    "NATS disconnected",
+                    Query(expr="count(sipmesh_nats_connected == 0) or vector(0)", traffic=_IDLE),
+                    description="Processes whose NATS connection is down",
+                ),
+                _stat(
+                    "Registered AoRs",
+                    Query(expr="max(sipmesh_registrar_aors)", traffic=_IDLE),
+                ),
+                _ts(
+                    "Up by job",
+                    Query(expr=f"sum by (job) (up{{{_JOBS}}})", legend="{{job}}", traffic=_IDLE),
+                ),
+                _ts(
+                    "NATS reconnects",
+                    Query(
+                        expr=f"sum by (job) (increase(sipmesh_nats_reconnects_total[{RATE}]))",
+                        legend="{{job}}",
+                        traffic=_IDLE,
+                    ),
+                ),
+            ),
+        ),
+        (
+            "Traffic",
+            (
+                _ts(
+                    "SIP requests by method",
+                    Query(expr=_rate("sipmesh_edge_requests_total", "method"), legend="{{method}}"),
+                    unit="reqps",
+                ),
+                _ts(
+                    "SIP responses by class",
+                    Query(
+                        expr=_rate("sipmesh_edge_responses_sent_total", "status_class"),
+                        legend="{{status_class}}",
+                    ),
+                    unit="reqps",
+                ),
+                _ts(
+                    "Bus requests by subject and outcome",
+                    Query(
+                        expr=_rate("sipmesh_bus_requests_total", "subject, outcome"),
+                        legend="{{subject}} {{outcome}}",
+                    ),
+                    unit="reqps",
+                ),
+                _ts(
+                    "Bus handling time p95 by subject",
+                    Query(
+                        expr="histogram_quantile(0.95, sum by (le, subject) "
+                        f"(rate(sipmesh_bus_request_duration_seconds_bucket[{RATE}])))",
+                        legend="{{subject}}",
+                    ),
+                    unit="s",
+                ),
+                _ts(
+                    "Call events by kind",
+                    Query(
+                        expr=_rate("sipmesh_router_call_events_total", "kind"),
+                        legend="{{kind}}",
+                        traffic=_CALLS,
+                    ),
+                    unit="ops",
+                ),
+                _ts(
+                    "CDR rows written",
+                    Query(expr=_rate("sipmesh_cdr_records_written_total"), traffic=_IDLE),
+                    unit="ops",
+                ),
+            ),
+        ),
+        (
+            "Resources",
+            (
+                _ts(
+                    "CPU by job",
+                    Query(
+                        expr=f"sum by (job) (rate(process_cpu_seconds_total{{{_JOBS}}}[{RATE}]))",
+                        legend="{{job}}",
+                        traffic=_IDLE,
+                    ),
+                    unit="percentunit",
+                ),
+                _ts(
+                    "Resident memory by job",
+                    Query(
+                        expr=f"sum by (job) (process_resident_memory_bytes{{{_JOBS}}})",
+                        legend="{{job}}",
+                        traffic=_IDLE,
+                    ),
+                    unit="bytes",
+                ),
+            ),
+        ),
+    ),
+)
+
+EDGE: Final = DashboardSpec(
+    name="edge",
+    uid="sipmesh-edge",
+    title="sipmesh / Edge",
+    description="SIP sockets: requests, responses, bus round trips, what was dropped and why.",
+    rows=(
+        (
+            "Requests and responses",
+            (
+                _ts(
+                    "Requests by method",
+                    Query(expr=_rate("sipmesh_edge_requests_total", "method"), legend="{{method}}"),
+                    unit="reqps",
+                ),
+                _ts(
+                    "Responses by class",
+                    Query(
+                        expr=_rate("sipmesh_edge_responses_sent_total", "status_class"),
+                        legend="{{status_class}}",
+                    ),
+                    unit="reqps",
+                ),
+                _ts(
+                    "Bus round trip (request to reply)",
+                    *_quantiles("sipmesh_edge_bus_round_trip_seconds"),
+                    unit="s",
+                ),
+                _ts(
+                    "Retransmissions absorbed",
+                    Query(expr=_rate("sipmesh_edge_retransmissions_absorbed_total"), traffic=_IDLE),
+                    unit="reqps",
+                    description="Requests matched to an existing server transaction",
+                ),
+            ),
+        ),
+        (
+            "Errors",
+            (
+                _ts(
+                    "Dropped by reason",
+                    Query(expr=_rate("sipmesh_edge_dropped_total", "reason"), legend="{{reason}}"),
+                    unit="ops",
+                ),
+                _ts(
+                    "503 for lack of a service, by reason",
+                    Query(
+                        expr=_rate("sipmesh_edge_unavailable_total", "reason"),
+                        legend="{{reason}}",
+                        traffic=_FAILURE,
+                    ),
+                    unit="ops",
+                ),
+                _ts(
+                    "Parse errors",
+                    Query(expr=_rate("sipmesh_edge_parse_errors_total"), traffic=_IDLE),
+                    unit="ops",
+                ),
+                _ts(
+                    "Internal errors",
+                    Query(expr=_rate("sipmesh_edge_internal_errors_total"), traffic=_IDLE),
+                    unit="ops",
+                    description="Unexpected exceptions (bugs; see the edge's log)",
+                ),
+            ),
+        ),
+    ),
+)
+
+REGISTRAR: Final = DashboardSpec(
+    name="registrar",
+    uid="sipmesh-registrar",
+    title="sipmesh / Registrar",
+    description="REGISTER results, digest failures, handling time, the location bucket.",
+    rows=(
+        (
+            "Registrations",
+            (
+                _stat("AoRs in location", Query(expr="max(sipmesh_registrar_aors)", traffic=_IDLE)),
+                _stat(
+                    "Subscribers cached",
+                    Query(expr="max(sipmesh_registrar_subscribers)", traffic=_IDLE),
+                ),
+                _stat(
+                    "Replicas",
+                    Query(expr='count(up{job="sipmesh-registrar"} == 1)', traffic=_IDLE),
+                ),
+                _stat(
+                    "KV conflicts (1h)",
+                    Query(
+                        expr="sum(increase(sipmesh_registrar_kv_conflicts_total[1h]))",
+                        traffic=_IDLE,
+                    ),
+                ),
+                _ts(
+                    "REGISTER by result",
+                    Query(
+                        expr=_rate("sipmesh_registrar_registrations_total", "result"),
+                        legend="{{result}}",
+                    ),
+                    unit="reqps",
+                ),
+                _ts(
+                    "Authentication failures by reason",
+                    Query(
+                        expr=_rate("sipmesh_registrar_auth_failures_total", "reason"),
+                        legend="{{reason}}",
+                    ),
+                    unit="reqps",
+                ),
+                _ts(
+                    "Handling time (KV round trips included)",
+                    *_quantiles("sipmesh_registrar_handling_seconds"),
+                    unit="s",
+                ),
+                _ts(
+                    "AoRs over time",
+                    Query(expr="max(sipmesh_registrar_aors)", legend="AoRs", traffic=_IDLE),
+                ),
+            ),
+        ),
+    ),
+)
+
+ROUTER: Final = DashboardSpec(
+    name="router",
+    uid="sipmesh-router",
+    title="sipmesh / Router (dispatcher and LCR)",
+    description="Routing decisions, handling time, call events and ASR, the routing snapshot.",
+    rows=(
+        (
+            "Decisions",
+            (
+                _stat(
+                    "Routing objects",
+                    Query(expr="max(sipmesh_router_routing_objects)", traffic=_IDLE),
+                    description="Dispatcher sets plus LCR gateways in the routing snapshot",
+                ),
+                _stat(
+                    "Subscribers cached",
+                    Query(expr="max(sipmesh_router_subscribers)", traffic=_IDLE),
+                ),
+                _stat(
+                    "ASR",
+                    Query(
+                        expr='sum(rate(sipmesh_router_call_events_total{kind="answered"}'
+                        f"[{RATE}])) / "
+                        'sum(rate(sipmesh_router_call_events_total{kind="attempt"}'
+                        f"[{RATE}]))",
+                        traffic=_CALLS,
+                    ),
+                    unit="percentunit",
+                    description="Answered over attempted calls, from the router's call events",
+                ),
+                _stat(
+                    "Replicas",
+                    Query(expr='count(up{job="sipmesh-router"} == 1)', traffic=_IDLE),
+                ),
+                _ts(
+                    "Decisions by outcome",
+                    Query(
+                        expr=_rate("sipmesh_router_decisions_total", "outcome"),
+                        legend="{{outcome}}",
+                    ),
+                    unit="ops",
+                ),
+                _ts(
+                    "Handling time (KV reads and event publishes included)",
+                    *_quantiles("sipmesh_router_handling_seconds"),
+                    unit="s",
+                ),
+            ),
+        ),
+        (
+            "Calls",
+            (
+                _ts(
+                    "Call events by kind and result",
+                    Query(
+                        expr=_rate("sipmesh_router_call_events_total", "kind, result"),
+                        legend="{{kind}} {{result}}",
+                        traffic=_CALLS,
+                    ),
+                    unit="ops",
+                ),
+                _ts(
+                    "Call event publish errors",
+                    Query(
+                        expr=_rate("sipmesh_router_call_events_total", "kind", 'result="error"'),
+                        legend="{{kind}}",
+                        traffic=_FAILURE,
+                    ),
+                    unit="ops",
+                ),
+            ),
+        ),
+    ),
+)
+
+MEDIA: Final = DashboardSpec(
+    name="media",
+    uid="sipmesh-media",
+    title="sipmesh / Media (RTPEngine)",
+    description="ng commands, their round trips per RTPEngine instance, instance health, errors.",
+    rows=(
+        (
+            "RTPEngine",
+            (
+                _stat(
+                    "Instances up",
+                    Query(
+                        expr="sum(max by (instance) (sipmesh_media_instance_up))", traffic=_MEDIA
+                    ),
+                ),
+                _stat(
+                    "Instances down",
+                    Query(
+                        expr="count(max by (instance) (sipmesh_media_instance_up) == 0)"
+                        " or vector(0)",
+                        traffic=_MEDIA,
+                    ),
+                ),
+                _ts(
+                    "Instance up",
+                    Query(
+                        expr="max by (instance) (sipmesh_media_instance_up)",
+                        legend="{{instance}}",
+                        traffic=_MEDIA,
+                    ),
+                ),
+                _ts(
+                    "ng commands by command",
+                    Query(
+                        expr=_rate("sipmesh_media_sessions_total", "command"),
+                        legend="{{command}}",
+                        traffic=_MEDIA,
+                    ),
+                    unit="ops",
+                ),
+                _ts(
+                    "ng round trip p95 by instance",
+                    Query(
+                        expr="histogram_quantile(0.95, sum by (le, instance) "
+                        f"(rate(sipmesh_media_ng_round_trip_seconds_bucket[{RATE}])))",
+                        legend="{{instance}}",
+                        traffic=_MEDIA,
+                    ),
+                    unit="s",
+                ),
+                _ts(
+                    "Errors by command and code",
+                    Query(
+                        expr=_rate("sipmesh_media_errors_total", "command, code"),
+                        legend="{{command}} {{code}}",
+                        traffic=_FAILURE,
+                    ),
+                    unit="ops",
+                ),
+            ),
+        ),
+    ),
+)
+
+CDR: Final = DashboardSpec(
+    name="cdr",
+    uid="sipmesh-cdr",
+    title="sipmesh / CDR",
+    description="The CDR consumer: lag on the CALLS stream, rows written, commits, dead letters.",
+    rows=(
+        (
+            "Consumer",
+            (
+                _stat(
+                    "Consumer lag",
+                    Query(expr="max(sipmesh_cdr_consumer_pending)", traffic=_IDLE),
+                    description="Events in CALLS not yet delivered to the CDR consumer",
+                ),
+                _stat(
+                    "Ack pending",
+                    Query(expr="max(sipmesh_cdr_consumer_ack_pending)", traffic=_IDLE),
+                ),
+                _stat(
+                    "Dead letters (1h)",
+                    Query(expr="sum(increase(sipmesh_cdr_dead_letters_total[1h]))", traffic=_IDLE),
+                ),
+                _stat(
+                    "Store conflicts (1h)",
+                    Query(
+                        expr="sum(increase(sipmesh_cdr_store_conflicts_total[1h]))", traffic=_IDLE
+                    ),
+                ),
+                _ts(
+                    "Lag over time",
+                    Query(
+                        expr="max(sipmesh_cdr_consumer_pending)", legend="pending", traffic=_IDLE
+                    ),
+                    Query(
+                        expr="max(sipmesh_cdr_consumer_ack_pending)",
+                        legend="ack pending",
+                        traffic=_IDLE,
+                    ),
+                ),
+                _ts(
+                    "Events by outcome",
+                    Query(
+                        expr=_rate("sipmesh_cdr_events_total", "outcome"),
+                        legend="{{outcome}}",
+                        traffic=_CALLS,
+                    ),
+                    unit="ops",
+                ),
+                _ts(
+                    "Rows written and calls closed by timeout",
+                    Query(
+                        expr=_rate("sipmesh_cdr_records_written_total"),
+                        legend="rows",
+                        traffic=_IDLE,
+                    ),
+                    Query(
+                        expr=_rate("sipmesh_cdr_timeouts_total"), legend="timeouts", traffic=_IDLE
+                    ),
+                    unit="ops",
+                ),
+                _ts(
+                    "Batch commit time",
+                    *_quantiles("sipmesh_cdr_commit_seconds", traffic=_IDLE),
+                    unit="s",
+                ),
+            ),
+        ),
+    ),
+)
+
+DASHBOARDS: Final[tuple[DashboardSpec, ...]] = (OVERVIEW, EDGE, REGISTRAR, ROUTER, MEDIA, CDR)
+
+
+# -- building with the foundation SDK ------------------------------------------------
+
+
+def _target(query: Query, ref: str) -> prometheus.Dataquery:
+    target = prometheus.Dataquery().expr(query.expr).ref_id(ref).range()
+    if query.legend:
+        target = target.legend_format(query.legend)
+    return target
+
+
+def _panel(spec: PanelSpec, panel_id: int) -> timeseries.Panel | stat.Panel:
+    panel: timeseries.Panel | stat.Panel = (
+        stat.Panel() if spec.kind == "stat" else timeseries.Panel()
+    )
+    panel = panel.id(panel_id).title(spec.title).datasource(_DATASOURCE).unit(spec.unit)
+    panel = panel.span(spec.width).height(4 if spec.kind == "stat" else 8)
+    if spec.description:
+        panel = panel.description(spec.description)
+    for i, query in enumerate(spec.queries):
+        panel = panel.with_target(_target(query, chr(ord("A") + i)))
+    return panel
+
+
+def build(spec: DashboardSpec) -> dict[str, object]:
+    """The Grafana dashboard JSON model of ``spec`` (plain data, ready for ``json.dumps``)."""
+    board = (
+        gd.Dashboard(spec.title)
+        .uid(spec.uid)
+        .description(spec.description)
+        .tags(["sipmesh"])
+        .editable()
+        .time("now-1h", "now")
+        .refresh("30s")
+        .timezone("browser")
+        .with_variable(gd.DatasourceVariable("datasource").label("Data source").type("prometheus"))
+    )
+    ids = itertools.count(1)
+    for title, panels in spec.rows:
+        board = board.with_row(gd.Row(title).id(next(ids)))
+        for panel in panels:
+            board = board.with_panel(_panel(panel, next(ids)))
+    data: dict[str, object] = json.loads(json.dumps(board.build(), cls=JSONEncoder))
+    return data
+
+
+def render(spec: DashboardSpec) -> str:
+    """The exported file's text: sorted keys, two-space indent, a final newline."""
+    return json.dumps(build(spec), indent=2, sort_keys=True) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write every dashboard to ``OUT_DIR``, or with ``--check`` report stale files.
+
+    Returns:
+        0, or 1 when ``--check`` found a file missing or out of date.
+    """
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--check", action="store_true", help="fail if a JSON file is stale")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="where the JSON files go")
+    args = parser.parse_args(argv)
+    stale = []
+    for spec in DASHBOARDS:
+        path = args.out / f"{spec.name}.json"
+        text = render(spec)
+        if args.check:
+            if not path.exists() or path.read_text(encoding="utf-8") != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text, encoding="utf-8")
+    if stale:
+        print(
+            f"stale: {', '.join(stale)}; run python deploy/grafana/dashboards.py",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
