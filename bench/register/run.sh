@@ -16,7 +16,8 @@
 # (default 15; the Kamailio reference used 30). sipmesh: one stack per ladder (users
 # imported once); Kamailio: a fresh process per point, as in the reference.
 # Ports: all free loopback ports picked at run time (Kamailio too), nothing fixed.
-# Environment: OUT_DIR, RESULTS, DUR, REPEATS, COOLDOWN_S, QUIET_WAIT_S (how long to wait
+# Environment: OUT_DIR, RESULTS, DUR, REPEATS, COOLDOWN_S, LABEL_TAG (appended to the sipmesh
+# label, e.g. a commit), QUIET_WAIT_S (how long to wait
 # for other tenants to go quiet before a point; default 30), plus lib/bench_point.sh's.
 set -euo pipefail
 
@@ -105,7 +106,7 @@ sipmesh_point() {   # N SCEN RATE
   local rc=0
   TARGET="127.0.0.1:$SIP_PORT" UAC_PORT="$(free_port udp)" SERVER_PIDS="" \
     SERVER_GROUPS="edge=$EDGE_PID registrar=$REGISTRAR_PIDS nats=$NATS_PID" \
-    LABEL="sipmesh-1e${1}r" "$HERE/lib/bench_point.sh" "$2" "$3" "$DUR" > /dev/null || rc=$?
+    LABEL="sipmesh-1e${1}r${LABEL_TAG:+-$LABEL_TAG}" "$HERE/lib/bench_point.sh" "$2" "$3" "$DUR" > /dev/null || rc=$?
   kill -0 "$STACK_PID" 2>/dev/null || { echo "the stack died; see $STACK_WORK" >&2; exit 2; }
   point_ok "$rc"
 }
