@@ -11,8 +11,11 @@ broken parse fails instead of reporting a speed.
 What is timed, per message (all on the same bytes):
 
 - ``parse``: ``sipmsg.parse(data)``: split start line and headers, nothing typed.
-- ``classify``: what the edge reads to route a message: parse, the start line,
-  the top Via branch, Call-ID, CSeq, the From and To tags, Content-Length.
+- ``classify (parse+accessors)``: what the edge reads to route a message through
+  the general parser: parse, the start line, the top Via branch, Call-ID, CSeq,
+  the From and To tags, Content-Length.
+- ``peek``: ``sipmsg.peek(data)``, the one-pass classifying parse: the same
+  fields plus the top Via's sent-by and Max-Forwards, in a ``Summary``.
 - ``full``: parse, then every typed accessor sipmsg has, and every field of
   every value they return (a lazily parsed part, such as an Address's URI or
   a Via's parameters, is forced).
@@ -108,6 +111,19 @@ def sipmsg_classify(data: bytes) -> tuple[object, ...]:
         msg.from_tag,
         msg.to_tag,
         msg.content_length,
+    )
+
+
+def sipmsg_peek(data: bytes) -> tuple[object, ...]:
+    s = sipmsg.peek(data)
+    return (
+        s.method if s.is_request else s.status,
+        s.via_branch,
+        s.call_id,
+        (s.cseq_seq, s.cseq_method),
+        s.from_tag,
+        s.to_tag,
+        s.content_length,
     )
 
 
@@ -247,6 +263,8 @@ def check(name: str, data: bytes) -> None:
     """Assert that what is measured computes the right thing on ``data``."""
     got = sipmsg_classify(data)
     assert got == EXPECTED[name], f"{name}: classify gave {got}, expected {EXPECTED[name]}"
+    got = sipmsg_peek(data)
+    assert got == EXPECTED[name], f"{name}: peek gave {got}, expected {EXPECTED[name]}"
     assert bytes(sipmsg.parse(data)) is data, f"{name}: bytes(msg) is not the parsed buffer"
     full = sipmsg_full(data)
     assert len(full) == 25
@@ -318,6 +336,7 @@ def run(number: int, repeat: int) -> str:
         t = {
             "parse": best(partial(sipmsg_parse, data), number, repeat),
             "classify": best(partial(sipmsg_classify, data), number, repeat),
+            "peek": best(partial(sipmsg_peek, data), number, repeat),
             "full": best(partial(sipmsg_full, data), number, repeat),
             "bytes": best(partial(sipmsg_bytes, msg), number * 10, repeat),
             "bytearray": best(partial(copy_bytearray, data), number * 10, repeat),
@@ -335,13 +354,14 @@ def table(rows: list[tuple[str, int, dict[str, float]]], number: int, repeat: in
         f"timeit (process CPU time) best of {repeat} x {number} iterations, µs per message; "
         f"sipmessage {sipmessage_version()}.",
         "",
-        "| message | octets | parse | classify | full typed | bytes(msg) "
-        "| bytes(bytearray) | slice copy | sm parse | sm full | sm full / full |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| message | octets | parse | classify (parse+accessors) | peek | full typed "
+        "| bytes(msg) | bytes(bytearray) | slice copy | sm parse | sm full | sm full / full |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for name, size, t in rows:
         lines.append(
-            f"| {name} | {size} | {t['parse']:.2f} | {t['classify']:.2f} | {t['full']:.2f} "
+            f"| {name} | {size} | {t['parse']:.2f} | {t['classify']:.2f} | {t['peek']:.2f} "
+            f"| {t['full']:.2f} "
             f"| {t['bytes']:.3f} | {t['bytearray']:.3f} | {t['slice']:.3f} "
             f"| {t['sm_parse']:.2f} | {t['sm_full']:.2f} | {t['sm_full'] / t['full']:.1f}x |"
         )

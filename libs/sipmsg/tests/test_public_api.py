@@ -57,6 +57,7 @@ CONTRACT_NAMES = {
     "SipUri",
     "Star",
     "StreamFramer",
+    "Summary",
     "TelUri",
     "Via",
     "parse_address",
@@ -67,6 +68,7 @@ CONTRACT_NAMES = {
     "parse_sdp",
     "parse_uri",
     "parse_via_list",
+    "peek",
 }
 
 

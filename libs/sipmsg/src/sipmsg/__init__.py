@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ._config import ParserConfig
 from ._errors import LocalProtocolError, ParseError, SipError
+from ._peek import Summary, peek
 from .address import Address, Star, parse_address, parse_address_list, parse_contact_list
 from .builders import (
     REASON_PHRASES,
@@ -56,6 +57,7 @@ __all__ = [
     "SipUri",
     "Star",
     "StreamFramer",
+    "Summary",
     "TelUri",
     "Via",
     "canonical_name",
@@ -74,6 +76,7 @@ __all__ = [
     "parse_token_list",
     "parse_uri",
     "parse_via_list",
+    "peek",
     "unsupported_options",
     "validate_request",
     "validate_response",
