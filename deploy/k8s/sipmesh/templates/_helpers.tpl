@@ -68,7 +68,9 @@ app.kubernetes.io/component: {{ .svc }}
 {{- end -}}
 {{- end -}}
 
-{{/* The NATS URL(s), credentials included. */}}
+{{/* The NATS URL(s), credentials included. nats-py takes them from the URL as they
+     are (no percent-decoding), so they go in raw; the schema keeps out the
+     characters that would end the URL's authority part or split the list. */}}
 {{- define "sipmesh.natsUrl" -}}
 {{- if .Values.nats.enabled -}}
 {{- printf "nats://%s.%s.svc:4222" (include "sipmesh.natsFullname" .) .Release.Namespace -}}
@@ -76,9 +78,9 @@ app.kubernetes.io/component: {{ .svc }}
 {{- $ext := .Values.externalNats -}}
 {{- $userinfo := "" -}}
 {{- if $ext.token -}}
-{{- $userinfo = $ext.token | urlquery -}}
+{{- $userinfo = $ext.token -}}
 {{- else if $ext.user -}}
-{{- $userinfo = printf "%s:%s" ($ext.user | urlquery) ($ext.password | urlquery) -}}
+{{- $userinfo = printf "%s:%s" $ext.user $ext.password -}}
 {{- end -}}
 {{- $urls := list -}}
 {{- range splitList "," $ext.url -}}
