@@ -269,6 +269,12 @@ class CallEvent(Struct, frozen=True, kw_only=True):
     billing_step: Annotated[int, Meta(ge=1)] | None = None
     #: Billing increments in seconds (60/60, 1/1, 30/6 ...): the first charged
     #: period, then each next one.
+    media_instance: str | None = None
+    #: The RTPEngine instance anchoring the call's media (None: not anchored).
+    media_error: str | None = None
+    #: Why anchoring failed, ``MediaReply.code`` (``instance_down``: the call's
+    #: instance is dead; ``no_instance``, ``timeout``, ``unavailable`` ...): the
+    #: call went on with its media unanchored.
 
 
 _encoder: Final = msgspec.msgpack.Encoder()

@@ -49,7 +49,7 @@ async def main(argv: list[str] | None = None) -> None:
         sys.exit(str(exc))
     secret = load_secret(config)
     async with Service("router", config) as svc:
-        router = Router(config, svc.js, secret=secret, registry=svc.registry)
+        router = Router(config, svc.js, secret=secret, registry=svc.registry, nc=svc.nc)
         await router.start()
         try:
             svc.add_readiness_check("caches loaded", router.ready)

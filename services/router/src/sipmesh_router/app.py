@@ -35,6 +35,10 @@ from sipmesh_bus.schema import (
     CallEvent,
     Drop,
     Envelope,
+    MediaAnswer,
+    MediaDelete,
+    MediaOffer,
+    MediaReply,
     ReplyType,
     SendResponse,
     decode_envelope,
@@ -43,10 +47,11 @@ from sipmesh_bus.schema import (
 from sipmsg import ParseError, Request, Response, make_response, parse
 from sipmsg.digest import NonceManager
 
-from . import core
+from . import core, media
 from .active import ActiveCalls
 from .config import RouterConfig, RouterSettings, make_policy
 from .context import DialogRecord, encode_dialog
+from .mediabus import MediaBus, Requester
 from .metrics import RouterMetrics
 from .model import Decision, Inputs
 from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
@@ -72,6 +77,7 @@ class Router:
         *,
         secret: bytes,
         registry: CollectorRegistry,
+        nc: Requester | None = None,
     ) -> None:
         settings = config.router
         self.policy = make_policy(settings, secret)
@@ -96,6 +102,8 @@ class Router:
         self._location: KeyValue | None = None
         self._nonce_kv: KeyValue | None = None
         self._calls = 0
+        self.media = None if nc is None else MediaBus(nc, timeout=settings.media_timeout)
+        #: The media service's client; None: every offer fails (``unavailable``).
 
     # -- life cycle -------------------------------------------------------------
 
@@ -174,6 +182,9 @@ class Router:
             if claim is not None and not await self._claim(claim.key, claim.ttl):
                 assert isinstance(msg, Request)  # only requests are authenticated
                 decision = core.replayed(msg, claim, self._inputs(now=time.time()))
+            if decision.media is not None:
+                reply = await self._ask_media(decision.media)
+                decision = media.apply_media(decision, reply, secret=self.policy.secret)
         except ParseError as exc:
             decision = _error(msg, 400, "bad_request", exc.reason)
         except _NATS_ERRORS as exc:
@@ -230,8 +241,31 @@ class Router:
 
     # -- side outputs ------------------------------------------------------------------
 
+    async def _ask_media(self, req: MediaOffer | MediaAnswer | MediaDelete) -> MediaReply:
+        """The media service's reply to ``req``; a failure is logged and counted, never raised."""
+        command = type(req).__name__.removeprefix("Media").lower()
+        if self.media is None:
+            reply = MediaReply(ok=False, code="unavailable", error="no NATS client for media")
+        else:
+            reply = await self.media.ask(req)
+        self.metrics.media.labels(command, "ok" if reply.ok else reply.code or "error").inc()
+        if not reply.ok:
+            log.warning(
+                "router: media %s for call %s failed (%s: %s); going on unanchored",
+                command,
+                req.call_id,
+                reply.code,
+                reply.error,
+            )
+        return reply
+
+    async def _release(self, req: MediaDelete) -> None:
+        await self._ask_media(req)
+
     async def _side_effects(self, decision: Decision) -> None:
         jobs: list[Awaitable[None]] = [self._publish(e) for e in decision.events]
+        if decision.media_delete is not None:
+            jobs.append(self._release(decision.media_delete))
         if decision.dialog_put is not None:
             jobs.append(self._put_dialog(*decision.dialog_put))
         if decision.dialog_delete is not None:

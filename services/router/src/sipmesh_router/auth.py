@@ -58,12 +58,17 @@ def challenge(
     now: float,
     entropy: bytes,
     stale: bool = False,
+    algorithms: tuple[bytes, ...] = _ALGORITHMS,
 ) -> Response:
-    """A 407 with one Proxy-Authenticate per algorithm, SHA-256 first (RFC 8760 §2.4)."""
+    """A 407 with one Proxy-Authenticate per algorithm, SHA-256 first by default.
+
+    RFC 8760 §2.4: "the server SHOULD send one WWW-Authenticate header field
+    per algorithm ... in order of preference" (``router.algorithms``).
+    """
     nonce = nonces.issue(now, entropy=entropy, realm=realm)
     headers = [
         (b"Proxy-Authenticate", bytes(c))
-        for c in challenges_for(realm, nonce, algorithms=_ALGORITHMS, stale=stale)
+        for c in challenges_for(realm, nonce, algorithms=algorithms, stale=stale)
     ]
     return make_response(req, 407, headers=headers)
 
@@ -76,6 +81,7 @@ def authenticate(
     nonces: NonceManager,
     now: float,
     entropy: bytes,
+    algorithms: tuple[bytes, ...] = _ALGORITHMS,
 ) -> Authenticated | Response:
     """Check Proxy-Authorization for ``realm``.
 
@@ -89,7 +95,7 @@ def authenticate(
         None,
     )
     if creds is None:
-        return challenge(req, realm, nonces, now=now, entropy=entropy)
+        return challenge(req, realm, nonces, now=now, entropy=entropy, algorithms=algorithms)
     status = nonces.check(creds.nonce, now, realm=realm)
     family = hash_family(creds.algorithm)
     if (
@@ -99,7 +105,7 @@ def authenticate(
         or creds.qop.lower() != b"auth"
         or creds.nc is None  # qop=auth without nc: no replay protection
     ):
-        return challenge(req, realm, nonces, now=now, entropy=entropy)
+        return challenge(req, realm, nonces, now=now, entropy=entropy, algorithms=algorithms)
     if not _same_uri(creds.uri, req.uri):
         return make_response(req, 400, b"Digest URI Mismatch")
     try:
@@ -113,9 +119,11 @@ def authenticate(
     if subscriber is not None:
         ha1 = (subscriber.ha1_md5 if family == b"MD5" else subscriber.ha1_sha256).encode()
     if not verify(creds, method=req.method, ha1=ha1, body=req.body) or subscriber is None:
-        return challenge(req, realm, nonces, now=now, entropy=entropy)
+        return challenge(req, realm, nonces, now=now, entropy=entropy, algorithms=algorithms)
     if status is NonceStatus.STALE:
-        return challenge(req, realm, nonces, now=now, entropy=entropy, stale=True)
+        return challenge(
+            req, realm, nonces, now=now, entropy=entropy, stale=True, algorithms=algorithms
+        )
     expires_at = nonces.expires_at(creds.nonce, realm=realm) or now
     ttl = max(1.0, expires_at - now + nonces.max_skew)
     key = f"{nc_key(creds.nonce).decode('ascii')}.{creds.nc:08x}"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 from msgspec import Meta
@@ -26,7 +26,11 @@ from msgspec import Meta
 from sipmesh_bus.config import PositiveFloat, ServiceConfig, Settings
 from sipmesh_bus.secrets import load_shared_secret
 
-__all__ = ["Policy", "RouterConfig", "RouterSettings", "load_secret", "make_policy"]
+__all__ = ["MediaMode", "Policy", "RouterConfig", "RouterSettings", "load_secret", "make_policy"]
+
+
+MediaMode: TypeAlias = Literal["always", "nat", "never"]
+_Algorithm: TypeAlias = Literal["SHA-256", "MD5"]
 
 
 class RouterSettings(Settings, frozen=True, kw_only=True):
@@ -65,6 +69,18 @@ class RouterSettings(Settings, frozen=True, kw_only=True):
     probe_up_after: Annotated[int, Meta(ge=1)] = 2
     probe_lease_ttl: PositiveFloat = 30.0
     #: Seconds before another replica takes over a silent prober's lease.
+    algorithms: Annotated[tuple[_Algorithm, ...], Meta(min_length=1)] = ("SHA-256", "MD5")
+    #: Digest algorithms offered in a 407, one Proxy-Authenticate each, in this
+    #: order (the registrar's ``algorithms``; MD5 alone for SIPp 3.6 and baresip 1.0).
+    media: MediaMode = "nat"
+    #: Media anchoring through the media service (RTPEngine): ``always``,
+    #: ``never``, or ``nat``: when a registered phone of the call looks NATed.
+    media_overrides: dict[str, MediaMode] = msgspec.field(default_factory=dict)
+    #: Per route: ``peer:<name>``, ``set:<dispatcher set>``, ``gateway:<id>``,
+    #: ``carrier:<id>`` -> mode. The destination's entry wins over the caller
+    #: peer's, which wins over ``media``.
+    media_timeout: PositiveFloat = 1.0
+    #: Seconds to wait for the media service; then the call goes on unanchored.
 
 
 class RouterConfig(ServiceConfig, frozen=True, kw_only=True):
@@ -91,6 +107,16 @@ class Policy:
     dialog_ttl: int = 43_200
     listeners: tuple[tuple[str, str, str, int], ...] = ()
     #: (edge id, transport, host, port) of the edges' listeners.
+    algorithms: tuple[bytes, ...] = (b"SHA-256", b"MD5")
+    #: Digest algorithms of a 407, in order.
+    media: MediaMode = "nat"
+    media_overrides: tuple[tuple[str, MediaMode], ...] = ()
+    #: (``peer:x`` / ``set:x`` / ``gateway:x`` / ``carrier:x``, mode).
+
+    def media_mode(self, keys: tuple[str, ...]) -> MediaMode:
+        """The anchoring mode of the first of ``keys`` that has an override, else ``media``."""
+        table = dict(self.media_overrides)
+        return next((table[k] for k in keys if k in table), self.media)
 
     def listener(self, edge_id: str, transport: str) -> tuple[str, int] | None:
         """The configured listener of edge ``edge_id`` for ``transport``, or None."""
@@ -125,6 +151,9 @@ def make_policy(settings: RouterSettings, secret: bytes) -> Policy:
         timer_c=settings.timer_c,
         dialog_ttl=settings.dialog_ttl,
         listeners=tuple(_listeners(settings.listeners)),
+        algorithms=tuple(a.encode("ascii") for a in dict.fromkeys(settings.algorithms)),
+        media=settings.media,
+        media_overrides=tuple(sorted(settings.media_overrides.items())),
     )
 
 

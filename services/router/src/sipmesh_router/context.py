@@ -78,6 +78,10 @@ class DialogToken(Struct, frozen=True, kw_only=True, array_like=True):
     #: Filled in on the 2xx when the callee is a registered phone.
     hide: bool = False
     #: Topology hiding applies to this dialog's in-dialog requests.
+    media: bool = False
+    #: The call's media is anchored: in-dialog offers and the BYE go to the media service.
+    media_instance: str | None = None
+    #: The RTPEngine instance holding it (``MediaReply.instance`` of the first offer).
 
 
 class Leg(Struct, frozen=True, kw_only=True):
@@ -133,6 +137,13 @@ class RouteContext(Struct, frozen=True, kw_only=True):
     #: The target is a registered binding: the 2xx's flow goes into the token.
     token: str = ""
     #: The sealed DialogToken of our Record-Route (to add the callee flow on 2xx).
+    media: bool = False
+    #: The request's offer was anchored: answers (183/2xx with SDP) go to the
+    #: media service, a final failure of an initial INVITE deletes the session.
+    media_instance: str | None = None
+    #: ``MediaReply.instance`` of the offer.
+    in_dialog: bool = False
+    #: The request was inside a dialog (a failed re-INVITE keeps the session).
 
 
 class DialogRecord(Struct, frozen=True, kw_only=True):
@@ -155,6 +166,10 @@ class DialogRecord(Struct, frozen=True, kw_only=True):
     destination_key: str = ""
     #: The dispatcher destination's (or gateway's) health key; ``least_calls``
     #: counts the records per key (:mod:`sipmesh_router.active`).
+    media_instance: str | None = None
+    #: The RTPEngine instance anchoring the media (None: not anchored).
+    media_error: str | None = None
+    #: Why the 2xx's answer could not be anchored (``MediaReply.code``).
 
 
 _encoder: Final = msgspec.msgpack.Encoder()

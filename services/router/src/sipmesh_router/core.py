@@ -28,6 +28,7 @@ from sipmesh_bus.schema import (
     Envelope,
     Forward,
     HangupSide,
+    MediaOffer,
     SendResponse,
     Target,
 )
@@ -42,8 +43,8 @@ from sipmsg import (
 )
 from sipmsg._abnf import param
 
-from . import auth, proxy
-from .config import Policy
+from . import auth, media, proxy
+from .config import MediaMode, Policy
 from .context import (
     DialogToken,
     Flow,
@@ -61,6 +62,8 @@ from .routes import Hop, Peer
 __all__ = ["Decision", "Inputs", "decide", "location_keys", "replayed", "target_of_uri"]
 
 _DIALOG_CREATING: Final = frozenset({b"INVITE", b"SUBSCRIBE", b"REFER"})
+_OFFERING: Final = frozenset({b"INVITE", b"UPDATE"})
+#: In-dialog requests whose SDP is an offer (RFC 3311 UPDATE, a re-INVITE).
 _TRANSPORTS: Final = frozenset({"udp", "tcp", "tls", "ws", "wss"})
 _TOKEN_PARAM: Final = b"sm"
 
@@ -100,7 +103,12 @@ def replayed(msg: Request, claim: NonceClaim, inputs: Inputs) -> Decision:
     twice, then the request is a replay".
     """
     resp = auth.challenge(
-        msg, claim.realm.encode("latin-1"), inputs.nonces, now=inputs.now, entropy=inputs.entropy
+        msg,
+        claim.realm.encode("latin-1"),
+        inputs.nonces,
+        now=inputs.now,
+        entropy=inputs.entropy,
+        algorithms=inputs.policy.algorithms,
     )
     return Decision(reply=SendResponse(data=bytes(resp)), outcome="replay")
 
@@ -204,15 +212,26 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
     sent = proxy.add_via(sent, transport=out_transport, host=out[0], port=out[1], branch=branch)
     events: tuple[CallEvent, ...] = ()
     delete = None
+    media_delete = None
     call_id = req.call_id.decode("utf-8", "replace")
+    instance = token.media_instance if token.media else None
     if req.method == b"BYE":
         side: HangupSide = "caller" if from_caller else "callee"
-        events = (
-            ended_event(call_id, side, now=inp.now, source=_source(env), edge_id=env.edge_id),
+        ended = ended_event(
+            call_id,
+            side,
+            now=inp.now,
+            source=_source(env),
+            edge_id=env.edge_id,
+            media_instance=instance,
         )
+        events = (ended,)
         delete = dialog_key(call_id)
+        if token.media:
+            media_delete = media.delete(call_id=call_id, instance=instance)
     if req.method == b"ACK":
         return Decision(reply=Forward(data=bytes(sent), targets=[target]), outcome="in_dialog")
+    sdp = media.sdp_of(req) if token.media and req.method in _OFFERING else None
     ctx = RouteContext(
         call_id=call_id,
         method=req.method.decode(),
@@ -222,6 +241,9 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
         self_host=me[0],
         self_port=me[1],
         hidden_vias=hidden_vias,
+        media=sdp is not None,
+        media_instance=instance,
+        in_dialog=True,
     )
     fwd = Forward(
         data=bytes(sent),
@@ -229,7 +251,19 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
         timer_c=policy.timer_c,
         context=encode_context(ctx),
     )
-    return Decision(reply=fwd, outcome="in_dialog", events=events, dialog_delete=delete)
+    offer = None
+    if sdp is not None:
+        # RFC 3264 §8: a re-INVITE or UPDATE may carry a new offer; the
+        # anchor must see it, or the media would move past RTPEngine.
+        offer = media.offer(call_id=call_id, msg=req, sdp=sdp, instance=instance)
+    return Decision(
+        reply=fwd,
+        outcome="in_dialog",
+        events=events,
+        dialog_delete=delete,
+        media=offer,
+        media_delete=media_delete,
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -261,6 +295,7 @@ def _initial(env: Envelope, req: Request, inp: Inputs) -> Decision:
                 nonces=inp.nonces,
                 now=inp.now,
                 entropy=inp.entropy,
+                algorithms=policy.algorithms,
             )
             if isinstance(result, Response):
                 outcome = "challenge" if result.status == 407 else "bad_auth"
@@ -289,8 +324,20 @@ def _route_initial(env: Envelope, req: Request, inp: Inputs, caller: _Caller) ->
         bindings = live_bindings(inp.locations.get(aor_key(*local)), inp.now)
         if bindings:
             legs = _binding_legs(bindings)
+            natted = any(
+                media.looks_natted(b.source_host, contact_host=_uri_host(b.contact))
+                for b in bindings
+            )
+            anchor = _Anchor(mode=policy.media_mode(_peer_keys(caller)), callee_natted=natted)
             return _forward(
-                env, req, inp, caller, legs, callee_is_phone=True, hide=_hides(caller, None)
+                env,
+                req,
+                inp,
+                caller,
+                legs,
+                callee_is_phone=True,
+                hide=_hides(caller, None),
+                anchor=anchor,
             )
         if aor_key(*local) in inp.subscribers:
             return _answer(req, 480, "unavailable")
@@ -318,7 +365,47 @@ def _route_initial(env: Envelope, req: Request, inp: Inputs, caller: _Caller) ->
         return _answer(req, 404, "no_route", b"No Route")
     legs = [_hop_leg(h, req) for h in hops]
     hide = _hides(caller, hops[0])
-    return _forward(env, req, inp, caller, legs, callee_is_phone=False, hide=hide)
+    anchor = _Anchor(mode=policy.media_mode((*_hop_keys(hops[0]), *_peer_keys(caller))))
+    return _forward(env, req, inp, caller, legs, callee_is_phone=False, hide=hide, anchor=anchor)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Anchor:
+    mode: MediaMode
+    callee_natted: bool = False
+    #: A registered callee looks NATed (its Contact is not where it registered from).
+
+
+def _peer_keys(caller: _Caller) -> tuple[str, ...]:
+    return () if caller.peer is None else (f"peer:{caller.peer.name}",)
+
+
+def _hop_keys(hop: Hop) -> tuple[str, ...]:
+    named = (("set", hop.dispatcher_set), ("gateway", hop.gateway), ("carrier", hop.carrier))
+    return tuple(f"{kind}:{value}" for kind, value in named if value)
+
+
+def _uri_host(uri: str) -> str | None:
+    found = proxy.uri_of(uri)
+    return None if found is None else found.host.decode("latin-1")
+
+
+def _media_offer(
+    env: Envelope, req: Request, caller: _Caller, anchor: _Anchor
+) -> MediaOffer | None:
+    """The offer to anchor for a new INVITE, or None (no SDP, or the policy says no)."""
+    sdp = media.sdp_of(req) if req.method == b"INVITE" else None
+    if sdp is None or anchor.mode == "never":
+        return None
+    caller_natted = caller.phone and media.looks_natted(env.source_host, sdp=sdp)
+    if anchor.mode == "nat" and not (caller_natted or anchor.callee_natted):
+        return None
+    return media.offer(
+        call_id=req.call_id.decode("utf-8", "replace"),
+        msg=req,
+        sdp=sdp,
+        natted_from=env.source_host if caller_natted else None,
+    )
 
 
 def _hides(caller: _Caller, hop: Hop | None) -> bool:
@@ -337,6 +424,7 @@ def _forward(
     *,
     callee_is_phone: bool,
     hide: bool,
+    anchor: _Anchor,
 ) -> Decision:
     policy = inp.policy
     me = _me(env, policy)
@@ -349,6 +437,7 @@ def _forward(
     hidden_vias: list[str] = []
     hidden_rrs: list[str] = []
     sealed = b""
+    offer = _media_offer(env, req, caller, anchor)
     if hide:
         sent = proxy.with_contact(sent, secret=policy.secret, host=out[0], port=out[1])
         _, _, hidden_rrs = proxy.hide_request(sent)
@@ -357,7 +446,9 @@ def _forward(
     if req.method in _DIALOG_CREATING:
         caller_flow = _flow(env) if caller.phone else None
         token = DialogToken(
-            caller_tag=(req.from_tag or b"").decode("latin-1"), caller=caller_flow, hide=hide
+            caller_tag=(req.from_tag or b"").decode("latin-1"),
+            caller=caller_flow,
+            hide=hide,
         )
         sealed = seal_token(token, secret=policy.secret, call_id=req.call_id)
         rr = _record_routes(env, me, (out_transport, out), sealed)
@@ -385,6 +476,7 @@ def _forward(
         hidden_record_routes=hidden_rrs,
         callee_is_phone=callee_is_phone,
         token=sealed.decode("ascii"),
+        media=offer is not None,
     )
     events: tuple[CallEvent, ...] = ()
     if req.method == b"INVITE":
@@ -392,7 +484,7 @@ def _forward(
     fwd = Forward(
         data=data, targets=first.targets, timer_c=policy.timer_c, context=encode_context(ctx)
     )
-    return Decision(reply=fwd, outcome="forward", events=events)
+    return Decision(reply=fwd, outcome="forward", events=events, media=offer)
 
 
 def _detail(ctx: RouteContext, attempt: int) -> str:

@@ -59,11 +59,18 @@ def call_event(
         dispatcher_set=leg.dispatcher_set if leg else None,
         billing_first=leg.billing_first if leg else None,
         billing_step=leg.billing_step if leg else None,
+        media_instance=ctx.media_instance if ctx.media else None,
     )
 
 
 def ended_event(
-    call_id: str, side: HangupSide, *, now: float, source: str, edge_id: str
+    call_id: str,
+    side: HangupSide,
+    *,
+    now: float,
+    source: str,
+    edge_id: str,
+    media_instance: str | None = None,
 ) -> CallEvent:
     """The call ended: a BYE from ``side``."""
     return CallEvent(
@@ -75,6 +82,7 @@ def ended_event(
         source=source,
         hangup_side=side,
         edge_id=edge_id,
+        media_instance=media_instance,
     )
 
 
@@ -99,4 +107,5 @@ def dialog_record(
         rate_per_minute=leg.rate_per_minute if leg else None,
         edge_id=ctx.edge_id,
         destination_key=leg.destination_key if leg else "",
+        media_instance=ctx.media_instance if ctx.media else None,
     )

@@ -39,3 +39,10 @@ class RouterMetrics:
             "Subscribers in this replica's watched cache",
             registry=registry,
         )
+        self.media = Counter(
+            "sipmesh_router_media_requests",
+            "Requests to the media service, by command (offer, answer, delete) and result "
+            "(ok, or MediaReply.code: unavailable, timeout, instance_down, no_instance ...)",
+            ["command", "result"],
+            registry=registry,
+        )

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from sipmesh_bus.records import BindingSet, Subscriber
-from sipmesh_bus.schema import CallEvent, ReplyType
+from sipmesh_bus.schema import CallEvent, MediaAnswer, MediaDelete, MediaOffer, ReplyType
 from sipmsg.digest import NonceManager
 
 from .config import Policy
@@ -41,6 +41,11 @@ class Decision:
     nonce_claim: NonceClaim | None = None
     #: Set for a request whose digest credentials were accepted: when the
     #: shell cannot claim it (a replay), it answers :func:`core.replayed` instead.
+    media: MediaOffer | MediaAnswer | None = None
+    #: Ask the media service this first, then finish the decision with
+    #: :func:`sipmesh_router.media.apply_media` (the SDP to send is its answer).
+    media_delete: MediaDelete | None = None
+    #: Release the call's media (sent by the shell alongside the reply).
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

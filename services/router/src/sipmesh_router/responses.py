@@ -19,12 +19,14 @@ their finals (§16.7 step 6) before asking; see docs/router.md.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import msgspec
 
 from sipmesh_bus.schema import CallEvent, Drop, Envelope, Forward, SendResponse
 from sipmsg import ParseError, Request, Response, parse
 
-from . import proxy
+from . import media, proxy
 from .context import Flow, RouteContext, decode_context, encode_context, open_token, seal_token
 from .events import call_event, dialog_key, dialog_record
 from .model import Decision, Inputs
@@ -52,22 +54,24 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         events: tuple[CallEvent, ...] = ()
         if invite and status in (180, 183):
             events = (call_event(ctx, "ringing", now=inp.now, detail=f"{ctx.attempt}"),)
-        return _upstream(resp, ctx, "provisional", events=events, secret=inp.policy.secret)
+        decision = _upstream(resp, ctx, "provisional", events=events, secret=inp.policy.secret)
+        return _with_answer(decision, env, resp, ctx)
     if status < 300:
         if not invite:
-            return _upstream(resp, ctx, "final")
+            return _with_answer(_upstream(resp, ctx, "final"), env, resp, ctx)
         resp = _add_callee_flow(resp, env, ctx, inp)
         callee_tag = (resp.to_tag or b"").decode("latin-1")
         caller_tag = (resp.from_tag or b"").decode("latin-1")
         record = dialog_record(ctx, caller_tag=caller_tag, callee_tag=callee_tag, now=inp.now)
         answered = call_event(ctx, "answered", now=inp.now, detail="2xx")
         decision = _upstream(resp, ctx, "answered", events=(answered,), secret=inp.policy.secret)
-        return Decision(
+        decision = Decision(
             reply=decision.reply,
             outcome=decision.outcome,
             events=decision.events,
             dialog_put=(dialog_key(ctx.call_id), record),
         )
+        return _with_answer(decision, env, resp, ctx)
     if invite and fails_over(status) and ctx.remaining and ctx.request:
         return _failover(ctx, inp, status)
     events = ()
@@ -77,7 +81,31 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
             ctx, "failed", now=inp.now, detail=f"{ctx.attempt}", status=status, reason=reason
         )
         events = (failed,)
-    return _upstream(resp, ctx, "failed" if invite else "final", events=events)
+    decision = _upstream(resp, ctx, "failed" if invite else "final", events=events)
+    if invite and ctx.media and not ctx.in_dialog:
+        # The call attempt is over (a failure, or the 487 of a CANCEL): free
+        # the session its offer opened. A failed re-INVITE keeps the call's.
+        release = media.delete(call_id=ctx.call_id, instance=ctx.media_instance)
+        decision = replace(decision, media_delete=release)
+    return decision
+
+
+def _with_answer(decision: Decision, env: Envelope, resp: Response, ctx: RouteContext) -> Decision:
+    """Ask the media service to anchor the answer in ``resp`` (a 183 or 2xx with SDP)."""
+    if not ctx.media or not isinstance(decision.reply, SendResponse):
+        return decision
+    sdp = media.sdp_of(resp)
+    if sdp is None:
+        return decision
+    natted = ctx.callee_is_phone and media.looks_natted(env.source_host, sdp=sdp)
+    request = media.answer(
+        call_id=ctx.call_id,
+        msg=resp,
+        sdp=sdp,
+        instance=ctx.media_instance,
+        natted_from=env.source_host if natted else None,
+    )
+    return replace(decision, media=request)
 
 
 def _context(env: Envelope) -> RouteContext | None:
