@@ -332,3 +332,31 @@ def test_single_via_provisional_without_all_responses_is_dropped() -> None:
     call.receive(bytes(resp), PHONES[0])
     assert call.statuses_to(CALLER) == []
     assert call.router.asked() == []
+
+
+def test_cancelled_call_gets_its_487_even_when_the_router_does_not_answer() -> None:
+    call = Call(1)
+    call.phone_says(0, 180)
+    call.receive(CANCEL, CALLER)
+    call.sent()
+    call.phone_says(0, 487)
+    call.router.requests[-1][2](BusFailure.TIMEOUT)
+    assert call.statuses_to(CALLER) == [487]  # not the 503 of an unanswered request
+
+
+def test_late_2xx_of_a_given_up_branch_cancels_the_next_leg() -> None:
+    call = Call(1, timer_c=5.0)
+    call.phone_says(0, 180)
+    call.tick(5.0)  # Timer C: CANCEL, and a 408 for the router, which fails over
+    assert requests_of(call.sent(), b"CANCEL") == [PHONES[0]]
+    target = schema.Target(uri="sip:vm@203.0.113.7", host=PHONES[2][0], port=PHONES[2][1])
+    call.router.answer_last(
+        schema.Forward(data=bytes(call.branches[PHONES[0]]), targets=[target], context=b"ctx2")
+    )
+    (voicemail,) = [m for m, a in call.sent() if isinstance(m, Request) and a == PHONES[2]]
+    assert isinstance(voicemail, Request)
+    call.receive(bytes(make_response(voicemail, 180)), PHONES[2])
+    call.sent()
+    call.phone_says(0, 200)  # phone 0 answered after all: 2xx always go upstream
+    assert [r.status for r in call.router.asked()] == [408, 200]
+    assert requests_of(call.sent(), b"CANCEL") == [PHONES[2]]

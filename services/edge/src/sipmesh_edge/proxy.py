@@ -89,6 +89,8 @@ class Server:
     #: A CANCEL from upstream matched this INVITE (§16.10).
     dest: Flow | None = None
     #: Where responses go when a ``SendResponse.target`` overrode the Via.
+    sent_2xx: dict[bytes, Response] = field(default_factory=dict)
+    #: What went upstream for each 2xx, by To tag (a retransmission replays it).
 
     def deadline(self) -> float:
         timer = self.tx.get_timer()
@@ -143,8 +145,6 @@ class Fork:
     #: A 2xx went to the router, or the best final did: nothing else goes but 2xx.
     asked_2xx: set[bytes] = field(default_factory=set)
     #: To tags of the 2xx the router was asked about.
-    sent_2xx: dict[bytes, Response] = field(default_factory=dict)
-    #: What went upstream for each 2xx, by To tag (a retransmission replays it).
 
 
 Respond = Callable[[Server, Response], None]
@@ -327,7 +327,7 @@ class Proxy:
             branch.final = Candidate(response=resp)
             branch.timer_c = math.inf
         tag = resp.to_tag or b""
-        sent = fork.sent_2xx.get(tag)
+        sent = fork.server.sent_2xx.get(tag)
         if sent is not None:
             self._respond(fork.server, sent)  # a retransmission: replay (RFC 6026)
             return
@@ -338,6 +338,12 @@ class Proxy:
         self._ask(fork.server, branch, resp)
         if invite:
             self._cancel_pending(fork)
+            latest = fork.server.fork
+            if latest is not None and latest is not fork:
+                # A late 2xx of a branch given up before a failover: the
+                # branches of the next leg are "other pending" ones too.
+                latest.done = True
+                self._cancel_pending(latest)
 
     def _settle(self, branch: Branch, candidate: Candidate) -> None:
         """Record a branch's non-2xx final; ask the router with the best once all are in."""

@@ -361,9 +361,9 @@ class EdgeSink:
         except LocalProtocolError:
             return  # already answered (a 487 after CANCEL, a late reply)
         self._metrics.response(resp.status)
-        if 200 <= resp.status < 300 and server.fork is not None:
+        if 200 <= resp.status < 300:
             # A retransmission of this 2xx from downstream replays it (proxy.py).
-            server.fork.sent_2xx[resp.to_tag or b""] = resp
+            server.sent_2xx[resp.to_tag or b""] = resp
         self._flush_server(server)
 
     def _send_stateless(self, resp: Response, flow: Flow) -> None:
@@ -420,7 +420,7 @@ class EdgeSink:
             self._metrics.bus_latency.observe(self._clock() - sent_at)
             if isinstance(value, BusFailure):
                 if resp.status >= 200:
-                    self._unavailable(server, value.value)
+                    self._router_failed(server, value.value)
                 return
             self._on_reply(server, value)
 
@@ -429,7 +429,15 @@ class EdgeSink:
             subjects.SIP_ROUTE_RESPONSE, schema.encode(envelope), on_reply
         )
         if not queued and resp.status >= 200:
-            self._unavailable(server, "disconnected")
+            self._router_failed(server, "disconnected")
+
+    def _router_failed(self, server: Server, reason: str) -> None:
+        if server.cancelled:
+            # The caller cancelled: it gets the 487 (§9.2), router or not.
+            self._metrics.unavailable.labels(reason).inc()
+            self._respond(server, make_response(server.tx.request, 487))
+        else:
+            self._unavailable(server, reason)
 
     def _envelope(self, data: bytes, flow: Flow, context: bytes | None) -> schema.Envelope:
         return schema.Envelope(
