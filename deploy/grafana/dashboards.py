@@ -48,6 +48,9 @@ RATE: Final = "$__rate_interval"
 _DATASOURCE: Final = DataSourceRef(type_val="prometheus", uid="${datasource}")
 _JOBS: Final = 'job=~"sipmesh-.*"'
 #: ``sipmesh up`` names its scrape jobs ``sipmesh-<service>``; so does the chart.
+_RTPENGINE: Final = "exported_instance"
+#: The media metrics label an RTPEngine ``instance``, a name Prometheus keeps for the
+#: scrape target: without ``honor_labels`` it stores theirs as ``exported_instance``.
 
 
 class Traffic(enum.Enum):
@@ -476,13 +479,14 @@ MEDIA: Final = DashboardSpec(
                 _stat(
                     "Instances up",
                     Query(
-                        expr="sum(max by (instance) (sipmesh_media_instance_up))", traffic=_MEDIA
+                        expr=f"sum(max by ({_RTPENGINE}) (sipmesh_media_instance_up))",
+                        traffic=_MEDIA,
                     ),
                 ),
                 _stat(
                     "Instances down",
                     Query(
-                        expr="count(max by (instance) (sipmesh_media_instance_up) == 0)"
+                        expr=f"count(max by ({_RTPENGINE}) (sipmesh_media_instance_up) == 0)"
                         " or vector(0)",
                         traffic=_MEDIA,
                     ),
@@ -490,8 +494,8 @@ MEDIA: Final = DashboardSpec(
                 _ts(
                     "Instance up",
                     Query(
-                        expr="max by (instance) (sipmesh_media_instance_up)",
-                        legend="{{instance}}",
+                        expr=f"max by ({_RTPENGINE}) (sipmesh_media_instance_up)",
+                        legend=f"{{{{{_RTPENGINE}}}}}",
                         traffic=_MEDIA,
                     ),
                 ),
@@ -507,9 +511,9 @@ MEDIA: Final = DashboardSpec(
                 _ts(
                     "ng round trip p95 by instance",
                     Query(
-                        expr="histogram_quantile(0.95, sum by (le, instance) "
+                        expr=f"histogram_quantile(0.95, sum by (le, {_RTPENGINE}) "
                         f"(rate(sipmesh_media_ng_round_trip_seconds_bucket[{RATE}])))",
-                        legend="{{instance}}",
+                        legend=f"{{{{{_RTPENGINE}}}}}",
                         traffic=_MEDIA,
                     ),
                     unit="s",
