@@ -74,7 +74,6 @@ def rendered(request: pytest.FixtureRequest) -> list[Manifest]:
     return render_chart(VALUE_SETS[request.param])
 
 
-
 @pytest.fixture
 def value_sets() -> dict[str, dict[str, Any]]:
     return VALUE_SETS

@@ -334,7 +334,8 @@ def test_keda_scales_cdr_on_consumer_lag(render: Render) -> None:
     assert trigger["type"] == "nats-jetstream"
     assert trigger["metadata"]["stream"] == "CALLS"
     assert trigger["metadata"]["consumer"] == "cdr"
-    assert trigger["metadata"]["natsServerMonitoringEndpoint"] == f"sipmesh-nats.{NAMESPACE}.svc:8222"
+    endpoint = trigger["metadata"]["natsServerMonitoringEndpoint"]
+    assert endpoint == f"sipmesh-nats.{NAMESPACE}.svc:8222"
     assert scaled["spec"]["scaleTargetRef"]["name"] == "sipmesh-cdr"
     # KEDA owns the CDR autoscaler, and the Deployment leaves replicas to it.
     assert "sipmesh-cdr" not in kinds(docs, "HorizontalPodAutoscaler")
