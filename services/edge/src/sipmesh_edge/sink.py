@@ -5,10 +5,11 @@ feeds. Per message it does one parse (:func:`core.classify`), one dict lookup in
 the transaction table, and for a new request one msgpack encode and one queued
 publish; the reply comes back through a callback, never a task per message.
 
-Server transactions are keyed by :func:`sipmsg.transaction.server_key`, client
-transactions (the branches of a ``Forward``) by ``client_key``. All timers run
-from one :meth:`EdgeSink.tick` (the app calls it every few ms): a heap of
-deadlines, lazily invalidated.
+Server transactions are keyed by :func:`sipmsg.transaction.server_key`; the
+client side (the branches of a ``Forward``: forking, the best final response,
+CANCEL fan-out, Timer C) is :class:`sipmesh_edge.proxy.Proxy`. All timers of
+both run from one :meth:`EdgeSink.tick` (the app calls it every few ms): a heap
+of deadlines, lazily invalidated.
 """
 
 from __future__ import annotations
