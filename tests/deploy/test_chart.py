@@ -319,6 +319,19 @@ def test_service_monitor_scrapes_every_metrics_service(render: Render) -> None:
     ]
     assert sorted(scraped) == sorted(f"sipmesh-{s}" for s in NAMES)
     assert monitor["spec"]["endpoints"][0]["port"] == "http"
+    # Jobs and the service label as `sipmesh up` writes them, which deploy/grafana selects.
+    job_label = monitor["spec"]["jobLabel"]
+    jobs = {
+        d["metadata"]["labels"][job_label]
+        for d in docs
+        if d["kind"] == "Service" and d["metadata"]["name"] in scraped
+    }
+    assert jobs == {f"sipmesh-{s}" for s in NAMES}
+    (relabel,) = monitor["spec"]["endpoints"][0]["relabelings"]
+    assert relabel["targetLabel"] == "service"
+    assert relabel["sourceLabels"] == [
+        "__meta_kubernetes_service_label_app_kubernetes_io_component"
+    ]
     assert "ServiceMonitor" not in {d["kind"] for d in render({})}
 
 
