@@ -163,7 +163,7 @@ class Proxy:
         arm: schedules a branch's next deadline (``Branch.deadline``).
         respond: sends a response on a server transaction.
         ask: asks the router (``sip.route.response``) about a branch's response.
-        bus: the bus now (None when disconnected), for handing strays over.
+        internal_error: logs and counts a bug caught where nobody else would.
     """
 
     def __init__(
@@ -177,6 +177,7 @@ class Proxy:
         arm: Callable[[Branch], None],
         respond: Respond,
         ask: Ask,
+        internal_error: Callable[[str], None],
     ) -> None:
         self.edge_id = edge_id
         self.timers = timers
@@ -188,6 +189,7 @@ class Proxy:
         self._arm = arm
         self._respond = respond
         self._ask = ask
+        self._internal_error = internal_error
         self._branches = BranchMaker(edge_id)
 
     def reconfigure(self, edge_id: str, timers: TransactionConfig) -> None:
@@ -465,9 +467,12 @@ class Proxy:
 
     def transport_failed(self, branch: Branch) -> None:
         """A send started earlier failed (§18.4): tell the transaction."""
-        branch.tx.handle_transport_error(self._clock())
-        if self.clients.get(branch.key) is branch:
-            self._flush(branch)
+        try:
+            branch.tx.handle_transport_error(self._clock())
+            if self.clients.get(branch.key) is branch:
+                self._flush(branch)
+        except Exception:  # called back from a task: nobody above would catch it
+            self._internal_error("transport error")
 
     def _flush(self, branch: Branch) -> None:
         now = self._clock()

@@ -110,6 +110,7 @@ class EdgeSink:
             arm=self._arm,
             respond=self._respond,
             ask=self._ask_router,
+            internal_error=self._internal_error,
         )
         #: The client side: the branches of Forwards.
         self._servers: dict[tuple[bytes, ...], Server] = {}
