@@ -62,9 +62,12 @@ class Traffic(enum.Enum):
     #: REGISTER with digest auth (also wrong passwords), an out-of-dialog MESSAGE,
     #: a stray response: what the observability e2e test sends.
     CALLS = "calls"
-    #: INVITE dialogs routed by the router (call events, CDR events).
+    #: INVITE dialogs routed by the router (call events, CDR events): the e2e test
+    #: places calls through a dispatcher set to a SIPp UAS.
     MEDIA = "media"
-    #: An RTPEngine instance configured for the media service.
+    #: An RTPEngine instance configured for the media service (health, ng pings).
+    ANCHORED = "anchored"
+    #: Calls whose media the router has the media service anchor (ng offer/answer).
     FAILURE = "failure"
     #: Only after something failed (a 503 for lack of a service, an ng error).
 
@@ -504,7 +507,7 @@ MEDIA: Final = DashboardSpec(
                     Query(
                         expr=_rate("sipmesh_media_sessions_total", "command"),
                         legend="{{command}}",
-                        traffic=_MEDIA,
+                        traffic=Traffic.ANCHORED,
                     ),
                     unit="ops",
                 ),

@@ -1,19 +1,19 @@
 """Every dashboard expression against a real Prometheus scraping a real ``sipmesh up``.
 
-``sipmesh up`` runs on free ports and writes ``DATA_DIR/prometheus.yml``; a real
-Prometheus (Debian package ``prometheus``) scrapes its services from that very
-file (only the interval is lowered to 1 s) while SIPp registers users with
-digest auth, a wrong password is tried, and a MESSAGE, a stray response and a
-garbage datagram reach the edge. Then each dashboard query is evaluated through
-the HTTP API:
+``sipmesh up`` runs on free ports (its media service with a local RTPEngine) and
+writes ``DATA_DIR/prometheus.yml``; a real Prometheus (Debian package
+``prometheus``) scrapes the services from that very file, only the interval
+lowered to 1 s. Traffic: SIPp registers users with digest auth, a wrong password
+is tried, a MESSAGE, a stray response and a garbage datagram reach the edge, and
+SIPp calls go through a dispatcher set (made with ``sipmesh peer``/``dispatcher``)
+to a SIPp UAS. Then each dashboard query is evaluated through the HTTP API:
 
-- queries of :attr:`Traffic.IDLE` and :attr:`Traffic.SIP` must return at least
-  one series (what this test's traffic produces);
-- queries needing calls, an RTPEngine or a failure cannot return series yet
-  (``sipmesh up`` has no RTPEngine, and this test places no call): for those,
-  every metric name they read must be known to Prometheus
+- queries of the :data:`REQUIRED` traffic kinds must return at least one series,
+  except those reading a metric listed in :data:`PENDING` (with the reason);
+- for every query, each metric name it reads must be known to Prometheus
   (``/api/v1/label/__name__/values``) or declared (``# TYPE``) on a scraped
-  ``/metrics`` page, so no panel points at a metric that no service exports.
+  ``/metrics`` page, so no panel points at a metric that no service exports
+  (this is all that can be shown for ANCHORED and FAILURE queries today).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from tests.e2e.harness import (
     probe_register,
     run_cli,
 )
+from tests.e2e.router_fixtures import Uas
 from tests.e2e.sipp import SippRun, sipp_binary, write_users
 from tests.observability._support import load_dashboards, metric_names, promtool, series_name
 
@@ -57,6 +58,15 @@ Traffic = dashboards.Traffic
 QUERY_BUDGET: Final = 30.0
 #: Prometheus' first scrape comes ~5.7 s after start (TOOLING.md); rate() needs two.
 USERS: Final = 6
+CALLS: Final = 3
+REQUIRED: Final = (Traffic.IDLE, Traffic.SIP, Traffic.CALLS, Traffic.MEDIA)
+#: What this test makes happen; ANCHORED (the router does not ask the media service
+#: yet) and FAILURE queries get the weaker check: their metrics must exist.
+PENDING: Final = {
+    "sipmesh_cdr_events_total": "under sipmesh up the CDR consumer records no batch of "
+    "the router's call events within the budget (to the CDR owner)",
+}
+#: Metrics that should have series after this traffic but do not yet, and why.
 EXPECTED_JOBS: Final = {"sipmesh-up", "sipmesh-registrar", "sipmesh-router", "sipmesh-media"}
 EXPECTED_JOBS_ALL: Final = EXPECTED_JOBS | {"sipmesh-cdr", "sipmesh-edge"}
 
@@ -90,7 +100,9 @@ class _Platform:
         argv = [sys.executable, "-m", "sipmesh", "up", "--data-dir", str(self.data)]
         argv += ["--sip-port", str(self.sip_port), "--nats-port", "0", "--domain", DOMAIN]
         # SIPp answers only the first challenge and knows only MD5.
-        env = clean_env({"SIPMESH_REGISTRAR_ALGORITHMS": "MD5"})
+        env = clean_env(
+            {"SIPMESH_REGISTRAR_ALGORITHMS": "MD5", "SIPMESH_MEDIA_LOCAL_RTPENGINE": "true"}
+        )
         self.proc = Proc("sipmesh-up", argv, env=env, log=workdir / "up.log")
 
     def start(self, timeout: float = 30.0) -> None:
@@ -160,6 +172,8 @@ class _Prometheus:
 def platform() -> Iterator[tuple[_Platform, _Prometheus]]:
     if sipp_binary() is None:
         pytest.fail("sipp is not installed: apt-get install sip-tester", pytrace=False)
+    if shutil.which("rtpengine") is None:
+        pytest.fail("rtpengine is not installed: apt-get install rtpengine", pytrace=False)
     with tempfile.TemporaryDirectory(prefix="sipmesh-obs-") as tmp:
         workdir = Path(tmp)
         up = _Platform(workdir)
@@ -202,6 +216,29 @@ def _drive_traffic(up: _Platform, workdir: Path) -> None:
         result = run.wait()
         assert result.returncode == 0, f"{result.describe()}\n{up.proc.log()[-3000:]}"
     _send_datagrams(up.sip_port)
+    _drive_calls(up, workdir)
+
+
+def _drive_calls(up: _Platform, workdir: Path) -> None:
+    """SIPp UAC -> edge -> router (a dispatcher set, set up with the CLI) -> SIPp UAS."""
+    pbx = Uas(workdir, "call_uas.xml", calls=CALLS, timeout=30.0)
+    try:
+        up.cli("peer", "add", "loopback", "--cidr", f"{LOOPBACK}/32")
+        up.cli("dispatcher", "add", "pbx", "--dest", f"sip:{LOOPBACK}:{pbx.port}", "--no-probe")
+        up.cli("dispatcher", "add", "pbx", "--prefix", "77")
+        # The router's routing snapshot follows KV; give its watch a moment.
+        time.sleep(0.5)
+        result = SippRun(
+            "call_uac.xml",
+            target=(LOOPBACK, up.sip_port),
+            workdir=workdir,
+            keys={"callee": "771000", "domain": DOMAIN},
+            calls=CALLS,
+            trace_messages=False,
+        ).wait()
+        assert result.successful == CALLS, f"{result.describe()}\n{pbx.messages()}"
+    finally:
+        pbx.kill()
 
 
 def _send_datagrams(port: int) -> None:
@@ -272,8 +309,12 @@ def test_prometheus_scrapes_every_service_up_writes(
 
 def test_every_dashboard_expression_returns_series(platform: tuple[_Platform, _Prometheus]) -> None:
     _, prom = platform
-    wanted = [(n, q) for n, q in _all_queries() if q.traffic in (Traffic.IDLE, Traffic.SIP)]
-    assert len(wanted) > 30
+    wanted = [
+        (n, q)
+        for n, q in _all_queries()
+        if q.traffic in REQUIRED and not metric_names(q.expr) & PENDING.keys()
+    ]
+    assert len(wanted) > 40
     deadline = time.monotonic() + QUERY_BUDGET
     empty = wanted
     while empty and time.monotonic() < deadline:
