@@ -73,15 +73,16 @@ async def _bucket(url: str) -> tuple[NatsClient, KeyValue]:
 
 
 @pytest.mark.integration
-async def test_bans_put_read_delete_on_nats(nats_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_bans_put_read_delete_on_nats(nats_url: str) -> None:
     nc, bucket = await _bucket(nats_url)
-    monkeypatch.setattr(bans, "BUCKET_BANS", bucket._name)
     try:
         now = time.time()
         long = Ban(target="203.0.113.0/24", reason="manual", created_at=now, expires_at=now + 600)
         short = Ban(target="2001:db8::1", reason="rate", created_at=now, expires_at=now + 2)
-        await bans.put_ban(nc.jetstream(), long, now=now)
-        await bans.put_ban(nc.jetstream(), short, now=now)
+        await bans.put_ban(bucket, long, now=now)
+        await bans.put_ban(bucket, short, now=now)
+        # Banned again: replaced, not an error.
+        await bans.put_ban(bucket, short, now=now)
         assert await bans.read_bans(bucket, now) == [long, short]
         assert await bans.read_bans(bucket, now + 3) == [long]  # expires_at read locally
         # The server itself removes the key once its TTL is over.

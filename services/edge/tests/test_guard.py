@@ -118,7 +118,7 @@ async def test_guard_loads_existing_bans_at_start(nc: NatsClient) -> None:
     network = f"198.19.{random.randrange(256)}.0/24"
     now = time.time()
     ban = bans.Ban(target=network, reason="manual", created_at=now, expires_at=now + 60)
-    await bans.put_ban(nc.jetstream(), ban, now=now)
+    await bans.put_ban(await nc.jetstream().key_value(kv.BUCKET_BANS), ban, now=now)
     guard = Guard(ProtectionConfig(), CollectorRegistry(), edge_id="late")
     await guard.start(nc.jetstream())
     try:

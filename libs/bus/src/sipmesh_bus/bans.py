@@ -24,10 +24,7 @@ from typing import Final
 import msgspec
 import nats.js.errors
 from msgspec import Struct
-from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-
-from sipmesh_bus.kv import BUCKET_BANS
 
 __all__ = [
     "Ban",
@@ -120,11 +117,15 @@ def parse_ban_key(key: str) -> str:
     return canonical_target(f"{address}/{prefix}")
 
 
-async def put_ban(js: JetStreamContext, ban: Ban, *, now: float) -> None:
-    """Store ``ban`` with a per-key TTL that ends with it (whole seconds, at least 1).
+async def put_ban(bucket: KeyValue, ban: Ban, *, now: float) -> None:
+    """Store ``ban``, replacing any ban on the same target, with a per-key TTL that ends with it.
+
+    The TTL is whole seconds, at least 1. ``KeyValue.put`` takes no TTL, so
+    this is ``create`` with one, and for a target already banned a delete
+    first (a ban lifted and set again, never merged).
 
     Args:
-        js: a JetStream context.
+        bucket: the ``bans`` bucket.
         ban: the ban; its target must be canonical (:func:`canonical_target`).
         now: wall-clock seconds, to turn ``expires_at`` into a TTL.
 
@@ -135,8 +136,12 @@ async def put_ban(js: JetStreamContext, ban: Ban, *, now: float) -> None:
     ttl = math.ceil(ban.expires_at - now)
     if ttl <= 0:
         raise ValueError(f"ban on {ban.target} is already over")
-    # KeyValue.put takes no TTL: publish on the bucket's subject as put does.
-    await js.publish(f"$KV.{BUCKET_BANS}.{ban_key(ban.target)}", encode_ban(ban), msg_ttl=ttl)
+    key, value = ban_key(ban.target), encode_ban(ban)
+    try:
+        await bucket.create(key, value, msg_ttl=ttl)
+    except nats.js.errors.KeyWrongLastSequenceError:
+        await bucket.delete(key)
+        await bucket.create(key, value, msg_ttl=ttl)
 
 
 async def delete_ban(bucket: KeyValue, target: str) -> bool:

@@ -103,6 +103,7 @@ class Guard:
         self.edge_id = edge_id
         self._wallclock = wallclock
         self._js: JetStreamContext | None = None
+        self._kv: KeyValue | None = None
         self._unpublished: dict[str, NewBan] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -145,8 +146,8 @@ class Guard:
         """
         self._js = js
         self._tasks = [
-            asyncio.create_task(self._follow(js), name="guard-bans-watch"),
-            asyncio.create_task(self._publish_forever(js), name="guard-bans-publish"),
+            asyncio.create_task(self._follow(), name="guard-bans-watch"),
+            asyncio.create_task(self._publish_forever(), name="guard-bans-publish"),
         ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._synced.wait(), sync_timeout)
@@ -176,7 +177,7 @@ class Guard:
                 self._unpublished[ban.target] = ban
             self._wake.set()
 
-    async def _publish_forever(self, js: JetStreamContext) -> None:
+    async def _publish_forever(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -192,7 +193,7 @@ class Guard:
                 try:
                     now = self._wallclock()
                     if ban.expires_at > now:
-                        await bans.put_ban(js, record, now=now)
+                        await bans.put_ban(await self._bucket(), record, now=now)
                 except (nats.errors.Error, OSError, TimeoutError) as exc:
                     self.metrics.ban_publish_errors.inc()
                     log.warning("edge %s: cannot share a ban (%s); retrying", self.edge_id, exc)
@@ -201,11 +202,16 @@ class Guard:
                 if self._unpublished.get(target) is ban:
                     del self._unpublished[target]
 
-    async def _follow(self, js: JetStreamContext) -> None:
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            assert self._js is not None
+            self._kv = await self._js.key_value(BUCKET_BANS)
+        return self._kv
+
+    async def _follow(self) -> None:
         while True:
             try:
-                bucket = await js.key_value(BUCKET_BANS)
-                await self._watch(bucket)
+                await self._watch(await self._bucket())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS down, bucket missing: keep the cache, retry
