@@ -36,7 +36,7 @@ import nats.errors
 import nats.js.errors
 from nats.js.kv import KeyValue
 
-from sipmesh import cdr_cli, routing_cli, users
+from sipmesh import ban_cli, cdr_cli, routing_cli, users
 from sipmesh import registrations as regs
 from sipmesh._console import Progress, format_table
 from sipmesh.services import SERVICES, ServiceSpec
@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     reg.add_argument("--user", help="only this user (USER or USER@DOMAIN)")
     reg.set_defaults(run=_sync(_cmd_registrations))
     routing_cli.add_parsers(sub, common, _routing)
+    ban_cli.add_ban_parser(sub, common, _bans)
     for spec in SERVICES:
         sub.add_parser(
             spec.name, parents=[common], help=f"run the {spec.name} ({spec.help})"
@@ -257,6 +258,19 @@ def _routing(command: routing_cli.Command) -> Callable[[argparse.Namespace], Non
             try:
                 await command(args, bucket)
             except routing_cli.RoutingError as exc:
+                raise CliError(str(exc), exc.code) from None
+
+    return _sync(run)
+
+
+def _bans(command: ban_cli.Command) -> Callable[[argparse.Namespace], None]:
+    """Run a ``ban_cli`` command with the ``bans`` bucket open."""
+
+    async def run(args: argparse.Namespace) -> None:
+        async with _buckets(args, kv.BUCKET_BANS) as (bucket,):
+            try:
+                await command(args, bucket)
+            except ban_cli.BanError as exc:
                 raise CliError(str(exc), exc.code) from None
 
     return _sync(run)
