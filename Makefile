@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check lint typecheck unit bench-parse clean
+.PHONY: run test check lint typecheck unit bench-parse k8s-manifests clean
 
 ## Install and run the whole platform on this machine with an embedded NATS server.
 run:
@@ -28,6 +28,10 @@ unit:
 
 bench-parse:
 	$(PY) bench/parse/run.py
+
+## Render the Helm chart to deploy/k8s/rendered/ for plain kubectl.
+k8s-manifests:
+	$(PY) deploy/k8s/render.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -46,3 +46,11 @@ if (( dev )); then
 else
     .venv/bin/python -m pip install -q -e .
 fi
+if (( dev )); then
+    # checkov (policy lint of the rendered chart) pins many packages of its own:
+    # it lives in a venv beside ours, where `make clean` removes it too.
+    if [[ ! -x .venv/checkov/bin/checkov ]]; then
+        "$PYTHON" -m venv .venv/checkov
+        .venv/checkov/bin/python -m pip install -q "checkov==3.3.30"
+    fi
+fi
