@@ -17,6 +17,7 @@ The edge's port plan (``sipmesh up``): UDP and TCP on ``--sip-port``, TLS on
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,10 +94,30 @@ def _edge_config(opts: UpOptions) -> Mapping[str, Any]:
     }
 
 
-def _domain_env(section: str) -> Callable[[UpOptions], Mapping[str, str]]:
-    def env(opts: UpOptions) -> Mapping[str, str]:
-        return {f"SIPMESH_{section}_DOMAIN": opts.domain}
+# Digest algorithms `up` offers: MD5 alone. The services' own default is
+# SHA-256 then MD5 (RFC 8760), but the softphones people try first do not cope:
+# SIPp 3.6 and baresip 1.0 (Debian 12) abort on a SHA-256 challenge instead of
+# moving on to the MD5 one. SIPMESH_REGISTRAR_ALGORITHMS and
+# SIPMESH_ROUTER_ALGORITHMS in up's own environment win over this.
+UP_DIGEST_ALGORITHMS: Final = "MD5"
 
+
+def _digest_env(section: str, opts: UpOptions) -> dict[str, str]:
+    env = {f"SIPMESH_{section}_DOMAIN": opts.domain}
+    key = f"SIPMESH_{section}_ALGORITHMS"
+    env[key] = os.environ.get(key, UP_DIGEST_ALGORITHMS)
+    return env
+
+
+def _registrar_env(opts: UpOptions) -> Mapping[str, str]:
+    return _digest_env("REGISTRAR", opts)
+
+
+def _router_env(opts: UpOptions) -> Mapping[str, str]:
+    env = _digest_env("ROUTER", opts)
+    # Anchor every call: on one host (or one LAN) nothing looks NATed, and a
+    # platform started to try sipmesh should show media going through RTPEngine.
+    env["SIPMESH_ROUTER_MEDIA"] = os.environ.get("SIPMESH_ROUTER_MEDIA", "always")
     return env
 
 
@@ -118,13 +139,13 @@ SERVICES: Final[tuple[ServiceSpec, ...]] = (
         name="registrar",
         module="sipmesh_registrar",
         help="REGISTER, digest auth, location bindings",
-        env=_domain_env("REGISTRAR"),
+        env=_registrar_env,
     ),
     ServiceSpec(
         name="router",
         module="sipmesh_router",
         help="proxying, forking, dispatcher, LCR",
-        env=_domain_env("ROUTER"),
+        env=_router_env,
     ),
     ServiceSpec(
         name="media",
