@@ -21,6 +21,8 @@ if (( dev )); then
     command -v baresip >/dev/null 2>&1 || apt_packages+=(baresip)
     # The CDR store's tests run a real PostgreSQL (initdb into a temp folder).
     [[ -x /usr/lib/postgresql/15/bin/initdb ]] || apt_packages+=(postgresql-15)
+    # The dashboards are checked against a real Prometheus scraping sipmesh.
+    command -v prometheus >/dev/null 2>&1 || apt_packages+=(prometheus)
 fi
 if (( ${#apt_packages[@]} )); then
     if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
