@@ -51,6 +51,7 @@ __all__ = [
     "ServiceConfig",
     "Settings",
     "load_config",
+    "redact_url",
 ]
 
 ENV_PREFIX: Final = "SIPMESH"
@@ -82,6 +83,71 @@ class NatsConfig(Settings, frozen=True, kw_only=True):
     drain_timeout: PositiveFloat = 5.0
     #: On shutdown: how long in-flight requests may take before they are cancelled.
     request_timeout: PositiveFloat = 2.0
+    user: str | None = None
+    #: User name for NATS user/password authentication.
+    password: str | None = None
+    #: Its password; prefer ``password_file`` or ``$SIPMESH_NATS_PASSWORD``
+    #: (never written in a YAML file under version control). Never logged.
+    password_file: str | None = None
+    #: A file holding the password (first line; trailing newline ignored).
+    token: str | None = None
+    #: NATS token authentication. Never logged.
+    token_file: str | None = None
+    #: A file holding the token.
+    creds_file: str | None = None
+    #: A NATS credentials file (user JWT and nkey seed; needs the ``nkeys`` package).
+    nkeys_seed_file: str | None = None
+    #: An nkey seed file (``SU...``; needs the ``nkeys`` package).
+    tls_ca_file: str | None = None
+    #: CAs that sign the server's certificate; setting it (or a client
+    #: certificate) turns TLS on. ``tls://`` URLs use TLS with the system CAs.
+    tls_cert_file: str | None = None
+    #: Client certificate (PEM) for servers that verify clients (``verify: true``).
+    tls_key_file: str | None = None
+    tls_hostname: str | None = None
+    #: The name to check the server certificate against, when the URL has an IP.
+
+    def __post_init__(self) -> None:
+        pairs = (("password", "password_file"), ("token", "token_file"))
+        for value, file in pairs:
+            if getattr(self, value) and getattr(self, file):
+                raise ValueError(f"set {value} or {file}, not both")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("tls_cert_file and tls_key_file go together")
+        if (self.password or self.password_file) and not self.user:
+            raise ValueError("a password needs a user")
+
+    def __repr__(self) -> str:
+        # Secrets never reach a log line through a repr of the config.
+        shown = ", ".join(
+            f"{name}={'<hidden>' if name in _SECRET_FIELDS else repr(getattr(self, name))}"
+            for name in self.__struct_fields__
+            if getattr(self, name) is not None
+        )
+        return f"NatsConfig({shown})"
+
+    @property
+    def safe_url(self) -> str:
+        """``url`` with any ``user:password@`` or token in it replaced by ``***``."""
+        return redact_url(self.url)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection uses TLS."""
+        tls_url = any(u.strip().startswith("tls://") for u in self.url.split(","))
+        return bool(self.tls_ca_file or self.tls_cert_file or tls_url)
+
+
+_SECRET_FIELDS: Final = frozenset({"password", "token"})
+_USERINFO_RE: Final = re.compile(r"(?<=://)[^@/,]*@")
+
+
+def redact_url(url: str) -> str:
+    """A URL (or comma-separated URLs) with the userinfo part hidden.
+
+    ``nats://alice:s3cret@host:4222`` becomes ``nats://***@host:4222``.
+    """
+    return _USERINFO_RE.sub("***@", url)
 
 
 class HttpConfig(Settings, frozen=True, kw_only=True):
@@ -197,6 +263,7 @@ _UNKNOWN_RE: Final = re.compile(r"^Object contains unknown field `(?P<name>[^`]*
 _MISSING_RE: Final = re.compile(r"^Object missing required field `(?P<name>[^`]*)`$")
 _GOT_RE: Final = re.compile(r"^Expected `(?P<type>[^`]*)`, got `[^`]*`$")
 _PATH_PART_RE: Final = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_SECRET_NAME_RE: Final = re.compile(r"password|passwd|token|secret|seed|creds|key", re.IGNORECASE)
 
 
 def _one_line(error: str, data: dict[str, Any], info: mi.StructType) -> str:
@@ -212,6 +279,9 @@ def _one_line(error: str, data: dict[str, Any], info: mi.StructType) -> str:
         return f"config error: {_dotted([*parts, missing['name']])}: required setting is missing"
     found, raw = _lookup(data, parts)
     got = f", got {_show(raw)}" if found else ""
+    secret = parts and isinstance(parts[-1], str) and _SECRET_NAME_RE.search(parts[-1])
+    if secret or isinstance(raw, dict):
+        got = ""  # never echo a password or token, nor a section that may hold one
     if typed := _GOT_RE.match(msg):
         msg = "Expected " + _describe(_type_at(info, parts), typed["type"])
     else:

@@ -23,13 +23,16 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -52,11 +55,13 @@ from sipmesh_bus.config import ConfigError, HttpConfig, NatsConfig, ServiceConfi
 __all__ = [
     "ErrorMapper",
     "Handler",
+    "NatsAuthError",
     "ReadinessCheck",
     "Service",
     "StoppedError",
     "connect",
     "run_service",
+    "security_options",
 ]
 
 log = logging.getLogger(__name__)
@@ -117,10 +122,6 @@ class _ConnectionLog:
         log.info("%s: NATS connection closed", self._name)
 
 
-async def _ignore_error(_exc: Exception) -> None:
-    return None
-
-
 async def connect(
     config: NatsConfig,
     *,
@@ -143,25 +144,141 @@ async def connect(
         OSError, nats.errors.NoServersError: ``forever`` is False and no server answered.
     """
     servers = [u.strip() for u in config.url.split(",") if u.strip()]
+    security = security_options(config)
     nc = NatsClient()
     events = _ConnectionLog(name, nc, on_change or (lambda _up: None))
-    await nc.connect(
-        servers=servers,
-        name=config.name or name,
-        connect_timeout=config.connect_timeout,  # type: ignore[arg-type]  # float works
-        reconnect_time_wait=config.reconnect_wait,  # type: ignore[arg-type]
-        drain_timeout=config.drain_timeout,  # type: ignore[arg-type]
+    refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    async def on_error(exc: Exception) -> None:
+        # Wrong credentials do not heal by retrying: fail the first connect.
+        if _is_auth_error(exc) and not nc.is_connected and not refused.done():
+            refused.set_result(str(exc))
+        elif forever:
+            await events.error(exc)
+
+    options: dict[str, Any] = {
+        "servers": servers,
+        "name": config.name or name,
+        "connect_timeout": config.connect_timeout,
+        "reconnect_time_wait": config.reconnect_wait,
+        "drain_timeout": config.drain_timeout,
         # 0 would retry the first connect forever (nats-py only drops a server
         # after more than max attempts); 1 gives up after a second try.
-        max_reconnect_attempts=-1 if forever else 1,
-        allow_reconnect=forever,
+        "max_reconnect_attempts": -1 if forever else 1,
+        "allow_reconnect": forever,
         # A one-shot connect raises its error to the caller: no log line too.
-        error_cb=events.error if forever else _ignore_error,
-        disconnected_cb=events.disconnected,
-        reconnected_cb=events.reconnected,
-        closed_cb=events.closed,
-    )
+        "error_cb": on_error,
+        "disconnected_cb": events.disconnected,
+        "reconnected_cb": events.reconnected,
+        "closed_cb": events.closed,
+        **security,
+    }
+    connecting: asyncio.Future[Any] = asyncio.ensure_future(nc.connect(**options))
+    pending: list[asyncio.Future[Any]] = [connecting, refused]
+    try:
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        connecting.cancel()
+        raise
+    if not connecting.done():
+        connecting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await connecting
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise NatsAuthError(config, refused.result())
+    try:
+        connecting.result()
+    except nats.errors.Error as exc:
+        if not _is_auth_error(exc):
+            raise
+        with contextlib.suppress(Exception):
+            await nc.close()
+        raise NatsAuthError(config, str(exc)) from None
     return nc
+
+
+class NatsAuthError(ConfigError):
+    """NATS refused the configured credentials (one line, without them)."""
+
+    def __init__(self, config: NatsConfig, detail: str) -> None:
+        reason = detail.removeprefix("nats: ").strip("'\" ")
+        super().__init__(
+            f"config error: nats: {config.safe_url} refused the credentials ({reason}); "
+            "check nats.user/password, token, creds_file or nkeys_seed_file"
+        )
+
+
+def _is_auth_error(exc: BaseException) -> bool:
+    if isinstance(exc, nats.errors.AuthorizationError):
+        return True
+    text = str(exc).lower()
+    return "authorization violation" in text or "authentication" in text
+
+
+def security_options(config: NatsConfig) -> dict[str, Any]:
+    """The authentication and TLS arguments of ``nats.connect`` for ``config``.
+
+    Secret files are read here, at connect time, so a rotated password is
+    picked up by the next start.
+
+    Raises:
+        ConfigError: a secret or certificate file cannot be read or loaded
+            (one line naming the setting and the file, never its content).
+    """
+    options: dict[str, Any] = {}
+    if config.user:
+        options["user"] = config.user
+        password = config.password or _read_secret("password_file", config.password_file)
+        if password:
+            options["password"] = password
+    token = config.token or _read_secret("token_file", config.token_file)
+    if token:
+        options["token"] = token
+    if config.creds_file:
+        options["user_credentials"] = _existing("creds_file", config.creds_file)
+    if config.nkeys_seed_file:
+        options["nkeys_seed"] = _existing("nkeys_seed_file", config.nkeys_seed_file)
+    if config.tls:
+        options["tls"] = _tls_context(config)
+        if config.tls_hostname:
+            options["tls_hostname"] = config.tls_hostname
+    return options
+
+
+def _read_secret(setting: str, path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+        raise ConfigError(f"config error: nats.{setting}: {path}: {reason}") from None
+    value = text.splitlines()[0].strip() if text.strip() else ""
+    if not value:
+        raise ConfigError(f"config error: nats.{setting}: {path}: the file is empty")
+    return value
+
+
+def _existing(setting: str, path: str) -> str:
+    if not Path(path).is_file():
+        raise ConfigError(f"config error: nats.{setting}: {path}: no such file")
+    return path
+
+
+def _tls_context(config: NatsConfig) -> ssl.SSLContext:
+    try:
+        context = ssl.create_default_context(cafile=config.tls_ca_file)
+        # RFC 8996: nothing older than TLS 1.2.
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if config.tls_cert_file and config.tls_key_file:
+            context.load_cert_chain(config.tls_cert_file, config.tls_key_file)
+    except (OSError, ssl.SSLError) as exc:
+        reason = (
+            getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+        )
+        raise ConfigError(f"config error: nats TLS files: {reason}") from None
+    return context
 
 
 class Service:
@@ -271,7 +388,7 @@ class Service:
         self._nc = connecting.result()
         self._js = self._nc.jetstream(timeout=self.nats_config.request_timeout)
         self._m_connected.set(1)
-        log.info("%s: connected to NATS at %s", self.name, self.nats_config.url)
+        log.info("%s: connected to NATS at %s", self.name, self.nats_config.safe_url)
 
     def stop(self) -> None:
         """Ask :meth:`wait_stopped` to return (what SIGTERM and SIGINT do)."""
