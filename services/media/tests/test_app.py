@@ -125,11 +125,12 @@ async def test_app_offer_answer_delete_through_nats(
     deleted = await svc.ask(SIP_MEDIA_DELETE, MediaDelete(call_id="nats-1", instance="rtp1"))
     assert deleted == MediaReply(ok=True, instance="rtp1")
     for command in ("offer", "answer", "delete"):
-        assert svc.sample("sipmesh_media_sessions_total", {"command": command}) == 1
-    assert svc.sample("sipmesh_media_instance_up", {"instance": "rtp1"}) == 1
+        ok = {"command": command, "outcome": "ok"}
+        assert svc.sample("sipmesh_media_commands_total", ok) == 1
+    assert svc.sample("sipmesh_media_instance_up", {"rtpengine": "rtp1"}) == 1
     assert (
         svc.sample(
-            "sipmesh_media_ng_round_trip_seconds_count", {"instance": "rtp1", "command": "offer"}
+            "sipmesh_media_ng_round_trip_seconds_count", {"rtpengine": "rtp1", "command": "offer"}
         )
         == 1
     )
@@ -149,7 +150,7 @@ async def test_app_two_instances_survive_losing_one(
 
     one.kill()
     await wait_for(lambda: not svc.media.pool.is_up("rtp1"))
-    assert svc.sample("sipmesh_media_instance_up", {"instance": "rtp1"}) == 0
+    assert svc.sample("sipmesh_media_instance_up", {"rtpengine": "rtp1"}) == 0
     assert await svc.media.ready()  # rtp2 still serves
 
     # New calls go to the live instance, including those rtp1 owns on the ring.
@@ -163,7 +164,9 @@ async def test_app_two_instances_survive_losing_one(
     # Without the instance passed back, this replica still remembers where it went.
     assert (await svc.answer(on_one[1], None)).code == "instance_down"
     assert (
-        svc.sample("sipmesh_media_errors_total", {"command": "answer", "code": "instance_down"})
+        svc.sample(
+            "sipmesh_media_commands_total", {"command": "answer", "outcome": "instance_down"}
+        )
         == 2
     )
 
@@ -180,7 +183,8 @@ async def test_app_new_call_fails_over_before_the_pings_notice(
     one.kill()
     reply = await svc.offer(owned_by_one)
     assert (reply.ok, reply.instance) == (True, "rtp2")
-    assert svc.sample("sipmesh_media_errors_total", {"command": "offer", "code": "timeout"}) == 1
+    timeouts = {"command": "offer", "outcome": "timeout"}
+    assert svc.sample("sipmesh_media_commands_total", timeouts) == 1
 
 
 async def test_app_all_instances_dead(engines: EngineFactory, start_media: object) -> None:
@@ -234,3 +238,24 @@ async def test_app_flags_reach_rtpengine(engines: EngineFactory, start_media: ob
     assert nated.ok
     assert nated.sdp is not None
     assert b"10.9.9.9" not in nated.sdp
+
+
+async def test_app_sessions_active_follows_rtpengine(
+    engines: EngineFactory, start_media: object
+) -> None:
+    one, two = await engines("rtp1"), await engines("rtp2")
+    svc = await start_media([one.instance, two.instance], delete_delay=0)  # type: ignore[operator]
+    placed = {f"s-{i}": (await svc.offer(f"s-{i}")).instance for i in range(10)}
+    on_one = [c for c, name in placed.items() if name == "rtp1"]
+    assert 0 < len(on_one) < 10
+
+    def active(name: str) -> float:
+        return float(svc.sample("sipmesh_media_sessions_active", {"rtpengine": name}))
+
+    await wait_for(lambda: (active("rtp1"), active("rtp2")) == (len(on_one), 10 - len(on_one)))
+    deleted = await svc.ask(SIP_MEDIA_DELETE, MediaDelete(call_id=on_one[0], instance="rtp1"))
+    assert deleted.ok
+    await wait_for(lambda: active("rtp1") == len(on_one) - 1)
+    assert active("rtp2") == 10 - len(on_one)
+    statistics = {"rtpengine": "rtp1", "command": "statistics"}
+    assert svc.sample("sipmesh_media_ng_round_trip_seconds_count", statistics) > 0

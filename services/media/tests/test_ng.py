@@ -146,6 +146,7 @@ def test_delete_query_list_ping_builders() -> None:
         "from-tag": "f",
     }
     assert ng.list_calls(limit=5) == {"command": "list", "limit": 5}
+    assert ng.statistics() == {"command": "statistics"}
 
 
 def test_encode_message_frames_cookie_and_sorted_dict() -> None:
@@ -238,3 +239,28 @@ def test_query_totals_and_list_calls() -> None:
     assert ng.query_totals(ng.parse_response("query", {b"result": b"ok"})) == ng.Totals()
     listed = ng.parse_response("list", {b"result": b"ok", b"calls": [b"a", b"b", 3]})
     assert listed.calls == ["a", "b"]
+
+
+def test_active_sessions_reads_own_sessions_of_a_statistics_reply() -> None:
+    # Shape of RTPEngine 10.5's reply (trimmed): sessionsown excludes redis replicas.
+    wire = (
+        b"d6:result2:ok10:statisticsd17:currentstatisticsd"
+        b"15:sessionsforeigni3e11:sessionsowni2e13:sessionstotali5eeee"
+    )
+    body = bencode.decode(wire)
+    assert isinstance(body, dict)
+    assert ng.active_sessions(ng.parse_response("statistics", body)) == 2
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {b"result": b"ok"},
+        {b"result": b"ok", b"statistics": b"none"},
+        {b"result": b"ok", b"statistics": {b"currentstatistics": [1]}},
+        {b"result": b"ok", b"statistics": {b"currentstatistics": {b"sessionsown": b"2"}}},
+    ],
+    ids=["no-statistics", "not-a-dict", "current-not-a-dict", "count-not-an-int"],
+)
+def test_active_sessions_none_when_absent(body: dict[bytes, object]) -> None:
+    assert ng.active_sessions(ng.parse_response("statistics", body)) is None  # type: ignore[arg-type]

@@ -8,8 +8,10 @@ Call-ID's place on the hash ring), send one ng command, and map the outcome to a
 ``rtpengine_error``, ``bad_request``) and ``instance`` names the instance, so
 the router can go on unanchored and put the failure in the call's events.
 
-A ping loop keeps the pool's health; ``/readyz`` needs one healthy instance
-(or none configured: then the service answers ``no_instance`` on purpose).
+A ping loop keeps the pool's health and, after each good ping, asks the
+instance for its ``statistics`` (the sessions it runs, a gauge); ``/readyz``
+needs one healthy instance (or none configured: then the service answers
+``no_instance`` on purpose).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from . import ng
 from .client import NgClient
 from .config import MediaSettings
 from .errors import NgError, NgReplyError, NgTimeoutError
-from .metrics import MediaMetrics
+from .metrics import OK, UNKNOWN, MediaMetrics
 from .pool import Instance, Placement, Pool
 
 __all__ = ["MediaService", "serve"]
@@ -76,6 +78,9 @@ class MediaService:
         members = list(settings.pool_instances() if instances is None else instances)
         self.pool = Pool(members, policy=settings.health_policy())
         self.metrics = MediaMetrics(registry)
+        self.metrics.add_instances(self.pool.instances)
+        for name in self.pool.instances:
+            self.metrics.instance_up.labels(name).set(1 if self.pool.is_up(name) else 0)
         self._clients: dict[str, NgClient] = {}
         self._calls: OrderedDict[str, str] = OrderedDict()
         self._pinger: asyncio.Task[None] | None = None
@@ -92,7 +97,6 @@ class MediaService:
                 tries=self.settings.tries,
                 on_round_trip=self._round_trip(inst.name),
             )
-            self.metrics.instance_up.labels(inst.name).set(1)
         self._pinger = asyncio.create_task(self._ping_forever())
 
     async def close(self) -> None:
@@ -172,9 +176,9 @@ class MediaService:
     def on_error(self, exc: Exception, _raw: bytes) -> MediaReply:
         """A request that does not decode, or an unexpected failure: an error reply."""
         if isinstance(exc, msgspec.DecodeError | msgspec.ValidationError):
-            return self._failed("unknown", "bad_request", f"bad request: {exc}")
+            return self._failed(UNKNOWN, "bad_request", f"bad request: {exc}")
         log.error("media: request failed: %r", exc, exc_info=exc)
-        return self._failed("unknown", "internal", f"{type(exc).__name__}: {exc}")
+        return self._failed(UNKNOWN, "internal", f"{type(exc).__name__}: {exc}")
 
     # -- helpers ----------------------------------------------------------------
 
@@ -201,7 +205,7 @@ class MediaService:
             return self._failed(command, "rtpengine_error", exc.reason, inst.name)
         except NgError as exc:
             return self._failed(command, "rtpengine_error", str(exc), inst.name)
-        self.metrics.sessions.labels(command).inc()
+        self.metrics.commands.labels(command, OK).inc()
         if command != "delete":
             self._remember(req.call_id, inst.name)
         return MediaReply(ok=True, sdp=response.sdp, instance=inst.name, warning=response.warning)
@@ -209,7 +213,7 @@ class MediaService:
     def _failed(
         self, command: str, code: str, error: str, instance: str | None = None
     ) -> MediaReply:
-        self.metrics.errors.labels(command, code).inc()
+        self.metrics.commands.labels(command, code).inc()
         return MediaReply(ok=False, code=code, error=error, instance=instance)
 
     def _next_healthy(self, call_id: str, *, skip: str | None) -> Placement:
@@ -260,6 +264,20 @@ class MediaService:
             ok = False
         if self.pool.record(name, ok):
             self._changed(name)
+        if ok:
+            await self._read_sessions(name)
+
+    async def _read_sessions(self, name: str) -> None:
+        try:
+            response = await self._clients[name].request(ng.statistics(), tries=1)
+        except NgError as exc:
+            # Silence is the pings' business; an error reply means an RTPEngine
+            # without ng ``statistics`` (before 10): the gauge keeps its value.
+            log.debug("media: no statistics from rtpengine %s: %s", name, exc)
+            return
+        sessions = ng.active_sessions(response)
+        if sessions is not None:
+            self.metrics.sessions_active.labels(name).set(sessions)
 
 
 async def serve(svc: Service, media: MediaService) -> None:

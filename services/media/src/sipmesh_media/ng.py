@@ -43,6 +43,7 @@ __all__ = [
     "NgCodec",
     "NgResponse",
     "Totals",
+    "active_sessions",
     "answer",
     "apply_flags",
     "decode_message",
@@ -54,6 +55,7 @@ __all__ = [
     "ping",
     "query",
     "query_totals",
+    "statistics",
 ]
 
 Body: TypeAlias = dict[str, EncodableValue]
@@ -344,6 +346,11 @@ def list_calls(*, limit: int = 32) -> Body:
     return {"command": "list", "limit": limit}
 
 
+def statistics() -> Body:
+    """The ``statistics`` command: the instance's counters (RTPEngine 10 and later)."""
+    return {"command": "statistics"}
+
+
 # -- replies ------------------------------------------------------------------------
 
 
@@ -428,6 +435,23 @@ def query_totals(response: NgResponse) -> Totals:
         return value if isinstance(value, int) else 0
 
     return Totals(packets=count(b"packets"), bytes=count(b"bytes"), errors=count(b"errors"))
+
+
+def active_sessions(response: NgResponse) -> int | None:
+    """The sessions an instance runs itself, from a ``statistics`` reply.
+
+    That is ``statistics.currentstatistics.sessionsown``: calls created on this
+    instance, not the ``sessionsforeign`` it only holds as a replica (redis), so
+    summing over instances counts each call once. A deleted call stays counted
+    until its ``delete delay`` has passed, as it stays in ``list``.
+
+    Returns:
+        The count, or None when the reply does not carry it.
+    """
+    stats = response.body.get(b"statistics")
+    current = stats.get(b"currentstatistics") if isinstance(stats, dict) else None
+    own = current.get(b"sessionsown") if isinstance(current, dict) else None
+    return own if isinstance(own, int) else None
 
 
 # -- framing and cookies -----------------------------------------------------------
