@@ -48,9 +48,9 @@ RATE: Final = "$__rate_interval"
 _DATASOURCE: Final = DataSourceRef(type_val="prometheus", uid="${datasource}")
 _JOBS: Final = 'job=~"sipmesh-.*"'
 #: ``sipmesh up`` names its scrape jobs ``sipmesh-<service>``; so does the chart.
-_RTPENGINE: Final = "exported_instance"
-#: The media metrics label an RTPEngine ``instance``, a name Prometheus keeps for the
-#: scrape target: without ``honor_labels`` it stores theirs as ``exported_instance``.
+_RTPENGINE: Final = "rtpengine"
+#: The media metrics' label for an RTPEngine instance (not ``instance``, which
+#: Prometheus keeps for the scrape target).
 
 
 class Traffic(enum.Enum):
@@ -474,7 +474,9 @@ MEDIA: Final = DashboardSpec(
     name="media",
     uid="sipmesh-media",
     title="sipmesh / Media (RTPEngine)",
-    description="ng commands, their round trips per RTPEngine instance, instance health, errors.",
+    description=(
+        "RTPEngine health and sessions, ng commands and their round trips per instance, failures."
+    ),
     rows=(
         (
             "RTPEngine",
@@ -494,6 +496,14 @@ MEDIA: Final = DashboardSpec(
                         traffic=_MEDIA,
                     ),
                 ),
+                _stat(
+                    "Sessions active",
+                    Query(
+                        expr=f"sum(max by ({_RTPENGINE}) (sipmesh_media_sessions_active))",
+                        traffic=_MEDIA,
+                    ),
+                    description="Sessions the RTPEngine instances run (their ng statistics).",
+                ),
                 _ts(
                     "Instance up",
                     Query(
@@ -503,11 +513,20 @@ MEDIA: Final = DashboardSpec(
                     ),
                 ),
                 _ts(
+                    "Sessions active by instance",
+                    Query(
+                        expr=f"max by ({_RTPENGINE}) (sipmesh_media_sessions_active)",
+                        legend=f"{{{{{_RTPENGINE}}}}}",
+                        traffic=_MEDIA,
+                    ),
+                    description="Every media replica reads the same instance: max, not sum.",
+                ),
+                _ts(
                     "ng commands by command",
                     Query(
-                        expr=_rate("sipmesh_media_sessions_total", "command"),
+                        expr=_rate("sipmesh_media_commands_total", "command", 'outcome="ok"'),
                         legend="{{command}}",
-                        traffic=Traffic.ANCHORED,
+                        traffic=_MEDIA,
                     ),
                     unit="ops",
                 ),
@@ -522,10 +541,13 @@ MEDIA: Final = DashboardSpec(
                     unit="s",
                 ),
                 _ts(
-                    "Errors by command and code",
+                    "Failures by command and outcome",
                     Query(
-                        expr=_rate("sipmesh_media_errors_total", "command, code"),
-                        legend="{{command}} {{code}}",
+                        expr=_rate(
+                            "sipmesh_media_commands_total", "command, outcome", 'outcome!="ok"'
+                        )
+                        + " > 0",
+                        legend="{{command}} {{outcome}}",
                         traffic=_FAILURE,
                     ),
                     unit="ops",
