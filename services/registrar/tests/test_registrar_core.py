@@ -150,9 +150,10 @@ def test_core_authentication(
     decision = admit(req, subs=subs, now=now)
     if status == 0:
         assert isinstance(decision, Admitted)
-        assert decision.replay_key is not None
-        assert decision.replay_key.startswith("nc.")
-        assert decision.replay_ttl > 0
+        assert decision.replay is not None
+        assert decision.replay.nc == 1
+        # Remembered until the nonce is stale on every replica (ttl plus skew).
+        assert now < decision.replay.until <= now + NONCES.ttl + NONCES.max_skew
         return
     assert isinstance(decision, Answer)
     assert (decision.response.status, decision.result, decision.auth_failure) == (
@@ -181,7 +182,7 @@ def test_core_unknown_user_looks_like_wrong_password(ua: Any, kit: Any) -> None:
     assert [n for n, _, _ in wrong.response.headers] == [n for n, _, _ in unknown.response.headers]
 
 
-def test_core_replay_key_names_nonce_and_count(ua: Any, kit: Any) -> None:
+def test_core_replay_names_nonce_and_count(ua: Any, kit: Any) -> None:
     subs = kit.table(kit.subscriber("alice", PASSWORD))
     first = challenged(ua)
     one = admit(ua.register(authorization=ua.answer(first, PASSWORD, nc=1)), subs=subs)
@@ -190,7 +191,15 @@ def test_core_replay_key_names_nonce_and_count(ua: Any, kit: Any) -> None:
     assert isinstance(one, Admitted)
     assert isinstance(again, Admitted)
     assert isinstance(two, Admitted)
-    assert one.replay_key == again.replay_key != two.replay_key
+    assert one.replay == again.replay
+    assert one.replay is not None
+    assert two.replay is not None
+    assert (two.replay.nonce, two.replay.nc) == (one.replay.nonce, 2)
+    later = challenged(ua, now=NOW + 1)
+    other = admit(ua.register(authorization=ua.answer(later, PASSWORD)), subs=subs)
+    assert isinstance(other, Admitted)
+    assert other.replay is not None
+    assert other.replay.nonce != one.replay.nonce
 
 
 def test_core_replayed_is_a_fresh_challenge(ua: Any, kit: Any) -> None:
@@ -204,10 +213,10 @@ def test_core_replayed_is_a_fresh_challenge(ua: Any, kit: Any) -> None:
     assert not answer.response.www_authenticate[0].stale
 
 
-def test_core_auth_off_admits_without_replay_key(ua: Any) -> None:
+def test_core_auth_off_admits_without_replay(ua: Any) -> None:
     decision = admit(ua.register(), policy=OPEN)
     assert isinstance(decision, Admitted)
-    assert decision.replay_key is None
+    assert decision.replay is None
     assert decision.key == aor_key("alice", "example.com")
     assert decision.aor == "sip:alice@example.com"
 

@@ -29,6 +29,7 @@ from sipmesh_bus.schema import Port, Transport
 __all__ = [
     "Binding",
     "BindingSet",
+    "SeenNonce",
     "Subscriber",
     "aor_key",
     "decode_binding_set",
@@ -102,16 +103,41 @@ class Binding(Struct, frozen=True, kw_only=True):
         return 0 if left <= 0 else max(1, int(left + 0.5))
 
 
+class SeenNonce(Struct, frozen=True, kw_only=True, array_like=True):
+    """The highest nonce-count the registrar accepted for one digest nonce.
+
+    Kept in the AoR's :class:`BindingSet` (the registrar's replay detection,
+    see ``sipmesh_registrar.replay``). Encoded as a msgpack array: dozens of
+    them may ride in every location value.
+    """
+
+    nonce: str
+    #: A short hash of the nonce (hex), not the nonce itself.
+    nc: Annotated[int, Meta(ge=1)]
+    #: The highest nonce-count accepted with it.
+    until: float
+    #: Wall-clock seconds after which no replica accepts the nonce any more
+    #: (its expiry plus the allowed clock skew): then it can be forgotten.
+
+
 class BindingSet(Struct, frozen=True, kw_only=True):
     """All bindings of one AoR (bucket ``location``, key :func:`aor_key`).
 
     Readers must ignore bindings whose ``expires_at`` has passed (see
-    :func:`live_bindings`): the key lives until its last binding expires.
+    :func:`live_bindings`): the key lives until its last binding expires, or
+    until its last seen nonce does, whichever is later; a set may then hold
+    no binding at all.
     """
 
     aor: str
     #: The canonical AoR, ``sip:user@domain``.
     bindings: list[Binding] = []
+    seen_nonces: list[SeenNonce] = []
+    #: Digest nonces accepted for this AoR and their highest nonce-count
+    #: (registrar replay detection), at most a few dozen, none expired.
+    nonce_floor: float = 0.0
+    #: Every nonce forgotten while still valid (the list is bounded) had an
+    #: ``until`` at or below this: such a nonce is refused when not in the list.
 
 
 _encoder: Final = msgspec.msgpack.Encoder()

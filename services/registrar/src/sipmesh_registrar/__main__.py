@@ -14,12 +14,14 @@ import msgspec
 from sipmesh_bus.config import ConfigError, load_config
 from sipmesh_bus.runtime import Service, run_service
 from sipmesh_bus.schema import decode_envelope
+from sipmesh_bus.secrets import load_shared_secret
 from sipmesh_bus.subjects import QUEUE_REGISTRAR, SIP_REGISTER
 from sipmesh_registrar.app import Registrar
-from sipmesh_registrar.config import RegistrarConfig, load_nonce_secret
+from sipmesh_registrar.config import RegistrarConfig
 
 _LOAD_TIMEOUT: Final = 60.0
-#: Seconds to wait for the subscriber table before serving (then serve anyway).
+#: Seconds to wait for the subscriber and location caches before serving (then
+#: serve anyway).
 
 
 def build_config(argv: list[str] | None = None) -> RegistrarConfig:
@@ -49,14 +51,17 @@ async def main(argv: list[str] | None = None) -> None:
         config = build_config(argv)
     except ConfigError as exc:
         sys.exit(str(exc))
-    secret = load_nonce_secret(config)
+    secret = load_shared_secret(
+        (config.registrar.nonce_secret,), data_dir=config.data_dir, owner="registrar"
+    )
     async with Service("registrar", config) as svc:
         registrar = Registrar(config, svc.js, secret=secret, registry=svc.registry)
         await registrar.start()
         try:
-            svc.add_readiness_check("subscribers loaded", registrar.ready)
+            svc.add_readiness_check("subscribers and locations loaded", registrar.ready)
             # Serve once the subscriber table is in (else every REGISTER gets
-            # 401 until it is), on a stop, or after _LOAD_TIMEOUT regardless.
+            # 401 until it is) and the location cache (else every REGISTER of
+            # a known AoR costs a retry), on a stop, or after _LOAD_TIMEOUT.
             waits = {
                 asyncio.ensure_future(registrar.wait_loaded(_LOAD_TIMEOUT)),
                 asyncio.ensure_future(svc.wait_stopped()),

@@ -1,15 +1,22 @@
 """The registrar's NATS shell: ``sip.register`` in, the core's answer out.
 
 Per REGISTER: parse, :func:`core.admit` (subscribers come from a local cache kept
-by a KV watch, so authentication costs no round trip), then in parallel the
-AoR's bindings from KV ``location`` and the claim of the nonce-count in KV
-``nonces``, then :func:`core.apply_bindings` and a compare-and-set write
-(expected last revision), re-read and re-decided on a conflict, so that two
-replicas updating one AoR never lose a binding. The key's per-key TTL is its
-last binding's expiry, so dead AoRs vanish by themselves.
+by a KV watch, so authentication costs no round trip), then
+:func:`core.apply_bindings` against the AoR's record from a second watched
+cache (bucket ``location``: value and revision per key), then one NATS round
+trip: a compare-and-set write (expected last revision = the cached one) that
+stores the bindings and the request's nonce-count together (replay detection,
+:mod:`.replay`). On a wrong-revision error the key is read directly (JetStream
+direct get) and the request decided again, a bounded number of times, so two
+replicas updating one AoR never lose a binding nor both accept one
+nonce-count. A stale cache costs a retry, never correctness; a query (no
+Contact, nothing written) is answered from the cache, so it may miss a change
+another replica made a moment before (the watch's delay, about a millisecond).
+The key's per-key TTL is its last binding's or remembered nonce's expiry, so
+dead AoRs vanish by themselves.
 
-Nothing here outlives a request but the subscriber cache, which is a copy of
-watched data: any replica answers any REGISTER.
+Nothing here outlives a request but the two caches, copies of watched data:
+any replica answers any REGISTER.
 """
 
 from __future__ import annotations
@@ -17,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import random
 import time
@@ -50,6 +56,8 @@ _WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
 _EXPECTED_LAST: Final = "Nats-Expected-Last-Subject-Sequence"
 _NATS_ERRORS: Final = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
 _SAMPLE_EVERY: Final = 15.0
+_SWEEP_EVERY: Final = 60.0
+_SWEEP_BATCH: Final = 1000
 _DELETE_MARKER_TTL: Final = 60
 _BACKOFF: Final = 0.0005
 _BACKOFF_CAP: Final = 0.05
@@ -74,9 +82,12 @@ class Registrar:
         self._js = js
         self._subscribers: dict[str, Subscriber] = {}
         self._loaded = asyncio.Event()
+        self._location_loaded = asyncio.Event()
+        self._locations: dict[str, tuple[bytes | None, int]] = {}
+        # AoR key -> (value, revision): the watched copy of bucket location.
+        # None is a deleted key (its delete marker's revision still counts).
         self._tasks: list[asyncio.Task[None]] = []
         self._location: KeyValue | None = None
-        self._nonce_kv: KeyValue | None = None
         self._direct_get: str | None = None
         self._read_timeout = config.nats.request_timeout
 
@@ -90,7 +101,6 @@ class Registrar:
             log.warning("registrar: JetStream buckets missing; creating them (1 replica)")
             await kv.ensure_jetstream(self._js)
             self._location = await self._js.key_value(kv.BUCKET_LOCATION)
-        self._nonce_kv = await self._js.key_value(kv.BUCKET_NONCES)
         if self._location._direct:  # private in nats-py
             # $JS.API.DIRECT.GET.<stream>.<subject>: the last message on a subject.
             prefix = self._js._prefix
@@ -102,6 +112,8 @@ class Registrar:
             self._tasks.append(asyncio.create_task(self._watch_subscribers(subscribers)))
         else:
             self._loaded.set()
+        self._tasks.append(asyncio.create_task(self._watch_locations(self._location)))
+        self._tasks.append(asyncio.create_task(self._sweep_locations()))
         self._tasks.append(asyncio.create_task(self._sample_aors()))
 
     async def close(self) -> None:
@@ -113,12 +125,17 @@ class Registrar:
                 await task
 
     async def ready(self) -> bool:
-        """True once the subscriber cache holds the whole bucket."""
-        return self._loaded.is_set()
+        """True once the subscriber and location caches hold their whole buckets."""
+        return self._loaded.is_set() and self._location_loaded.is_set()
 
     async def wait_loaded(self, timeout: float) -> None:
         """Wait until :meth:`ready` (tests, start-up)."""
-        await asyncio.wait_for(self._loaded.wait(), timeout)
+
+        async def both() -> None:
+            await self._loaded.wait()
+            await self._location_loaded.wait()
+
+        await asyncio.wait_for(both(), timeout)
 
     # -- the request path ---------------------------------------------------------
 
@@ -187,25 +204,21 @@ class Registrar:
             return None  # not even a 400 can be built
         if isinstance(step, core.Answer):
             return self._count(step)
-        if step.replay_key is not None:
-            stored, fresh = await asyncio.gather(
-                self._read(step.key), self._claim(step.replay_key, step.replay_ttl)
-            )
-            if not fresh:
+        value, revision = self._cached(step.key)
+        for attempt in range(self._settings.kv_retries):
+            if attempt > 1:
+                # Jittered exponential backoff, or the losers of one race all
+                # collide again on the next round. None before the first
+                # re-read: that conflict is most often just a stale cache.
+                await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF * 2**attempt)))
+            if attempt:
+                value, revision = await self._read(step.key)
+            decision = core.apply_bindings(step, value, envelope, self.policy, now=now)
+            if isinstance(decision, core.Replayed):
                 again = core.replayed(
                     step, self.nonces, self.policy, now=now, entropy=os.urandom(12)
                 )
                 return self._count(again)
-        else:
-            stored = await self._read(step.key)
-        for attempt in range(self._settings.kv_retries):
-            if attempt:
-                # Jittered exponential backoff, or the losers of one race all
-                # collide again on the next round.
-                await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF * 2**attempt)))
-                stored = await self._read(step.key)
-            value, revision = stored
-            decision = core.apply_bindings(step, value, envelope, self.policy, now=now)
             if not isinstance(decision, core.Registered) or not decision.changed:
                 return self._count(decision)
             if await self._write(step.key, decision, revision):
@@ -224,19 +237,25 @@ class Registrar:
 
     # -- KV ---------------------------------------------------------------------------
 
+    def _cached(self, key: str) -> tuple[BindingSet | None, int]:
+        """The AoR's record and revision as the watched cache has them (0: no key)."""
+        value, revision = self._locations.get(key, (None, 0))
+        return _decode_location(key, value), revision
+
+    def _note(self, key: str, value: bytes | None, revision: int) -> None:
+        """Put what was read or written in the cache, unless it holds newer."""
+        known = self._locations.get(key)
+        if known is None or known[1] < revision:
+            self._locations[key] = (value or None, revision)
+
     async def _read(self, key: str) -> tuple[BindingSet | None, int]:
-        """The AoR's bindings and the revision to write against (0: no key)."""
+        """The AoR's record and the revision to write against, read from NATS now."""
         if self._direct_get is None:
             value, revision = await self._read_kv(key)
         else:
             value, revision = await self._read_direct(key)
-        if not value:
-            return None, revision
-        try:
-            return records.decode_binding_set(value), revision
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            log.warning("registrar: unreadable location value for %s; replacing it", key)
-            return None, revision
+        self._note(key, value, revision)
+        return _decode_location(key, value), revision
 
     async def _read_kv(self, key: str) -> tuple[bytes | None, int]:
         assert self._location is not None
@@ -286,23 +305,50 @@ class Registrar:
         else:
             payload, ttl = records.encode_record(decision.bindings), decision.ttl
         try:
-            await self._js.publish(
+            ack = await self._js.publish(
                 f"$KV.{kv.BUCKET_LOCATION}.{key}", payload, headers=headers, msg_ttl=ttl
             )
         except nats.js.errors.APIError as exc:
             if exc.err_code in _WRONG_LAST_SEQUENCE:
                 return False
             raise
+        # The watch brings this back later; meanwhile the next REGISTER of the
+        # AoR (a refresh, the other phone of a pair) finds it already.
+        self._note(key, payload, ack.seq)
         return True
 
-    async def _claim(self, key: str, ttl: float) -> bool:
-        """Record a nonce-count as used; False when some replica already had it."""
-        assert self._nonce_kv is not None
-        try:
-            await self._nonce_kv.create(key, b"1", msg_ttl=max(1, math.ceil(ttl)))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            return False
-        return True
+    async def _watch_locations(self, bucket: KeyValue) -> None:
+        while True:
+            try:
+                watcher = await bucket.watchall()
+                # A restart applies the bucket again over the cache; keys deleted
+                # meanwhile stay until the sweep (a stale entry costs one retry).
+                async for entry in watcher:
+                    if entry is None:
+                        self._location_loaded.set()
+                        continue
+                    deleted = entry.operation in (KV_DEL, KV_PURGE)
+                    self._note(entry.key, None if deleted else entry.value, entry.revision or 0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("registrar: location watch failed (%r); restarting", exc)
+                await asyncio.sleep(1.0)
+
+    async def _sweep_locations(self) -> None:
+        """Drop dead AoRs from the cache: keys that expired send no delete to the watch."""
+        while True:
+            await asyncio.sleep(_SWEEP_EVERY)
+            keys = list(self._locations)
+            for start in range(0, len(keys), _SWEEP_BATCH):
+                now = time.time()
+                for key in keys[start : start + _SWEEP_BATCH]:
+                    value, _ = self._locations.get(key, (None, 0))
+                    if not _alive(_decode_location(key, value), now):
+                        # Should the key still exist, the CAS write against
+                        # revision 0 fails and reads it: one retry.
+                        self._locations.pop(key, None)
+                await asyncio.sleep(0)  # let requests run between batches
 
     async def _watch_subscribers(self, bucket: KeyValue) -> None:
         while True:
@@ -327,7 +373,7 @@ class Registrar:
 
     @staticmethod
     def _apply_subscriber(table: dict[str, Subscriber], entry: KeyValue.Entry) -> None:
-        if entry.operation in (KV_DEL, "PURGE") or not entry.value:
+        if entry.operation in (KV_DEL, KV_PURGE) or not entry.value:
             table.pop(entry.key, None)
             return
         try:
@@ -343,6 +389,27 @@ class Registrar:
                 status = await self._location.status()
                 self.metrics.aors.set(status.values)
             await asyncio.sleep(_SAMPLE_EVERY)
+
+
+def _decode_location(key: str, value: bytes | None) -> BindingSet | None:
+    if not value:
+        return None
+    try:
+        return records.decode_binding_set(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        log.warning("registrar: unreadable location value for %s; replacing it", key)
+        return None
+
+
+def _alive(record: BindingSet | None, now: float) -> bool:
+    """Whether a record still holds a live binding or a nonce to remember."""
+    if record is None:
+        return False
+    return (
+        record.nonce_floor > now
+        or any(b.expires_at > now for b in record.bindings)
+        or any(e.until > now for e in record.seen_nonces)
+    )
 
 
 def _reason(exc: ParseError) -> bytes:

@@ -2,8 +2,8 @@
 
 Nonces are stateless (HMAC, :class:`sipmsg.digest.NonceManager`) so that any
 replica checks what another issued. The one thing they cannot do alone, refuse
-a nonce-count seen before, is the shell's: :func:`authenticate` returns the key
-to claim once.
+a nonce-count seen before, is done against the AoR's record
+(:mod:`.replay`): :func:`authenticate` returns the count to accept once.
 
 Every failure, an unknown user included, gets the same fresh 401 challenge
 (Kamailio's behaviour): a wrong password and a missing account look alike.
@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from sipmesh_bus.records import Subscriber, aor_key
+from sipmesh_bus.records import SeenNonce, Subscriber, aor_key
 from sipmsg import ParseError, Request
-from sipmsg.digest import NonceManager, NonceStatus, challenges_for, hash_family, nc_key, verify
+from sipmsg.digest import NonceManager, NonceStatus, challenges_for, hash_family, verify
 from sipmsg.uri import parse_uri
 
 from .model import Admitted, Answer, Policy, answer
+from .replay import seen_nonce
 
 __all__ = ["authenticate", "challenge", "replayed"]
 
@@ -64,7 +65,7 @@ def authenticate(
     policy: Policy,
     now: float,
     entropy: bytes,
-) -> tuple[str, float] | Answer:
+) -> SeenNonce | Answer:
     """Check the Digest credentials for ``realm`` (RFC 3261 §22.4, RFC 7616 §3.4).
 
     Args:
@@ -75,7 +76,7 @@ def authenticate(
         nonces, policy, now, entropy: as for :func:`challenge`.
 
     Returns:
-        ``(replay key, its ttl)`` when the credentials are right, else the
+        The nonce-count to accept once when the credentials are right, else the
         answer: 401 (challenge, wrong or unknown user alike, stale nonce), 400
         (digest-uri mismatch), 403 (someone else's AoR).
     """
@@ -134,8 +135,8 @@ def authenticate(
         # user is authorized to modify registrations for this address-of-record".
         return answer(req, 403, "forbidden", reason=b"Not Your AoR")
     expires_at = nonces.expires_at(creds.nonce, realm=realm) or now
-    ttl = max(1.0, expires_at - now + nonces.max_skew)
-    return f"{nc_key(creds.nonce).decode('ascii')}.{creds.nc:08x}", ttl
+    # Until then some replica (its clock up to max_skew behind) may accept it.
+    return seen_nonce(creds.nonce, creds.nc, until=expires_at + nonces.max_skew)
 
 
 def _same_uri(digest_uri: bytes, request_uri: bytes) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import functools
+import math
 from typing import Final
 
 from sipmesh_bus.records import Binding, BindingSet, live_bindings
@@ -18,7 +19,17 @@ from sipmsg._abnf import format_params, param, unquote
 from sipmsg.address import Address, Star
 from sipmsg.uri import parse_uri
 
-from .model import KEY_TTL_MARGIN, Admitted, Answer, ContactSpec, Policy, Registered, answer
+from .model import (
+    KEY_TTL_MARGIN,
+    Admitted,
+    Answer,
+    ContactSpec,
+    Policy,
+    Registered,
+    Replayed,
+    answer,
+)
+from .replay import is_replay, remember
 
 __all__ = ["apply_bindings", "build_ok", "validate_contacts"]
 
@@ -105,8 +116,11 @@ def apply_bindings(
     policy: Policy,
     *,
     now: float,
-) -> Registered | Answer:
+) -> Registered | Answer | Replayed:
     """Apply the request's contacts to the AoR's bindings (§10.3 step 7).
+
+    An authenticated request is first checked against the nonce-counts the
+    record holds (:mod:`.replay`); a write then records its own.
 
     Args:
         admitted: from :func:`sipmesh_registrar.core.admit`.
@@ -117,13 +131,17 @@ def apply_bindings(
 
     Returns:
         What to store and the 200, or the answer: 500 for a request older than
-        a stored binding, 403 when the AoR would hold too many contacts.
+        a stored binding, 403 when the AoR would hold too many contacts; or
+        :class:`Replayed` for a nonce-count used before.
     """
     req = admitted.request
+    if admitted.replay is not None and is_replay(stored, admitted.replay):
+        return Replayed(nc=admitted.replay.nc)
     current = live_bindings(stored, now)
     contacts = admitted.contacts
     if contacts is None:
-        return _registered(admitted, current, now, result="query", changed=False)
+        # Not recorded: a query changes nothing (see the replay module).
+        return _registered(admitted, stored, current, now, result="query", changed=False)
     call_id = req.call_id.decode("ascii", "replace")
     cseq = req.cseq.seq
     outbound = b"outbound" in (t.lower() for t in req.supported)
@@ -134,7 +152,10 @@ def apply_bindings(
         matched, kept = _match(current, contacts, outbound)
     order = _ordering(matched, call_id, cseq)
     if order == "retransmission":
-        return _registered(admitted, current, now, result="retransmission", changed=False)
+        # Bindings unchanged; still written when authenticated, to use up the
+        # nonce-count.
+        changed = admitted.replay is not None
+        return _registered(admitted, stored, current, now, result="retransmission", changed=changed)
     if order == "out_of_order":
         return answer(req, 500, "out_of_order", reason=b"Out Of Order Request")
     if not isinstance(contacts, Star):
@@ -147,7 +168,7 @@ def apply_bindings(
             return answer(req, 403, "too_many_contacts", reason=b"Too Many Registered Contacts")
         kept.sort(key=lambda b: b.registered_at)
         del kept[: len(kept) - policy.max_contacts]
-    return _registered(admitted, kept, now, result="ok", changed=True)
+    return _registered(admitted, stored, kept, now, result="ok", changed=True)
 
 
 def _match(
@@ -223,16 +244,33 @@ def _binding(spec: ContactSpec, req: Request, envelope: Envelope, now: float) ->
 
 
 def _registered(
-    admitted: Admitted, bindings: list[Binding], now: float, *, result: str, changed: bool
+    admitted: Admitted,
+    stored: BindingSet | None,
+    bindings: list[Binding],
+    now: float,
+    *,
+    result: str,
+    changed: bool,
 ) -> Registered:
     live = live_bindings(BindingSet(aor=admitted.aor, bindings=bindings), now)
-    ttl = max((b.remaining(now) for b in live), default=0)
+    response = build_ok(admitted.request, live, now)
+    if not changed:
+        current = BindingSet(aor=admitted.aor, bindings=live)
+        return Registered(response=response, result=result, bindings=current, changed=False)
+    seen, floor = remember(stored, admitted.replay, now=now)
+    # The key outlives its last binding and its last remembered nonce: an
+    # unregistered AoR keeps its record (no binding) until its nonces expire,
+    # or a replay of an earlier REGISTER would be accepted again.
+    horizon = max([b.expires_at for b in live] + [e.until for e in seen] + [floor])
+    if horizon <= now:
+        return Registered(response=response, result=result, changed=True)
+    record = BindingSet(aor=admitted.aor, bindings=live, seen_nonces=seen, nonce_floor=floor)
     return Registered(
-        response=build_ok(admitted.request, live, now),
+        response=response,
         result=result,
-        bindings=BindingSet(aor=admitted.aor, bindings=live) if live else None,
-        changed=changed,
-        ttl=ttl + KEY_TTL_MARGIN if live else 0,
+        bindings=record,
+        changed=True,
+        ttl=math.ceil(horizon - now) + KEY_TTL_MARGIN,
     )
 
 

@@ -4,26 +4,21 @@ Environment: ``SIPMESH_REGISTRAR_<KEY>``, e.g. ``SIPMESH_REGISTRAR_DOMAIN=exampl
 ``SIPMESH_REGISTRAR_AUTH=false``, ``SIPMESH_REGISTRAR_NONCE_SECRET=...``.
 
 The nonce secret must be the same on every replica, so that a challenge issued
-by one replica is answered to another. Where it comes from, first match wins:
+by one replica is answered to another. It is loaded by
+:func:`sipmesh_bus.secrets.load_shared_secret`, first match wins:
 
 1. ``registrar.nonce_secret`` (``$SIPMESH_REGISTRAR_NONCE_SECRET``): set it in
    any deployment with several hosts (the Helm chart passes a Secret);
 2. the file ``<data_dir>/registrar-nonce-secret`` when ``data_dir`` is set
-   (``$SIPMESH_DATA_DIR``, which ``sipmesh up`` sets): created with 32 random
-   bytes, mode 0600, by the first replica that needs it, then shared by all
-   replicas on that host;
+   (``$SIPMESH_DATA_DIR``, which ``sipmesh up`` sets), shared by every process
+   on that host (the router too);
 3. otherwise a random secret for this process, with a warning: correct for a
    single replica only.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import os
-import secrets
-from pathlib import Path
-from typing import Annotated, Final, Literal, TypeAlias
+from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 from msgspec import Meta
@@ -32,12 +27,9 @@ from sipmesh_bus.config import PositiveFloat, ServiceConfig, Settings
 
 from .model import Policy
 
-__all__ = ["RegistrarConfig", "RegistrarSettings", "load_nonce_secret", "make_policy"]
-
-log = logging.getLogger(__name__)
+__all__ = ["RegistrarConfig", "RegistrarSettings", "make_policy"]
 
 Seconds: TypeAlias = Annotated[int, Meta(ge=0, le=2**32 - 1)]
-SECRET_FILE: Final = "registrar-nonce-secret"  # noqa: S105 - a file name
 
 
 class RegistrarSettings(Settings, frozen=True, kw_only=True):
@@ -104,40 +96,3 @@ def make_policy(settings: RegistrarSettings) -> Policy:
 
 def _domain(name: str) -> str:
     return name.strip().lower().rstrip(".")
-
-
-def load_nonce_secret(config: RegistrarConfig) -> bytes:
-    """The nonce secret, from the config, the data dir, or fresh (see above).
-
-    Raises:
-        OSError: the data dir's secret file cannot be read or created.
-    """
-    if config.registrar.nonce_secret:
-        return config.registrar.nonce_secret.encode("utf-8")
-    if config.data_dir:
-        return _file_secret(Path(config.data_dir) / SECRET_FILE)
-    log.warning(
-        "registrar: no nonce_secret and no data_dir: using a random secret, so a "
-        "challenge from this replica is valid only here (set SIPMESH_REGISTRAR_NONCE_SECRET)"
-    )
-    return secrets.token_hex(32).encode("ascii")
-
-
-def _file_secret(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        # Write aside, then link into place: link fails if another replica won
-        # the race, and nobody ever reads a half-written file.
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(secrets.token_hex(32) + "\n")
-        try:
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            tmp.unlink()
-    secret = path.read_text(encoding="ascii").strip()
-    if len(secret) < 16:
-        raise OSError(f"{path}: the nonce secret is shorter than 16 characters")
-    return secret.encode("ascii")

@@ -6,13 +6,13 @@ The shell (:mod:`sipmesh_registrar.app`) calls, in order:
    steps 1-6 of §10.3 and digest authentication (:mod:`.auth`). It returns an
    :class:`Answer` to send now (400, 401, 403, 404, 420, 423 ...) or an
    :class:`Admitted`.
-2. For an :class:`Admitted` with a ``replay_key``, the shell claims that key
-   (a nonce-count is good once); when it was taken already it sends
-   :func:`replayed` instead.
-3. :func:`apply_bindings` with the AoR's stored :class:`BindingSet` (step 7):
-   a :class:`Registered` (the 200 and the set to store) or an :class:`Answer`.
-   When the store refuses the write because another replica changed the AoR
-   meanwhile, the shell reads again and calls :func:`apply_bindings` again.
+2. :func:`apply_bindings` with the AoR's stored :class:`BindingSet` (step 7):
+   a :class:`Registered` (the 200 and the set to store, which records the
+   request's nonce-count: :mod:`.replay`), an :class:`Answer`, or
+   :class:`Replayed` when the record already holds that nonce-count; the shell
+   then sends :func:`replayed`. When the store refuses the write because
+   another replica changed the AoR meanwhile, the shell reads again and calls
+   :func:`apply_bindings` again.
 
 Every decision carries ``result``, a short label the shell counts in metrics.
 """
@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from sipmesh_bus.records import BindingSet, Subscriber, aor_key
+from sipmesh_bus.records import BindingSet, SeenNonce, Subscriber, aor_key
 from sipmsg import ParseError, Request, Response, make_response, validate_request
 from sipmsg.digest import NonceManager
 from sipmsg.uri import SipUri, unescape
 
 from .auth import authenticate, challenge, replayed
 from .bindings import apply_bindings, build_ok, validate_contacts
-from .model import Admitted, Answer, ContactSpec, Policy, Registered, answer
+from .model import Admitted, Answer, ContactSpec, Policy, Registered, Replayed, answer
 
 __all__ = [
     "SUPPORTED",
@@ -38,6 +38,7 @@ __all__ = [
     "ContactSpec",
     "Policy",
     "Registered",
+    "Replayed",
     "admit",
     "answer",
     "apply_bindings",
@@ -160,7 +161,7 @@ def _admit(
     except UnicodeDecodeError:
         return answer(req, 400, "bad_request", reason=b"Bad To: User Is Not UTF-8")
     realm = domain.encode("utf-8")
-    replay: tuple[str, float] | None = None
+    replay: SeenNonce | None = None
     if policy.auth:
         auth = authenticate(
             req,
@@ -187,8 +188,7 @@ def _admit(
         key=aor_key(user, domain),
         realm=realm,
         contacts=contacts,
-        replay_key=None if replay is None else replay[0],
-        replay_ttl=0.0 if replay is None else replay[1],
+        replay=replay,
     )
 
 

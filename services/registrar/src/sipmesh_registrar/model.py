@@ -6,11 +6,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from sipmesh_bus.records import BindingSet
+from sipmesh_bus.records import BindingSet, SeenNonce
 from sipmsg import Request, Response, make_response
 from sipmsg.address import Address, Star
 
-__all__ = ["Admitted", "Answer", "ContactSpec", "Policy", "Registered", "answer"]
+__all__ = ["Admitted", "Answer", "ContactSpec", "Policy", "Registered", "Replayed", "answer"]
 
 KEY_TTL_MARGIN: Final = 30
 #: Seconds a location key outlives its last binding (clock skew between replicas).
@@ -72,10 +72,9 @@ class Admitted:
     realm: bytes
     contacts: tuple[ContactSpec, ...] | Star | None
     #: None: a query (no Contact), Star: remove all.
-    replay_key: str | None = None
-    #: Nonce-count key to claim once (bucket ``nonces``), when authenticated.
-    replay_ttl: float = 0.0
-    #: Seconds that key must live: until the nonce is stale.
+    replay: SeenNonce | None = None
+    #: The nonce-count to accept once for this AoR, when authenticated
+    #: (:mod:`sipmesh_registrar.replay`).
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -87,6 +86,18 @@ class Registered(Answer):
     #: False: nothing to write (a query or a retransmission).
     ttl: int = 0
     #: Seconds the KV key should live: the last binding's expiry plus a margin.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Replayed:
+    """The AoR's record already holds this nonce-count (or a higher one).
+
+    The shell answers :func:`sipmesh_registrar.auth.replayed` (a fresh
+    challenge, which needs the nonce source the pure step does not have).
+    """
+
+    nc: int
+    #: The refused nonce-count.
 
 
 def answer(
