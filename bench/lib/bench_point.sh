@@ -16,9 +16,13 @@
 #   HOLD_MS=0               CALL: hold time between ACK and BYE (sipp -set hold_ms)
 #   UAC_PORT=5062           local port of the load-generating SIPp
 #   UAS_PORT=5080           CALL: port of the answering SIPp
+#   UAC_MEDIA_PORT=26100 UAS_MEDIA_PORT=26000   SIPp -mp (media ports SIPp binds)
+#   RTT_FREQ=1000           sipp -rtt_freq: response times are dumped every N calls (a
+#                           point with fewer calls than this has no percentiles)
 #   UAS_USER=uas            CALL: callee user; registered at TARGET before the run
 #   UAS_REG_AUTH=0          CALL: 1 = register the callee with digest auth (password pw-<user>)
-#   USERS_CSV=<bench>/sipp/users.csv   REG/REG-AUTH injection file (user;password)
+#   SIPP_DIR=bench/register/sipp   where reg.xml, reg_auth.xml, call_uac.xml, call_uas.xml are
+#   USERS_CSV=$SIPP_DIR/users.csv   REG/REG-AUTH injection file (user;password)
 #   OUT_DIR=${TMPDIR:-/tmp}/anchor-bench/points   per-run files go to OUT_DIR/<run-id>/
 #   RESULTS=$OUT_DIR/results.jsonl   where the JSON line is appended
 #   LABEL=""                free text stored with the result (e.g. "kamailio-5.6")
@@ -31,7 +35,8 @@
 # Prints the JSON line on stdout. Exit status 0 = point passed, 1 = failed criteria, 2 = error.
 set -euo pipefail
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+LIB_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+SIPP_DIR="${SIPP_DIR:-$LIB_DIR/../register/sipp}"   # the scenario XML files
 SCEN="${1:?scenario REG|REG-AUTH|CALL}"
 RATE="${2:?rate}"
 DUR="${3:-30}"
@@ -43,8 +48,11 @@ HOLD_MS="${HOLD_MS:-0}"
 UAC_PORT="${UAC_PORT:-5062}"
 UAS_PORT="${UAS_PORT:-5080}"
 UAS_USER="${UAS_USER:-uas}"
+RTT_FREQ="${RTT_FREQ:-1000}"
+UAC_MEDIA_PORT="${UAC_MEDIA_PORT:-26100}"
+UAS_MEDIA_PORT="${UAS_MEDIA_PORT:-26000}"
 UAS_REG_AUTH="${UAS_REG_AUTH:-0}"
-USERS_CSV="${USERS_CSV:-$BENCH_DIR/sipp/users.csv}"
+USERS_CSV="${USERS_CSV:-$SIPP_DIR/users.csv}"
 OUT_DIR="${OUT_DIR:-${TMPDIR:-/tmp}/anchor-bench/points}"
 RESULTS="${RESULTS:-$OUT_DIR/results.jsonl}"
 LABEL="${LABEL:-}"
@@ -79,9 +87,9 @@ cleanup() {
 trap cleanup EXIT
 
 case "$SCEN" in
-  REG)      XML="$BENCH_DIR/sipp/reg.xml";      EXTRA=(-inf "$USERS_CSV") ;;
-  REG-AUTH) XML="$BENCH_DIR/sipp/reg_auth.xml"; EXTRA=(-inf "$USERS_CSV") ;;
-  CALL)     XML="$BENCH_DIR/sipp/call_uac.xml"; EXTRA=(-s "$UAS_USER" -set hold_ms "$HOLD_MS" -mp 26100) ;;
+  REG)      XML="$SIPP_DIR/reg.xml";      EXTRA=(-inf "$USERS_CSV") ;;
+  REG-AUTH) XML="$SIPP_DIR/reg_auth.xml"; EXTRA=(-inf "$USERS_CSV") ;;
+  CALL)     XML="$SIPP_DIR/call_uac.xml"; EXTRA=(-s "$UAS_USER" -set hold_ms "$HOLD_MS" -mp "$UAC_MEDIA_PORT") ;;
   *) echo "unknown scenario $SCEN" >&2; exit 2 ;;
 esac
 
@@ -90,7 +98,7 @@ cd "$RUN_DIR"
 # 0) wait until nobody else is loading the 2 cores (shared machine)
 WAITED=0
 if (( QUIET_WAIT_S > 0 )); then
-  while ! python3 "$BENCH_DIR/lib/cpu_sampler.py" --quiet-check 3 --quiet-threshold "$QUIET_PCT" \
+  while ! python3 "$LIB_DIR/cpu_sampler.py" --quiet-check 3 --quiet-threshold "$QUIET_PCT" \
           --exclude "$(echo $SERVER_PIDS $GROUP_PIDS | tr ' ' ',')" > quiet.txt; do
     WAITED=$(( WAITED + 3 ))
     if (( WAITED >= QUIET_WAIT_S )); then echo "box still busy ($(cat quiet.txt)%), running anyway" >&2; break; fi
@@ -100,13 +108,13 @@ fi
 if [[ "$SCEN" == CALL ]]; then
   # 1) register the callee: a REGISTER sent from the UAS port, so Contact = UAS address
   printf 'SEQUENTIAL\n%s;pw-%s\n' "$UAS_USER" "$UAS_USER" > uas_user.csv
-  REGXML="$BENCH_DIR/sipp/reg.xml"; [[ "$UAS_REG_AUTH" == 1 ]] && REGXML="$BENCH_DIR/sipp/reg_auth.xml"
+  REGXML="$SIPP_DIR/reg.xml"; [[ "$UAS_REG_AUTH" == 1 ]] && REGXML="$SIPP_DIR/reg_auth.xml"
   if ! timeout 15 sipp -sf "$REGXML" -inf uas_user.csv -m 1 -p "$UAS_PORT" "${SIPP_COMMON[@]}" \
         -error_file uas_reg_err.log "$TARGET" > uas_reg.log 2>&1; then
     echo "callee registration failed (see $RUN_DIR/uas_reg.log)" >&2; exit 2
   fi
   # 2) start the answering SIPp
-  sipp -sf "$BENCH_DIR/sipp/call_uas.xml" -p "$UAS_PORT" -mp 26000 "${SIPP_COMMON[@]}" \
+  sipp -sf "$SIPP_DIR/call_uas.xml" -p "$UAS_PORT" -mp "$UAS_MEDIA_PORT" "${SIPP_COMMON[@]}" \
        -trace_stat -stf uas_stat.csv -fd 1 -error_file uas_err.log > uas_screen.log 2>&1 &
   UAS_PID=$!
   sleep 1
@@ -117,7 +125,7 @@ fi
 grep '^Udp:' /proc/net/snmp > udp_before.txt
 timeout "$SAFETY_TIMEOUT" sipp -sf "$XML" "${EXTRA[@]}" -r "$RATE" -rp 1000 -m "$CALLS" -l "$LIMIT" -timeout "${SIPP_TIMEOUT}s" \
      -p "$UAC_PORT" "${SIPP_COMMON[@]}" -trace_stat -stf uac_stat.csv -fd 1 \
-     -trace_rtt -rtt_freq 1000 -error_file uac_err.log "$TARGET" > uac_screen.log 2>&1 &
+     -trace_rtt -rtt_freq "$RTT_FREQ" -error_file uac_err.log "$TARGET" > uac_screen.log 2>&1 &
 UAC_PID=$!
 
 # 4) CPU sampling until the load generator exits. Steady window = from HOLD+3 s to DUR-1 s:
@@ -127,7 +135,7 @@ SAMPLE_GROUPS=(--group "sipp_uac=$UAC_PID")
 [[ -n "$UAS_PID" ]] && SAMPLE_GROUPS+=(--group "sipp_uas=$UAS_PID")
 [[ -n "$SERVER_PIDS" ]] && SAMPLE_GROUPS+=(--group "server=$(echo $SERVER_PIDS | tr ' ' ',')")
 for g in $SERVER_GROUPS; do SAMPLE_GROUPS+=(--group "$g"); done
-python3 "$BENCH_DIR/lib/cpu_sampler.py" "${SAMPLE_GROUPS[@]}" --until-pid "$UAC_PID" \
+python3 "$LIB_DIR/cpu_sampler.py" "${SAMPLE_GROUPS[@]}" --until-pid "$UAC_PID" \
    --window "$(( HOLD_S + 3 )),$(( DUR - 1 ))" \
    --csv cpu.csv --summary cpu.json &
 SAMPLER_PID=$!
@@ -139,7 +147,7 @@ set -e
 grep '^Udp:' /proc/net/snmp > udp_after.txt
 
 RTT_FILE="$(ls -1 ./*_rtt.csv 2>/dev/null | head -1 || true)"
-SUMMARY="$(python3 "$BENCH_DIR/lib/sipp_summary.py" --stat uac_stat.csv ${RTT_FILE:+--rtt "$RTT_FILE"} \
+SUMMARY="$(python3 "$LIB_DIR/sipp_summary.py" --stat uac_stat.csv ${RTT_FILE:+--rtt "$RTT_FILE"} \
             --target-calls "$CALLS" --target-rate "$RATE")"
 
 UAS_FAILED=None

@@ -1,6 +1,7 @@
-"""Bring up sipmesh for the registration benchmark and keep it up until SIGTERM.
+"""Bring up sipmesh for a SIPp benchmark and keep it up until SIGTERM.
 
-    python bench/register/stack.py --workdir DIR --registrars N --users users.csv
+    python bench/lib/stack.py --workdir DIR --registrars N --users users.csv
+    python bench/lib/stack.py --workdir DIR --no-auth --router [--media-instance HOST:PORT]
 
 Starts, each as its own process on free loopback ports: nats-server with
 JetStream (store in DIR/nats), N registrar replicas (``python -m
@@ -8,7 +9,13 @@ sipmesh_registrar``) and one edge (``python -m sipmesh_edge``, UDP). Creates the
 buckets, imports the users with ``sipmesh user import`` for domain 127.0.0.1
 (the SIPp scenarios put ``[remote_ip]`` in To), waits until a REGISTER through
 the edge gets an answer, then writes DIR/stack.env (shell assignments: SIP_PORT,
-NATS_PID, EDGE_PID, REGISTRAR_PIDS) and waits. SIGTERM or SIGINT stops every
+NATS_PID, EDGE_PID, REGISTRAR_PIDS, ROUTER_PID, MEDIA_PID) and waits.
+
+``--router`` adds one router (``python -m sipmesh_router``, domain 127.0.0.1,
+MD5 only, probing off) and makes 127.0.0.1/32 a trusted peer (``sipmesh peer
+add``), so SIPp's caller needs no auth. ``--media-instance HOST:PORT`` also
+starts the media service over that RTPEngine (its ng port) and sets the router's
+``media`` policy to ``always``; without it the policy is ``never``. SIGTERM or SIGINT stops every
 process it started, by PID, edge first.
 
 The registrars offer an MD5 challenge only: SIPp 3.6 answers the first
@@ -39,6 +46,7 @@ from sipmesh_bus.natsserver import find_nats_server
 
 LOOPBACK: Final = "127.0.0.1"
 DOMAIN: Final = LOOPBACK
+CIDR: Final = f"{LOOPBACK}/32"
 NONCE_SECRET: Final = "bench-register-nonce-secret-shared-by-replicas"
 
 
@@ -127,14 +135,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--registrars", type=int, default=1)
-    ap.add_argument("--users", type=Path, required=True, help="SIPp injection file user;password")
+    ap.add_argument("--users", type=Path, help="SIPp injection file user;password")
     ap.add_argument("--no-auth", action="store_true", help="registrars without digest auth")
+    ap.add_argument("--router", action="store_true", help="also a router (calls)")
+    ap.add_argument("--media-instance", help="RTPEngine ng HOST:PORT: media service, anchoring")
     a = ap.parse_args()
     work: Path = a.workdir
     work.mkdir(parents=True, exist_ok=True)
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def stop_all(*_args: object) -> None:
+    def stop_all() -> None:
         for _name, p in reversed(procs):
             if p.poll() is None:
                 p.terminate()
@@ -144,10 +154,13 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+    def on_signal(*_args: object) -> None:
+        stop_all()
         sys.exit(0)
 
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         nats_port = free_port()
         store = work / "nats"
@@ -170,14 +183,25 @@ def main() -> None:
         wait_nats(nats_port)
         url = f"nats://{LOOPBACK}:{nats_port}"
         asyncio.run(ensure_jetstream(url))
-        t0 = time.monotonic()
-        subprocess.run(
-            [sys.executable, "-m", "sipmesh", "user", "import", str(a.users), "--domain", DOMAIN],
-            env=clean_env({"SIPMESH_NATS_URL": url, "SIPMESH_DATA_DIR": str(work)}),
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        print(f"imported {a.users} in {time.monotonic() - t0:.1f} s", flush=True)
+        cli_env = clean_env({"SIPMESH_NATS_URL": url, "SIPMESH_DATA_DIR": str(work)})
+        if a.users is not None:
+            t0 = time.monotonic()
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "sipmesh",
+                    "user",
+                    "import",
+                    str(a.users),
+                    "--domain",
+                    DOMAIN,
+                ],
+                env=cli_env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            print(f"imported {a.users} in {time.monotonic() - t0:.1f} s", flush=True)
         registrar_pids = []
         for n in range(a.registrars):
             http_port = free_port()
@@ -196,6 +220,48 @@ def main() -> None:
             procs.append((f"registrar-{n}", p))
             wait_ready(p, f"registrar-{n}", http_port, log)
             registrar_pids.append(p.pid)
+        media_pid = router_pid = ""
+        if a.media_instance:
+            http_port = free_port()
+            env = clean_env(
+                {
+                    "SIPMESH_NATS_URL": url,
+                    "SIPMESH_HTTP_PORT": str(http_port),
+                    "SIPMESH_MEDIA_INSTANCES": f"bench={a.media_instance}",
+                }
+            )
+            log = work / "media.log"
+            p = start([sys.executable, "-m", "sipmesh_media"], env=env, log=log)
+            procs.append(("media", p))
+            wait_ready(p, "media", http_port, log)
+            media_pid = str(p.pid)
+        if a.router:
+            subprocess.run(
+                [sys.executable, "-m", "sipmesh", "peer", "add", "loopback", "--cidr", CIDR],
+                env=cli_env,
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
+            http_port = free_port()
+            settings = {
+                "DOMAIN": DOMAIN,
+                "NONCE_SECRET": NONCE_SECRET,
+                "ALGORITHMS": "MD5",
+                "PROBE": "false",
+                "MEDIA": "always" if a.media_instance else "never",
+            }
+            env = clean_env(
+                {
+                    "SIPMESH_NATS_URL": url,
+                    "SIPMESH_HTTP_PORT": str(http_port),
+                    **{f"SIPMESH_ROUTER_{k}": v for k, v in settings.items()},
+                }
+            )
+            log = work / "router.log"
+            p = start([sys.executable, "-m", "sipmesh_router"], env=env, log=log)
+            procs.append(("router", p))
+            wait_ready(p, "router", http_port, log)
+            router_pid = str(p.pid)
         sip_port = free_port(socket.SOCK_DGRAM)
         http_port = free_port()
         config = {
@@ -220,7 +286,7 @@ def main() -> None:
         (work / "stack.env").write_text(
             f"SIP_PORT={sip_port}\nNATS_PID={nats_proc.pid}\nEDGE_PID={edge.pid}\n"
             f"REGISTRAR_PIDS={','.join(map(str, registrar_pids))}\n"
-            f"NATS_URL={url}\n",
+            f"ROUTER_PID={router_pid}\nMEDIA_PID={media_pid}\nNATS_URL={url}\n",
             encoding="utf-8",
         )
         print(

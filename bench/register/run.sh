@@ -18,7 +18,7 @@
 # Ports: all free loopback ports picked at run time (Kamailio too), nothing fixed.
 # Environment: OUT_DIR, RESULTS, DUR, REPEATS, COOLDOWN_S, LABEL_TAG (appended to the sipmesh
 # label, e.g. a commit), QUIET_WAIT_S (how long to wait
-# for other tenants to go quiet before a point; default 30), plus lib/bench_point.sh's.
+# for other tenants to go quiet before a point; default 30), plus bench/lib/bench_point.sh's.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,6 +31,7 @@ DUR="${DUR:-15}"
 REPEATS="${REPEATS:-1}"
 COOLDOWN_S="${COOLDOWN_S:-5}"
 mkdir -p "$OUT_DIR"
+export SIPP_DIR="$HERE/sipp"
 export USERS_CSV="$OUT_DIR/users.csv"
 [[ -s "$USERS_CSV" ]] || "$HERE/sipp/gen_users.sh" 10000 "$USERS_CSV"
 
@@ -41,7 +42,7 @@ s=socket.socket(socket.AF_INET,k); s.bind(("127.0.0.1",0)); print(s.getsockname(
 
 point_ok() {   # prints the result line; status of the point
   local rc=$1
-  tail -1 "$RESULTS" | python3 "$HERE/lib/report.py" --line || true
+  tail -1 "$RESULTS" | python3 "$ROOT/bench/lib/report.py" --line || true
   sleep "$COOLDOWN_S"
   return "$rc"
 }
@@ -73,7 +74,7 @@ kamailio_point() {   # SCEN RATE
   start_kamailio "$1" "$port"
   TARGET="127.0.0.1:$port" UAC_PORT="$(free_port udp)" SERVER_PIDS="$KPID" \
     LABEL="kamailio-$(kamailio -v 2>/dev/null | awk '/^version:/{print $3; exit}')" \
-    "$HERE/lib/bench_point.sh" "$1" "$2" "$DUR" > /dev/null || rc=$?
+    "$ROOT/bench/lib/bench_point.sh" "$1" "$2" "$DUR" > /dev/null || rc=$?
   stop_kamailio
   point_ok "$rc"
 }
@@ -84,7 +85,7 @@ start_stack() {   # N SCEN
   local work="$OUT_DIR/stack-$1r-$2-$(date +%H%M%S)" extra=()
   [[ "$2" == REG ]] && extra=(--no-auth)
   mkdir -p "$work"
-  "$PY" "$HERE/stack.py" --workdir "$work" --registrars "$1" --users "$USERS_CSV" "${extra[@]}" \
+  "$PY" "$ROOT/bench/lib/stack.py" --workdir "$work" --registrars "$1" --users "$USERS_CSV" "${extra[@]}" \
     > "$work/stack.log" 2>&1 &
   STACK_PID=$!
   for _ in $(seq 1 900); do
@@ -106,7 +107,7 @@ sipmesh_point() {   # N SCEN RATE
   local rc=0
   TARGET="127.0.0.1:$SIP_PORT" UAC_PORT="$(free_port udp)" SERVER_PIDS="" \
     SERVER_GROUPS="edge=$EDGE_PID registrar=$REGISTRAR_PIDS nats=$NATS_PID" \
-    LABEL="sipmesh-1e${1}r${LABEL_TAG:+-$LABEL_TAG}" "$HERE/lib/bench_point.sh" "$2" "$3" "$DUR" > /dev/null || rc=$?
+    LABEL="sipmesh-1e${1}r${LABEL_TAG:+-$LABEL_TAG}" "$ROOT/bench/lib/bench_point.sh" "$2" "$3" "$DUR" > /dev/null || rc=$?
   kill -0 "$STACK_PID" 2>/dev/null || { echo "the stack died; see $STACK_WORK" >&2; exit 2; }
   point_ok "$rc"
 }
@@ -128,7 +129,7 @@ cmd="${1:-all}"; shift || true
 case "$cmd" in
   kamailio) ladder kamailio_point "$1" -- "$2" ;;
   sipmesh)  start_stack "$1" "$2"; ladder sipmesh_point "$1" "$2" -- "$3"; stop_stack ;;
-  report)   python3 "$HERE/lib/report.py" "$RESULTS" ;;
+  report)   python3 "$ROOT/bench/lib/report.py" "$RESULTS" ;;
   all)
     echo "results -> $RESULTS"
     ladder kamailio_point REG-AUTH -- "${KAM_RATES:-10000 15000 17500 20000 22500}"
@@ -137,7 +138,7 @@ case "$cmd" in
       ladder sipmesh_point "$n" REG-AUTH -- "${SIPMESH_RATES:-1000 2000 3000 4000 5000 6000 7000 8000}"
       stop_stack
     done
-    python3 "$HERE/lib/report.py" "$RESULTS"
+    python3 "$ROOT/bench/lib/report.py" "$RESULTS"
     ;;
   *) echo "usage: $0 [all|kamailio SCEN RATES|sipmesh N SCEN RATES|report]" >&2; exit 2 ;;
 esac
