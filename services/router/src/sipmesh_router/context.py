@@ -4,10 +4,11 @@ Two continuations, both opaque to everybody but the router:
 
 - :class:`RouteContext` rides in ``Forward.context``; the edge stores it with the
   client transactions and echoes it in ``Envelope.context`` with each response it
-  asks about (finals, 2xx, provisionals with SDP). It holds what the answer to
-  that response needs: the request as forwarded (to fork again on failover), the
-  targets not tried yet, the call's CDR fields and the Vias/Record-Routes hidden
-  from a topology-hiding peer.
+  asks about (the best final of a fork, every 2xx, and provisionals with SDP or,
+  with ``Forward.all_responses``, every provisional but 100). It holds what the
+  answer to that response needs: the request as forwarded (to fork again on
+  failover), the targets not tried yet, the call's CDR fields and the
+  Vias/Record-Routes hidden from a topology-hiding peer.
 - :class:`DialogToken` rides in the router's own Record-Route URI (parameter
   ``sm``), so every in-dialog request of the call brings it back in its Route
   header: the caller's From tag (who hangs up), the NAT flows of the two phones
@@ -144,6 +145,9 @@ class RouteContext(Struct, frozen=True, kw_only=True):
     #: ``MediaReply.instance`` of the offer.
     in_dialog: bool = False
     #: The request was inside a dialog (a failed re-INVITE keeps the session).
+    received_at: float = 0.0
+    #: ``Envelope.received_at`` of the request (the edge's clock; 0: unknown):
+    #: the 2xx's own ``received_at`` minus this is the call setup time.
 
 
 class DialogRecord(Struct, frozen=True, kw_only=True):

@@ -56,7 +56,7 @@ from .context import (
 )
 from .events import call_event, dialog_key, ended_event
 from .model import Decision, Inputs, NonceClaim
-from .responses import decide_response
+from .responses import all_responses, decide_response
 from .routes import Hop, Peer
 
 __all__ = ["Decision", "Inputs", "decide", "location_keys", "replayed", "target_of_uri"]
@@ -208,6 +208,7 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
     hidden_vias: list[str] = []
     if token.hide:
         sent = proxy.with_contact(sent, secret=policy.secret, host=out[0], port=out[1])
+        sent, hidden_vias, _ = proxy.hide_request(sent, keep_record_route=True)
     branch = proxy.branch_for(req.via_branch or b"", req.call_id, 0, req.method)
     sent = proxy.add_via(sent, transport=out_transport, host=out[0], port=out[1], branch=branch)
     events: tuple[CallEvent, ...] = ()
@@ -250,6 +251,7 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
         targets=[target],
         timer_c=policy.timer_c,
         context=encode_context(ctx),
+        all_responses=all_responses(ctx),
     )
     offer = None
     if sdp is not None:
@@ -440,9 +442,9 @@ def _forward(
     offer = _media_offer(env, req, caller, anchor)
     if hide:
         sent = proxy.with_contact(sent, secret=policy.secret, host=out[0], port=out[1])
-        _, _, hidden_rrs = proxy.hide_request(sent)
-        if hidden_rrs:
-            sent = sent.remove_header(b"record-route")
+        # Every Via and Record-Route of the caller's side leaves with the
+        # request and rides in the context; :mod:`.responses` puts them back.
+        sent, hidden_vias, hidden_rrs = proxy.hide_request(sent)
     if req.method in _DIALOG_CREATING:
         caller_flow = _flow(env) if caller.phone else None
         token = DialogToken(
@@ -477,12 +479,17 @@ def _forward(
         callee_is_phone=callee_is_phone,
         token=sealed.decode("ascii"),
         media=offer is not None,
+        received_at=env.received_at,
     )
     events: tuple[CallEvent, ...] = ()
     if req.method == b"INVITE":
         events = (call_event(ctx, "attempt", now=inp.now, detail=_detail(ctx, 0)),)
     fwd = Forward(
-        data=data, targets=first.targets, timer_c=policy.timer_c, context=encode_context(ctx)
+        data=data,
+        targets=first.targets,
+        timer_c=policy.timer_c,
+        context=encode_context(ctx),
+        all_responses=all_responses(ctx),
     )
     return Decision(reply=fwd, outcome="forward", events=events, media=offer)
 

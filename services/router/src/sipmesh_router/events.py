@@ -34,6 +34,7 @@ def call_event(
     detail: str,
     status: int | None = None,
     reason: str | None = None,
+    hangup_side: HangupSide | None = None,
 ) -> CallEvent:
     """An event of the call attempt ``ctx`` describes."""
     leg = ctx.leg
@@ -54,6 +55,7 @@ def call_event(
         currency=leg.currency if leg else None,
         status_code=status,
         reason=reason,
+        hangup_side=hangup_side,
         edge_id=ctx.edge_id,
         gateway=leg.gateway if leg else None,
         dispatcher_set=leg.dispatcher_set if leg else None,

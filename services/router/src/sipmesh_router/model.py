@@ -46,6 +46,8 @@ class Decision:
     #: :func:`sipmesh_router.media.apply_media` (the SDP to send is its answer).
     media_delete: MediaDelete | None = None
     #: Release the call's media (sent by the shell alongside the reply).
+    setup_seconds: float | None = None
+    #: For the 2xx of an initial INVITE: seconds from the INVITE to it (metrics).
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,42 +1,86 @@
 """Responses to proxied requests (RFC 3261 §16.7), decided from the echoed context.
 
 Who does what (the edge holds the client transactions, the router holds no
-state): the edge relays provisional responses without SDP by itself and asks
-the router (``sip.route.response``, with the context) about provisionals with
-SDP, the first 2xx and final responses. The router then:
+state): the edge runs each ``Forward``'s parallel branches as one response
+context and asks the router (``sip.route.response``, with the context) about
+the best final once every branch has one (§16.7 step 6, the 503 -> 500
+conversion included), about every 2xx at once, and about provisionals that
+carry SDP, or every provisional but 100 when the Forward set
+``all_responses`` (:func:`all_responses`: initial INVITEs, for their
+``ringing`` event, and topology hiding, whose hidden Vias only the router can
+restore). Other provisionals it relays itself. The router then:
 
-- passes the response upstream (our Via removed, §16.7 step 3; hidden Vias and
-  Record-Routes put back), publishing ``ringing``/``answered``/``failed``;
+- passes the response upstream (hidden Vias and Record-Routes put back, then
+  our Via removed, §16.7 step 3), publishing ``ringing``/``answered``/``failed``;
 - or, for a final 408 or 5xx of an INVITE when the context still holds legs,
   fails over: a new ``Forward`` of the stored request to the next leg, with a
   new branch (§16.7 step 5 lets a proxy "forward the request to additional
   targets"); 6xx never fails over (§16.7 step 5: "the proxy MUST NOT ... send
   ... to any other targets" after a 6xx is not RFC text, but a 6xx is global).
-
-Forks inside one leg (parallel branches) need the edge to pick the best of
-their finals (§16.7 step 6) before asking; see docs/router.md.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import msgspec
 
-from sipmesh_bus.schema import CallEvent, Drop, Envelope, Forward, SendResponse
-from sipmsg import ParseError, Request, Response, parse
+from sipmesh_bus.schema import CallEvent, Drop, Envelope, Forward, HangupSide, SendResponse
+from sipmsg import LocalProtocolError, ParseError, Request, Response, make_response, parse
 
 from . import media, proxy
 from .context import Flow, RouteContext, decode_context, encode_context, open_token, seal_token
 from .events import call_event, dialog_key, dialog_record
 from .model import Decision, Inputs
 
-__all__ = ["decide_response", "fails_over"]
+__all__ = ["all_responses", "decide_response", "edge_made", "fails_over"]
 
 
 def fails_over(status: int) -> bool:
-    """True for the finals that try the next leg: 408 and 5xx (a transport error is a 503)."""
+    """True for the finals that try the next leg: 408 and 5xx.
+
+    What the edge makes up counts too: a branch's Timer B or Timer C expiry is
+    a 408 (§16.8), a transport failure a 503 that reaches us as a 500 when it
+    is the best response of its fork (§16.7 step 6: "If the only response
+    that was received is a 503, the proxy SHOULD generate a 500 response").
+    """
     return status == 408 or 500 <= status < 600
+
+
+def all_responses(ctx: RouteContext) -> bool:
+    """``Forward.all_responses`` for the transaction ``ctx`` describes.
+
+    True for an initial INVITE, so that a 180 without SDP (which the edge
+    would relay by itself) reaches us and becomes the ``ringing`` event, and
+    for topology hiding, where only the router can put back the caller's Vias
+    (``RouteContext.hidden_vias``) before a provisional goes upstream. Each
+    such provisional costs one more bus round trip.
+    """
+    return ctx.hide or (ctx.method == "INVITE" and not ctx.in_dialog)
+
+
+def edge_made(resp: Response) -> bool:
+    """True when the edge made ``resp`` up from the request it forwarded.
+
+    The edge's 408 for a branch whose Timer B or Timer C fired (and its 503
+    for a transport failure) is sipmsg's ``make_response`` of the branch's
+    request, whose To tag is derived from that request (From tag, Call-ID,
+    CSeq, top Via branch: all copied into the response). A UA picks its own
+    random tag, so rebuilding the response the same way tells the two apart.
+    """
+    tag = resp.to_tag
+    raw_to = resp.headers.get(b"to")
+    if not tag or raw_to is None:
+        return False
+    untagged = re.sub(rb";\s*tag\s*=\s*" + re.escape(tag), b"", raw_to, count=1, flags=re.I)
+    try:
+        headers = resp.replace_header(b"To", untagged).headers
+        req = Request(method=resp.cseq.method, uri=b"sip:edge.invalid", headers=headers)
+        again = make_response(req, resp.status)
+    except (ParseError, LocalProtocolError):
+        return False
+    return again.to_tag == tag
 
 
 def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
@@ -52,7 +96,7 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
     status = resp.status
     if status < 200:
         events: tuple[CallEvent, ...] = ()
-        if invite and status in (180, 183):
+        if invite and not ctx.in_dialog and status in (180, 183):
             events = (call_event(ctx, "ringing", now=inp.now, detail=f"{ctx.attempt}"),)
         decision = _upstream(resp, ctx, "provisional", events=events, secret=inp.policy.secret)
         return _with_answer(decision, env, resp, ctx)
@@ -65,11 +109,8 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         record = dialog_record(ctx, caller_tag=caller_tag, callee_tag=callee_tag, now=inp.now)
         answered = call_event(ctx, "answered", now=inp.now, detail="2xx")
         decision = _upstream(resp, ctx, "answered", events=(answered,), secret=inp.policy.secret)
-        decision = Decision(
-            reply=decision.reply,
-            outcome=decision.outcome,
-            events=decision.events,
-            dialog_put=(dialog_key(ctx.call_id), record),
+        decision = replace(
+            decision, dialog_put=(dialog_key(ctx.call_id), record), setup_seconds=_setup(env, ctx)
         )
         return _with_answer(decision, env, resp, ctx)
     if invite and fails_over(status) and ctx.remaining and ctx.request:
@@ -77,8 +118,17 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
     events = ()
     if invite:
         reason = resp.reason.decode("utf-8", "replace")
+        # Nobody answered in time and the edge gave up (Timer B/C, §16.8):
+        # neither party ended the call, the system did.
+        side: HangupSide | None = "system" if status == 408 and edge_made(resp) else None
         failed = call_event(
-            ctx, "failed", now=inp.now, detail=f"{ctx.attempt}", status=status, reason=reason
+            ctx,
+            "failed",
+            now=inp.now,
+            detail=f"{ctx.attempt}",
+            status=status,
+            reason=reason,
+            hangup_side=side,
         )
         events = (failed,)
     decision = _upstream(resp, ctx, "failed" if invite else "final", events=events)
@@ -88,6 +138,13 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         release = media.delete(call_id=ctx.call_id, instance=ctx.media_instance)
         decision = replace(decision, media_delete=release)
     return decision
+
+
+def _setup(env: Envelope, ctx: RouteContext) -> float | None:
+    """INVITE to 2xx in seconds, both times by the edge's clock (it holds both transactions)."""
+    if ctx.in_dialog or ctx.received_at <= 0 or env.received_at < ctx.received_at:
+        return None
+    return env.received_at - ctx.received_at
 
 
 def _with_answer(decision: Decision, env: Envelope, resp: Response, ctx: RouteContext) -> Decision:
@@ -125,14 +182,17 @@ def _upstream(
     events: tuple[CallEvent, ...] = (),
     secret: bytes = b"",
 ) -> Decision:
+    up = resp
+    if ctx is not None and (ctx.hidden_vias or ctx.hidden_record_routes):
+        # First put back what hiding removed: with hidden Vias the response
+        # holds our Via alone, which step 3 then removes.
+        up = proxy.restore_response(up, ctx.hidden_vias, ctx.hidden_record_routes)
     try:
-        up = proxy.strip_top_via(resp)
+        up = proxy.strip_top_via(up)
     except ParseError:
         return Decision(
             reply=Drop(reason="response without a Via for upstream"), outcome="bad_response"
         )
-    if ctx is not None and (ctx.hidden_vias or ctx.hidden_record_routes):
-        up = proxy.restore_response(up, ctx.hidden_vias, ctx.hidden_record_routes)
     if ctx is not None and ctx.hide and secret:
         up = proxy.with_contact(up, secret=secret, host=ctx.self_host, port=ctx.self_port)
     return Decision(reply=SendResponse(data=bytes(up)), outcome=outcome, events=events)
@@ -158,7 +218,11 @@ def _failover(ctx: RouteContext, inp: Inputs, status: int) -> Decision:
         new, "attempt", now=inp.now, detail=f"{ctx.caller_branch[-24:] or 'x'}-{attempt}"
     )
     fwd = Forward(
-        data=data, targets=leg.targets, timer_c=inp.policy.timer_c, context=encode_context(new)
+        data=data,
+        targets=leg.targets,
+        timer_c=inp.policy.timer_c,
+        context=encode_context(new),
+        all_responses=all_responses(new),
     )
     return Decision(reply=fwd, outcome=f"failover_{status}", events=(attempt_event,))
 
