@@ -79,6 +79,10 @@ class Envelope(Struct, frozen=True, kw_only=True):
     #: The raw SIP message, exactly as received.
     context: bytes | None = None
     #: The router's opaque continuation, echoed back on ``sip.route.response``.
+    listeners: dict[str, str] = {}
+    #: The edge's listeners, transport -> advertised ``"host:port"`` (IPv6 in
+    #: brackets), e.g. ``{"udp": "198.51.100.1:5060", "tls": "198.51.100.1:5061"}``:
+    #: the router's Via and Record-Route for another outbound transport.
 
 
 class Target(Struct, frozen=True, kw_only=True):
