@@ -255,3 +255,150 @@ async def test_app_unregister_deletes_key(
         assert await stored_contacts(js, user) == {f"sip:{user}@192.0.2.7:5060"}
     finally:
         await registrar.close()
+
+
+# --- the location cache and replay detection in the CAS write ----------------------------
+
+
+async def cached_revision(registrar: Registrar, key: str, at_least: int) -> None:
+    for _ in range(200):
+        if registrar._locations.get(key, (None, 0))[1] >= at_least:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{key} never reached revision {at_least} in the cache")
+
+
+async def stored_revision(js: JetStreamContext, user: str) -> int:
+    bucket = await js.key_value(kv.BUCKET_LOCATION)
+    entry = await bucket.get(aor_key(user, "example.com"))
+    return entry.revision or 0
+
+
+async def test_app_location_cache_sees_another_replicas_write(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    one = await replica(js, nats_url, auth=False)
+    two = await replica(js, nats_url, auth=False)
+    try:
+        assert await two.ready()
+        first = kit.UA(user=user, call_id="c1", contact_host="192.0.2.1:5060")
+        assert (await send(one, kit, first.register())).status == 200
+        key = aor_key(user, "example.com")
+        await cached_revision(two, key, await stored_revision(js, user))
+        value, _ = two._cached(key)
+        assert value is not None
+        assert [b.contact for b in value.bindings] == [f"sip:{user}@192.0.2.1:5060"]
+        # Two writes against its cache, with no conflict: it was up to date.
+        second = kit.UA(user=user, call_id="c2", contact_host="192.0.2.2:5060")
+        assert (await send(two, kit, second.register())).status == 200
+        assert two.metrics.kv_conflicts._value.get() == 0
+        assert await stored_contacts(js, user) == {
+            f"sip:{user}@192.0.2.1:5060",
+            f"sip:{user}@192.0.2.2:5060",
+        }
+        # A delete reaches the other cache too.
+        assert (await send(one, kit, first.register(["*"], expires=0))).status == 200
+        assert (await send(one, kit, second.register(["*"], expires=0))).status == 200
+        for _ in range(200):
+            if two._cached(key)[0] is None:
+                break
+            await asyncio.sleep(0.01)
+        assert two._cached(key)[0] is None
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_app_stale_cache_conflict_rereads_and_keeps_both(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    registrar = await replica(js, nats_url, auth=False)
+    try:
+        key = aor_key(user, "example.com")
+        first = kit.UA(user=user, call_id="c1", contact_host="192.0.2.1:5060")
+        assert (await send(registrar, kit, first.register())).status == 200
+        stale = registrar._locations[key]
+        second = kit.UA(user=user, call_id="c2", contact_host="192.0.2.2:5060")
+        assert (await send(registrar, kit, second.register())).status == 200
+        # The cache goes back to the first write (a watch far behind).
+        registrar._locations[key] = stale
+        third = kit.UA(user=user, call_id="c3", contact_host="192.0.2.3:5060")
+        assert (await send(registrar, kit, third.register())).status == 200
+        assert registrar.metrics.kv_conflicts._value.get() == 1
+        assert await stored_contacts(js, user) == {
+            f"sip:{user}@192.0.2.{i}:5060" for i in (1, 2, 3)
+        }
+        assert registrar._locations[key][1] == await stored_revision(js, user)
+    finally:
+        await registrar.close()
+
+
+async def test_app_replay_refused_on_the_same_replica(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    await add_subscriber(js, kit, user)
+    registrar = await replica(js, nats_url)
+    try:
+        await knows(registrar, user)
+        ua = kit.UA(user=user)
+        challenge = await send(registrar, kit, ua.register())
+        req = ua.register(authorization=ua.answer(challenge, PASSWORD, nc=2))
+        assert (await send(registrar, kit, req)).status == 200
+        assert (await send(registrar, kit, req)).status == 401
+        # A lower nonce-count than one accepted is a replay too (RFC 7616 §3.4).
+        lower = ua.register(authorization=ua.answer(challenge, PASSWORD, nc=1))
+        assert (await send(registrar, kit, lower)).status == 401
+        assert registrar.metrics.auth_failures.labels("replay")._value.get() == 2
+        higher = ua.register(authorization=ua.answer(challenge, PASSWORD, nc=3))
+        assert (await send(registrar, kit, higher)).status == 200
+    finally:
+        await registrar.close()
+
+
+async def test_app_replay_racing_on_two_replicas_wins_once(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    await add_subscriber(js, kit, user)
+    one = await replica(js, nats_url)
+    two = await replica(js, nats_url)
+    try:
+        await knows(one, user)
+        await knows(two, user)
+        ua = kit.UA(user=user)
+        for nc in range(1, 9):
+            challenge = await send(one, kit, ua.register())
+            req = ua.register(authorization=ua.answer(challenge, PASSWORD, nc=nc))
+            # Both caches are up to date, so both accept at first: the CAS decides.
+            await cached_revision(two, aor_key(user, "example.com"), await one_rev(one, user))
+            answers = await asyncio.gather(send(one, kit, req), send(two, kit, req))
+            assert sorted(r.status for r in answers) == [200, 401], nc
+        replays = sum(r.metrics.auth_failures.labels("replay")._value.get() for r in (one, two))
+        assert replays == 8
+        conflicts = sum(r.metrics.kv_conflicts._value.get() for r in (one, two))
+        assert conflicts >= 8  # each loser lost the write, re-read, and refused
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def one_rev(registrar: Registrar, user: str) -> int:
+    return registrar._locations.get(aor_key(user, "example.com"), (None, 0))[1]
+
+
+async def test_app_replay_after_unregister_refused(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    await add_subscriber(js, kit, user)
+    registrar = await replica(js, nats_url)
+    try:
+        await knows(registrar, user)
+        ua = kit.UA(user=user)
+        challenge = await send(registrar, kit, ua.register())
+        req = ua.register(authorization=ua.answer(challenge, PASSWORD, nc=1))
+        assert (await send(registrar, kit, req)).status == 200
+        bye = ua.register(["*"], expires=0, authorization=ua.answer(challenge, PASSWORD, nc=2))
+        assert (await send(registrar, kit, bye)).status == 200
+        assert await stored_contacts(js, user) == set()  # kept, with no binding
+        assert (await send(registrar, kit, req)).status == 401
+    finally:
+        await registrar.close()

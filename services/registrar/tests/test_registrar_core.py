@@ -370,6 +370,7 @@ def apply(
     req: Request, current: BindingSet | None, policy: Policy = OPEN, kit: Any = None
 ) -> Registered | Answer:
     step = admit(req, policy=policy)
+    assert step.replay is None  # auth off: no nonce-count to check
     assert isinstance(step, Admitted)
     from sipmesh_bus.schema import Envelope
 
@@ -384,7 +385,9 @@ def apply(
         received_at=NOW,
         data=bytes(req),
     )
-    return core.apply_bindings(step, current, env, policy, now=NOW)
+    decision = core.apply_bindings(step, current, env, policy, now=NOW)
+    assert not isinstance(decision, core.Replayed)
+    return decision
 
 
 def contacts_of(response: Response) -> list[bytes]:
