@@ -43,12 +43,17 @@ def test_active_calls_put_again_moves_not_doubles() -> None:
     assert dict(calls.counts) == {"udp.b.5060": 1}
 
 
-def test_active_calls_ignores_records_without_destination_and_garbage() -> None:
+def test_active_calls_counts_records_without_destination_only_in_len() -> None:
     calls = ActiveCalls()
     calls.apply("d1", record("udp.a.5060"))
     assert calls.apply("d2", record(""))  # a call to a registered phone
+    assert dict(calls.counts) == {"udp.a.5060": 1}
+    assert len(calls) == 2
     assert not calls.apply("d1", b"\xc1garbage")
     assert dict(calls.counts) == {}
+    assert len(calls) == 1
+    assert calls.apply("d2", None)
+    assert calls.prune(older_than=1e12) == 0
     assert len(calls) == 0
 
 

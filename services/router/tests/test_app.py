@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -386,3 +387,51 @@ async def eventually_async(probe: Callable[[], Awaitable[object]], want: object,
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what}: last {got!r}")
+
+
+async def test_app_metrics_of_a_call_and_of_the_watched_data(
+    js: JetStreamContext, kit: Any, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("time.time", lambda: kit.NOW)  # the bindings' clock
+    config = RouterConfig(
+        nats=NatsConfig(url=nats_url), router=RouterSettings(domain="example.com", probe=False)
+    )
+    registry = CollectorRegistry()
+    r = Router(config, js, secret=SECRET, registry=registry)
+    await r.start()
+    try:
+        await r.wait_loaded(5.0)
+
+        def value(name: str, **labels: str) -> float | None:
+            return registry.get_sample_value(name, labels)
+
+        callee = fresh("carol")
+        await register(js, kit, callee)
+        invite = kit.request(ruri=f"sip:{callee}@example.com", call_id=fresh("m") + "@h")
+        fwd = await r.handle(kit.envelope(invite))
+        assert isinstance(fwd, Forward)
+        sent = parse(fwd.data)
+        assert isinstance(sent, Request)
+        ok = msgspec.structs.replace(
+            kit.envelope(kit.response(sent, 200), context=fwd.context),
+            received_at=kit.NOW + 3.0,
+        )
+        assert isinstance(await r.handle(ok), SendResponse)
+        assert value("sipmesh_router_call_attempts_total", route="user") == 1
+        assert value("sipmesh_router_call_answers_total", route="user") == 1
+        assert value("sipmesh_router_call_setup_seconds_sum", route="user") == 3.0
+        assert value("sipmesh_router_handling_seconds_count", method="INVITE") == 1
+        assert value("sipmesh_router_call_events_total", kind="answered", outcome="ok") == 1
+        # The dialog record comes back through the watch: one more active call.
+        key = dialog_key(invite.call_id.decode())
+        await eventually(lambda: key in r.active._calls, "dialog watched")
+        assert value("sipmesh_router_calls_active") == len(r.active)
+        set_id, _ = await _pool(
+            js, [routing.Destination(uri="sip:10.0.2.1", host="10.0.2.1")], "priority"
+        )
+        labels = {"set": set_id, "destination": "10.0.2.1:5060", "transport": "udp"}
+        await eventually(
+            lambda: value("sipmesh_router_dispatcher_destination_up", **labels) == 1, "dest up"
+        )
+    finally:
+        await r.close()

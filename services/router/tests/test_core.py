@@ -394,19 +394,13 @@ def test_decide_single_record_route_keeps_the_inbound_socket(kit: Any) -> None:
 
 
 def test_decide_envelope_listeners_win_over_settings(kit: Any) -> None:
-    class WithListeners(Envelope, frozen=True, kw_only=True):
-        listeners: dict[str, str] = msgspec.field(default_factory=dict)
-
     policy = Policy(
         domains=frozenset({"example.com"}),
         secret=SECRET,
         listeners=(("edge-1", "tcp", "192.0.2.1", 5070),),
     )
     base = kit.envelope(kit.request())
-    env = WithListeners(
-        **{f: getattr(base, f) for f in base.__struct_fields__},
-        listeners={"tcp": "[2001:db8::1]:5080"},
-    )
+    env = msgspec.structs.replace(base, listeners={"tcp": "[2001:db8::1]:5080"})
     b = kit.binding(transport="tcp", connection_id="c1")
     _, req = forwarded(run(env, inputs(locations=kit.bindings("bob", b), policy=policy)))
     top = req.record_route[0].uri

@@ -2,10 +2,11 @@
 
 The router writes a :class:`~sipmesh_router.context.DialogRecord` when a call
 is answered and deletes it on BYE; every replica watches the bucket, so every
-replica counts every replica's calls. A record names its destination by
-``destination_key`` (``Destination.key``, the health key of the address), the
-key of the counts that :func:`sipmesh_router.dispatcher.select_destinations`
-reads.
+replica counts every replica's calls: ``len()`` is every answered call (the
+``sipmesh_router_calls_active`` gauge), ``counts`` those of the calls that
+name a destination by ``destination_key`` (``Destination.key``, the health
+key of the address: a dispatcher or LCR hop, not a registered phone), the
+counts :func:`sipmesh_router.dispatcher.select_destinations` reads.
 
 A dialog whose BYE never came (a crashed phone, a lost BYE) leaves by the
 bucket's per-key TTL, which a KV watch does not report: :meth:`ActiveCalls.prune`
@@ -28,7 +29,7 @@ class ActiveCalls:
 
     def __init__(self) -> None:
         self._calls: dict[str, tuple[str, float]] = {}
-        #: Dialog key -> (destination key, answered at).
+        #: Dialog key -> (destination key or "", answered at).
         self._counts: dict[str, int] = {}
 
     @property
@@ -37,6 +38,7 @@ class ActiveCalls:
         return self._counts
 
     def __len__(self) -> int:
+        """Every active call, with a destination key or not."""
         return len(self._calls)
 
     def apply(self, key: str, value: bytes | None) -> bool:
@@ -52,9 +54,10 @@ class ActiveCalls:
             record = decode_dialog(value)
         except (msgspec.DecodeError, msgspec.ValidationError):
             return False
-        if record.destination_key:
-            self._calls[key] = (record.destination_key, record.answered_at)
-            self._counts[record.destination_key] = self._counts.get(record.destination_key, 0) + 1
+        dest = record.destination_key
+        self._calls[key] = (dest, record.answered_at)
+        if dest:
+            self._counts[dest] = self._counts.get(dest, 0) + 1
         return True
 
     def prune(self, *, older_than: float) -> int:
@@ -69,6 +72,8 @@ class ActiveCalls:
         if held is None:
             return
         dest = held[0]
+        if not dest:
+            return
         left = self._counts.get(dest, 0) - 1
         if left > 0:
             self._counts[dest] = left

@@ -52,7 +52,7 @@ from .active import ActiveCalls
 from .config import RouterConfig, RouterSettings, make_policy
 from .context import DialogRecord, encode_dialog
 from .mediabus import MediaBus, Requester
-from .metrics import RouterMetrics
+from .metrics import DestinationsUp, RouterMetrics, destination_states
 from .model import Decision, Inputs
 from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
 from .routes import SnapshotView
@@ -104,6 +104,12 @@ class Router:
         self._calls = 0
         self.media = None if nc is None else MediaBus(nc, timeout=settings.media_timeout)
         #: The media service's client; None: every offer fails (``unavailable``).
+        self.metrics.calls_active.set_function(lambda: len(self.active))
+        registry.register(
+            DestinationsUp(
+                lambda: destination_states(self.snapshot, self.health.records, time.time())
+            )
+        )
 
     # -- life cycle -------------------------------------------------------------
 
@@ -191,8 +197,8 @@ class Router:
             log.warning("router: NATS failed: %s: %s", type(exc).__name__, exc)
             decision = _error(msg, 503, "unavailable", None, self._settings.retry_after)
         await self._side_effects(decision)
-        self.metrics.decisions.labels(decision.outcome).inc()
-        self.metrics.latency.observe(time.perf_counter() - started)
+        method = msg.method if isinstance(msg, Request) else None
+        self.metrics.decided(decision, method=method, seconds=time.perf_counter() - started)
         return decision.reply
 
     def on_error(self, exc: Exception, raw: bytes) -> ReplyType | None:
@@ -388,6 +394,7 @@ class Router:
         if initial and key == "":
             self.snapshot = self._pending_routing or RoutingSnapshot()
             self._pending_routing = None
+            self._routing_changed()
             return
         if initial:
             if self._pending_routing is None:
@@ -397,7 +404,12 @@ class Router:
             target = self.snapshot
         if not target.apply(key, value):
             log.warning("router: routing key %s ignored (unknown or unreadable)", key)
+        if not initial:
+            self._routing_changed()
+
+    def _routing_changed(self) -> None:
         self.metrics.routing_keys.set(len(self.snapshot.sets) + len(self.snapshot.gateways))
+        self.metrics.known_gateways(self.snapshot)
 
     def _fold_health(self, key: str, value: bytes | None, initial: bool) -> None:
         if initial and key == "":

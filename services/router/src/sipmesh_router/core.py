@@ -627,18 +627,17 @@ def _listener(env: Envelope, policy: Policy, transport: str) -> tuple[str, int]:
     """The receiving edge's address for sending over ``transport`` (Via, Record-Route).
 
     The socket the request came in on serves its own transport; another
-    transport's listener comes from the envelope (``Envelope.listeners``, once
-    the edge fills it: transport -> advertised ``host:port``), else from the
-    ``router.listeners`` setting, else the inbound address is the best guess
-    (right when the edge listens on one port for every transport).
+    transport's listener comes from the envelope (``Envelope.listeners``:
+    transport -> advertised ``host:port``, empty from an edge that does not
+    fill it), else from the ``router.listeners`` setting, else the inbound
+    address is the best guess (right when the edge listens on one port for
+    every transport).
     """
     if transport == env.transport:
         return _me(env, policy)
-    carried = getattr(env, "listeners", None)
-    if isinstance(carried, dict):
-        found = _host_port(carried.get(transport))
-        if found is not None:
-            return found
+    found = _host_port(env.listeners.get(transport))
+    if found is not None:
+        return found
     configured = policy.listener(env.edge_id, transport)
     if configured is not None:
         return configured
