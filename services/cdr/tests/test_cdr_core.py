@@ -126,6 +126,30 @@ def test_cdr_unanswered_dispositions(status: int, side: str | None, disposition:
 
 
 @pytest.mark.parametrize(
+    ("status", "side", "expected"),
+    [
+        (487, None, "caller"),
+        (487, "caller", "caller"),
+        (487, "system", "system"),
+        (486, None, None),
+        (404, None, None),
+    ],
+    ids=str,
+)
+def test_cdr_cancelled_call_was_hung_up_by_the_caller(
+    status: int, side: str | None, expected: str | None
+) -> None:
+    """A 487 with no side is the caller's CANCEL; other failures keep what the router said."""
+    cdr = fold(
+        [
+            ev("attempt", 0, **LEG),
+            ev("failed", 3, status_code=status, reason="x", hangup_side=side, **LEG),
+        ]
+    )
+    assert cdr.hangup_side == expected
+
+
+@pytest.mark.parametrize(
     ("talk", "first", "step", "billable"),
     [
         (0.0, 60, 60, 0),

@@ -446,6 +446,12 @@ def _derive(cdr: Cdr, limits: Limits) -> Cdr:
     cost = None
     if cdr.rate_per_minute is not None:
         cost = round(billable * cdr.rate_per_minute / 60.0, 6)
+    side = cdr.hangup_side
+    if disposition == "cancelled" and side is None:
+        # A 487 the router does not mark as its own (Timer C is "system") is the
+        # answer to the caller's CANCEL (RFC 3261 §9.1: "The CANCEL request is
+        # used to cancel a previous request sent by a client"): the caller hung up.
+        side = "caller"
     return msgspec.structs.replace(
         cdr,
         disposition=disposition,
@@ -454,5 +460,5 @@ def _derive(cdr: Cdr, limits: Limits) -> Cdr:
         duration=duration,
         billable=billable,
         cost=cost,
-        hangup_side=cdr.hangup_side,
+        hangup_side=side,
     )
