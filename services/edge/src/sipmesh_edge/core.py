@@ -4,7 +4,10 @@ RFC 3261 §16.3 lists the checks a proxy runs before it forwards a request; the
 edge runs the ones that need no service (syntax, Max-Forwards, loops, OPTIONS
 addressed to itself, methods it does not know) and passes everything else on::
 
-    classify(data)          -> KeepAlive | Garbage | Request | Response
+    triage(data)            -> KeepAlive | Garbage | Peeked | Response  (the hot path)
+    transaction_key(peeked) -> ServerKey     (no full parse for an RFC 3261 branch)
+    admit(peeked)           -> Request | Garbage  (the full parse, once)
+    classify(data)          -> KeepAlive | Garbage | Request | Response  (triage + admit)
     answer_locally(req, me) -> Response | None   (None: ask the registrar/router)
     stamp_via(req, host, port) -> bytes          (received/rport on the top Via)
     response_destination(via, ...)               (where a response over UDP goes)
@@ -23,12 +26,16 @@ from sipmsg import (
     ParserConfig,
     Request,
     Response,
+    Summary,
     make_response,
     parse,
+    parse_uri,
+    peek,
     validate_response,
 )
 from sipmsg._abnf import ip_key, split_comma
 from sipmsg.headers import split_header_lines
+from sipmsg.transaction import MAGIC_COOKIE, ServerKey, server_key
 from sipmsg.uri import SipUri
 from sipmsg.via import Via
 
@@ -39,6 +46,8 @@ __all__ = [
     "Garbage",
     "Incoming",
     "KeepAlive",
+    "Peeked",
+    "admit",
     "answer_locally",
     "bus_subject_for",
     "carries_sdp",
@@ -48,6 +57,8 @@ __all__ = [
     "response_destination",
     "retry_later",
     "stamp_via",
+    "transaction_key",
+    "triage",
     "without_top_via",
 ]
 
@@ -111,6 +122,159 @@ class Garbage:
 Incoming: TypeAlias = KeepAlive | Garbage | Request | Response
 
 
+class Peeked:
+    """A request that passed :func:`triage`: its :class:`~sipmsg.Summary`, parsed in full on demand.
+
+    What the edge absorbs by itself (a retransmission matched by
+    :func:`transaction_key`) is never parsed further; :attr:`request` runs
+    :func:`sipmsg.parse` once, when the request is answered, forwarded or
+    rewritten.
+    """
+
+    __slots__ = ("_request", "config", "data", "method", "summary")
+
+    def __init__(
+        self,
+        data: bytes,
+        summary: Summary | None,
+        config: ParserConfig | None,
+        *,
+        request: Request | None = None,
+    ) -> None:
+        self.data = data
+        #: The octets as received.
+        self.summary = summary
+        #: What :func:`sipmsg.peek` read; None when the request came the
+        #: general way (``request`` is then already parsed).
+        self.config = config
+        #: The parser limits the peek ran with (the parse uses the same).
+        self._request = request
+        method = summary.method if summary is not None else None
+        if method is None:
+            method = b"" if request is None else request.method
+        self.method: bytes = method
+        #: The request's method.
+
+    @property
+    def request(self) -> Request:
+        """The fully parsed request (parsed on first access, then kept).
+
+        Raises:
+            ParseError: never in practice: ``peek`` accepted these octets
+                under the same limits, and its result is defined by ``parse``.
+        """
+        req = self._request
+        if req is None:
+            msg = parse(self.data, self.config)
+            if not isinstance(msg, Request):
+                raise ParseError("peeked a request, parsed a response")
+            self._request = req = msg
+        return req
+
+
+def triage(
+    data: bytes, config: ParserConfig | None = None
+) -> KeepAlive | Garbage | Peeked | Response:
+    """Classify one datagram or framed message with the cheapest read that decides.
+
+    A request is read by :func:`sipmsg.peek` (start line, top Via, Call-ID,
+    CSeq, From/To tags, Max-Forwards, Content-Length) plus the Request-URI
+    checks of :func:`check_request`; it comes back as :class:`Peeked`, not
+    yet parsed in full. Responses and anything ``peek`` rejects take the full
+    path of :func:`classify`, so garbage gets exactly the answer it always got
+    (the error and its status hint are ``parse``'s either way).
+
+    Args:
+        data: the message octets.
+        config: parser size limits.
+
+    Returns:
+        KeepAlive, Garbage (with the 4xx/5xx to send, or None), a Peeked
+        request, or the parsed and validated Response.
+    """
+    if not data.strip(b"\r\n"):
+        return KeepAlive()
+    if data[:4].upper() == b"SIP/":
+        return _fallback(data, config)
+    try:
+        summary = peek(data, config)
+    except ParseError:
+        return _fallback(data, config)
+    if summary.method is None:
+        return _fallback(data, config)  # a response after leading CRLFs
+    peeked = Peeked(data, summary, config)
+    try:
+        _check_start(summary.method, summary.uri or b"", summary.cseq_method)
+    except ParseError as exc:
+        if summary.method == b"ACK":
+            return Garbage(error=exc, response=None)
+        return Garbage(error=exc, response=_answer_error(peeked.request, exc))
+    return peeked
+
+
+def _fallback(data: bytes, config: ParserConfig | None) -> KeepAlive | Garbage | Peeked | Response:
+    incoming = _classify_parsed(data, config)
+    if isinstance(incoming, Request):
+        # Not expected (peek reads less than check_request), kept safe anyway.
+        return Peeked(data, None, config, request=incoming)
+    return incoming
+
+
+def admit(peeked: Peeked) -> Request | Garbage:
+    """The full parse of a request :func:`triage` let through, and the check it left out.
+
+    ``peek`` reads the top Via only; :func:`check_request` reads them all (the
+    edge walks them for loops, §16.3 step 4), so a malformed later Via is
+    answered here, as :func:`classify` answers it.
+
+    Args:
+        peeked: what :func:`triage` returned.
+
+    Returns:
+        The Request, or Garbage (a 400, or None for an ACK).
+    """
+    req = peeked.request
+    try:
+        if peeked.summary is None:
+            check_request(req)  # parsed the general way: nothing checked yet
+        else:
+            _ = req.via
+    except ParseError as exc:
+        if req.method == b"ACK":
+            return Garbage(error=exc, response=None)
+        return Garbage(error=exc, response=_answer_error(req, exc))
+    return req
+
+
+def transaction_key(peeked: Peeked, *, method: bytes | None = None) -> ServerKey:
+    """:func:`sipmsg.transaction.server_key` of the request, from its Summary when it can.
+
+    With an RFC 3261 branch the key is the branch, the sent-by and the method
+    (§17.2.3), all in the Summary: a retransmission is matched without a full
+    parse. An RFC 2543 request (no magic cookie) is keyed on its parse.
+
+    Args:
+        peeked: what :func:`triage` returned.
+        method: as for ``server_key`` (``b"INVITE"`` finds what a CANCEL cancels).
+
+    Returns:
+        The key; equal to ``server_key(peeked.request, method=method)``.
+    """
+    s = peeked.summary
+    if s is None:
+        return server_key(peeked.request, method=method)
+    if method is None:
+        method = peeked.method
+    if method == b"ACK":
+        method = b"INVITE"
+    branch = s.via_branch
+    if branch is not None and branch.startswith(MAGIC_COOKIE):
+        # As server_key builds it: host names compare case-insensitively.
+        port = b"" if s.via_port is None else b"%d" % s.via_port
+        return (branch, s.via_host.lower(), port, method)
+    return server_key(peeked.request, method=method)
+
+
 def classify(data: bytes, config: ParserConfig | None = None) -> Incoming:
     """Parse one datagram or framed message just enough to route it.
 
@@ -119,7 +283,8 @@ def classify(data: bytes, config: ParserConfig | None = None) -> Incoming:
     well-formed") is left to the registrar and router, which parse From, To,
     Contact and Content-Type anyway and answer 400 naming the header. A
     malformed response is dropped: §18.1.2 "If there are any mismatches, the
-    response MUST be silently discarded".
+    response MUST be silently discarded". The sink runs the same in two
+    steps (:func:`triage`, then :func:`admit` for what is not absorbed).
 
     Args:
         data: the message octets.
@@ -129,8 +294,12 @@ def classify(data: bytes, config: ParserConfig | None = None) -> Incoming:
         KeepAlive, Garbage (with the 4xx/5xx to send, or None), or the parsed
         Request/Response.
     """
-    if not data.strip(b"\r\n"):
-        return KeepAlive()
+    incoming = triage(data, config)
+    return admit(incoming) if isinstance(incoming, Peeked) else incoming
+
+
+def _classify_parsed(data: bytes, config: ParserConfig | None) -> Incoming:
+    """:func:`classify` by ``parse`` and :func:`check_request` (responses, garbage)."""
     try:
         msg = parse(data, config)
     except ParseError as exc:
@@ -172,6 +341,22 @@ def check_request(req: Request) -> None:
         raise ParseError("missing Via header", header="via")
     _ = req.call_id, req.from_tag, req.to_tag, req.max_forwards
     if req.cseq.method != req.method:
+        raise ParseError("bad CSeq header: method does not match the request", header="cseq")
+
+
+def _check_start(method: bytes, uri: bytes, cseq_method: bytes) -> None:
+    """What :func:`check_request` checks beyond the peek: the Request-URI, CSeq's method."""
+    scheme = uri.partition(b":")[0].lower()
+    if scheme not in _SCHEMES:
+        raise ParseError("unsupported URI scheme", status_hint=416)
+    try:
+        parsed = parse_uri(uri)
+    except ParseError as exc:
+        # As Request.request_uri words it.
+        raise ParseError(f"bad Request-URI: {exc.reason}", status_hint=exc.status_hint) from exc
+    if isinstance(parsed, SipUri) and parsed.headers:
+        raise ParseError("bad Request-URI: it carries headers")
+    if cseq_method != method:
         raise ParseError("bad CSeq header: method does not match the request", header="cseq")
 
 

@@ -1,11 +1,14 @@
 """The edge's message handling: transactions, the bus round trip, sending.
 
 :class:`EdgeSink` is the :class:`~sipmesh_edge.ports.MessageSink` every listener
-feeds. Per message it does one parse (:func:`core.classify`), one dict lookup in
-the transaction table, and for a new request one msgpack encode and one queued
-publish; the reply comes back through a callback, never a task per message.
+feeds. Per message it does one classifying read (:func:`core.triage`, by
+:func:`sipmsg.peek`) and one dict lookup in the transaction table; a
+retransmission stops there. A new request is parsed in full once
+(:func:`core.admit`), then one msgpack encode and one queued publish; the reply
+comes back through a callback, never a task per message.
 
-Server transactions are keyed by :func:`sipmsg.transaction.server_key`; the
+Server transactions are keyed by :func:`sipmsg.transaction.server_key` (read
+from the peek's Summary, :func:`core.transaction_key`); the
 client side (the branches of a ``Forward``: forking, the best final response,
 CANCEL fan-out, Timer C) is :class:`sipmesh_edge.proxy.Proxy`. All timers of
 both run from one :meth:`EdgeSink.tick` (the app calls it every few ms): a heap
@@ -48,7 +51,6 @@ from sipmsg.transaction import (
     State,
     Terminated,
     TransactionConfig,
-    server_key,
 )
 
 __all__ = ["Bus", "Connector", "EdgeSink", "Flow", "SinkConfig", "UdpSender"]
@@ -252,33 +254,37 @@ class EdgeSink:
     # -- receiving ---------------------------------------------------------
 
     def _receive(self, data: bytes, flow: Flow) -> None:
-        incoming = core.classify(data, self._config.parser)
-        if isinstance(incoming, Request):
+        incoming = core.triage(data, self._config.parser)
+        if isinstance(incoming, core.Peeked):
             self._on_request(incoming, flow)
         elif isinstance(incoming, Response):
             self.proxy.on_response(incoming, flow)
         elif isinstance(incoming, core.Garbage):
-            self._metrics.parse_errors.inc()
-            if incoming.response is not None:
-                self._send_stateless(incoming.response, flow)
+            self._on_garbage(incoming, flow)
 
-    def _on_request(self, req: Request, flow: Flow) -> None:
+    def _on_garbage(self, garbage: core.Garbage, flow: Flow) -> None:
+        self._metrics.parse_errors.inc()
+        if garbage.response is not None:
+            self._send_stateless(garbage.response, flow)
+
+    def _on_request(self, peeked: core.Peeked, flow: Flow) -> None:
         now = self._clock()
-        key = server_key(req)
+        key = core.transaction_key(peeked)
         server = self._servers.get(key)
         if server is not None:
             # §17.2: a retransmission (or the ACK of a non-2xx) goes to its
             # transaction, which re-sends the last response; never to the bus.
-            if req.method != b"ACK":
-                self._metrics.retransmissions.inc()
-            server.tx.receive(req, now)
-            self._flush_server(server)
+            self._absorb(server, peeked, flow, now)
+            return
+        req = core.admit(peeked)
+        if isinstance(req, core.Garbage):
+            self._on_garbage(req, flow)
             return
         if req.method == b"ACK":
             self._forward_ack(req, flow)
             return
         self._metrics.request(req.method)
-        if req.method == b"CANCEL" and self._cancel(req, flow, now):
+        if req.method == b"CANCEL" and self._cancel(req, key, peeked, flow, now):
             return
         server = self._new_server(key, req, flow, now)
         local = core.answer_locally(req, self._me)
@@ -286,6 +292,21 @@ class EdgeSink:
             self._respond(server, local)
             return
         self._ask(server, req, core.bus_subject_for(req), None)
+
+    def _absorb(self, server: Server, peeked: core.Peeked, flow: Flow, now: float) -> None:
+        if peeked.method != b"ACK":
+            self._metrics.retransmissions.inc()
+            # §17.2.3 matched it to the request that made the transaction; a
+            # server transaction only re-sends its last response on it (§17.2.1,
+            # §17.2.2), so it is fed that request and this copy is never parsed.
+            server.tx.receive(server.tx.request, now)
+        else:
+            ack = core.admit(peeked)
+            if isinstance(ack, core.Garbage):
+                self._on_garbage(ack, flow)
+                return
+            server.tx.receive(ack, now)
+        self._flush_server(server)
 
     def _new_server(self, key: tuple[bytes, ...], req: Request, flow: Flow, now: float) -> Server:
         tx: _ServerTx
@@ -389,12 +410,14 @@ class EdgeSink:
         if self.bus is not None:
             self.bus.request(subjects.SIP_ROUTE, schema.encode(envelope), on_reply)
 
-    def _cancel(self, req: Request, flow: Flow, now: float) -> bool:
+    def _cancel(
+        self, req: Request, key: tuple[bytes, ...], peeked: core.Peeked, flow: Flow, now: float
+    ) -> bool:
         """Answer a CANCEL that matches a server INVITE transaction here (§9.2, §16.10)."""
-        invite = self._servers.get(server_key(req, method=b"INVITE"))
+        invite = self._servers.get(core.transaction_key(peeked, method=b"INVITE"))
         if invite is None or not isinstance(invite.tx, ServerInviteTransaction):
             return False  # §16.10: statelessly forwarded: the router decides
-        server = self._new_server(server_key(req), req, flow, now)
+        server = self._new_server(key, req, flow, now)
         self._respond(server, make_response(req, 200))
         if invite.tx.state is State.PROCEEDING:
             invite.cancelled = True
