@@ -29,7 +29,7 @@ from sipmesh_edge.ports import StreamListeners
 from sipmesh_edge.sink import EdgeSink, SinkConfig
 from sipmesh_edge.udp import MAX_DATAGRAM, UdpListener, open_udp, os_error_reason
 
-__all__ = ["Edge", "EdgeConfig", "parse_listen"]
+__all__ = ["Edge", "EdgeConfig", "advertised_listeners", "parse_listen"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,37 @@ def parse_listen(entry: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"listen address {entry!r}: expected host:port")
     return host, int(port)
+
+
+_WILDCARDS: Final = frozenset({"0.0.0.0", "::", ""})  # noqa: S104 - recognised, not bound
+
+
+def advertised_listeners(
+    bound: list[tuple[str, str, int]], advertised_hosts: list[str]
+) -> dict[str, str]:
+    """``Envelope.listeners``: transport -> the ``"host:port"`` peers reach it at.
+
+    The host is the first advertised host (behind NAT or a load balancer the
+    bound address is not what peers see), else the bound address; a wildcard
+    bind without an advertised host names no address, so that transport is
+    left out (the router then uses its ``router.listeners`` setting or the
+    inbound address). The first listener of a transport wins.
+
+    Args:
+        bound: (transport, host, port) of every listener, in start order.
+        advertised_hosts: ``EdgeConfig.advertised_hosts``.
+
+    Returns:
+        The dict, IPv6 hosts in brackets.
+    """
+    advertised = advertised_hosts[0].strip("[]") if advertised_hosts else ""
+    listeners: dict[str, str] = {}
+    for transport, host, port in bound:
+        name = advertised or host
+        if transport in listeners or name in _WILDCARDS:
+            continue
+        listeners[transport] = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+    return listeners
 
 
 class Edge:
@@ -128,10 +159,10 @@ class Edge:
         if self.streams is not None:
             sink.connections = self.streams.connections
             sink.connector = self.streams
-        ports = [u.local[1] for u in self.udp]
+        bound = [("udp", *u.local) for u in self.udp]
         if self.streams is not None:
-            ports += [port for _, _, port in self.streams.addresses]
-        sink.reconfigure(self._sink_config(ports))
+            bound += self.streams.addresses
+        sink.reconfigure(self._sink_config(bound))
         self._ticker = asyncio.create_task(self._tick_forever(), name="edge-timers")
         streams = [] if self.streams is None else self.streams.addresses
         log.info(
@@ -181,15 +212,19 @@ class Edge:
 
     # -- internals -----------------------------------------------------------
 
-    def _sink_config(self, ports: list[int]) -> SinkConfig:
+    def _sink_config(self, bound: list[tuple[str, str, int]]) -> SinkConfig:
         hosts = {h.strip("[]").lower() for h in self.config.advertised_hosts}
         hosts.update(u.local[0].lower() for u in self.udp)
         identity = EdgeIdentity(
             edge_id=self.edge_id,
             hosts=frozenset(h.encode() for h in hosts if h),
-            ports=frozenset(ports),
+            ports=frozenset(port for _, _, port in bound),
         )
-        return SinkConfig(identity=identity, retry_after=self.config.retry_after)
+        return SinkConfig(
+            identity=identity,
+            retry_after=self.config.retry_after,
+            listeners=advertised_listeners(bound, self.config.advertised_hosts),
+        )
 
     async def _start_streams(self, sink: EdgeSink) -> StreamListeners | None:
         try:

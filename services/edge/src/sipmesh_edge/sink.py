@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
@@ -75,6 +75,9 @@ class SinkConfig:
     timers: TransactionConfig = _DEFAULT_TIMERS
     linger: float = 32.0
     #: How long a request the bus answered with Drop stays absorbed.
+    listeners: dict[str, str] = field(default_factory=dict)
+    #: Transport -> advertised ``"host:port"`` (``Envelope.listeners``); built
+    #: once by the app, the same dict goes into every envelope.
 
 
 class EdgeSink:
@@ -476,6 +479,7 @@ class EdgeSink:
             received_at=self._wallclock(),
             data=data,
             context=context,
+            listeners=self._config.listeners,
         )
 
     # -- sending, events, timers ---------------------------------------------
