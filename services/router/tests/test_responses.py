@@ -211,6 +211,13 @@ def test_timer_c_408_is_a_system_no_answer(kit: Any, made_by_edge: bool, side: s
     assert (failed.kind, failed.status_code, failed.hangup_side) == ("failed", 408, side)
 
 
+def test_cancelled_invite_487_was_ended_by_the_caller(kit: Any) -> None:
+    fwd, sent, inp = _call(kit, hide=False)
+    decision = run(kit.envelope(kit.response(sent, 487), context=fwd.context), inp)
+    [failed] = decision.events
+    assert (failed.kind, failed.status_code, failed.hangup_side) == ("failed", 487, "caller")
+
+
 @pytest.mark.parametrize("status", [408, 500])
 def test_edge_made_finals_fail_over(kit: Any, status: int) -> None:
     # Timer C's 408 and a transport error's 503 (a 500 once the edge picked it

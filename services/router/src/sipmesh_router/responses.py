@@ -118,9 +118,7 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
     events = ()
     if invite:
         reason = resp.reason.decode("utf-8", "replace")
-        # Nobody answered in time and the edge gave up (Timer B/C, §16.8):
-        # neither party ended the call, the system did.
-        side: HangupSide | None = "system" if status == 408 and edge_made(resp) else None
+        side = _failed_by(resp, ctx)
         failed = call_event(
             ctx,
             "failed",
@@ -138,6 +136,25 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         release = media.delete(call_id=ctx.call_id, instance=ctx.media_instance)
         decision = replace(decision, media_delete=release)
     return decision
+
+
+def _failed_by(resp: Response, ctx: RouteContext) -> HangupSide | None:
+    """Who ended an INVITE that failed, when the final response tells.
+
+    - 487: the INVITE was cancelled (§9.2), and the only CANCEL whose 487
+      reaches us is the caller's: the edge cancels other branches only after
+      a 2xx or a 6xx (and then does not ask about them), and reports a branch
+      it gave up on as a 408.
+    - a 408 the edge made up: nobody answered in time and the edge gave up
+      (Timer B/C, §16.8): neither party ended the call, the system did.
+    """
+    if ctx.in_dialog:
+        return None
+    if resp.status == 487:
+        return "caller"
+    if resp.status == 408 and edge_made(resp):
+        return "system"
+    return None
 
 
 def _setup(env: Envelope, ctx: RouteContext) -> float | None:
