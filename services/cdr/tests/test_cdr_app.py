@@ -14,6 +14,7 @@ import msgspec
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
@@ -156,6 +157,38 @@ async def test_cdr_app_redelivered_events_change_nothing(
 
     await wait_for(seen_all)
     assert await all_rows(store) == before  # not even the version moved
+
+
+async def test_cdr_app_failed_ack_does_not_stop_the_consumer(
+    js: JetStreamContext, store: CdrStore, running: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ack that fails (the connection went) leaves the loop running: the events
+    come back after ack_wait and later calls are still recorded."""
+    real_ack = Msg.ack
+    failures: list[str] = []
+
+    async def flaky_ack(self: Msg) -> None:
+        if not failures:
+            failures.append(self.subject)
+            raise nats.errors.ConnectionClosedError
+        await real_ack(self)
+
+    monkeypatch.setattr(Msg, "ack", flaky_ack)
+    await running(ack_wait=1.0)
+    prefix = uuid.uuid4().hex[:6]
+    first, second = (synthetic_call(n, T0, prefix=prefix) for n in range(2))
+    for event in first.events:
+        await publish(js, event)
+
+    async def complete(n: int) -> bool:
+        return await store.count(complete=True) == n
+
+    await wait_for(lambda: complete(1))
+    for event in second.events:
+        await publish(js, event)
+    await wait_for(lambda: complete(2))
+    assert len(failures) == 1
+    assert {r.call_id for r in await all_rows(store)} == {first.call_id, second.call_id}
 
 
 async def test_cdr_app_poison_goes_to_dead_letters_and_the_stream_moves_on(

@@ -192,9 +192,16 @@ class CdrConsumer:
                 log.warning("cdr: fetch failed: %r", exc)
                 await asyncio.sleep(0.5)
                 continue
-            if msgs:
-                await self.process(msgs)
-            await self._housekeeping()
+            try:
+                if msgs:
+                    await self.process(msgs)
+                await self._housekeeping()
+            except Exception:
+                # An ack lost with the NATS connection, say: the unacked events
+                # come back after ack_wait. Never let it end the loop while
+                # /readyz still says ready and nothing is consumed any more.
+                log.exception("cdr: a batch failed; its unacked events will be redelivered")
+                await asyncio.sleep(0.5)
 
     async def process(self, msgs: Sequence[Msg]) -> None:
         """Fold, commit, dead-letter and ack one batch (acks only after the commit)."""
