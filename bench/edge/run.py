@@ -11,11 +11,13 @@ out is NATS and the socket. Timed on process CPU time, best of ``--repeat``.
 Before timing it checks that every REGISTER got its 200 and reached the bus.
 Then the same REGISTERs are sent again: each is a retransmission the edge
 absorbs (matched by transaction key, the last response re-sent, nothing on the
-bus). Both run twice, interleaved: with :func:`core.triage` (``sipmsg.peek``,
-the full parse only for what is forwarded) and with the classify before it
-(``parse`` plus ``core.check_request`` for every request), so the figures come
-from the same machine state. ``--gc default`` times with Python's default GC
-thresholds instead of the edge process's (``sipmesh_edge.__main__``).
+bus). Three variants run interleaved, so the figures come from the same
+machine state: :func:`core.triage` (parse, check what the key reads, the rest
+only for what is not absorbed), :func:`core.peek_triage` (``sipmsg.peek``; the
+full parse only for what is not absorbed) and the classify before both
+(``parse`` plus ``core.check_request`` for every request). ``--gc default``
+times with Python's default GC thresholds instead of the edge process's
+(``sipmesh_edge.__main__``).
 
 ``bus``: the edge's :class:`BusClient` against a real nats-server (started on
 a free loopback port) and a trivial responder in the same process that answers
@@ -44,7 +46,7 @@ from sipmesh_edge.bus import BusClient, BusFailure
 from sipmesh_edge.core import EdgeIdentity
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.sink import EdgeSink, SinkConfig
-from sipmsg import ParseError, ParserConfig, Request, Response, make_response, parse
+from sipmsg import ParserConfig, Request, Response, make_response, parse
 
 LOCAL = ("192.0.2.10", 5060)
 
@@ -140,48 +142,31 @@ def _sink(bus: object, udp: CountingUdp) -> EdgeSink:
 def _triage_by_parse(
     data: bytes, config: ParserConfig | None = None
 ) -> core.KeepAlive | core.Garbage | core.Peeked | Response:
-    """The edge's classify before ``peek``: parse and check every request in full."""
+    """The edge's classify before: parse and check every request in full, then match.
+
+    (``admit`` then runs ``check_request`` once more on cached fields.)
+    """
     incoming = core._classify_parsed(data, config)
     if isinstance(incoming, Request):
         return core.Peeked(data, None, config, request=incoming)
     return incoming
 
 
-def _triage_parse_first(
-    data: bytes, config: ParserConfig | None = None
-) -> core.KeepAlive | core.Garbage | core.Peeked | Response:
-    """Parse, check what the transaction key reads, leave the rest to ``admit``."""
-    if not data.strip(b"\r\n"):
-        return core.KeepAlive()
-    try:
-        msg = parse(data, config)
-    except ParseError:
-        return _triage_by_parse(data, config)
-    if isinstance(msg, Response):
-        return _triage_by_parse(data, config)
-    try:
-        core._check_start(msg.method, msg.uri, msg.method)
-        _ = msg.via
-    except ParseError:
-        return _triage_by_parse(data, config)
-    return core.Peeked(data, None, config, request=msg)
-
-
 def bench_sink(count: int, repeat: int) -> None:
-    peeking = core.triage
+    triage = core.triage
     variants = {
-        "peek (now)": peeking,
-        "parse first": _triage_parse_first,
+        "parse first (now)": triage,
+        "peek_triage": core.peek_triage,
         "parse + check_request (before)": _triage_by_parse,
     }
     best = {(name, what): float("inf") for name in variants for what in ("new", "retransmitted")}
     for _ in range(repeat):
-        for name, triage in variants.items():
-            core.triage = triage
+        for name, variant in variants.items():
+            core.triage = variant
             new, again = _time_sink(count)
             best[name, "new"] = min(best[name, "new"], new)
             best[name, "retransmitted"] = min(best[name, "retransmitted"], again)
-    core.triage = peeking
+    core.triage = triage
     for (name, what), seconds in best.items():
         print(
             f"sink, {name}, {what}: {count} REGISTER in {seconds:.3f} s CPU: "

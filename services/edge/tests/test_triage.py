@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from sipmesh_edge import core
 from sipmesh_edge.core import EdgeIdentity, Garbage, KeepAlive, Peeked
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.sink import EdgeSink, SinkConfig
-from sipmsg import ParseError, Request, Response, parse
+from sipmsg import ParseError, ParserConfig, Request, Response, parse
 from sipmsg.transaction import server_key
 
 VECTORS = Path(__file__).parents[3] / "libs" / "sipmsg" / "tests" / "vectors"
@@ -47,40 +48,73 @@ def _outcome(incoming: object) -> tuple[str, int | None, bytes | None]:
 
 
 def _classify_by_parse(data: bytes) -> object:
-    """The edge's classify before peek: parse, then check_request / validate_response."""
+    """The edge's classify before triage: parse, then check_request / validate_response."""
     return core._classify_parsed(data, None)
 
 
+TRIAGES = pytest.mark.parametrize("triage", [core.triage, core.peek_triage], ids=["parse", "peek"])
+Triage = Callable[[bytes], "KeepAlive | Garbage | Peeked | Response"]
+
+
+def _then_admit(incoming: object) -> object:
+    return core.admit(incoming) if isinstance(incoming, Peeked) else incoming
+
+
+@TRIAGES
 @pytest.mark.parametrize("path", ALL_VECTORS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_triage_then_admit_answers_every_vector_as_the_full_parse_did(path: Path) -> None:
+def test_triage_then_admit_answers_every_vector_as_the_full_parse_did(
+    triage: Triage, path: Path
+) -> None:
     data = path.read_bytes()
     if not data.strip(b"\r\n"):
         pytest.skip("empty")
-    assert _outcome(core.classify(data)) == _outcome(_classify_by_parse(data))
+    expected = _outcome(_classify_by_parse(data))
+    assert _outcome(_then_admit(triage(data))) == expected
 
 
-@pytest.mark.parametrize("path", ALL_VECTORS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_transaction_key_equals_server_key(path: Path) -> None:
-    incoming = core.triage(path.read_bytes())
-    if not isinstance(incoming, Peeked) or not isinstance(core.admit(incoming), Request):
-        pytest.skip("not a request the edge keys")
+KEYED = [p for p in ALL_VECTORS if isinstance(core.classify(p.read_bytes()), Request)]
+
+
+@TRIAGES
+@pytest.mark.parametrize("path", KEYED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_transaction_key_equals_server_key(triage: Triage, path: Path) -> None:
+    incoming = triage(path.read_bytes())
+    assert isinstance(incoming, Peeked)
     key = core.transaction_key(incoming)
     invite_key = core.transaction_key(incoming, method=b"INVITE")
     assert key == server_key(incoming.request)
     assert invite_key == server_key(incoming.request, method=b"INVITE")
 
 
-def test_triage_does_not_parse_a_request_in_full() -> None:
-    incoming = core.triage(REGISTER)
+def test_triage_parses_and_leaves_the_rest_to_admit(monkeypatch: pytest.MonkeyPatch) -> None:
+    checked: list[Request] = []
+    real_check = core.check_request
+
+    def counting_check(req: Request) -> None:
+        checked.append(req)
+        real_check(req)
+
+    monkeypatch.setattr(core, "check_request", counting_check)
+    data = REGISTER.replace(b"Call-ID: reg1@198.51.100.7\r\n", b"")
+    incoming = core.triage(data)
+    assert isinstance(incoming, Peeked)
+    assert incoming.summary is None
+    assert incoming._request is not None
+    assert checked == []
+    garbage = core.admit(incoming)
+    assert isinstance(garbage, Garbage)
+    assert garbage.error.header == "call-id"
+    assert len(checked) == 1
+    assert _outcome(garbage) == _outcome(_classify_by_parse(data))
+
+
+def test_peek_triage_does_not_parse_a_request_in_full() -> None:
+    incoming = core.peek_triage(REGISTER)
     assert isinstance(incoming, Peeked)
     assert incoming.method == b"REGISTER"
     assert incoming._request is None
-    assert core.transaction_key(incoming) == (
-        b"z9hG4bK-reg1",
-        b"198.51.100.7",
-        b"5062",
-        b"REGISTER",
-    )
+    key = core.transaction_key(incoming)
+    assert key == (b"z9hG4bK-reg1", b"198.51.100.7", b"5062", b"REGISTER")
     assert incoming._request is None
     req = core.admit(incoming)
     assert isinstance(req, Request)
@@ -88,14 +122,15 @@ def test_triage_does_not_parse_a_request_in_full() -> None:
     assert core.admit(incoming) is req  # parsed once
 
 
-def test_triage_rfc2543_request_is_keyed_on_its_parse() -> None:
-    incoming = core.triage(REGISTER.replace(b"branch=z9hG4bK-reg1", b"branch=old1"))
+def test_peek_triage_rfc2543_request_is_keyed_on_its_parse() -> None:
+    incoming = core.peek_triage(REGISTER.replace(b"branch=z9hG4bK-reg1", b"branch=old1"))
     assert isinstance(incoming, Peeked)
     key = core.transaction_key(incoming)
     assert key[0] == b"rfc2543"
     assert incoming._request is not None
 
 
+@TRIAGES
 @pytest.mark.parametrize(
     ("data", "status"),
     [
@@ -106,28 +141,28 @@ def test_triage_rfc2543_request_is_keyed_on_its_parse() -> None:
     ],
     ids=["scheme-416", "uri-headers", "bad-uri", "cseq-method"],
 )
-def test_triage_request_uri_and_cseq_checks(data: bytes, status: int) -> None:
-    incoming = core.triage(data)
+def test_triage_request_uri_and_cseq_checks(triage: Triage, data: bytes, status: int) -> None:
+    incoming = _then_admit(triage(data))
     assert isinstance(incoming, Garbage)
     assert incoming.response is not None
     assert incoming.response.status == status
     assert _outcome(incoming) == _outcome(_classify_by_parse(data))
 
 
-def test_triage_garbage_keepalive_and_response() -> None:
-    assert isinstance(core.triage(b"\r\n\r\n"), KeepAlive)
-    garbage = core.triage(REGISTER.replace(b"Call-ID: reg1@198.51.100.7\r\n", b""))
+@TRIAGES
+def test_triage_garbage_keepalive_and_response(triage: Triage) -> None:
+    assert isinstance(triage(b"\r\n\r\n"), KeepAlive)
+    garbage = _then_admit(triage(REGISTER.replace(b"Call-ID: reg1@198.51.100.7\r\n", b"")))
     assert isinstance(garbage, Garbage)
     assert isinstance(garbage.error, ParseError)
     resp = parse(b"SIP/2.0 200 OK\r\n" + REGISTER.split(b"\r\n", 1)[1])
-    assert isinstance(core.triage(bytes(resp)), Response)
+    assert isinstance(triage(bytes(resp)), Response)
 
 
-def test_admit_a_malformed_second_via_is_garbage_as_before() -> None:
+@TRIAGES
+def test_triage_a_malformed_second_via_is_garbage_as_before(triage: Triage) -> None:
     data = REGISTER.replace(b";rport\r\n", b";rport\r\nVia: SIP/2.0/UDP\r\n")
-    incoming = core.triage(data)
-    assert isinstance(incoming, Peeked)  # peek reads the top Via only
-    garbage = core.admit(incoming)
+    garbage = _then_admit(triage(data))  # peek reads the top Via only: admit finds it
     assert isinstance(garbage, Garbage)
     assert garbage.error.header == "via"
     # No response: it would copy the broken Via (make_response refuses), as before.
@@ -159,39 +194,67 @@ class _Udp:
         return out
 
 
-def test_sink_retransmission_is_absorbed_without_a_full_parse(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _sink() -> tuple[EdgeSink, _Bus, _Udp, CollectorRegistry]:
     registry = CollectorRegistry()
     me = EdgeIdentity(edge_id="e1", hosts=frozenset({b"192.0.2.10"}), ports=frozenset({5060}))
     sink = EdgeSink(SinkConfig(identity=me), EdgeMetrics(registry), clock=lambda: 1000.0)
     bus, udp = _Bus(), _Udp()
     sink.bus = bus
     sink.udp[("192.0.2.10", 5060)] = udp
+    return sink, bus, udp, registry
 
-    def receive(data: bytes) -> None:
-        sink.on_message(
-            data,
-            transport="udp",
-            source=("198.51.100.7", 5062),
-            local=("192.0.2.10", 5060),
-            connection=None,
-        )
 
-    receive(INVITE)
+def _receive(sink: EdgeSink, data: bytes) -> None:
+    sink.on_message(
+        data,
+        transport="udp",
+        source=("198.51.100.7", 5062),
+        local=("192.0.2.10", 5060),
+        connection=None,
+    )
+
+
+def test_sink_retransmission_is_absorbed_before_the_remaining_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sink, bus, udp, registry = _sink()
+    _receive(sink, INVITE)
     assert udp.statuses() == [100]
     assert bus.requests == ["sip.route"]
+    checked: list[Request] = []
+    real_check = core.check_request
+
+    def counting_check(req: Request) -> None:
+        checked.append(req)
+        real_check(req)
+
+    monkeypatch.setattr(core, "check_request", counting_check)
+    _receive(sink, INVITE)
+    _receive(sink, INVITE)
+    assert udp.statuses() == [100, 100]  # §17.2.1: the last provisional again
+    assert checked == []
+    assert bus.requests == ["sip.route"]
+    assert registry.get_sample_value("sipmesh_edge_retransmissions_absorbed_total") == 2
+
+
+def test_sink_with_peek_triage_absorbs_a_retransmission_without_a_full_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(core, "triage", core.peek_triage)
+    sink, bus, udp, registry = _sink()
+    _receive(sink, INVITE)
+    assert udp.statuses() == [100]
     parsed: list[bytes] = []
     real_parse = parse
 
-    def counting_parse(data: bytes, config: object = None) -> Request | Response:
+    def counting_parse(data: bytes, config: ParserConfig | None = None) -> Request | Response:
         parsed.append(data)
-        return real_parse(data, config)  # type: ignore[arg-type]
+        return real_parse(data, config)
 
     monkeypatch.setattr("sipmesh_edge.core.parse", counting_parse)
-    receive(INVITE)
-    receive(INVITE)
-    assert udp.statuses() == [100, 100]  # §17.2.1: the last provisional again
+    _receive(sink, INVITE)
+    _receive(sink, INVITE)
+    assert udp.statuses() == [100, 100]
     assert parsed == []
     assert bus.requests == ["sip.route"]
     assert registry.get_sample_value("sipmesh_edge_retransmissions_absorbed_total") == 2

@@ -5,8 +5,8 @@ edge runs the ones that need no service (syntax, Max-Forwards, loops, OPTIONS
 addressed to itself, methods it does not know) and passes everything else on::
 
     triage(data)            -> KeepAlive | Garbage | Peeked | Response  (the hot path)
-    transaction_key(peeked) -> ServerKey     (no full parse for an RFC 3261 branch)
-    admit(peeked)           -> Request | Garbage  (the full parse, once)
+    transaction_key(peeked) -> ServerKey
+    admit(peeked)           -> Request | Garbage  (the rest of the checks)
     classify(data)          -> KeepAlive | Garbage | Request | Response  (triage + admit)
     answer_locally(req, me) -> Response | None   (None: ask the registrar/router)
     stamp_via(req, host, port) -> bytes          (received/rport on the top Via)
@@ -54,6 +54,7 @@ __all__ = [
     "check_request",
     "classify",
     "error_response",
+    "peek_triage",
     "response_destination",
     "retry_later",
     "stamp_via",
@@ -175,7 +176,49 @@ class Peeked:
 def triage(
     data: bytes, config: ParserConfig | None = None
 ) -> KeepAlive | Garbage | Peeked | Response:
-    """Classify one datagram or framed message with the cheapest read that decides.
+    """Classify one datagram or framed message: just what matching a transaction needs.
+
+    A request is parsed and gets the first checks of :func:`check_request`
+    (Request-URI scheme and headers, the Via the transaction key reads); the
+    rest waits for :func:`admit`, which the sink skips for a retransmission
+    it absorbs. Responses are validated in full; garbage is answered as by
+    :func:`classify`.
+
+    Args:
+        data: the message octets.
+        config: parser size limits.
+
+    Returns:
+        KeepAlive, Garbage (with the 4xx/5xx to send, or None), the request
+        as :class:`Peeked` (parsed, ``summary`` None), or the Response.
+    """
+    if not data.strip(b"\r\n"):
+        return KeepAlive()
+    try:
+        msg = parse(data, config)
+    except ParseError as exc:
+        return Garbage(error=exc, response=error_response(data, exc))
+    try:
+        if isinstance(msg, Response):
+            validate_response(msg)
+            return msg
+        _check_keyed(msg)
+    except ParseError as exc:
+        if isinstance(msg, Response) or msg.method == b"ACK":
+            return Garbage(error=exc, response=None)
+        return Garbage(error=exc, response=_answer_error(msg, exc))
+    return Peeked(data, None, config, request=msg)
+
+
+def peek_triage(
+    data: bytes, config: ParserConfig | None = None
+) -> KeepAlive | Garbage | Peeked | Response:
+    """:func:`triage` by :func:`sipmsg.peek`: a request is not parsed in full until :func:`admit`.
+
+    Not the sink's default: measured in the sink (``bench/edge/run.py``,
+    docs/benchmarks.md "Edge"), peek plus the parse of every request that is
+    not absorbed costs more than the parse alone saves on retransmissions.
+    Kept so the two stay comparable as either gets faster.
 
     A request is read by :func:`sipmsg.peek` (start line, top Via, Call-ID,
     CSeq, From/To tags, Max-Forwards, Content-Length) plus the Request-URI
@@ -221,11 +264,13 @@ def _fallback(data: bytes, config: ParserConfig | None) -> KeepAlive | Garbage |
 
 
 def admit(peeked: Peeked) -> Request | Garbage:
-    """The full parse of a request :func:`triage` let through, and the check it left out.
+    """The rest of :func:`check_request` for a request the sink does not absorb.
 
-    ``peek`` reads the top Via only; :func:`check_request` reads them all (the
-    edge walks them for loops, §16.3 step 4), so a malformed later Via is
-    answered here, as :func:`classify` answers it.
+    After :func:`triage`: Call-ID, the From/To tags, Max-Forwards and CSeq
+    (read by :func:`check_request`; what triage read is cached). After
+    :func:`peek_triage`: the full parse, and every Via (``peek`` reads the
+    top one; the edge walks them all for loops, §16.3 step 4). Either way a
+    request gets the answer :func:`classify` gives it.
 
     Args:
         peeked: what :func:`triage` returned.
@@ -236,7 +281,7 @@ def admit(peeked: Peeked) -> Request | Garbage:
     req = peeked.request
     try:
         if peeked.summary is None:
-            check_request(req)  # parsed the general way: nothing checked yet
+            check_request(req)
         else:
             _ = req.via
     except ParseError as exc:
@@ -331,6 +376,14 @@ def check_request(req: Request) -> None:
     Raises:
         ParseError: 416 or 400 naming the header.
     """
+    _check_keyed(req)
+    _ = req.call_id, req.from_tag, req.to_tag, req.max_forwards
+    if req.cseq.method != req.method:
+        raise ParseError("bad CSeq header: method does not match the request", header="cseq")
+
+
+def _check_keyed(req: Request) -> None:
+    """The first checks of :func:`check_request`: what a transaction is matched by."""
     scheme = req.uri.partition(b":")[0].lower()
     if scheme not in _SCHEMES:
         raise ParseError("unsupported URI scheme", status_hint=416)
@@ -339,9 +392,6 @@ def check_request(req: Request) -> None:
         raise ParseError("bad Request-URI: it carries headers")
     if not req.via:
         raise ParseError("missing Via header", header="via")
-    _ = req.call_id, req.from_tag, req.to_tag, req.max_forwards
-    if req.cseq.method != req.method:
-        raise ParseError("bad CSeq header: method does not match the request", header="cseq")
 
 
 def _check_start(method: bytes, uri: bytes, cseq_method: bytes) -> None:
