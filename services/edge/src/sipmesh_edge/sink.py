@@ -1,14 +1,15 @@
 """The edge's message handling: transactions, the bus round trip, sending.
 
 :class:`EdgeSink` is the :class:`~sipmesh_edge.ports.MessageSink` every listener
-feeds. Per message it does one classifying read (:func:`core.triage`, by
-:func:`sipmsg.peek`) and one dict lookup in the transaction table; a
-retransmission stops there. A new request is parsed in full once
+feeds. Per message it does one parse and the checks the transaction key needs
+(:func:`core.triage`), and one dict lookup in the transaction table; a
+retransmission stops there. A new request gets the rest of the checks
 (:func:`core.admit`), then one msgpack encode and one queued publish; the reply
 comes back through a callback, never a task per message.
 
-Server transactions are keyed by :func:`sipmsg.transaction.server_key` (read
-from the peek's Summary, :func:`core.transaction_key`); the
+Server transactions are keyed by :func:`sipmsg.transaction.server_key`
+(:func:`core.transaction_key`, which reads a ``sipmsg.peek`` Summary when
+:func:`core.peek_triage` made it); the
 client side (the branches of a ``Forward``: forking, the best final response,
 CANCEL fan-out, Timer C) is :class:`sipmesh_edge.proxy.Proxy`. All timers of
 both run from one :meth:`EdgeSink.tick` (the app calls it every few ms): a heap
@@ -301,7 +302,8 @@ class EdgeSink:
             self._metrics.retransmissions.inc()
             # §17.2.3 matched it to the request that made the transaction; a
             # server transaction only re-sends its last response on it (§17.2.1,
-            # §17.2.2), so it is fed that request and this copy is never parsed.
+            # §17.2.2), so it is fed that request: this copy needs no more
+            # checks, and after core.peek_triage no full parse either.
             server.tx.receive(server.tx.request, now)
         else:
             ack = core.admit(peeked)
