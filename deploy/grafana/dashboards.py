@@ -27,7 +27,8 @@ from typing import Final, Literal
 from grafana_foundation_sdk.builders import dashboard as gd
 from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
-from grafana_foundation_sdk.models.dashboard import DataSourceRef
+from grafana_foundation_sdk.models.common import BigValueColorMode
+from grafana_foundation_sdk.models.dashboard import DataSourceRef, ValueMap, ValueMappingResult
 
 __all__ = [
     "DASHBOARDS",
@@ -64,6 +65,9 @@ class Traffic(enum.Enum):
     CALLS = "calls"
     #: INVITE dialogs routed by the router (call events, CDR events): the e2e test
     #: places calls through a dispatcher set to a SIPp UAS.
+    ROUTING = "routing"
+    #: Routing data in KV: the e2e test adds a dispatcher set and an LCR gateway.
+    #: Their series (destination up, carrier attempts at 0) exist from then on.
     MEDIA = "media"
     #: An RTPEngine instance configured for the media service (health, ng pings).
     ANCHORED = "anchored"
@@ -93,6 +97,9 @@ class PanelSpec:
     kind: Literal["timeseries", "stat"] = "timeseries"
     description: str = ""
     width: int = 12
+    mappings: tuple[tuple[str, str, str], ...] = ()
+    #: Value mappings (value, text, colour), e.g. ``("0", "down", "red")``; a stat
+    #: panel with mappings colours its background.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,7 +131,12 @@ def _rate(metric: str, by: str = "", where: str = "") -> str:
     return f"{grouping}(rate({selector}[{RATE}]))"
 
 
-def _quantiles(histogram: str, by: str = "", traffic: Traffic = Traffic.SIP) -> tuple[Query, ...]:
+def _quantiles(
+    histogram: str,
+    by: str = "",
+    traffic: Traffic = Traffic.SIP,
+    qs: tuple[float, ...] = (0.5, 0.95, 0.99),
+) -> tuple[Query, ...]:
     keys = f"le, {by}" if by else "le"
     label = f"{{{{{by}}}}} " if by else ""
     return tuple(
@@ -133,7 +145,7 @@ def _quantiles(histogram: str, by: str = "", traffic: Traffic = Traffic.SIP) -> 
             legend=f"{label}p{round(q * 100)}",
             traffic=traffic,
         )
-        for q in (0.5, 0.95, 0.99)
+        for q in qs
     )
 
 
@@ -151,8 +163,37 @@ def _stat(title: str, query: Query, unit: str = "short", description: str = "") 
 
 _IDLE: Final = Traffic.IDLE
 _CALLS: Final = Traffic.CALLS
+_ROUTING: Final = Traffic.ROUTING
 _MEDIA: Final = Traffic.MEDIA
 _FAILURE: Final = Traffic.FAILURE
+
+# -- router queries shared by the overview and the router dashboard ---------------
+
+_DESTINATION_UP: Final = (
+    "max by (set, destination, transport) (sipmesh_router_dispatcher_destination_up)"
+)
+#: Every router replica reports every destination: one series per destination.
+_UP_DOWN: Final = (("1", "up", "green"), ("0", "down", "red"))
+_CALLS_ACTIVE: Final = _stat(
+    "Calls active",
+    Query(expr="max(sipmesh_router_calls_active)", traffic=_IDLE),
+    description="Answered calls not ended (every replica counts every call: max)",
+)
+_ASR: Final = _stat(
+    "ASR",
+    Query(
+        expr=f"{_rate('sipmesh_router_call_answers_total')} / "
+        f"{_rate('sipmesh_router_call_attempts_total')}",
+        traffic=_IDLE,
+    ),
+    unit="percentunit",
+    description="Calls answered over new calls (failover legs are not attempts)",
+)
+_DESTINATIONS_DOWN: Final = _stat(
+    "Destinations down",
+    Query(expr=f"count({_DESTINATION_UP} == 0) or vector(0)", traffic=_IDLE),
+    description="Dispatcher destinations a fresh health probe says are down",
+)
 
 # -- the dashboards ----------------------------------------------------------------
 
@@ -160,7 +201,9 @@ OVERVIEW: Final = DashboardSpec(
     name="overview",
     uid="sipmesh-overview",
     title="sipmesh / Platform overview",
-    description="Every service at a glance: targets, NATS, SIP load, bus latency, resources.",
+    description=(
+        "Every service at a glance: targets, NATS, calls, SIP load, bus latency, resources."
+    ),
     rows=(
         (
             "Health",
@@ -194,6 +237,37 @@ OVERVIEW: Final = DashboardSpec(
                         legend="{{job}}",
                         traffic=_IDLE,
                     ),
+                ),
+            ),
+        ),
+        (
+            "Calls",
+            (
+                _CALLS_ACTIVE,
+                _ASR,
+                _stat(
+                    "Call attempts/s",
+                    Query(expr=_rate("sipmesh_router_call_attempts_total"), traffic=_IDLE),
+                    unit="ops",
+                ),
+                _DESTINATIONS_DOWN,
+                _ts(
+                    "Call attempts and answers",
+                    Query(
+                        expr=_rate("sipmesh_router_call_attempts_total"),
+                        legend="attempts",
+                        traffic=_IDLE,
+                    ),
+                    Query(
+                        expr=_rate("sipmesh_router_call_answers_total"),
+                        legend="answers",
+                        traffic=_IDLE,
+                    ),
+                    unit="ops",
+                ),
+                _ts(
+                    "Calls active",
+                    Query(expr="max(sipmesh_router_calls_active)", legend="active", traffic=_IDLE),
                 ),
             ),
         ),
@@ -235,7 +309,7 @@ OVERVIEW: Final = DashboardSpec(
                     Query(
                         expr=_rate("sipmesh_router_call_events_total", "kind"),
                         legend="{{kind}}",
-                        traffic=_CALLS,
+                        traffic=_IDLE,
                     ),
                     unit="ops",
                 ),
@@ -399,7 +473,10 @@ ROUTER: Final = DashboardSpec(
     name="router",
     uid="sipmesh-router",
     title="sipmesh / Router (dispatcher and LCR)",
-    description="Routing decisions, handling time, call events and ASR, the routing snapshot.",
+    description=(
+        "Routing decisions and handling time; calls: attempts, answers, ASR and setup time by"
+        " route; dispatcher destinations, LCR carriers, media requests."
+    ),
     rows=(
         (
             "Decisions",
@@ -414,21 +491,10 @@ ROUTER: Final = DashboardSpec(
                     Query(expr="max(sipmesh_router_subscribers)", traffic=_IDLE),
                 ),
                 _stat(
-                    "ASR",
-                    Query(
-                        expr='sum(rate(sipmesh_router_call_events_total{kind="answered"}'
-                        f"[{RATE}])) / "
-                        'sum(rate(sipmesh_router_call_events_total{kind="attempt"}'
-                        f"[{RATE}]))",
-                        traffic=_CALLS,
-                    ),
-                    unit="percentunit",
-                    description="Answered over attempted calls, from the router's call events",
-                ),
-                _stat(
                     "Replicas",
                     Query(expr='count(up{job="sipmesh-router"} == 1)', traffic=_IDLE),
                 ),
+                _DESTINATIONS_DOWN,
                 _ts(
                     "Decisions by outcome",
                     Query(
@@ -438,32 +504,160 @@ ROUTER: Final = DashboardSpec(
                     unit="ops",
                 ),
                 _ts(
-                    "Handling time (KV reads and event publishes included)",
+                    "Handling time (KV reads, media requests, event publishes included)",
                     *_quantiles("sipmesh_router_handling_seconds"),
                     unit="s",
+                ),
+                _ts(
+                    "Handling time p95 by method",
+                    Query(
+                        expr="histogram_quantile(0.95, sum by (le, method) "
+                        f"(rate(sipmesh_router_handling_seconds_bucket[{RATE}])))",
+                        legend="{{method}}",
+                    ),
+                    unit="s",
+                    description="method is response for responses (sip.route.response)",
+                ),
+                _ts(
+                    "Media requests by command and outcome",
+                    Query(
+                        expr=_rate("sipmesh_router_media_requests_total", "command, outcome"),
+                        legend="{{command}} {{outcome}}",
+                        # Each command's outcome="ok" series exists from start-up.
+                        traffic=_IDLE,
+                    ),
+                    unit="ops",
                 ),
             ),
         ),
         (
             "Calls",
             (
-                _ts(
-                    "Call events by kind and result",
+                _CALLS_ACTIVE,
+                _ASR,
+                _stat(
+                    "Call attempts (1h)",
                     Query(
-                        expr=_rate("sipmesh_router_call_events_total", "kind, result"),
-                        legend="{{kind}} {{result}}",
-                        traffic=_CALLS,
+                        expr="sum(increase(sipmesh_router_call_attempts_total[1h]))",
+                        traffic=_IDLE,
+                    ),
+                ),
+                _stat(
+                    "Calls answered (1h)",
+                    Query(
+                        expr="sum(increase(sipmesh_router_call_answers_total[1h]))",
+                        traffic=_IDLE,
+                    ),
+                ),
+                _ts(
+                    "Call attempts and answers by route",
+                    Query(
+                        expr=_rate("sipmesh_router_call_attempts_total", "route"),
+                        legend="{{route}} attempts",
+                        traffic=_IDLE,
+                    ),
+                    Query(
+                        expr=_rate("sipmesh_router_call_answers_total", "route"),
+                        legend="{{route}} answers",
+                        traffic=_IDLE,
                     ),
                     unit="ops",
+                    description="Failovers to another leg are not new attempts",
+                ),
+                _ts(
+                    "ASR by route",
+                    Query(
+                        expr=f"{_rate('sipmesh_router_call_answers_total', 'route')} / "
+                        f"{_rate('sipmesh_router_call_attempts_total', 'route')}",
+                        legend="{{route}}",
+                        # Every route's series exist from start-up (0 / 0 shows as a gap).
+                        traffic=_IDLE,
+                    ),
+                    unit="percentunit",
+                ),
+                _ts(
+                    "Call setup time by route (INVITE to 2xx)",
+                    *_quantiles(
+                        "sipmesh_router_call_setup_seconds", "route", _IDLE, qs=(0.5, 0.95)
+                    ),
+                    unit="s",
+                    description="By the edge's clock; ringing and failovers included",
+                ),
+                _ts(
+                    "Calls active",
+                    Query(expr="max(sipmesh_router_calls_active)", legend="active", traffic=_IDLE),
+                    description="Every replica counts every replica's calls: max, not sum",
+                ),
+                _ts(
+                    "Call events by kind and outcome",
+                    Query(
+                        expr=_rate("sipmesh_router_call_events_total", "kind, outcome"),
+                        legend="{{kind}} {{outcome}}",
+                        traffic=_IDLE,
+                    ),
+                    unit="ops",
+                    description="outcome is the JetStream publish (ok, error)",
                 ),
                 _ts(
                     "Call event publish errors",
                     Query(
-                        expr=_rate("sipmesh_router_call_events_total", "kind", 'result="error"'),
+                        expr=_rate("sipmesh_router_call_events_total", "kind", 'outcome="error"'),
                         legend="{{kind}}",
-                        traffic=_FAILURE,
+                        # Every kind's outcome="error" series exists at 0 from start-up.
+                        traffic=_IDLE,
                     ),
                     unit="ops",
+                ),
+            ),
+        ),
+        (
+            "Dispatcher and LCR",
+            (
+                PanelSpec(
+                    title="Dispatcher destinations",
+                    queries=(
+                        Query(
+                            expr=_DESTINATION_UP,
+                            legend="{{set}} {{destination}} {{transport}}",
+                            traffic=_ROUTING,
+                        ),
+                    ),
+                    kind="stat",
+                    mappings=_UP_DOWN,
+                    description="Up unless a fresh health probe says down (the dispatcher's rule)",
+                ),
+                _ts(
+                    "Dispatcher destinations up by set",
+                    Query(
+                        expr=f"sum by (set) ({_DESTINATION_UP})",
+                        legend="{{set}} up",
+                        traffic=_ROUTING,
+                    ),
+                    Query(
+                        expr=f"count by (set) ({_DESTINATION_UP} == 0)",
+                        legend="{{set}} down",
+                        # No series while every destination is up.
+                        traffic=_FAILURE,
+                    ),
+                ),
+                _ts(
+                    "LCR carrier use (INVITEs to a gateway)",
+                    Query(
+                        expr=_rate("sipmesh_router_lcr_carrier_attempts_total", "carrier, gateway"),
+                        legend="{{carrier}} {{gateway}}",
+                        traffic=_ROUTING,
+                    ),
+                    unit="ops",
+                    description="A call's first leg and each failover",
+                ),
+                _ts(
+                    "LCR attempts by carrier (1h)",
+                    Query(
+                        expr="sum by (carrier) "
+                        "(increase(sipmesh_router_lcr_carrier_attempts_total[1h]))",
+                        legend="{{carrier}}",
+                        traffic=_ROUTING,
+                    ),
                 ),
             ),
         ),
@@ -648,6 +842,14 @@ def _panel(spec: PanelSpec, panel_id: int) -> timeseries.Panel | stat.Panel:
     panel = panel.span(spec.width).height(4 if spec.kind == "stat" else 8)
     if spec.description:
         panel = panel.description(spec.description)
+    if spec.mappings:
+        options = {
+            value: ValueMappingResult(text=text, color=colour, index=i)
+            for i, (value, text, colour) in enumerate(spec.mappings)
+        }
+        panel = panel.mappings([ValueMap(options=options)])
+        if isinstance(panel, stat.Panel):
+            panel = panel.color_mode(BigValueColorMode.BACKGROUND)
     for i, query in enumerate(spec.queries):
         panel = panel.with_target(_target(query, chr(ord("A") + i)))
     return panel
