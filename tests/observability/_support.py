@@ -10,13 +10,33 @@ from pathlib import Path
 from types import ModuleType
 from typing import Final
 
-__all__ = ["DASHBOARDS_PY", "REPO", "load_dashboards", "metric_names", "promtool", "series_name"]
+__all__ = [
+    "DASHBOARDS_PY",
+    "GENERIC_LABELS",
+    "REPO",
+    "documented_labels",
+    "legend_labels",
+    "load_dashboards",
+    "metric_names",
+    "promtool",
+    "query_labels",
+    "series_name",
+]
 
 REPO: Final = Path(__file__).resolve().parents[2]
 DASHBOARDS_PY: Final = REPO / "deploy" / "grafana" / "dashboards.py"
 _METRIC: Final = re.compile(r"\b(sipmesh_[a-z0-9_]+|process_[a-z0-9_]+|up(?=\{))")
 #: The metric names the dashboards use (``up`` always with a selector).
 _SUFFIXES: Final = ("_bucket", "_count", "_sum")
+_GROUPING: Final = re.compile(r"\b(?:by|without)\s*\(([^)]*)\)")
+_SELECTOR: Final = re.compile(r"\{([^}]*)\}")
+_MATCHER: Final = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)\s*(?:=~|!~|!=|=)")
+_LEGEND: Final = re.compile(r"\{\{\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\}\}")
+_TICKED: Final = re.compile(r"`([^`]+)`")
+_PARENTHESES: Final = re.compile(r"\([^()]*\)")
+GENERIC_LABELS: Final = frozenset({"job", "instance", "service", "le"})
+#: Labels every series has (the scrape's ``job``, ``instance``, ``sipmesh up``'s
+#: ``service``) or a histogram's buckets have (``le``).
 
 
 def load_dashboards() -> ModuleType:
@@ -51,3 +71,34 @@ def promtool() -> str:
     path = shutil.which("promtool")
     assert path is not None, "promtool is not installed: apt-get install prometheus"
     return path
+
+
+def query_labels(expr: str) -> set[str]:
+    """Label names an expression groups by or matches on (``by (a, b)``, ``{a="x"}``)."""
+    names = {n.strip() for g in _GROUPING.findall(expr) for n in g.split(",") if n.strip()}
+    names |= {m for sel in _SELECTOR.findall(expr) for m in _MATCHER.findall(sel)}
+    return names
+
+
+def legend_labels(legend: str) -> set[str]:
+    """Label names a Grafana legend format shows (``{{route}} p95`` -> ``route``)."""
+    return set(_LEGEND.findall(legend))
+
+
+def documented_labels(markdown: str) -> dict[str, set[str]]:
+    """Metric name -> label names, from the tables of docs/metrics.md.
+
+    A table row is ``| `name` | type | labels | meaning |``; in the labels cell a
+    label is a backticked name outside parentheses (inside are its values).
+    """
+    labels: dict[str, set[str]] = {}
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) < 4 or not cells[0].startswith("`"):
+            continue
+        cell = cells[2]
+        while (stripped := _PARENTHESES.sub("", cell)) != cell:
+            cell = stripped
+        for name in _TICKED.findall(cells[0]):
+            labels[name] = set(_TICKED.findall(cell))
+    return labels

@@ -18,10 +18,14 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from tests.observability._support import (
+    GENERIC_LABELS,
     REPO,
+    documented_labels,
+    legend_labels,
     load_dashboards,
     metric_names,
     promtool,
+    query_labels,
     series_name,
 )
 
@@ -136,6 +140,69 @@ def test_dashboards_every_metric_is_in_the_metrics_reference() -> None:
     assert missing == []
 
 
+def _undocumented_labels(expr: str, legend: str, doc: dict[str, set[str]]) -> set[str]:
+    known = set(GENERIC_LABELS)
+    for name in metric_names(expr):
+        known |= doc.get(name, doc.get(series_name(name), set()))
+    return (query_labels(expr) | legend_labels(legend)) - known
+
+
+def test_dashboards_every_label_is_a_label_of_its_metrics() -> None:
+    # A panel grouping by a label its metric does not have is not an error in
+    # PromQL: it silently shows one series without the label (the router's
+    # `result` label renamed to `outcome` left such panels behind).
+    doc = documented_labels((REPO / "docs" / "metrics.md").read_text())
+    wrong = [
+        (spec.name, q.expr, sorted(bad))
+        for spec in SPECS
+        for q in spec.queries()
+        if (bad := _undocumented_labels(q.expr, q.legend, doc))
+    ]
+    assert wrong == []
+
+
+def test_dashboards_label_check_catches_a_renamed_label() -> None:
+    doc = documented_labels((REPO / "docs" / "metrics.md").read_text())
+    expr = 'sum by (kind, result) (rate(sipmesh_router_call_events_total{result="error"}[1m]))'
+    assert _undocumented_labels(expr, "{{kind}} {{result}}", doc) == {"result"}
+    assert _undocumented_labels(expr.replace("result", "outcome"), "{{kind}}", doc) == set()
+    assert _undocumented_labels("sum(up)", "{{route}}", doc) == {"route"}
+
+
+def test_dashboards_router_panels_cover_the_call_metrics() -> None:
+    (router,) = [s for s in SPECS if s.name == "router"]
+    (overview,) = [s for s in SPECS if s.name == "overview"]
+    for spec in (router, overview):
+        used = {series_name(n) for q in spec.queries() for n in metric_names(q.expr)}
+        assert {
+            "sipmesh_router_calls_active",
+            "sipmesh_router_call_attempts_total",
+            "sipmesh_router_call_answers_total",
+            "sipmesh_router_dispatcher_destination_up",
+        } <= used, spec.name
+    used = {series_name(n) for q in router.queries() for n in metric_names(q.expr)}
+    assert {
+        "sipmesh_router_call_setup_seconds",
+        "sipmesh_router_lcr_carrier_attempts_total",
+        "sipmesh_router_handling_seconds",
+        "sipmesh_router_media_requests_total",
+    } <= used
+    setup = [q for q in router.queries() if "call_setup_seconds" in q.expr]
+    assert [q.legend for q in setup] == ["{{route}} p50", "{{route}} p95"]
+
+
+def test_dashboards_destination_panel_maps_up_and_down() -> None:
+    (panel,) = [p for p in _panels(_exported("router")) if p["title"] == "Dispatcher destinations"]
+    assert panel["type"] == "stat"
+    assert panel["options"]["colorMode"] == "background"
+    (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+    assert mapping["type"] == "value"
+    assert {v: (m["text"], m["color"]) for v, m in mapping["options"].items()} == {
+        "0": ("down", "red"),
+        "1": ("up", "green"),
+    }
+
+
 def test__metric_names_finds_names_in_selectors_ranges_and_comparisons() -> None:
     expr = (
         'count(up{job=~"sipmesh-.*"} == 0) + sum(rate(sipmesh_a_total[1m]))'
@@ -145,3 +212,21 @@ def test__metric_names_finds_names_in_selectors_ranges_and_comparisons() -> None
     assert series_name("sipmesh_edge_bus_round_trip_seconds_bucket") == (
         "sipmesh_edge_bus_round_trip_seconds"
     )
+
+
+def test__query_labels_reads_groupings_and_matchers() -> None:
+    expr = (
+        'count by (set) (max by (set, destination) (x{a="1", b!~"2"}) == 0)'
+        ' + sum without (c) (rate(y{job=~"s-.*"}[$__rate_interval]))'
+    )
+    assert query_labels(expr) == {"set", "destination", "a", "b", "c", "job"}
+    assert legend_labels("{{ route }} p95 {{method}}") == {"route", "method"}
+
+
+def test__documented_labels_skips_values_in_parentheses() -> None:
+    doc = (
+        "| Name | Type | Labels | Meaning |\n|---|---|---|---|\n"
+        "| `m_total` | counter | `kind` (`a`, `b (c)`), `outcome` (`ok`) | x |\n"
+        "| `p_a`, `p_b` | | | y |\n"
+    )
+    assert documented_labels(doc) == {"m_total": {"kind", "outcome"}, "p_a": set(), "p_b": set()}

@@ -6,10 +6,12 @@ writes ``DATA_DIR/prometheus.yml``; a real Prometheus (Debian package
 lowered to 1 s. Traffic: SIPp registers users with digest auth, a wrong password
 is tried, a MESSAGE, a stray response and a garbage datagram reach the edge, and
 SIPp calls go through a dispatcher set (made with ``sipmesh peer``/``dispatcher``)
-to a SIPp UAS. Then each dashboard query is evaluated through the HTTP API:
+to a SIPp UAS, and an LCR gateway is added (``sipmesh gateway``) without calls.
+Then each dashboard query is evaluated through the HTTP API:
 
 - queries of the :data:`REQUIRED` traffic kinds must return at least one series,
-  except those reading a metric listed in :data:`PENDING` (with the reason);
+  except those reading a metric listed in :data:`PENDING` (with the reason), and
+  every label their legend names must be on each series;
 - for every query, each metric name it reads must be known to Prometheus
   (``/api/v1/label/__name__/values``) or declared (``# TYPE``) on a scraped
   ``/metrics`` page, so no panel points at a metric that no service exports
@@ -48,7 +50,13 @@ from tests.e2e.harness import (
 )
 from tests.e2e.router_fixtures import Uas
 from tests.e2e.sipp import SippRun, sipp_binary, write_users
-from tests.observability._support import load_dashboards, metric_names, promtool, series_name
+from tests.observability._support import (
+    legend_labels,
+    load_dashboards,
+    metric_names,
+    promtool,
+    series_name,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -59,9 +67,11 @@ QUERY_BUDGET: Final = 30.0
 #: Prometheus' first scrape comes ~5.7 s after start (TOOLING.md); rate() needs two.
 USERS: Final = 6
 CALLS: Final = 3
-REQUIRED: Final = (Traffic.IDLE, Traffic.SIP, Traffic.CALLS, Traffic.MEDIA)
-#: What this test makes happen; ANCHORED (the router does not ask the media service
-#: yet) and FAILURE queries get the weaker check: their metrics must exist.
+REQUIRED: Final = (Traffic.IDLE, Traffic.SIP, Traffic.CALLS, Traffic.ROUTING, Traffic.MEDIA)
+#: What this test makes happen. ANCHORED and FAILURE queries get the weaker check
+#: (their metrics must exist): no call here has its media anchored (the dispatcher
+#: set does not ask for it), and nothing fails on purpose, so e.g. no dispatcher
+#: destination is down and no call event publish fails.
 PENDING: Final[dict[str, str]] = {}
 #: Metrics that should have series after this traffic but do not yet, and why.
 EXPECTED_JOBS: Final = {"sipmesh-up", "sipmesh-registrar", "sipmesh-router", "sipmesh-media"}
@@ -223,6 +233,12 @@ def _drive_calls(up: _Platform, workdir: Path) -> None:
         up.cli("peer", "add", "loopback", "--cidr", f"{LOOPBACK}/32")
         up.cli("dispatcher", "add", "pbx", "--dest", f"sip:{LOOPBACK}:{pbx.port}", "--no-probe")
         up.cli("dispatcher", "add", "pbx", "--prefix", "77")
+        # An LCR gateway that no call goes to: its carrier-use series exists at 0
+        # (Traffic.ROUTING); the calls here are routed by the dispatcher set.
+        up.cli(
+            "gateway", "add", "obs-gw", "--carrier", "obs-carrier",
+            "--host", f"{LOOPBACK}:{free_port()}", "--no-probe",
+        )  # fmt: skip
         # The router's routing snapshot follows KV; give its watch a moment.
         time.sleep(0.5)
         result = SippRun(
@@ -314,12 +330,22 @@ def test_every_dashboard_expression_returns_series(platform: tuple[_Platform, _P
     assert len(wanted) > 40
     deadline = time.monotonic() + QUERY_BUDGET
     empty = wanted
+    results: dict[str, list[Any]] = {}
     while empty and time.monotonic() < deadline:
-        empty = [(n, q) for n, q in empty if not prom.query(q.expr)]
+        results |= {q.expr: prom.query(q.expr) for _, q in empty}
+        empty = [(n, q) for n, q in empty if not results[q.expr]]
         if empty:
             time.sleep(0.5)
     report = "\n".join(f"{n}: {q.expr}" for n, q in empty)
     assert not empty, f"dashboard queries without any series after {QUERY_BUDGET} s:\n{report}"
+    # A legend naming a label the series lack shows blank names (a renamed label).
+    blank = [
+        (n, q.expr, q.legend)
+        for n, q in wanted
+        for series in results[q.expr]
+        if isinstance(series, dict) and not legend_labels(q.legend) <= series["metric"].keys()
+    ]
+    assert blank == []
 
 
 def test_every_dashboard_metric_exists(platform: tuple[_Platform, _Prometheus]) -> None:
@@ -335,3 +361,34 @@ def test_every_dashboard_metric_exists(platform: tuple[_Platform, _Prometheus]) 
         time.sleep(0.5)
     missing = sorted(n for n in used if n not in known and series_name(n) not in declared)
     assert not missing, f"dashboards read metrics no service exports: {missing}"
+
+
+def _value(prom: _Prometheus, expr: str) -> float | None:
+    result = prom.query(expr)
+    return float(result[0]["value"][1]) if result else None
+
+
+def test_call_panels_read_the_calls_this_test_placed(
+    platform: tuple[_Platform, _Prometheus],
+) -> None:
+    # Every route's series exists at 0 from start-up, so "returns a series" says
+    # little for the call panels: their inputs must count the calls placed here.
+    _, prom = platform
+    expected = {
+        'sum(sipmesh_router_call_attempts_total{route="dispatcher"})': float(CALLS),
+        'sum(sipmesh_router_call_answers_total{route="dispatcher"})': float(CALLS),
+        'sum(sipmesh_router_call_setup_seconds_count{route="dispatcher"})': float(CALLS),
+        'sum(sipmesh_router_call_attempts_total{route!="dispatcher"})': 0.0,
+        'sum(sipmesh_router_lcr_carrier_attempts_total{carrier="obs-carrier"})': 0.0,
+        'max(sipmesh_router_dispatcher_destination_up{set="pbx"})': 1.0,
+        "max(sipmesh_router_calls_active)": 0.0,
+        "count(" + dashboards._DESTINATION_UP + ")": 1.0,
+    }
+    deadline = time.monotonic() + QUERY_BUDGET
+    seen: dict[str, float | None] = {}
+    while time.monotonic() < deadline:
+        seen = {expr: _value(prom, expr) for expr in expected}
+        if seen == expected:
+            break
+        time.sleep(0.5)
+    assert seen == expected
