@@ -191,6 +191,42 @@ async def test_cdr_app_failed_ack_does_not_stop_the_consumer(
     assert {r.call_id for r in await all_rows(store)} == {first.call_id, second.call_id}
 
 
+@pytest.mark.parametrize(
+    "error",
+    [TimeoutError(), nats.errors.TimeoutError(), RuntimeError("boom")],
+    ids=["asyncio-timeout", "nats-timeout", "other"],
+)
+async def test_cdr_app_fetch_errors_do_not_stop_the_consumer(
+    js: JetStreamContext,
+    store: CdrStore,
+    running: Starter,
+    monkeypatch: pytest.MonkeyPatch,
+    error: Exception,
+) -> None:
+    """nats-py's fetch raises a bare asyncio.TimeoutError when the server's 408
+    comes at the deadline; that, like any fetch error, must not end the loop."""
+    real_fetch = JetStreamContext.PullSubscription.fetch
+    raised: list[Exception] = []
+
+    async def flaky_fetch(self: JetStreamContext.PullSubscription, *a: Any, **kw: Any) -> Any:
+        if not raised:
+            raised.append(error)
+            raise error
+        return await real_fetch(self, *a, **kw)
+
+    monkeypatch.setattr(JetStreamContext.PullSubscription, "fetch", flaky_fetch)
+    await running()
+    call = synthetic_call(0, T0, prefix=uuid.uuid4().hex[:6])
+    for event in call.events:
+        await publish(js, event)
+
+    async def complete() -> bool:
+        return await store.count(complete=True) == 1
+
+    await wait_for(complete)
+    assert raised == [error]
+
+
 async def test_cdr_app_poison_goes_to_dead_letters_and_the_stream_moves_on(
     js: JetStreamContext, store: CdrStore, running: Starter
 ) -> None:

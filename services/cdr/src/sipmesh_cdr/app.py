@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import msgspec
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -186,9 +185,12 @@ class CdrConsumer:
         while not stopped.is_set():
             try:
                 msgs = await self._sub.fetch(self._settings.batch, timeout=1.0)
-            except nats.errors.TimeoutError:
+            except TimeoutError:
+                # Not only nats.errors.TimeoutError: nats-py's fetch also raises a
+                # bare asyncio.TimeoutError when the server's 408 comes right at
+                # the deadline. Either way, nothing arrived in time.
                 msgs = []
-            except nats.errors.Error as exc:
+            except Exception as exc:
                 log.warning("cdr: fetch failed: %r", exc)
                 await asyncio.sleep(0.5)
                 continue
