@@ -74,7 +74,7 @@ TORTURE = [
     ("novelsc", 416),
     ("badinv01", None),  # the Via itself is broken: nowhere to send a response
     ("insuf", None),  # no Call-ID: a response cannot be built
-    ("quotbal", None),  # To unparseable
+    ("quotbal", 400),  # §3.1.2.8: To unparseable; the 400 copies it as it came
     ("bigcode", None),  # a response: never answered
 ]
 

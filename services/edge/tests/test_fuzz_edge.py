@@ -76,7 +76,7 @@ class Clock:
 
 
 def _sink() -> tuple[EdgeSink, FakeUdp, EdgeMetrics, CollectorRegistry]:
-    """An edge whose bus never answers; see the xfail test below for why not 503s."""
+    """An edge whose bus never answers."""
     registry = CollectorRegistry()
     metrics = EdgeMetrics(registry)
     me = EdgeIdentity(edge_id="fz", hosts=frozenset({b"192.0.2.10"}), ports=frozenset({5060}))
@@ -146,12 +146,12 @@ MESSAGES: Final = st.one_of(st.binary(max_size=2048), VECTOR, mutated())
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(datagrams=st.lists(MESSAGES, min_size=1, max_size=5))
 def test_fuzz_edge_datagrams(datagrams: list[bytes]) -> None:
-    sink, udp, _, _ = _sink()
+    sink, udp, _, registry = _sink()
     for data in datagrams:
         sink.on_message(data, transport="udp", source=PHONE, local=LOCAL, connection=None)
     sink.tick()
     _assert_sip(udp.sent)
-    # Not yet ``_internal_errors(registry) == 0``: see the two xfail tests below.
+    assert _internal_errors(registry) == 0
     assert _options_answered(sink, udp)
 
 
@@ -229,31 +229,18 @@ def test_fuzz_edge_stream(
     assert _options_answered(sink, udp)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge bug found by this harness: a request with a malformed From (RFC 4475 "
-    "baddn) passes classify, and when the bus then fails, building the 503 raises "
-    "ParseError in make_response: an internal error and no answer (sink._unavailable)",
-)
 def test_fuzz_edge_bus_failure_after_a_malformed_from_still_answers() -> None:
     sink, udp, _, registry = _sink()
     bus = sink.bus
     assert isinstance(bus, SilentBus)
-    data = (VECTORS / "baddn.dat").read_bytes()
+    data = (VECTORS / "baddn-crlf.dat").read_bytes()
     sink.on_message(data, transport="udp", source=PHONE, local=LOCAL, connection=None)
-    udp.sent.clear()
     for callback in bus.callbacks:
         callback(BusFailure.TIMEOUT)
     assert _internal_errors(registry) == 0
     assert [parse(d).status for d in udp.sent] in ([503], [400])  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge bug found by this harness: a request whose From does not parse and "
-    "whose Via has no RFC 3261 branch passes classify, then server_key() reads From's "
-    "tag and raises ParseError: an internal error, no 400 (sink._on_request)",
-)
 def test_fuzz_edge_malformed_from_without_branch_is_no_internal_error() -> None:
     sink, _, _, registry = _sink()
     data = b"I%VITC sip:a SIP/2.0\nT:\nFrom:\nCall-ID:!\nCSeq:0 I%VITC\nV:*/*/A a\n\n"

@@ -119,6 +119,7 @@ def make_response(
     *,
     to_tag: bytes | None = None,
     headers: Iterable[tuple[bytes, bytes]] = (),
+    strict: bool = True,
 ) -> Response:
     """Build the response to ``req`` (RFC 3261 §8.2.6).
 
@@ -139,6 +140,10 @@ def make_response(
         reason: the reason phrase; by default the usual one for ``status``.
         to_tag: the tag to add to To when the request's To has none.
         headers: extra ``(name, value)`` header lines.
+        strict: validate From and To before copying them. ``False`` is for the
+            error response to a request whose From or To is malformed: RFC 4475
+            §3.1.2.13 expects a 400 to such a request, and the raw From can
+            still be copied (only the tags are read, by the quick path).
 
     Raises:
         LocalProtocolError: ``req`` is an ACK (never answered, §17.1.1.3),
@@ -149,10 +154,10 @@ def make_response(
         raise LocalProtocolError("an ACK is never answered")
     if reason is None:
         reason = REASON_PHRASES.get(status, b"Unknown")
-    _ = req.from_, req.cseq  # validate what is copied raw below
+    _ = (req.from_, req.cseq) if strict else req.cseq  # validate what is copied raw below
     to = _raw(req, b"to")
-    if status != 100 and req.to.tag is None:
-        to = to + b";tag=" + (to_tag if to_tag is not None else _derived_tag(req))
+    if status != 100 and (req.to.tag if strict else req.to_tag) is None:
+        to = to + b";tag=" + (to_tag if to_tag is not None else _derived_tag(req, strict))
     pairs = [(b"Via", v) for v in req.headers.get_lines(b"via")]
     if 100 < status < 300 and req.method in _DIALOG_METHODS:
         pairs.extend((b"Record-Route", v) for v in req.headers.get_lines(b"record-route"))
@@ -175,12 +180,18 @@ def _raw(req: Request, key: bytes) -> bytes:
     return value
 
 
-def _derived_tag(req: Request) -> bytes:
+def _derived_tag(req: Request, strict: bool = True) -> bytes:
     # The same request (same Call-ID, From tag, CSeq and top branch) yields the
     # same tag, which is what a stateless retransmission needs.
     top = req.via[0].branch if req.via else None
     seed = b"|".join(
-        (req.call_id, req.from_.tag or b"", b"%d" % req.cseq.seq, top or b"", req.method)
+        (
+            req.call_id,
+            (req.from_.tag if strict else req.from_tag) or b"",
+            b"%d" % req.cseq.seq,
+            top or b"",
+            req.method,
+        )
     )
     return hashlib.blake2s(seed, digest_size=8).hexdigest().encode()
 

@@ -37,7 +37,7 @@ from sipmsg._abnf import ip_key, split_comma
 from sipmsg.headers import split_header_lines
 from sipmsg.transaction import MAGIC_COOKIE, ServerKey, server_key
 from sipmsg.uri import SipUri
-from sipmsg.via import Via
+from sipmsg.via import Via, is_rfc3261_branch
 
 __all__ = [
     "ALLOW",
@@ -203,6 +203,10 @@ def triage(
             validate_response(msg)
             return msg
         _check_keyed(msg)
+        if not is_rfc3261_branch(msg.via[0].branch or b""):
+            # RFC 2543 matching (§17.2.3) keys on From/To tags, Call-ID and
+            # CSeq: check them all before the sink computes the key.
+            check_request(msg)
     except ParseError as exc:
         if isinstance(msg, Response) or msg.method == b"ACK":
             return Garbage(error=exc, response=None)
@@ -283,7 +287,7 @@ def admit(peeked: Peeked) -> Request | Garbage:
         if peeked.summary is None:
             check_request(req)
         else:
-            _ = req.via
+            _ = req.via, req.from_, req.to
     except ParseError as exc:
         if req.method == b"ACK":
             return Garbage(error=exc, response=None)
@@ -368,16 +372,17 @@ def check_request(req: Request) -> None:
     §8.2.2.1; 400 for headers in it, §19.1.1 Table 1), the Via (stamped and
     used for the response), Call-ID and CSeq with its method (the transaction
     key, §17.2.3; §8.1.1.5 "The method MUST match that of the request"), the
-    From and To tags (present and readable, without parsing their URIs) and
-    Max-Forwards (483). ``sipmsg.validate_request`` checks more (From, To and
-    Contact URIs, Content-Type): the services run it, as they parse those
-    headers themselves, so the edge does not pay for it on every message.
+    From and To as name-addrs (every response the edge builds copies them, and
+    a server transaction's key reads From's tag; RFC 4475 §3.1.2.13 "baddn"
+    must get a 400 here, not an internal error later) and Max-Forwards (483).
+    ``sipmsg.validate_request`` checks more (Contact, Content-Type): the
+    services run it, as they parse those headers themselves.
 
     Raises:
         ParseError: 416 or 400 naming the header.
     """
     _check_keyed(req)
-    _ = req.call_id, req.from_tag, req.to_tag, req.max_forwards
+    _ = req.call_id, req.from_, req.to, req.max_forwards
     if req.cseq.method != req.method:
         raise ParseError("bad CSeq header: method does not match the request", header="cseq")
 
@@ -468,7 +473,9 @@ def _answer_error(req: Request, error: ParseError) -> Response | None:
     reason = error.reason.encode("utf-8", "replace")[:100]
     reason = bytes(b if 0x20 <= b < 0x7F else 0x3F for b in reason)
     try:
-        return make_response(req, status, reason)
+        # Not strict: the error may be in From or To themselves (RFC 4475
+        # "baddn" still gets its 400, with From copied as it came).
+        return make_response(req, status, reason, strict=False)
     except (ParseError, LocalProtocolError):
         return None
 
