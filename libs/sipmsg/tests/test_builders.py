@@ -150,3 +150,27 @@ def test_unsupported_options() -> None:
     req = _invite().with_header(b"Require", b"100rel, foo")
     assert unsupported_options(req, [b"100rel"]) == (b"foo",)
     assert unsupported_options(req, [b"100rel", b"foo"]) == ()
+
+
+def test_make_response_not_strict_answers_a_malformed_from() -> None:
+    # RFC 4475 §3.1.2.13 "baddn": the unquoted display name with a comma makes
+    # From invalid, and the element "should respond with a 400".
+    data = (
+        b"OPTIONS sip:t.watson@example.org SIP/2.0\r\n"
+        b"Via: SIP/2.0/UDP c.example.com:5060;branch=z9hG4bKkdjuw\r\n"
+        b"Max-Forwards: 70\r\n"
+        b"From: Bell, Alexander <sip:a.g.bell@example.com>;tag=43\r\n"
+        b"To: Watson, Thomas <sip:t.watson@example.org>\r\n"
+        b"Call-ID: 31415@c.example.com\r\n"
+        b"CSeq: 3 OPTIONS\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    req = parse(data)
+    assert isinstance(req, Request)
+    with pytest.raises(ParseError):
+        make_response(req, 400)
+    resp = make_response(req, 400, b"bad From header", strict=False)
+    assert resp.status == 400
+    assert resp.header(b"from") == b"Bell, Alexander <sip:a.g.bell@example.com>;tag=43"
+    assert resp.header(b"to") is not None
+    assert resp.header(b"to").startswith(b"Watson, Thomas <sip:t.watson@example.org>;tag=")  # type: ignore[union-attr]
