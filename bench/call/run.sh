@@ -189,7 +189,7 @@ cmd="${1:-all}"; shift || true
 case "$cmd" in
   kamailio|sipmesh) run "$cmd" "$@" ;;
   report) python3 "$LIB/report.py" "$RESULTS" ;;
-  plot)   "$PY" "$HERE/plot.py" "$RESULTS" "${1:-$ROOT/docs/bench-calls.png}" ;;
+  plot)   "$PY" "$HERE/plot.py" "${1:-$ROOT/docs/bench-calls.png}" "$RESULTS" ;;
   all)
     echo "results -> $RESULTS"
     run kamailio call  "${KAM_RATES:-1000 2000 2500 3000 3500 4000 4500}"

@@ -1,0 +1,87 @@
+"""The Calls and Media anchoring tables of docs/benchmarks.md from bench/call's results.
+
+    python bench/call/table.py RESULTS.jsonl
+
+One row per point, in run order: server, hold, target and achieved rate, failed %,
+retransmissions, RTD1 (INVITE to 200) p50/p99 in ms (SIPp rounds down to whole
+ms), the most calls SIPp's caller had open at once, CPU in % of one core (server
+total, then per process in microseconds of CPU per call), SIPp, other tenants,
+pass/fail. Then the highest passing rate per server and hold.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+#: Server process groups, in the order they are shown.
+GROUPS = ("kamailio", "edge", "router", "registrar", "nats", "media", "rtpengine")
+
+
+def cpu(d: dict[str, Any], key: str) -> float | None:
+    value: float | None = d.get("cpu", {}).get(key)
+    return value
+
+
+def per_call(d: dict[str, Any]) -> str:
+    """CPU microseconds per call of each server process group."""
+    rate = d.get("achieved_rate") or 0
+    parts = []
+    for g in GROUPS:
+        pct = cpu(d, f"{g}_pct")
+        if pct is not None and rate:
+            parts.append(f"{g} {pct / 100 * 1e6 / rate:.0f}")
+    return ", ".join(parts) or "-"
+
+
+def peak_open_calls(results: Path, d: dict[str, Any]) -> str:
+    """The largest CurrentCall of the caller's SIPp statistics file."""
+    stat = results.parent / d["run_dir"] / "uac_stat.csv"
+    try:
+        with stat.open(encoding="utf-8") as f:
+            rows = list(csv.DictReader(f, delimiter=";"))
+    except OSError:
+        return "-"
+    values = [int(r["CurrentCall"]) for r in rows if r.get("CurrentCall", "").isdigit()]
+    return str(max(values)) if values else "-"
+
+
+def fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def main() -> None:
+    results = Path(sys.argv[1])
+    with results.open(encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    print(
+        "| server | hold s | target/s | achieved/s | failed % | retrans | setup p50 / p99 ms "
+        "| open calls (max) | server CPU % | CPU µs per call | SIPp CPU % (UAC + UAS) "
+        "| other tenants % | result |"
+    )
+    print("|---|--:|--:|--:|--:|--:|--:|--:|--:|---|--:|--:|---|")
+    best: dict[tuple[str, int], int] = {}
+    for d in rows:
+        rtd = d.get("rtd", {}).get("1") or {}
+        hold = d["hold_ms"] // 1000
+        if d["pass"]:
+            key = (d["label"], hold)
+            best[key] = max(best.get(key, 0), d["rate"])
+        print(
+            f"| {d['label']} | {hold} | {d['rate']} | {d['achieved_rate']} "
+            f"| {d['fail_pct']:.3f} | {d['retransmissions']} "
+            f"| {fmt(rtd.get('p50_ms'))} / {fmt(rtd.get('p99_ms'))} "
+            f"| {peak_open_calls(results, d)} | {fmt(cpu(d, 'server_pct'))} | {per_call(d)} "
+            f"| {fmt(cpu(d, 'sipp_uac_pct'))} + {fmt(cpu(d, 'sipp_uas_pct'))} "
+            f"| {fmt(cpu(d, 'foreign_pct'))} | {'pass' if d['pass'] else 'FAIL'} |"
+        )
+    print()
+    for (label, hold), rate in best.items():
+        print(f"- {label}, hold {hold} s: highest passing rate {rate}/s")
+
+
+if __name__ == "__main__":
+    main()
