@@ -345,9 +345,6 @@ GAPS: Final = {
     "badinv01": "the edge drops it: no answer is built for the broken header separators",
     "multi01": "the edge drops it: the repeated single-value headers leave no answer",
     "scalar02": "the edge drops it: the CSeq error leaves no answer",
-    "badaspec": "make_response refuses the broken To; the salvaged 400 is not sent",
-    "baddn-crlf": "make_response refuses the broken From; the salvaged 400 is not sent",
-    "quotbal": "make_response refuses the broken To; the salvaged 400 is not sent",
 }
 
 
