@@ -6,12 +6,11 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import sys
 from pathlib import Path
 
 import msgspec
 
-from sipmesh_bus.config import ConfigError, load_config
+from sipmesh_bus.config import load_config
 from sipmesh_bus.runtime import Service, run_service
 from sipmesh_cdr.api import CdrApi
 from sipmesh_cdr.app import CdrConsumer
@@ -46,10 +45,9 @@ def build_config(argv: list[str] | None = None) -> CdrConfig:
 
 async def main(argv: list[str] | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
-    try:
-        config = build_config(argv)
-    except ConfigError as exc:
-        sys.exit(str(exc))
+    # A ConfigError reaches run_service: one line and exit status 2, which
+    # `sipmesh up` takes as final (no restart loop on a bad setting).
+    config = build_config(argv)
     store = open_store(store_url_of(config))
     await store.open()
     api = CdrApi(store, host=config.cdr.api_host, port=config.cdr.api_port)

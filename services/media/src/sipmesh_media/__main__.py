@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import msgspec
@@ -88,10 +87,9 @@ async def _start_local(config: MediaConfig) -> LocalRtpEngine | None:
 
 async def main(argv: list[str] | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
-    try:
-        config = build_config(argv)
-    except ConfigError as exc:
-        sys.exit(str(exc))
+    # A ConfigError reaches run_service: one line and exit status 2, which
+    # `sipmesh up` takes as final (no restart loop on a bad setting).
+    config = build_config(argv)
     local = await _start_local(config) if config.media.local_rtpengine else None
     try:
         instances: list[Instance] = config.media.pool_instances()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import sys
 from pathlib import Path
 from typing import Final
 
@@ -47,10 +46,9 @@ def build_config(argv: list[str] | None = None) -> RegistrarConfig:
 
 async def main(argv: list[str] | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
-    try:
-        config = build_config(argv)
-    except ConfigError as exc:
-        sys.exit(str(exc))
+    # A ConfigError reaches run_service: one line and exit status 2, which
+    # `sipmesh up` takes as final (no restart loop on a bad setting).
+    config = build_config(argv)
     secret = load_shared_secret(
         (config.registrar.nonce_secret,), data_dir=config.data_dir, owner="registrar"
     )

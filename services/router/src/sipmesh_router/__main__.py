@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import msgspec
@@ -43,10 +42,9 @@ def build_config(argv: list[str] | None = None) -> RouterConfig:
 
 async def main(argv: list[str] | None = None) -> None:
     """Run until SIGTERM/SIGINT."""
-    try:
-        config = build_config(argv)
-    except ConfigError as exc:
-        sys.exit(str(exc))
+    # A ConfigError reaches run_service: one line and exit status 2, which
+    # `sipmesh up` takes as final (no restart loop on a bad setting).
+    config = build_config(argv)
     secret = load_secret(config)
     async with Service("router", config) as svc:
         router = Router(config, svc.js, secret=secret, registry=svc.registry, nc=svc.nc)
