@@ -24,8 +24,10 @@ from sipmesh_bus.config import PositiveFloat, ServiceConfig
 from sipmesh_bus.runtime import Service
 from sipmesh_edge.bus import BusClient
 from sipmesh_edge.core import EdgeIdentity
+from sipmesh_edge.guard import Guard
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.ports import StreamListeners
+from sipmesh_edge.protection import ProtectionConfig
 from sipmesh_edge.sink import EdgeSink, SinkConfig
 from sipmesh_edge.udp import MAX_DATAGRAM, UdpListener, open_udp, os_error_reason
 
@@ -54,6 +56,8 @@ class EdgeConfig(ServiceConfig, frozen=True, kw_only=True):
     #: On shutdown, how long pending requests may take.
     streams: dict[str, Any] = {}  # noqa: RUF012
     #: TCP/TLS/WS settings, converted to ``sipmesh_edge.streams.StreamConfig``.
+    protection: ProtectionConfig = ProtectionConfig()
+    #: Rate limits, bans, scanner blocking, allow/deny lists (docs/security.md).
 
 
 def parse_listen(entry: str) -> tuple[str, int]:
@@ -126,6 +130,7 @@ class Edge:
         self.streams: StreamListeners | None = None
         self.sink: EdgeSink | None = None
         self.bus: BusClient | None = None
+        self.guard = Guard(config.protection, self.service.registry, edge_id=self.edge_id)
         self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -138,6 +143,7 @@ class Edge:
         loop = asyncio.get_running_loop()
         addresses = [parse_listen(a) for a in self.config.udp]
         self.sink = sink = EdgeSink(self._sink_config([]), self.metrics, clock=loop.time)
+        sink.guard = self.guard
         try:
             for host, port in addresses:
                 try:
@@ -176,6 +182,7 @@ class Edge:
         self.bus = BusClient(self.service.nc, timeout=self.config.request_timeout, clock=loop.time)
         await self.bus.start()
         sink.bus = self.bus
+        await self.guard.start(self.service.js)
         await self.service.serve(
             subjects.edge_send(self.edge_id),
             self._on_edge_send,
@@ -195,6 +202,7 @@ class Edge:
             await asyncio.sleep(_TICK)
         if self.bus is not None:
             await self.bus.close()
+        await self.guard.close()
         await self.service.close()
         if self._ticker is not None:
             self._ticker.cancel()
@@ -238,12 +246,16 @@ class Edge:
 
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()
+        guard_due = loop.time()
         while True:
             await asyncio.sleep(_TICK)
             if self.sink is not None:
                 self.sink.tick()
             if self.bus is not None:
                 self.bus.expire(loop.time())
+            if loop.time() >= guard_due:
+                guard_due = loop.time() + 1.0
+                self.guard.tick()
 
     async def _udp_open(self) -> bool:
         return bool(self.udp) and all(

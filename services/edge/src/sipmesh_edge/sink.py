@@ -33,6 +33,7 @@ import msgspec
 from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
 from sipmesh_edge.bus import BusFailure
+from sipmesh_edge.guard import Guard
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.outbound import Bus, Connector, Flow, Outbound, UdpSender
 from sipmesh_edge.ports import Connection, ConnectionRegistry
@@ -107,6 +108,8 @@ class EdgeSink:
         self._invite_timers = _with_trying(config.timers)
         self.out = Outbound(config.identity.edge_id, metrics)
         #: The sending half: UDP sockets, connections, the bus for handoffs.
+        self.guard: Guard | None = None
+        #: Protection (sipmesh_edge.guard): asked about every message first.
         self.proxy = Proxy(
             edge_id=config.identity.edge_id,
             out=self.out,
@@ -137,6 +140,12 @@ class EdgeSink:
     ) -> None:
         """Handle one message; a failure is logged (rate-limited) and counted, never raised."""
         try:
+            guard = self.guard
+            if guard is not None and not guard.check(source[0], data):
+                # Dropped silently (docs/security.md); a banned peer keeps no connection.
+                if connection is not None:
+                    connection.close()
+                return
             flow = Flow(
                 transport=transport,  # type: ignore[arg-type]  # listeners pass a Transport
                 host=source[0],
@@ -389,6 +398,8 @@ class EdgeSink:
         except LocalProtocolError:
             return  # already answered (a 487 after CANCEL, a late reply)
         self._metrics.response(resp.status)
+        if resp.status in (401, 407) and self.guard is not None:
+            self.guard.on_response(server.tx.request, resp, server.flow.host)
         if 200 <= resp.status < 300:
             # A retransmission of this 2xx from downstream replays it (proxy.py).
             server.sent_2xx[resp.to_tag or b""] = resp
