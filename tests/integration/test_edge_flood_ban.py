@@ -71,7 +71,8 @@ def _config(url: str, edge_id: str) -> EdgeConfig:
         nats=NatsConfig(url=url, reconnect_wait=0.1, drain_timeout=1.0),
         http=HttpConfig(port=0),
         shutdown_grace=0.5,
-        protection=ProtectionConfig(rate_limit=50, rate_window=1.0, rate_ban_time=60.0),
+        # allow=[]: loopback is allowed by default, and the attacker is 127.0.0.2.
+        protection=ProtectionConfig(allow=[], rate_limit=50, rate_window=1.0, rate_ban_time=60.0),
     )
 
 

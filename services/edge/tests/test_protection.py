@@ -290,3 +290,12 @@ def test_protection_is_auth_failure(
         req = req.with_header(b"Authorization", CREDENTIALS)
     resp = _challenge(req, status, stale) if status in (401, 407) else make_response(req, status)
     assert is_auth_failure(req, resp) is expected
+
+
+def test_protection_loopback_is_allowed_by_default() -> None:
+    p = Protection(ProtectionConfig(rate_limit=1, rate_window=1.0))
+    assert _flood(p, "127.0.0.1", 10, 1000.0, 0.0) == [None] * 10
+    assert p.check("::1", SCANNER, 1000.0) is None
+    assert p.check("203.0.113.9", SCANNER, 1000.0) is Reason.SCANNER
+    strict = Protection(ProtectionConfig(allow=[], rate_limit=1, rate_window=1.0))
+    assert _flood(strict, "127.0.0.2", 3, 1000.0, 0.0) == [None, Reason.RATE, Reason.BANNED]

@@ -81,8 +81,10 @@ class ProtectionConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
 
     enabled: bool = True
     #: False passes everything (the ban cache is still kept).
-    allow: list[str] = []
-    #: CIDRs (or addresses) that always pass: trunks, the PBX, monitoring.
+    allow: list[str] = msgspec.field(default_factory=lambda: ["127.0.0.0/8", "::1"])
+    #: CIDRs (or addresses) that always pass: trunks, the PBX, monitoring. The
+    #: default is loopback only (local tools, SIPp on the same host); setting
+    #: it replaces the default.
     deny: list[str] = []
     #: CIDRs that are always dropped. ``allow`` wins over ``deny``, so
     #: ``deny: [0.0.0.0/0, ::/0]`` plus an allow list admits the allow list only.
