@@ -209,13 +209,18 @@ class Guard:
         return self._kv
 
     async def _follow(self) -> None:
+        last = ""
         while True:
             try:
                 await self._watch(await self._bucket())
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS down, bucket missing: keep the cache, retry
-                log.warning("edge %s: bans watch failed (%r); retrying", self.edge_id, exc)
+                if repr(exc) != last:
+                    last = repr(exc)
+                    log.warning("edge %s: bans watch failed (%s); retrying", self.edge_id, last)
+                self._kv = None
+                self._synced.set()  # nothing to wait for at start
             await asyncio.sleep(_RETRY)
 
     async def _watch(self, bucket: KeyValue) -> None:
