@@ -185,6 +185,9 @@ run() {   # kamailio|sipmesh MODE RATES [HOLD_MS]
   stop_rtpengine
 }
 
+# sourced (bench/call/profile.sh): the functions above, no command
+[[ "${BASH_SOURCE[0]}" != "$0" ]] && return 0
+
 cmd="${1:-all}"; shift || true
 case "$cmd" in
   kamailio|sipmesh) run "$cmd" "$@" ;;
