@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sipmesh._console import format_table
+from sipmesh_bus.config import redact_url
 from sipmesh_cdr.core import Cdr
 from sipmesh_cdr.export import iso, parse_time, to_csv, to_json
 from sipmesh_cdr.store import CdrQuery, StoreError, default_store_url, open_store
@@ -112,7 +113,7 @@ async def _rows(args: argparse.Namespace, limit: int | None, offset: int) -> Asy
     try:
         await store.open()
     except (StoreError, OSError) as exc:
-        raise _error(f"cannot open the CDR store {url}: {exc}") from None
+        raise _error(f"cannot open the CDR store {redact_url(url)}: {exc}") from None
     try:
         while limit is None or limit > 0:
             page = _PAGE if limit is None else min(limit, _PAGE)

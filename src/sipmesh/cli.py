@@ -42,7 +42,7 @@ from sipmesh._console import Progress, format_table
 from sipmesh.services import SERVICES, ServiceSpec
 from sipmesh.up import UpError, UpSettings, domain_file, nats_url_file, run_up
 from sipmesh_bus import kv
-from sipmesh_bus.config import ConfigError, NatsConfig
+from sipmesh_bus.config import ConfigError, NatsConfig, redact_url
 from sipmesh_bus.kv import JetStreamTooOldError
 from sipmesh_bus.natsserver import NatsServerError, find_nats_server, nats_server_version
 from sipmesh_bus.runtime import connect, run_service
@@ -287,7 +287,7 @@ async def _buckets(args: argparse.Namespace, *names: str) -> AsyncIterator[list[
     try:
         nc = await connect(config, name="sipmesh-cli", forever=False)
     except Exception as exc:
-        raise CliError(f"cannot reach NATS at {url}: {_detail(exc)}") from None
+        raise CliError(f"cannot reach NATS at {redact_url(url)}: {_detail(exc)}") from None
     try:
         js = nc.jetstream(timeout=_REQUEST_TIMEOUT)
         found = []
@@ -296,12 +296,12 @@ async def _buckets(args: argparse.Namespace, *names: str) -> AsyncIterator[list[
                 found.append(await js.key_value(name))
             except nats.js.errors.BucketNotFoundError:
                 raise CliError(
-                    f"NATS at {url} has no KV bucket {name!r}: start `sipmesh up` once "
+                    f"NATS at {redact_url(url)} has no KV bucket {name!r}: start `sipmesh up` once "
                     "(it creates the buckets)"
                 ) from None
         yield found
     except (nats.errors.Error, OSError, TimeoutError) as exc:
-        raise CliError(f"NATS at {url} failed: {_detail(exc)}") from None
+        raise CliError(f"NATS at {redact_url(url)} failed: {_detail(exc)}") from None
     finally:
         await nc.close()
 

@@ -39,7 +39,7 @@ import yaml
 
 from sipmesh.services import SERVICES, ServiceSpec, UpOptions
 from sipmesh_bus import kv
-from sipmesh_bus.config import HttpConfig, NatsConfig, ServiceConfig
+from sipmesh_bus.config import HttpConfig, NatsConfig, ServiceConfig, redact_url
 from sipmesh_bus.natsserver import NatsServer, find_nats_server, nats_server_version
 from sipmesh_bus.runtime import ReadinessCheck, Service, StoppedError, connect
 from sipmesh_edge import tls
@@ -280,7 +280,9 @@ async def _start_nats(settings: UpSettings) -> tuple[str, NatsServer | None]:
             )
         except Exception as exc:
             detail = str(exc) or type(exc).__name__
-            raise UpError(f"cannot reach NATS at {settings.nats_url}: {detail}") from None
+            raise UpError(
+                f"cannot reach NATS at {redact_url(settings.nats_url)}: {detail}"
+            ) from None
         await probe.close()
         return settings.nats_url, None
     binary = find_nats_server()
@@ -465,7 +467,7 @@ async def _serve(
         supervisor.check()
         if any(c.spec.name == "edge" for c in supervisor.children):
             _say_where_phones_go(settings, plan)
-        _say(f"sipmesh is up: NATS at {url}; Ctrl-C or SIGTERM stops it")
+        _say(f"sipmesh is up: NATS at {redact_url(url)}; Ctrl-C or SIGTERM stops it")
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.5)

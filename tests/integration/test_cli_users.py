@@ -415,3 +415,24 @@ def test_with_a_running_up_no_url_or_domain_is_needed(tmp_path: Path) -> None:
         up.terminate()
         up.wait(timeout=15)
     assert (data_dir / "domain").read_text().strip() == "Up.Example.COM"
+
+
+def test_cli_unreachable_nats_error_hides_the_password() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sipmesh",
+            "user",
+            "list",
+            "--nats-url",
+            "nats://bob:s3cret@127.0.0.1:1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "s3cret" not in proc.stderr + proc.stdout
+    assert "nats://***@127.0.0.1:1" in proc.stderr
