@@ -6,7 +6,10 @@ replica counts every replica's calls: ``len()`` is every answered call (the
 ``sipmesh_router_calls_active`` gauge), ``counts`` those of the calls that
 name a destination by ``destination_key`` (``Destination.key``, the health
 key of the address: a dispatcher or LCR hop, not a registered phone), the
-counts :func:`sipmesh_router.dispatcher.select_destinations` reads.
+counts :func:`sipmesh_router.dispatcher.select_destinations` reads. The same
+fold counts calls per authenticated caller (``users``, by ``DialogRecord.user``)
+and per trunk (``trunks``: the caller's trusted peer and the LCR gateway), the
+counts of the call caps (:mod:`sipmesh_router.caps`).
 
 A dialog whose BYE never came (a crashed phone, a lost BYE) leaves by the
 bucket's per-key TTL, which a KV watch does not report: :meth:`ActiveCalls.prune`
@@ -28,14 +31,26 @@ class ActiveCalls:
     """Answered calls per destination key: ``apply`` each watched entry, read ``counts``."""
 
     def __init__(self) -> None:
-        self._calls: dict[str, tuple[str, float]] = {}
-        #: Dialog key -> (destination key or "", answered at).
+        self._calls: dict[str, tuple[str, float, tuple[str, ...], tuple[str, ...]]] = {}
+        #: Dialog key -> (destination key or "", answered at, users, trunks).
         self._counts: dict[str, int] = {}
+        self._users: dict[str, int] = {}
+        self._trunks: dict[str, int] = {}
 
     @property
     def counts(self) -> Mapping[str, int]:
         """Destination key -> active calls (keys with no call are absent)."""
         return self._counts
+
+    @property
+    def users(self) -> Mapping[str, int]:
+        """Caller ``user@domain`` -> active calls (users with no call are absent)."""
+        return self._users
+
+    @property
+    def trunks(self) -> Mapping[str, int]:
+        """Trunk (trusted peer name or gateway id) -> active calls."""
+        return self._trunks
 
     def __len__(self) -> int:
         """Every active call, with a destination key or not."""
@@ -55,14 +70,17 @@ class ActiveCalls:
         except (msgspec.DecodeError, msgspec.ValidationError):
             return False
         dest = record.destination_key
-        self._calls[key] = (dest, record.answered_at)
-        if dest:
-            self._counts[dest] = self._counts.get(dest, 0) + 1
+        users = (record.user,) if record.user else ()
+        trunks = tuple(dict.fromkeys(t for t in (record.peer, record.gateway) if t))
+        self._calls[key] = (dest, record.answered_at, users, trunks)
+        _more(self._counts, (dest,) if dest else ())
+        _more(self._users, users)
+        _more(self._trunks, trunks)
         return True
 
     def prune(self, *, older_than: float) -> int:
         """Forget calls answered before ``older_than`` (expired in KV); returns how many."""
-        old = [k for k, (_, at) in self._calls.items() if at < older_than]
+        old = [k for k, (_, at, _, _) in self._calls.items() if at < older_than]
         for key in old:
             self._forget(key)
         return len(old)
@@ -71,11 +89,21 @@ class ActiveCalls:
         held = self._calls.pop(key, None)
         if held is None:
             return
-        dest = held[0]
-        if not dest:
-            return
-        left = self._counts.get(dest, 0) - 1
+        dest, _, users, trunks = held
+        _less(self._counts, (dest,) if dest else ())
+        _less(self._users, users)
+        _less(self._trunks, trunks)
+
+
+def _more(table: dict[str, int], names: tuple[str, ...]) -> None:
+    for name in names:
+        table[name] = table.get(name, 0) + 1
+
+
+def _less(table: dict[str, int], names: tuple[str, ...]) -> None:
+    for name in names:
+        left = table.get(name, 0) - 1
         if left > 0:
-            self._counts[dest] = left
+            table[name] = left
         else:
-            self._counts.pop(dest, None)
+            table.pop(name, None)

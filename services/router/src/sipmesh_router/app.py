@@ -243,6 +243,8 @@ class Router:
             entropy=os.urandom(12),
             locations=locations or {},
             subscribers=self._subscribers,
+            user_calls=self.active.users,
+            trunk_calls=self.active.trunks,
         )
 
     # -- side outputs ------------------------------------------------------------------

@@ -17,12 +17,13 @@ Contacts.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Literal, TypeAlias
 
 import msgspec
 from msgspec import Meta
 
+from sipmesh_bus.calllimits import CallLimits
 from sipmesh_bus.config import PositiveFloat, ServiceConfig, Settings
 from sipmesh_bus.secrets import load_shared_secret
 
@@ -81,6 +82,10 @@ class RouterSettings(Settings, frozen=True, kw_only=True):
     #: peer's, which wins over ``media``.
     media_timeout: PositiveFloat = 1.0
     #: Seconds to wait for the media service; then the call goes on unanchored.
+    call_limits: CallLimits = CallLimits()
+    #: Concurrent-call caps (``per_user``, ``per_trunk``, overrides ``users``
+    #: by ``user@domain`` and ``trunks`` by gateway id or peer name; 0: none),
+    #: counted from KV ``dialogs`` (:mod:`sipmesh_router.caps`).
 
 
 class RouterConfig(ServiceConfig, frozen=True, kw_only=True):
@@ -112,6 +117,9 @@ class Policy:
     media: MediaMode = "nat"
     media_overrides: tuple[tuple[str, MediaMode], ...] = ()
     #: (``peer:x`` / ``set:x`` / ``gateway:x`` / ``carrier:x``, mode).
+    call_limits: CallLimits = field(default_factory=CallLimits)
+    retry_after: int = 5
+    #: Seconds in the Retry-After of a 503 for a full trunk.
 
     def media_mode(self, keys: tuple[str, ...]) -> MediaMode:
         """The anchoring mode of the first of ``keys`` that has an override, else ``media``."""
@@ -154,6 +162,8 @@ def make_policy(settings: RouterSettings, secret: bytes) -> Policy:
         algorithms=tuple(a.encode("ascii") for a in dict.fromkeys(settings.algorithms)),
         media=settings.media,
         media_overrides=tuple(sorted(settings.media_overrides.items())),
+        call_limits=settings.call_limits,
+        retry_after=settings.retry_after,
     )
 
 

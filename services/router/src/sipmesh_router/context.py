@@ -148,6 +148,10 @@ class RouteContext(Struct, frozen=True, kw_only=True):
     received_at: float = 0.0
     #: ``Envelope.received_at`` of the request (the edge's clock; 0: unknown):
     #: the 2xx's own ``received_at`` minus this is the call setup time.
+    user: str | None = None
+    #: The authenticated caller, ``user@domain`` (into the dialog record).
+    peer: str | None = None
+    #: The trusted peer the call came from (into the dialog record).
 
 
 class DialogRecord(Struct, frozen=True, kw_only=True):
@@ -174,6 +178,10 @@ class DialogRecord(Struct, frozen=True, kw_only=True):
     #: The RTPEngine instance anchoring the media (None: not anchored).
     media_error: str | None = None
     #: Why the 2xx's answer could not be anchored (``MediaReply.code``).
+    user: str | None = None
+    #: The authenticated caller, ``user@domain`` (per-user call caps).
+    peer: str | None = None
+    #: The trusted peer the call came from (per-trunk call caps, with ``gateway``).
 
 
 _encoder: Final = msgspec.msgpack.Encoder()

@@ -43,7 +43,7 @@ from sipmsg import (
 )
 from sipmsg._abnf import param
 
-from . import auth, media, proxy
+from . import auth, caps, media, proxy
 from .config import MediaMode, Policy
 from .context import (
     DialogToken,
@@ -275,6 +275,8 @@ class _Caller:
     #: Authenticated local user.
     phone: bool
     #: A registered phone (its flow goes into the dialog token).
+    aor: str | None = None
+    #: ``user@domain`` of the authenticated user (call caps).
 
 
 def _initial(env: Envelope, req: Request, inp: Inputs) -> Decision:
@@ -306,12 +308,15 @@ def _initial(env: Envelope, req: Request, inp: Inputs) -> Decision:
                 # §22.3 leaves identity policy to the proxy: a user may only
                 # call as itself.
                 return _answer(req, 403, "forbidden", b"From Does Not Match Credentials")
-            caller = _Caller(peer=None, user=result.user, phone=True)
+            aor = f"{result.user}@{realm.decode('latin-1')}"
+            caller = _Caller(peer=None, user=result.user, phone=True, aor=aor)
             claim = NonceClaim(
                 key=result.replay_key, ttl=result.replay_ttl, realm=realm.decode("latin-1")
             )
         else:
-            caller = _Caller(peer=None, user=_unescape(from_uri.user or b""), phone=True)
+            name = _unescape(from_uri.user or b"")
+            aor = f"{name}@{realm.decode('latin-1')}"
+            caller = _Caller(peer=None, user=name, phone=True, aor=aor)
     decision = _route_initial(env, req, inp, caller)
     if claim is None:
         return decision
@@ -320,6 +325,13 @@ def _initial(env: Envelope, req: Request, inp: Inputs) -> Decision:
 
 def _route_initial(env: Envelope, req: Request, inp: Inputs, caller: _Caller) -> Decision:
     policy = inp.policy
+    limits = policy.call_limits
+    invite = req.method == b"INVITE"
+    over = caps.user_over(limits, caller.aor, inp.user_calls) or caps.trunk_over(
+        limits, caller.peer.name if caller.peer else None, inp.trunk_calls
+    )
+    if invite and over is not None:
+        return caps.refuse(req, over, retry_after=policy.retry_after)
     authorized = caller.peer is not None or caller.user is not None
     local = _local_user(req, policy)
     if local is not None:
@@ -365,6 +377,13 @@ def _route_initial(env: Envelope, req: Request, inp: Inputs, caller: _Caller) ->
         hops = inp.routing.carriers(user)
     if not hops:
         return _answer(req, 404, "no_route", b"No Route")
+    full = [
+        o for h in hops if invite and (o := caps.trunk_over(limits, h.gateway, inp.trunk_calls))
+    ]
+    if full:  # a full gateway is skipped like a failed one; none left: 503
+        hops = [h for h in hops if h.gateway not in {o.name for o in full}]
+        if not hops:
+            return caps.refuse(req, full[0], retry_after=policy.retry_after)
     legs = [_hop_leg(h, req) for h in hops]
     hide = _hides(caller, hops[0])
     anchor = _Anchor(mode=policy.media_mode((*_hop_keys(hops[0]), *_peer_keys(caller))))
@@ -480,6 +499,8 @@ def _forward(
         token=sealed.decode("ascii"),
         media=offer is not None,
         received_at=env.received_at,
+        user=caller.aor,
+        peer=caller.peer.name if caller.peer else None,
     )
     events: tuple[CallEvent, ...] = ()
     if req.method == b"INVITE":

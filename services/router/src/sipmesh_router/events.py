@@ -110,4 +110,6 @@ def dialog_record(
         edge_id=ctx.edge_id,
         destination_key=leg.destination_key if leg else "",
         media_instance=ctx.media_instance if ctx.media else None,
+        user=ctx.user,
+        peer=ctx.peer,
     )

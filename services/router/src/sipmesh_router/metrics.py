@@ -49,6 +49,7 @@ METHODS: Final = (
 _DECISION_OUTCOMES: Final = (
     "forward", "in_dialog", "provisional", "answered", "failed", "final",
     "challenge", "bad_auth", "replay", "not_found", "forbidden", "unavailable", "error",
+    "call_limit_user", "call_limit_trunk",
 )  # fmt: skip
 _MEDIA_COMMANDS: Final = ("offer", "answer", "delete")
 _HANDLING_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -144,6 +145,12 @@ class RouterMetrics:
             ["carrier", "gateway"],
             registry=registry,
         )
+        self.call_limit_rejections = Counter(
+            "sipmesh_router_call_limit_rejections",
+            "New INVITEs refused by a concurrent-call cap, by kind (user: 403, trunk: 503)",
+            ["kind"],
+            registry=registry,
+        )
         self._create_known_series()
 
     def _create_known_series(self) -> None:
@@ -160,6 +167,8 @@ class RouterMetrics:
             self.decisions.labels(outcome)
         for command in _MEDIA_COMMANDS:
             self.media.labels(command, "ok")
+        for kind in ("user", "trunk"):
+            self.call_limit_rejections.labels(kind)
 
     def decided(self, decision: Decision, *, method: bytes | None, seconds: float) -> None:
         """Count one decision: its outcome, handling time and what it says about calls.
@@ -170,6 +179,8 @@ class RouterMetrics:
             seconds: the time taken to decide (and do the side effects).
         """
         self.decisions.labels(decision.outcome).inc()
+        if decision.outcome.startswith("call_limit_"):
+            self.call_limit_rejections.labels(decision.outcome.removeprefix("call_limit_")).inc()
         self.latency.labels(method_label(method)).observe(seconds)
         for event in decision.events:
             if event.kind == "attempt":

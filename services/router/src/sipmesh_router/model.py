@@ -63,3 +63,7 @@ class Inputs:
     locations: Mapping[str, BindingSet | None] = field(default_factory=dict)
     #: AoR key -> its bindings, for the keys of :func:`location_keys`.
     subscribers: Mapping[str, Subscriber] = field(default_factory=dict)
+    user_calls: Mapping[str, int] = field(default_factory=dict)
+    #: Answered calls per caller ``user@domain`` (KV ``dialogs``; call caps).
+    trunk_calls: Mapping[str, int] = field(default_factory=dict)
+    #: Answered calls per trusted peer name and per gateway id.
