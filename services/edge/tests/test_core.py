@@ -9,7 +9,7 @@ import pytest
 from sipmesh_edge import core
 from sipmesh_edge.branch import BranchMaker, loop_hash, parse_branch
 from sipmesh_edge.core import EdgeIdentity, Garbage, KeepAlive
-from sipmsg import ParseError, Request, Response, parse, validate_request
+from sipmsg import ParseError, Request, Response, parse, validate_request, validate_response
 
 VECTORS = Path(__file__).parents[3] / "libs" / "sipmsg" / "tests" / "vectors" / "rfc4475"
 ME = EdgeIdentity(
@@ -72,7 +72,16 @@ TORTURE = [
     ("regbadct", None),
     ("unkscm", 416),  # §3.3.2
     ("novelsc", 416),
-    ("badinv01", None),  # the Via itself is broken: nowhere to send a response
+    # §3.1.2.1 extraneous separators: only the Via values after the top one
+    # are broken (";;,;,,"); the top one reads "SIP/2.0/UDP 192.0.2.15", and
+    # RFC 3261 §18.2.2 sends a response by the top Via alone.
+    ("badinv01", 400),
+    # §3.1.2.4 overlarge CSeq, Max-Forwards and Expires: "respond with a 400"
+    # (the 400 copies the CSeq as it came, out of range).
+    ("scalar02", 400),
+    # §3.3 multi01, multiple values in single-value required fields: a 400
+    # copying the first From, To, Call-ID and CSeq (see make_response).
+    ("multi01", 400),
     ("insuf", None),  # no Call-ID: a response cannot be built
     ("quotbal", 400),  # §3.1.2.8: To unparseable; the 400 copies it as it came
     ("bigcode", None),  # a response: never answered
@@ -100,6 +109,57 @@ def test_classify_garbage_response_names_the_header() -> None:
     assert incoming.response.status == 400
     assert b"CSeq" in incoming.response.reason
     assert incoming.response.call_id == b"c1@198.51.100.7"
+
+
+def _torture_400(name: str) -> Response:
+    incoming = core.classify((VECTORS / f"{name}.dat").read_bytes())
+    assert isinstance(incoming, Garbage)
+    assert incoming.response is not None
+    assert incoming.response.status == 400
+    return incoming.response
+
+
+def test_classify_repeated_single_value_headers_400_copies_the_first() -> None:
+    # RFC 4475 §3.3 multi01: two CSeq, Call-ID, From and To lines each.
+    resp = _torture_400("multi01")
+    assert resp.headers.get_lines(b"call-id") == [b"multi01.98asdh@192.0.2.1"]
+    assert resp.headers.get_lines(b"cseq") == [b"5 INVITE"]
+    assert resp.headers.get_lines(b"from") == [b"sip:caller@example.com;tag=3413415"]
+    (to,) = resp.headers.get_lines(b"to")
+    assert to.startswith(b"sip:user@example.com;tag=")
+    assert resp.headers.get_lines(b"via") == [b"SIP/2.0/UDP 192.0.2.25;branch=z9hG4bKkdjuw"]
+    validate_response(resp)  # one of each: the client can match it
+
+
+def test_classify_overlarge_cseq_400_copies_it_raw() -> None:
+    # RFC 4475 §3.1.2.4 scalar02: the CSeq number is above 2**31, and the
+    # response copies it anyway (RFC 3261 §8.2.6.2 "MUST equal").
+    resp = _torture_400("scalar02")
+    assert resp.header(b"cseq") == b"36893488147419103232 REGISTER"
+    assert resp.header(b"call-id") == b"scalar02.23o0pd9vanlq3wnrlnewofjas9ui32"
+
+
+def test_classify_broken_later_via_values_400_copies_the_via_raw() -> None:
+    # RFC 4475 §3.1.2.1 badinv01: "Via: SIP/2.0/UDP 192.0.2.15;;,;,,".
+    resp = _torture_400("badinv01")
+    assert resp.headers.get_lines(b"via") == [b"SIP/2.0/UDP 192.0.2.15;;,;,,"]
+    assert resp.header(b"cseq") == b"8 INVITE"
+
+
+@pytest.mark.parametrize(
+    "via",
+    [
+        "SIP/2.0/UDP ;branch=z9hG4bK-abc",  # no sent-by
+        ";, SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK-abc",  # the top value is empty
+        "SIP/2.0 198.51.100.7;branch=z9hG4bK-abc",  # no transport
+    ],
+)
+def test_classify_unusable_top_via_is_silent(via: str) -> None:
+    # RFC 3261 §18.2.2: a response goes where the top Via says; without a
+    # usable one there is nothing to address it to.
+    incoming = core.classify(request(via=via, max_forwards="300"))
+    assert isinstance(incoming, Garbage)
+    assert incoming.response is None
 
 
 @pytest.mark.parametrize("data", [b"\r\n\r\n", b"\r\n", b"\n"])

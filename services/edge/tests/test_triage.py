@@ -160,13 +160,16 @@ def test_triage_garbage_keepalive_and_response(triage: Triage) -> None:
 
 
 @TRIAGES
-def test_triage_a_malformed_second_via_is_garbage_as_before(triage: Triage) -> None:
+def test_triage_a_malformed_second_via_is_answered_400(triage: Triage) -> None:
     data = REGISTER.replace(b";rport\r\n", b";rport\r\nVia: SIP/2.0/UDP\r\n")
     garbage = _then_admit(triage(data))  # peek reads the top Via only: admit finds it
     assert isinstance(garbage, Garbage)
     assert garbage.error.header == "via"
-    # No response: it would copy the broken Via (make_response refuses), as before.
-    assert _outcome(garbage) == _outcome(_classify_by_parse(data)) == ("garbage", None, None)
+    # The top Via is usable, and RFC 3261 §18.2.2 sends a response by it alone:
+    # a 400 copying both Vias as they came (RFC 4475 §3.1.2.1 "badinv01" alike).
+    assert _outcome(garbage) == _outcome(_classify_by_parse(data)) == ("garbage", 400, None)
+    assert garbage.response is not None
+    assert garbage.response.headers.get_lines(b"via")[1] == b"SIP/2.0/UDP"
 
 
 class _Bus:

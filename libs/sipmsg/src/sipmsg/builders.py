@@ -14,10 +14,14 @@ import hashlib
 from collections.abc import Iterable
 from typing import Final
 
+from ._abnf import split_comma
 from ._errors import LocalProtocolError, ParseError
+from ._message_base import _quick_tag
+from .address import parse_address
 from .headers import Headers
 from .message import Request, Response
 from .uri import SipUri
+from .via import Via, parse_via
 
 __all__ = [
     "REASON_PHRASES",
@@ -140,10 +144,14 @@ def make_response(
         reason: the reason phrase; by default the usual one for ``status``.
         to_tag: the tag to add to To when the request's To has none.
         headers: extra ``(name, value)`` header lines.
-        strict: validate From and To before copying them. ``False`` is for the
-            error response to a request whose From or To is malformed: RFC 4475
-            §3.1.2.13 expects a 400 to such a request, and the raw From can
-            still be copied (only the tags are read, by the quick path).
+        strict: validate From, To, Call-ID and CSeq before copying them.
+            ``False`` is for the error response to a request that failed its
+            checks: RFC 4475 expects a 400 to a malformed From or To
+            (§3.1.2.13), an out-of-range CSeq (§3.1.2.4) or repeated
+            single-value headers (§3.3, "multi01"). From, To, Call-ID and CSeq
+            are then copied raw, the first line of each when repeated (see
+            :func:`_raw`); only the tags are read, and the top via-parm must
+            parse: it is what the response is sent back by (§18.2.2).
 
     Raises:
         LocalProtocolError: ``req`` is an ACK (never answered, §17.1.1.3),
@@ -154,9 +162,15 @@ def make_response(
         raise LocalProtocolError("an ACK is never answered")
     if reason is None:
         reason = REASON_PHRASES.get(status, b"Unknown")
-    _ = (req.from_, req.cseq) if strict else req.cseq  # validate what is copied raw below
-    to = _raw(req, b"to")
-    if status != 100 and (req.to.tag if strict else req.to_tag) is None:
+    if strict:
+        _ = req.from_, req.cseq, req.call_id  # validate what is copied raw below
+        to = _raw(req, b"to")
+        has_tag = req.to.tag is not None
+    else:
+        _lenient_top_via(req)
+        to = _raw(req, b"to")
+        has_tag = _lenient_tag(b"to", to) is not None
+    if status != 100 and not has_tag:
         to = to + b";tag=" + (to_tag if to_tag is not None else _derived_tag(req, strict))
     pairs = [(b"Via", v) for v in req.headers.get_lines(b"via")]
     if 100 < status < 300 and req.method in _DIALOG_METHODS:
@@ -164,7 +178,7 @@ def make_response(
     pairs += [
         (b"From", _raw(req, b"from")),
         (b"To", to),
-        (b"Call-ID", req.call_id),
+        (b"Call-ID", _raw(req, b"call-id")),
         (b"CSeq", _raw(req, b"cseq")),
         *headers,
         (b"Content-Length", b"0"),
@@ -173,26 +187,64 @@ def make_response(
 
 
 def _raw(req: Request, key: bytes) -> bytes:
-    """The raw value of a header the caller has validated through its accessor."""
+    """The raw value of the first ``key`` line (the only one once the accessor validated it).
+
+    Not strict, a repeated From, To, Call-ID or CSeq (RFC 4475 §3.3 "multi01",
+    multiple values in single-value required fields: a 400 is expected)
+    is answered with the first of each copied: §8.2.6.2 "MUST equal" cannot
+    hold for several values, and one value each keeps the 400 well-formed, so
+    the client can match it by its top Via branch and CSeq method (§17.1.3),
+    which it reads from the same first lines it sent.
+    """
     value = req.headers.get(key)
     if value is None:
         raise ParseError(f"missing {key.decode()} header", header=key.decode())
     return value
 
 
+def _lenient_tag(key: bytes, raw: bytes) -> bytes | None:
+    """The tag of a From/To value; by the quick path when it can, else by the full parse."""
+    ok, tag = _quick_tag(raw)
+    if ok:
+        return tag
+    try:
+        return parse_address(raw).tag
+    except ParseError as exc:
+        raise ParseError(
+            f"bad {key.decode().title()} header: {exc.reason}", header=key.decode()
+        ) from exc
+
+
+def _lenient_top_via(req: Request) -> Via:
+    """The top via-parm alone: a broken later one does not stop the answer.
+
+    §18.2.2 sends a response by the top Via only ("the response MUST be sent
+    using the existing connection"; over UDP to "received" and the sent-by
+    port), so it alone must be usable. RFC 4475 §3.1.2.1 "badinv01" ends its
+    Via with ";;,;,,": the top value reads as ``SIP/2.0/UDP 192.0.2.15``.
+    """
+    lines = req.headers.get_lines(b"via")
+    if not lines:
+        raise ParseError("missing Via header", header="via")
+    parts = split_comma(lines[0]) if b"," in lines[0] else [lines[0]]
+    if not parts:
+        raise ParseError("bad Via header: empty", header="via")
+    return parse_via(parts[0])
+
+
 def _derived_tag(req: Request, strict: bool = True) -> bytes:
     # The same request (same Call-ID, From tag, CSeq and top branch) yields the
     # same tag, which is what a stateless retransmission needs.
-    top = req.via[0].branch if req.via else None
-    seed = b"|".join(
-        (
-            req.call_id,
-            (req.from_.tag if strict else req.from_tag) or b"",
-            b"%d" % req.cseq.seq,
-            top or b"",
-            req.method,
-        )
-    )
+    if strict:
+        top = req.via[0].branch if req.via else None
+        from_tag = req.from_.tag
+        seq = b"%d" % req.cseq.seq
+    else:
+        # What the request carries raw (make_response checked the top Via).
+        top = _lenient_top_via(req).branch
+        from_tag = _lenient_tag(b"from", _raw(req, b"from"))
+        seq = _raw(req, b"cseq")  # its number may be out of range (RFC 4475 §3.1.2.4)
+    seed = b"|".join((_raw(req, b"call-id"), from_tag or b"", seq, top or b"", req.method))
     return hashlib.blake2s(seed, digest_size=8).hexdigest().encode()
 
 
