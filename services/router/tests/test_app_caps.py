@@ -26,6 +26,8 @@ from sipmsg import Response, parse
 pytestmark = pytest.mark.integration
 
 SECRET = b"shared-secret-of-every-replica!!"
+PHONE = ("203.0.113.251", 5060)
+#: The caller's address: no trusted peer of the shared routing bucket (other tests add some).
 _ids = itertools.count()
 
 
@@ -111,7 +113,7 @@ async def test_app_third_call_of_a_user_capped_at_two_is_refused(
     async def invite() -> object:
         call_id = fresh("call") + "@host"
         first = await router.handle(
-            kit.envelope(kit.request(ruri=ruri, from_=f"sip:{aor}", call_id=call_id))
+            kit.envelope(kit.request(ruri=ruri, from_=f"sip:{aor}", call_id=call_id), source=PHONE)
         )
         assert isinstance(first, SendResponse)
         challenge = parse(first.data)
@@ -124,7 +126,7 @@ async def test_app_third_call_of_a_user_capped_at_two_is_refused(
             call_id=call_id,
             extra=[("Proxy-Authorization", creds)],
         )
-        return await router.handle(kit.envelope(req))
+        return await router.handle(kit.envelope(req, source=PHONE))
 
     refused = await invite()
     assert isinstance(refused, SendResponse)
