@@ -473,8 +473,11 @@ def _answer_error(req: Request, error: ParseError) -> Response | None:
     reason = error.reason.encode("utf-8", "replace")[:100]
     reason = bytes(b if 0x20 <= b < 0x7F else 0x3F for b in reason)
     try:
-        # Not strict: the error may be in From or To themselves (RFC 4475
-        # "baddn" still gets its 400, with From copied as it came).
+        # Not strict: the error may be in the very headers the response copies,
+        # and RFC 4475 still expects a 400: a bad From/To ("baddn"), a CSeq out
+        # of range ("scalar02"), repeated Call-ID/CSeq/From/To ("multi01", the
+        # first of each is copied), broken Via values after a usable top one
+        # ("badinv01"). Only an unusable top Via leaves nowhere to answer.
         return make_response(req, status, reason, strict=False)
     except (ParseError, LocalProtocolError):
         return None
