@@ -153,7 +153,7 @@ def test_unsupported_options() -> None:
 
 
 def test_make_response_not_strict_answers_a_malformed_from() -> None:
-    # RFC 4475 §3.1.2.13 "baddn": the unquoted display name with a comma makes
+    # RFC 4475 "baddn": the unquoted display name with a comma makes
     # From invalid, and the element "should respond with a 400".
     data = (
         b"OPTIONS sip:t.watson@example.org SIP/2.0\r\n"

@@ -83,7 +83,7 @@ TORTURE = [
     # copying the first From, To, Call-ID and CSeq (see make_response).
     ("multi01", 400),
     ("insuf", None),  # no Call-ID: a response cannot be built
-    ("quotbal", 400),  # §3.1.2.8: To unparseable; the 400 copies it as it came
+    ("quotbal", 400),  # §3.1.2.6: To unparseable; the 400 copies it as it came
     ("bigcode", None),  # a response: never answered
 ]
 

@@ -147,7 +147,7 @@ def make_response(
         strict: validate From, To, Call-ID and CSeq before copying them.
             ``False`` is for the error response to a request that failed its
             checks: RFC 4475 expects a 400 to a malformed From or To
-            (§3.1.2.13), an out-of-range CSeq (§3.1.2.4) or repeated
+            ("baddn", "quotbal"), an out-of-range CSeq (§3.1.2.4) or repeated
             single-value headers (§3.3, "multi01"). From, To, Call-ID and CSeq
             are then copied raw, the first line of each when repeated (see
             :func:`_raw`); only the tags are read, and the top via-parm must

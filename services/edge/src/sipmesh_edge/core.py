@@ -373,7 +373,7 @@ def check_request(req: Request) -> None:
     used for the response), Call-ID and CSeq with its method (the transaction
     key, §17.2.3; §8.1.1.5 "The method MUST match that of the request"), the
     From and To as name-addrs (every response the edge builds copies them, and
-    a server transaction's key reads From's tag; RFC 4475 §3.1.2.13 "baddn"
+    a server transaction's key reads From's tag; RFC 4475 "baddn"
     must get a 400 here, not an internal error later) and Max-Forwards (483).
     ``sipmsg.validate_request`` checks more (Contact, Content-Type): the
     services run it, as they parse those headers themselves.
