@@ -2,14 +2,16 @@
 """Faults under SIPp call load, with real processes (issue 8, "Faults survived").
 
 SIPp UAC (``fault_call_uac.xml``: INVITE, 200, ACK, 1 s, BYE, 200) -> edge ->
-router -> SIPp UAS, at 20 calls/s. Each call logs its outcome with wall-clock
-times, so a test places every call against the moment it broke something:
+router -> SIPp UAS, at 20 calls/s (10 when anchored: see MEDIA_RATE). Each call
+logs its outcome with wall-clock times, so a test places every call against the
+moment it broke something:
 
 - a router replica SIGKILLed: only what it held at that instant fails; the
   dialogs it set up are ended through the survivor (the router keeps no dialog
   state: its Record-Route token carries what a BYE needs);
 - the media service SIGKILLed and restarted under anchored calls: no call
-  fails; calls during the outage go on unanchored, later ones are anchored again;
+  fails; calls during the outage go on unanchored (their attempt event says
+  why), later ones are anchored again;
 - an RTPEngine instance SIGKILLed under load: no call fails, new calls go to the
   other instance;
 - a hung registrar (SIGSTOP): REGISTERs get 503 with Retry-After after the edge's
