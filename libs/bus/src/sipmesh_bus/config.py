@@ -58,6 +58,7 @@ ENV_PREFIX: Final = "SIPMESH"
 ENV_CONFIG_FILE: Final = "SIPMESH_CONFIG"
 PositiveFloat: TypeAlias = Annotated[float, Meta(gt=0)]
 _Port: TypeAlias = Annotated[int, Meta(ge=0, le=65535)]
+_Replicas: TypeAlias = Annotated[int, Meta(ge=1, le=5)]
 
 C = TypeVar("C", bound=Struct)
 
@@ -106,6 +107,9 @@ class NatsConfig(Settings, frozen=True, kw_only=True):
     tls_key_file: str | None = None
     tls_hostname: str | None = None
     #: The name to check the server certificate against, when the URL has an IP.
+    jetstream_replicas: _Replicas = 1
+    #: Replicas of each KV bucket and stream a service creates (3 on a 3-node
+    #: JetStream cluster). Starting a service never lowers an existing one's.
 
     def __post_init__(self) -> None:
         pairs = (("password", "password_file"), ("token", "token_file"))

@@ -164,20 +164,37 @@ async def check_per_key_ttl(js: JetStreamContext) -> int:
     return level
 
 
+def _target_replicas(existing: int | None, asked: int) -> int:
+    """The replicas to give a bucket or stream that exists with ``existing``.
+
+    Never lower: an operator (or a service configured for a cluster) may have
+    raised them, and a service started with the default must not undo that.
+    ``existing`` None (not reported) counts as 1.
+    """
+    return max(existing or 1, asked)
+
+
 async def ensure_jetstream(js: JetStreamContext, *, replicas: int = 1) -> None:
     """Create every bucket and stream, or bring an existing one to our config.
 
     Idempotent: running it again (or from many replicas at once) changes nothing.
 
+    Replicas are never lowered: a new bucket or stream gets ``replicas``; an
+    existing one with fewer is raised to ``replicas``, and one with more keeps
+    its count (logged once per call, naming them). So a service started with
+    the default (1) against a 3-node cluster leaves R3 buckets and streams R3.
+
     Args:
         js: a JetStream context.
-        replicas: JetStream replicas for each bucket and stream (3 in a cluster).
+        replicas: JetStream replicas for each bucket and stream
+            (``nats.jetstream_replicas``; 3 in a 3-node cluster).
 
     Raises:
         JetStreamTooOldError: the server cannot expire individual keys.
         nats.js.errors.Error: JetStream refused a config.
     """
     await check_per_key_ttl(js)
+    kept: list[str] = []
     for bucket in BUCKETS:
         cfg = bucket.evolve(replicas=replicas)
         try:
@@ -185,14 +202,18 @@ async def ensure_jetstream(js: JetStreamContext, *, replicas: int = 1) -> None:
         except BadRequestError as exc:
             if exc.err_code != _STREAM_NAME_EXISTS:
                 raise
-            # An older config (different ttl, history ...): recreate through
-            # create_key_value's stream config, as an update.
+            # An older config (different ttl, history, replicas ...): recreate
+            # through create_key_value's stream config, as an update.
             stream = await js.stream_info(f"KV_{cfg.bucket}")
+            target = _target_replicas(stream.config.num_replicas, replicas)
+            if target > replicas:
+                kept.append(f"KV_{cfg.bucket} (R{target})")
             update = stream.config.evolve(
                 description=cfg.description,
                 max_age=cfg.ttl,
                 max_msgs_per_subject=cfg.history,
                 allow_msg_ttl=True,
+                num_replicas=target,
             )
             await js.update_stream(update)
             log.info("updated KV bucket %s to the current config", cfg.bucket)
@@ -203,5 +224,16 @@ async def ensure_jetstream(js: JetStreamContext, *, replicas: int = 1) -> None:
         except BadRequestError as exc:
             if exc.err_code != _STREAM_NAME_EXISTS:
                 raise
-            await js.update_stream(cfg_s)
+            assert cfg_s.name is not None  # every entry of STREAMS has a name
+            existing = (await js.stream_info(cfg_s.name)).config.num_replicas
+            target = _target_replicas(existing, replicas)
+            if target > replicas:
+                kept.append(f"{cfg_s.name} (R{target})")
+            await js.update_stream(cfg_s.evolve(num_replicas=target))
             log.info("updated stream %s to the current config", cfg_s.name)
+    if kept:
+        log.info(
+            "JetStream: kept the higher replicas of %s (asked for %d; never lowered)",
+            ", ".join(kept),
+            replicas,
+        )

@@ -55,7 +55,13 @@ async def main(argv: list[str] | None = None) -> None:
         await api.start()
         log.info("cdr: CDR API on http://%s:%d/cdrs", config.cdr.api_host, api.port)
         async with Service("cdr", config) as svc:
-            consumer = CdrConsumer(svc.js, store, config.cdr, registry=svc.registry)
+            consumer = CdrConsumer(
+                svc.js,
+                store,
+                config.cdr,
+                registry=svc.registry,
+                replicas=config.nats.jetstream_replicas,
+            )
             await consumer.start()
             stopped = asyncio.Event()
             running = asyncio.create_task(consumer.run(stopped))

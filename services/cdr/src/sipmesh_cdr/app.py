@@ -149,8 +149,11 @@ class CdrConsumer:
         *,
         registry: CollectorRegistry,
         clock: Callable[[], float] = time.time,
+        replicas: int = 1,
     ) -> None:
         self._js = js
+        self._replicas = replicas
+        #: ``nats.jetstream_replicas``: for the streams this consumer creates.
         self._store = store
         self._settings = settings
         self._limits = limits_of(settings)
@@ -164,7 +167,7 @@ class CdrConsumer:
 
     async def start(self) -> None:
         """Create the streams if missing and bind the durable consumer."""
-        await kv.ensure_jetstream(self._js)
+        await kv.ensure_jetstream(self._js, replicas=self._replicas)
         self._sub = await self._js.pull_subscribe(
             subjects.CALL_EVENTS,
             durable=subjects.QUEUE_CDR,

@@ -80,6 +80,7 @@ class Registrar:
         self.metrics = RegistrarMetrics(registry)
         self._settings = settings
         self._js = js
+        self._replicas = config.nats.jetstream_replicas
         self._subscribers: dict[str, Subscriber] = {}
         self._loaded = asyncio.Event()
         self._location_loaded = asyncio.Event()
@@ -98,8 +99,8 @@ class Registrar:
         try:
             self._location = await self._js.key_value(kv.BUCKET_LOCATION)
         except nats.js.errors.BucketNotFoundError:
-            log.warning("registrar: JetStream buckets missing; creating them (1 replica)")
-            await kv.ensure_jetstream(self._js)
+            log.warning("registrar: JetStream buckets missing; creating them (R%d)", self._replicas)
+            await kv.ensure_jetstream(self._js, replicas=self._replicas)
             self._location = await self._js.key_value(kv.BUCKET_LOCATION)
         if self._location._direct:  # private in nats-py
             # $JS.API.DIRECT.GET.<stream>.<subject>: the last message on a subject.

@@ -88,6 +88,7 @@ class Router:
         self.health = HealthSnapshot()
         self._settings = settings
         self._js = js
+        self._replicas = config.nats.jetstream_replicas
         self._subscribers: dict[str, Subscriber] = {}
         self.active = ActiveCalls()
         #: Answered calls per destination (``least_calls``), from KV ``dialogs``.
@@ -118,8 +119,8 @@ class Router:
         try:
             self._location = await self._js.key_value(kv.BUCKET_LOCATION)
         except nats.js.errors.BucketNotFoundError:
-            log.warning("router: JetStream buckets missing; creating them (1 replica)")
-            await kv.ensure_jetstream(self._js)
+            log.warning("router: JetStream buckets missing; creating them (R%d)", self._replicas)
+            await kv.ensure_jetstream(self._js, replicas=self._replicas)
             self._location = await self._js.key_value(kv.BUCKET_LOCATION)
         self._nonce_kv = await self._js.key_value(kv.BUCKET_NONCES)
         self._watch(kv.BUCKET_SUBSCRIBERS, "subscribers", self._fold_subscribers)
