@@ -8,9 +8,13 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from sipmesh_edge.core import SUPPORTED_METHODS
 
-__all__ = ["EdgeMetrics"]
+__all__ = ["TRANSACTION_KINDS", "EdgeMetrics"]
 
 _METHOD_LABELS: Final = {m: m.decode() for m in SUPPORTED_METHODS}
+TRANSACTION_KINDS: Final = ("local", "service", "proxied")
+#: How a server transaction got its final response: made by the edge itself
+#: (``core.answer_locally``), sent by a service in a ``SendResponse`` (or the
+#: edge's 503 when none answered), or passed upstream from a forwarded request.
 
 
 class EdgeMetrics:
@@ -59,6 +63,36 @@ class EdgeMetrics:
             ["reason"],
             registry=registry,
         )
+        self.transactions = Histogram(
+            "sipmesh_edge_transaction_seconds",
+            "Server transactions: request received to final response sent, by method and kind"
+            " (local, service, proxied; a proxied INVITE includes the callee's answer time)",
+            ["method", "kind"],
+            registry=registry,
+            buckets=(
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1.0,
+                2.5,
+                5.0,
+                10.0,
+                30.0,
+                60.0,
+                120.0,
+            ),
+        )
+        self._transactions = {
+            (method, kind): self.transactions.labels(label, kind)
+            for method, label in [*_METHOD_LABELS.items(), (b"", "OTHER")]
+            for kind in TRANSACTION_KINDS
+        }
         self.internal_errors = Counter(
             "sipmesh_edge_internal_errors",
             "Messages whose handling raised an unexpected exception (a bug; logged)",
@@ -72,3 +106,10 @@ class EdgeMetrics:
     def response(self, status: int) -> None:
         """Count a response sent."""
         self.responses.labels(f"{status // 100}xx").inc()
+
+    def transaction(self, method: bytes, kind: str, seconds: float) -> None:
+        """Observe one server transaction's time to its final response."""
+        child = self._transactions.get((method if method in _METHOD_LABELS else b"", kind))
+        if child is None:  # a kind outside TRANSACTION_KINDS: a caller bug, still counted
+            child = self.transactions.labels(_METHOD_LABELS.get(method, "OTHER"), kind)
+        child.observe(seconds)

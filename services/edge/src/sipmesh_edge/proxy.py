@@ -91,6 +91,12 @@ class Server:
     #: Where responses go when a ``SendResponse.target`` overrode the Via.
     sent_2xx: dict[bytes, Response] = field(default_factory=dict)
     #: What went upstream for each 2xx, by To tag (a retransmission replays it).
+    started: float = 0.0
+    #: When the request arrived (the sink's clock), for the transaction histogram.
+    kind: str = "service"
+    #: ``local`` when the edge answered it itself; ``proxied`` once forwarded.
+    answered: bool = False
+    #: A final response was sent (observed in the histogram once).
 
     def deadline(self) -> float:
         timer = self.tx.get_timer()

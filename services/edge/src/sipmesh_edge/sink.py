@@ -302,6 +302,7 @@ class EdgeSink:
         server = self._new_server(key, req, flow, now)
         local = core.answer_locally(req, self._me)
         if local is not None:
+            server.kind = "local"
             self._respond(server, local)
             return
         self._ask(server, req, core.bus_subject_for(req), None)
@@ -335,7 +336,7 @@ class EdgeSink:
                 req, now=now, reliable=flow.reliable, config=self._config.timers
             )
             expires = now + self._config.timers.timeout + self._config.linger
-        server = Server(key=key, tx=tx, flow=flow, expires=expires)
+        server = Server(key=key, tx=tx, flow=flow, expires=expires, started=now)
         self._servers[key] = server
         self._flush_server(server)
         return server
@@ -398,6 +399,13 @@ class EdgeSink:
         except LocalProtocolError:
             return  # already answered (a 487 after CANCEL, a late reply)
         self._metrics.response(resp.status)
+        if resp.status >= 200 and not server.answered:
+            # Once per transaction: a later 2xx of a fork is not a new answer.
+            server.answered = True
+            kind = "proxied" if server.fork is not None else server.kind
+            self._metrics.transaction(
+                server.tx.request.method, kind, self._clock() - server.started
+            )
         if resp.status in (401, 407) and self.guard is not None:
             self.guard.on_response(server.tx.request, resp, server.flow.host)
         if 200 <= resp.status < 300:
