@@ -254,6 +254,41 @@ def test_nats_subchart_url(render: Render) -> None:
     assert secret_value(docs, "sipmesh-nats", "url") == f"nats://sipmesh-nats.{NAMESPACE}.svc:4222"
 
 
+def _jetstream_replicas(docs: list[Manifest]) -> set[str]:
+    """SIPMESH_NATS_JETSTREAM_REPLICAS of every Deployment (one value expected)."""
+    return {
+        env["value"]
+        for dep in kinds(docs, "Deployment").values()
+        for env in dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        if env["name"] == "SIPMESH_NATS_JETSTREAM_REPLICAS"
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ({"nats": {"enabled": True}}, "3"),  # the dependency's default: a 3-node cluster
+        ({"nats": {"enabled": True, "config": {"cluster": {"enabled": False}}}}, "1"),
+        ({"nats": {"enabled": True, "config": {"cluster": {"replicas": 2}}}}, "1"),
+        ({"nats": {"enabled": True, "jetstreamReplicas": 5}}, "5"),
+        ({}, "1"),
+        ({"externalNats": {"url": "nats://nats:4222", "jetstreamReplicas": 3}}, "3"),
+    ],
+)
+def test_jetstream_replicas_env(render: Render, values: dict[str, Any], expected: str) -> None:
+    docs = render(values)
+    assert _jetstream_replicas(docs) == {expected}
+    assert len(kinds(docs, "Deployment")) == len(SERVICES)
+    env = {"SIPMESH_NATS_JETSTREAM_REPLICAS": expected}
+    assert load_config(ServiceConfig, env=env).nats.jetstream_replicas == int(expected)
+
+
+@pytest.mark.parametrize("bad", [0, 6, "3"])
+def test_external_jetstream_replicas_is_schema_checked(render: Render, bad: object) -> None:
+    with pytest.raises(helm_python.HelmValuesError, match="jetstreamReplicas"):
+        render({"externalNats": {"url": "nats://nats:4222", "jetstreamReplicas": bad}})
+
+
 def test_nats_dependency_is_the_official_chart() -> None:
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
     (dep,) = meta["dependencies"]

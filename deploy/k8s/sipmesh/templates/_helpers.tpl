@@ -97,6 +97,24 @@ app.kubernetes.io/component: {{ .svc }}
 {{- end -}}
 {{- end -}}
 
+{{/* JetStream replicas for the buckets and streams the services create:
+     nats.jetstreamReplicas, else 3 when the NATS dependency runs a cluster of
+     3 or more, else 1; externalNats.jetstreamReplicas with an external NATS. */}}
+{{- define "sipmesh.jetstreamReplicas" -}}
+{{- if .Values.nats.enabled -}}
+{{- $cluster := dig "config" "cluster" dict .Values.nats -}}
+{{- if .Values.nats.jetstreamReplicas -}}
+{{- .Values.nats.jetstreamReplicas | int -}}
+{{- else if and $cluster.enabled (ge (int (default 1 $cluster.replicas)) 3) -}}
+3
+{{- else -}}
+1
+{{- end -}}
+{{- else -}}
+{{- default 1 .Values.externalNats.jetstreamReplicas | int -}}
+{{- end -}}
+{{- end -}}
+
 {{- define "sipmesh.natsSecretName" -}}
 {{- if and (not .Values.nats.enabled) .Values.externalNats.existingSecret -}}
 {{- .Values.externalNats.existingSecret -}}
