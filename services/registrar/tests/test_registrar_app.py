@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -400,5 +401,28 @@ async def test_app_replay_after_unregister_refused(
         assert (await send(registrar, kit, bye)).status == 200
         assert await stored_contacts(js, user) == set()  # kept, with no binding
         assert (await send(registrar, kit, req)).status == 401
+    finally:
+        await registrar.close()
+
+
+async def test_app_bindings_gauge_counts_live_contacts_not_aors(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    registrar = await replica(js, nats_url, auth=False)
+    try:
+        assert registrar.metrics.bindings._value.get() == 0  # exists before the first sample
+        now = time.time()
+        before = await registrar.count_bindings(now)
+        ua = kit.UA(user=user)
+        two = ua.register([f"<sip:{user}@192.0.2.1>;expires=30", f"<sip:{user}@192.0.2.2>"])
+        assert (await send(registrar, kit, two)).status == 200
+        # One AoR, two bindings: the gauge counts Contacts, not keys.
+        assert await registrar.count_bindings(now) == before + 2
+        # 31 s on, the 30 s binding is dead though the record still lists it.
+        key = aor_key(user, "example.com")
+        saved = registrar._locations.pop(key)
+        others = await registrar.count_bindings(now + 31)
+        registrar._locations[key] = saved
+        assert await registrar.count_bindings(now + 31) == others + 1
     finally:
         await registrar.close()

@@ -389,7 +389,28 @@ class Registrar:
             with contextlib.suppress(*_NATS_ERRORS):
                 status = await self._location.status()
                 self.metrics.aors.set(status.values)
+            self.metrics.bindings.set(await self.count_bindings())
             await asyncio.sleep(_SAMPLE_EVERY)
+
+    async def count_bindings(self, now: float | None = None) -> int:
+        """Live bindings across the AoRs of the location cache (``sipmesh_registrar_bindings``).
+
+        A record keeps expired bindings until its next write, so each is checked
+        against ``now`` (default: the time of each batch), the rule of
+        :func:`records.live_bindings`. Decoded in batches, letting requests run
+        between them.
+        """
+        keys = list(self._locations)
+        total = 0
+        for start in range(0, len(keys), _SWEEP_BATCH):
+            at = time.time() if now is None else now
+            for key in keys[start : start + _SWEEP_BATCH]:
+                value, _ = self._locations.get(key, (None, 0))
+                record = _decode_location(key, value)
+                if record is not None:
+                    total += sum(1 for b in record.bindings if b.expires_at > at)
+            await asyncio.sleep(0)
+        return total
 
 
 def _decode_location(key: str, value: bytes | None) -> BindingSet | None:

@@ -41,6 +41,11 @@ class RegistrarMetrics:
             "AoR keys in the location bucket (sampled; best effort)",
             registry=registry,
         )
+        self.bindings = Gauge(
+            "sipmesh_registrar_bindings",
+            "Live bindings (Contacts not expired) across all AoRs in this replica's location cache",
+            registry=registry,
+        )
         self.subscribers = Gauge(
             "sipmesh_registrar_subscribers",
             "Subscribers in this replica's watched cache",
