@@ -210,6 +210,7 @@ async def test_app_call_events_land_in_calls_stream(
     assert isinstance(up, SendResponse)
     # A retried publish of the same step is stored once (Nats-Msg-Id).
     await router.handle(kit.envelope(ok, source=("203.0.113.9", 40000), context=fwd.context))
+    await router.flush()  # published after the reply
     sub = await js.subscribe("call.events.>", ordered_consumer=True)
     kinds = []
     try:
@@ -421,7 +422,9 @@ async def test_app_metrics_of_a_call_and_of_the_watched_data(
         assert value("sipmesh_router_call_answers_total", route="user") == 1
         assert value("sipmesh_router_call_setup_seconds_sum", route="user") == 3.0
         assert value("sipmesh_router_handling_seconds_count", method="INVITE") == 1
+        await r.flush()  # events and dialog writes are published after the reply
         assert value("sipmesh_router_call_events_total", kind="answered", outcome="ok") == 1
+        assert value("sipmesh_router_dialog_writes_total", op="put", outcome="ok") == 1
         # The dialog record comes back through the watch: one more active call.
         key = dialog_key(invite.call_id.decode())
         await eventually(lambda: key in r.active._calls, "dialog watched")

@@ -1,11 +1,14 @@
 """The router's NATS shell: ``sip.route`` and ``sip.route.response`` in, the core's reply out.
 
-Per message: parse, read the AoR bindings :func:`core.location_keys` names from
-KV ``location``, :func:`core.decide` with the watched caches (subscribers,
-routing snapshot, gateway health), then publish the call events to JetStream
-(``Nats-Msg-Id`` = event id, so a retry is stored once) and write or delete
-the dialog record, and answer. The caches are copies of watched KV data, so
-any replica answers any message.
+Per message: parse, look up the AoR bindings :func:`core.location_keys` names
+in the watched copy of KV ``location`` (read from NATS only on a miss or when
+every cached binding has expired: a REGISTER just stored may not have come
+through the watch yet), :func:`core.decide` with the watched caches
+(subscribers, routing snapshot, gateway health), and answer. The call events
+(JetStream ``Nats-Msg-Id`` = event id, so a retry is stored once) and the
+dialog record writes go to the :class:`~.outbox.Outbox`: published in the
+background, after the reply (see :mod:`.outbox` for what that trades). The
+caches are copies of watched KV data, so any replica answers any message.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from nats.js.kv import KV_DEL, KV_OP, KeyValue
 from prometheus_client import CollectorRegistry
 
 from sipmesh_bus import kv, records, subjects
-from sipmesh_bus.records import BindingSet, Subscriber
+from sipmesh_bus.records import BindingSet, Subscriber, live_bindings
 from sipmesh_bus.routing import HealthSnapshot, RoutingSnapshot
 from sipmesh_bus.schema import (
     CallEvent,
@@ -51,9 +54,11 @@ from . import core, media
 from .active import ActiveCalls
 from .config import RouterConfig, RouterSettings, make_policy
 from .context import DialogRecord, encode_dialog
+from .events import dialog_key
 from .mediabus import MediaBus, Requester
 from .metrics import DestinationsUp, RouterMetrics, destination_states
 from .model import Decision, Inputs
+from .outbox import Outbox
 from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
 from .routes import SnapshotView
 
@@ -65,6 +70,7 @@ _NATS_ERRORS: Final = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
 _DELETE_MARKER_TTL: Final = 60
 _MSG_ID: Final = "Nats-Msg-Id"
 _PRUNE_EVERY: Final = 60.0
+_DRAIN_TIMEOUT: Final = 5.0
 
 
 class Router:
@@ -96,16 +102,22 @@ class Router:
         self.prober: Prober | None = None
         self._probe_transport: UdpProbeTransport | None = None
         self._stop = asyncio.Event()
-        names = ("subscribers", "routing", "health", "dialogs")
+        names = ("subscribers", "routing", "health", "dialogs", "location")
         self._loaded = {name: asyncio.Event() for name in names}
         self._tasks: list[asyncio.Task[None]] = []
         self._pruned_at = 0.0
         self._location: KeyValue | None = None
+        self._locations: dict[str, tuple[BindingSet | None, int]] = {}
+        #: AoR key -> (bindings, revision): the watched copy of bucket location.
+        self._pending_locations: dict[str, tuple[BindingSet | None, int]] | None = None
+        self.outbox = Outbox()
+        #: Call events and dialog writes, published after the reply.
         self._nonce_kv: KeyValue | None = None
         self._calls = 0
         self.media = None if nc is None else MediaBus(nc, timeout=settings.media_timeout)
         #: The media service's client; None: every offer fails (``unavailable``).
         self.metrics.calls_active.set_function(lambda: len(self.active))
+        self.metrics.outbox_pending.set_function(lambda: len(self.outbox))
         registry.register(
             DestinationsUp(
                 lambda: destination_states(self.snapshot, self.health.records, time.time())
@@ -127,6 +139,7 @@ class Router:
         self._watch(kv.BUCKET_ROUTING, "routing", self._fold_routing)
         self._watch(kv.BUCKET_HEALTH, "health", self._fold_health)
         self._watch(kv.BUCKET_DIALOGS, "dialogs", self._fold_dialogs)
+        self._tasks.append(asyncio.create_task(self._watch_locations(), name="location"))
         if self._settings.probe:
             await self._start_prober(self._settings)
 
@@ -155,7 +168,8 @@ class Router:
         self._tasks.append(asyncio.create_task(self.prober.run(self._stop), name="prober"))
 
     async def close(self) -> None:
-        """Stop the prober and the watches."""
+        """Publish the queued events and dialog writes, then stop the prober and the watches."""
+        await self.outbox.drain(_DRAIN_TIMEOUT)
         self._stop.set()
         if self._probe_transport is not None:
             self._probe_transport.close()
@@ -172,6 +186,10 @@ class Router:
     async def wait_loaded(self, timeout: float) -> None:
         """Wait until :meth:`ready` (tests, start-up)."""
         await asyncio.wait_for(asyncio.gather(*(e.wait() for e in self._loaded.values())), timeout)
+
+    async def flush(self) -> None:
+        """Wait until the events and dialog writes queued so far are published (tests)."""
+        await self.outbox.flush()
 
     # -- the message path ---------------------------------------------------------
 
@@ -217,7 +235,7 @@ class Router:
         if isinstance(msg, Request):
             keys = core.location_keys(msg, self.policy)
             if keys:
-                values = await asyncio.gather(*(self._read_location(k) for k in keys))
+                values = await asyncio.gather(*(self._location_of(k, now) for k in keys))
                 locations = dict(zip(keys, values, strict=True))
             if msg.method == b"INVITE" and msg.to_tag is None:
                 self._calls += 1
@@ -272,44 +290,68 @@ class Router:
         await self._ask_media(req)
 
     async def _side_effects(self, decision: Decision) -> None:
-        jobs: list[Awaitable[None]] = [self._publish(e) for e in decision.events]
-        if decision.media_delete is not None:
-            jobs.append(self._release(decision.media_delete))
+        # Events and dialog writes are queued (one key per call keeps them in
+        # order); only the media release is awaited, as before.
+        for event in decision.events:
+            await self._queue_event(event)
         if decision.dialog_put is not None:
-            jobs.append(self._put_dialog(*decision.dialog_put))
+            key, record = decision.dialog_put
+            await self._queue_dialog(key, "put", self._put_dialog(key, record))
         if decision.dialog_delete is not None:
-            jobs.append(self._delete_dialog(decision.dialog_delete))
-        if jobs:
-            await asyncio.gather(*jobs)
+            key = decision.dialog_delete
+            await self._queue_dialog(key, "delete", self._delete_dialog(key))
+        if decision.media_delete is not None:
+            await self._release(decision.media_delete)
 
-    async def _publish(self, event: CallEvent) -> None:
-        try:
-            await self._js.publish(
-                subjects.call_event(event.kind), encode(event), headers={_MSG_ID: event.event_id}
-            )
-        except _NATS_ERRORS as exc:
+    async def _queue_event(self, event: CallEvent) -> None:
+        data = encode(event)
+        subject = subjects.call_event(event.kind)
+        headers = {_MSG_ID: event.event_id}
+        ok = self.metrics.events.labels(event.kind, "ok")
+        failed = self.metrics.events.labels(event.kind, "error")
+
+        def on_failure(exc: BaseException) -> None:
             # The call goes on; the CDR misses one step (logged and counted).
             log.warning("router: call event %s not published: %r", event.event_id, exc)
-            self.metrics.events.labels(event.kind, "error").inc()
-            return
-        self.metrics.events.labels(event.kind, "ok").inc()
+            failed.inc()
 
-    async def _put_dialog(self, key: str, record: DialogRecord) -> None:
-        with contextlib.suppress(*_NATS_ERRORS):
+        async def write() -> None:
+            await self._js.publish(subject, data, headers=headers)
+
+        await self.outbox.submit(
+            dialog_key(event.call_id), write, on_done=ok.inc, on_failure=on_failure
+        )
+
+    async def _queue_dialog(self, key: str, op: str, write: Callable[[], Awaitable[None]]) -> None:
+        ok = self.metrics.dialog_writes.labels(op, "ok")
+        failed = self.metrics.dialog_writes.labels(op, "error")
+
+        def on_failure(exc: BaseException) -> None:
+            log.warning("router: dialog %s of %s failed: %r", op, key, exc)
+            failed.inc()
+
+        await self.outbox.submit(key, write, on_done=ok.inc, on_failure=on_failure)
+
+    def _put_dialog(self, key: str, record: DialogRecord) -> Callable[[], Awaitable[None]]:
+        data = encode_dialog(record)
+
+        async def write() -> None:
             await self._js.publish(
-                f"$KV.{kv.BUCKET_DIALOGS}.{key}",
-                encode_dialog(record),
-                msg_ttl=self._settings.dialog_ttl,
+                f"$KV.{kv.BUCKET_DIALOGS}.{key}", data, msg_ttl=self._settings.dialog_ttl
             )
 
-    async def _delete_dialog(self, key: str) -> None:
-        with contextlib.suppress(*_NATS_ERRORS):
+        return write
+
+    def _delete_dialog(self, key: str) -> Callable[[], Awaitable[None]]:
+        async def write() -> None:
             await self._js.publish(
                 f"$KV.{kv.BUCKET_DIALOGS}.{key}",
                 b"",
                 headers={KV_OP: KV_DEL},
                 msg_ttl=_DELETE_MARKER_TTL,
             )
+
+        return write
 
     # -- KV ----------------------------------------------------------------------------
 
@@ -322,19 +364,56 @@ class Router:
             return False
         return True
 
+    async def _location_of(self, key: str, now: float) -> BindingSet | None:
+        """The AoR's bindings: the watched copy when it has a live one, else read now."""
+        cached = self._locations.get(key)
+        if cached is not None and live_bindings(cached[0], now):
+            return cached[0]
+        return await self._read_location(key)
+
     async def _read_location(self, key: str) -> BindingSet | None:
         assert self._location is not None
         try:
             entry = await self._location.get(key)
         except nats.js.errors.KeyNotFoundError:
             return None
-        if not entry.value:
-            return None
-        try:
-            return records.decode_binding_set(entry.value)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            log.warning("router: unreadable location value for %s", key)
-            return None
+        value = _decode_location(key, entry.value)
+        self._note_location(key, value, entry.revision or 0)
+        return value
+
+    def _note_location(self, key: str, value: BindingSet | None, revision: int) -> None:
+        """Keep the newer of the cached and the given version of ``key``."""
+        known = self._locations.get(key)
+        if known is None or known[1] < revision:
+            self._locations[key] = (value, revision)
+
+    async def _watch_locations(self) -> None:
+        """Follow bucket ``location``; a (re)started watch's replay replaces the table."""
+        loaded = self._loaded["location"]
+        while True:
+            try:
+                assert self._location is not None
+                watcher = await self._location.watchall()
+                self._pending_locations = {}
+                async for entry in watcher:
+                    if entry is None:
+                        self._locations = self._pending_locations or {}
+                        self._pending_locations = None
+                        loaded.set()
+                        continue
+                    deleted = entry.operation in (KV_DEL, "PURGE") or not entry.value
+                    value = None if deleted else _decode_location(entry.key, entry.value)
+                    revision = entry.revision or 0
+                    if self._pending_locations is not None:
+                        self._pending_locations[entry.key] = (value, revision)
+                    else:
+                        self._note_location(entry.key, value, revision)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("router: location watch failed (%r); restarting", exc)
+                self._pending_locations = None
+                await asyncio.sleep(1.0)
 
     def _watch(
         self, bucket: str, name: str, fold: Callable[[str, bytes | None, bool], None]
@@ -440,6 +519,16 @@ class Router:
             target = self.active
         if not target.apply(key, value):
             log.warning("router: unreadable dialog record %s ignored", key)
+
+
+def _decode_location(key: str, value: bytes | None) -> BindingSet | None:
+    if not value:
+        return None
+    try:
+        return records.decode_binding_set(value)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        log.warning("router: unreadable location value for %s", key)
+        return None
 
 
 def _error(

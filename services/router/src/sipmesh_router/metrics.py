@@ -90,10 +90,23 @@ class RouterMetrics:
             ["kind", "outcome"],
             registry=registry,
         )
+        self.dialog_writes = Counter(
+            "sipmesh_router_dialog_writes",
+            "Dialog record writes to KV dialogs (published after the reply), by op (put, "
+            "delete) and outcome (ok, error: every retry failed)",
+            ["op", "outcome"],
+            registry=registry,
+        )
+        self.outbox_pending = Gauge(
+            "sipmesh_router_background_writes_pending",
+            "Call events and dialog writes queued or in flight (published after the reply)",
+            registry=registry,
+        )
         self.latency = Histogram(
             "sipmesh_router_handling_seconds",
-            "Time to decide one message by method (response: a response), KV reads, "
-            "media requests and event publishes included",
+            "Time to decide one message by method (response: a response), KV reads on a "
+            "location cache miss and media requests included (event publishes are not: "
+            "they are sent after the reply)",
             ["method"],
             registry=registry,
             buckets=_HANDLING_BUCKETS,
@@ -169,6 +182,9 @@ class RouterMetrics:
             self.media.labels(command, "ok")
         for kind in ("user", "trunk"):
             self.call_limit_rejections.labels(kind)
+        for op in ("put", "delete"):
+            for outcome in ("ok", "error"):
+                self.dialog_writes.labels(op, outcome)
 
     def decided(self, decision: Decision, *, method: bytes | None, seconds: float) -> None:
         """Count one decision: its outcome, handling time and what it says about calls.
