@@ -38,7 +38,10 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
             "store": {"url": "postgresql://cdr:secret@db.example.net/cdr"},
             "keda": {"enabled": True},
         },
-        "externalNats": {"monitoringEndpoint": "nats.nats.svc:8222"},
+        "externalNats": {
+            "monitoringEndpoint": "nats.nats.svc:8222",
+            "credsSecret": "sipmesh-nats-creds",
+        },
     },
     "servicemonitor-tls-ws-digest": {
         "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},

@@ -289,6 +289,30 @@ def test_external_jetstream_replicas_is_schema_checked(render: Render, bad: obje
         render({"externalNats": {"url": "nats://nats:4222", "jetstreamReplicas": bad}})
 
 
+def test_external_nats_creds_file_from_an_existing_secret(render: Render) -> None:
+    docs = render(
+        {"externalNats": {"url": "nats://nats:4222", "credsSecret": "nc", "credsSecretKey": "u"}}
+    )
+    for dep in kinds(docs, "Deployment").values():
+        pod = dep["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        path = env["SIPMESH_NATS_CREDS_FILE"]
+        assert mounts["nats-creds"]["readOnly"] is True
+        assert path == mounts["nats-creds"]["mountPath"] + "/nats.creds"
+        secret = volumes["nats-creds"]["secret"]
+        assert secret == {"secretName": "nc", "items": [{"key": "u", "path": "nats.creds"}]}
+        config = load_config(ServiceConfig, env={"SIPMESH_NATS_CREDS_FILE": path})
+        assert config.nats.creds_file == path
+    # Without the Secret (or with the NATS dependency): no creds file.
+    for values in ({}, {"nats": {"enabled": True}, "externalNats": {"credsSecret": "nc"}}):
+        for dep in kinds(render(values), "Deployment").values():
+            env_names = {e["name"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+            assert "SIPMESH_NATS_CREDS_FILE" not in env_names
+
+
 def test_nats_dependency_is_the_official_chart() -> None:
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
     (dep,) = meta["dependencies"]
