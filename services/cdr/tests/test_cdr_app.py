@@ -8,7 +8,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import msgspec
 import nats
@@ -339,3 +340,56 @@ async def test_cdr_api_filters_and_pages(store: CdrStore) -> None:
         assert status == 404
     finally:
         await api.close()
+
+
+class FakeMsg:
+    """What process() uses of a JetStream message."""
+
+    def __init__(self, event: CallEvent) -> None:
+        self.data = schema.encode(event)
+        self.subject = publish_subject(event)
+        self.acked = False
+
+    async def ack(self) -> None:
+        self.acked = True
+
+
+class FakeSub:
+    def __init__(self) -> None:
+        self.pending = 0
+
+    async def consumer_info(self) -> Any:
+        return SimpleNamespace(num_pending=self.pending, num_ack_pending=0)
+
+
+async def test_cdr_app_lag_seconds_is_age_of_newest_acked_event_while_a_backlog_waits(
+    store: CdrStore,
+) -> None:
+    registry, now = CollectorRegistry(), [T0 + 100.0]
+    consumer = CdrConsumer(
+        cast(JetStreamContext, None),
+        store,
+        CdrSettings(sweep_interval=3600.0),
+        registry=registry,
+        clock=lambda: now[0],
+    )
+    sub = FakeSub()
+    consumer._sub = cast(JetStreamContext.PullSubscription, sub)
+
+    async def lag(pending: int) -> float | None:
+        sub.pending = pending
+        consumer._last_lag = -1e9  # look now, not after _LAG_EVERY
+        await consumer._housekeeping()
+        return registry.get_sample_value("sipmesh_cdr_consumer_lag_seconds")
+
+    assert registry.get_sample_value("sipmesh_cdr_consumer_lag_seconds") == 0.0
+    assert await lag(5) == 0.0  # nothing processed yet: no base to measure from
+    call = synthetic_call(0, T0, prefix=uuid.uuid4().hex[:6])
+    msgs = [FakeMsg(e) for e in call.events[:2]]
+    await consumer.process(cast(list[Msg], msgs))
+    assert all(m.acked for m in msgs)
+    newest = max(e.at for e in call.events[:2])
+    assert await lag(3) == pytest.approx(T0 + 100.0 - newest)
+    now[0] += 7.0
+    assert await lag(3) == pytest.approx(T0 + 107.0 - newest)
+    assert await lag(0) == 0.0  # caught up: no lag however old the last event is

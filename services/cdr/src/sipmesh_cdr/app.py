@@ -130,6 +130,12 @@ class _Metrics:
             "Events delivered but not acknowledged yet",
             registry=registry,
         )
+        self.lag = Gauge(
+            "sipmesh_cdr_consumer_lag_seconds",
+            "0 when no event waits undelivered, else now minus the newest event time"
+            " (CallEvent.at) this replica has committed and acked",
+            registry=registry,
+        )
         self.commit = Histogram(
             "sipmesh_cdr_commit_seconds",
             "Time to commit one batch to the store",
@@ -164,6 +170,8 @@ class CdrConsumer:
         self._last_lag = 0.0
         self._pending: int | None = None
         #: The consumer's undelivered events at the last look (None: not looked yet).
+        self._newest_at: float | None = None
+        #: The largest ``CallEvent.at`` of the events this replica acked (the lag's base).
 
     async def start(self) -> None:
         """Create the streams if missing and bind the durable consumer."""
@@ -228,6 +236,9 @@ class CdrConsumer:
             return
         for msg in msgs:
             await msg.ack()
+        done = [e.at for e in events if isinstance(e, CallEvent)]
+        if done:
+            self._newest_at = max(done) if self._newest_at is None else max(self._newest_at, *done)
         m = self._metrics
         m.events.labels("applied").inc(result.applied)
         m.events.labels("duplicate").inc(result.duplicates)
@@ -276,6 +287,7 @@ class CdrConsumer:
             else:
                 self._pending = info.num_pending or 0
                 self._metrics.pending.set(self._pending)
+                self._metrics.lag.set(self._lag(self._pending))
                 self._metrics.ack_pending.set(info.num_ack_pending or 0)
         # Sweep only once caught up: after an outage the BYEs of the calls to
         # close may still be in the backlog.
@@ -285,6 +297,18 @@ class CdrConsumer:
                 await self.sweep()
             except Exception:
                 log.exception("cdr: closing timed-out calls failed; retrying later")
+
+    def _lag(self, pending: int) -> float:
+        """``sipmesh_cdr_consumer_lag_seconds``: how far behind the stream's events this is.
+
+        0 while nothing waits undelivered. Else the age of the newest event
+        processed: the oldest waiting event was published after it, so this
+        bounds the wait from above (by the gap between the two events when the
+        stream was idle before the backlog). Before the first event it is 0.
+        """
+        if pending == 0 or self._newest_at is None:
+            return 0.0
+        return max(0.0, self._clock() - self._newest_at)
 
     async def sweep(self) -> int:
         """Close the calls whose end never came (:func:`core.close_expired`).
