@@ -438,3 +438,75 @@ async def test_app_metrics_of_a_call_and_of_the_watched_data(
         )
     finally:
         await r.close()
+
+
+async def test_app_location_lookups_come_from_the_watched_copy(
+    router: Router, js: JetStreamContext, kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("time.time", lambda: kit.NOW)
+    bucket = await js.key_value(kv.BUCKET_LOCATION)
+    assert router._location is not None
+    reads: list[str] = []
+    real_get = router._location.get
+
+    async def counted_get(key: str) -> Any:
+        reads.append(key)
+        return await real_get(key)
+
+    monkeypatch.setattr(router._location, "get", counted_get)
+    # Just registered, maybe not watched yet: a miss is read from KV.
+    callee = fresh("dave")
+    key = aor_key(callee, "example.com")
+    await register(js, kit, callee)
+    first = await router.handle(kit.envelope(kit.request(ruri=f"sip:{callee}@example.com")))
+    assert isinstance(first, Forward)
+    await eventually(lambda: key in router._locations, "location watched")
+    reads.clear()
+    second = await router.handle(
+        kit.envelope(kit.request(ruri=f"sip:{callee}@example.com", call_id=fresh("c")))
+    )
+    assert isinstance(second, Forward)
+    assert reads == []
+    # Unregistered: the watch drops the binding; the lookup misses and reads KV.
+    await bucket.delete(key)
+    await eventually(lambda: router._locations[key][0] is None, "delete watched")
+    gone = await router.handle(
+        kit.envelope(kit.request(ruri=f"sip:{callee}@example.com", call_id=fresh("c")))
+    )
+    assert isinstance(gone, SendResponse)
+    assert reads == [key]
+    # Every cached binding expired: read KV (the registrar may have refreshed it).
+    await register(js, kit, callee)
+    await eventually(lambda: router._locations[key][0] is not None, "re-register watched")
+    reads.clear()
+    monkeypatch.setattr("time.time", lambda: kit.NOW + 3600)
+    late = await router.handle(
+        kit.envelope(kit.request(ruri=f"sip:{callee}@example.com", call_id=fresh("c")))
+    )
+    assert isinstance(late, SendResponse)
+    assert reads == [key]
+
+
+async def test_app_close_publishes_queued_events(
+    js: JetStreamContext, nats_url: str, kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("time.time", lambda: kit.NOW)
+    config = RouterConfig(
+        nats=NatsConfig(url=nats_url), router=RouterSettings(domain="example.com", probe=False)
+    )
+    registry = CollectorRegistry()
+    r = Router(config, js, secret=SECRET, registry=registry)
+    await r.start()
+    await r.wait_loaded(5.0)
+    callee = fresh("erin")
+    await register(js, kit, callee)
+    invite = kit.request(ruri=f"sip:{callee}@example.com", call_id=fresh("close") + "@h")
+    assert isinstance(await r.handle(kit.envelope(invite)), Forward)
+    await r.close()  # no flush: close drains the queue
+    assert len(r.outbox) == 0
+    assert (
+        registry.get_sample_value(
+            "sipmesh_router_call_events_total", {"kind": "attempt", "outcome": "ok"}
+        )
+        == 1
+    )
