@@ -374,6 +374,23 @@ EDGE: Final = DashboardSpec(
                     unit="s",
                 ),
                 _ts(
+                    "Transaction time by kind (request to final response)",
+                    *_quantiles("sipmesh_edge_transaction_seconds", "kind", qs=(0.5, 0.95)),
+                    unit="s",
+                    description=(
+                        "Server transactions, request received to final response sent: local"
+                        " (the edge answered), service (a service's response or the edge's 503),"
+                        " proxied (a forwarded request: a proxied INVITE includes the callee's"
+                        " ringing and answer time)"
+                    ),
+                ),
+                _ts(
+                    "Transaction time p95 by method",
+                    *_quantiles("sipmesh_edge_transaction_seconds", "method", qs=(0.95,)),
+                    unit="s",
+                    description="An INVITE's time includes the callee's answer time",
+                ),
+                _ts(
                     "Retransmissions absorbed",
                     Query(expr=_rate("sipmesh_edge_retransmissions_absorbed_total"), traffic=_IDLE),
                     unit="reqps",
@@ -425,6 +442,11 @@ REGISTRAR: Final = DashboardSpec(
             (
                 _stat("AoRs in location", Query(expr="max(sipmesh_registrar_aors)", traffic=_IDLE)),
                 _stat(
+                    "Bindings (live contacts)",
+                    Query(expr="max(sipmesh_registrar_bindings)", traffic=_IDLE),
+                    description="Registered contacts not expired, across every AoR",
+                ),
+                _stat(
                     "Subscribers cached",
                     Query(expr="max(sipmesh_registrar_subscribers)", traffic=_IDLE),
                 ),
@@ -461,8 +483,9 @@ REGISTRAR: Final = DashboardSpec(
                     unit="s",
                 ),
                 _ts(
-                    "AoRs over time",
+                    "AoRs and bindings over time",
                     Query(expr="max(sipmesh_registrar_aors)", legend="AoRs", traffic=_IDLE),
+                    Query(expr="max(sipmesh_registrar_bindings)", legend="bindings", traffic=_IDLE),
                 ),
             ),
         ),
@@ -755,7 +778,10 @@ CDR: Final = DashboardSpec(
     name="cdr",
     uid="sipmesh-cdr",
     title="sipmesh / CDR",
-    description="The CDR consumer: lag on the CALLS stream, rows written, commits, dead letters.",
+    description=(
+        "The CDR consumer: lag on the CALLS stream (events and seconds), rows written, commits,"
+        " dead letters."
+    ),
     rows=(
         (
             "Consumer",
@@ -764,6 +790,15 @@ CDR: Final = DashboardSpec(
                     "Consumer lag",
                     Query(expr="max(sipmesh_cdr_consumer_pending)", traffic=_IDLE),
                     description="Events in CALLS not yet delivered to the CDR consumer",
+                ),
+                _stat(
+                    "Consumer lag (seconds)",
+                    Query(expr="min(sipmesh_cdr_consumer_lag_seconds)", traffic=_IDLE),
+                    unit="s",
+                    description=(
+                        "0 when caught up, else the age of the newest event processed (the"
+                        " replica furthest along: min)"
+                    ),
                 ),
                 _stat(
                     "Ack pending",
@@ -789,6 +824,20 @@ CDR: Final = DashboardSpec(
                         legend="ack pending",
                         traffic=_IDLE,
                     ),
+                ),
+                _ts(
+                    "Lag in seconds",
+                    Query(
+                        expr="min(sipmesh_cdr_consumer_lag_seconds)",
+                        legend="consumer",
+                        traffic=_IDLE,
+                    ),
+                    Query(
+                        expr="max(sipmesh_cdr_consumer_lag_seconds)",
+                        legend="slowest replica",
+                        traffic=_IDLE,
+                    ),
+                    unit="s",
                 ),
                 _ts(
                     "Events by outcome",
