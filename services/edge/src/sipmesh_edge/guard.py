@@ -37,19 +37,28 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from sipmesh_bus import bans
 from sipmesh_bus.kv import BUCKET_BANS
-from sipmesh_edge.protection import NewBan, Protection, ProtectionConfig, is_auth_failure
+from sipmesh_edge.protection import NewBan, Protection, ProtectionConfig, Reason, is_auth_failure
 from sipmsg import Request, Response
 
-__all__ = ["Guard", "GuardMetrics"]
+__all__ = ["BAN_REASONS", "DROP_REASONS", "Guard", "GuardMetrics"]
 
 log = logging.getLogger(__name__)
 
 _RETRY: Final = 1.0
 _MAX_UNPUBLISHED: Final = 10_000
 
+DROP_REASONS: Final = (Reason.DENY_LIST, Reason.BANNED, Reason.RATE, Reason.SCANNER)
+#: What :meth:`Protection.check` drops a message for; these series exist at 0.
+BAN_REASONS: Final = (Reason.RATE, Reason.SCANNER, Reason.AUTH_FAILURES)
+#: What an edge bans a source for (``manual`` bans come from the operator, not
+#: an edge); these series exist at 0.
+
 
 class GuardMetrics:
     """Protection metrics (names start with ``sipmesh_edge_``); never an address or a secret.
+
+    The known ``reason`` series (:data:`DROP_REASONS`, :data:`BAN_REASONS`)
+    exist at 0 from start-up, so panels and ``rate()`` see the first event.
 
     Args:
         registry: where to register.
@@ -78,6 +87,10 @@ class GuardMetrics:
             "Failed writes of a ban to the bans bucket (retried)",
             registry=registry,
         )
+        for reason in DROP_REASONS:
+            self.dropped.labels(reason.value)
+        for reason in BAN_REASONS:
+            self.bans_issued.labels(reason.value)
 
 
 class Guard:
