@@ -428,6 +428,48 @@ EDGE: Final = DashboardSpec(
                 ),
             ),
         ),
+        (
+            "Protection",
+            (
+                _ts(
+                    "Bans issued by reason",
+                    Query(
+                        expr=_rate("sipmesh_edge_bans_issued_total", "reason"),
+                        legend="{{reason}}",
+                        traffic=_IDLE,
+                    ),
+                    unit="ops",
+                    description=(
+                        "Bans the edges decided: rate (over the rate limit), scanner (a scanner's"
+                        " User-Agent), auth_failures (too many failed authentications)"
+                    ),
+                ),
+                _ts(
+                    "Bans active",
+                    Query(expr="max(sipmesh_edge_bans_active)", traffic=_IDLE),
+                    description=(
+                        "Bans in an edge's cache (its own and the bans bucket's); every edge"
+                        " follows the same bucket: max"
+                    ),
+                ),
+                _ts(
+                    "Messages dropped by the protection, by reason",
+                    Query(
+                        expr=_rate("sipmesh_edge_protection_dropped_total", "reason"),
+                        legend="{{reason}}",
+                        traffic=_IDLE,
+                    ),
+                    unit="ops",
+                    description="Dropped silently: deny_list, banned, rate, scanner",
+                ),
+                _ts(
+                    "Ban publish errors",
+                    Query(expr=_rate("sipmesh_edge_ban_publish_errors_total"), traffic=_IDLE),
+                    unit="ops",
+                    description="Failed writes of a ban to the bans bucket (retried every second)",
+                ),
+            ),
+        ),
     ),
 )
 
