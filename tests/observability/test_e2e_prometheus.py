@@ -392,3 +392,25 @@ def test_call_panels_read_the_calls_this_test_placed(
             break
         time.sleep(0.5)
     assert seen == expected
+
+
+def test_protection_panels_have_every_reason_from_start_up(
+    platform: tuple[_Platform, _Prometheus],
+) -> None:
+    # The edge's Guard creates each known reason at 0, so the Protection row shows
+    # every reason before the first drop or ban (one edge: one series per reason).
+    _, prom = platform
+    expected = {
+        "count(sipmesh_edge_protection_dropped_total)": 4.0,
+        "count(sipmesh_edge_bans_issued_total)": 3.0,
+        "count(sipmesh_edge_bans_active)": 1.0,
+        "count(sipmesh_edge_ban_publish_errors_total)": 1.0,
+    }
+    deadline = time.monotonic() + QUERY_BUDGET
+    seen: dict[str, float | None] = {}
+    while time.monotonic() < deadline:
+        seen = {expr: _value(prom, expr) for expr in expected}
+        if seen == expected:
+            break
+        time.sleep(0.5)
+    assert seen == expected
