@@ -109,11 +109,43 @@ class PortPlan:
         Raises:
             UpError: a default would be past 65535.
         """
-        tls_port = settings.sip_port + 1 if settings.tls_port is None else settings.tls_port
-        ws_port = settings.sip_port + 2 if settings.ws_port is None else settings.ws_port
+        sip_port = settings.sip_port
+        if sip_port == 0:
+            # --sip-port 0: a free port (UDP and TCP), with SIP + 1 and SIP + 2
+            # free too where TLS and WS take their defaults.
+            sip_port = _free_sip_port(
+                settings.sip_host,
+                tls=settings.tls_port is None,
+                ws=settings.ws_port is None,
+            )
+        tls_port = sip_port + 1 if settings.tls_port is None else settings.tls_port
+        ws_port = sip_port + 2 if settings.ws_port is None else settings.ws_port
         if max(tls_port, ws_port) > 65535:
             raise UpError("TLS/WS ports past 65535: pass --tls-port and --ws-port (0 disables)")
-        return cls(sip=settings.sip_port, tls=tls_port, ws=ws_port)
+        return cls(sip=sip_port, tls=tls_port, ws=ws_port)
+
+
+def _free_sip_port(host: str, *, tls: bool, ws: bool, tries: int = 50) -> int:
+    """A port free for UDP and TCP on ``host`` (and the next two for TLS/WS)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    for _ in range(tries):
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.bind((host, 0))
+            port = int(probe.getsockname()[1])
+        wanted = [(port, socket.SOCK_DGRAM), (port, socket.SOCK_STREAM)]
+        wanted += [(port + n, socket.SOCK_STREAM) for n, on in ((1, tls), (2, ws)) if on]
+        if port + 2 <= 65535 and all(_bindable(family, host, p, k) for p, k in wanted):
+            return port
+    raise UpError(f"no free SIP port found on {host}: pass --sip-port")
+
+
+def _bindable(family: socket.AddressFamily, host: str, port: int, kind: int) -> bool:
+    with socket.socket(family, kind) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def nats_url_file(data_dir: Path) -> Path:

@@ -306,8 +306,7 @@ def test_up_port_plan_defaults_and_overrides() -> None:
 def test_up_runs_the_edge_on_the_requested_sip_port(tmp_path: Path) -> None:
     edge = find_service("edge")
     assert edge is not None
-    if not edge.is_available():
-        pytest.skip("sipmesh_edge has no __main__ yet")
+    assert edge.is_available()
     sip_port = _free_port()
     proc = _sipmesh("up", "--nats-port", "0", "--sip-port", str(sip_port), data_dir=tmp_path)
     out = _read_until(proc, URL_RE, 30)
@@ -471,3 +470,16 @@ def test_up_stops_when_the_edge_cannot_listen(tmp_path: Path) -> None:
             supervisor.check()
     assert proc.returncode == 2
     assert str(exc_info.value) == "edge cannot start (exit 2); see its message above"
+
+
+def test_up_port_plan_sip_port_0_picks_free_ports() -> None:
+    # --sip-port 0 must not print "sip:127.0.0.1:0" and put TLS on port 1.
+    plan = PortPlan.of(UpSettings(data_dir=Path("d"), nats_url=None, sip_port=0))
+    assert plan.sip > 1024
+    assert (plan.tls, plan.ws) == (plan.sip + 1, plan.sip + 2)
+    for port, kind in ((plan.sip, socket.SOCK_DGRAM), (plan.sip, socket.SOCK_STREAM)):
+        with socket.socket(socket.AF_INET, kind) as s:
+            s.bind(("127.0.0.1", port))  # free when chosen (nothing else took it since)
+    off = PortPlan.of(UpSettings(data_dir=Path("d"), nats_url=None, sip_port=0, tls_port=0))
+    assert off.tls == 0
+    assert off.sip > 0
