@@ -24,9 +24,9 @@ a pending dict keyed by token) on :class:`minimal_client.MinimalClient`.
 
 Responders: ``serve`` copies :meth:`sipmesh_bus.runtime.Service.serve` (a
 semaphore, one task per message, ``msg.respond``, the Prometheus counter and
-histogram); ``cb`` is a nats-py callback that replies with ``nc.publish``;
-``iter`` is ``async for msg in sub.messages``; ``minimal`` is a sync callback
-on :class:`MinimalClient`.
+histogram); ``service`` is the real ``Service.serve`` itself; ``cb`` is a
+nats-py callback that replies with ``nc.publish``; ``iter`` is ``async for msg
+in sub.messages``; ``minimal`` is a sync callback on :class:`MinimalClient`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from sipmesh_bus.config import NatsConfig, ServiceConfig
 from sipmesh_bus.natsserver import NatsServer
+from sipmesh_bus.runtime import Service
 from sipmesh_edge.bus import BusClient, BusFailure
 
 # The repository root, so that bench.bus (a namespace package) imports.
@@ -77,7 +79,7 @@ TUNED: dict[str, Any] = {
 class Scenario:
     name: str
     requester: str  # busclient | minimal
-    responder: str  # serve | cb | iter | minimal
+    responder: str  # serve | service | cb | iter | minimal
     opts: str = "default"  # default | tuned (nats-py connect options, both sides)
     loop: str = "asyncio"  # asyncio | uvloop (both sides)
 
@@ -89,6 +91,7 @@ SCENARIOS = (
     Scenario(name="tuned", requester="busclient", responder="cb", opts="tuned"),
     Scenario(name="uvloop", requester="busclient", responder="cb", loop="uvloop"),
     Scenario(name="current-uvloop", requester="busclient", responder="serve", loop="uvloop"),
+    Scenario(name="service-uvloop", requester="busclient", responder="service", loop="uvloop"),
     Scenario(name="min-responder", requester="busclient", responder="minimal"),
     Scenario(name="minimal", requester="minimal", responder="minimal"),
     Scenario(name="minimal-uvloop", requester="minimal", responder="minimal", loop="uvloop"),
@@ -130,6 +133,9 @@ async def respond(args: argparse.Namespace) -> None:
         print("ready", flush=True)
         assert mc.closed is not None
         await mc.closed
+        return
+    if args.responder == "service":
+        await serve_with_service(args)
         return
     nc = await nats_connect(args.url, args.opts)
     task: asyncio.Task[None] | None = None
@@ -185,6 +191,20 @@ async def subscribe_like_serve(nc: NatsClient) -> None:
         task.add_done_callback(lambda _t: limit.release())
 
     await nc.subscribe(SUBJECT, queue=QUEUE, cb=on_msg)
+
+
+async def serve_with_service(args: argparse.Namespace) -> None:
+    """The real :meth:`Service.serve` (HTTP on a free loopback port, no signals)."""
+    config = ServiceConfig(nats=NatsConfig(url=args.url))
+
+    async def handler(_data: bytes) -> bytes:
+        return REPLY
+
+    async with Service("bench", config, install_signal_handlers=False) as svc:
+        await svc.serve(SUBJECT, handler, queue=QUEUE, decode=bytes, encode=bytes)
+        await svc.nc.flush()
+        print("ready", flush=True)
+        await svc.wait_stopped()
 
 
 # -- requester ---------------------------------------------------------------

@@ -26,7 +26,8 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -328,6 +329,7 @@ class Service:
             ["subject", "outcome"],
             registry=registry,
         )
+        self._m_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._m_latency = Histogram(
             "sipmesh_bus_request_duration_seconds",
             "Time from receipt to reply, by subject",
@@ -470,8 +472,13 @@ class Service:
     ) -> None:
         """Answer requests on ``subject`` as one member of the queue group ``queue``.
 
-        Each message runs in its own task (at most ``max_concurrency`` at once):
-        decode, ``await handler(request)``, encode, respond. A decode error or an
+        Per message: decode, ``await handler(request)``, encode, respond. That
+        starts inline, in the subscription's callback; a request whose handler
+        suspends goes on in its own task (at most ``max_concurrency`` at once,
+        then reading pauses), so one that never suspends costs no task. Until
+        its first suspension a handler therefore runs in the subscription's
+        task: it must not enter ``asyncio.timeout()`` or a ``TaskGroup``, or
+        set a context variable, before its first ``await`` that suspends. A decode error or an
         exception from the handler goes to ``on_error(exc, raw)``, whose reply (if
         any) is sent; without ``on_error`` it is logged and nothing is sent, so
         the requester times out (and answers 503 itself).
@@ -485,14 +492,26 @@ class Service:
             on_error: maps errors to replies at this boundary.
             max_concurrency: in-flight requests before reading pauses.
         """
-        limit = asyncio.Semaphore(max_concurrency)
+        gate = _Gate(max_concurrency)
 
         async def on_msg(msg: Msg) -> None:
-            await limit.acquire()
-            task = asyncio.create_task(self._handle(msg, handler, decode, encode, on_error))
+            if gate.full:
+                await gate.wait_for_room()  # pauses this subscription's reading
+            coro = self._handle(msg, handler, decode, encode, on_error)
+            try:
+                yielded = coro.send(None)
+            except StopIteration:
+                return  # answered without suspending: no task needed
+            except asyncio.CancelledError:
+                return  # the handler cancelled itself, as a task would have ended
+            except Exception:
+                log.exception("%s: request on %s failed", self.name, msg.subject)
+                return
+            gate.taken += 1
+            task = asyncio.ensure_future(_finish(coro, yielded))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
-            task.add_done_callback(lambda _t: limit.release())
+            task.add_done_callback(gate.release)
 
         sub = await self.nc.subscribe(subject, queue=queue, cb=on_msg)
         self._subs.append(sub)
@@ -524,8 +543,18 @@ class Service:
         except Exception:
             outcome = "error"
             log.exception("%s: could not answer on %s", self.name, msg.subject)
-        self._m_requests.labels(msg.subject, outcome).inc()
-        self._m_latency.labels(msg.subject).observe(time.perf_counter() - started)
+        count, latency = self._children(msg.subject, outcome)
+        count.inc()
+        latency.observe(time.perf_counter() - started)
+
+    def _children(self, subject: str, outcome: str) -> tuple[Counter, Histogram]:
+        # labels() costs a lock and a tuple per call: take each child once.
+        key = (subject, outcome)
+        children = self._m_children.get(key)
+        if children is None:
+            children = self._m_requests.labels(subject, outcome), self._m_latency.labels(subject)
+            self._m_children[key] = children
+        return children
 
     def _map_error(self, exc: Exception, msg: Msg, on_error: ErrorMapper[R] | None) -> R | None:
         if on_error is None:
@@ -579,6 +608,61 @@ class Service:
             except Exception as exc:
                 problems.append(f"{name}: {type(exc).__name__}")
         return problems
+
+
+class _Gate:
+    """Counts one subscription's suspended requests against its cap."""
+
+    __slots__ = ("_room", "cap", "taken")
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.taken = 0
+        self._room: asyncio.Future[None] | None = None
+
+    @property
+    def full(self) -> bool:
+        return self.taken >= self.cap
+
+    async def wait_for_room(self) -> None:
+        while self.taken >= self.cap:
+            if self._room is None or self._room.done():
+                self._room = asyncio.get_running_loop().create_future()
+            await self._room
+
+    def release(self, _task: object) -> None:
+        self.taken -= 1
+        if self._room is not None and not self._room.done():
+            self._room.set_result(None)
+
+
+@types.coroutine
+def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
+    """Go on driving ``coro`` after its first step, which yielded ``yielded``.
+
+    What a task would have done: pass each yielded future up to the task running
+    this, and send the results (or throw the cancellations) back down.
+    """
+    while True:
+        try:
+            sent = yield yielded
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:  # CancelledError from task.cancel()
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration:
+                return
+        else:
+            try:
+                yielded = coro.send(sent)
+            except StopIteration:
+                return
+
+
+async def _finish(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
+    await _resume(coro, yielded)
 
 
 def run_service(main: Coroutine[Any, Any, None]) -> None:

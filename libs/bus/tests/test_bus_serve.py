@@ -1,0 +1,201 @@
+"""Service.serve without a NATS server: inline answers, tasks, cap, errors, drain, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import pytest
+from nats.aio.msg import Msg
+from prometheus_client import CollectorRegistry
+
+from sipmesh_bus.config import NatsConfig, ServiceConfig
+from sipmesh_bus.runtime import Service
+
+SUBJECT = "test.serve"
+OnMsg = Callable[[Msg], Awaitable[None]]
+
+
+class FakeNats:
+    """Stands for the connection: records the callback and what is published."""
+
+    def __init__(self) -> None:
+        self.cb: OnMsg | None = None
+        self.published: list[tuple[str, bytes]] = []
+
+    async def subscribe(self, subject: str, *, queue: str, cb: OnMsg) -> Any:
+        self.cb = cb
+        return self
+
+    async def unsubscribe(self) -> None:
+        pass
+
+    async def publish(self, subject: str, data: bytes, headers: Any = None) -> None:
+        self.published.append((subject, data))
+
+    async def drain(self) -> None:
+        pass
+
+
+def _service(drain_timeout: float = 5.0) -> tuple[Service, FakeNats, CollectorRegistry]:
+    registry = CollectorRegistry()
+    config = ServiceConfig(nats=NatsConfig(drain_timeout=drain_timeout))
+    svc = Service("test", config, registry=registry, install_signal_handlers=False)
+    fake = FakeNats()
+    svc._nc = fake  # type: ignore[assignment]
+    return svc, fake, registry
+
+
+def _msg(fake: FakeNats, data: bytes, reply: str = "inbox.1") -> Msg:
+    return Msg(fake, subject=SUBJECT, reply=reply, data=data)  # type: ignore[arg-type]
+
+
+def _decode(data: bytes) -> bytes:
+    if data == b"bad":
+        raise msgspec.DecodeError("bad")
+    return data
+
+
+def _on_error(exc: Exception, raw: bytes) -> bytes:
+    return b"error:" + type(exc).__name__.encode() + b":" + raw
+
+
+async def _serve(svc: Service, fake: FakeNats, handler: Any, **kw: Any) -> OnMsg:
+    await svc.serve(
+        SUBJECT, handler, queue="q", decode=_decode, encode=bytes, on_error=_on_error, **kw
+    )
+    assert fake.cb is not None
+    return fake.cb
+
+
+def _count(registry: CollectorRegistry, outcome: str) -> float | None:
+    return registry.get_sample_value(
+        "sipmesh_bus_requests_total", {"subject": SUBJECT, "outcome": outcome}
+    )
+
+
+async def test_a_handler_that_does_not_suspend_is_answered_inline() -> None:
+    svc, fake, registry = _service()
+
+    async def handler(data: bytes) -> bytes:
+        return data.upper()
+
+    cb = await _serve(svc, fake, handler)
+    for n in range(3):
+        await cb(_msg(fake, b"ping%d" % n))
+        # Answered before the callback returned, without a task.
+        assert fake.published[-1] == ("inbox.1", b"PING%d" % n)
+        assert not svc._inflight
+    assert _count(registry, "ok") == 3
+    assert (
+        registry.get_sample_value(
+            "sipmesh_bus_request_duration_seconds_count", {"subject": SUBJECT}
+        )
+        == 3
+    )
+
+
+async def test_a_handler_that_suspends_goes_on_in_a_task() -> None:
+    svc, fake, registry = _service()
+    gate = asyncio.Event()
+    woken: list[object] = []
+
+    async def handler(data: bytes) -> bytes:
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_soon(fut.set_result, "value")
+        woken.append(await fut)  # the result comes back through the wrapper
+        await gate.wait()
+        await asyncio.sleep(0)  # a bare yield, passed through as well
+        return data + b"!"
+
+    cb = await _serve(svc, fake, handler)
+    await cb(_msg(fake, b"slow"))
+    assert fake.published == []
+    assert len(svc._inflight) == 1
+    (task,) = svc._inflight
+    gate.set()
+    await task
+    assert woken == ["value"]
+    assert fake.published == [("inbox.1", b"slow!")]
+    assert _count(registry, "ok") == 1
+    assert not svc._inflight
+
+
+@pytest.mark.parametrize("suspend", [False, True])
+async def test_errors_go_to_on_error_before_and_after_suspending(suspend: bool) -> None:
+    svc, fake, registry = _service()
+
+    async def handler(data: bytes) -> bytes:
+        if suspend:
+            await asyncio.sleep(0)
+        raise ValueError(data.decode())
+
+    cb = await _serve(svc, fake, handler)
+    await cb(_msg(fake, b"bad"))
+    await cb(_msg(fake, b"boom"))
+    if svc._inflight:
+        await asyncio.wait(set(svc._inflight))
+    assert sorted(fake.published) == [
+        ("inbox.1", b"error:DecodeError:bad"),
+        ("inbox.1", b"error:ValueError:boom"),
+    ]
+    assert _count(registry, "bad_request") == 1
+    assert _count(registry, "error") == 1
+
+
+async def test_max_concurrency_pauses_reading_until_a_request_finishes() -> None:
+    svc, fake, _ = _service()
+    release = asyncio.Event()
+
+    async def handler(data: bytes) -> bytes:
+        await release.wait()
+        return data
+
+    cb = await _serve(svc, fake, handler, max_concurrency=2)
+    await cb(_msg(fake, b"1"))
+    await cb(_msg(fake, b"2"))
+    third = asyncio.ensure_future(cb(_msg(fake, b"3")))
+    await asyncio.sleep(0.01)
+    assert not third.done()  # at the cap: the subscription waits
+    assert len(svc._inflight) == 2
+    release.set()
+    await asyncio.wait_for(third, 1.0)
+    if svc._inflight:
+        await asyncio.wait(set(svc._inflight))
+    assert sorted(d for _, d in fake.published) == [b"1", b"2", b"3"]
+
+
+async def test_close_waits_for_suspended_requests() -> None:
+    svc, fake, _ = _service()
+
+    async def handler(data: bytes) -> bytes:
+        await asyncio.sleep(0.05)
+        return data
+
+    cb = await _serve(svc, fake, handler)
+    await cb(_msg(fake, b"late"))
+    assert fake.published == []
+    await svc.close()
+    assert fake.published == [("inbox.1", b"late")]
+
+
+async def test_close_cancels_past_the_deadline_into_the_handler() -> None:
+    svc, fake, _ = _service(drain_timeout=0.05)
+    seen: list[str] = []
+
+    async def handler(data: bytes) -> bytes:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            seen.append("cancelled")
+            raise
+        return data
+
+    cb = await _serve(svc, fake, handler)
+    await cb(_msg(fake, b"stuck"))
+    await asyncio.wait_for(svc.close(), 2.0)
+    assert seen == ["cancelled"]
+    assert fake.published == []
+    assert not svc._inflight
