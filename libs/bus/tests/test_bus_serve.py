@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -11,8 +12,10 @@ import pytest
 from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
+from sipmesh_bus import schema
 from sipmesh_bus.config import NatsConfig, ServiceConfig
-from sipmesh_bus.runtime import Service
+from sipmesh_bus.runtime import Service, parse_service_config, serve_envelopes_until_stopped
+from sipmesh_bus.schema import Envelope
 
 SUBJECT = "test.serve"
 OnMsg = Callable[[Msg], Awaitable[None]]
@@ -199,3 +202,69 @@ async def test_close_cancels_past_the_deadline_into_the_handler() -> None:
     assert seen == ["cancelled"]
     assert fake.published == []
     assert not svc._inflight
+
+
+class _App:
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+
+    async def handle(self, env: Envelope) -> bytes:
+        self.seen.append(env.data)
+        return b"ok"
+
+    def on_error(self, exc: Exception, raw: bytes) -> bytes:
+        return b"error"
+
+
+async def test_serve_envelopes_until_stopped_serves_each_subject_until_stop() -> None:
+    svc, fake, _ = _service()
+    subscribed: list[str] = []
+    real_subscribe = fake.subscribe
+
+    async def subscribe(subject: str, *, queue: str, cb: OnMsg) -> Any:
+        subscribed.append(f"{subject}/{queue}")
+        return await real_subscribe(subject, queue=queue, cb=cb)
+
+    fake.subscribe = subscribe  # type: ignore[method-assign]
+    app = _App()
+    running = asyncio.ensure_future(
+        serve_envelopes_until_stopped(svc, app, ("a.1", "a.2"), queue="grp")
+    )
+    await asyncio.sleep(0.01)
+    assert subscribed == ["a.1/grp", "a.2/grp"]
+    assert fake.cb is not None
+    env = Envelope(
+        edge_id="e",
+        transport="udp",
+        source_host="127.0.0.1",
+        source_port=5062,
+        local_host="127.0.0.1",
+        local_port=5060,
+        received_at=0.0,
+        data=b"REGISTER",
+    )
+    await fake.cb(_msg(fake, schema.encode(env)))
+    await fake.cb(_msg(fake, b"not an envelope"))
+    assert app.seen == [b"REGISTER"]
+    assert len(fake.published) == 2
+    assert not running.done()
+    svc.stop()
+    await asyncio.wait_for(running, 1.0)
+
+
+def test_parse_service_config_reads_the_flags(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("nats:\n  url: nats://127.0.0.1:1\n  drain_timeout: 3\n")
+    config = parse_service_config(
+        ServiceConfig, ["--config", str(path)], prog="x", description=None
+    )
+    assert (config.nats.url, config.nats.drain_timeout) == ("nats://127.0.0.1:1", 3.0)
+    config = parse_service_config(
+        ServiceConfig,
+        ["--config", str(path), "--nats-url", "nats://127.0.0.1:2"],
+        prog="x",
+        description=None,
+    )
+    assert (config.nats.url, config.nats.drain_timeout) == ("nats://127.0.0.1:2", 3.0)
+    with pytest.raises(SystemExit):
+        parse_service_config(ServiceConfig, ["--bogus"], prog="x", description=None)

@@ -19,6 +19,7 @@ seconds, what is left is cancelled, the connection drains, the HTTP port closes.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -27,10 +28,10 @@ import ssl
 import sys
 import time
 import types
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 import nats.errors
@@ -51,9 +52,16 @@ from prometheus_client import (
 
 from sipmesh_bus import schema
 from sipmesh_bus._http import HttpResponse, HttpServer
-from sipmesh_bus.config import ConfigError, HttpConfig, NatsConfig, ServiceConfig
+from sipmesh_bus.config import (
+    ConfigError,
+    HttpConfig,
+    NatsConfig,
+    ServiceConfig,
+    load_config,
+)
 
 __all__ = [
+    "EnvelopeApp",
     "ErrorMapper",
     "Handler",
     "NatsAuthError",
@@ -61,14 +69,17 @@ __all__ = [
     "Service",
     "StoppedError",
     "connect",
+    "parse_service_config",
     "run_service",
     "security_options",
+    "serve_envelopes_until_stopped",
 ]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+C = TypeVar("C", bound=ServiceConfig)
 Handler = Callable[[T], Awaitable[R | None]]
 #: Decoded request in, reply out; None sends no reply.
 ErrorMapper = Callable[[Exception, bytes], R | None]
@@ -663,6 +674,51 @@ def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any
 
 async def _finish(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
     await _resume(coro, yielded)
+
+
+class EnvelopeApp(Protocol):
+    """What a service answering edge envelopes has (the registrar, the router)."""
+
+    async def handle(self, env: schema.Envelope, /) -> Any: ...
+
+    def on_error(self, exc: Exception, raw: bytes, /) -> Any: ...
+
+
+async def serve_envelopes_until_stopped(
+    svc: Service, app: EnvelopeApp, subjects: Iterable[str], *, queue: str
+) -> None:
+    """Answer edge envelopes on each of ``subjects`` with ``app`` until a stop.
+
+    ``app.handle`` gets each decoded :class:`~sipmesh_bus.schema.Envelope`,
+    ``app.on_error`` maps the errors; returns after SIGTERM/SIGINT.
+    """
+    for subject in subjects:
+        await svc.serve(
+            subject, app.handle, queue=queue, decode=schema.decode_envelope, on_error=app.on_error
+        )
+    await svc.wait_stopped()
+
+
+def parse_service_config(
+    cls: type[C], argv: list[str] | None, *, prog: str, description: str | None
+) -> C:
+    """The config from ``--config`` (or ``$SIPMESH_CONFIG``), the environment and flags.
+
+    The flags every service takes: ``--config PATH`` and ``--nats-url URLS``.
+
+    Raises:
+        ConfigError: a setting is invalid.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", type=Path, help="YAML settings file")
+    parser.add_argument("--nats-url", help="NATS URL(s), comma-separated")
+    args = parser.parse_args(argv)
+    config = load_config(cls, path=args.config)
+    if args.nats_url:
+        config = msgspec.structs.replace(
+            config, nats=msgspec.structs.replace(config.nats, url=args.nats_url)
+        )
+    return config
 
 
 def run_service(main: Coroutine[Any, Any, None]) -> None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
-from pathlib import Path
 from typing import Final
 
-import msgspec
-
-from sipmesh_bus.config import ConfigError, load_config
-from sipmesh_bus.runtime import Service, run_service
-from sipmesh_bus.schema import decode_envelope
+from sipmesh_bus.config import ConfigError
+from sipmesh_bus.runtime import (
+    Service,
+    parse_service_config,
+    run_service,
+    serve_envelopes_until_stopped,
+)
 from sipmesh_bus.secrets import load_shared_secret
 from sipmesh_bus.subjects import QUEUE_REGISTRAR, SIP_REGISTER
 from sipmesh_registrar.app import Registrar
@@ -29,15 +29,9 @@ def build_config(argv: list[str] | None = None) -> RegistrarConfig:
     Raises:
         ConfigError: a setting is invalid.
     """
-    parser = argparse.ArgumentParser(prog="python -m sipmesh_registrar", description=__doc__)
-    parser.add_argument("--config", type=Path, help="YAML settings file")
-    parser.add_argument("--nats-url", help="NATS URL(s), comma-separated")
-    args = parser.parse_args(argv)
-    config = load_config(RegistrarConfig, path=args.config)
-    if args.nats_url:
-        config = msgspec.structs.replace(
-            config, nats=msgspec.structs.replace(config.nats, url=args.nats_url)
-        )
+    config = parse_service_config(
+        RegistrarConfig, argv, prog="python -m sipmesh_registrar", description=__doc__
+    )
     secret = config.registrar.nonce_secret
     if secret is not None and len(secret.encode()) < 16:
         raise ConfigError("config error: registrar.nonce_secret: shorter than 16 bytes")
@@ -75,14 +69,9 @@ async def main(argv: list[str] | None = None) -> None:
             gc.collect()
             gc.set_threshold(50_000, 20, 100)
             gc.freeze()
-            await svc.serve(
-                SIP_REGISTER,
-                registrar.handle,
-                queue=QUEUE_REGISTRAR,
-                decode=decode_envelope,
-                on_error=registrar.on_error,
+            await serve_envelopes_until_stopped(
+                svc, registrar, (SIP_REGISTER,), queue=QUEUE_REGISTRAR
             )
-            await svc.wait_stopped()
         finally:
             await registrar.close()
 

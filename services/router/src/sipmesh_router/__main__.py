@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-import msgspec
-
-from sipmesh_bus.config import ConfigError, load_config
-from sipmesh_bus.runtime import Service, run_service
-from sipmesh_bus.schema import decode_envelope
+from sipmesh_bus.config import ConfigError
+from sipmesh_bus.runtime import (
+    Service,
+    parse_service_config,
+    run_service,
+    serve_envelopes_until_stopped,
+)
 from sipmesh_bus.subjects import QUEUE_ROUTER, SIP_ROUTE, SIP_ROUTE_RESPONSE
 from sipmesh_router.app import Router
 from sipmesh_router.config import RouterConfig, load_secret, make_policy
@@ -21,15 +20,9 @@ def build_config(argv: list[str] | None = None) -> RouterConfig:
     Raises:
         ConfigError: a setting is invalid.
     """
-    parser = argparse.ArgumentParser(prog="python -m sipmesh_router", description=__doc__)
-    parser.add_argument("--config", type=Path, help="YAML settings file")
-    parser.add_argument("--nats-url", help="NATS URL(s), comma-separated")
-    args = parser.parse_args(argv)
-    config = load_config(RouterConfig, path=args.config)
-    if args.nats_url:
-        config = msgspec.structs.replace(
-            config, nats=msgspec.structs.replace(config.nats, url=args.nats_url)
-        )
+    config = parse_service_config(
+        RouterConfig, argv, prog="python -m sipmesh_router", description=__doc__
+    )
     secret = config.router.nonce_secret
     if secret is not None and len(secret.encode()) < 16:
         raise ConfigError("config error: router.nonce_secret: shorter than 16 bytes")
@@ -51,15 +44,9 @@ async def main(argv: list[str] | None = None) -> None:
         await router.start()
         try:
             svc.add_readiness_check("caches loaded", router.ready)
-            for subject in (SIP_ROUTE, SIP_ROUTE_RESPONSE):
-                await svc.serve(
-                    subject,
-                    router.handle,
-                    queue=QUEUE_ROUTER,
-                    decode=decode_envelope,
-                    on_error=router.on_error,
-                )
-            await svc.wait_stopped()
+            await serve_envelopes_until_stopped(
+                svc, router, (SIP_ROUTE, SIP_ROUTE_RESPONSE), queue=QUEUE_ROUTER
+            )
         finally:
             await router.close()
 
