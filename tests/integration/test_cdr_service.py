@@ -23,7 +23,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from sipmesh_bus import kv, schema
+from sipmesh_bus import kv, schema, subjects
 from sipmesh_bus.natsserver import NatsServer
 from sipmesh_cdr.store import SqliteStore
 from sipmesh_cdr.synthetic import SyntheticCall, publish_subject, synthetic_call
@@ -48,7 +48,12 @@ class CdrProcess:
             "--store-url",
             f"sqlite:///{db}",
         ]
-        self._env = os.environ | {"SIPMESH_CDR_BATCH": "16", "SIPMESH_HTTP_PORT": "0"}
+        self._env = os.environ | {
+            "SIPMESH_CDR_BATCH": "16",
+            "SIPMESH_HTTP_PORT": "0",
+            # Events a killed process held come back within seconds.
+            "SIPMESH_CDR_ACK_WAIT": "2",
+        }
         self._log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -130,6 +135,15 @@ async def test_cdr_service_kill_and_restart_leaves_one_row_per_call(
         await publishing
         deadline = time.monotonic() + 60
         while await count_complete(db) < CALLS:
+            assert time.monotonic() < deadline, (tmp_path / "cdr.log").read_text()
+            await asyncio.sleep(0.1)
+        # A complete row (its final event applied) may still miss an earlier
+        # event that the killed process held unacked: wait until the consumer
+        # has delivered and had acked every event.
+        while True:
+            info = await js.consumer_info(kv.STREAM_CALLS, subjects.QUEUE_CDR)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                break
             assert time.monotonic() < deadline, (tmp_path / "cdr.log").read_text()
             await asyncio.sleep(0.1)
     finally:
