@@ -113,7 +113,7 @@ def running(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], str, Path]]
         "--http-port",
         "0",
         "--sip-port",
-        str(_free_port()),
+        "0",
         data_dir=data_dir,
     )
     try:
@@ -181,9 +181,7 @@ def test_up_taken_nats_port_is_a_one_line_error(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = _sipmesh(
-            "up", "--nats-port", str(port), "--sip-port", str(_free_port()), data_dir=tmp_path
-        )
+        proc = _sipmesh("up", "--nats-port", str(port), "--sip-port", "0", data_dir=tmp_path)
         line = _fails_with_one_line(proc)
     assert line == f"sipmesh: error: cannot start nats-server: 127.0.0.1:{port} is already in use"
 
@@ -200,7 +198,7 @@ def test_up_taken_http_port_is_a_one_line_error(tmp_path: Path) -> None:
             "--http-port",
             str(port),
             "--sip-port",
-            str(_free_port()),
+            "0",
             data_dir=tmp_path,
         )
         line = _fails_with_one_line(proc)
@@ -218,15 +216,13 @@ def test_up_taken_sip_port_is_a_one_line_error(tmp_path: Path) -> None:
 
 def test_up_unreachable_nats_url_is_a_one_line_error(tmp_path: Path) -> None:
     url = f"nats://127.0.0.1:{_free_port()}"
-    proc = _sipmesh("up", "--nats-url", url, "--sip-port", str(_free_port()), data_dir=tmp_path)
+    proc = _sipmesh("up", "--nats-url", url, "--sip-port", "0", data_dir=tmp_path)
     line = _fails_with_one_line(proc)
     assert line.startswith(f"sipmesh: error: cannot reach NATS at {url}: ")
 
 
 def test_up_with_external_nats_url(nats_url: str, tmp_path: Path) -> None:
-    proc = _sipmesh(
-        "up", "--nats-url", nats_url, "--sip-port", str(_free_port()), data_dir=tmp_path
-    )
+    proc = _sipmesh("up", "--nats-url", nats_url, "--sip-port", "0", data_dir=tmp_path)
     try:
         out = _read_until(proc, URL_RE, 30)
         assert f"NATS at {nats_url};" in out
@@ -308,7 +304,19 @@ def test_up_runs_the_edge_on_the_requested_sip_port(tmp_path: Path) -> None:
     assert edge is not None
     assert edge.is_available()
     sip_port = _free_port()
-    proc = _sipmesh("up", "--nats-port", "0", "--sip-port", str(sip_port), data_dir=tmp_path)
+    # TLS and WS off: only SIP's own port was checked free (SIP + 1 may not be).
+    proc = _sipmesh(
+        "up",
+        "--nats-port",
+        "0",
+        "--sip-port",
+        str(sip_port),
+        "--tls-port",
+        "0",
+        "--ws-port",
+        "0",
+        data_dir=tmp_path,
+    )
     out = _read_until(proc, URL_RE, 30)
     assert "edge: started" in out
     deadline = time.monotonic() + 10
@@ -436,7 +444,7 @@ def test_up_taken_tls_port_is_a_one_line_error(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         proc = _sipmesh(
-            "up", "--nats-port", "0", "--sip-port", str(_free_port()),
+            "up", "--nats-port", "0", "--sip-port", "0",
             "--tls-port", str(port), data_dir=tmp_path,
         )  # fmt: skip
         line = _fails_with_one_line(proc)
