@@ -127,25 +127,32 @@ class PortPlan:
 
 def _free_sip_port(host: str, *, tls: bool, ws: bool, tries: int = 50) -> int:
     """A port free for UDP and TCP on ``host`` (and the next two for TLS/WS)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for _ in range(tries):
-        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        with socket.socket(_family(host), socket.SOCK_DGRAM) as probe:
             probe.bind((host, 0))
             port = int(probe.getsockname()[1])
         wanted = [(port, socket.SOCK_DGRAM), (port, socket.SOCK_STREAM)]
         wanted += [(port + n, socket.SOCK_STREAM) for n, on in ((1, tls), (2, ws)) if on]
-        if port + 2 <= 65535 and all(_bindable(family, host, p, k) for p, k in wanted):
+        if port + 2 <= 65535 and not any(_bind_error(host, p, k) for p, k in wanted):
             return port
     raise UpError(f"no free SIP port found on {host}: pass --sip-port")
 
 
-def _bindable(family: socket.AddressFamily, host: str, port: int, kind: int) -> bool:
-    with socket.socket(family, kind) as s:
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _bind_error(host: str, port: int, kind: int) -> OSError | None:
+    """Why the edge could not bind ``host:port`` now, or None when it could."""
+    with socket.socket(_family(host), kind) as s:
+        if kind == socket.SOCK_STREAM:
+            # As the edge binds (asyncio's reuse_address): a port in TIME_WAIT is free.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except OSError as exc:
+            return exc
+    return None
 
 
 def nats_url_file(data_dir: Path) -> Path:
@@ -242,19 +249,13 @@ def _check_sip_ports(host: str, plan: PortPlan) -> None:
     """Fail now, not when the edge starts, if a SIP port is taken."""
     wanted = [(plan.sip, socket.SOCK_DGRAM, "UDP"), (plan.sip, socket.SOCK_STREAM, "TCP")]
     wanted += [(p, socket.SOCK_STREAM, n) for p, n in ((plan.tls, "TLS"), (plan.ws, "WS")) if p]
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for port, kind, name in wanted:
-        with socket.socket(family, kind) as s:
-            if kind == socket.SOCK_STREAM:
-                # As the edge binds (asyncio's reuse_address): a port in TIME_WAIT is free.
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host, port))
-            except OSError as exc:
-                flag = "--sip-port" if name in ("UDP", "TCP") else f"--{name.lower()}-port"
-                raise UpError(
-                    f"SIP port {host}:{port}/{name} is not available ({exc.strerror}); pass {flag}"
-                ) from None
+        error = _bind_error(host, port, kind)
+        if error is not None:
+            flag = "--sip-port" if name in ("UDP", "TCP") else f"--{name.lower()}-port"
+            raise UpError(
+                f"SIP port {host}:{port}/{name} is not available ({error.strerror}); pass {flag}"
+            )
 
 
 def _tls_files(settings: UpSettings) -> tuple[Path, Path]:
