@@ -6,7 +6,6 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
@@ -54,15 +53,6 @@ async def edges(nats_server: NatsServer) -> AsyncIterator[tuple[Edge, Edge]]:
     finally:
         await a.close()
         await b.close()
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
-    client = await nats.connect(nats_server.url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def tcp_address(edge: Edge) -> tuple[str, int]:

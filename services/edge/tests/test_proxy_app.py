@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 
-import nats
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
-from prometheus_client import CollectorRegistry
 
 from sipmesh_bus import schema, subjects
-from sipmesh_bus.config import HttpConfig, NatsConfig
-from sipmesh_bus.natsserver import NatsServer
-from sipmesh_edge.app import Edge, EdgeConfig
+from sipmesh_edge.app import Edge
 from sipmesh_edge.core import without_top_via
 from sipmsg import Request, Response, make_response, parse
 
@@ -23,30 +19,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-async def edge(nats_server: NatsServer) -> AsyncIterator[Edge]:
-    config = EdgeConfig(
-        edge_id="fk",
-        udp=["127.0.0.1:0"],
-        request_timeout=1.0,
-        nats=NatsConfig(url=nats_server.url, reconnect_wait=0.1, drain_timeout=1.0),
-        http=HttpConfig(port=0),
-        shutdown_grace=0.2,
-    )
-    app = Edge(config, registry=CollectorRegistry(), install_signal_handlers=False)
-    await app.start()
-    try:
-        yield app
-    finally:
-        await app.close()
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[NatsClient]:
-    client = await nats.connect(nats_server.url)
-    try:
-        yield client
-    finally:
-        await client.close()
+async def edge(start_udp_edge: Callable[..., Awaitable[Edge]]) -> Edge:
+    return await start_udp_edge(edge_id="fk", request_timeout=1.0, shutdown_grace=0.2)
 
 
 class Socket:
