@@ -51,7 +51,6 @@ from prometheus_client import (
 )
 
 from sipmesh_bus import schema
-from sipmesh_bus._http import HttpResponse, HttpServer
 from sipmesh_bus.config import (
     ConfigError,
     HttpConfig,
@@ -59,6 +58,7 @@ from sipmesh_bus.config import (
     ServiceConfig,
     load_config,
 )
+from sipmesh_bus.httpserver import HttpResponse, HttpServer
 
 __all__ = [
     "EnvelopeApp",
@@ -586,17 +586,17 @@ class Service:
             self._beat = loop.time()
             await asyncio.sleep(_HEARTBEAT)
 
-    async def _metrics(self) -> HttpResponse:
+    async def _metrics(self, _query: str) -> HttpResponse:
         return 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
 
-    async def _healthz(self) -> HttpResponse:
+    async def _healthz(self, _query: str) -> HttpResponse:
         lag = asyncio.get_running_loop().time() - self._beat
         beating = self._heartbeat is not None and not self._heartbeat.done()
         if not beating or lag > _STALL:
             return 503, f"event loop stalled for {lag:.1f} s\n".encode(), _TEXT
         return 200, b"ok\n", _TEXT
 
-    async def _readyz(self) -> HttpResponse:
+    async def _readyz(self, _query: str) -> HttpResponse:
         problems = await self._readiness_problems()
         if problems:
             return 503, ("not ready: " + "; ".join(problems) + "\n").encode(), _TEXT

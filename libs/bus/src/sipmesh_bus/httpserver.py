@@ -1,7 +1,8 @@
 """A tiny asyncio HTTP/1.1 server for ``/metrics``, ``/healthz`` and ``/readyz``.
 
-Stdlib only: GET and HEAD, one request per connection, no request bodies. It is
-scraped by Prometheus and probed by the kubelet, nothing else talks to it.
+Stdlib only: GET (and HEAD where allowed), one request per connection, no
+request bodies. Prometheus scrapes it and the kubelet probes it; the CDR service
+serves its ``/cdrs`` JSON API with it too (routes get the query string).
 """
 
 from __future__ import annotations
@@ -12,25 +13,49 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
-__all__ = ["HttpResponse", "HttpServer", "Route"]
+__all__ = ["ErrorBody", "HttpResponse", "HttpServer", "Route", "text_error"]
 
 log = logging.getLogger(__name__)
 
 HttpResponse = tuple[int, bytes, str]
 #: ``(status, body, content type)``.
-Route = Callable[[], Awaitable[HttpResponse]]
+Route = Callable[[str], Awaitable[HttpResponse]]
+#: Called with the request's query string (``""`` when it has none).
+ErrorBody = Callable[[int, str], HttpResponse]
+#: The response for an error the server answers itself: ``(status, message)``.
 
-_REASONS: Final = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Unavailable"}
+_REASONS: Final = {
+    200: "OK",
+    400: "Bad Request",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    503: "Unavailable",
+}
 _REASONS_FALLBACK: Final = "Error"
 _MAX_HEAD: Final = 8192
 _READ_TIMEOUT: Final = 5.0
 
 
+def text_error(status: int, message: str) -> HttpResponse:
+    """An error as one line of plain text (the default)."""
+    return status, f"{message}\n".encode(), "text/plain; charset=utf-8"
+
+
 class HttpServer:
     """Serve a fixed set of GET routes on ``host:port`` (0 picks a free port)."""
 
-    def __init__(self, routes: Mapping[str, Route], *, host: str, port: int) -> None:
+    def __init__(
+        self,
+        routes: Mapping[str, Route],
+        *,
+        host: str,
+        port: int,
+        methods: frozenset[bytes] = frozenset({b"GET", b"HEAD"}),
+        error: ErrorBody = text_error,
+    ) -> None:
         self._routes = dict(routes)
+        self._methods = methods
+        self._error = error
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -80,16 +105,16 @@ class HttpServer:
 
     async def _dispatch(self, head: bytes) -> tuple[int, bytes, str, bool]:
         method, _, rest = head.partition(b" ")
-        target = rest.partition(b" ")[0].partition(b"?")[0].decode("ascii", "replace")
-        text = "text/plain; charset=utf-8"
-        if method not in (b"GET", b"HEAD"):
-            return 405, b"method not allowed\n", text, False
-        route = self._routes.get(target)
+        path, _, query = rest.partition(b" ")[0].decode("latin-1").partition("?")
+        if method not in self._methods:
+            return (*self._error(405, "method not allowed"), False)
+        head_only = method == b"HEAD"
+        route = self._routes.get(path)
         if route is None:
-            return 404, b"not found\n", text, method == b"HEAD"
+            return (*self._error(404, "not found"), head_only)
         try:
-            status, body, ctype = await route()
+            status, body, ctype = await route(query)
         except Exception:
-            log.exception("HTTP route %s failed", target)
-            status, body, ctype = 503, b"internal error\n", text
-        return status, body, ctype, method == b"HEAD"
+            log.exception("HTTP route %s failed", path)
+            status, body, ctype = self._error(503, "internal error")
+        return status, body, ctype, head_only
