@@ -163,14 +163,18 @@ class Call:
             b"SIP/2.0 200 OK\r\n" + bye_via + in_dialog + b"CSeq: 2 BYE\r\n"
             + callee_contact + b"Content-Length: 0\r\n\r\n"
         )  # fmt: skip
+
+        def answer(data: bytes) -> bytes:
+            return schema.encode(schema.SendResponse(data=data))
+
         self.replies: dict[tuple[str, bytes], bytes] = {
             (subjects.SIP_ROUTE, b"INVITE"): schema.encode(invite_fwd),
-            (subjects.SIP_ROUTE_RESPONSE, b"180"): schema.encode(schema.SendResponse(data=ringing_up)),
-            (subjects.SIP_ROUTE_RESPONSE, b"200 INVITE"): schema.encode(schema.SendResponse(data=ok_up)),
+            (subjects.SIP_ROUTE_RESPONSE, b"180"): answer(ringing_up),
+            (subjects.SIP_ROUTE_RESPONSE, b"200 INVITE"): answer(ok_up),
             (subjects.SIP_ROUTE, b"ACK"): schema.encode(ack_fwd),
             (subjects.SIP_ROUTE, b"BYE"): schema.encode(bye_fwd),
-            (subjects.SIP_ROUTE_RESPONSE, b"200 BYE"): schema.encode(schema.SendResponse(data=bye_ok_up)),
-        }  # fmt: skip
+            (subjects.SIP_ROUTE_RESPONSE, b"200 BYE"): answer(bye_ok_up),
+        }
 
 
 class RouterBus:
@@ -312,7 +316,7 @@ def check() -> None:
         print(f"  {what}: {n // 10} per call")
 
 
-def bench(count: int, warmup: int, repeat: int, rate: float, batch: int, profile: bool) -> None:
+def bench(count: int, warmup: int, repeat: int, *, rate: float, batch: int, profile: bool) -> None:
     b = Bench(rate, batch)
     b.run(b.calls(0, warmup))
     best = float("inf")
@@ -358,7 +362,14 @@ def main() -> None:
     if args.gc == "edge":
         gc.set_threshold(50_000, 20, 100)  # as sipmesh_edge.__main__
     check()
-    bench(args.count, args.warmup, args.repeat, args.rate, args.batch, args.profile)
+    bench(
+        args.count,
+        args.warmup,
+        args.repeat,
+        rate=args.rate,
+        batch=args.batch,
+        profile=args.profile,
+    )
 
 
 if __name__ == "__main__":
