@@ -1,0 +1,234 @@
+"""The router's CPU per call without NATS: what Python costs in one process.
+
+    python bench/call/router_bench.py [--number 2000] [--repeat 5] [--profile]
+
+Replays the CALL scenario's router side (bench/call/sipp/call_uac.xml through
+the bench stack: 127.0.0.1/32 a trusted peer, callee ``uas`` registered from
+the SIPp UAS) against one :class:`sipmesh_router.app.Router` whose caches are
+filled by hand and whose JetStream is a fake that acks at once. Per call, as
+``Service.serve`` would: envelope decode, :meth:`Router.handle`, reply encode,
+for the INVITE, its 180 and 200 (with the echoed context), the ACK and the BYE
+(with the Route set of the 200's Record-Route); then the background writes
+the outbox runs after the replies (events and dialog put/delete, published to
+the fake). It prints the CPU time per call (best of ``--repeat``), and with
+``--profile`` the top functions under cProfile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import pstats
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import nats
+from prometheus_client import CollectorRegistry
+
+from sipmesh_bus import kv, routing, schema
+from sipmesh_bus.config import NatsConfig
+from sipmesh_bus.natsserver import NatsServer
+from sipmesh_bus.records import Binding, BindingSet, aor_key
+from sipmesh_bus.schema import Envelope, Forward, SendResponse
+from sipmesh_router.app import Router
+from sipmesh_router.config import RouterConfig, RouterSettings
+from sipmsg import Request, Response, make_response, parse
+
+DOMAIN = "127.0.0.1"
+UAC = ("127.0.0.1", 5061)
+UAS = ("127.0.0.1", 5062)
+EDGE = ("127.0.0.1", 5060)
+SDP = (
+    "v=0\r\no=caller 53655765 2353687637 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+    "t=0 0\r\nm=audio 16000 RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\n"
+    "a=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
+)
+
+
+class FakeJetStream:
+    """Acks every publish at once; counts them."""
+
+    def __init__(self) -> None:
+        self.published = 0
+
+    async def publish(self, subject: str, payload: bytes = b"", **kw: Any) -> None:
+        self.published += 1
+
+    def publish_nowait(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        self.published += 1
+
+
+def sip(lines: list[str], body: str = "") -> bytes:
+    return ("\r\n".join(lines) + f"\r\nContent-Length: {len(body)}\r\n\r\n" + body).encode()
+
+
+def invite(n: int) -> bytes:
+    return sip(
+        [
+            f"INVITE sip:uas@{DOMAIN}:5060 SIP/2.0",
+            f"Via: SIP/2.0/UDP {UAC[0]}:{UAC[1]};branch=z9hG4bK-9-{n}-0;rport",
+            f"From: <sip:caller{n}@{UAC[0]}:{UAC[1]}>;tag=9SIPpTag00{n}",
+            f"To: <sip:uas@{DOMAIN}:5060>",
+            f"Call-ID: {n}-9@127.0.0.1",
+            "CSeq: 1 INVITE",
+            f"Contact: <sip:caller@{UAC[0]}:{UAC[1]};transport=UDP>",
+            "Max-Forwards: 70",
+            "User-Agent: sipp-bench",
+            "Content-Type: application/sdp",
+        ],
+        SDP,
+    )
+
+
+def in_dialog(method: str, n: int, cseq: int, ok: Response) -> bytes:
+    routes = ok.headers.get_all(b"record-route")
+    return sip(
+        [
+            f"{method} sip:uas@{UAS[0]}:{UAS[1]};transport=UDP SIP/2.0",
+            f"Via: SIP/2.0/UDP {UAC[0]}:{UAC[1]};branch=z9hG4bK-9-{n}-{cseq}{method};rport",
+            *(f"Route: {r.decode()}" for r in routes),
+            f"From: <sip:caller{n}@{UAC[0]}:{UAC[1]}>;tag=9SIPpTag00{n}",
+            f"To: <sip:uas@{DOMAIN}:5060>;tag={n}uas",
+            f"Call-ID: {n}-9@127.0.0.1",
+            f"CSeq: {cseq} {method}",
+            f"Contact: <sip:caller@{UAC[0]}:{UAC[1]};transport=UDP>",
+            "Max-Forwards: 70",
+        ]
+    )
+
+
+def wrap(data: bytes, source: tuple[str, int], context: bytes | None = None) -> bytes:
+    return schema.encode(
+        Envelope(
+            edge_id="bench-edge",
+            transport="udp",
+            source_host=source[0],
+            source_port=source[1],
+            local_host=EDGE[0],
+            local_port=EDGE[1],
+            received_at=time.time(),
+            data=data,
+            context=context,
+        )
+    )
+
+
+def make_router(js: Any) -> Router:
+    config = RouterConfig(
+        nats=NatsConfig(), router=RouterSettings(domain=DOMAIN, probe=False, media="never")
+    )
+    secret = b"bench-secret-bench-secret-bench!"
+    router = Router(config, js, secret=secret, registry=CollectorRegistry())
+    peer = routing.Peer(name="loopback", cidrs=["127.0.0.1/32"])
+    router.snapshot.apply(routing.peer_key("loopback"), routing.encode_record(peer))
+    now = time.time()
+    binding = Binding(
+        contact=f"sip:uas@{UAS[0]}:{UAS[1]};transport=UDP",
+        expires_at=now + 3600,
+        call_id="reg@x",
+        cseq=1,
+        registered_at=now,
+        source_host=UAS[0],
+        source_port=UAS[1],
+        transport="udp",
+        edge_id="bench-edge",
+    )
+    bindings = BindingSet(aor=f"sip:uas@{DOMAIN}", bindings=[binding])
+    router._locations[aor_key("uas", DOMAIN)] = (bindings, 1)
+    return router
+
+
+async def one_call(router: Router, n: int) -> None:
+    """The five messages of call ``n`` the router decides, as the edge would send them."""
+    fwd = await ask(router, wrap(invite(n), UAC))
+    assert isinstance(fwd, Forward), fwd
+    req = parse(fwd.data)
+    assert isinstance(req, Request)
+    ringing = make_response(req, 180, to_tag=b"%duas" % n)
+    assert isinstance(await ask(router, wrap(bytes(ringing), UAS, fwd.context)), SendResponse)
+    ok = make_response(req, 200, to_tag=b"%duas" % n).with_body(SDP.encode(), b"application/sdp")
+    up = await ask(router, wrap(bytes(ok), UAS, fwd.context))
+    assert isinstance(up, SendResponse), up
+    answer = parse(up.data)
+    assert isinstance(answer, Response)
+    assert isinstance(await ask(router, wrap(in_dialog("ACK", n, 1, answer), UAC)), Forward)
+    assert isinstance(await ask(router, wrap(in_dialog("BYE", n, 2, answer), UAC)), Forward)
+
+
+_spent = [0.0]
+#: CPU seconds inside the router (the timed part; building the edge's side is not).
+
+
+async def ask(router: Router, raw: bytes) -> schema.ReplyType:
+    t0 = time.process_time()
+    out = schema.encode(await router.handle(schema.decode_envelope(raw)))
+    _spent[0] += time.process_time() - t0
+    return schema.decode_reply(out)
+
+
+async def calls(router: Router, first: int, number: int) -> float:
+    """CPU seconds the router spent on ``number`` calls, background writes included."""
+    _spent[0] = 0.0
+    for n in range(first, first + number):
+        await one_call(router, n)
+        t0 = time.process_time()
+        await router.flush()
+        _spent[0] += time.process_time() - t0
+    return _spent[0]
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--number", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--sort", default="tottime", help="pstats order with --profile")
+    ap.add_argument("--nats", action="store_true", help="publish to a real nats-server")
+    a = ap.parse_args()
+    async with contextlib.AsyncExitStack() as stack:
+        if a.nats:
+            server = NatsServer(store_dir=Path(stack.enter_context(tempfile.TemporaryDirectory())))
+            server.start()
+            stack.callback(server.stop)
+            nc = await nats.connect(server.url)
+            stack.push_async_callback(nc.close)
+            js = nc.jetstream()
+            await kv.ensure_jetstream(js)
+            router = make_router(js)
+            await calls(router, 0, 50)
+            stream = await js.stream_info("CALLS")
+            assert stream.state.messages == 50 * 4, stream.state
+        else:
+            fake = FakeJetStream()
+            router = make_router(fake)
+            await calls(router, 0, 50)
+            assert fake.published == 50 * 6, fake.published  # 4 events, put, delete
+        await measure(router, a)
+
+
+async def measure(router: Router, a: argparse.Namespace) -> None:
+    if a.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        await calls(router, 10**6, a.number)
+        prof.disable()
+        pstats.Stats(prof).sort_stats(a.sort).print_stats(30)
+        return
+    best = float("inf")
+    for r in range(a.repeat):
+        best = min(best, await calls(router, (r + 1) * 10**6, a.number) / a.number)
+    what = "INVITE 180 200 ACK BYE + 6 background writes"
+    print(f"router, one call ({what}): {best * 1e6:.0f} µs CPU")
+
+
+if __name__ == "__main__":
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
