@@ -154,6 +154,13 @@ def parse_params(value: bytes, *, header: str | None = None) -> Params:
 def _split_semicolons(value: bytes, header: str | None) -> list[bytes]:
     if b'"' not in value:
         return [p for p in (x.strip(WS) for x in value.split(b";")) if p]
+    if b"\\" not in value:
+        return _split_plain_quotes(value, header)
+    return _split_quoted(value, header)
+
+
+def _split_quoted(value: bytes, header: str | None) -> list[bytes]:
+    # The general scanner: quoted-pair = "\\" (%x00-09 / %x0B-0C / %x0E-7F).
     items: list[bytes] = []
     start = 0
     in_quotes = False
@@ -174,6 +181,30 @@ def _split_semicolons(value: bytes, header: str | None) -> list[bytes]:
     if in_quotes:
         raise ParseError("unterminated quoted-string in parameters", header=header)
     items.append(value[start:])
+    return [p for p in (x.strip(WS) for x in items) if p]
+
+
+def _split_plain_quotes(value: bytes, header: str | None) -> list[bytes]:
+    """_split_semicolons without quoted-pairs: every '"' opens or closes a quote.
+
+    Splitting on '"' leaves the text outside quotes at the even indexes, so
+    only those are split on ";" (in C), and the quoted pieces are glued back.
+    """
+    chunks = value.split(b'"')
+    if not len(chunks) & 1:
+        raise ParseError("unterminated quoted-string in parameters", header=header)
+    items: list[bytes] = []
+    current: list[bytes] = []
+    for i, chunk in enumerate(chunks):
+        if i & 1:
+            current += (b'"', chunk, b'"')
+            continue
+        pieces = chunk.split(b";")
+        current.append(pieces[0])
+        for piece in pieces[1:]:
+            items.append(b"".join(current))
+            current = [piece]
+    items.append(b"".join(current))
     return [p for p in (x.strip(WS) for x in items) if p]
 
 
@@ -217,6 +248,9 @@ IPV4ADDRESS: Final = _DEC_OCTET + rb"(?:\." + _DEC_OCTET + rb"){3}"
 # A regex beats a split-and-loop here: one C-level match instead of a dozen
 # bytecode-level checks per host, on the hot path of every Via and URI.
 _HOST_RE: Final = re.compile(HOSTNAME + rb"|" + IPV4ADDRESS)
+# IPv4address with each octet 0-255 (leading zeros allowed, as 1*3DIGIT has
+# them): exactly what _is_ipv4 accepts, in one C-level match.
+_IPV4_RE: Final = re.compile(IPV4ADDRESS)
 _IPV6_CHARS: Final = HEXDIG + b":."
 # token chars plus WS: what a display name written as *(token LWS) may hold.
 TOKEN_CHARS: Final = ALPHA + DIGIT + b"-.!%*_+`'~"
@@ -275,10 +309,9 @@ def ip_key(host: bytes) -> bytes | None:
     if b":" in host:
         v6 = _ipv6_literal(host)
         return None if v6 is None else v6.packed
-    labels = host.split(b".")
-    if _is_ipv4(labels):
-        return bytes(int(part) for part in labels)
-    return None
+    if _IPV4_RE.fullmatch(host) is None:
+        return None
+    return bytes(map(int, host.split(b".")))
 
 
 def host_key(host: bytes) -> bytes:

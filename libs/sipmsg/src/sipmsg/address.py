@@ -61,9 +61,16 @@ _MAX_DELTA_SECONDS: Final = 2**32 - 1
 # the general path, which gives the same result or the precise error.
 _PNAME: Final = rb"[A-Za-z0-9\-.!%*_+`'~]+"
 _PVALUE: Final = rb"[A-Za-z0-9\-.!%*_+`'~\[\]:]+"
+# A quoted parameter value without quoted-pairs or control characters (a
+# Contact's +sip.instance="<urn:uuid:...>"), kept with its quotes as
+# parse_params keeps it.
+_PQUOTED: Final = rb'"[^"\\\x00-\x1f\x7f]*"'
 _FAST_NAME_ADDR_RE: Final = re.compile(
     rb'(?:"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"|([A-Za-z0-9\-.!%*_+`\'~ \t]*))'
-    rb"[ \t]*<([^<>]*)>[ \t]*((?:;" + _PNAME + rb"(?:=" + _PVALUE + rb")?)*)"
+    rb"[ \t]*<([^<>]*)>[ \t]*((?:;" + _PNAME + rb"(?:=(?:" + _PVALUE + rb"|" + _PQUOTED + rb"))?)*)"
+)
+_FAST_PARAM_RE: Final = re.compile(
+    rb";(" + _PNAME + rb")(?:(=)(" + _PVALUE + rb"|" + _PQUOTED + rb"))?"
 )
 
 
@@ -179,12 +186,14 @@ def parse_address(data: bytes) -> Address:
         display = quoted if quoted is not None else (plain.rstrip(WS) or None)
         params: Params = ()
         if tail:
-            params = tuple(
-                [
-                    (n.lower(), v if eq else None)
-                    for n, eq, v in [p.partition(b"=") for p in tail[1:].split(b";")]
-                ]
+            # A quoted value may hold ";" or "=": then the items are found by
+            # the parameter regex, which the whole tail matched repeatedly.
+            items = (
+                _FAST_PARAM_RE.findall(tail)
+                if b'"' in tail
+                else [p.partition(b"=") for p in tail[1:].split(b";")]
             )
+            params = tuple([(n.lower(), v if eq else None) for n, eq, v in items])
         return _new_address(display, parse_uri(uri), params, value)
     return _parse_address(value)
 

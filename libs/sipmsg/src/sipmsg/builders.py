@@ -14,11 +14,11 @@ import hashlib
 from collections.abc import Iterable
 from typing import Final
 
-from ._abnf import split_comma
+from ._abnf import WS, split_comma
 from ._errors import LocalProtocolError, ParseError
 from ._message_base import _quick_tag
 from .address import parse_address
-from .headers import Headers
+from .headers import HeaderField, Headers, make_field
 from .message import Request, Response
 from .uri import SipUri
 from .via import Via, parse_via
@@ -114,6 +114,7 @@ REASON_PHRASES: Final[dict[int, bytes]] = {
 # carry the request's Record-Route back.
 _DIALOG_METHODS: Final = frozenset({b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"})
 _DEFAULT_MAX_FORWARDS: Final = b"70"
+_CONTENT_LENGTH_0: Final[HeaderField] = (b"Content-Length", b"content-length", b"0")
 
 
 def make_response(
@@ -172,18 +173,39 @@ def make_response(
         has_tag = _lenient_tag(b"to", to) is not None
     if status != 100 and not has_tag:
         to = to + b";tag=" + (to_tag if to_tag is not None else _derived_tag(req, strict))
-    pairs = [(b"Via", v) for v in req.headers.get_lines(b"via")]
+    hdrs = req.headers
+    copied = [(b"Via", b"via", v) for v in hdrs.get_lines(b"via")]
     if 100 < status < 300 and req.method in _DIALOG_METHODS:
-        pairs.extend((b"Record-Route", v) for v in req.headers.get_lines(b"record-route"))
-    pairs += [
-        (b"From", _raw(req, b"from")),
-        (b"To", to),
-        (b"Call-ID", _raw(req, b"call-id")),
-        (b"CSeq", _raw(req, b"cseq")),
-        *headers,
-        (b"Content-Length", b"0"),
+        copied += [(b"Record-Route", b"record-route", v) for v in hdrs.get_lines(b"record-route")]
+    copied += [
+        (b"From", b"from", _raw(req, b"from")),
+        (b"To", b"to", to),
+        (b"Call-ID", b"call-id", _raw(req, b"call-id")),
+        (b"CSeq", b"cseq", _raw(req, b"cseq")),
     ]
-    return Response(status=status, reason=reason, headers=Headers.from_pairs(pairs))
+    return Response(status=status, reason=reason, headers=_response_headers(copied, headers))
+
+
+def _response_headers(copied: list[HeaderField], extra: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """The copied lines written ``Name: value`` as they are, then ``extra``, then Content-Length.
+
+    The copied values come from parsed (or built) header fields, so they are
+    already stripped and the names are known tokens: only CR and LF are
+    checked, as ``Headers.from_pairs`` would, and in one pass over them all.
+    """
+    fields = [(n, k, v.strip(WS)) for n, k, v in copied]
+    blob = b"".join([f[2] for f in fields])
+    if b"\r" in blob or b"\n" in blob:
+        bad = next(f[0] for f in fields if b"\r" in f[2] or b"\n" in f[2])
+        raise LocalProtocolError(f"header value for {bad!r} holds CR or LF")
+    lines = [n + b": " + v for n, _, v in fields]
+    for name, value in extra:
+        field, line = make_field(name, value)
+        fields.append(field)
+        lines.append(line)
+    fields.append(_CONTENT_LENGTH_0)
+    lines.append(b"Content-Length: 0")
+    return Headers(tuple(fields), tuple(lines))
 
 
 def _raw(req: Request, key: bytes) -> bytes:
@@ -196,7 +218,7 @@ def _raw(req: Request, key: bytes) -> bytes:
     the client can match it by its top Via branch and CSeq method (§17.1.3),
     which it reads from the same first lines it sent.
     """
-    value = req.headers.get(key)
+    value = req.headers.single(key)[1]
     if value is None:
         raise ParseError(f"missing {key.decode()} header", header=key.decode())
     return value

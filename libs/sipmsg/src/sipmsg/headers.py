@@ -148,7 +148,14 @@ def canonical_name(name: bytes | str) -> bytes:
     >>> canonical_name(b"V")
     b'via'
     """
-    raw = name.encode("ascii") if isinstance(name, str) else name
+    if type(name) is bytes:
+        # The usual spellings (b"via", b"Call-ID", b"v" ...) in one dict hit.
+        key = _KNOWN_RAW.get(name)
+        if key is not None:
+            return key
+        raw = name
+    else:
+        raw = name.encode("ascii") if isinstance(name, str) else name
     low = raw.strip(WS).lower()
     return COMPACT_FORMS.get(low, low)
 
@@ -211,7 +218,7 @@ class Headers:
         fields: list[HeaderField] = []
         lines: list[bytes] = []
         for name, value in pairs:
-            field, line = _make_field(name, value)
+            field, line = make_field(name, value)
             fields.append(field)
             lines.append(line)
         return cls(tuple(fields), tuple(lines))
@@ -283,12 +290,12 @@ class Headers:
 
     def append(self, name: bytes, value: bytes) -> Headers:
         """A copy with ``name: value`` added after the last line."""
-        field, line = _make_field(name, value)
+        field, line = make_field(name, value)
         return Headers((*self._fields, field), (*self._lines, line))
 
     def prepend(self, name: bytes, value: bytes) -> Headers:
         """A copy with ``name: value`` added before the first line."""
-        field, line = _make_field(name, value)
+        field, line = make_field(name, value)
         return Headers((field, *self._fields), (line, *self._lines))
 
     def remove(self, name: bytes | str) -> Headers:
@@ -301,7 +308,7 @@ class Headers:
         """A copy where the first line called ``name`` becomes ``name: value`` and
         any other line of that name is dropped; appended when there was none."""
         key = canonical_name(name)
-        field, line = _make_field(name, value)
+        field, line = make_field(name, value)
         fields: list[HeaderField] = []
         lines: list[bytes] = []
         done = False
@@ -319,7 +326,12 @@ class Headers:
         return Headers(tuple(fields), tuple(lines))
 
 
-def _make_field(name: bytes, value: bytes) -> tuple[HeaderField, bytes]:
+def make_field(name: bytes, value: bytes) -> tuple[HeaderField, bytes]:
+    """The field and the wire line ``name: value`` (value stripped) of one new header line.
+
+    Raises:
+        LocalProtocolError: ``name`` is not a token, or ``value`` holds CR or LF.
+    """
     if not is_token(name):
         raise LocalProtocolError(f"header name {name!r} is not a token")
     if b"\r" in value or b"\n" in value:

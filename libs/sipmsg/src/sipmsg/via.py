@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ._abnf import (
+    _IPV4_RE,
     TOKEN,
     TOKEN_CHARS,
     WS,
@@ -163,14 +164,19 @@ class Via:
         """
         if source_host[:1] == b"[":
             source_host = source_host[1:-1]
-        rport_asked = self.has_rport and self.rport is None
-        differs = ip_key(self.host) is None or ip_key(self.host) != ip_key(source_host)
+        rport_asked = param(self.params, b"rport") == b""
+        host = self.host
+        if host == source_host and _IPV4_RE.fullmatch(host) is not None:
+            differs = False  # the same IPv4 literal, written the same way
+        else:
+            key = ip_key(host)
+            differs = key is None or key != ip_key(source_host)
         if not differs and not rport_asked:
             return self
         params = set_param(self.params, b"received", source_host)
         if rport_asked:
             params = set_param(params, b"rport", b"%d" % source_port)
-        return dataclasses.replace(self, params=params)
+        return _new_via(self.protocol, self.transport, host, self.port, params, raw=None)
 
 
 _VIA_SETTERS: Final = slot_setters(Via, "protocol", "transport", "host", "port", "params", "_raw")
@@ -232,14 +238,27 @@ def _parse_via(value: bytes) -> Via:
         host, port = split_hostport((rest if semi < 0 else rest[:semi]).strip(WS), lws=True)
         param_bytes = None if semi < 0 else rest[semi + 1 :]
     params = () if param_bytes is None else _parse_via_params(param_bytes)
+    return _new_via(protocol, transport.upper(), host, port, params, raw=value)
+
+
+def _new_via(
+    protocol: bytes,
+    transport: bytes,
+    host: bytes,
+    port: int | None,
+    params: Params,
+    *,
+    raw: bytes | None,
+) -> Via:
+    # The frozen dataclass's __init__ costs twice as much as the slot setters.
     via = object.__new__(Via)
     set_protocol, set_transport, set_host, set_port, set_params, set_raw = _VIA_SETTERS
     set_protocol(via, protocol)
-    set_transport(via, transport.upper())
+    set_transport(via, transport)
     set_host(via, host)
     set_port(via, port)
     set_params(via, params)
-    set_raw(via, value)
+    set_raw(via, raw)
     return via
 
 
@@ -285,7 +304,7 @@ def _parse_via_params(value: bytes) -> Params:
         elif name == b"received":
             # RFC 5118 §4.5 shows received=[2001:db8::9:255]: accept the
             # reference as well as the ABNF's bare IPv6address.
-            if val is None or ip_key(val) is None:
+            if val is None or (_IPV4_RE.fullmatch(val) is None and ip_key(val) is None):
                 raise ParseError(f"bad Via received {val!r}")
         elif name == b"rport":
             if val is not None:
