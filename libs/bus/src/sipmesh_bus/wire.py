@@ -1,0 +1,769 @@
+"""A lean NATS client for request/reply on the hot path.
+
+nats-py spends three task wakeups per message (its read loop, the
+subscription's queue task and the flusher). This client has none: it is an
+:class:`asyncio.Protocol` whose ``data_received`` parses the server's frames
+and calls each subscription's plain callback at once, and whose
+:meth:`WireClient.publish` appends to one buffer that a single ``call_soon``
+writes with one ``transport.write`` per event-loop iteration.
+
+It speaks the NATS client protocol (docs.nats.io, "Client Protocol"):
+
+- server to client: ``INFO {json}``, ``MSG <subject> <sid> [reply-to] <#bytes>``,
+  ``HMSG <subject> <sid> [reply-to] <#header bytes> <#total bytes>``, ``PING``,
+  ``PONG``, ``+OK``, ``-ERR <error>``;
+- client to server: ``CONNECT {json}``, ``PUB <subject> [reply-to] <#bytes>``,
+  ``SUB <subject> [queue group] <sid>``, ``UNSUB <sid>``, ``PING``, ``PONG``.
+
+It is a second connection beside nats-py (which keeps JetStream, KV and
+everything else): one :class:`WireClient` per process, used for the hot
+request/reply subjects only. It reconnects by itself across the configured
+servers and re-subscribes; while it is down :meth:`WireClient.publish` returns
+False so callers can answer at once instead of waiting for a timeout.
+
+Errors::
+
+    WireError
+    ├── WireClosedError       not connected (flush, or a connect that failed)
+    ├── WireProtocolError     the server sent something this parser cannot read
+    ├── PayloadTooLargeError  a payload over the server's max_payload
+    └── WireServerError       -ERR from the server
+        └── WireAuthError     the server refused the credentials
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import random
+import ssl
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, cast
+from urllib.parse import unquote, urlsplit
+
+from sipmesh_bus.config import NatsConfig
+
+__all__ = [
+    "ConnectionCallback",
+    "MsgCallback",
+    "Parser",
+    "PayloadTooLargeError",
+    "WireAuthError",
+    "WireClient",
+    "WireClosedError",
+    "WireError",
+    "WireProtocolError",
+    "WireServerError",
+]
+
+log = logging.getLogger(__name__)
+
+MsgCallback = Callable[[bytes, bytes, bytes, "int | None"], None]
+"""Called with (subject, reply, payload, status) for each message, inside
+``data_received``. ``reply`` is ``b""`` when there is none; ``status`` is the
+HMSG status code (503: no responders) or None."""
+
+ConnectionCallback = Callable[[bool], None]
+"""Called with False when the connection is lost and True when it is back."""
+
+_CRLF: Final = b"\r\n"
+_DEFAULT_PORT: Final = 4222
+_DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
+_MAX_CONTROL_LINE: Final = 64 * 1024
+_MAX_BACKOFF: Final = 5.0
+_STATUS_PREFIX: Final = b"NATS/1.0 "
+
+
+class WireError(Exception):
+    """Root of this module's errors."""
+
+
+class WireClosedError(WireError):
+    """Not connected to any server."""
+
+
+class WireProtocolError(WireError):
+    """The server sent bytes that are not the NATS protocol."""
+
+
+class PayloadTooLargeError(WireError):
+    """A payload is larger than the server's ``max_payload``."""
+
+
+class WireServerError(WireError):
+    """The server answered ``-ERR``."""
+
+
+class WireAuthError(WireServerError):
+    """The server refused the credentials (``Authorization Violation``)."""
+
+
+# -- the parser ---------------------------------------------------------------
+
+OnMsg = Callable[[bytes, bytes, bytes, bytes, "int | None"], None]
+#: (subject, sid, reply, payload, status)
+OnControl = Callable[[bytes], None]
+#: A control line without its CRLF: INFO, PING, PONG, +OK or -ERR.
+
+
+class Parser:
+    """Incremental reader of server frames: feed bytes, get callbacks.
+
+    Frames may be split anywhere and many may come in one read; what is not
+    complete stays buffered for the next :meth:`feed`.
+
+    Args:
+        on_msg: called for each MSG and HMSG.
+        on_control: called for every other line.
+    """
+
+    __slots__ = ("_buf", "_on_control", "_on_msg")
+
+    def __init__(self, on_msg: OnMsg, on_control: OnControl) -> None:
+        self._buf = bytearray()
+        self._on_msg = on_msg
+        self._on_control = on_control
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data`` (after what is buffered) and call back for each frame.
+
+        Raises:
+            WireProtocolError: malformed input; the connection should be dropped.
+        """
+        buf = self._buf
+        buf += data
+        end = len(buf)
+        pos = 0
+        try:
+            while pos < end:
+                eol = buf.find(_CRLF, pos)
+                if eol < 0:
+                    if end - pos > _MAX_CONTROL_LINE:
+                        raise WireProtocolError("control line too long")
+                    break
+                op = buf[pos : pos + 4]
+                if op == b"MSG ":
+                    args = bytes(buf[pos + 4 : eol]).split()
+                    n = len(args)
+                    if n == 3:
+                        reply = b""
+                    elif n == 4:
+                        reply = args[2]
+                    else:
+                        raise WireProtocolError("malformed MSG")
+                    start = eol + 2
+                    stop = start + _size(args[-1])
+                    if stop + 2 > end:
+                        break  # the payload is not all here yet
+                    if buf[stop : stop + 2] != _CRLF:
+                        raise WireProtocolError("MSG payload not followed by CRLF")
+                    payload = bytes(buf[start:stop])
+                    pos = stop + 2
+                    self._on_msg(args[0], args[1], reply, payload, None)
+                elif op == b"HMSG":
+                    args = bytes(buf[pos + 5 : eol]).split()
+                    n = len(args)
+                    if n == 4:
+                        reply = b""
+                    elif n == 5:
+                        reply = args[2]
+                    else:
+                        raise WireProtocolError("malformed HMSG")
+                    hsize, total = _size(args[-2]), _size(args[-1])
+                    if hsize > total:
+                        raise WireProtocolError("HMSG header size over total size")
+                    start = eol + 2
+                    stop = start + total
+                    if stop + 2 > end:
+                        break
+                    if buf[stop : stop + 2] != _CRLF:
+                        raise WireProtocolError("HMSG payload not followed by CRLF")
+                    status = _status(bytes(buf[start : start + hsize]))
+                    payload = bytes(buf[start + hsize : stop])
+                    pos = stop + 2
+                    self._on_msg(args[0], args[1], reply, payload, status)
+                else:
+                    line = bytes(buf[pos:eol])
+                    pos = eol + 2
+                    self._on_control(line)
+        finally:
+            del buf[:pos]
+
+
+def _size(text: bytes) -> int:
+    if not text.isdigit():
+        raise WireProtocolError("malformed size")
+    return int(text)
+
+
+def _status(headers: bytes) -> int | None:
+    # "NATS/1.0 503\r\n\r\n": a status message (503 = no responders).
+    if headers.startswith(_STATUS_PREFIX):
+        code = headers[9:12]
+        if code.isdigit():
+            return int(code)
+    return None
+
+
+# -- the client ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Server:
+    host: str
+    port: int
+    tls: bool
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"  # never the credentials
+
+
+def _parse_url(url: str) -> _Server:
+    if "://" not in url:
+        url = "nats://" + url
+    parts = urlsplit(url)
+    if parts.scheme not in ("nats", "tls"):
+        raise ValueError(f"unsupported NATS URL scheme {parts.scheme!r}")
+    user = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    token = None
+    if user is not None and password is None:
+        user, token = None, user  # nats://<token>@host
+    return _Server(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or _DEFAULT_PORT,
+        tls=parts.scheme == "tls",
+        user=user,
+        password=password,
+        token=token,
+    )
+
+
+class _Protocol(asyncio.Protocol):
+    """One TCP (or TLS) connection; forwards to the client while it is current."""
+
+    def __init__(self, client: WireClient) -> None:
+        self._client = client
+        self.transport: asyncio.Transport | None = None
+        self.parser = Parser(client._on_msg, self._on_control)
+        loop = asyncio.get_running_loop()
+        self.info: asyncio.Future[dict[str, Any]] = loop.create_future()
+        self.ready: asyncio.Future[None] = loop.create_future()
+        self.handshaking = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed(data)
+        except WireProtocolError as exc:
+            log.warning("nats wire: %s; reconnecting", exc)
+            self._fail(exc)
+            if self.transport is not None:
+                self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(WireClosedError(f"connection lost: {exc}" if exc else "connection closed"))
+        self._client._lost(self)
+
+    def _fail(self, exc: Exception) -> None:
+        for fut in (self.info, self.ready):
+            if not fut.done():
+                fut.set_exception(exc)
+
+    def _on_control(self, line: bytes) -> None:
+        if not self.handshaking:
+            self._client._on_control(line)
+            return
+        op = line[:5].upper()
+        if op.startswith(b"INFO"):
+            try:
+                info = json.loads(line[5:])
+            except ValueError:
+                info = None
+            if not isinstance(info, dict):
+                self._fail(WireProtocolError("malformed INFO"))
+            elif not self.info.done():
+                self.info.set_result(info)
+        elif op.startswith(b"PONG"):
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif op.startswith(b"PING") and self.transport is not None:
+            self.transport.write(b"PONG\r\n")
+        elif op.startswith(b"-ERR"):
+            self._fail(_server_error(line))
+
+
+def _server_error(line: bytes) -> WireServerError:
+    text = line[4:].strip().strip(b"'").decode("utf-8", "replace")
+    lowered = text.lower()
+    if "authorization" in lowered or "authentication" in lowered:
+        return WireAuthError(text)
+    return WireServerError(text)
+
+
+class WireClient:
+    """One NATS connection with sync publish and subscribe.
+
+    Args:
+        config: the URL(s), timeouts and credentials (as for nats-py).
+        name: the client name shown by the server (``config.name`` wins).
+        security: :func:`sipmesh_bus.runtime.security_options` of ``config``
+            (user, password, token, user_credentials, nkeys_seed, tls,
+            tls_hostname); credentials in a URL win for that server.
+        echo: receive this connection's own publications too.
+        ping_interval: seconds between our PINGs.
+        max_outstanding_pings: PINGs without PONG before the connection is
+            taken as dead and dropped (then reconnected).
+        on_change: called with False when the connection drops, True when it
+            is back (not for the first :meth:`connect` nor for :meth:`close`).
+    """
+
+    def __init__(
+        self,
+        config: NatsConfig,
+        *,
+        name: str,
+        security: Mapping[str, Any] | None = None,
+        echo: bool = True,
+        ping_interval: float = 10.0,
+        max_outstanding_pings: int = 2,
+        on_change: ConnectionCallback | None = None,
+    ) -> None:
+        self._servers = [_parse_url(u.strip()) for u in config.url.split(",") if u.strip()]
+        if not self._servers:
+            raise ValueError("no NATS server URL")
+        self._config = config
+        self._name = config.name or name
+        if security is None:  # the inline settings only; files need security_options
+            security = {"user": config.user, "password": config.password, "token": config.token}
+        self._security: Mapping[str, Any] = security
+        self._echo = echo
+        self._ping_interval = ping_interval
+        self._max_pings = max_outstanding_pings
+        self._listeners: list[ConnectionCallback] = [on_change] if on_change else []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._proto: _Protocol | None = None
+        self._transport: asyncio.Transport | None = None
+        self._out = bytearray()
+        self._scheduled = False
+        self._callbacks: dict[bytes, MsgCallback] = {}
+        self._sub_lines: dict[bytes, bytes] = {}
+        self._next_sid = 0
+        self._pongs: deque[asyncio.Future[None] | None] = deque()
+        self._ping_timer: asyncio.TimerHandle | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._closing = False
+        self._next_server = 0
+        self._paused = False
+        #: The largest payload the server takes (from its INFO).
+        self.max_payload = _DEFAULT_MAX_PAYLOAD
+        #: The last ``-ERR`` text the server sent on a live connection.
+        self.last_error: str | None = None
+        #: The server connected to (``host:port``), or None.
+        self.server: str | None = None
+
+    # -- life cycle -----------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is up (after CONNECT was answered)."""
+        return self._transport is not None
+
+    def add_listener(self, callback: ConnectionCallback) -> None:
+        """Also call ``callback(up)`` on each disconnect and reconnect."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: ConnectionCallback) -> None:
+        """Stop calling ``callback``."""
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(callback)
+
+    async def connect(self, *, forever: bool = False) -> None:
+        """Connect to the first server of the list that answers.
+
+        Args:
+            forever: keep trying (with backoff) until one answers; False
+                tries each server once.
+
+        Raises:
+            WireAuthError: a server refused the credentials (never retried).
+            OSError, TimeoutError, WireError: ``forever`` is False and no
+                server could be reached.
+        """
+        self._loop = asyncio.get_running_loop()
+        self._closing = False
+        attempt = 0
+        while True:
+            error = await self._connect_round()
+            if error is None:
+                return
+            if isinstance(error, WireAuthError) or not forever:
+                raise error
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
+    async def close(self, timeout: float = 1.0) -> None:
+        """Write out what is queued (waiting up to ``timeout``), then close.
+
+        No connection-change callback is called for this close.
+        """
+        self._closing = True
+        if self._reconnecting is not None:
+            self._reconnecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reconnecting
+            self._reconnecting = None
+        if self._transport is not None:
+            with contextlib.suppress(WireError, TimeoutError):
+                await self.flush(timeout)
+        self._drop(notify=False)
+
+    async def drain(self, timeout: float = 1.0) -> None:
+        """Unsubscribe everything, let what is queued out, then close."""
+        for sid in list(self._callbacks):
+            self.unsubscribe(int(sid))
+        await self.close(timeout)
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        """Write what is queued and wait for the server's PONG to a PING.
+
+        When it returns, the server has processed everything sent before
+        (SUBs included).
+
+        Raises:
+            WireClosedError: not connected, or the connection dropped meanwhile.
+            TimeoutError: no PONG within ``timeout``.
+        """
+        if self._transport is None or self._loop is None:
+            raise WireClosedError("not connected")
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._pongs.append(fut)
+        self._queue(b"PING\r\n")
+        await asyncio.wait_for(fut, timeout)
+
+    # -- publish and subscribe ----------------------------------------------
+
+    def publish(
+        self, subject: str | bytes, payload: bytes, reply: str | bytes | None = None
+    ) -> bool:
+        """Queue a message; it is written at the end of this loop iteration.
+
+        ``subject`` and ``reply`` are the caller's (constants or a reply
+        subject the server gave): they are not checked for spaces here.
+
+        Returns:
+            False (nothing queued) while disconnected.
+
+        Raises:
+            PayloadTooLargeError: ``payload`` is over the server's max_payload.
+        """
+        if self._transport is None:
+            return False
+        size = len(payload)
+        if size > self.max_payload:
+            raise PayloadTooLargeError(f"{size} bytes over max_payload {self.max_payload}")
+        if isinstance(subject, str):
+            subject = subject.encode()
+        out = self._out
+        if reply:
+            if isinstance(reply, str):
+                reply = reply.encode()
+            out += b"PUB %b %b %d\r\n" % (subject, reply, size)
+        else:
+            out += b"PUB %b %d\r\n" % (subject, size)
+        out += payload
+        out += _CRLF
+        if not self._scheduled:
+            self._scheduled = True
+            cast(asyncio.AbstractEventLoop, self._loop).call_soon(self._write)
+        return True
+
+    def subscribe(self, subject: str, callback: MsgCallback, queue: str | None = None) -> int:
+        """Subscribe; ``callback`` runs inside ``data_received`` for each message.
+
+        The subscription survives reconnects. Call :meth:`flush` to be sure
+        the server has it.
+
+        Returns:
+            The subscription id, for :meth:`unsubscribe`.
+
+        Raises:
+            ValueError: an empty subject or queue, or one with whitespace.
+        """
+        for text in (subject, queue) if queue is not None else (subject,):
+            if not text or any(c.isspace() for c in text):
+                raise ValueError(f"invalid NATS subject or queue {text!r}")
+        self._next_sid += 1
+        sid = b"%d" % self._next_sid
+        group = b" " + queue.encode() if queue else b""
+        line = b"SUB " + subject.encode() + group + b" " + sid + _CRLF
+        self._callbacks[sid] = callback
+        self._sub_lines[sid] = line
+        if self._transport is not None:
+            self._queue(line)
+        return self._next_sid
+
+    def unsubscribe(self, sid: int) -> None:
+        """Stop a subscription (messages already read are still delivered)."""
+        key = b"%d" % sid
+        self._sub_lines.pop(key, None)
+        if self._callbacks.pop(key, None) is not None and self._transport is not None:
+            self._queue(b"UNSUB " + key + _CRLF)
+
+    def pause_reading(self) -> None:
+        """Stop reading from the socket (back-pressure) until :meth:`resume_reading`."""
+        self._paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        """Read again after :meth:`pause_reading`."""
+        if self._paused:
+            self._paused = False
+            if self._transport is not None:
+                self._transport.resume_reading()
+
+    # -- inside --------------------------------------------------------------
+
+    def _queue(self, data: bytes) -> None:
+        self._out += data
+        if not self._scheduled and self._loop is not None:
+            self._scheduled = True
+            self._loop.call_soon(self._write)
+
+    def _write(self) -> None:
+        self._scheduled = False
+        if self._out and self._transport is not None:
+            out, self._out = self._out, bytearray()
+            self._transport.write(out)
+
+    def _on_msg(
+        self, subject: bytes, sid: bytes, reply: bytes, payload: bytes, status: int | None
+    ) -> None:
+        callback = self._callbacks.get(sid)
+        if callback is None:
+            return  # unsubscribed; the server had sent it already
+        try:
+            callback(subject, reply, payload, status)
+        except Exception:
+            log.exception("nats wire: callback for %s failed", subject.decode(errors="replace"))
+
+    def _on_control(self, line: bytes) -> None:
+        op = line[:5].upper()
+        if op.startswith(b"PING"):
+            self._queue(b"PONG\r\n")
+        elif op.startswith(b"PONG"):
+            if self._pongs:
+                fut = self._pongs.popleft()
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
+        elif op.startswith(b"-ERR"):
+            error = _server_error(line)
+            self.last_error = str(error)
+            # Most errors are followed by the server closing the connection
+            # (then we reconnect); a permissions violation is not.
+            log.warning("nats wire: server error: %s", error)
+        elif op.startswith(b"INFO"):
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                self.max_payload = int(json.loads(line[5:]).get("max_payload", self.max_payload))
+        # +OK needs nothing (verbose is off anyway).
+
+    async def _connect_round(self) -> BaseException | None:
+        """Try each server once, starting after the last one used."""
+        error: BaseException | None = None
+        count = len(self._servers)
+        for i in range(count):
+            server = self._servers[(self._next_server + i) % count]
+            try:
+                await self._connect_one(server)
+            except WireAuthError as exc:
+                return exc
+            except (OSError, TimeoutError, WireError, ssl.SSLError) as exc:
+                error = exc
+                continue
+            self._next_server = (self._next_server + i) % count
+            return None
+        return error or WireClosedError("no server")
+
+    async def _connect_one(self, server: _Server) -> None:
+        loop = asyncio.get_running_loop()
+        timeout = self._config.connect_timeout
+        proto = _Protocol(self)
+        async with asyncio.timeout(timeout):
+            transport, _ = await loop.create_connection(lambda: proto, server.host, server.port)
+        try:
+            async with asyncio.timeout(timeout):
+                info = await proto.info
+                context = self._security.get("tls")
+                if server.tls or info.get("tls_required") or context is not None:
+                    if not isinstance(context, ssl.SSLContext):
+                        context = ssl.create_default_context()
+                    hostname = self._security.get("tls_hostname") or server.host
+                    new = await loop.start_tls(transport, proto, context, server_hostname=hostname)
+                    if new is None:
+                        raise WireClosedError("TLS handshake failed")
+                    transport = proto.transport = new
+                options = self._connect_options(server, info, tls=context is not None)
+                hello = b"CONNECT " + json.dumps(options).encode() + _CRLF
+                transport.write(hello + b"".join(self._sub_lines.values()) + b"PING\r\n")
+                await proto.ready
+        except BaseException:
+            transport.abort()
+            raise
+        proto.handshaking = False
+        self._proto, self._transport = proto, transport
+        self.server = str(server)
+        with contextlib.suppress(ValueError, TypeError):
+            self.max_payload = int(info.get("max_payload", _DEFAULT_MAX_PAYLOAD))
+        if self._paused:
+            transport.pause_reading()
+        self._schedule_ping()
+        if self._reconnecting is not None:
+            self._notify(True)  # a reconnect; the first connect is the caller's own
+
+    def _connect_options(
+        self, server: _Server, info: Mapping[str, Any], *, tls: bool
+    ) -> dict[str, Any]:
+        sec = self._security
+        options: dict[str, Any] = {
+            "verbose": False,
+            "pedantic": False,
+            "tls_required": tls,
+            "name": self._name,
+            "lang": "python-sipmesh-wire",
+            "version": "1.0",
+            "protocol": 1,
+            "echo": self._echo,
+            "headers": True,
+            "no_responders": True,
+        }
+        user = server.user or sec.get("user")
+        if user:
+            options["user"] = user
+            password = server.password if server.user else sec.get("password")
+            if password:
+                options["pass"] = password
+        token = server.token or sec.get("token")
+        if token:
+            options["auth_token"] = token
+        nonce = str(info.get("nonce", "")).encode()
+        if sec.get("user_credentials"):
+            jwt, seed = _read_creds(Path(sec["user_credentials"]))
+            options["jwt"] = jwt
+            options["sig"] = _sign(seed, nonce)
+        elif sec.get("nkeys_seed"):
+            seed = Path(sec["nkeys_seed"]).read_bytes().strip()
+            options["nkey"] = _public_key(seed)
+            options["sig"] = _sign(seed, nonce)
+        return options
+
+    def _schedule_ping(self) -> None:
+        if self._loop is not None:
+            self._ping_timer = self._loop.call_later(self._ping_interval, self._ping)
+
+    def _ping(self) -> None:
+        if self._transport is None:
+            return
+        if len(self._pongs) >= self._max_pings:
+            log.warning("nats wire: %d PINGs without PONG; reconnecting", len(self._pongs))
+            self._transport.abort()  # connection_lost does the rest
+            return
+        self._pongs.append(None)
+        self._queue(b"PING\r\n")
+        self._schedule_ping()
+
+    def _lost(self, proto: _Protocol) -> None:
+        if proto is not self._proto:
+            return  # a connection that never finished its handshake
+        was_up = self._transport is not None
+        self._drop(notify=was_up and not self._closing)
+        if not self._closing and self._reconnecting is None:
+            log.warning("nats wire: connection to %s lost; reconnecting", self.server)
+            self._reconnecting = asyncio.ensure_future(self._reconnect())
+
+    def _drop(self, *, notify: bool) -> None:
+        transport, self._transport, self._proto = self._transport, None, None
+        if self._ping_timer is not None:
+            self._ping_timer.cancel()
+            self._ping_timer = None
+        self._out = bytearray()
+        pongs, self._pongs = self._pongs, deque()
+        for fut in pongs:
+            if fut is not None and not fut.done():
+                fut.set_exception(WireClosedError("connection lost"))
+        if transport is not None:
+            transport.close()
+        if notify:
+            self._notify(False)
+
+    async def _reconnect(self) -> None:
+        attempt = 0
+        last: str | None = None
+        try:
+            while not self._closing:
+                await asyncio.sleep(self._backoff(attempt))
+                attempt += 1
+                self._next_server += 1  # start with the next server
+                error = await self._connect_round()
+                if error is None:
+                    log.warning("nats wire: reconnected to %s", self.server)
+                    return
+                text = f"{type(error).__name__}: {error}"
+                if text != last:
+                    last = text
+                    log.warning("nats wire: reconnect failed: %s (retrying)", text)
+        finally:
+            self._reconnecting = None
+
+    def _backoff(self, attempt: int) -> float:
+        if attempt == 0:
+            return 0.0
+        base = min(self._config.reconnect_wait * float(2 ** (attempt - 1)), _MAX_BACKOFF)
+        return base * (0.5 + random.random() / 2)  # jitter
+
+    def _notify(self, up: bool) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(up)
+            except Exception:
+                log.exception("nats wire: connection callback failed")
+
+
+def _read_creds(path: Path) -> tuple[str, bytes]:
+    """The user JWT and the nkey seed of a ``.creds`` file."""
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+    jwt = seed = None
+    for i, line in enumerate(lines):
+        if "BEGIN NATS USER JWT" in line:
+            jwt = next((x for x in lines[i + 1 :] if x and not x.startswith("---")), None)
+        elif "BEGIN USER NKEY SEED" in line:
+            seed = next((x for x in lines[i + 1 :] if x and not x.startswith("---")), None)
+    if not jwt or not seed:
+        raise WireAuthError(f"{path.name}: not a NATS credentials file")
+    return jwt, seed.encode()
+
+
+def _sign(seed: bytes, nonce: bytes) -> str:
+    import nkeys  # type: ignore[import-untyped]  # noqa: PLC0415 - only for nkeys/creds
+
+    signature: bytes = nkeys.from_seed(bytearray(seed)).sign(nonce)
+    return base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+
+
+def _public_key(seed: bytes) -> str:
+    import nkeys  # noqa: PLC0415
+
+    key: bytes = nkeys.from_seed(bytearray(seed)).public_key
+    return key.decode()

@@ -1,0 +1,94 @@
+"""sipmesh_bus.wire.Parser without a network: frames whole, split at every byte, many per read."""
+
+from __future__ import annotations
+
+import pytest
+
+from sipmesh_bus.wire import Parser, WireProtocolError
+
+Event = tuple[bytes, ...] | tuple[bytes, bytes, bytes, bytes, int | None]
+
+STREAM = (
+    b'INFO {"server_id":"x","max_payload":1048576}\r\n'
+    b"MSG a.b 1 5\r\nhello\r\n"
+    b"PING\r\n"
+    b"MSG a.b 2 _INBOX.x.1 4\r\nab\r\n\r\n"  # a payload holding CRLF
+    b"HMSG _INBOX.x.2 3 16 16\r\nNATS/1.0 503\r\n\r\n\r\n"
+    b"HMSG s 4 r 22 25\r\nNATS/1.0\r\nK: value\r\n\r\nxyz\r\n"
+    b"MSG empty 5 0\r\n\r\n"
+    b"+OK\r\n"
+    b"-ERR 'Permissions Violation for Publish to \"x\"'\r\n"
+    b"PONG\r\n"
+)
+EXPECTED: list[Event] = [
+    (b'INFO {"server_id":"x","max_payload":1048576}',),
+    (b"a.b", b"1", b"", b"hello", None),
+    (b"PING",),
+    (b"a.b", b"2", b"_INBOX.x.1", b"ab\r\n", None),
+    (b"_INBOX.x.2", b"3", b"", b"", 503),
+    (b"s", b"4", b"r", b"xyz", None),
+    (b"empty", b"5", b"", b"", None),
+    (b"+OK",),
+    (b"-ERR 'Permissions Violation for Publish to \"x\"'",),
+    (b"PONG",),
+]
+
+
+def _parser() -> tuple[Parser, list[Event]]:
+    events: list[Event] = []
+
+    def on_msg(subject: bytes, sid: bytes, reply: bytes, payload: bytes, st: int | None) -> None:
+        events.append((subject, sid, reply, payload, st))
+
+    def on_control(line: bytes) -> None:
+        events.append((line,))
+
+    return Parser(on_msg, on_control), events
+
+
+def test_parser_reads_a_whole_stream_in_one_feed() -> None:
+    parser, events = _parser()
+    parser.feed(STREAM)
+    assert events == EXPECTED
+
+
+def test_parser_frames_split_at_every_byte_boundary() -> None:
+    for cut in range(1, len(STREAM)):
+        parser, events = _parser()
+        parser.feed(STREAM[:cut])
+        parser.feed(STREAM[cut:])
+        assert events == EXPECTED, cut
+
+
+def test_parser_one_byte_at_a_time() -> None:
+    parser, events = _parser()
+    for i in range(len(STREAM)):
+        parser.feed(STREAM[i : i + 1])
+    assert events == EXPECTED
+
+
+def test_parser_keeps_an_incomplete_payload_until_it_is_complete() -> None:
+    parser, events = _parser()
+    parser.feed(b"MSG s 1 10\r\n01234")
+    assert events == []
+    parser.feed(b"56789\r\nPING\r\n")
+    assert events == [(b"s", b"1", b"", b"0123456789", None), (b"PING",)]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"MSG s 1 -3\r\nabc\r\n",
+        b"MSG s 1 x\r\n",
+        b"MSG s\r\n",
+        b"MSG s 1 3\r\nabcd\r\n",
+        b"HMSG s 1 9 3\r\nabc\r\n",
+        b"HMSG s 1 3\r\nabc\r\n",
+        b"X" * (64 * 1024 + 1),
+    ],
+    ids=["negative", "not-a-size", "too-few", "no-crlf", "header-over-total", "hmsg-few", "long"],
+)
+def test_parser_malformed_input_raises_protocol_error(data: bytes) -> None:
+    parser, _ = _parser()
+    with pytest.raises(WireProtocolError):
+        parser.feed(data)
