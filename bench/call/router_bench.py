@@ -49,17 +49,51 @@ SDP = (
 )
 
 
-class FakeJetStream:
-    """Acks every publish at once; counts them."""
+class FakeAck:
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        self.data = b'{"stream":"X","seq":1}'
+
+
+class FakeNats:
+    """Acks every publish with a reply subject on the next loop iteration; counts them."""
 
     def __init__(self) -> None:
         self.published = 0
+        self._cb: Any = None
+        self._acks: list[str] = []
+
+    def new_inbox(self) -> str:
+        return "_INBOX.bench"
+
+    async def subscribe(self, subject: str, queue: str = "", cb: Any = None) -> None:
+        self._cb = cb
+
+    async def publish(
+        self, subject: str, payload: bytes = b"", reply: str = "", headers: Any = None
+    ) -> None:
+        self.published += 1
+        if reply:
+            if not self._acks:
+                asyncio.get_running_loop().call_soon(self._deliver)
+            self._acks.append(reply)
+
+    def _deliver(self) -> None:
+        acks, self._acks = self._acks, []
+
+        async def run() -> None:  # one subscription task delivers them all, as nats-py does
+            for subject in acks:
+                await self._cb(FakeAck(subject))
+
+        asyncio.get_running_loop().create_task(run())
+
+
+class FakeJetStream:
+    def __init__(self) -> None:
+        self._nc = FakeNats()
 
     async def publish(self, subject: str, payload: bytes = b"", **kw: Any) -> None:
-        self.published += 1
-
-    def publish_nowait(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        self.published += 1
+        self._nc.published += 1
 
 
 def sip(lines: list[str], body: str = "") -> bytes:
@@ -206,7 +240,7 @@ async def main() -> None:
             fake = FakeJetStream()
             router = make_router(fake)
             await calls(router, 0, 50)
-            assert fake.published == 50 * 6, fake.published  # 4 events, put, delete
+            assert fake._nc.published == 50 * 6, fake._nc.published  # 4 events, put, delete
         await measure(router, a)
 
 

@@ -1,13 +1,70 @@
-"""The Outbox: background writes with retries, per-key order, back-pressure and drain."""
+"""The Outbox: pipelined publishes, acks by sequence, retries, per-key order, drain."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import nats.errors
 
-from sipmesh_router.outbox import Outbox
+from sipmesh_router.outbox import AckMessage, Outbox
+
+OK = b'{"stream":"CALLS","seq":1}'
+
+
+@dataclass
+class Ack:
+    subject: str
+    data: bytes
+
+
+@dataclass
+class Sent:
+    subject: str
+    payload: bytes
+    reply: str
+    headers: dict[str, str] | None
+
+
+class FakeClient:
+    """Records publishes; the test answers them with :meth:`ack`."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+        self.subscribed: list[str] = []
+        self.cb: Callable[[AckMessage], Awaitable[None]] | None = None
+        self.refuse = 0
+        #: Publishes to fail with a NATS error before accepting again.
+
+    def new_inbox(self) -> str:
+        return "_INBOX.t"
+
+    async def subscribe(
+        self,
+        subject: str,
+        queue: str = "",
+        cb: Callable[[AckMessage], Awaitable[None]] | None = None,
+    ) -> object:
+        self.subscribed.append(subject)
+        self.cb = cb
+        return object()
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        reply: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if self.refuse:
+            self.refuse -= 1
+            raise nats.errors.OutboundBufferLimitError
+        self.sent.append(Sent(subject, payload, reply, headers))
+
+    async def ack(self, sent: Sent, data: bytes = OK) -> None:
+        assert self.cb is not None
+        await self.cb(Ack(sent.reply, data))
 
 
 class Log:
@@ -22,102 +79,147 @@ class Log:
         return lambda exc: self.failed.append((name, type(exc).__name__))
 
 
-async def test_submit_returns_before_the_write_finishes() -> None:
-    box, log = Outbox(), Log()
-    gate = asyncio.Event()
+async def submit(box: Outbox, log: Log, key: str, name: str) -> None:
+    await box.submit(
+        key,
+        f"subj.{name}",
+        name.encode(),
+        headers={"Nats-Msg-Id": name},
+        on_done=log.ok(name),
+        on_failure=log.bad(name),
+    )
 
-    async def write() -> None:
-        await gate.wait()
 
-    await box.submit("k", write, on_done=log.ok("w"), on_failure=log.bad("w"))
+async def test_submit_publishes_at_once_and_the_ack_completes_it() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client)
+    await submit(box, log, "k", "w")
+    assert client.subscribed == ["_INBOX.t.*"]
+    assert [(s.subject, s.payload, s.reply, s.headers) for s in client.sent] == [
+        ("subj.w", b"w", "_INBOX.t.1", {"Nats-Msg-Id": "w"})
+    ]
     assert len(box) == 1
     assert log.done == []
-    gate.set()
-    await box.flush()
+    await client.ack(client.sent[0])
     assert log.done == ["w"]
+    assert len(box) == 0
+    await box.flush()
+
+
+async def test_writes_of_other_keys_are_pipelined() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client)
+    for name in ("a", "b", "c"):
+        await submit(box, log, name, name)
+    assert [s.reply for s in client.sent] == ["_INBOX.t.1", "_INBOX.t.2", "_INBOX.t.3"]
+    for sent in reversed(client.sent):
+        await client.ack(sent)
+    assert log.done == ["c", "b", "a"]
+
+
+async def test_a_write_waits_for_the_ack_of_the_previous_write_of_its_key() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client)
+    await submit(box, log, "k", "first")
+    await submit(box, log, "k", "second")
+    await submit(box, log, "other", "third")
+    assert [s.subject for s in client.sent] == ["subj.first", "subj.third"]
+    assert len(box) == 3
+    await client.ack(client.sent[0])
+    assert [s.subject for s in client.sent] == ["subj.first", "subj.third", "subj.second"]
+    await client.ack(client.sent[2])
+    await client.ack(client.sent[1])
+    assert log.done == ["first", "second", "third"]
     assert len(box) == 0
 
 
-async def test_a_failed_write_is_retried_then_reported() -> None:
-    box, log = Outbox(backoff=(0.0, 0.0)), Log()
-    calls = {"flaky": 0, "dead": 0}
+async def test_an_error_ack_is_retried_after_the_backoff_then_reported() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client, backoff=(0.0, 0.0))
+    await submit(box, log, "k", "w")
+    await submit(box, log, "k", "next")
+    for attempt in range(1, 4):
+        await eventually(lambda: len(client.sent) == attempt)  # noqa: B023
+        await client.ack(client.sent[-1], b'{"error":{"code":503,"description":"x"}}')
+    assert log.failed == [("w", "WriteFailedError")]
+    assert box.retries == 2
+    # The key's next write goes once the first gave up.
+    assert client.sent[-1].subject == "subj.next"
+    await client.ack(client.sent[-1])
+    assert log.done == ["next"]
+    assert len(box) == 0
 
-    async def flaky() -> None:
-        calls["flaky"] += 1
-        if calls["flaky"] < 3:
-            raise nats.errors.TimeoutError
 
-    async def dead() -> None:
-        calls["dead"] += 1
-        raise nats.errors.NoRespondersError
+async def test_no_responders_is_a_failure() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client, backoff=())
+    await submit(box, log, "k", "w")
+    await client.ack(client.sent[0], b"")
+    assert log.failed == [("w", "WriteFailedError")]
 
-    await box.submit("a", flaky, on_done=log.ok("flaky"), on_failure=log.bad("flaky"))
-    await box.submit("b", dead, on_done=log.ok("dead"), on_failure=log.bad("dead"))
+
+async def test_a_write_without_an_ack_times_out_and_goes_again_and_a_late_ack_is_ignored() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client, ack_timeout=0.02, backoff=(0.0,))
+    await submit(box, log, "k", "w")
+    await eventually(lambda: len(client.sent) == 2)
+    assert client.sent[1].reply != client.sent[0].reply
+    await client.ack(client.sent[0])  # the first attempt's ack, too late
+    assert log.done == []
+    await client.ack(client.sent[1])
+    assert log.done == ["w"]
+    assert box.retries == 1
     await box.flush()
-    assert calls == {"flaky": 3, "dead": 3}
-    assert log.done == ["flaky"]
-    assert log.failed == [("dead", "NoRespondersError")]
-    assert box.retries == 4
 
 
-async def test_writes_of_one_key_keep_their_order_even_when_retried() -> None:
-    box, log = Outbox(backoff=(0.01,)), Log()
-    order: list[str] = []
-    first_tries = 0
-
-    async def first() -> None:
-        nonlocal first_tries
-        first_tries += 1
-        if first_tries == 1:
-            raise nats.errors.TimeoutError
-        order.append("put")
-
-    async def second() -> None:
-        order.append("delete")
-
-    async def other() -> None:
-        order.append("other")
-
-    await box.submit("call", first, on_done=log.ok("1"), on_failure=log.bad("1"))
-    await box.submit("call", second, on_done=log.ok("2"), on_failure=log.bad("2"))
-    await box.submit("x", other, on_done=log.ok("3"), on_failure=log.bad("3"))
-    await box.flush()
-    assert order == ["other", "put", "delete"]  # another key does not wait
+async def test_a_refused_publish_is_retried() -> None:
+    client, log = FakeClient(), Log()
+    client.refuse = 1
+    box = Outbox(client, backoff=(0.0,))
+    await submit(box, log, "k", "w")
+    assert client.sent == []
+    await eventually(lambda: len(client.sent) == 1)
+    await client.ack(client.sent[0])
+    assert log.done == ["w"]
+    assert box.retries == 1
 
 
 async def test_submit_waits_for_room_when_full() -> None:
-    box, log = Outbox(max_pending=1), Log()
-    gate = asyncio.Event()
-
-    async def write() -> None:
-        await gate.wait()
-
-    await box.submit("a", write, on_done=log.ok("a"), on_failure=log.bad("a"))
-    second = asyncio.create_task(
-        box.submit("b", write, on_done=log.ok("b"), on_failure=log.bad("b"))
-    )
-    await asyncio.sleep(0.02)
-    assert not second.done()
-    assert len(box) == 1
-    gate.set()
-    await second
-    await box.flush()
-    assert sorted(log.done) == ["a", "b"]
+    client, log = FakeClient(), Log()
+    box = Outbox(client, max_pending=2)
+    await submit(box, log, "a", "a")
+    await submit(box, log, "b", "b")
+    third = asyncio.create_task(submit(box, log, "c", "c"))
+    await asyncio.sleep(0.01)
+    assert not third.done()
+    assert len(client.sent) == 2
+    await client.ack(client.sent[0])
+    await asyncio.wait_for(third, 1.0)
+    assert client.sent[-1].subject == "subj.c"
 
 
-async def test_drain_waits_then_cancels_what_is_left() -> None:
-    box, log = Outbox(), Log()
+async def test_drain_waits_then_gives_up_on_what_is_left() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client)
+    await submit(box, log, "a", "acked")
+    await submit(box, log, "b", "lost")
+    await submit(box, log, "b", "queued")
 
-    async def quick() -> None:
+    async def ack_first() -> None:
         await asyncio.sleep(0.01)
+        await client.ack(client.sent[0])
 
-    async def stuck() -> None:
-        await asyncio.Event().wait()
-
-    await box.submit("a", quick, on_done=log.ok("quick"), on_failure=log.bad("quick"))
-    await box.submit("b", stuck, on_done=log.ok("stuck"), on_failure=log.bad("stuck"))
-    assert await box.drain(0.2) == 1
-    assert log.done == ["quick"]
-    assert log.failed == [("stuck", "CancelledError")]
+    acker = asyncio.create_task(ack_first())
+    assert await box.drain(0.1) == 2
+    await acker
+    assert log.done == ["acked"]
+    assert sorted(log.failed) == [("lost", "TimeoutError"), ("queued", "TimeoutError")]
     assert len(box) == 0
-    assert await box.drain(0.2) == 0
+
+
+async def eventually(check: Callable[[], bool]) -> None:
+    for _ in range(200):
+        if check():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("condition not reached")

@@ -21,7 +21,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Final
 
 import msgspec
@@ -53,10 +53,10 @@ from sipmsg.digest import NonceManager
 from . import core, media
 from .active import ActiveCalls
 from .config import RouterConfig, RouterSettings, make_policy
-from .context import DialogRecord, encode_dialog
+from .context import encode_dialog
 from .events import dialog_key
 from .mediabus import MediaBus, Requester
-from .metrics import DestinationsUp, RouterMetrics, destination_states
+from .metrics import EVENT_KINDS, DestinationsUp, RouterMetrics, destination_states
 from .model import Decision, Inputs
 from .outbox import Outbox
 from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
@@ -69,6 +69,10 @@ log = logging.getLogger(__name__)
 _NATS_ERRORS: Final = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
 _DELETE_MARKER_TTL: Final = 60
 _MSG_ID: Final = "Nats-Msg-Id"
+_MSG_TTL: Final = "Nats-TTL"
+#: Per-message TTL in seconds (nats-server 2.11+), as ``js.publish(msg_ttl=)`` sends it.
+_DELETE_HEADERS: Final = {KV_OP: KV_DEL, _MSG_TTL: str(_DELETE_MARKER_TTL)}
+_EVENT_SUBJECTS: Final = {k: subjects.call_event(k) for k in EVENT_KINDS}
 _PRUNE_EVERY: Final = 60.0
 _DRAIN_TIMEOUT: Final = 5.0
 
@@ -110,8 +114,20 @@ class Router:
         self._locations: dict[str, tuple[BindingSet | None, int]] = {}
         #: AoR key -> (bindings, revision): the watched copy of bucket location.
         self._pending_locations: dict[str, tuple[BindingSet | None, int]] | None = None
-        self.outbox = Outbox()
-        #: Call events and dialog writes, published after the reply.
+        self.outbox = Outbox(js._nc)
+        #: Call events and dialog writes, acked in the background.
+        self._dialog_ttl = str(int(settings.dialog_ttl))
+        self._event_counters = {
+            k: (self.metrics.events.labels(k, "ok"), self.metrics.events.labels(k, "error"))
+            for k in EVENT_KINDS
+        }
+        self._dialog_counters = {
+            op: (
+                self.metrics.dialog_writes.labels(op, "ok"),
+                self.metrics.dialog_writes.labels(op, "error"),
+            )
+            for op in ("put", "delete")
+        }
         self._nonce_kv: KeyValue | None = None
         self._calls = 0
         self.media = None if nc is None else MediaBus(nc, timeout=settings.media_timeout)
@@ -290,68 +306,54 @@ class Router:
         await self._ask_media(req)
 
     async def _side_effects(self, decision: Decision) -> None:
-        # Events and dialog writes are queued (one key per call keeps them in
-        # order); only the media release is awaited, as before.
+        # Events and dialog writes are published now and acked in the
+        # background (one key per call and stream keeps them in order); only
+        # the media release is awaited, as before.
         for event in decision.events:
             await self._queue_event(event)
         if decision.dialog_put is not None:
             key, record = decision.dialog_put
-            await self._queue_dialog(key, "put", self._put_dialog(key, record))
+            headers = {_MSG_TTL: self._dialog_ttl}
+            await self._queue_dialog(key, "put", encode_dialog(record), headers)
         if decision.dialog_delete is not None:
             key = decision.dialog_delete
-            await self._queue_dialog(key, "delete", self._delete_dialog(key))
+            await self._queue_dialog(key, "delete", b"", _DELETE_HEADERS)
         if decision.media_delete is not None:
             await self._release(decision.media_delete)
 
     async def _queue_event(self, event: CallEvent) -> None:
-        data = encode(event)
-        subject = subjects.call_event(event.kind)
-        headers = {_MSG_ID: event.event_id}
-        ok = self.metrics.events.labels(event.kind, "ok")
-        failed = self.metrics.events.labels(event.kind, "error")
+        ok, failed = self._event_counters[event.kind]
+        event_id = event.event_id
 
         def on_failure(exc: BaseException) -> None:
             # The call goes on; the CDR misses one step (logged and counted).
-            log.warning("router: call event %s not published: %r", event.event_id, exc)
+            log.warning("router: call event %s not published: %r", event_id, exc)
             failed.inc()
 
-        async def write() -> None:
-            await self._js.publish(subject, data, headers=headers)
-
         await self.outbox.submit(
-            dialog_key(event.call_id), write, on_done=ok.inc, on_failure=on_failure
+            "e" + dialog_key(event.call_id),
+            _EVENT_SUBJECTS[event.kind],
+            encode(event),
+            headers={_MSG_ID: event_id},
+            on_done=ok.inc,
+            on_failure=on_failure,
         )
 
-    async def _queue_dialog(self, key: str, op: str, write: Callable[[], Awaitable[None]]) -> None:
-        ok = self.metrics.dialog_writes.labels(op, "ok")
-        failed = self.metrics.dialog_writes.labels(op, "error")
+    async def _queue_dialog(self, key: str, op: str, data: bytes, headers: dict[str, str]) -> None:
+        ok, failed = self._dialog_counters[op]
 
         def on_failure(exc: BaseException) -> None:
             log.warning("router: dialog %s of %s failed: %r", op, key, exc)
             failed.inc()
 
-        await self.outbox.submit(key, write, on_done=ok.inc, on_failure=on_failure)
-
-    def _put_dialog(self, key: str, record: DialogRecord) -> Callable[[], Awaitable[None]]:
-        data = encode_dialog(record)
-
-        async def write() -> None:
-            await self._js.publish(
-                f"$KV.{kv.BUCKET_DIALOGS}.{key}", data, msg_ttl=self._settings.dialog_ttl
-            )
-
-        return write
-
-    def _delete_dialog(self, key: str) -> Callable[[], Awaitable[None]]:
-        async def write() -> None:
-            await self._js.publish(
-                f"$KV.{kv.BUCKET_DIALOGS}.{key}",
-                b"",
-                headers={KV_OP: KV_DEL},
-                msg_ttl=_DELETE_MARKER_TTL,
-            )
-
-        return write
+        await self.outbox.submit(
+            "d" + key,
+            f"$KV.{kv.BUCKET_DIALOGS}.{key}",
+            data,
+            headers=headers,
+            on_done=ok.inc,
+            on_failure=on_failure,
+        )
 
     # -- KV ----------------------------------------------------------------------------
 

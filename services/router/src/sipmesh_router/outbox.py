@@ -1,144 +1,277 @@
-"""Background writes to NATS that the SIP reply does not wait for.
+"""JetStream writes that the SIP reply does not wait for, pipelined.
 
-The router answers the edge first, then publishes the call events and the
-dialog record writes through an :class:`Outbox`: each write is an async
-callable run in its own task, at most ``concurrency`` at a time, retried on a
-NATS error with a short back-off. Writes with the same key (one call) run one
-after the other in submission order, so ``attempt`` reaches stream CALLS
-before ``answered``, and a dialog record's put before its delete, even when
-one of them is retried.
+The router answers the edge and hands the call events and the dialog record
+writes to an :class:`Outbox`. Each write is published at once on the core NATS
+connection with a reply subject of its own under one inbox (``<inbox>.<seq>``),
+the way ``JetStreamContext.publish`` does it, but without a future, a
+``wait_for`` and a task per write: the acks of every write come back on one
+wildcard subscription and are matched by sequence number; a sweep started only
+while writes are in flight times out the ones without an ack. A write whose
+ack is an error, that times out, or that NATS refuses is sent again after a
+back-off, and reported to ``on_failure`` once every attempt failed.
 
-Trade-off: the reply no longer proves the write was stored. A write is lost
-only when the process dies between the reply and the publish (or NATS stays
-down for every retry: counted by the caller's ``on_failure``). A SIP
-retransmission handled again republishes the same event id, which JetStream
-deduplicates (``Nats-Msg-Id``). :meth:`Outbox.drain` waits for the writes still
-queued (graceful shutdown).
+Writes with the same key run one after the other: the next one is sent once
+the previous one has its ack (or gave up), so ``attempt`` reaches stream CALLS
+before ``answered`` and a dialog record's put is stored before its delete,
+even when one of them is retried. Writes of other keys do not wait.
+
+Trade-off: the reply does not prove the write was stored. A write is lost
+only when the process dies between the reply and the ack (or NATS refuses
+every attempt). A retried event carries the same ``Nats-Msg-Id``, which
+JetStream deduplicates; a retried KV put or delete writes the same thing
+again. :meth:`Outbox.drain` waits for what is still pending (shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final, TypeAlias
+from dataclasses import dataclass, field
+from typing import Final, Protocol
 
 import nats.errors
-import nats.js.errors
 
-__all__ = ["Outbox", "Write"]
+__all__ = ["AckMessage", "Outbox", "PublishClient", "WriteFailedError"]
 
 log = logging.getLogger(__name__)
 
-_RETRYABLE: Final = (nats.errors.Error, nats.js.errors.Error, TimeoutError)
+_OK_PREFIX: Final = b'{"stream"'
+#: A JetStream PubAck (``{"stream":"CALLS","seq":7}``, maybe ``"duplicate":true``);
+#: an error ack is ``{"error":{...}}``, "no responders" a status message without data.
 
-#: One write: called anew for each attempt.
-Write: TypeAlias = Callable[[], Awaitable[None]]
+
+class WriteFailedError(Exception):
+    """JetStream answered a write with an error, or nobody answered in time."""
+
+
+class AckMessage(Protocol):
+    """What the outbox reads of a message on its ack subscription (``nats.aio.msg.Msg``)."""
+
+    @property
+    def subject(self) -> str: ...
+
+    @property
+    def data(self) -> bytes: ...
+
+
+class PublishClient(Protocol):
+    """The part of ``nats.aio.client.Client`` the outbox uses."""
+
+    async def publish(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        reply: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None: ...
+
+    async def subscribe(
+        self,
+        subject: str,
+        queue: str = "",
+        cb: Callable[[AckMessage], Awaitable[None]] | None = None,
+    ) -> object: ...
+
+    def new_inbox(self) -> str: ...
+
+
+@dataclass(slots=True, eq=False)
+class _Write:
+    key: str
+    subject: str
+    payload: bytes
+    headers: dict[str, str] | None
+    on_done: Callable[[], None]
+    on_failure: Callable[[BaseException], None]
+    attempts: int = 0
+    deadline: float = 0.0
+    #: monotonic time by which its ack must have come.
+    waiting: deque[_Write] = field(default_factory=deque)
+    #: Later writes of the same key (only the first write of a key holds any).
 
 
 class Outbox:
-    """Fire-and-forget NATS writes with bounded concurrency, retries and per-key order.
+    """Pipelined JetStream publishes with acks on one subscription, retries and per-key order.
 
     Args:
-        concurrency: writes in flight at once.
+        client: the NATS connection (publish, subscribe, new_inbox).
+        ack_timeout: seconds to wait for a write's ack before trying again.
+        backoff: the pause before each retry; its length is the number of retries.
         max_pending: writes queued or in flight; :meth:`submit` waits for room
             beyond that (back-pressure rather than dropping).
-        backoff: the pause before each retry; its length is the number of retries.
     """
 
     def __init__(
         self,
+        client: PublishClient,
         *,
-        concurrency: int = 64,
-        max_pending: int = 10_000,
+        ack_timeout: float = 5.0,
         backoff: Sequence[float] = (0.05, 0.25, 1.0),
+        max_pending: int = 10_000,
     ) -> None:
-        self._inflight = asyncio.Semaphore(concurrency)
-        self._room = asyncio.Semaphore(max_pending)
+        self._client = client
+        self._ack_timeout = ack_timeout
         self._backoff = tuple(backoff)
-        self._tails: dict[str, asyncio.Task[None]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._max_pending = max_pending
+        self._prefix = ""
+        self._seq = 0
+        self._inflight: dict[int, _Write] = {}
+        #: seq -> write sent and not acked, in send order.
+        self._heads: dict[str, _Write] = {}
+        #: key -> the write of that key in flight or waiting for a retry.
+        self._retry: list[tuple[float, _Write]] = []
+        self._pending = 0
+        self._changed = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
         self.retries = 0
         #: Attempts that failed and were tried again (all writes).
 
     def __len__(self) -> int:
-        """Writes queued or in flight."""
-        return len(self._tasks)
+        """Writes queued, in flight or waiting for a retry."""
+        return self._pending
 
     async def submit(
         self,
         key: str,
-        write: Write,
+        subject: str,
+        payload: bytes,
         *,
+        headers: dict[str, str] | None = None,
         on_done: Callable[[], None],
         on_failure: Callable[[BaseException], None],
     ) -> None:
-        """Run ``write`` in the background after the earlier writes of ``key``.
+        """Publish ``payload`` to JetStream ``subject`` after the earlier writes of ``key``.
 
-        ``on_done`` is called once it succeeded, ``on_failure`` once every
-        attempt failed (or the write was cancelled by :meth:`drain`).
+        ``on_done`` is called once JetStream acked it, ``on_failure`` once every
+        attempt failed (or :meth:`drain` gave up on it). Returns as soon as the
+        write is sent or queued behind its key.
         """
-        await self._room.acquire()
-        previous = self._tails.get(key)
-        task = asyncio.create_task(self._run(previous, write, on_done, on_failure))
-        self._tails[key] = task
-        self._tasks.add(task)
-        task.add_done_callback(lambda t: self._finished(key, t))
+        while self._pending >= self._max_pending:
+            self._changed.clear()
+            await self._changed.wait()
+        if not self._prefix:
+            await self._subscribe()
+        write = _Write(key, subject, payload, headers, on_done, on_failure)
+        self._pending += 1
+        head = self._heads.get(key)
+        if head is not None:
+            head.waiting.append(write)
+            return
+        self._heads[key] = write
+        await self._send(write)
 
-    def _finished(self, key: str, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._room.release()
-        if self._tails.get(key) is task:
-            del self._tails[key]
+    async def _subscribe(self) -> None:
+        prefix = self._client.new_inbox()
+        await self._client.subscribe(f"{prefix}.*", cb=self._on_ack)
+        self._prefix = prefix
 
-    async def _run(
-        self,
-        previous: asyncio.Task[None] | None,
-        write: Write,
-        on_done: Callable[[], None],
-        on_failure: Callable[[BaseException], None],
-    ) -> None:
+    async def _send(self, write: _Write) -> None:
+        self._seq += 1
+        seq = self._seq
+        write.attempts += 1
+        write.deadline = time.monotonic() + self._ack_timeout
+        self._inflight[seq] = write
         try:
-            if previous is not None:
-                await asyncio.wait([previous])
-            async with self._inflight:
-                for pause in (*self._backoff, None):
-                    try:
-                        await write()
-                    except _RETRYABLE as exc:
-                        if pause is None:
-                            on_failure(exc)
-                            return
-                        self.retries += 1
-                        await asyncio.sleep(pause)
-                    else:
-                        on_done()
-                        return
-        except asyncio.CancelledError as exc:
-            on_failure(exc)
-            raise
-        except Exception as exc:
-            log.error("router: background write failed: %r", exc, exc_info=exc)
-            on_failure(exc)
+            await self._client.publish(
+                write.subject, write.payload, reply=f"{self._prefix}.{seq}", headers=write.headers
+            )
+        except nats.errors.Error as exc:
+            # Closed, draining, or the reconnect buffer is full: try again later.
+            self._inflight.pop(seq, None)
+            await self._failed(write, exc)
+            return
+        self._wake()
 
-    async def drain(self, timeout: float) -> int:
-        """Wait up to ``timeout`` s for the queued writes; cancel the rest.
+    async def _on_ack(self, msg: AckMessage) -> None:
+        try:
+            seq = int(msg.subject[len(self._prefix) + 1 :])
+        except ValueError:
+            return
+        write = self._inflight.pop(seq, None)
+        if write is None:
+            return  # late: that attempt timed out and was sent again
+        data = msg.data
+        if data.startswith(_OK_PREFIX):
+            write.on_done()
+            await self._finished(write)
+        else:
+            reason = data.decode("utf-8", "replace")[:200] or "no responders"
+            await self._failed(write, WriteFailedError(reason))
 
-        Returns:
-            How many writes were cancelled (each reported to its ``on_failure``).
-        """
-        tasks = set(self._tasks)
-        if not tasks:
-            return 0
-        _, late = await asyncio.wait(tasks, timeout=timeout)
-        for task in late:
-            task.cancel()
-        if late:
-            await asyncio.wait(late)
-            log.warning("router: %d background writes cancelled at shutdown", len(late))
-        return len(late)
+    async def _failed(self, write: _Write, exc: BaseException) -> None:
+        if write.attempts > len(self._backoff):
+            write.on_failure(exc)
+            await self._finished(write)
+            return
+        self.retries += 1
+        due = time.monotonic() + self._backoff[write.attempts - 1]
+        self._retry.append((due, write))
+        self._wake()
+
+    async def _finished(self, write: _Write) -> None:
+        """``write`` is done: send the next write of its key, if any."""
+        self._pending -= 1
+        self._changed.set()
+        if write.waiting:
+            nxt = write.waiting.popleft()
+            nxt.waiting = write.waiting
+            self._heads[write.key] = nxt
+            await self._send(nxt)
+        else:
+            del self._heads[write.key]
+
+    def _wake(self) -> None:
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep(), name="outbox-sweep")
+
+    async def _sweep(self) -> None:
+        """Time out the writes without an ack and send the retries that are due."""
+        tick = min(0.05, self._ack_timeout / 4)
+        while self._inflight or self._retry:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            for seq, write in list(self._inflight.items()):
+                if write.deadline > now:
+                    break  # sent in order, with the same timeout: the rest is younger
+                if self._inflight.pop(seq, None) is None:
+                    continue  # acked meanwhile
+                await self._failed(write, WriteFailedError("no ack in time"))
+            due = [w for t, w in self._retry if t <= now]
+            if due:
+                self._retry = [(t, w) for t, w in self._retry if t > now]
+                for write in due:
+                    await self._send(write)
 
     async def flush(self) -> None:
-        """Wait until every write submitted so far is done (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        """Wait until every write submitted so far is done (tests)."""
+        while self._pending:
+            self._changed.clear()
+            await self._changed.wait()
+
+    async def drain(self, timeout: float) -> int:
+        """Wait up to ``timeout`` s for the pending writes; give up on the rest.
+
+        Returns:
+            How many writes were given up (each reported to its ``on_failure``).
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.flush(), timeout)
+        late = [*self._heads.values()]
+        lost = 0
+        for head in late:
+            for write in (head, *head.waiting):
+                write.on_failure(TimeoutError("router stopping"))
+                lost += 1
+        self._heads.clear()
+        self._inflight.clear()
+        self._retry.clear()
+        self._pending = 0
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if lost:
+            log.warning("router: %d background writes given up at shutdown", lost)
+        return lost
