@@ -12,6 +12,10 @@ process, what the registrar does per message apart from NATS:
   ``core.apply_bindings`` against the stored set, ``records.encode_record``,
   ``bytes()`` of the 200, the reply envelope encode.
 
+Both go through :class:`sipmesh_registrar.fastpath.FastPath` first, as the
+registrar does (``--typed``: the typed path of :mod:`sipmesh_registrar.core`
+alone, the registrar's fallback for everything unusual).
+
 ``--profile`` runs the pair under cProfile and prints the top functions.
 """
 
@@ -29,6 +33,7 @@ from sipmesh_bus.records import Subscriber, aor_key
 from sipmesh_bus.schema import Envelope, SendResponse
 from sipmesh_registrar import core
 from sipmesh_registrar.config import RegistrarSettings, make_policy
+from sipmesh_registrar.fastpath import FastAdmitted, FastPath
 from sipmsg import Request, Response, parse
 from sipmsg.digest import NonceManager, build_authorization, ha1_md5, ha1_sha256
 
@@ -75,6 +80,7 @@ def main() -> None:
     ap.add_argument("--number", type=int, default=2000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--typed", action="store_true", help="the typed path alone")
     ap.add_argument("--sort", default="tottime", help="pstats order with --profile")
     a = ap.parse_args()
 
@@ -91,6 +97,15 @@ def main() -> None:
     }
     first = wrap(sipp_register(1))
     now = time.time()
+    fast = FastPath(policy, nonces)
+
+    def fast_challenge() -> bytes:
+        env = schema.decode_envelope(first)
+        req = parse(env.data)
+        assert isinstance(req, Request)
+        data = fast.admit(req, subscribers=subscribers, now=now, entropy=os.urandom(12))
+        assert isinstance(data, bytes)
+        return schema.encode(SendResponse(data=data))
 
     def challenge() -> bytes:
         env = schema.decode_envelope(first)
@@ -102,7 +117,7 @@ def main() -> None:
         assert isinstance(step, core.Answer)
         return schema.encode(SendResponse(data=bytes(step.response)))
 
-    reply = schema.decode_reply(challenge())
+    reply = schema.decode_reply(challenge() if a.typed else fast_challenge())
     assert isinstance(reply, SendResponse)
     answer = parse(reply.data)
     assert isinstance(answer, Response)
@@ -131,6 +146,20 @@ def main() -> None:
         records.encode_record(decision.bindings)
         return schema.encode(SendResponse(data=bytes(decision.response)))
 
+    def fast_register() -> bytes:
+        env = schema.decode_envelope(second)
+        req = parse(env.data)
+        assert isinstance(req, Request)
+        step = fast.admit(req, subscribers=subscribers, now=now, entropy=os.urandom(12))
+        assert isinstance(step, FastAdmitted), step
+        decision = fast.apply(step, stored, env, now=now)
+        assert decision is not None
+        assert decision.record is not None
+        records.encode_record(decision.record)
+        return schema.encode(SendResponse(data=decision.response))
+
+    if not a.typed:
+        challenge, register = fast_challenge, fast_register
     register()
     if a.profile:
         prof = cProfile.Profile()

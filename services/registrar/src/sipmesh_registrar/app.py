@@ -44,6 +44,7 @@ from sipmsg.digest import NonceManager
 
 from . import core
 from .config import RegistrarConfig, make_policy
+from .fastpath import FastAdmitted, FastPath
 from .metrics import RegistrarMetrics
 
 __all__ = ["Registrar"]
@@ -78,6 +79,10 @@ class Registrar:
         self.policy = make_policy(settings)
         self.nonces = NonceManager(secret=secret, ttl=settings.nonce_ttl)
         self.metrics = RegistrarMetrics(registry)
+        self._fast = FastPath(self.policy, self.nonces)
+        self._challenges = self.metrics.result("challenge")
+        self._oks = self.metrics.result("ok")
+        self._observe = self.metrics.latency.observe
         self._settings = settings
         self._js = js
         self._replicas = config.nats.jetstream_replicas
@@ -151,16 +156,18 @@ class Registrar:
         if not isinstance(msg, Request):
             return Drop(reason="a response on sip.register")
         try:
-            response = await self._register(msg, envelope)
+            data = await self._register(msg, envelope)
         except ParseError as exc:
             response = self._bad(msg, exc)
+            data = None if response is None else bytes(response)
         except _NATS_ERRORS as exc:
             log.warning("registrar: NATS failed: %s: %s", type(exc).__name__, exc)
             response = self._unavailable(msg, 503)
-        if response is None:
+            data = None if response is None else bytes(response)
+        if data is None:
             return Drop(reason="no response can be built")
-        self.metrics.latency.observe(time.perf_counter() - started)
-        return SendResponse(data=bytes(response))
+        self._observe(time.perf_counter() - started)
+        return SendResponse(data=data)
 
     def on_error(self, exc: Exception, raw: bytes) -> ReplyType | None:
         """Map an unexpected error to a 500 when the request allows one, else Drop."""
@@ -190,8 +197,50 @@ class Registrar:
         except ParseError:
             return None
 
-    async def _register(self, req: Request, envelope: Envelope) -> Response | None:
+    async def _register(self, req: Request, envelope: Envelope) -> bytes | None:
         now = time.time()
+        entropy = os.urandom(12)
+        fast = self._fast.admit(req, subscribers=self._subscribers, now=now, entropy=entropy)
+        if isinstance(fast, bytes):
+            self._challenges.inc()
+            return fast
+        if fast is not None:
+            data = await self._register_fast(fast, envelope, now)
+            if data is not None:
+                return data
+        response = await self._register_typed(req, envelope, now, entropy)
+        return None if response is None else bytes(response)
+
+    async def _register_fast(
+        self, fast: FastAdmitted, envelope: Envelope, now: float
+    ) -> bytes | None:
+        """:meth:`_register_typed`'s loop for the usual REGISTER (:mod:`.fastpath`).
+
+        None: the fast path stepped aside (a replay, a retransmission ...); the
+        typed path decides from scratch (nothing was written).
+        """
+        key = fast.key
+        value, revision = self._cached(key)
+        for attempt in range(self._settings.kv_retries):
+            if attempt > 1:
+                await asyncio.sleep(random.uniform(0, min(_BACKOFF_CAP, _BACKOFF * 2**attempt)))
+            if attempt:
+                value, revision = await self._read(key)
+            decision = self._fast.apply(fast, value, envelope, now=now)
+            if decision is None:
+                return None
+            if await self._write(key, decision.record, decision.ttl, revision):
+                self._oks.inc()
+                return decision.response
+            self.metrics.kv_conflicts.inc()
+        log.warning(
+            "registrar: gave up on %s after %d conflicts", fast.aor, self._settings.kv_retries
+        )
+        return None  # the typed path tries again, then answers 500
+
+    async def _register_typed(
+        self, req: Request, envelope: Envelope, now: float, entropy: bytes
+    ) -> Response | None:
         try:
             step = core.admit(
                 req,
@@ -199,7 +248,7 @@ class Registrar:
                 subscribers=self._subscribers,
                 nonces=self.nonces,
                 now=now,
-                entropy=os.urandom(12),
+                entropy=entropy,
             )
         except ParseError:
             return None  # not even a 400 can be built
@@ -222,7 +271,7 @@ class Registrar:
                 return self._count(again)
             if not isinstance(decision, core.Registered) or not decision.changed:
                 return self._count(decision)
-            if await self._write(step.key, decision, revision):
+            if await self._write(step.key, decision.bindings, decision.ttl, revision):
                 return self._count(decision)
             self.metrics.kv_conflicts.inc()
         log.warning(
@@ -293,18 +342,18 @@ class Registrar:
             return None, revision
         return msg.data, revision
 
-    async def _write(self, key: str, decision: core.Registered, revision: int) -> bool:
+    async def _write(self, key: str, record: BindingSet | None, ttl: int, revision: int) -> bool:
         """Compare-and-set the AoR's bindings; False when another writer came first.
 
         KeyValue.update() takes no per-key TTL, so this publishes on the bucket's
         subject as the KV protocol does, with the expected-last-revision header.
         """
         headers = {_EXPECTED_LAST: str(revision)}
-        if decision.bindings is None:
+        if record is None:
             headers[KV_OP] = KV_DEL
             payload, ttl = b"", _DELETE_MARKER_TTL
         else:
-            payload, ttl = records.encode_record(decision.bindings), decision.ttl
+            payload = records.encode_record(record)
         try:
             ack = await self._js.publish(
                 f"$KV.{kv.BUCKET_LOCATION}.{key}", payload, headers=headers, msg_ttl=ttl
