@@ -1,4 +1,8 @@
-"""Service.serve without a NATS server: inline answers, tasks, cap, errors, drain, metrics."""
+"""Service.serve without a NATS server: inline answers, tasks, cap, errors, drain, metrics.
+
+A fake stands for the wire connection (:class:`sipmesh_bus.wire.WireClient`);
+``fake.cb`` delivers one message the way ``data_received`` does.
+"""
 
 from __future__ import annotations
 
@@ -16,42 +20,69 @@ from sipmesh_bus import schema
 from sipmesh_bus.config import NatsConfig, ServiceConfig
 from sipmesh_bus.runtime import Service, parse_service_config, serve_envelopes_until_stopped
 from sipmesh_bus.schema import Envelope
+from sipmesh_bus.wire import MsgCallback
 
 SUBJECT = "test.serve"
 OnMsg = Callable[[Msg], Awaitable[None]]
 
 
-class FakeNats:
-    """Stands for the connection: records the callback and what is published."""
+class FakeWire:
+    """Stands for the wire connection: records the callback and what is published."""
 
     def __init__(self) -> None:
-        self.cb: OnMsg | None = None
+        self.wire_cb: MsgCallback | None = None
         self.published: list[tuple[str, bytes]] = []
+        self.paused = False
+        self.subscribed: list[str] = []
+        self.connected = True
 
-    async def subscribe(self, subject: str, *, queue: str, cb: OnMsg) -> Any:
-        self.cb = cb
-        return self
+    def subscribe(self, subject: str, callback: MsgCallback, queue: str | None = None) -> int:
+        self.wire_cb = callback
+        self.subscribed.append(f"{subject}/{queue}")
+        return len(self.subscribed)
 
-    async def unsubscribe(self) -> None:
+    @property
+    def cb(self) -> OnMsg | None:
+        if self.wire_cb is None:
+            return None
+        wire_cb = self.wire_cb
+
+        async def deliver(msg: Msg) -> None:
+            wire_cb(msg.subject.encode(), msg.reply.encode(), msg.data, None)
+
+        return deliver
+
+    def unsubscribe(self, sid: int) -> None:
         pass
 
-    async def publish(self, subject: str, data: bytes, headers: Any = None) -> None:
-        self.published.append((subject, data))
+    def publish(self, subject: bytes | str, payload: bytes, reply: bytes | None = None) -> bool:
+        name = subject.decode() if isinstance(subject, bytes) else subject
+        self.published.append((name, payload))
+        return True
 
-    async def drain(self) -> None:
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        pass
+
+    async def close(self, timeout: float = 1.0) -> None:
         pass
 
 
-def _service(drain_timeout: float = 5.0) -> tuple[Service, FakeNats, CollectorRegistry]:
+def _service(drain_timeout: float = 5.0) -> tuple[Service, FakeWire, CollectorRegistry]:
     registry = CollectorRegistry()
     config = ServiceConfig(nats=NatsConfig(drain_timeout=drain_timeout))
     svc = Service("test", config, registry=registry, install_signal_handlers=False)
-    fake = FakeNats()
-    svc._nc = fake  # type: ignore[assignment]
+    fake = FakeWire()
+    svc._wire = fake  # type: ignore[assignment]
     return svc, fake, registry
 
 
-def _msg(fake: FakeNats, data: bytes, reply: str = "inbox.1") -> Msg:
+def _msg(fake: FakeWire, data: bytes, reply: str = "inbox.1") -> Msg:
     return Msg(fake, subject=SUBJECT, reply=reply, data=data)  # type: ignore[arg-type]
 
 
@@ -65,7 +96,7 @@ def _on_error(exc: Exception, raw: bytes) -> bytes:
     return b"error:" + type(exc).__name__.encode() + b":" + raw
 
 
-async def _serve(svc: Service, fake: FakeNats, handler: Any, **kw: Any) -> OnMsg:
+async def _serve(svc: Service, fake: FakeWire, handler: Any, **kw: Any) -> OnMsg:
     await svc.serve(
         SUBJECT, handler, queue="q", decode=_decode, encode=bytes, on_error=_on_error, **kw
     )
@@ -159,15 +190,20 @@ async def test_max_concurrency_pauses_reading_until_a_request_finishes() -> None
     cb = await _serve(svc, fake, handler, max_concurrency=2)
     await cb(_msg(fake, b"1"))
     await cb(_msg(fake, b"2"))
-    third = asyncio.ensure_future(cb(_msg(fake, b"3")))
+    assert not fake.paused
+    await cb(_msg(fake, b"3"))  # at the cap: held back, and reading stops
+    await cb(_msg(fake, b"4"))
     await asyncio.sleep(0.01)
-    assert not third.done()  # at the cap: the subscription waits
+    assert fake.paused
     assert len(svc._inflight) == 2
     release.set()
-    await asyncio.wait_for(third, 1.0)
-    if svc._inflight:
-        await asyncio.wait(set(svc._inflight))
-    assert sorted(d for _, d in fake.published) == [b"1", b"2", b"3"]
+    for _ in range(100):
+        if len(fake.published) == 4:
+            break
+        await asyncio.sleep(0.01)
+    assert [d for _, d in fake.published] == [b"1", b"2", b"3", b"4"]
+    assert not fake.paused  # the backlog is done: reading again
+    assert not svc._inflight
 
 
 async def test_close_waits_for_suspended_requests() -> None:
@@ -218,14 +254,7 @@ class _App:
 
 async def test_serve_envelopes_until_stopped_serves_each_subject_until_stop() -> None:
     svc, fake, _ = _service()
-    subscribed: list[str] = []
-    real_subscribe = fake.subscribe
-
-    async def subscribe(subject: str, *, queue: str, cb: OnMsg) -> Any:
-        subscribed.append(f"{subject}/{queue}")
-        return await real_subscribe(subject, queue=queue, cb=cb)
-
-    fake.subscribe = subscribe  # type: ignore[method-assign]
+    subscribed = fake.subscribed
     app = _App()
     running = asyncio.ensure_future(
         serve_envelopes_until_stopped(svc, app, ("a.1", "a.2"), queue="grp")

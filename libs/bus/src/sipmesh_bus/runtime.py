@@ -14,7 +14,12 @@ Every service's ``app.py`` is a few lines on top of this::
 
 Leaving the ``async with`` block shuts down in order: ``/readyz`` turns 503, the
 subscriptions stop taking messages, in-flight handlers get ``nats.drain_timeout``
-seconds, what is left is cancelled, the connection drains, the HTTP port closes.
+seconds, what is left is cancelled, the connections drain, the HTTP port closes.
+
+A service holds two NATS connections: nats-py (:attr:`Service.nc`: JetStream,
+KV, watches, anything awaited) and a :class:`~sipmesh_bus.wire.WireClient`
+(:attr:`Service.wire`) that :meth:`Service.serve` subscribes and answers on:
+no task, queue or flusher per message on the hot request/reply path.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import ssl
 import sys
 import time
 import types
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from pathlib import Path
 from types import TracebackType
@@ -36,8 +42,6 @@ from typing import Any, Final, Protocol, TypeVar
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -59,6 +63,7 @@ from sipmesh_bus.config import (
     load_config,
 )
 from sipmesh_bus.httpserver import HttpResponse, HttpServer
+from sipmesh_bus.wire import WireAuthError, WireClient
 
 __all__ = [
     "EnvelopeApp",
@@ -322,7 +327,9 @@ class Service:
             port=config.http.port,
         )
         self._checks: dict[str, ReadinessCheck] = {}
-        self._subs: list[Subscription] = []
+        self._wire: WireClient | None = None
+        self._sids: list[int] = []
+        self._paused_by: set[int] = set()
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._closing = False
@@ -340,7 +347,7 @@ class Service:
             ["subject", "outcome"],
             registry=registry,
         )
-        self._m_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._m_children: dict[tuple[bytes, str], tuple[Counter, Histogram]] = {}
         self._m_latency = Histogram(
             "sipmesh_bus_request_duration_seconds",
             "Time from receipt to reply, by subject",
@@ -386,9 +393,7 @@ class Service:
         if self._signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
-        connecting = asyncio.create_task(
-            connect(self.nats_config, name=self.name, on_change=self._connection_changed)
-        )
+        connecting = asyncio.create_task(self._connect())
         stopping = asyncio.create_task(self._stopped.wait())
         await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
         stopping.cancel()
@@ -398,10 +403,24 @@ class Service:
                 await connecting
             await self.close()
             raise StoppedError(f"{self.name}: stopped before NATS was reachable")
-        self._nc = connecting.result()
+        self._nc, self._wire = connecting.result()
         self._js = self._nc.jetstream(timeout=self.nats_config.request_timeout)
         self._m_connected.set(1)
         log.info("%s: connected to NATS at %s", self.name, self.nats_config.safe_url)
+
+    async def _connect(self) -> tuple[NatsClient, WireClient]:
+        config = self.nats_config
+        nc = await connect(config, name=self.name, on_change=self._connection_changed)
+        wire = WireClient(config, name=self.name, security=security_options(config))
+        try:
+            await wire.connect(forever=True)
+        except WireAuthError as exc:
+            await nc.close()
+            raise NatsAuthError(config, str(exc)) from None
+        except BaseException:
+            await nc.close()
+            raise
+        return nc, wire
 
     def stop(self) -> None:
         """Ask :meth:`wait_stopped` to return (what SIGTERM and SIGINT do)."""
@@ -421,9 +440,12 @@ class Service:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
-        for sub in self._subs:
+        wire = self._wire
+        if wire is not None:
+            for sid in self._sids:
+                wire.unsubscribe(sid)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(sub.unsubscribe(), 1.0)
+                await wire.flush(1.0)  # the server takes no more for us
         if self._inflight:
             _, late = await asyncio.wait(self._inflight, timeout=self.nats_config.drain_timeout)
             for task in late:
@@ -433,6 +455,8 @@ class Service:
                     "%s: cancelled %d requests still running at shutdown", self.name, len(late)
                 )
                 await asyncio.wait(late)
+        if wire is not None:
+            await wire.close(1.0)  # lets the last replies out
         if self._nc is not None:
             try:
                 await asyncio.wait_for(self._nc.drain(), self.nats_config.drain_timeout + 1)
@@ -453,6 +477,13 @@ class Service:
         if self._nc is None:
             raise RuntimeError("the service is not connected to NATS")
         return self._nc
+
+    @property
+    def wire(self) -> WireClient:
+        """The hot-path connection :meth:`serve` uses (after :meth:`start`)."""
+        if self._wire is None:
+            raise RuntimeError("the service is not connected to NATS")
+        return self._wire
 
     @property
     def js(self) -> JetStreamContext:
@@ -484,11 +515,13 @@ class Service:
         """Answer requests on ``subject`` as one member of the queue group ``queue``.
 
         Per message: decode, ``await handler(request)``, encode, respond. That
-        starts inline, in the subscription's callback; a request whose handler
-        suspends goes on in its own task (at most ``max_concurrency`` at once,
-        then reading pauses), so one that never suspends costs no task. Until
-        its first suspension a handler therefore runs in the subscription's
-        task: it must not enter ``asyncio.timeout()`` or a ``TaskGroup``, or
+        starts inline, in the wire connection's ``data_received`` (see
+        :mod:`sipmesh_bus.wire`); a request whose handler suspends goes on in
+        its own task (at most ``max_concurrency`` at once; past that requests
+        wait in arrival order and the wire connection stops reading), so one
+        that never suspends costs no task. Until its first suspension a
+        handler therefore runs outside any task: it must not enter
+        ``asyncio.timeout()`` or a ``TaskGroup``, call ``current_task()``, or
         set a context variable, before its first ``await`` that suspends. A decode error or an
         exception from the handler goes to ``on_error(exc, raw)``, whose reply (if
         any) is sent; without ``on_error`` it is logged and nothing is sent, so
@@ -503,12 +536,22 @@ class Service:
             on_error: maps errors to replies at this boundary.
             max_concurrency: in-flight requests before reading pauses.
         """
-        gate = _Gate(max_concurrency)
+        wire = self.wire
+        backlog: deque[tuple[bytes, bytes, bytes]] = deque()
+        taken = 0
+        key = len(self._sids)  # this subscription's share of pause_reading
 
-        async def on_msg(msg: Msg) -> None:
-            if gate.full:
-                await gate.wait_for_room()  # pauses this subscription's reading
-            coro = self._handle(msg, handler, decode, encode, on_error)
+        def run(subject: bytes, reply: bytes, payload: bytes) -> None:
+            nonlocal taken
+            coro = self._handle(
+                subject,
+                reply,
+                payload,
+                handler=handler,
+                decode=decode,
+                encode=encode,
+                on_error=on_error,
+            )
             try:
                 yielded = coro.send(None)
             except StopIteration:
@@ -516,21 +559,51 @@ class Service:
             except asyncio.CancelledError:
                 return  # the handler cancelled itself, as a task would have ended
             except Exception:
-                log.exception("%s: request on %s failed", self.name, msg.subject)
+                log.exception("%s: request on %s failed", self.name, subject.decode())
                 return
-            gate.taken += 1
+            taken += 1
             task = asyncio.ensure_future(_finish(coro, yielded))
             self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-            task.add_done_callback(gate.release)
+            task.add_done_callback(finished)
 
-        sub = await self.nc.subscribe(subject, queue=queue, cb=on_msg)
-        self._subs.append(sub)
+        def finished(task: asyncio.Task[None]) -> None:
+            nonlocal taken
+            self._inflight.discard(task)
+            taken -= 1
+            while backlog and taken < max_concurrency:
+                run(*backlog.popleft())
+            if not backlog:
+                self._resume(key)
+
+        def on_msg(subject: bytes, reply: bytes, payload: bytes, _status: int | None) -> None:
+            if taken >= max_concurrency or backlog:
+                # At the cap: keep what this read brought, stop reading more.
+                backlog.append((subject, reply, payload))
+                self._pause(key)
+                return
+            run(subject, reply, payload)
+
+        self._sids.append(wire.subscribe(subject, on_msg, queue=queue))
+        await wire.flush(self.nats_config.request_timeout)  # the server has the SUB
         log.info("%s: serving %s (queue group %s)", self.name, subject, queue)
+
+    def _pause(self, key: int) -> None:
+        if not self._paused_by:
+            self.wire.pause_reading()
+        self._paused_by.add(key)
+
+    def _resume(self, key: int) -> None:
+        if key in self._paused_by:
+            self._paused_by.discard(key)
+            if not self._paused_by:
+                self.wire.resume_reading()
 
     async def _handle(
         self,
-        msg: Msg,
+        subject: bytes,
+        reply_to: bytes,
+        payload: bytes,
+        *,
         handler: Handler[T, R],
         decode: Callable[[bytes], T],
         encode: Callable[[R], bytes],
@@ -539,39 +612,42 @@ class Service:
         started = time.perf_counter()
         reply: R | None
         try:
-            request = decode(msg.data)
+            request = decode(payload)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            outcome, reply = "bad_request", self._map_error(exc, msg, on_error)
+            outcome, reply = "bad_request", self._map_error(exc, subject, payload, on_error)
         else:
             try:
                 reply = await handler(request)
                 outcome = "ok"
             except Exception as exc:
-                outcome, reply = "error", self._map_error(exc, msg, on_error)
+                outcome, reply = "error", self._map_error(exc, subject, payload, on_error)
         try:
-            if reply is not None and msg.reply:
-                await msg.respond(encode(reply))
+            if reply is not None and reply_to and not self.wire.publish(reply_to, encode(reply)):
+                outcome = "error"  # the wire is down: the requester times out
         except Exception:
             outcome = "error"
-            log.exception("%s: could not answer on %s", self.name, msg.subject)
-        count, latency = self._children(msg.subject, outcome)
+            log.exception("%s: could not answer on %s", self.name, subject.decode())
+        count, latency = self._children(subject, outcome)
         count.inc()
         latency.observe(time.perf_counter() - started)
 
-    def _children(self, subject: str, outcome: str) -> tuple[Counter, Histogram]:
+    def _children(self, subject: bytes, outcome: str) -> tuple[Counter, Histogram]:
         # labels() costs a lock and a tuple per call: take each child once.
         key = (subject, outcome)
         children = self._m_children.get(key)
         if children is None:
-            children = self._m_requests.labels(subject, outcome), self._m_latency.labels(subject)
+            text = subject.decode(errors="replace")
+            children = self._m_requests.labels(text, outcome), self._m_latency.labels(text)
             self._m_children[key] = children
         return children
 
-    def _map_error(self, exc: Exception, msg: Msg, on_error: ErrorMapper[R] | None) -> R | None:
+    def _map_error(
+        self, exc: Exception, subject: bytes, payload: bytes, on_error: ErrorMapper[R] | None
+    ) -> R | None:
         if on_error is None:
-            log.error("%s: request on %s failed: %r", self.name, msg.subject, exc)
+            log.error("%s: request on %s failed: %r", self.name, subject.decode(), exc)
             return None
-        return on_error(exc, msg.data)
+        return on_error(exc, payload)
 
     # -- health and metrics -------------------------------------------------
 
@@ -605,7 +681,10 @@ class Service:
     async def _readiness_problems(self) -> list[str]:
         if self._closing:
             return ["shutting down"]
-        if self._nc is None or self._js is None or not self._nc.is_connected:
+        nc, wire = self._nc, self._wire
+        if nc is None or self._js is None or not nc.is_connected:
+            return ["NATS not connected"]
+        if wire is None or not wire.connected:  # the one serve() answers on
             return ["NATS not connected"]
         problems = []
         try:
@@ -619,32 +698,6 @@ class Service:
             except Exception as exc:
                 problems.append(f"{name}: {type(exc).__name__}")
         return problems
-
-
-class _Gate:
-    """Counts one subscription's suspended requests against its cap."""
-
-    __slots__ = ("_room", "cap", "taken")
-
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
-        self.taken = 0
-        self._room: asyncio.Future[None] | None = None
-
-    @property
-    def full(self) -> bool:
-        return self.taken >= self.cap
-
-    async def wait_for_room(self) -> None:
-        while self.taken >= self.cap:
-            if self._room is None or self._room.done():
-                self._room = asyncio.get_running_loop().create_future()
-            await self._room
-
-    def release(self, _task: object) -> None:
-        self.taken -= 1
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
 
 
 @types.coroutine
