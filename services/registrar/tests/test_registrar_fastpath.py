@@ -1,0 +1,343 @@
+"""The fast path answers exactly as the typed core does, or steps aside.
+
+Every case runs a REGISTER on the wire through both :class:`FastPath` and
+``core.admit`` + ``core.apply_bindings``: when the fast path answers, its bytes,
+the record to store and its TTL must equal the typed path's; the cases a phone
+sends in a normal registration must be answered by the fast path (that is its
+point), the unusual ones must be left to the typed path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from sipmesh_bus.records import Binding, BindingSet, SeenNonce, aor_key
+from sipmesh_bus.schema import Envelope
+from sipmesh_registrar import core
+from sipmesh_registrar.fastpath import FastAdmitted, FastPath
+from sipmesh_registrar.replay import seen_nonce
+from sipmsg import Request, parse
+from sipmsg.digest import NonceManager, build_authorization, parse_challenge
+
+from .conftest import subscriber, table
+
+NOW = 1_700_000_000.0
+NONCES = NonceManager(secret=b"k" * 32, ttl=300.0)
+POLICY = core.Policy(domains=frozenset({"example.com"}), aliases={"192.0.2.10": "example.com"})
+SUBS = table(subscriber("alice", "pw"), subscriber("bob", "pw", enabled=False))
+ENVELOPE = Envelope(
+    edge_id="edge-1",
+    transport="udp",
+    source_host="198.51.100.7",
+    source_port=5062,
+    local_host="192.0.2.10",
+    local_port=5060,
+    received_at=NOW,
+    data=b"",
+)
+BASE: dict[str, bytes | None] = {
+    "Via": b"SIP/2.0/UDP 198.51.100.7:5062;branch=z9hG4bK-abc;rport",
+    "Max-Forwards": b"70",
+    "From": b"<sip:alice@example.com>;tag=f1",
+    "To": b"<sip:alice@example.com>",
+    "Call-ID": b"c1@198.51.100.7",
+    "CSeq": b"1 REGISTER",
+    "Contact": b"<sip:alice@198.51.100.7:5062;transport=udp>",
+    "Expires": b"3600",
+    "User-Agent": b"phone/1.0",
+}
+
+
+def wire(uri: bytes = b"sip:example.com", extra: bytes = b"", **headers: bytes | None) -> bytes:
+    """A REGISTER; ``Call_ID=`` style names, None drops a header, ``extra`` adds raw lines."""
+    fields = BASE | {k.replace("_", "-"): v for k, v in headers.items()}
+    lines = [b"REGISTER " + uri + b" SIP/2.0"]
+    lines += [k.encode() + b": " + v for k, v in fields.items() if v is not None]
+    return b"\r\n".join(lines) + b"\r\n" + extra + b"Content-Length: 0\r\n\r\n"
+
+
+def typed(data: bytes, stored: BindingSet | None, now: float, policy: core.Policy) -> Any:
+    req = parse(data)
+    assert isinstance(req, Request)
+    step = core.admit(req, policy, subscribers=SUBS, nonces=NONCES, now=now, entropy=b"e" * 12)
+    if isinstance(step, core.Answer):
+        return bytes(step.response), None, None
+    decision = core.apply_bindings(step, stored, ENVELOPE, policy, now=now)
+    if isinstance(decision, core.Registered):
+        return bytes(decision.response), decision.bindings, decision.ttl
+    return decision, None, None
+
+
+def fast(data: bytes, stored: BindingSet | None, now: float, policy: core.Policy) -> Any:
+    req = parse(data)
+    assert isinstance(req, Request)
+    path = FastPath(policy, NONCES)
+    step = path.admit(req, subscribers=SUBS, now=now, entropy=b"e" * 12)
+    if step is None or isinstance(step, bytes):
+        return step
+    assert isinstance(step, FastAdmitted)
+    decision = path.apply(step, stored, ENVELOPE, now=now)
+    return None if decision is None else (decision.response, decision.record, decision.ttl)
+
+
+def authorized(
+    data: bytes,
+    *,
+    password: bytes = b"pw",
+    algorithm: int = 1,
+    uri: bytes = b"sip:example.com",
+    username: bytes = b"alice",
+    nc: int = 1,
+    issued: float = NOW,
+) -> bytes:
+    """``data`` with credentials answering the 401 the typed path gives it."""
+    answer, _, _ = typed(
+        data, None, issued, dataclasses.replace(POLICY, algorithms=(b"SHA-256", b"MD5"))
+    )
+    challenges = [
+        parse_challenge(line.partition(b": ")[2])
+        for line in answer.split(b"\r\n")
+        if line.startswith(b"WWW-Authenticate")
+    ]
+    creds = build_authorization(
+        challenges[algorithm],
+        username=username,
+        method=b"REGISTER",
+        uri=uri,
+        cnonce=b"0a4f113b",
+        nc=nc,
+        password=password,
+    )
+    return data.replace(
+        b"Content-Length: 0", b"Authorization: " + bytes(creds) + b"\r\nContent-Length: 0"
+    )
+
+
+def check(
+    data: bytes,
+    *,
+    answered: bool,
+    stored: BindingSet | None = None,
+    now: float = NOW,
+    policy: core.Policy = POLICY,
+) -> None:
+    slow = typed(data, stored, now, policy)
+    quick = fast(data, stored, now, policy)
+    if answered:
+        assert quick is not None, slow
+    if quick is None:
+        return
+    if isinstance(quick, bytes):
+        assert quick == slow[0]
+    else:
+        assert quick == slow
+
+
+# --- the first REGISTER: 401 --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        wire(),
+        wire(To=b'"Alice" <sip:alice@EXAMPLE.com>'),
+        wire(To=b"sip:alice@example.com"),
+        wire(To=b"<sip:alice@example.com>;tag=t9"),
+        wire(
+            Via=b"SIP/2.0/TCP [2001:db8::1]:5060;branch=z9hG4bKx, "
+            b"SIP/2.0/UDP a.example;branch=z9hG4bKy"
+        ),
+        wire(extra=b"Via: SIP/2.0/UDP 203.0.113.1;branch=z9hG4bK2\r\n"),
+        wire(uri=b"sip:192.0.2.10"),
+        wire(uri=b"sip:198.51.100.99:5060"),
+        wire(uri=b"sip:other.example"),
+        wire(Contact=None),
+        wire(From=b"Alice <sip:alice@example.com>;tag=x;foo=bar"),
+        wire(Call_ID=b"whatever"),
+        b"REGISTER sip:example.com SIP/2.0\r\nv: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK1\r\n"
+        b"f: <sip:alice@example.com>;tag=1\r\nt: <sip:alice@example.com>\r\ni: c@h\r\n"
+        b"CSeq: 7 REGISTER\r\nm: <sip:alice@198.51.100.7>\r\nl: 0\r\n\r\n",
+    ],
+)
+def test_challenge_matches_the_typed_path(data: bytes) -> None:
+    check(data, answered=True)
+
+
+def test_challenge_offers_every_algorithm() -> None:
+    policy = dataclasses.replace(POLICY, algorithms=(b"SHA-256", b"MD5"))
+    check(wire(), answered=True, policy=policy)
+    out = fast(wire(), None, NOW, policy)
+    assert out.count(b"WWW-Authenticate: Digest") == 2
+    assert out.index(b"SHA-256") < out.index(b"MD5")
+
+
+def test_challenge_for_any_domain_when_none_is_configured() -> None:
+    check(
+        wire(uri=b"sip:other.example", To=b"<sip:x@other.example>"),
+        answered=True,
+        policy=core.Policy(),
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        wire(uri=b"tel:+123"),
+        wire(uri=b"sip:example.com?x=y"),
+        wire(To=b"<sip:alice@other.example>"),
+        wire(To=b"<sip:example.com>"),
+        wire(To=b"<tel:+123>"),
+        wire(To=b"<sip:alice@example.com"),
+        wire(From=b"<sip:alice@example.com"),
+        wire(Via=b"SIP/2.0/UDP"),
+        wire(Via=None),
+        wire(CSeq=b"x REGISTER"),
+        wire(Call_ID=b"a b"),
+        wire(extra=b"Require: path\r\n"),
+        wire(extra=b"Require: foo\r\n"),
+        wire(extra=b"To: <sip:bob@example.com>\r\n"),
+        wire(extra=b"Content-Type: application/sdp\r\n"),
+        wire(To=b"<sip:%C3%28@example.com>"),
+        wire(uri=b"sip:example.com").replace(b"REGISTER sip", b"OPTIONS sip", 1),
+    ],
+)
+def test_unusual_first_registers_go_to_the_typed_path(data: bytes) -> None:
+    assert fast(data, None, NOW, POLICY) is None
+
+
+def test_no_fast_path_without_authentication() -> None:
+    assert fast(wire(), None, NOW, dataclasses.replace(POLICY, auth=False)) is None
+
+
+# --- the authenticated REGISTER: 200 -------------------------------------------------
+
+
+def _binding(
+    contact: str, *, call_id: str = "other", cseq: int = 1, expires_at: float = NOW + 100, **kw: Any
+) -> Binding:
+    return Binding(
+        contact=contact,
+        expires_at=expires_at,
+        call_id=call_id,
+        cseq=cseq,
+        registered_at=NOW - 50,
+        source_host="203.0.113.9",
+        source_port=5060,
+        transport="udp",
+        edge_id="edge-0",
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        authorized(wire()),
+        authorized(wire(), algorithm=0),
+        authorized(wire(To=b"<sip:alice@example.com>;tag=t1")),
+        authorized(wire(Expires=None)),
+        authorized(wire(Expires=b"99999")),
+        authorized(wire(Contact=b"<sip:alice@198.51.100.7>;expires=0")),
+        authorized(wire(Contact=b'<sip:alice@198.51.100.7>;expires=120;q=0.5;foo="bar"')),
+        authorized(wire(Contact=b"<sip:a@h1>;q=1, <sip:a@h2>;q=0.2", User_Agent=None)),
+        authorized(wire(extra=b"Contact: <sip:alice@h3>\r\n")),
+        authorized(
+            wire(
+                Contact=b'<sip:alice@198.51.100.7>;+sip.instance="<urn:uuid:1>";reg-id=1',
+                extra=b"Supported: path, outbound\r\n",
+            )
+        ),
+        authorized(wire(Contact=b'<sip:alice@h>;+sip.instance="<urn:uuid:1>";reg-id=2')),
+        authorized(wire(uri=b"sip:192.0.2.10"), uri=b"sip:192.0.2.10"),
+    ],
+)
+def test_authenticated_register_matches_the_typed_path(data: bytes) -> None:
+    check(data, answered=True)
+
+
+def test_refresh_against_stored_bindings() -> None:
+    data = authorized(wire(CSeq=b"5 REGISTER"), nc=3)
+    stored = BindingSet(
+        aor="sip:alice@example.com",
+        bindings=[
+            _binding(
+                "sip:alice@198.51.100.7:5062;transport=udp", call_id="c1@198.51.100.7", cseq=4
+            ),
+            _binding("sip:alice@elsewhere", q=0.7),
+            _binding("sip:expired@x", expires_at=NOW - 1),
+        ],
+        seen_nonces=[SeenNonce(nonce="00", nc=9, until=NOW + 100)],
+    )
+    check(data, answered=True, stored=stored)
+
+
+def test_replays_and_ordering_go_to_the_typed_path() -> None:
+    data = authorized(wire(CSeq=b"5 REGISTER"))
+    req = parse(data)
+    assert isinstance(req, Request)
+    creds = req.authorization[0]
+    seen = seen_nonce(creds.nonce, 1, until=NOW + 100)
+    contact = "sip:alice@198.51.100.7:5062;transport=udp"
+    for stored in (
+        BindingSet(aor="sip:alice@example.com", seen_nonces=[seen]),
+        BindingSet(
+            aor="sip:alice@example.com",
+            bindings=[_binding(contact, call_id="c1@198.51.100.7", cseq=5)],
+        ),
+        BindingSet(
+            aor="sip:alice@example.com",
+            bindings=[_binding(contact, call_id="c1@198.51.100.7", cseq=9)],
+        ),
+        BindingSet(
+            aor="sip:alice@example.com", bindings=[_binding(f"sip:{i}@x") for i in range(10)]
+        ),
+    ):
+        assert fast(data, stored, NOW, POLICY) is None
+        check(data, answered=False, stored=stored)
+
+
+@pytest.mark.parametrize(
+    ("data", "now"),
+    [
+        (authorized(wire(), password=b"guess"), NOW),
+        (authorized(wire()), NOW + 301),
+        (authorized(wire(), uri=b"sip:example.com:5060"), NOW),
+        (authorized(wire(To=b"<sip:bob@example.com>"), username=b"bob"), NOW),
+        (authorized(wire(To=b"<sip:carol@example.com>"), username=b"carol"), NOW),
+        (authorized(wire(), username=b"bob"), NOW),
+        (authorized(wire(Contact=b"*", Expires=b"0")), NOW),
+        (authorized(wire(Contact=None)), NOW),
+        (authorized(wire(Contact=b"<sip:alice@h>;expires=10")), NOW),
+        (authorized(wire(Contact=b"<sip:alice@h>;reg-id=1")), NOW),
+        (authorized(wire(Contact=b"<sip:alice@h>;q=2")), NOW),
+        (authorized(wire(extra=b"Path: <sip:edge.example;lr>\r\nSupported: path\r\n")), NOW),
+        (authorized(wire(CSeq=b"1 INVITE")), NOW),
+        (authorized(wire(Max_Forwards=b"x")), NOW),
+        (authorized(wire(Expires=b"soon")), NOW),
+    ],
+)
+def test_failures_go_to_the_typed_path(data: bytes, now: float) -> None:
+    assert fast(data, None, now, POLICY) is None
+
+
+def test_memos_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sipmesh_registrar.fastpath._MEMO_SIZE", 4)
+    path = FastPath(POLICY, NONCES)
+    for i in range(20):
+        req = parse(wire(To=b"<sip:alice@example.com>;x=%d" % i))
+        assert isinstance(req, Request)
+        assert isinstance(path.admit(req, subscribers=SUBS, now=NOW, entropy=b"e"), bytes)
+    assert len(path._to._table) <= 4
+
+
+def test_key_of_the_aor() -> None:
+    data = authorized(wire())
+    req = parse(data)
+    assert isinstance(req, Request)
+    step = FastPath(POLICY, NONCES).admit(req, subscribers=SUBS, now=NOW, entropy=b"e")
+    assert isinstance(step, FastAdmitted)
+    assert step.key == aor_key("alice", "example.com")
+    assert step.aor == "sip:alice@example.com"
