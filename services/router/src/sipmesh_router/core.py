@@ -144,8 +144,17 @@ def _request(env: Envelope, req: Request, inp: Inputs) -> Decision:
         return _answer(req, 420, "bad_extension", headers=((b"Unsupported", tags),))
     call_id = req.call_id
     req, strict = _strict_router_fix(req, inp.policy.secret, call_id)
-    req, popped = proxy.pop_routes(req, lambda u: _token(u, inp.policy.secret, call_id) is not None)
-    token = next((t for u in popped if (t := _token(u, inp.policy.secret, call_id))), strict)
+    tokens: list[DialogToken] = []
+
+    def ours(uri: SipUri) -> bool:
+        # Each popped URI's token is opened once (HMAC, base64, msgpack).
+        found = _token(uri, inp.policy.secret, call_id)
+        if found is not None:
+            tokens.append(found)
+        return found is not None
+
+    req, _ = proxy.pop_routes(req, ours)
+    token = tokens[0] if tokens else strict
     if req.to_tag is not None:
         return _in_dialog(env, req, token, inp)
     return _initial(env, req, inp)

@@ -13,7 +13,7 @@ routed (``user``: a registered phone, ``dispatcher``: a dispatcher set,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Final, Literal, TypeAlias
+from typing import Any, Final, Literal, TypeAlias
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -74,10 +74,23 @@ def method_label(method: bytes | None) -> str:
     return text if text in METHODS else "OTHER"
 
 
+def _child(cache: dict[tuple[object, str], Any], metric: Counter | Histogram, label: str) -> Any:
+    """``metric.labels(label)``, looked up once: ``labels()`` costs microseconds per call."""
+    key = (metric, label)
+    child = cache.get(key)
+    if child is None:
+        child = cache[key] = metric.labels(label)
+    return child
+
+
 class RouterMetrics:
     """Counters, gauges and histograms of one router replica."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        self._cache = {}
+        #: (metric, label) -> its child, for the one-label series counted per message.
+        self._latency = {}
+        #: method (None: a response) -> the child of ``latency``.
         self.decisions = Counter(
             "sipmesh_router_decisions",
             "Requests and responses decided, by outcome (forward, challenge, failover_500 ...)",
@@ -186,6 +199,9 @@ class RouterMetrics:
             for outcome in ("ok", "error"):
                 self.dialog_writes.labels(op, outcome)
 
+    _cache: dict[tuple[object, str], Any]
+    _latency: dict[bytes | None, Any]
+
     def decided(self, decision: Decision, *, method: bytes | None, seconds: float) -> None:
         """Count one decision: its outcome, handling time and what it says about calls.
 
@@ -194,21 +210,25 @@ class RouterMetrics:
             method: the request's method, None for a response.
             seconds: the time taken to decide (and do the side effects).
         """
-        self.decisions.labels(decision.outcome).inc()
-        if decision.outcome.startswith("call_limit_"):
-            self.call_limit_rejections.labels(decision.outcome.removeprefix("call_limit_")).inc()
-        self.latency.labels(method_label(method)).observe(seconds)
+        outcome = decision.outcome
+        _child(self._cache, self.decisions, outcome).inc()
+        if outcome.startswith("call_limit_"):
+            self.call_limit_rejections.labels(outcome.removeprefix("call_limit_")).inc()
+        latency = self._latency.get(method)
+        if latency is None:
+            latency = self._latency[method] = self.latency.labels(method_label(method))
+        latency.observe(seconds)
         for event in decision.events:
             if event.kind == "attempt":
-                if decision.outcome == "forward":
-                    self.attempts.labels(route_of(event)).inc()
+                if outcome == "forward":
+                    _child(self._cache, self.attempts, route_of(event)).inc()
                 if event.gateway or event.carrier:
                     self.carrier_attempts.labels(event.carrier or "", event.gateway or "").inc()
             elif event.kind == "answered":
                 route = route_of(event)
-                self.answers.labels(route).inc()
+                _child(self._cache, self.answers, route).inc()
                 if decision.setup_seconds is not None:
-                    self.setup.labels(route).observe(decision.setup_seconds)
+                    _child(self._cache, self.setup, route).observe(decision.setup_seconds)
 
     def known_gateways(self, snapshot: RoutingSnapshot) -> None:
         """Create the carrier-use series of every gateway in ``snapshot`` (at 0)."""
