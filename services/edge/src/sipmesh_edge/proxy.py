@@ -52,7 +52,15 @@ from sipmesh_edge.branch import BranchMaker, parse_branch
 from sipmesh_edge.forking import Candidate, best_final
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.outbound import Flow, Outbound
-from sipmsg import ParseError, Request, Response, make_cancel, make_response, parse
+from sipmsg import (
+    LocalProtocolError,
+    ParseError,
+    Request,
+    Response,
+    make_cancel,
+    make_response,
+    parse,
+)
 from sipmsg.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -247,10 +255,14 @@ class Proxy:
     def _start(self, fork: Fork, req: Request, target: schema.Target, now: float) -> None:
         # Our Via's branch: unique, naming this edge, with the loop hash of the
         # request as received (sipmesh_edge.branch).
-        branch_req = _for_branch(req, target, self._branches.make(fork.server.tx.request))
-        key = client_key(branch_req)
-        if key is None:
+        branch_id = self._branches.make(fork.server.tx.request)
+        try:
+            branch_req = _for_branch(req, target, branch_id)
+        except (ParseError, LocalProtocolError):
+            self._metrics.dropped.labels("bad_forward").inc()
             return
+        # client_key(branch_req), known without reading the new Via back (§17.1.3).
+        key = (branch_id, branch_req.method)
         flow = self._out.target_flow(target)
         tx: ClientTx
         timer_c = math.inf
@@ -506,17 +518,40 @@ class Proxy:
 
 
 def _for_branch(req: Request, target: schema.Target, branch: bytes) -> Request:
-    """The request for one target: its Request-URI, and this edge's branch on the top Via."""
-    data = bytes(req)
-    uri = target.uri.encode()
-    if uri and uri != req.uri:
-        start = req.method + b" " + req.uri + b" "
-        if data.startswith(start):
-            data = req.method + b" " + uri + b" " + data[len(start) :]
-    old = req.via[0].branch
-    if old:
-        data = data.replace(b"branch=" + old, b"branch=" + branch, 1)
-    out = parse(data)
-    if not isinstance(out, Request):
-        raise ParseError("forwarded data is not a request")
-    return out
+    """The request for one target: its Request-URI, and this edge's branch on the top Via.
+
+    Built from ``req``'s header lines without parsing the whole message again:
+    only the top Via value changes (its branch parameter), through the public
+    editing API (``replace_header`` writes the Via values on one line, which
+    §7.3.1 makes equivalent: "Multiple header field rows with the same
+    field-name MAY be present ... if the entire field-value for that header
+    field is defined to be a comma-separated list").
+
+    Raises:
+        ParseError: the top Via is malformed.
+    """
+    uri = target.uri.encode() or req.uri
+    vias = req.headers.get_all(b"via")
+    if not vias:
+        raise ParseError("missing Via header", header="via")
+    top = _with_branch(vias[0], req.via_branch, branch)
+    if top is None:
+        top = bytes(req.via[0].with_param(b"branch", branch))
+    vias[0] = top
+    headers = req.replace_header(b"Via", b", ".join(vias)).headers
+    return Request(method=req.method, uri=uri, headers=headers, body=req.body, version=req.version)
+
+
+def _with_branch(top: bytes, old: bytes | None, new: bytes) -> bytes | None:
+    """``top`` (one Via value) with its branch ``old`` spliced to ``new``; None if not plain."""
+    if not old or b'"' in top:
+        return None  # a quoted parameter value could hold the marker
+    marker = b";branch=" + old
+    at = top.find(marker)
+    end = at + len(marker)
+    if at < 0 or (end < len(top) and top[end : end + 1] not in _PARAM_END):
+        return None
+    return top[: at + 8] + new + top[end:]
+
+
+_PARAM_END: Final = frozenset({b";", b" ", b"\t"})
