@@ -179,7 +179,9 @@ class Edge:
         )
         self.service.add_readiness_check("udp", self._udp_open)
         await self.service.start()
-        self.bus = BusClient(self.service.nc, timeout=self.config.request_timeout, clock=loop.time)
+        self.bus = BusClient(
+            self.service.wire, timeout=self.config.request_timeout, clock=loop.time
+        )
         await self.bus.start()
         sink.bus = self.bus
         await self.guard.start(self.service.js)

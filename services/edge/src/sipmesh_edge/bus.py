@@ -2,27 +2,25 @@
 
 ``nc.request()`` makes a future, a timer and a wait per call. The edge instead
 holds ONE subscription on ``<inbox>.*``, publishes each request with
-``reply=<inbox>.<token>`` and matches replies by token in a dict; a single
-publisher task drains an outbox, so a datagram handler (which cannot await)
-queues a request in O(1) and never creates a task. Timeouts are checked by
-:meth:`BusClient.expire`, called from the edge's one timer tick: every request
-has the same timeout, so the pending dict (insertion-ordered) is also ordered by
-deadline and expiry pops from its front.
+``reply=<inbox>.<token>`` and matches replies by token in a dict. Both go
+through the service's :class:`~sipmesh_bus.wire.WireClient`: :meth:`BusClient.request`
+appends the PUB to the connection's write buffer (one socket write per loop
+iteration) and replies arrive as plain calls from ``data_received``, so a
+datagram handler (which cannot await) sends a request without any task.
+Timeouts are checked by :meth:`BusClient.expire`, called from the edge's one
+timer tick: every request has the same timeout, so the pending dict
+(insertion-ordered) is also ordered by deadline and expiry pops from its front.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections import deque
+import secrets
 from collections.abc import Callable
 from enum import Enum
 from typing import Final
 
-from nats.aio.client import Client as NatsClient
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
+from sipmesh_bus.wire import PayloadTooLargeError, WireClient
 
 __all__ = ["BusClient", "BusFailure", "ReplyCallback"]
 
@@ -32,7 +30,7 @@ log = logging.getLogger(__name__)
 class BusFailure(Enum):
     """Why a request got no reply."""
 
-    #: Not connected to NATS when the request was made (or the publish failed).
+    #: Not connected to NATS when the request was made (or the connection dropped).
     UNAVAILABLE = "unavailable"
     #: NATS said nobody subscribes to the subject (a 503 status message).
     NO_RESPONDERS = "no_responders"
@@ -43,34 +41,31 @@ class BusFailure(Enum):
 ReplyCallback = Callable[[bytes | BusFailure], None]
 """Called exactly once with the reply payload, or with why there is none."""
 
-_NO_RESPONDERS_STATUS: Final = "503"
+_NO_RESPONDERS_STATUS: Final = 503
 
 
 class BusClient:
     """Pipelined NATS requests with one reply subscription.
 
     Args:
-        nc: a connected client (it reconnects by itself).
+        wire: the service's hot-path connection (it reconnects by itself).
         timeout: seconds a request may wait for its reply.
         clock: the monotonic clock used for deadlines (``loop.time``).
     """
 
-    def __init__(self, nc: NatsClient, *, timeout: float, clock: Callable[[], float]) -> None:
-        self._nc = nc
+    def __init__(self, wire: WireClient, *, timeout: float, clock: Callable[[], float]) -> None:
+        self._wire = wire
         self._timeout = timeout
         self._clock = clock
-        self._prefix = nc.new_inbox() + "."
+        self._prefix = b"_INBOX." + secrets.token_hex(11).encode() + b"."
         self._next = 0
-        self._pending: dict[str, tuple[float, ReplyCallback]] = {}
-        self._outbox: deque[tuple[str, str, bytes]] = deque()
-        self._wake = asyncio.Event()
-        self._sub: Subscription | None = None
-        self._publisher: asyncio.Task[None] | None = None
+        self._pending: dict[bytes, tuple[float, ReplyCallback]] = {}
+        self._sid: int | None = None
 
     @property
     def connected(self) -> bool:
         """True while the NATS connection is up."""
-        return bool(self._nc.is_connected)
+        return self._wire.connected
 
     @property
     def pending(self) -> int:
@@ -78,46 +73,46 @@ class BusClient:
         return len(self._pending)
 
     async def start(self) -> None:
-        """Subscribe to the reply inbox and start the publisher task."""
-        self._sub = await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
-        self._publisher = asyncio.create_task(self._publish_forever(), name="edge-bus-publisher")
+        """Subscribe to the reply inbox (and wait until the server has it)."""
+        self._sid = self._wire.subscribe(self._prefix.decode() + "*", self._on_reply)
+        self._wire.add_listener(self._on_connection)
+        if self._wire.connected:
+            await self._wire.flush()
 
     async def close(self) -> None:
-        """Stop publishing, fail what is pending with UNAVAILABLE, unsubscribe."""
-        if self._publisher is not None:
-            self._publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._publisher
+        """Fail what is pending with UNAVAILABLE, unsubscribe."""
+        self._wire.remove_listener(self._on_connection)
         self._fail_all(BusFailure.UNAVAILABLE)
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await self._sub.unsubscribe()
+        if self._sid is not None:
+            self._wire.unsubscribe(self._sid)
+            self._sid = None
 
     def request(self, subject: str, payload: bytes, callback: ReplyCallback) -> bool:
-        """Queue a request; ``callback`` gets the reply or the failure later.
+        """Send a request; ``callback`` gets the reply or the failure later.
 
         Returns:
-            False (and ``callback`` is never called) when NATS is disconnected:
-            the caller answers at once instead of waiting for a timeout.
+            False (and ``callback`` is never called) when NATS is disconnected
+            or the payload is over the server's limit: the caller answers at
+            once instead of waiting for a timeout.
         """
-        if not self._nc.is_connected:
-            return False
         self._next += 1
-        token = format(self._next, "x")
+        token = b"%x" % self._next
+        try:
+            if not self._wire.publish(subject, payload, self._prefix + token):
+                return False
+        except PayloadTooLargeError as exc:
+            log.warning("edge: request to %s not sent: %s", subject, exc)
+            return False
         self._pending[token] = (self._clock() + self._timeout, callback)
-        self._outbox.append((subject, self._prefix + token, payload))
-        if not self._wake.is_set():
-            self._wake.set()
         return True
 
     def publish(self, subject: str, payload: bytes) -> bool:
-        """Queue a message that expects no reply. False when disconnected."""
-        if not self._nc.is_connected:
+        """Send a message that expects no reply. False when disconnected."""
+        try:
+            return self._wire.publish(subject, payload)
+        except PayloadTooLargeError as exc:
+            log.warning("edge: message to %s not sent: %s", subject, exc)
             return False
-        self._outbox.append((subject, "", payload))
-        if not self._wake.is_set():
-            self._wake.set()
-        return True
 
     def expire(self, now: float) -> None:
         """Fail every request whose deadline is at or before ``now`` with TIMEOUT."""
@@ -130,36 +125,23 @@ class BusClient:
             del pending[token]
             _call(callback, BusFailure.TIMEOUT)
 
-    async def _on_reply(self, msg: Msg) -> None:
-        token = msg.subject[len(self._prefix) :]
-        entry = self._pending.pop(token, None)
+    def _on_reply(self, subject: bytes, _reply: bytes, payload: bytes, status: int | None) -> None:
+        entry = self._pending.pop(subject[len(self._prefix) :], None)
         if entry is None:
             return  # late: the caller already answered 503
-        headers = msg.headers
-        if not msg.data and headers and headers.get("Status") == _NO_RESPONDERS_STATUS:
+        if status == _NO_RESPONDERS_STATUS and not payload:
             _call(entry[1], BusFailure.NO_RESPONDERS)
         else:
-            _call(entry[1], msg.data)
+            _call(entry[1], payload)
 
-    async def _publish_forever(self) -> None:
-        nc = self._nc
-        outbox = self._outbox
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while outbox:
-                subject, reply, payload = outbox.popleft()
-                try:
-                    await nc.publish(subject, payload, reply=reply)
-                except Exception as exc:  # disconnected mid-way, buffer full, closing
-                    log.debug("publish to %s failed: %s", subject, exc)
-                    entry = self._pending.pop(reply[len(self._prefix) :], None) if reply else None
-                    if entry is not None:
-                        _call(entry[1], BusFailure.UNAVAILABLE)
+    def _on_connection(self, up: bool) -> None:
+        # The inbox subscription belonged to the lost connection: no reply to
+        # what is pending will come, so the edge answers now, not at the timeout.
+        if not up:
+            self._fail_all(BusFailure.UNAVAILABLE)
 
     def _fail_all(self, why: BusFailure) -> None:
         pending, self._pending = self._pending, {}
-        self._outbox.clear()
         for _, callback in pending.values():
             _call(callback, why)
 
