@@ -35,11 +35,11 @@ from typing import Final, Generic, TypeVar
 from sipmesh_bus.records import Binding, BindingSet, SeenNonce, Subscriber, aor_key, live_bindings
 from sipmesh_bus.schema import Envelope
 from sipmsg import ParseError, Request
-from sipmsg._abnf import format_params, param, unquote
+from sipmsg._abnf import TOKEN_CHARS, format_params, param, unquote
 from sipmsg.address import Address, Star, parse_address, parse_contact_list
 from sipmsg.digest import NonceManager, challenges_for, hash_family, verify
 from sipmsg.uri import SipUri, parse_uri, unescape
-from sipmsg.via import parse_via_list
+from sipmsg.via import Via, parse_via_list
 
 from .bindings import _contact_value, _http_date, _match, _ordering
 from .core import canonical_domain
@@ -191,6 +191,31 @@ def _contacts(raw: bytes) -> tuple[_Contact, ...] | None:
     return tuple(out)
 
 
+def _branch_template(line: bytes) -> tuple[bytes, bytes] | None:
+    """``line`` with its branch value replaced by a fixed token, and that value.
+
+    None unless the line has the plain shape where the branch value cannot
+    change how the rest parses: one via-parm (no comma), no quotes, no white
+    space but the one after sent-protocol, one ``branch`` parameter whose value
+    is a token. sipmsg's Via parser then checks the value for token characters
+    only, so the line parses exactly when its template does, and the template
+    is the same for every request of a phone.
+    """
+    if b"," in line or b'"' in line or b"\t" in line or line.count(b" ") != 1:
+        return None
+    at = line.find(b";branch=")
+    if at < 0 or line.lower().count(b";branch=") != 1:
+        return None
+    start = at + 8
+    end = line.find(b";", start)
+    if end < 0:
+        end = len(line)
+    branch = line[start:end]
+    if not branch or branch.translate(None, TOKEN_CHARS):
+        return None
+    return line[:start] + b"z9hG4bK" + line[end:], branch
+
+
 def _request_uri(raw: bytes) -> bytes | None:
     """The Request-URI's host, None when the typed path must answer (416, 400)."""
     if raw.partition(b":")[0].lower() not in _SCHEMES:
@@ -210,6 +235,8 @@ class FastPath:
         self._to = _Memo(_aor_of(policy))
         self._from = _Memo(parse_address)
         self._contact = _Memo(_contacts)
+        self._granted_memo: dict[tuple[bytes, int | None], tuple[ContactSpec, ...] | None] = {}
+        self._via = _Memo(parse_via_list)
         self._ruri = _Memo(_request_uri)
         self._target = _Memo(lambda host: canonical_domain(host, policy))
         self._templates: dict[bytes, list[tuple[bytes, bytes]]] = {}
@@ -263,13 +290,9 @@ class FastPath:
         cseq = req.cseq
         call_id = req.call_id
         vias = headers.get_lines(b"via")
-        top = None
-        for i, line in enumerate(vias):
-            parsed = parse_via_list(line)
-            if i == 0:
-                top = parsed[0].branch
         if not vias:
             return None
+        top = self._top_branch(vias)
         realm = domain.encode("utf-8")
         to = raw_to
         if aor.tag is None:
@@ -289,6 +312,21 @@ class FastPath:
         return self._authenticated(
             req, aor=aor, realm=realm, head=head, subscribers=subscribers, now=now
         )
+
+    def _top_branch(self, vias: list[bytes]) -> bytes | None:
+        """The top Via's branch; every Via line checked as ``req.via`` checks them."""
+        top: bytes | None = None
+        for i, line in enumerate(vias):
+            plain = _branch_template(line)
+            if plain is None:
+                parsed: tuple[Via, ...] = parse_via_list(line)
+                branch = parsed[0].branch
+            else:
+                self._via(plain[0])
+                branch = plain[1]
+            if i == 0:
+                top = branch
+        return top
 
     def _www_authenticate(self, realm: bytes, now: float, entropy: bytes) -> bytes:
         """A WWW-Authenticate line per algorithm (RFC 8760 §2.4), as auth.challenge has them."""
@@ -371,31 +409,49 @@ class FastPath:
         if not lines:
             return None  # a query
         header_expires = req.expires
+        if len(lines) != 1:
+            out: list[ContactSpec] = []
+            for line in lines:
+                specs = self._grant(line, header_expires)
+                if specs is None:
+                    return None
+                out += specs
+            return tuple(out)
+        memo = self._granted_memo
+        key = (lines[0], header_expires)
+        specs = memo.get(key)
+        if specs is None:
+            specs = self._grant(lines[0], header_expires)
+            if specs is None:
+                return None
+            if len(memo) >= _MEMO_SIZE:
+                memo.clear()
+            memo[key] = specs
+        return specs
+
+    def _grant(self, line: bytes, header_expires: int | None) -> tuple[ContactSpec, ...] | None:
+        parsed = self._contact(line)
+        if parsed is None:
+            return None
         policy = self.policy
         out = []
-        for line in lines:
-            parsed = self._contact(line)
-            if parsed is None:
-                return None
-            for contact in parsed:
-                requested = contact.requested
-                if requested is None:
-                    requested = (
-                        header_expires if header_expires is not None else policy.default_expires
-                    )
-                if 0 < requested < _ONE_HOUR and requested < policy.min_expires:
-                    return None  # 423
-                out.append(
-                    ContactSpec(
-                        address=contact.address,
-                        expires=min(requested, policy.max_expires),
-                        uri=contact.uri,
-                        params=contact.params,
-                        q=contact.q,
-                        instance=contact.instance,
-                        reg_id=contact.reg_id,
-                    )
+        for contact in parsed:
+            requested = contact.requested
+            if requested is None:
+                requested = header_expires if header_expires is not None else policy.default_expires
+            if 0 < requested < _ONE_HOUR and requested < policy.min_expires:
+                return None  # 423
+            out.append(
+                ContactSpec(
+                    address=contact.address,
+                    expires=min(requested, policy.max_expires),
+                    uri=contact.uri,
+                    params=contact.params,
+                    q=contact.q,
+                    instance=contact.instance,
+                    reg_id=contact.reg_id,
                 )
+            )
         return tuple(out)
 
     # -- bindings -----------------------------------------------------------------
