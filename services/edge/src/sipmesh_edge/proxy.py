@@ -12,6 +12,11 @@ runs it. Each target of the lowest ``Target.group`` gets a client transaction
   RFC 6026), and the other pending INVITE branches are cancelled (§16.7 step
   10: "If a 2xx was forwarded, the proxy SHOULD cancel all other pending
   client transactions"); a retransmitted 2xx replays what went upstream;
+- the final response of a non-INVITE request (a BYE's 200) goes upstream
+  from the edge itself, like a provisional, unless it carries SDP or the
+  Forward set ``all_responses``: the router has nothing to decide there (no
+  failover, no call event, no dialog record for a non-INVITE; it would only
+  remove our Via), and a call saves a bus round trip;
 - a 6xx cancels the other pending branches (§16.7 step 5 "If a 6xx response
   is received, it is not immediately forwarded, but the stateful proxy SHOULD
   cancel all client pending transactions");
@@ -336,7 +341,7 @@ class Proxy:
             self._send_cancel(branch)
         if fork.done or branch.final is not None or fork.server.tx.terminated:
             return
-        if fork.all_responses or core.carries_sdp(resp):
+        if _router_decides(fork, resp):
             self._ask(fork.server, branch, resp)
         else:
             self._relay(fork.server, resp)
@@ -355,7 +360,10 @@ class Proxy:
             return
         fork.asked_2xx.add(tag)
         fork.done = True
-        self._ask(fork.server, branch, resp)
+        if invite or _router_decides(fork, resp):
+            self._ask(fork.server, branch, resp)
+        else:
+            self._relay(fork.server, resp)
         if invite:
             self._cancel_pending(fork)
             latest = fork.server.fork
@@ -394,6 +402,9 @@ class Proxy:
                 branch, best = received[0][0], received[0][1].response
             else:
                 best = make_response(branch.tx.request, 487)
+        if branch.tx.request.method != b"INVITE" and not _router_decides(fork, best):
+            self._relay(server, best)
+            return
         self._ask(server, branch, best)
 
     def _relay(self, server: Server, resp: Response) -> None:
@@ -515,6 +526,16 @@ class Proxy:
                     del self.clients[branch.key]
                 return
         self._arm(branch)
+
+
+def _router_decides(fork: Fork, resp: Response) -> bool:
+    """Whether a response the edge could relay itself goes to the router instead.
+
+    ``all_responses`` (topology hiding, the ringing event of an initial INVITE)
+    and SDP (the media anchor rewrites it) need the router; see the module
+    docstring for which responses are asked about whatever this says.
+    """
+    return fork.all_responses or core.carries_sdp(resp)
 
 
 def _for_branch(req: Request, target: schema.Target, branch: bytes) -> Request:
