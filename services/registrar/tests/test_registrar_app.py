@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import nats.js.errors
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
@@ -22,6 +23,7 @@ from sipmesh_bus.schema import Drop, SendResponse, decode_reply, encode
 from sipmesh_bus.subjects import QUEUE_REGISTRAR, SIP_REGISTER
 from sipmesh_registrar.app import Registrar
 from sipmesh_registrar.config import RegistrarConfig, RegistrarSettings
+from sipmesh_registrar.model import KEY_TTL_MARGIN
 from sipmsg import Response, parse
 
 pytestmark = pytest.mark.integration
@@ -426,3 +428,88 @@ async def test_app_bindings_gauge_counts_live_contacts_not_aors(
         assert await registrar.count_bindings(now + 31) == others + 1
     finally:
         await registrar.close()
+
+
+# --- the compare-and-set write, by hand on the connection ------------------------------
+
+
+async def test_app_write_carries_the_key_ttl(
+    js: JetStreamContext, nats_url: str, kit: Any, user: str
+) -> None:
+    registrar = await replica(js, nats_url, auth=False)
+    try:
+        ua = kit.UA(user=user)
+        assert (await send(registrar, kit, ua.register())).status == 200
+        key = aor_key(user, "example.com")
+        msg = await js.get_msg(
+            f"KV_{kv.BUCKET_LOCATION}", subject=f"$KV.{kv.BUCKET_LOCATION}.{key}"
+        )
+        # The binding's 3600 s plus the margin: the key outlives its last binding.
+        assert msg.headers is not None
+        assert msg.headers["Nats-TTL"] == str(3600 + KEY_TTL_MARGIN)
+        # A refresh finds the record just written, decoded once.
+        record, revision = registrar._cached(key)
+        assert registrar._cached(key)[0] is record
+        assert revision == msg.seq
+    finally:
+        await registrar.close()
+
+
+class _Reply:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _Connection:
+    """Answers every request with one canned JetStream ack."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.sent: list[tuple[str, bytes, dict[str, str]]] = []
+
+    async def request(
+        self, subject: str, payload: bytes, *, timeout: float, headers: dict[str, str]
+    ) -> _Reply:
+        self.sent.append((subject, payload, headers))
+        return _Reply(self.data)
+
+
+def _offline(ack: bytes) -> tuple[Registrar, _Connection]:
+    nc = _Connection(ack)
+    js = type("JS", (), {"_nc": nc, "_timeout": 1.0})()
+    registrar = Registrar(
+        config("nats://127.0.0.1:1"), js, secret=SECRET, registry=CollectorRegistry()
+    )
+    return registrar, nc
+
+
+async def test_write_publishes_against_the_expected_revision() -> None:
+    registrar, nc = _offline(b'{"stream":"KV_location","seq":8}')
+    record = records.BindingSet(aor="sip:a@example.com")
+    assert await registrar._write("example=2Ecom.a", record, 90, 7)
+    [(subject, payload, headers)] = nc.sent
+    assert subject == "$KV.location.example=2Ecom.a"
+    assert records.decode_binding_set(payload) == record
+    assert headers == {"Nats-Expected-Last-Subject-Sequence": "7", "Nats-TTL": "90"}
+    assert registrar._cached("example=2Ecom.a") == (record, 8)
+
+
+async def test_write_of_nothing_is_a_delete_marker() -> None:
+    registrar, nc = _offline(b'{"stream":"KV_location","seq":3}')
+    assert await registrar._write("example=2Ecom.a", None, 90, 2)
+    [(_, payload, headers)] = nc.sent
+    assert payload == b""
+    assert headers["KV-Operation"] == "DEL"
+    assert headers["Nats-TTL"] == "60"
+    assert registrar._cached("example=2Ecom.a") == (None, 3)
+
+
+async def test_write_conflict_is_false_and_other_errors_raise() -> None:
+    conflict = b'{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}'
+    registrar, _ = _offline(conflict)
+    assert not await registrar._write("example=2Ecom.a", None, 90, 2)
+    assert registrar._cached("example=2Ecom.a") == (None, 0)
+    down = b'{"error":{"code":503,"err_code":10039,"description":"jetstream not enabled"}}'
+    registrar, _ = _offline(down)
+    with pytest.raises(nats.js.errors.ServiceUnavailableError):
+        await registrar._write("example=2Ecom.a", None, 90, 2)

@@ -27,7 +27,7 @@ import logging
 import os
 import random
 import time
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 import nats.errors
@@ -60,6 +60,19 @@ _SAMPLE_EVERY: Final = 15.0
 _SWEEP_EVERY: Final = 60.0
 _SWEEP_BATCH: Final = 1000
 _DELETE_MARKER_TTL: Final = 60
+_MSG_TTL: Final = "Nats-TTL"
+#: JetStream's per-message TTL header (what ``js.publish(msg_ttl=)`` sets).
+_DECODED_MAX: Final = 100_000
+
+
+class _PubAck(msgspec.Struct):
+    """A JetStream publish ack: ``{"stream": ..., "seq": N}`` or ``{"error": {...}}``."""
+
+    seq: int = 0
+    error: dict[str, Any] | None = None
+
+
+_PUB_ACK: Final = msgspec.json.Decoder(_PubAck)
 _BACKOFF: Final = 0.0005
 _BACKOFF_CAP: Final = 0.05
 
@@ -90,6 +103,9 @@ class Registrar:
         self._loaded = asyncio.Event()
         self._location_loaded = asyncio.Event()
         self._locations: dict[str, tuple[bytes | None, int]] = {}
+        self._decoded: dict[str, tuple[bytes, BindingSet | None]] = {}
+        # AoR key -> (value, its decoded record), valid while _locations holds that value.
+        self._location_subject = f"$KV.{kv.BUCKET_LOCATION}."
         # AoR key -> (value, revision): the watched copy of bucket location.
         # None is a deleted key (its delete marker's revision still counts).
         self._tasks: list[asyncio.Task[None]] = []
@@ -288,9 +304,23 @@ class Registrar:
     # -- KV ---------------------------------------------------------------------------
 
     def _cached(self, key: str) -> tuple[BindingSet | None, int]:
-        """The AoR's record and revision as the watched cache has them (0: no key)."""
+        """The AoR's record and revision as the watched cache has them (0: no key).
+
+        The decoded record is kept while the cache holds the very value it
+        was decoded from (a refresh decodes nothing; the watch's echo of our
+        own write leaves the value in place).
+        """
         value, revision = self._locations.get(key, (None, 0))
-        return _decode_location(key, value), revision
+        if not value:
+            return None, revision
+        known = self._decoded.get(key)
+        if known is not None and known[0] is value:
+            return known[1], revision
+        record = _decode_location(key, value)
+        if len(self._decoded) >= _DECODED_MAX:
+            self._decoded.clear()
+        self._decoded[key] = (value, record)
+        return record, revision
 
     def _note(self, key: str, value: bytes | None, revision: int) -> None:
         """Put what was read or written in the cache, unless it holds newer."""
@@ -347,6 +377,9 @@ class Registrar:
 
         KeyValue.update() takes no per-key TTL, so this publishes on the bucket's
         subject as the KV protocol does, with the expected-last-revision header.
+        It is ``JetStreamContext.publish`` by hand (a request on the context's
+        own connection), with the ack decoded by msgspec into the two fields
+        used instead of ``json.loads`` and a ``PubAck``.
         """
         headers = {_EXPECTED_LAST: str(revision)}
         if record is None:
@@ -354,17 +387,24 @@ class Registrar:
             payload, ttl = b"", _DELETE_MARKER_TTL
         else:
             payload = records.encode_record(record)
+        headers[_MSG_TTL] = str(ttl)
         try:
-            ack = await self._js.publish(
-                f"$KV.{kv.BUCKET_LOCATION}.{key}", payload, headers=headers, msg_ttl=ttl
+            msg = await self._js._nc.request(
+                self._location_subject + key, payload, timeout=self._js._timeout, headers=headers
             )
-        except nats.js.errors.APIError as exc:
-            if exc.err_code in _WRONG_LAST_SEQUENCE:
+        except nats.errors.NoRespondersError:
+            raise nats.js.errors.NoStreamResponseError from None
+        ack = _PUB_ACK.decode(msg.data)
+        if ack.error is not None:
+            if ack.error.get("err_code") in _WRONG_LAST_SEQUENCE:
                 return False
-            raise
+            nats.js.errors.APIError.from_error(ack.error)  # raises the matching APIError
+            raise nats.js.errors.APIError(description=str(ack.error))
         # The watch brings this back later; meanwhile the next REGISTER of the
         # AoR (a refresh, the other phone of a pair) finds it already.
         self._note(key, payload, ack.seq)
+        if record is not None and self._locations.get(key, (None, 0))[0] is payload:
+            self._decoded[key] = (payload, record)
         return True
 
     async def _watch_locations(self, bucket: KeyValue) -> None:
@@ -398,6 +438,7 @@ class Registrar:
                         # Should the key still exist, the CAS write against
                         # revision 0 fails and reads it: one retry.
                         self._locations.pop(key, None)
+                        self._decoded.pop(key, None)
                 await asyncio.sleep(0)  # let requests run between batches
 
     async def _watch_subscribers(self, bucket: KeyValue) -> None:

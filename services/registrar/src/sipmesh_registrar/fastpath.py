@@ -32,12 +32,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final, Generic, TypeVar
 
+import msgspec
+
 from sipmesh_bus.records import Binding, BindingSet, SeenNonce, Subscriber, aor_key, live_bindings
 from sipmesh_bus.schema import Envelope
 from sipmsg import ParseError, Request
 from sipmsg._abnf import TOKEN_CHARS, format_params, param, unquote
 from sipmsg.address import Address, Star, parse_address, parse_contact_list
-from sipmsg.digest import NonceManager, challenges_for, hash_family, verify
+from sipmsg.digest import NonceManager, challenges_for, hash_family, parse_credentials, verify
 from sipmsg.uri import SipUri, parse_uri, unescape
 from sipmsg.via import Via, parse_via_list
 
@@ -111,9 +113,11 @@ class _AoR:
     #: ``user`` as a digest username.
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FastAdmitted:
-    """An authenticated REGISTER with plain contacts, ready for its bindings."""
+class FastAdmitted(msgspec.Struct, frozen=True, kw_only=True):
+    """An authenticated REGISTER with plain contacts, ready for its bindings.
+
+    A Struct, not a dataclass: built once per REGISTER, it is ten times cheaper.
+    """
 
     aor: str
     key: str
@@ -131,8 +135,7 @@ class FastAdmitted:
     user_agent: str | None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class FastRegistered:
+class FastRegistered(msgspec.Struct, frozen=True, kw_only=True):
     """Store ``record`` (None: delete the key) with ``ttl``, then send ``response``."""
 
     response: bytes
@@ -357,8 +360,11 @@ class FastPath:
         if req.cseq.method != b"REGISTER":
             return None
         _ = req.max_forwards
+        lines = req.headers.get_lines(b"authorization")
+        # One line (the usual case) is parsed as req.authorization would.
+        found = (parse_credentials(lines[0]),) if len(lines) == 1 else req.authorization
         creds = None
-        for c in req.authorization:
+        for c in found:
             if c.scheme.lower() == b"digest" and c.realm == realm:
                 creds = c
                 break
