@@ -54,6 +54,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from sipmesh_bus.config import NatsConfig, ServiceConfig
 from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.runtime import Service
+from sipmesh_bus.wire import WireClient
 from sipmesh_edge.bus import BusClient, BusFailure
 
 # The repository root, so that bench.bus (a namespace package) imports.
@@ -221,11 +222,12 @@ class Requester:
 
 
 async def make_busclient(args: argparse.Namespace, req: Requester) -> Callable[[], None]:
-    nc = await nats_connect(args.url, args.opts)
+    # The edge's BusClient on a wire connection (as Edge.start builds it).
+    wire = WireClient(NatsConfig(url=args.url), name="bench-requester")
+    await wire.connect()
     loop = asyncio.get_running_loop()
-    bus = BusClient(nc, timeout=5.0, clock=loop.time)
+    bus = BusClient(wire, timeout=5.0, clock=loop.time)
     await bus.start()
-    await nc.flush()
 
     def got(value: bytes | BusFailure) -> None:
         if isinstance(value, BusFailure):

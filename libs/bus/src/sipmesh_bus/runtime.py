@@ -63,7 +63,7 @@ from sipmesh_bus.config import (
     load_config,
 )
 from sipmesh_bus.httpserver import HttpResponse, HttpServer
-from sipmesh_bus.wire import WireAuthError, WireClient
+from sipmesh_bus.wire import WireAuthError, WireClient, WireClosedError
 
 __all__ = [
     "EnvelopeApp",
@@ -584,7 +584,10 @@ class Service:
             run(subject, reply, payload)
 
         self._sids.append(wire.subscribe(subject, on_msg, queue=queue))
-        await wire.flush(self.nats_config.request_timeout)  # the server has the SUB
+        # The server has the SUB when this returns; while reconnecting it goes
+        # out again with the next CONNECT.
+        with contextlib.suppress(WireClosedError, TimeoutError):
+            await wire.flush(self.nats_config.request_timeout)
         log.info("%s: serving %s (queue group %s)", self.name, subject, queue)
 
     def _pause(self, key: int) -> None:

@@ -77,6 +77,7 @@ _DEFAULT_PORT: Final = 4222
 _DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
 _MAX_CONTROL_LINE: Final = 64 * 1024
 _MAX_BACKOFF: Final = 5.0
+_MAX_UNSENT: Final = 64 * 1024 * 1024
 _STATUS_PREFIX: Final = b"NATS/1.0 "
 
 
@@ -545,9 +546,15 @@ class WireClient:
 
     def _write(self) -> None:
         self._scheduled = False
-        if self._out and self._transport is not None:
+        transport = self._transport
+        if self._out and transport is not None:
             out, self._out = self._out, bytearray()
-            self._transport.write(out)
+            transport.write(out)
+            if transport.get_write_buffer_size() > _MAX_UNSENT:
+                # The server stopped reading (or the path is black-holed):
+                # drop the connection rather than buffer without bound.
+                log.warning("nats wire: %d bytes unsent; reconnecting", _MAX_UNSENT)
+                transport.abort()
 
     def _on_msg(
         self, subject: bytes, sid: bytes, reply: bytes, payload: bytes, status: int | None

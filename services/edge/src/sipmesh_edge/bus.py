@@ -14,13 +14,14 @@ timer tick: every request has the same timeout, so the pending dict
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 from collections.abc import Callable
 from enum import Enum
 from typing import Final
 
-from sipmesh_bus.wire import PayloadTooLargeError, WireClient
+from sipmesh_bus.wire import PayloadTooLargeError, WireClient, WireClosedError
 
 __all__ = ["BusClient", "BusFailure", "ReplyCallback"]
 
@@ -76,8 +77,8 @@ class BusClient:
         """Subscribe to the reply inbox (and wait until the server has it)."""
         self._sid = self._wire.subscribe(self._prefix.decode() + "*", self._on_reply)
         self._wire.add_listener(self._on_connection)
-        if self._wire.connected:
-            await self._wire.flush()
+        with contextlib.suppress(WireClosedError, TimeoutError):
+            await self._wire.flush()  # reconnecting: the SUB goes out with CONNECT
 
     async def close(self) -> None:
         """Fail what is pending with UNAVAILABLE, unsubscribe."""
