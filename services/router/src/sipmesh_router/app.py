@@ -60,7 +60,7 @@ from .metrics import EVENT_KINDS, DestinationsUp, RouterMetrics, destination_sta
 from .model import Decision, Inputs
 from .outbox import Outbox
 from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
-from .routes import SnapshotView
+from .routes import Peer, SnapshotView
 
 __all__ = ["Router"]
 
@@ -130,6 +130,8 @@ class Router:
         }
         self._nonce_kv: KeyValue | None = None
         self._calls = 0
+        self._peers: dict[str, Peer | None] = {}
+        #: Source address -> trusted peer of the current snapshot (emptied when it changes).
         self.media = None if nc is None else MediaBus(nc, timeout=settings.media_timeout)
         #: The media service's client; None: every offer fails (``unavailable``).
         self.metrics.calls_active.set_function(lambda: len(self.active))
@@ -249,10 +251,13 @@ class Router:
         now = time.time()
         locations: dict[str, BindingSet | None] = {}
         if isinstance(msg, Request):
-            keys = core.location_keys(msg, self.policy)
-            if keys:
-                values = await asyncio.gather(*(self._location_of(k, now) for k in keys))
-                locations = dict(zip(keys, values, strict=True))
+            for key in core.location_keys(msg, self.policy):
+                # The watched copy answers without a suspension (no gather, no task).
+                cached = self._locations.get(key)
+                if cached is not None and live_bindings(cached[0], now):
+                    locations[key] = cached[0]
+                else:
+                    locations[key] = await self._read_location(key)
             if msg.method == b"INVITE" and msg.to_tag is None:
                 self._calls += 1
         return core.decide(envelope, msg, self._inputs(now=now, locations=locations))
@@ -269,6 +274,7 @@ class Router:
             now=now,
             rr_counter=self._calls,
             active_calls=self.active.counts,
+            peers=self._peers,
         )
         return Inputs(
             routing=view,
@@ -365,13 +371,6 @@ class Router:
         except nats.js.errors.KeyWrongLastSequenceError:
             return False
         return True
-
-    async def _location_of(self, key: str, now: float) -> BindingSet | None:
-        """The AoR's bindings: the watched copy when it has a live one, else read now."""
-        cached = self._locations.get(key)
-        if cached is not None and live_bindings(cached[0], now):
-            return cached[0]
-        return await self._read_location(key)
 
     async def _read_location(self, key: str) -> BindingSet | None:
         assert self._location is not None
@@ -492,6 +491,7 @@ class Router:
             self._routing_changed()
 
     def _routing_changed(self) -> None:
+        self._peers = {}
         self.metrics.routing_keys.set(len(self.snapshot.sets) + len(self.snapshot.gateways))
         self.metrics.known_gateways(self.snapshot)
 

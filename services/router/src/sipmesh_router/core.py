@@ -344,14 +344,17 @@ def _route_initial(env: Envelope, req: Request, inp: Inputs, caller: _Caller) ->
     authorized = caller.peer is not None or caller.user is not None
     local = _local_user(req, policy)
     if local is not None:
-        bindings = live_bindings(inp.locations.get(aor_key(*local)), inp.now)
+        key = aor_key(*local)
+        bindings = live_bindings(inp.locations.get(key), inp.now)
         if bindings:
             legs = _binding_legs(bindings)
-            natted = any(
+            mode = policy.media_mode(_peer_keys(caller))
+            # Only mode "nat" asks whether the callee is behind NAT.
+            natted = mode == "nat" and any(
                 media.looks_natted(b.source_host, contact_host=_uri_host(b.contact))
                 for b in bindings
             )
-            anchor = _Anchor(mode=policy.media_mode(_peer_keys(caller)), callee_natted=natted)
+            anchor = _Anchor(mode=mode, callee_natted=natted)
             return _forward(
                 env,
                 req,
@@ -362,7 +365,7 @@ def _route_initial(env: Envelope, req: Request, inp: Inputs, caller: _Caller) ->
                 hide=_hides(caller, None),
                 anchor=anchor,
             )
-        if aor_key(*local) in inp.subscribers:
+        if key in inp.subscribers:
             return _answer(req, 480, "unavailable")
     user, domain = _dialled(req)
     if not authorized:
@@ -424,8 +427,10 @@ def _media_offer(
     env: Envelope, req: Request, caller: _Caller, anchor: _Anchor
 ) -> MediaOffer | None:
     """The offer to anchor for a new INVITE, or None (no SDP, or the policy says no)."""
-    sdp = media.sdp_of(req) if req.method == b"INVITE" else None
-    if sdp is None or anchor.mode == "never":
+    if anchor.mode == "never" or req.method != b"INVITE":
+        return None
+    sdp = media.sdp_of(req)
+    if sdp is None:
         return None
     caller_natted = caller.phone and media.looks_natted(env.source_host, sdp=sdp)
     if anchor.mode == "nat" and not (caller_natted or anchor.callee_natted):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Final, Protocol
 
 from sipmesh_bus.routing import Health, RoutingSnapshot
 from sipmesh_bus.schema import Transport
@@ -21,6 +21,9 @@ from .dispatcher import select_destinations
 from .lcr import lookup, normalize_e164
 
 __all__ = ["EMPTY_VIEW", "EmptyView", "Hop", "Peer", "RoutingView", "SnapshotView"]
+
+_PEER_CACHE_SIZE: Final = 4096
+#: Source addresses remembered by a ``peers`` cache before it starts over.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -105,6 +108,9 @@ class SnapshotView:
         rr_counter: this replica's call counter, for ``round_robin`` sets.
         active_calls: active calls per destination key, for ``least_calls``
             (not tracked yet: empty, so least_calls keeps the set's order).
+        peers: source address -> trusted peer, filled as addresses are looked
+            up; the caller keeps it across views of the same ``snapshot`` and
+            empties it when the snapshot changes.
     """
 
     def __init__(
@@ -115,22 +121,31 @@ class SnapshotView:
         now: float,
         rr_counter: int = 0,
         active_calls: Mapping[str, int] | None = None,
+        peers: dict[str, Peer | None] | None = None,
     ) -> None:
         self._snapshot = snapshot
         self._health = health
         self._now = now
         self._rr = rr_counter
         self._active = active_calls or {}
+        self._peers = {} if peers is None else peers
 
     def trusted_peer(self, host: str) -> Peer | None:
-        peer = self._snapshot.peer_for(host)
-        if peer is None:
-            return None
-        return Peer(name=peer.name, hide_topology=peer.topology_hiding)
+        # Memoised per source address: the CIDR scan parses the address each time.
+        try:
+            return self._peers[host]
+        except KeyError:
+            pass
+        found = self._snapshot.peer_for(host)
+        peer = None if found is None else Peer(name=found.name, hide_topology=found.topology_hiding)
+        if len(self._peers) >= _PEER_CACHE_SIZE:
+            self._peers.clear()
+        self._peers[host] = peer
+        return peer
 
     def _hides(self, host: str) -> bool:
-        peer = self._snapshot.peer_for(host)
-        return peer is not None and peer.topology_hiding
+        peer = self.trusted_peer(host)
+        return peer is not None and peer.hide_topology
 
     def dispatcher_set_for(self, user: str, domain: str) -> str | None:
         found = self._snapshot.set_for(user or None, domain or None)
