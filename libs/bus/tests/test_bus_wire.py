@@ -360,3 +360,41 @@ class _server:  # noqa: N801 - used as a context manager like a function
         if self._proc is not None:
             self._proc.terminate()
             self._proc.wait(10)
+
+
+async def test_wire_tls_with_client_certificate(tmp_path: Path) -> None:
+    from sipmesh_edge.tls import generate_self_signed
+
+    for name in ("server", "client"):
+        generate_self_signed(
+            tmp_path / f"{name}.pem",
+            tmp_path / f"{name}.key",
+            common_name=name,
+            hosts=("127.0.0.1",),
+        )
+    args = ["--tls", "--tlscert", str(tmp_path / "server.pem")]
+    args += ["--tlskey", str(tmp_path / "server.key"), "--tlsverify"]
+    args += ["--tlscacert", str(tmp_path / "client.pem")]
+    with _server(tmp_path, *args) as url:
+        config = NatsConfig(
+            url=url,
+            tls_ca_file=str(tmp_path / "server.pem"),
+            tls_cert_file=str(tmp_path / "client.pem"),
+            tls_key_file=str(tmp_path / "client.key"),
+        )
+        client = WireClient(config, name="w", security=security_options(config))
+        await client.connect()
+        try:
+            got, event, cb = _collector()
+            client.subscribe("tls.x", cb)
+            await client.flush()
+            client.publish("tls.x", b"secret")
+            await _wait(event)
+            assert got == [(b"tls.x", b"", b"secret", None)]
+        finally:
+            await client.close()
+        # The server asks for TLS in its INFO: a plain nats:// URL without TLS
+        # settings still upgrades, and fails on the untrusted certificate.
+        plain = WireClient(NatsConfig(url=url, connect_timeout=2.0), name="w")
+        with pytest.raises(Exception):  # noqa: B017, PT011 - ssl error, by version
+            await plain.connect()

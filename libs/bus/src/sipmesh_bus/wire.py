@@ -259,6 +259,9 @@ class _Protocol(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self.info: asyncio.Future[dict[str, Any]] = loop.create_future()
         self.ready: asyncio.Future[None] = loop.create_future()
+        # A failed handshake may fail a future nobody awaits any more.
+        self.info.add_done_callback(_retrieve)
+        self.ready.add_done_callback(_retrieve)
         self.handshaking = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -304,6 +307,11 @@ class _Protocol(asyncio.Protocol):
             self.transport.write(b"PONG\r\n")
         elif op.startswith(b"-ERR"):
             self._fail(_server_error(line))
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _server_error(line: bytes) -> WireServerError:
