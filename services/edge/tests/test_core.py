@@ -251,6 +251,75 @@ def test_stamp_via(via: str, source: tuple[str, int], expected_top: bytes) -> No
     assert stamped.headers.lines[1:] == req.headers.lines[1:]
 
 
+@pytest.mark.parametrize(
+    ("via", "source", "expected_via"),
+    [
+        # The other parameters stay as written (case, order, empty items).
+        (
+            "SIP/2.0/UDP 10.0.0.5:5060;Branch=z9hG4bK1;;RPORT;X=Y",
+            ("203.0.113.9", 40000),
+            b"SIP/2.0/UDP 10.0.0.5:5060;Branch=z9hG4bK1;;rport=40000;X=Y;received=203.0.113.9",
+        ),
+        # A received the client wrote is replaced in place (Via.with_received does so too).
+        (
+            "SIP/2.0/UDP 10.0.0.5:5060;received=10.0.0.5;branch=z9hG4bK1",
+            ("203.0.113.9", 40000),
+            b"SIP/2.0/UDP 10.0.0.5:5060;received=203.0.113.9;branch=z9hG4bK1",
+        ),
+        # An rport with a value is left alone.
+        (
+            "SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1;rport=5060",
+            ("203.0.113.9", 40000),
+            b"SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1;rport=5060;received=203.0.113.9",
+        ),
+        # Quotes or white space in the parameters: rebuilt by sipmsg.
+        (
+            'SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1;x="a b";rport',
+            ("203.0.113.9", 40000),
+            b'SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1;x="a b";rport=40000;received=203.0.113.9',
+        ),
+        # IPv6 (RFC 5118): the same address written another way needs no received.
+        (
+            "SIP/2.0/UDP [2001:db8::0:9]:5060;branch=z9hG4bK1",
+            ("2001:db8::9", 5060),
+            b"SIP/2.0/UDP [2001:db8::0:9]:5060;branch=z9hG4bK1",
+        ),
+        # No parameters at all (an RFC 2543 peer).
+        (
+            "SIP/2.0/UDP 10.0.0.5",
+            ("203.0.113.9", 5060),
+            b"SIP/2.0/UDP 10.0.0.5;received=203.0.113.9",
+        ),
+    ],
+)
+def test_stamp_via_splices_the_top_via_line(
+    via: str, source: tuple[str, int], expected_via: bytes
+) -> None:
+    data = request(via=via)
+    stamped = core.stamp_via(classify_request(data), *source)
+    assert stamped == data.replace(via.encode(), expected_via)
+
+
+def test_stamp_via_folded_line() -> None:
+    # §7.3.1 line folding: the Via value continues on the next line.
+    data = request(
+        via="SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1,\r\n SIP/2.0/UDP 10.0.0.6;branch=z9hG4bK2"
+    )
+    stamped = parse(core.stamp_via(classify_request(data), "203.0.113.9", 5060))
+    assert [bytes(v) for v in stamped.via] == [
+        b"SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1;received=203.0.113.9",
+        b"SIP/2.0/UDP 10.0.0.6;branch=z9hG4bK2",
+    ]
+
+
+def test_stamp_via_only_the_top_via_line() -> None:
+    top = "SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK1"
+    data = request(via=top, extra=f"Via: {top}")  # the same text on a second Via line
+    stamped = core.stamp_via(classify_request(data), "203.0.113.9", 5060)
+    assert stamped.count(b"received=") == 1
+    assert parse(stamped).via[0].received == b"203.0.113.9"
+
+
 def test_stamp_via_unchanged_when_source_matches() -> None:
     req = classify_request(request())
     assert core.stamp_via(req, "198.51.100.7", 5062) == bytes(req)

@@ -15,6 +15,7 @@ addressed to itself, methods it does not know) and passes everything else on::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Final, TypeAlias
 
@@ -33,7 +34,7 @@ from sipmsg import (
     peek,
     validate_response,
 )
-from sipmsg._abnf import ip_key, split_comma
+from sipmsg._abnf import ip_key, param, split_comma
 from sipmsg.headers import split_header_lines
 from sipmsg.transaction import MAGIC_COOKIE, ServerKey, server_key
 from sipmsg.uri import SipUri
@@ -563,7 +564,8 @@ def stamp_via(req: Request, source_host: str, source_port: int) -> bytes:
     RFC 3261 §18.2.1: the server "MUST add a "received" parameter" when the
     sent-by differs from the packet's source; RFC 3581 §4: with an empty rport
     it "MUST set the value of the parameter to the source port". Only the top
-    Via line is rewritten; every other byte is kept.
+    via-parm is rewritten, its other parameters as written; every other byte
+    is kept.
 
     Args:
         req: a validated request (it has a Via).
@@ -575,20 +577,71 @@ def stamp_via(req: Request, source_host: str, source_port: int) -> bytes:
     """
     data = bytes(req)
     top = req.via[0]
-    stamped = top.with_received(source_host.encode("ascii"), source_port)
-    if stamped is top:
-        return data
+    source = source_host.encode("ascii")
+    if source[:1] == b"[":
+        source = source[1:-1]
+    rport_asked = param(top.params, b"rport") == b""
+    if not rport_asked:
+        # §18.2.1: "if it contains an IP address that differs from the packet
+        # source address" (IPv6 literals compared by value).
+        host = top.host
+        if host == source:
+            return data
+        key = ip_key(host)
+        if key is not None and key == ip_key(source):
+            return data
+    raw = bytes(top)
+    semi = raw.find(b";")
+    if semi >= 0 and _SPECIAL_IN_PARAMS.search(raw, semi) is None:
+        # The usual shape: parameters without quotes or white space. rport
+        # and received are set in place (received appended when absent), as
+        # Via.with_received does, and the other parameters stay as written.
+        stamped = _stamped_parm(raw, semi, source, source_port, rport_asked)
+    else:
+        stamped = bytes(top.with_received(source, source_port))
+    return _splice_top_via(req, data, raw, stamped)
+
+
+_SPECIAL_IN_PARAMS: Final = re.compile(rb'[\s"]')
+
+
+def _stamped_parm(raw: bytes, semi: int, source: bytes, port: int, rport_asked: bool) -> bytes:
+    items = raw[semi + 1 :].split(b";")
+    received = b"received=" + source
+    has_received = False
+    for i, item in enumerate(items):
+        name = item.partition(b"=")[0].lower()
+        if name == b"received" and not has_received:
+            items[i] = received
+            has_received = True
+        elif rport_asked and item.lower() == b"rport":
+            items[i] = b"rport=%d" % port
+            rport_asked = False
+    if not has_received:
+        items.append(received)
+    return raw[: semi + 1] + b";".join(items)
+
+
+def _splice_top_via(req: Request, data: bytes, raw: bytes, stamped: bytes) -> bytes:
+    """``data`` with the top via-parm ``raw`` replaced by ``stamped``, in its own line."""
     index = req.headers.keys().index(b"via")
     raw_line = req.headers.lines[index]
-    values = split_comma(req.headers[index][2])
-    name = raw_line.partition(b":")[0].rstrip(b" \t")
-    new_line = name + b": " + b", ".join([bytes(stamped), *values[1:]])
     at = data.find(b"\n" + raw_line + b"\r\n")
     if at < 0:
         at = data.find(b"\n" + raw_line + b"\n")
     if at < 0:
         return data  # cannot happen for parsed input; forward unchanged
-    return data[: at + 1] + new_line + data[at + 1 + len(raw_line) :]
+    line_start = at + 1
+    colon = raw_line.find(b":")
+    parm = raw_line.find(raw, colon + 1)
+    if parm < 0:
+        # A folded Via line (the parsed value was unfolded): rebuild the line.
+        values = split_comma(req.headers[index][2])
+        name = raw_line[:colon].rstrip(b" \t")
+        new_line = name + b": " + b", ".join([stamped, *values[1:]])
+        return data[:line_start] + new_line + data[line_start + len(raw_line) :]
+    start = line_start + parm
+    return data[:start] + stamped + data[start + len(raw) :]
 
 
 def response_destination(via: Via, source: tuple[str, int]) -> tuple[str, int]:

@@ -50,6 +50,7 @@ __all__ = [
     "Protection",
     "ProtectionConfig",
     "Reason",
+    "carries_credentials",
     "is_auth_failure",
     "parse_target",
     "user_agent_of",
@@ -191,6 +192,16 @@ def user_agent_of(data: bytes) -> bytes | None:
     return m.group(1).strip() if m else None
 
 
+def carries_credentials(req: Request) -> bool:
+    """True when ``req`` has an Authorization or Proxy-Authorization header.
+
+    Only then can a 401/407 to it be a failed authentication (see
+    :func:`is_auth_failure`); the sink asks first, so it parses a service's
+    401 only for a request that carried credentials.
+    """
+    return bool(req.header(b"authorization") or req.header(b"proxy-authorization"))
+
+
 def is_auth_failure(req: Request, resp: Response) -> bool:
     """True when ``resp`` rejects credentials ``req`` carried.
 
@@ -200,10 +211,7 @@ def is_auth_failure(req: Request, resp: Response) -> bool:
     means "the previous request from the client was rejected because the
     nonce value was stale" while the digest was right, so neither is that.
     """
-    if resp.status not in (401, 407):
-        return False
-    carried = req.header(b"authorization") or req.header(b"proxy-authorization")
-    if carried is None:
+    if resp.status not in (401, 407) or not carries_credentials(req):
         return False
     try:
         challenges = resp.www_authenticate + resp.proxy_authenticate

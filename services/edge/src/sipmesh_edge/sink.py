@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, cast
 
 import msgspec
 
@@ -37,7 +37,9 @@ from sipmesh_edge.guard import Guard
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.outbound import Bus, Connector, Flow, Outbound, UdpSender
 from sipmesh_edge.ports import Connection, ConnectionRegistry
+from sipmesh_edge.protection import carries_credentials
 from sipmesh_edge.proxy import Branch, Proxy, Server
+from sipmesh_edge.transaction import NonInviteServer, status_of
 from sipmsg import (
     LocalProtocolError,
     ParseError,
@@ -309,7 +311,7 @@ class EdgeSink:
 
     def _absorb(self, server: Server, peeked: core.Peeked, flow: Flow, now: float) -> None:
         if peeked.method != b"ACK":
-            self._metrics.retransmissions.inc()
+            self._metrics.retransmission()
             # §17.2.3 matched it to the request that made the transaction; a
             # server transaction only re-sends its last response on it (§17.2.1,
             # §17.2.2), so it is fed that request: this copy needs no more
@@ -332,8 +334,12 @@ class EdgeSink:
             )
             expires = now + 300.0
         else:
-            tx = ServerNonInviteTransaction(
-                req, now=now, reliable=flow.reliable, config=self._config.timers
+            # The edge's lean §17.2.2 machine (sipmesh_edge.transaction): it
+            # passes a service's response on as bytes, unparsed. It stands in
+            # for sipmsg's ServerNonInviteTransaction, whose interface it has.
+            tx = cast(
+                ServerNonInviteTransaction,
+                NonInviteServer(req, now=now, reliable=flow.reliable, config=self._config.timers),
             )
             expires = now + self._config.timers.timeout + self._config.linger
         server = Server(key=key, tx=tx, flow=flow, expires=expires, started=now)
@@ -348,7 +354,7 @@ class EdgeSink:
         sent_at = self._clock()
 
         def on_reply(value: bytes | BusFailure) -> None:
-            self._metrics.bus_latency.observe(self._clock() - sent_at)
+            self._metrics.bus_round_trip(self._clock() - sent_at)
             self._on_reply(server, value)
 
         bus = self.bus
@@ -367,22 +373,51 @@ class EdgeSink:
             return
         match reply:
             case schema.SendResponse(data=data, target=target):
-                try:
-                    resp = parse(data)
-                except ParseError:
-                    resp = None
-                if isinstance(resp, Response):
-                    if target is not None:
-                        server.dest = self.out.target_flow(target)
-                    self._respond(server, resp)
-                else:
-                    self._metrics.dropped.labels("bad_reply").inc()
-                    self._unavailable(server, "bad_reply")
+                if target is not None:
+                    server.dest = self.out.target_flow(target)
+                self._send_response(server, data)
             case schema.Forward():
                 self.proxy.forward(server, reply)
             case schema.Drop():
                 server.expires = min(server.expires, self._clock() + self._config.linger)
                 self._arm(server)
+
+    def _send_response(self, server: Server, data: bytes) -> None:
+        """Send a service's response through the server transaction.
+
+        A non-INVITE transaction sends it as the bytes came (the status read
+        from the status line): the edge does not parse what it only passes
+        on. The rest is parsed, as the INVITE machine and the proxy's 2xx
+        replay need the Response.
+        """
+        tx = server.tx
+        status = status_of(data)
+        if isinstance(tx, NonInviteServer) and status is not None and server.fork is None:
+            if tx.terminated:
+                return
+            if status in (401, 407) and self.guard is not None and carries_credentials(tx.request):
+                resp = _parse_response(data)
+                if resp is None:
+                    self._bad_reply(server)
+                    return
+                self._respond(server, resp)  # the guard reads the challenge
+                return
+            try:
+                tx.send_bytes(status, data, self._clock())
+            except LocalProtocolError:
+                return  # already answered (a late reply)
+            self._sent(server, status)
+            self._flush_server(server)
+            return
+        resp = _parse_response(data) if status is not None else None
+        if resp is None:
+            self._bad_reply(server)
+        else:
+            self._respond(server, resp)
+
+    def _bad_reply(self, server: Server) -> None:
+        self._metrics.dropped.labels("bad_reply").inc()
+        self._unavailable(server, "bad_reply")
 
     def _unavailable(self, server: Server, reason: str) -> None:
         # ARCHITECTURE step 5: "the caller gets 503 with Retry-After, never silence".
@@ -398,20 +433,24 @@ class EdgeSink:
             server.tx.send(resp, self._clock())
         except LocalProtocolError:
             return  # already answered (a 487 after CANCEL, a late reply)
-        self._metrics.response(resp.status)
-        if resp.status >= 200 and not server.answered:
-            # Once per transaction: a later 2xx of a fork is not a new answer.
-            server.answered = True
-            kind = "proxied" if server.fork is not None else server.kind
-            self._metrics.transaction(
-                server.tx.request.method, kind, self._clock() - server.started
-            )
+        self._sent(server, resp.status)
         if resp.status in (401, 407) and self.guard is not None:
             self.guard.on_response(server.tx.request, resp, server.flow.host)
         if 200 <= resp.status < 300:
             # A retransmission of this 2xx from downstream replays it (proxy.py).
             server.sent_2xx[resp.to_tag or b""] = resp
         self._flush_server(server)
+
+    def _sent(self, server: Server, status: int) -> None:
+        """Count a response the server transaction sent."""
+        self._metrics.response(status)
+        if status >= 200 and not server.answered:
+            # Once per transaction: a later 2xx of a fork is not a new answer.
+            server.answered = True
+            kind = "proxied" if server.fork is not None else server.kind
+            self._metrics.transaction(
+                server.tx.request.method, kind, self._clock() - server.started
+            )
 
     def _send_stateless(self, resp: Response, flow: Flow) -> None:
         self._metrics.response(resp.status)
@@ -466,7 +505,7 @@ class EdgeSink:
         sent_at = self._clock()
 
         def on_reply(value: bytes | BusFailure) -> None:
-            self._metrics.bus_latency.observe(self._clock() - sent_at)
+            self._metrics.bus_round_trip(self._clock() - sent_at)
             if isinstance(value, BusFailure):
                 if resp.status >= 200:
                     self._router_failed(server, value.value)
@@ -576,6 +615,14 @@ class EdgeSink:
         if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
             self._last_error_log = now
             log.exception("edge: handling a " + what + " failed (similar errors muted 10 s)", *args)
+
+
+def _parse_response(data: bytes) -> Response | None:
+    try:
+        resp = parse(data)
+    except ParseError:
+        return None
+    return resp if isinstance(resp, Response) else None
 
 
 def _with_trying(timers: TransactionConfig) -> TransactionConfig:
