@@ -154,13 +154,21 @@ def check(
         wire(uri=b"sip:192.0.2.10"),
         wire(uri=b"sip:198.51.100.99:5060"),
         wire(Via=b"SIP/2.0/UDP h;BRANCH=z9hG4bKa;branch=z9hG4bKb"),
-        wire(Via=b"SIP/2.0/UDP h;x=\"q;branch=z9hG4bKq\";branch=z9hG4bKb"),
+        wire(Via=b'SIP/2.0/UDP h;x="q;branch=z9hG4bKq";branch=z9hG4bKb'),
         wire(Via=b"SIP/2.0/UDP h ; branch = z9hG4bKs ;rport"),
         wire(Via=b"SIP/2.0/UDP h;rport;branch=z9hG4bK.!%*_+`'~x;received=192.0.2.1"),
         wire(Via=b"SIP/2.0/UDP h;rport"),
         wire(uri=b"sip:other.example"),
         wire(Contact=None),
         wire(From=b"Alice <sip:alice@example.com>;tag=x;foo=bar"),
+        wire(From=b"<sip:alice@example.com>;TAG=Up.!%*_+`'~"),
+        wire(From=b"<sip:alice@example.com>;tag;tag=second"),
+        wire(From=b"<sip:alice@example.com>;tag=a;tag=b"),
+        wire(From=b'<sip:alice@example.com>;x="a>b";tag=q'),
+        wire(From=b"<sip:alice@example.com> ;tag=spaced"),
+        wire(From=b"<sip:alice@example.com>;foo;tag=t2;bar=1"),
+        wire(From=b"sip:alice@example.com;tag=spec"),
+        wire(From=b"<sip:alice@example.com>"),
         wire(Call_ID=b"whatever"),
         b"REGISTER sip:example.com SIP/2.0\r\nv: SIP/2.0/UDP 198.51.100.7;branch=z9hG4bK1\r\n"
         b"f: <sip:alice@example.com>;tag=1\r\nt: <sip:alice@example.com>\r\ni: c@h\r\n"
@@ -197,6 +205,10 @@ def test_challenge_for_any_domain_when_none_is_configured() -> None:
         wire(To=b"<tel:+123>"),
         wire(To=b"<sip:alice@example.com"),
         wire(From=b"<sip:alice@example.com"),
+        wire(From=b"<sip:alice@example.com>;tag=a{b}"),
+        wire(From=b"<sip:alice@example.com>;tag="),
+        wire(From=b"<sip:alice@example.com>;=x;tag=a"),
+        wire(From=b"<sip:alice@example.com>;x=@;tag=a"),
         wire(Via=b"SIP/2.0/UDP"),
         wire(Via=b"SIP/2.0/UDP h;branch=z9hG4bK{x}"),
         wire(Via=b"SIP/2.0/UDP h;branch="),
@@ -340,6 +352,8 @@ def test_memos_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
         assert isinstance(req, Request)
         assert isinstance(path.admit(req, subscribers=SUBS, now=NOW, entropy=b"e"), bytes)
     assert len(path._to._table) <= 4
+    # The newest entries stay.
+    assert b"<sip:alice@example.com>;x=19" in path._to._table
 
 
 def test_key_of_the_aor() -> None:

@@ -27,10 +27,11 @@ every answer but the two common ones, and every error, comes from
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
@@ -52,7 +53,9 @@ __all__ = ["FastAdmitted", "FastPath", "FastRegistered"]
 
 T = TypeVar("T")
 
-_MEMO_SIZE: Final = 8192
+_MEMO_SIZE: Final = 32_768
+#: Entries per memo, about one per phone (To, From, Contact). Past it the
+#: older half is dropped; a miss costs only the typed parse.
 _ONE_HOUR: Final = 3600
 _OWN_PARAMS: Final = frozenset({b"expires", b"q"})
 _SCHEMES: Final = (b"sip", b"sips")
@@ -67,7 +70,7 @@ _TYPED_ONLY: Final = (b"content-type", b"path", b"require")
 
 
 class _Memo(Generic[T]):
-    """A pure parse function's results by input, bounded (cleared when full)."""
+    """A pure parse function's results by input, bounded."""
 
     __slots__ = ("_fn", "_table")
 
@@ -80,10 +83,16 @@ class _Memo(Generic[T]):
         value = table.get(raw)
         if value is None:
             value = self._fn(raw)  # raises as the function does; nothing is kept then
-            if len(table) >= _MEMO_SIZE:
-                table.clear()
+            _bound(table)
             table[raw] = value
         return value
+
+
+def _bound(table: dict[Any, Any]) -> None:
+    """Make room in a memo: drop its older half (dicts keep insertion order)."""
+    if len(table) >= _MEMO_SIZE:
+        for key in list(itertools.islice(table, len(table) // 2)):
+            del table[key]
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +228,38 @@ def _branch_template(line: bytes) -> tuple[bytes, bytes] | None:
     return line[:start] + b"z9hG4bK" + line[end:], branch
 
 
+def _tag_template(value: bytes) -> tuple[bytes, bytes] | None:
+    """A From value with its tag swapped for a fixed token, and the tag.
+
+    From's tag changes with every call while the rest stays (RFC 3261 §8.1.1.3);
+    the template is what the memo keeps. None unless the tag is the one
+    ``tag`` parameter after the closing ``>``, a token, in a tail without
+    quotes or white space: sipmsg's address parser then checks that value for
+    token characters only, so the value parses exactly when its template does.
+    """
+    gt = value.rfind(b">")
+    if gt < 0:
+        return None
+    tail = value[gt + 1 :]
+    if b'"' in tail or b" " in tail or b"\t" in tail:
+        return None
+    items = tail.split(b";")
+    if items[0]:
+        return None
+    found = 0
+    tag = b""
+    for i in range(1, len(items)):
+        name, eq, val = items[i].partition(b"=")
+        if name.lower() == b"tag":
+            if found or not eq or not val or val.translate(None, TOKEN_CHARS):
+                return None
+            found, tag = i, val
+            items[i] = name + b"=x"
+    if not found:
+        return None
+    return value[: gt + 1] + b";".join(items), tag
+
+
 def _request_uri(raw: bytes) -> bytes | None:
     """The Request-URI's host, None when the typed path must answer (416, 400)."""
     if raw.partition(b":")[0].lower() not in _SCHEMES:
@@ -289,7 +330,12 @@ class FastPath:
         target = self._target(host)
         if target != domain and (not served or target in served):
             return None  # §10.3 step 3: 404
-        from_tag = self._from(raw_from).tag
+        plain = _tag_template(raw_from)
+        if plain is None:
+            from_tag = self._from(raw_from).tag
+        else:
+            self._from(plain[0])
+            from_tag = plain[1]
         cseq = req.cseq
         call_id = req.call_id
         vias = headers.get_lines(b"via")
@@ -430,8 +476,7 @@ class FastPath:
             specs = self._grant(lines[0], header_expires)
             if specs is None:
                 return None
-            if len(memo) >= _MEMO_SIZE:
-                memo.clear()
+            _bound(memo)
             memo[key] = specs
         return specs
 
