@@ -48,7 +48,6 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     generate_latest,
@@ -63,6 +62,7 @@ from sipmesh_bus.config import (
     load_config,
 )
 from sipmesh_bus.httpserver import HttpResponse, HttpServer
+from sipmesh_bus.requeststats import RequestStats
 from sipmesh_bus.wire import WireAuthError, WireClient, WireClosedError
 
 __all__ = [
@@ -341,20 +341,7 @@ class Service:
         self._m_reconnects = Counter(
             "sipmesh_nats_reconnects", "NATS reconnections", registry=registry
         )
-        self._m_requests = Counter(
-            "sipmesh_bus_requests",
-            "Requests handled, by subject and outcome (ok, bad_request, error)",
-            ["subject", "outcome"],
-            registry=registry,
-        )
-        self._m_children: dict[tuple[bytes, str], tuple[Counter, Histogram]] = {}
-        self._m_latency = Histogram(
-            "sipmesh_bus_request_duration_seconds",
-            "Time from receipt to reply, by subject",
-            ["subject"],
-            registry=registry,
-            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
-        )
+        self._m_stats = RequestStats(registry)
 
     # -- life cycle ---------------------------------------------------------
 
@@ -630,19 +617,7 @@ class Service:
         except Exception:
             outcome = "error"
             log.exception("%s: could not answer on %s", self.name, subject.decode())
-        count, latency = self._children(subject, outcome)
-        count.inc()
-        latency.observe(time.perf_counter() - started)
-
-    def _children(self, subject: bytes, outcome: str) -> tuple[Counter, Histogram]:
-        # labels() costs a lock and a tuple per call: take each child once.
-        key = (subject, outcome)
-        children = self._m_children.get(key)
-        if children is None:
-            text = subject.decode(errors="replace")
-            children = self._m_requests.labels(text, outcome), self._m_latency.labels(text)
-            self._m_children[key] = children
-        return children
+        self._m_stats.record(subject, outcome, time.perf_counter() - started)
 
     def _map_error(
         self, exc: Exception, subject: bytes, payload: bytes, on_error: ErrorMapper[R] | None
