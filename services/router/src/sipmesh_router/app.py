@@ -54,7 +54,6 @@ from . import core, media
 from .active import ActiveCalls
 from .config import RouterConfig, RouterSettings, make_policy
 from .context import encode_dialog
-from .events import dialog_key
 from .mediabus import MediaBus, Requester
 from .metrics import EVENT_KINDS, DestinationsUp, RouterMetrics, destination_states
 from .model import Decision, Inputs
@@ -337,7 +336,7 @@ class Router:
             failed.inc()
 
         await self.outbox.submit(
-            "e" + dialog_key(event.call_id),
+            "e" + event.call_id,
             _EVENT_SUBJECTS[event.kind],
             encode(event),
             headers={_MSG_ID: event_id},

@@ -7,6 +7,7 @@ JetStream ``Nats-Msg-Id``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from sipmesh_bus.schema import CallEvent, CallEventKind, HangupSide
@@ -16,8 +17,12 @@ from .context import DialogRecord, RouteContext
 __all__ = ["call_event", "dialog_key", "dialog_record", "ended_event", "event_id"]
 
 
+@functools.lru_cache(maxsize=1024)
 def dialog_key(call_id: str) -> str:
-    """The ``dialogs`` KV key of a call (a hash: a Call-ID may hold any character)."""
+    """The ``dialogs`` KV key of a call (a hash: a Call-ID may hold any character).
+
+    Memoised: a call's messages ask for it several times (event ids, the record).
+    """
     return hashlib.sha256(call_id.encode("utf-8", "surrogateescape")).hexdigest()[:40]
 
 
