@@ -223,3 +223,33 @@ async def eventually(check: Callable[[], bool]) -> None:
             return
         await asyncio.sleep(0.005)
     raise AssertionError("condition not reached")
+
+
+async def test_lingering_writes_leave_together_after_the_linger() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client, linger=0.02)
+    await submit(box, log, "a", "a")
+    await submit(box, log, "b", "b")
+    await submit(box, log, "a", "a2")
+    assert client.sent == []
+    assert len(box) == 3
+    await eventually(lambda: len(client.sent) == 2)
+    assert [s.subject for s in client.sent] == ["subj.a", "subj.b"]
+    await client.ack(client.sent[0])  # a2 waited for a's ack, then lingers too
+    assert len(client.sent) == 2
+    await eventually(lambda: len(client.sent) == 3)
+    assert client.sent[2].subject == "subj.a2"
+    for sent in client.sent[1:]:
+        await client.ack(sent)
+    await box.flush()
+    assert log.done == ["a", "b", "a2"]
+
+
+async def test_drain_gives_up_on_a_lingering_batch_it_cannot_wait_for() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client, linger=10.0)
+    await submit(box, log, "a", "a")
+    assert await box.drain(0.01) == 1
+    assert log.failed == [("a", "TimeoutError")]
+    await asyncio.sleep(0)
+    assert client.sent == []

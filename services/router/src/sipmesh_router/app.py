@@ -73,6 +73,9 @@ _MSG_TTL: Final = "Nats-TTL"
 _DELETE_HEADERS: Final = {KV_OP: KV_DEL, _MSG_TTL: str(_DELETE_MARKER_TTL)}
 _EVENT_SUBJECTS: Final = {k: subjects.call_event(k) for k in EVENT_KINDS}
 _PRUNE_EVERY: Final = 60.0
+_OUTBOX_LINGER: Final = 0.02
+#: Call events and dialog writes leave in one socket write per 20 ms (not one per
+#: message): the reply does not wait for them, and the CDR times come from ``at``.
 _DRAIN_TIMEOUT: Final = 5.0
 
 
@@ -113,7 +116,7 @@ class Router:
         self._locations: dict[str, tuple[BindingSet | None, int]] = {}
         #: AoR key -> (bindings, revision): the watched copy of bucket location.
         self._pending_locations: dict[str, tuple[BindingSet | None, int]] | None = None
-        self.outbox = Outbox(js._nc)
+        self.outbox = Outbox(js._nc, linger=_OUTBOX_LINGER)
         #: Call events and dialog writes, acked in the background.
         self._dialog_ttl = str(int(settings.dialog_ttl))
         self._event_counters = {

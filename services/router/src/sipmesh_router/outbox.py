@@ -100,6 +100,9 @@ class Outbox:
     Args:
         client: the NATS connection (publish, subscribe, new_inbox).
         ack_timeout: seconds to wait for a write's ack before trying again.
+        linger: seconds to collect writes before publishing them together
+            (0: publish each at once). Every publish written on its own costs
+            a socket write; writes collected for a few milliseconds leave in one.
         backoff: the pause before each retry; its length is the number of retries.
         max_pending: writes queued or in flight; :meth:`submit` waits for room
             beyond that (back-pressure rather than dropping).
@@ -112,8 +115,12 @@ class Outbox:
         ack_timeout: float = 5.0,
         backoff: Sequence[float] = (0.05, 0.25, 1.0),
         max_pending: int = 10_000,
+        linger: float = 0.0,
     ) -> None:
         self._client = client
+        self._linger = linger
+        self._batch: list[_Write] = []
+        self._timer: asyncio.TimerHandle | None = None
         self._ack_timeout = ack_timeout
         self._backoff = tuple(backoff)
         self._max_pending = max_pending
@@ -127,6 +134,7 @@ class Outbox:
         self._pending = 0
         self._changed = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
+        self._batches: set[asyncio.Task[None]] = set()
         self.retries = 0
         #: Attempts that failed and were tried again (all writes).
 
@@ -162,7 +170,27 @@ class Outbox:
             head.waiting.append(write)
             return
         self._heads[key] = write
-        await self._send(write)
+        await self._start(write)
+
+    async def _start(self, write: _Write) -> None:
+        """Send ``write`` now, or with the batch when lingering."""
+        if self._linger <= 0:
+            await self._send(write)
+            return
+        self._batch.append(write)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._linger, self._send_batch)
+
+    def _send_batch(self) -> None:
+        self._timer = None
+        batch, self._batch = self._batch, []
+        task = asyncio.create_task(self._send_all(batch), name="outbox-batch")
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
+
+    async def _send_all(self, batch: list[_Write]) -> None:
+        for write in batch:
+            await self._send(write)
 
     async def _subscribe(self) -> None:
         prefix = self._client.new_inbox()
@@ -220,7 +248,7 @@ class Outbox:
             nxt = write.waiting.popleft()
             nxt.waiting = write.waiting
             self._heads[write.key] = nxt
-            await self._send(nxt)
+            await self._start(nxt)
         else:
             del self._heads[write.key]
 
@@ -269,6 +297,10 @@ class Outbox:
         self._heads.clear()
         self._inflight.clear()
         self._retry.clear()
+        self._batch.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._pending = 0
         if self._sweeper is not None:
             self._sweeper.cancel()
