@@ -189,8 +189,11 @@ class Outbox:
         task.add_done_callback(self._batches.discard)
 
     async def _send_all(self, batch: list[_Write]) -> None:
-        for write in batch:
-            await self._send(write)
+        try:
+            for write in batch:
+                await self._send(write)
+        except Exception as exc:  # a bug, not NATS (_send handles that): never silent
+            log.error("router: outbox batch failed: %r", exc, exc_info=exc)
 
     async def _subscribe(self) -> None:
         prefix = self._client.new_inbox()
@@ -258,6 +261,12 @@ class Outbox:
 
     async def _sweep(self) -> None:
         """Time out the writes without an ack and send the retries that are due."""
+        try:
+            await self._sweep_while_pending()
+        except Exception as exc:  # a bug: log it; the next send starts a new sweep
+            log.error("router: outbox sweep failed: %r", exc, exc_info=exc)
+
+    async def _sweep_while_pending(self) -> None:
         tick = min(0.05, self._ack_timeout / 4)
         while self._inflight or self._retry:
             await asyncio.sleep(tick)
