@@ -229,8 +229,35 @@ def test_unusual_first_registers_go_to_the_typed_path(data: bytes) -> None:
     assert fast(data, None, NOW, POLICY) is None
 
 
-def test_no_fast_path_without_authentication() -> None:
-    assert fast(wire(), None, NOW, dataclasses.replace(POLICY, auth=False)) is None
+OPEN = dataclasses.replace(POLICY, auth=False)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        wire(),
+        wire(extra=b"Authorization: Digest junk\r\n"),
+        wire(Contact=b"<sip:a@h1>;q=1, <sip:a@h2>;expires=0", User_Agent=None),
+    ],
+)
+def test_register_without_authentication(data: bytes) -> None:
+    check(data, answered=True, policy=OPEN)
+
+
+def test_unusual_registers_without_authentication_go_to_the_typed_path() -> None:
+    contact = "sip:alice@198.51.100.7:5062;transport=udp"
+    again = BindingSet(
+        aor="sip:alice@example.com",
+        bindings=[_binding(contact, call_id="c1@198.51.100.7", cseq=1)],
+    )
+    for data, stored in (
+        (wire(Contact=None), None),
+        (wire(Contact=b"*", Expires=b"0"), None),
+        (wire(CSeq=b"1 OPTIONS"), None),
+        (wire(), again),
+    ):
+        assert fast(data, stored, NOW, OPEN) is None
+        check(data, answered=False, stored=stored, policy=OPEN)
 
 
 # --- the authenticated REGISTER: 200 -------------------------------------------------

@@ -123,7 +123,7 @@ class _AoR:
 
 
 class FastAdmitted(msgspec.Struct, frozen=True, kw_only=True):
-    """An authenticated REGISTER with plain contacts, ready for its bindings.
+    """An admitted REGISTER with plain contacts, ready for its bindings.
 
     A Struct, not a dataclass: built once per REGISTER, it is ten times cheaper.
     """
@@ -134,7 +134,8 @@ class FastAdmitted(msgspec.Struct, frozen=True, kw_only=True):
     #: The answer's copied lines: Via ... CSeq, CRLF-terminated.
     contacts: tuple[ContactSpec, ...]
     #: Each contact with its granted expiry.
-    replay: SeenNonce
+    replay: SeenNonce | None
+    #: The nonce-count to record (None: authentication is off).
     call_id: str
     cseq: int
     outbound: bool
@@ -308,7 +309,7 @@ class FastPath:
         self, req: Request, subscribers: Mapping[str, Subscriber], now: float, entropy: bytes
     ) -> bytes | FastAdmitted | None:
         policy = self.policy
-        if req.method != b"REGISTER" or not policy.auth:
+        if req.method != b"REGISTER":
             return None
         headers = req.headers
         keys = headers.keys()
@@ -355,12 +356,13 @@ class FastPath:
                 b"\r\nCSeq: " + headers.single(b"cseq")[1] + b"\r\n",  # type: ignore[operator]
             ]
         )
-        authorization = headers.get_lines(b"authorization")
-        if not authorization:
-            return _STATUS_401 + head + self._www_authenticate(realm, now, entropy) + _END
-        return self._authenticated(
-            req, aor=aor, realm=realm, head=head, subscribers=subscribers, now=now
-        )
+        if not policy.auth:
+            return self._admitted(req, aor, head, None)
+        if not headers.get_lines(b"authorization"):
+            www = self._www_authenticate(realm, now, entropy)
+            return None if www is None else _STATUS_401 + head + www + _END
+        replay = self._authenticate(req, aor=aor, realm=realm, subscribers=subscribers, now=now)
+        return None if replay is None else self._admitted(req, aor, head, replay)
 
     def _top_branch(self, vias: list[bytes]) -> bytes | None:
         """The top Via's branch; every Via line checked as ``req.via`` checks them."""
@@ -377,14 +379,16 @@ class FastPath:
                 top = branch
         return top
 
-    def _www_authenticate(self, realm: bytes, now: float, entropy: bytes) -> bytes:
+    def _www_authenticate(self, realm: bytes, now: float, entropy: bytes) -> bytes | None:
         """A WWW-Authenticate line per algorithm (RFC 8760 §2.4), as auth.challenge has them."""
         templates = self._templates.get(realm)
         if templates is None:
             templates = []
             for c in challenges_for(realm, _SENTINEL, algorithms=self.policy.algorithms):
-                before, found, after = bytes(c).partition(_SENTINEL)
-                assert found, "the nonce is written verbatim"
+                value = bytes(c)
+                if value.count(_SENTINEL) != 1:
+                    return None  # not a template (cannot happen with lower-case realms)
+                before, _, after = value.partition(_SENTINEL)
                 templates.append((b"WWW-Authenticate: " + before, after + b"\r\n"))
             if len(self._templates) >= 256:
                 self._templates.clear()
@@ -392,20 +396,16 @@ class FastPath:
         nonce = self.nonces.issue(now, entropy=entropy, realm=realm)
         return b"".join([before + nonce + after for before, after in templates])
 
-    def _authenticated(
+    def _authenticate(
         self,
         req: Request,
         *,
         aor: _AoR,
         realm: bytes,
-        head: bytes,
         subscribers: Mapping[str, Subscriber],
         now: float,
-    ) -> FastAdmitted | None:
-        # What validate_request checks beyond the above; the typed path sorts out failures.
-        if req.cseq.method != b"REGISTER":
-            return None
-        _ = req.max_forwards
+    ) -> SeenNonce | None:
+        """auth.authenticate's acceptance; None for anything it would not accept."""
         lines = req.headers.get_lines(b"authorization")
         # One line (the usual case) is parsed as req.authorization would.
         found = (parse_credentials(lines[0]),) if len(lines) == 1 else req.authorization
@@ -417,7 +417,7 @@ class FastPath:
         if creds is None or creds.uri != req.uri:
             return None
         nonces = self.nonces
-        # NonceManager.check, without a second HMAC for expires_at below.
+        # NonceManager.check, with the one HMAC check that also gives the expiry.
         issued = nonces.issued_at(creds.nonce, realm=realm)
         if issued is None or not -nonces.max_skew <= now - issued <= nonces.ttl:
             return None
@@ -435,10 +435,18 @@ class FastPath:
         ha1 = (subscriber.ha1_md5 if family == b"MD5" else subscriber.ha1_sha256).encode()
         if not verify(creds, method=req.method, ha1=ha1, body=req.body):
             return None
+        return seen_nonce(creds.nonce, creds.nc, until=issued + nonces.ttl + nonces.max_skew)
+
+    def _admitted(
+        self, req: Request, aor: _AoR, head: bytes, replay: SeenNonce | None
+    ) -> FastAdmitted | None:
+        # What validate_request checks beyond _admit; the typed path sorts out failures.
+        if req.cseq.method != b"REGISTER":
+            return None
+        _ = req.max_forwards
         contacts = self._granted(req)
         if contacts is None:
             return None
-        expires_at = issued + nonces.ttl
         supported = {t.lower() for t in req.supported}
         outbound = b"outbound" in supported
         user_agent = req.user_agent
@@ -447,7 +455,7 @@ class FastPath:
             key=aor.key,
             head=head,
             contacts=contacts,
-            replay=seen_nonce(creds.nonce, creds.nc, until=expires_at + nonces.max_skew),
+            replay=replay,
             call_id=req.call_id.decode("ascii", "replace"),
             cseq=req.cseq.seq,
             outbound=outbound,
@@ -517,7 +525,7 @@ class FastPath:
         answers those.
         """
         replay = admitted.replay
-        if is_replay(stored, replay):
+        if replay is not None and is_replay(stored, replay):
             return None
         contacts = admitted.contacts
         matched, kept = _match(live_bindings(stored, now), contacts, admitted.outbound)
