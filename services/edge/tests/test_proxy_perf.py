@@ -10,13 +10,15 @@
 
 from __future__ import annotations
 
+import base64
+import random
 from collections.abc import Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from sipmesh_bus import schema, subjects
-from sipmesh_edge.branch import parse_branch
+from sipmesh_edge.branch import _b32, loop_hash, parse_branch
 from sipmesh_edge.bus import BusFailure
 from sipmesh_edge.core import EdgeIdentity
 from sipmesh_edge.metrics import EdgeMetrics
@@ -238,3 +240,20 @@ def test__for_branch_odd_top_via_is_rewritten_by_the_via_parser() -> None:
     assert isinstance(out, Request)
     assert [v.branch for v in out.via] == [b"z9hG4bK.e.h.3", b"z9hG4bK-nit1"]
     assert out.via[0].host == b"192.0.2.10"
+
+
+def test__b32_is_rfc4648_base32_lower_case_without_padding() -> None:
+    rng = random.Random(3261)
+    digests = [bytes(10), b"\xff" * 10, *(rng.randbytes(10) for _ in range(2000))]
+    for digest in digests:
+        assert _b32(digest) == base64.b32encode(digest).rstrip(b"=").lower()
+
+
+def test_loop_hash_reads_proxy_require_and_proxy_authorization() -> None:
+    req = parse(request(b"INVITE", in_dialog=False))
+    assert isinstance(req, Request)
+    plain = loop_hash(req)
+    assert loop_hash(req.with_header(b"Proxy-Require", b"foo")) != plain
+    assert loop_hash(req.with_header(b"Proxy-Authorization", b"Digest x=1")) != plain
+    assert loop_hash(req.with_header(b"Subject", b"hello")) == plain
+    assert len(plain) == 16

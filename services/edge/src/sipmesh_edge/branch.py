@@ -24,7 +24,6 @@ whole is a valid ``token`` (§25.1).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import itertools
 import secrets
@@ -77,10 +76,12 @@ def loop_hash(req: Request) -> bytes:
         h.update(part)
         h.update(b"\x00")
     h.update(b"%d\x00" % req.cseq.seq)
-    for name in ("proxy-require", "proxy-authorization"):
-        for line in req.headers.get_lines(name):
-            h.update(line)
-            h.update(b"\x00")
+    keys = req.headers.keys()
+    for name in _ALSO_HASHED:
+        if name in keys:
+            for line in req.headers.get_lines(name):
+                h.update(line)
+                h.update(b"\x00")
     return _b32(h.digest())
 
 
@@ -134,4 +135,19 @@ def is_loop(req: Request, own: list[BranchInfo]) -> bool:
 
 
 def _b32(digest: bytes) -> bytes:
-    return base64.b32encode(digest).rstrip(b"=").lower()
+    """``base64.b32encode(digest).rstrip(b"=").lower()`` for the 10-byte digest, faster.
+
+    80 bits are exactly 16 base 32 digits: 8 table lookups of 10 bits each.
+    """
+    n = int.from_bytes(digest, "big")
+    pairs = _B32_PAIRS
+    return b"".join([pairs[(n >> shift) & 0x3FF] for shift in _SHIFTS])
+
+
+_ALSO_HASHED: Final = (b"proxy-require", b"proxy-authorization")
+_B32_ALPHABET: Final = b"abcdefghijklmnopqrstuvwxyz234567"
+#: RFC 4648 §6 base 32, lower-cased.
+_B32_PAIRS: Final = tuple(
+    bytes((_B32_ALPHABET[i >> 5], _B32_ALPHABET[i & 31])) for i in range(1024)
+)
+_SHIFTS: Final = tuple(range(70, -1, -10))
