@@ -22,9 +22,9 @@ from sipmesh_edge.branch import _b32, loop_hash, parse_branch
 from sipmesh_edge.bus import BusFailure
 from sipmesh_edge.core import EdgeIdentity
 from sipmesh_edge.metrics import EdgeMetrics
-from sipmesh_edge.proxy import _for_branch, _with_branch
+from sipmesh_edge.proxy import _for_branch, _with_branch, _without_top_via
 from sipmesh_edge.sink import EdgeSink, SinkConfig
-from sipmsg import Request, Response, make_response, parse
+from sipmsg import ParseError, Request, Response, make_response, parse
 
 LOCAL = ("192.0.2.10", 5060)
 CALLER = ("198.51.100.7", 5062)
@@ -257,3 +257,18 @@ def test_loop_hash_reads_proxy_require_and_proxy_authorization() -> None:
     assert loop_hash(req.with_header(b"Proxy-Authorization", b"Digest x=1")) != plain
     assert loop_hash(req.with_header(b"Subject", b"hello")) == plain
     assert len(plain) == 16
+
+
+def test__without_top_via_removes_our_via_value_only() -> None:
+    req = parse(request(b"BYE"))
+    assert isinstance(req, Request)
+    two_lines = req.prepend_header(b"Via", OUR_VIA)
+    one_line = req.replace_header(b"Via", OUR_VIA + b", " + bytes(req.via[0]))
+    for onward in (two_lines, one_line):
+        up = parse(bytes(_without_top_via(make_response(onward, 200))))
+        assert isinstance(up, Response)
+        assert [bytes(v) for v in up.via] == [bytes(v) for v in req.via]
+        assert up.call_id == req.call_id
+    with pytest.raises(ParseError) as exc_info:
+        _without_top_via(make_response(req, 200))
+    assert exc_info.value.header == "via"

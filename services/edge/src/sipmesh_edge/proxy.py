@@ -409,7 +409,7 @@ class Proxy:
 
     def _relay(self, server: Server, resp: Response) -> None:
         try:
-            upstream = core.without_top_via(resp)
+            upstream = _without_top_via(resp)
         except ParseError:
             self._metrics.dropped.labels("bad_response").inc()
             return
@@ -536,6 +536,24 @@ def _router_decides(fork: Fork, resp: Response) -> bool:
     docstring for which responses are asked about whatever this says.
     """
     return fork.all_responses or core.carries_sdp(resp)
+
+
+def _without_top_via(resp: Response) -> Response:
+    """The response a proxy passes upstream: its own (top) Via value removed.
+
+    §16.7 step 3: "The proxy removes the topmost Via header field value from
+    the response." As :func:`core.without_top_via`, but by the editing API on
+    the parsed headers instead of a byte splice and a second parse; the Via
+    values left are written on one line (§7.3.1 makes that equivalent).
+
+    Raises:
+        ParseError: no Via is left to send it to (it was meant for us), or a
+            Via line is malformed.
+    """
+    vias = resp.headers.get_all(b"via")
+    if len(vias) < 2:
+        raise ParseError("response has no Via left to send it to", header="via")
+    return resp.replace_header(b"Via", b", ".join(vias[1:]))
 
 
 def _for_branch(req: Request, target: schema.Target, branch: bytes) -> Request:
