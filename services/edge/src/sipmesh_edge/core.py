@@ -179,10 +179,10 @@ def triage(
 ) -> KeepAlive | Garbage | Peeked | Response:
     """Classify one datagram or framed message: just what matching a transaction needs.
 
-    A request is parsed and gets the first checks of :func:`check_request`
-    (Request-URI scheme and headers, the Via the transaction key reads); the
-    rest waits for :func:`admit`, which the sink skips for a retransmission
-    it absorbs. Responses are validated in full; garbage is answered as by
+    A request is parsed and its top Via read (what the transaction key
+    needs); the checks of :func:`check_request` wait for :func:`admit`, which
+    the sink skips for a retransmission it absorbs (an RFC 2543 request,
+    keyed on more, is checked here in full). Responses are validated in full; garbage is answered as by
     :func:`classify`.
 
     Args:
@@ -193,7 +193,7 @@ def triage(
         KeepAlive, Garbage (with the 4xx/5xx to send, or None), the request
         as :class:`Peeked` (parsed, ``summary`` None), or the Response.
     """
-    if not data.strip(b"\r\n"):
+    if data[:1] in _CRLF and not data.strip(b"\r\n"):
         return KeepAlive()
     try:
         msg = parse(data, config)
@@ -203,10 +203,14 @@ def triage(
         if isinstance(msg, Response):
             validate_response(msg)
             return msg
-        _check_keyed(msg)
-        if not is_rfc3261_branch(msg.via[0].branch or b""):
-            # RFC 2543 matching (§17.2.3) keys on From/To tags, Call-ID and
-            # CSeq: check them all before the sink computes the key.
+        if not msg.via:
+            raise ParseError("missing Via header", header="via")
+        if not is_rfc3261_branch(msg.via[0].branch):
+            # RFC 2543 matching (§17.2.3) keys on the Request-URI, From/To
+            # tags, Call-ID and CSeq: check them all before the sink computes
+            # the key. With an RFC 3261 branch the key is the top Via and the
+            # method alone, and the Request-URI checks wait for admit: a
+            # retransmission gets the last response whatever its URI says.
             check_request(msg)
     except ParseError as exc:
         if isinstance(msg, Response) or msg.method == b"ACK":
@@ -271,8 +275,9 @@ def _fallback(data: bytes, config: ParserConfig | None) -> KeepAlive | Garbage |
 def admit(peeked: Peeked) -> Request | Garbage:
     """The rest of :func:`check_request` for a request the sink does not absorb.
 
-    After :func:`triage`: Call-ID, the From/To tags, Max-Forwards and CSeq
-    (read by :func:`check_request`; what triage read is cached). After
+    After :func:`triage`: everything :func:`check_request` reads (the
+    Request-URI, Call-ID, From and To, Max-Forwards, CSeq; the Via triage
+    read is cached). After
     :func:`peek_triage`: the full parse, and every Via (``peek`` reads the
     top one; the edge walks them all for loops, §16.3 step 4). Either way a
     request gets the answer :func:`classify` gives it.
@@ -417,6 +422,7 @@ def _check_start(method: bytes, uri: bytes, cseq_method: bytes) -> None:
 
 
 _SCHEMES: Final = frozenset({b"sip", b"sips", b"tel"})
+_CRLF: Final = (b"\r", b"\n")
 
 
 def error_response(data: bytes, error: ParseError) -> Response | None:

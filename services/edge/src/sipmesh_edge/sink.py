@@ -148,14 +148,14 @@ class EdgeSink:
                 if connection is not None:
                     connection.close()
                 return
-            flow = Flow(
-                transport=transport,  # type: ignore[arg-type]  # listeners pass a Transport
-                host=source[0],
-                port=source[1],
+            self._receive(
+                data,
+                transport,  # type: ignore[arg-type]  # listeners pass a Transport
+                source[0],
+                source[1],
                 local=local,
                 connection=connection,
             )
-            self._receive(data, flow)
         except Exception:
             self._internal_error("message from %s:%s", source[0], source[1])
 
@@ -242,7 +242,7 @@ class EdgeSink:
             # A response for one of our client transactions that reached the
             # replica holding the connection it came over.
             self._receive(
-                msg.data, Flow(transport=msg.transport, host=msg.host, port=msg.port, local=("", 0))
+                msg.data, msg.transport, msg.host, msg.port, local=("", 0), connection=None
             )
             return schema.EdgeSendResult(ok=True)
         return self.out.serve_handoff(msg)
@@ -268,11 +268,33 @@ class EdgeSink:
 
     # -- receiving ---------------------------------------------------------
 
-    def _receive(self, data: bytes, flow: Flow) -> None:
+    def _receive(
+        self,
+        data: bytes,
+        transport: schema.Transport,
+        host: str,
+        port: int,
+        *,
+        local: tuple[str, int],
+        connection: Connection | None,
+    ) -> None:
         incoming = core.triage(data, self._config.parser)
         if isinstance(incoming, core.Peeked):
-            self._on_request(incoming, flow)
-        elif isinstance(incoming, Response):
+            now = self._clock()
+            key = core.transaction_key(incoming)
+            server = self._servers.get(key)
+            if server is not None:
+                # §17.2: a retransmission (or the ACK of a non-2xx) goes to its
+                # transaction, which re-sends the last response; never to the bus.
+                self._absorb(server, incoming, now)
+                return
+            flow = Flow(
+                transport=transport, host=host, port=port, local=local, connection=connection
+            )
+            self._on_request(incoming, key, flow, now)
+            return
+        flow = Flow(transport=transport, host=host, port=port, local=local, connection=connection)
+        if isinstance(incoming, Response):
             self.proxy.on_response(incoming, flow)
         elif isinstance(incoming, core.Garbage):
             self._on_garbage(incoming, flow)
@@ -282,15 +304,9 @@ class EdgeSink:
         if garbage.response is not None:
             self._send_stateless(garbage.response, flow)
 
-    def _on_request(self, peeked: core.Peeked, flow: Flow) -> None:
-        now = self._clock()
-        key = core.transaction_key(peeked)
-        server = self._servers.get(key)
-        if server is not None:
-            # §17.2: a retransmission (or the ACK of a non-2xx) goes to its
-            # transaction, which re-sends the last response; never to the bus.
-            self._absorb(server, peeked, flow, now)
-            return
+    def _on_request(
+        self, peeked: core.Peeked, key: tuple[bytes, ...], flow: Flow, now: float
+    ) -> None:
         req = core.admit(peeked)
         if isinstance(req, core.Garbage):
             self._on_garbage(req, flow)
@@ -309,7 +325,7 @@ class EdgeSink:
             return
         self._ask(server, req, core.bus_subject_for(req), None)
 
-    def _absorb(self, server: Server, peeked: core.Peeked, flow: Flow, now: float) -> None:
+    def _absorb(self, server: Server, peeked: core.Peeked, now: float) -> None:
         if peeked.method != b"ACK":
             self._metrics.retransmission()
             # §17.2.3 matched it to the request that made the transaction; a
@@ -320,7 +336,7 @@ class EdgeSink:
         else:
             ack = core.admit(peeked)
             if isinstance(ack, core.Garbage):
-                self._on_garbage(ack, flow)
+                self._metrics.parse_errors.inc()  # an ACK is never answered
                 return
             server.tx.receive(ack, now)
         self._flush_server(server)
@@ -561,19 +577,28 @@ class EdgeSink:
             return Flow(transport=flow.transport, host=flow.host, port=port, local=flow.local)
         via = server.tx.request.via[0]
         host, port = core.response_destination(via, (flow.host, flow.port))
-        if (host, port) == (flow.host, flow.port):
-            return flow
-        return Flow(transport=flow.transport, host=host, port=port, local=flow.local)
+        if host != flow.host or port != flow.port:
+            flow = Flow(transport=flow.transport, host=host, port=port, local=flow.local)
+        # Without a connection the answer is the same for every response (the
+        # request's Via and source do not change): kept for retransmissions.
+        server.dest = flow
+        return flow
 
     def _flush_server(self, server: Server) -> None:
-        datagrams = server.tx.datagrams_to_send()
+        tx = server.tx
+        datagrams = tx.datagrams_to_send()
         if datagrams:
             dest = self._server_destination(server)
-            failed = functools.partial(self._transport_failed, server)
+            # A UDP send fails at once or never; the rest may fail later (§18.4).
+            failed = (
+                None
+                if dest.owner is None and dest.transport == "udp"
+                else functools.partial(self._transport_failed, server)
+            )
             for data in datagrams:
                 if not self.out.send(dest, data, failed):
-                    server.tx.handle_transport_error(self._clock())
-        while (event := server.tx.next_event()) is not None:
+                    tx.handle_transport_error(self._clock())
+        while (event := tx.next_event()) is not None:
             if isinstance(event, Terminated):
                 self._servers.pop(server.key, None)
                 return
