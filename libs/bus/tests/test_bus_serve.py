@@ -297,3 +297,35 @@ def test_parse_service_config_reads_the_flags(tmp_path: Path) -> None:
     assert (config.nats.url, config.nats.drain_timeout) == ("nats://127.0.0.1:2", 3.0)
     with pytest.raises(SystemExit):
         parse_service_config(ServiceConfig, ["--bogus"], prog="x", description=None)
+
+
+async def test_close_also_lets_held_back_requests_finish() -> None:
+    svc, fake, _ = _service()
+
+    async def handler(data: bytes) -> bytes:
+        await asyncio.sleep(0.01)
+        return data
+
+    cb = await _serve(svc, fake, handler, max_concurrency=1)
+    for n in range(3):
+        await cb(_msg(fake, b"%d" % n))
+    assert fake.paused  # two held back
+    await svc.close()
+    assert [d for _, d in fake.published] == [b"0", b"1", b"2"]
+    assert not svc._inflight
+
+
+async def test_close_past_the_deadline_drops_held_back_requests() -> None:
+    svc, fake, _ = _service(drain_timeout=0.05)
+
+    async def handler(data: bytes) -> bytes:
+        await asyncio.sleep(30)
+        return data
+
+    cb = await _serve(svc, fake, handler, max_concurrency=1)
+    for n in range(3):
+        await cb(_msg(fake, b"%d" % n))
+    await asyncio.wait_for(svc.close(), 2.0)
+    await asyncio.sleep(0)
+    assert fake.published == []
+    assert not svc._inflight  # the cancelled one did not start the held-back ones

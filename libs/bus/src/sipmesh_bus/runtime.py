@@ -330,6 +330,7 @@ class Service:
         self._wire: WireClient | None = None
         self._sids: list[int] = []
         self._paused_by: set[int] = set()
+        self._abandon = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
         self._closing = False
@@ -433,15 +434,19 @@ class Service:
                 wire.unsubscribe(sid)
             with contextlib.suppress(Exception):
                 await wire.flush(1.0)  # the server takes no more for us
-        if self._inflight:
-            _, late = await asyncio.wait(self._inflight, timeout=self.nats_config.drain_timeout)
-            for task in late:
-                task.cancel()
-            if late:
-                log.warning(
-                    "%s: cancelled %d requests still running at shutdown", self.name, len(late)
-                )
-                await asyncio.wait(late)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.nats_config.drain_timeout
+        # Requests held back at max_concurrency start as others finish: wait
+        # for those too, until the deadline.
+        while self._inflight and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._inflight), timeout=left)
+        self._abandon = True  # from here nothing held back starts
+        late = set(self._inflight)
+        for task in late:
+            task.cancel()
+        if late:
+            log.warning("%s: cancelled %d requests still running at shutdown", self.name, len(late))
+            await asyncio.wait(late)
         if wire is not None:
             await wire.close(1.0)  # lets the last replies out
         if self._nc is not None:
@@ -557,6 +562,8 @@ class Service:
             nonlocal taken
             self._inflight.discard(task)
             taken -= 1
+            if self._abandon:
+                backlog.clear()
             while backlog and taken < max_concurrency:
                 run(*backlog.popleft())
             if not backlog:
