@@ -513,3 +513,20 @@ async def test_write_conflict_is_false_and_other_errors_raise() -> None:
     registrar, _ = _offline(down)
     with pytest.raises(nats.js.errors.ServiceUnavailableError):
         await registrar._write("example=2Ecom.a", None, 90, 2)
+
+
+async def test_app_fast_path_gives_up_after_kv_retries_with_500(kit: Any) -> None:
+    conflict = b'{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 9"}}'
+    nc = _Connection(conflict)
+    js = type("JS", (), {"_nc": nc, "_timeout": 1.0})()
+    cfg = config("nats://127.0.0.1:1", auth=False, kv_retries=2)
+    registrar = Registrar(cfg, js, secret=SECRET, registry=CollectorRegistry())
+
+    async def read(key: str) -> tuple[None, int]:
+        return None, 9
+
+    registrar._read = read  # type: ignore[method-assign]
+    response = await send(registrar, kit, kit.UA(user="alice").register())
+    assert response.status == 500
+    assert len(nc.sent) == 2  # the fast path's attempts, not the typed path's again
+    assert registrar.metrics.kv_conflicts._value.get() == 2

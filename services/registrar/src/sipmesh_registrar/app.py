@@ -221,14 +221,14 @@ class Registrar:
             self._challenges.inc()
             return fast
         if fast is not None:
-            data = await self._register_fast(fast, envelope, now)
+            data = await self._register_fast(req, fast, envelope, now)
             if data is not None:
                 return data
         response = await self._register_typed(req, envelope, now, entropy)
         return None if response is None else bytes(response)
 
     async def _register_fast(
-        self, fast: FastAdmitted, envelope: Envelope, now: float
+        self, req: Request, fast: FastAdmitted, envelope: Envelope, now: float
     ) -> bytes | None:
         """:meth:`_register_typed`'s loop for the usual REGISTER (:mod:`.fastpath`).
 
@@ -252,7 +252,8 @@ class Registrar:
         log.warning(
             "registrar: gave up on %s after %d conflicts", fast.aor, self._settings.kv_retries
         )
-        return None  # the typed path tries again, then answers 500
+        response = self._unavailable(req, 500)
+        return None if response is None else bytes(response)
 
     async def _register_typed(
         self, req: Request, envelope: Envelope, now: float, entropy: bytes
