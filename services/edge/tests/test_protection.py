@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sipmesh_edge.protection import (
     NewBan,
@@ -148,6 +152,12 @@ def test_protection_user_agent_in_the_body_is_not_the_header() -> None:
         pytest.param(OPTIONS, None, id="absent"),
         pytest.param(b"user-agent:   x y  \r\n\r\n", b"x y", id="lower-case-spaces"),
         pytest.param(b"\x00\xff garbage", None, id="garbage"),
+        pytest.param(
+            b"X-Orig-User-Agent: a\r\nUSER-AGENT\t : b\r\nUser-Agent: c\r\n\r\n", b"b", id="first"
+        ),
+        pytest.param(b"X: user-agent: a\r\nUser-Agent x\r\n\r\n", None, id="not-a-header"),
+        pytest.param(b"User-Agent: a\rUser-Agent: b\r\n\r\n", b"a", id="bare-cr"),
+        pytest.param(b"User-Agent:\r\n\r\n", b"", id="empty"),
     ],
 )
 def test_protection_user_agent_of(data: bytes, expected: bytes | None) -> None:
@@ -299,3 +309,43 @@ def test_protection_loopback_is_allowed_by_default() -> None:
     assert p.check("203.0.113.9", SCANNER, 1000.0) is Reason.SCANNER
     strict = Protection(ProtectionConfig(allow=[], rate_limit=1, rate_window=1.0))
     assert _flood(strict, "127.0.0.2", 3, 1000.0, 0.0) == [None, Reason.RATE, Reason.BANNED]
+
+
+def test_protection_lists_follow_reconfigure() -> None:
+    p = Protection(ProtectionConfig(deny=["192.0.2.0/24"]))
+    assert p.check("192.0.2.1", OPTIONS, 1000.0) is Reason.DENY_LIST
+    p.reconfigure(ProtectionConfig(allow=["192.0.2.0/24"], deny=["0.0.0.0/0"]))
+    assert p.check("192.0.2.1", SCANNER, 1000.0) is None
+    assert p.check("198.51.100.1", OPTIONS, 1000.0) is Reason.DENY_LIST
+
+
+def test_protection_scanner_names_any_case_and_custom_patterns() -> None:
+    p = Protection(ProtectionConfig(scanner_patterns=[r"^evil-\d+$"]))
+    agent = OPTIONS.replace(
+        b"Content-Length: 0", b"User-Agent: X SipVicious/0.3\r\nContent-Length: 0"
+    )
+    assert p.check("203.0.113.1", agent, 1000.0) is Reason.SCANNER
+    custom = OPTIONS.replace(b"Content-Length: 0", b"User-Agent: EVIL-42\r\nContent-Length: 0")
+    assert p.check("203.0.113.2", custom, 1000.0) is Reason.SCANNER
+    benign = OPTIONS.replace(b"Content-Length: 0", b"User-Agent: evil-42x\r\nContent-Length: 0")
+    assert p.check("203.0.113.3", benign, 1000.0) is None
+
+
+_UA_REFERENCE = re.compile(rb"(?im)^user-agent[ \t]*:[ \t]*([^\r\n]*)")
+
+
+def _user_agent_by_regex(data: bytes) -> bytes | None:
+    """What user_agent_of returned when it was this regex search (the definition)."""
+    end = data.find(b"\r\n\r\n")
+    m = _UA_REFERENCE.search(data, 0, len(data) if end < 0 else end + 2)
+    return m.group(1).strip() if m else None
+
+
+_UA_PIECES = st.sampled_from(
+    [b"User-Agent", b"user-agent", b"USER-agent", b":", b" ", b"\t", b"\r", b"\n", b"\r\n", b"x"]
+)
+
+
+@given(st.lists(_UA_PIECES, max_size=14).map(b"".join))
+def test_protection_user_agent_of_equals_the_regex(data: bytes) -> None:
+    assert user_agent_of(data) == _user_agent_by_regex(data)
