@@ -6,22 +6,26 @@ with ``sipmsg.make_response``. That costs ~55 us for a 401 and ~115 us for an
 authenticated REGISTER, most of it spent re-validating and re-serialising
 headers the answer copies unchanged. :class:`FastPath` answers the two
 messages of a normal registration, the first REGISTER (401) and the one with
-good credentials (200), for the same bytes at a fraction of the cost:
+good credentials (200; or the only REGISTER when authentication is off), for
+the same bytes at a fraction of the cost:
 
 - the answer's Via, From, To, Call-ID and CSeq lines are copied from the
   request's raw values (RFC 3261 §8.2.6.2: they "MUST equal" the request's),
   the To tag derived as ``make_response`` derives it;
-- what is stable per phone (its To, From, Contact, the Request-URI, Max-Forwards)
-  is parsed by the same ``sipmsg`` functions as the typed accessors, once per
-  distinct value (bounded memos of pure functions);
+- what is stable per phone (its To, From without its tag, top Via without its
+  branch, Contact, the Request-URI) is parsed by the same ``sipmsg`` functions
+  as the typed accessors, once per distinct value (bounded memos of pure
+  functions);
 - the WWW-Authenticate value is a per-realm template around the fresh nonce.
 
 Whatever it does not handle exactly as the typed path would (any failure,
 ``Contact: *``, a query, Path, a nonce-count seen before, a conflict of
 ordering ...) it hands back as None, and the caller runs the typed path: so
 every answer but the two common ones, and every error, comes from
-:mod:`.core` unchanged. Checks and their order are those of the typed path;
-``tests/test_registrar_fastpath.py`` compares the two byte for byte.
+:mod:`.core` unchanged. It accepts only what the typed path accepts (every
+check of the typed path is made, some in another order, all of them only able
+to step aside); ``tests/test_registrar_fastpath.py`` compares the two byte for
+byte.
 """
 
 from __future__ import annotations
@@ -95,7 +99,7 @@ def _bound(table: dict[Any, Any]) -> None:
             del table[key]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _Contact:
     """One Contact address as a binding needs it (its expiry granted per request)."""
 
@@ -109,7 +113,7 @@ class _Contact:
     reg_id: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class _AoR:
     """What a To value names: the AoR (§10.3 step 5) and its KV key."""
 
@@ -164,6 +168,8 @@ def _aor_of(policy: Policy) -> Callable[[bytes], _AoR | None]:
         except UnicodeDecodeError:
             return None
         domain = canonical_domain(uri.host, policy)
+        if not domain:
+            return None  # no KV key (aor_key refuses it): the typed path decides
         return _AoR(
             user=user,
             domain=domain,
