@@ -111,6 +111,11 @@ _ADDRESS_PIECES = st.sampled_from(
         b";expires=60",
         b";a=[::1]",
         b';+sip.instance="<urn:x>"',
+        b';p="a;b=c"',
+        b';p="x\\"y"',
+        b';p=""',
+        b';p="\x01"',
+        b'"',
         b";",
         b"=",
         b";a=b=c",
@@ -133,6 +138,8 @@ def _address_or_error(parser: Callable[[bytes], Address], value: bytes) -> objec
 @example(b'"Bob" <sip:bob@example.com>;tag=1;lr')
 @example(b"Bob Smith\t<sip:bob@example.com> ;tag=1")
 @example(b"<sip:bob@example.com>;a=b=c")
+@example(b'<sip:a@b>;+sip.instance="<urn:x;y>";expires=60')
+@example(b'<sip:a@b>;p="x"y')
 def test_parse_address_fast_path_agrees_with_the_general_path(value: bytes) -> None:
     # parse_address strips the value before either path sees it.
     general = _address_or_error(_parse_address, value.strip(b" \t"))

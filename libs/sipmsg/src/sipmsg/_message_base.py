@@ -200,18 +200,23 @@ class _Message:
 
     def _each(self, key: bytes, parser: Callable[[bytes], Iterable[T]]) -> tuple[T, ...]:
         """Parse every line of ``key`` with a list parser and join the results."""
-        present = self.headers.keys()
-        if key not in present:
-            return ()
+        count, value = self.headers.single(key)
+        if count == 1:
+            assert value is not None
+            return tuple(_wrap(key, parser, value))
         out: list[T] = []
-        for f in self.headers:
-            if f[1] == key:
-                out.extend(_wrap(key, parser, f[2]))
+        if count:
+            for f in self.headers:
+                if f[1] == key:
+                    out.extend(_wrap(key, parser, f[2]))
         return tuple(out)
 
     def _per_line(self, key: bytes, parser: Callable[[bytes], T]) -> tuple[T, ...]:
-        present = self.headers.keys()
-        if key not in present:
+        count, value = self.headers.single(key)
+        if count == 1:
+            assert value is not None
+            return (_wrap(key, parser, value),)
+        if not count:
             return ()
         return tuple([_wrap(key, parser, f[2]) for f in self.headers if f[1] == key])
 

@@ -174,12 +174,12 @@ def make_response(
     if status != 100 and not has_tag:
         to = to + b";tag=" + (to_tag if to_tag is not None else _derived_tag(req, strict))
     hdrs = req.headers
-    copied = [(b"Via", b"via", v) for v in hdrs.get_lines(b"via")]
+    copied = [(b"Via", b"via", v) for v in hdrs._values(b"via")]
     if 100 < status < 300 and req.method in _DIALOG_METHODS:
-        copied += [(b"Record-Route", b"record-route", v) for v in hdrs.get_lines(b"record-route")]
+        copied += [(b"Record-Route", b"record-route", v) for v in hdrs._values(b"record-route")]
     copied += [
         (b"From", b"from", _raw(req, b"from")),
-        (b"To", b"to", to),
+        (b"To", b"to", to.strip(WS)),
         (b"Call-ID", b"call-id", _raw(req, b"call-id")),
         (b"CSeq", b"cseq", _raw(req, b"cseq")),
     ]
@@ -189,11 +189,13 @@ def make_response(
 def _response_headers(copied: list[HeaderField], extra: Iterable[tuple[bytes, bytes]]) -> Headers:
     """The copied lines written ``Name: value`` as they are, then ``extra``, then Content-Length.
 
-    The copied values come from parsed (or built) header fields, so they are
-    already stripped and the names are known tokens: only CR and LF are
-    checked, as ``Headers.from_pairs`` would, and in one pass over them all.
+    The copied values come from header fields, which parsing and
+    ``make_field`` leave stripped, and the names are known tokens: only CR
+    and LF are checked, as ``Headers.from_pairs`` would, in one pass over
+    them all. (The To value, which may end in a caller's tag, is stripped by
+    the caller.)
     """
-    fields = [(n, k, v.strip(WS)) for n, k, v in copied]
+    fields = copied.copy()
     blob = b"".join([f[2] for f in fields])
     if b"\r" in blob or b"\n" in blob:
         bad = next(f[0] for f in fields if b"\r" in f[2] or b"\n" in f[2])

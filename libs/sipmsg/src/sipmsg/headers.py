@@ -259,8 +259,15 @@ class Headers:
 
     def get_lines(self, name: bytes | str) -> list[bytes]:
         """The value of every header line called ``name``, one item per line, unsplit."""
-        key = canonical_name(name)
-        return [f[2] for f in self._fields if f[1] == key]
+        return self._values(canonical_name(name))
+
+    def _values(self, key: bytes) -> list[bytes]:
+        """Like :meth:`get_lines`, for a canonical name (``b"via"``, ``b"record-route"``)."""
+        keys = self.keys()
+        count = keys.count(key)
+        if count == 1:
+            return [self._fields[keys.index(key)][2]]
+        return [f[2] for f in self._fields if f[1] == key] if count else []
 
     def get_all(self, name: bytes | str) -> list[bytes]:
         """Every value of header ``name``, in order, whichever way it was written.
@@ -332,12 +339,15 @@ def make_field(name: bytes, value: bytes) -> tuple[HeaderField, bytes]:
     Raises:
         LocalProtocolError: ``name`` is not a token, or ``value`` holds CR or LF.
     """
-    if not is_token(name):
-        raise LocalProtocolError(f"header name {name!r} is not a token")
+    key = _KNOWN_RAW.get(name)  # a usual spelling is a token: no regex
+    if key is None:
+        if not is_token(name):
+            raise LocalProtocolError(f"header name {name!r} is not a token")
+        key = canonical_name(name)
     if b"\r" in value or b"\n" in value:
         raise LocalProtocolError(f"header value for {name!r} holds CR or LF")
     value = value.strip(WS)
-    return (name, canonical_name(name), value), name + b": " + value
+    return (name, key, value), name + b": " + value
 
 
 # ---------------------------------------------------------------------------
@@ -553,6 +563,10 @@ def parse_media_type(value: bytes) -> MediaType:
     return media
 
 
+# 1*token separated by COMMA (SWS "," SWS), blanks around the whole allowed.
+_TOKEN_LIST_RE: Final = re.compile(rb"[ \t]*" + TOKEN + rb"(?:[ \t]*,[ \t]*" + TOKEN + rb")*[ \t]*")
+
+
 def parse_token_list(value: bytes, *, header: str = "header") -> tuple[bytes, ...]:
     """Parse a comma-separated list of tokens (Allow, Supported, Require ...).
 
@@ -562,6 +576,9 @@ def parse_token_list(value: bytes, *, header: str = "header") -> tuple[bytes, ..
     Raises:
         ParseError: an element is not a token.
     """
+    if _TOKEN_LIST_RE.fullmatch(value) is not None:
+        # Tokens hold no quote, "<" or blank: split_comma is a plain split.
+        return tuple([x.strip(WS) for x in value.split(b",")])
     items = split_comma(value)
     for item in items:
         if not is_token(item):

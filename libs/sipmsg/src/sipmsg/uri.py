@@ -90,6 +90,10 @@ _FAST_SIP_RE: Final = re.compile(
     rb"(?::([0-9]{1,5}))?((?:;" + _FAST_PCHARS + rb"(?:=" + _FAST_PCHARS + rb")?)*)"
 )
 
+# Only ttl and maddr values are checked further (_check_known_params); a
+# parameter list that names neither, in any case, needs no second pass.
+_MAY_NEED_CHECK_RE: Final = re.compile(rb";(?:ttl|maddr)(?:[=;]|\Z)", re.IGNORECASE)
+
 
 def _check_escapes(value: bytes) -> None:
     i = value.find(b"%")
@@ -441,12 +445,14 @@ def _parse_sip(data: bytes, scheme: bytes, rest: bytes) -> SipUri:
         if port is None or port <= 65535:
             params = ()
             if param_bytes:
-                items: list[tuple[bytes, bytes | None]] = []
-                for item in param_bytes[1:].split(b";"):
-                    name, eq, val = item.partition(b"=")
-                    items.append((name.lower(), val if eq else None))
-                params = tuple(items)
-                _check_known_params(params)
+                params = tuple(
+                    [
+                        (n.lower(), v if eq else None)
+                        for n, eq, v in [p.partition(b"=") for p in param_bytes[1:].split(b";")]
+                    ]
+                )
+                if _MAY_NEED_CHECK_RE.search(param_bytes) is not None:
+                    _check_known_params(params)
             return _new_sip_uri(
                 scheme=scheme,
                 user=user,
