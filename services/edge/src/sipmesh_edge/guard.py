@@ -132,7 +132,8 @@ class Guard:
             data: the message octets, unparsed.
         """
         reason = self.protection.check(source, data, self._wallclock())
-        self._collect()
+        if self.protection.has_bans_to_publish:
+            self._collect()
         if reason is None:
             return True
         self.metrics.dropped.labels(reason.value).inc()

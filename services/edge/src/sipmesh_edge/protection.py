@@ -259,12 +259,12 @@ class Protection:
         self._allow = tuple(parse_target(a) for a in config.allow)
         self._deny = tuple(parse_target(d) for d in config.deny)
         self._listed = {}
-        # The built-in names are plain substrings, looked for in the lowered
-        # User-Agent; a regex alternation of them with IGNORECASE costs 3 µs.
+        # The built-in names are plain substrings, searched for in the lowered
+        # User-Agent: with IGNORECASE the same alternation costs 5 µs, not 0.7.
         self._scanner_names = (
-            tuple(name.lower().encode() for name in SCANNER_USER_AGENTS)
+            re.compile(b"|".join(re.escape(n.lower().encode()) for n in SCANNER_USER_AGENTS))
             if config.block_scanners
-            else ()
+            else None
         )
         patterns = config.scanner_patterns
         self._scanner = (
@@ -311,7 +311,7 @@ class Protection:
         ):
             self._decide(source, Reason.RATE, now, config.rate_ban_time)
             return Reason.RATE
-        if (self._scanner_names or self._scanner is not None) and self._is_scanner(data):
+        if (self._scanner_names or self._scanner) is not None and self._is_scanner(data):
             self._decide(source, Reason.SCANNER, now, config.scanner_ban_time)
             return Reason.SCANNER
         return None
@@ -333,8 +333,7 @@ class Protection:
         agent = user_agent_of(data)
         if agent is None:
             return False
-        low = agent.lower()
-        if any(name in low for name in self._scanner_names):
+        if self._scanner_names is not None and self._scanner_names.search(agent.lower()):
             return True
         return self._scanner is not None and self._scanner.search(agent) is not None
 
@@ -398,6 +397,11 @@ class Protection:
         out = dict(self._bans)
         out.update((str(n), e) for n, e in self._net_bans.items())
         return out
+
+    @property
+    def has_bans_to_publish(self) -> bool:
+        """True when :meth:`bans_to_publish` has something (checked per message)."""
+        return bool(self._pending)
 
     def bans_to_publish(self) -> list[NewBan]:
         """The bans decided here since the last call, to share with every edge."""
