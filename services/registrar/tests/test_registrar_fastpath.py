@@ -10,16 +10,18 @@ point), the unusual ones must be left to the typed path.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Final
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from sipmesh_bus.records import Binding, BindingSet, SeenNonce, aor_key
 from sipmesh_bus.schema import Envelope
 from sipmesh_registrar import core
 from sipmesh_registrar.fastpath import FastAdmitted, FastPath
 from sipmesh_registrar.replay import seen_nonce
-from sipmsg import Request, parse
+from sipmsg import ParseError, Request, parse
 from sipmsg.digest import NonceManager, build_authorization, parse_challenge
 
 from .conftest import subscriber, table
@@ -62,7 +64,10 @@ def wire(uri: bytes = b"sip:example.com", extra: bytes = b"", **headers: bytes |
 def typed(data: bytes, stored: BindingSet | None, now: float, policy: core.Policy) -> Any:
     req = parse(data)
     assert isinstance(req, Request)
-    step = core.admit(req, policy, subscribers=SUBS, nonces=NONCES, now=now, entropy=b"e" * 12)
+    try:
+        step = core.admit(req, policy, subscribers=SUBS, nonces=NONCES, now=now, entropy=b"e" * 12)
+    except ParseError:
+        return "dropped", None, None  # not even a 400 can be built
     if isinstance(step, core.Answer):
         return bytes(step.response), None, None
     decision = core.apply_bindings(step, stored, ENVELOPE, policy, now=now)
@@ -391,3 +396,36 @@ def test_key_of_the_aor() -> None:
     assert isinstance(step, FastAdmitted)
     assert step.key == aor_key("alice", "example.com")
     assert step.aor == "sip:alice@example.com"
+
+
+_SEEDS: Final = (
+    wire(),
+    authorized(wire()),
+    authorized(wire(Contact=b'<sip:a@h>;q=0.5;+sip.instance="<urn:uuid:1>";reg-id=1')),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.sampled_from(_SEEDS),
+    at=st.integers(min_value=0, max_value=10_000),
+    junk=st.one_of(
+        st.binary(min_size=1, max_size=3),
+        st.lists(st.sampled_from(list(b';=<>"@:, \tZz09.%-')), min_size=1, max_size=3).map(bytes),
+    ),
+)
+def test_fast_path_on_mangled_registers_matches_or_steps_aside(
+    seed: bytes, at: int, junk: bytes
+) -> None:
+    # Splice a few bytes into the header block: whatever the typed path makes
+    # of it, the fast path gives the same answer or none, and never raises.
+    head_end = seed.index(b"\r\n\r\n")
+    at = at % head_end
+    data = seed[:at] + junk + seed[at + len(junk) :]
+    try:
+        req = parse(data)
+    except ParseError:
+        return
+    if not isinstance(req, Request):
+        return
+    check(data, answered=False)
