@@ -49,7 +49,8 @@ from sipmsg.builders import (
     _raw,
 )
 from sipmsg.headers import _KNOWN_RAW, COMPACT_FORMS
-from sipmsg.via import Via, parse_via
+from sipmsg.via import _FAST_RE as _FAST_VIA_RE
+from sipmsg.via import Via, _parse_via, _parse_via_general, parse_via
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 BENCH = Path(__file__).resolve().parents[3] / "bench" / "parse" / "messages"
@@ -362,3 +363,42 @@ def _reference_canonical_name(name: bytes) -> bytes:
 def test_canonical_name_table_equals_the_rule(name: bytes) -> None:
     assert canonical_name(name) == _reference_canonical_name(name)
     assert canonical_name(name.decode()) == canonical_name(name)
+
+
+# -- Via: the one-regex path against the general one ----------------------------
+
+_VIA_PIECES = st.sampled_from(
+    [
+        *(b"SIP/2.0/UDP ", b"SIP/2.0/tcp ", b"sip/2.0/UDP ", b"SIP/2.0/UDP  ", b"SIP / 2.0 / UDP "),
+        *(b"192.0.2.1", b"256.1.1.1", b"010.0.0.1", b"host.example.com", b"-bad.com", b"h_1"),
+        *(b"[2001:db8::1]", b":5060", b":65536", b":0", b": 5060", b":"),
+        *(b";branch=z9hG4bKa", b";BRANCH=x", b";branch=a[b]", b";branch", b";branch="),
+        *(b";received=192.0.2.9", b";received=999.0.0.1", b";received=[::1]", b";received"),
+        *(b";rport", b";rport=5060", b";rport=70000", b";ttl=1", b";ttl=256", b";ttl"),
+        *(b";maddr=h.example.com", b";maddr=-x", b";maddr", b";x=[::1]:5", b';x="q"'),
+        *(b";;", b";", b" ", b"=", b"\x01", b"\xc3\xa9"),
+    ]
+)
+
+
+def _via_outcome(parser: Callable[[bytes], Via], value: bytes) -> object:
+    try:
+        v = parser(value)
+    except ParseError as exc:
+        return (ParseError, exc.reason)
+    return (v.protocol, v.transport, v.host, v.port, v.params, bytes(v))
+
+
+@settings(max_examples=1500)
+@given(st.lists(_VIA_PIECES, min_size=1, max_size=8).map(b"".join))
+@example(b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa;rport;received=192.0.2.9")
+@example(b"SIP/2.0/UDP host.example.com;ttl=256")
+def test__parse_via_equals_the_general_path(value: bytes) -> None:
+    assert _via_outcome(_parse_via, value) == _via_outcome(_parse_via_general, value)
+
+
+def test__parse_via_fast_path_takes_the_usual_shape() -> None:
+    value = b"SIP/2.0/TCP 198.51.100.7:36483;received=198.51.100.7;rport=36483;branch=z9hG4bKc"
+    assert _FAST_VIA_RE.fullmatch(value) is not None
+    via = _parse_via(value)
+    assert (via.transport, via.host, via.port, via.rport) == (b"TCP", b"198.51.100.7", 36483, 36483)

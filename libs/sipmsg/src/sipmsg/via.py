@@ -25,6 +25,8 @@ from typing import Final
 
 from ._abnf import (
     _IPV4_RE,
+    HOSTNAME,
+    IPV4ADDRESS,
     TOKEN,
     TOKEN_CHARS,
     WS,
@@ -62,6 +64,15 @@ specification MUST always begin with the characters "z9hG4bK"."."""
 # around "/" or ":", IPv6, lower-case "sip") takes the general path.
 _COMMON_RE: Final = re.compile(
     rb"SIP/2\.0/(" + TOKEN + rb") ([A-Za-z0-9._\-]+)(?::([0-9]{1,5}))?(?:;(.*))?", re.DOTALL
+)
+
+# The same shape with the host and every parameter checked by the regex: the
+# host is a hostname or an IPv4 address, each parameter ";token[=gen-value]"
+# (gen-value = token / host, no quotes); only the port range and the
+# parameters with their own grammar (branch, received ...) are left to check.
+_FAST_RE: Final = re.compile(
+    rb"SIP/2\.0/(" + TOKEN + rb") (" + HOSTNAME + rb"|" + IPV4ADDRESS + rb")(?::([0-9]{1,5}))?"
+    rb"((?:;" + TOKEN + rb"(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)*)"
 )
 
 
@@ -224,6 +235,18 @@ def parse_via(data: bytes) -> Via:
 
 
 def _parse_via(value: bytes) -> Via:
+    m = _FAST_RE.fullmatch(value)
+    if m is not None:
+        transport, host, port_bytes, param_bytes = m.groups()
+        port = None if port_bytes is None else int(port_bytes)
+        if port is None or port <= 65535:
+            params = _fast_via_params(param_bytes) if param_bytes else ()
+            return _new_via(b"SIP/2.0", transport.upper(), host, port, params, raw=value)
+    return _parse_via_general(value)
+
+
+def _parse_via_general(value: bytes) -> Via:
+    """_parse_via for any via-parm: the precise error where _FAST_RE declines."""
     m = _COMMON_RE.fullmatch(value)
     if m is not None:
         transport, host, port_bytes, param_bytes = m.groups()
@@ -280,6 +303,24 @@ def _sent_protocol(value: bytes) -> tuple[bytes, bytes, bytes]:
     return name.upper() + b"/" + version, rest[:end], rest[end + 1 :]
 
 
+def _fast_via_params(value: bytes) -> Params:
+    """The parameters _FAST_RE matched (``;name[=value]`` each, ``value`` starting at ";").
+
+    Names are tokens and values gen-values by the regex: only the parameters
+    with a grammar of their own are checked further.
+    """
+    params = tuple(
+        [
+            (n.lower(), v if eq else None)
+            for n, eq, v in [p.partition(b"=") for p in value[1:].split(b";")]
+        ]
+    )
+    for name, val in params:
+        if name in _CHECKED_PARAMS:
+            _check_via_param(name, val)
+    return params
+
+
 def _parse_via_params(value: bytes) -> Params:
     if b'"' in value or b" " in value or b"\t" in value:
         params = parse_params(value)
@@ -298,27 +339,36 @@ def _parse_via_params(value: bytes) -> Params:
             items.append((name.lower(), raw if eq else None))
         params = tuple(items)
     for name, val in params:
-        if name == b"branch":
-            if val is None or val.translate(None, TOKEN_CHARS):
-                raise ParseError(f"bad Via branch {val!r}")
-        elif name == b"received":
-            # RFC 5118 §4.5 shows received=[2001:db8::9:255]: accept the
-            # reference as well as the ABNF's bare IPv6address.
-            if val is None or (_IPV4_RE.fullmatch(val) is None and ip_key(val) is None):
-                raise ParseError(f"bad Via received {val!r}")
-        elif name == b"rport":
-            if val is not None:
-                parse_port(val)
-        elif name == b"ttl":
-            if val is None or not val.isdigit() or len(val) > 3 or int(val) > 255:
-                raise ParseError(f"bad Via ttl {val!r}")
-        elif name == b"maddr":
-            if val is None:
-                raise ParseError("Via maddr without a value")
-            check_host(val)
+        if name in _CHECKED_PARAMS:
+            _check_via_param(name, val)
         elif val is not None and val[0] != 0x22:
             check_gen_values(((name, val),))
     return params
+
+
+_CHECKED_PARAMS: Final = frozenset({b"branch", b"received", b"rport", b"ttl", b"maddr"})
+
+
+def _check_via_param(name: bytes, val: bytes | None) -> None:
+    # via-params = via-ttl / via-maddr / via-received / via-branch / via-extension
+    if name == b"branch":
+        if val is None or val.translate(None, TOKEN_CHARS):
+            raise ParseError(f"bad Via branch {val!r}")
+    elif name == b"received":
+        # RFC 5118 §4.5 shows received=[2001:db8::9:255]: accept the
+        # reference as well as the ABNF's bare IPv6address.
+        if val is None or (_IPV4_RE.fullmatch(val) is None and ip_key(val) is None):
+            raise ParseError(f"bad Via received {val!r}")
+    elif name == b"rport":
+        if val is not None:
+            parse_port(val)
+    elif name == b"ttl":
+        if val is None or not val.isdigit() or len(val) > 3 or int(val) > 255:
+            raise ParseError(f"bad Via ttl {val!r}")
+    elif val is None:  # maddr
+        raise ParseError("Via maddr without a value")
+    else:
+        check_host(val)
 
 
 def parse_via_list(data: bytes) -> tuple[Via, ...]:
