@@ -11,10 +11,12 @@ out is NATS and the socket. Timed on process CPU time, best of ``--repeat``.
 Before timing it checks that every REGISTER got its 200 and reached the bus.
 Then the same REGISTERs are sent again: each is a retransmission the edge
 absorbs (matched by transaction key, the last response re-sent, nothing on the
-bus). Three variants run interleaved, so the figures come from the same
-machine state: :func:`core.triage` (parse, check what the key reads, the rest
-only for what is not absorbed), :func:`core.peek_triage` (``sipmsg.peek``; the
-full parse only for what is not absorbed) and the classify before both
+bus). Four variants run interleaved, so the figures come from the same
+machine state: :func:`core.triage` (parse and the top Via, the checks only
+for what is not absorbed), the same with the edge's protection in front
+(``Guard`` with the default ``ProtectionConfig``, as the edge process runs
+it; one source address per phone), :func:`core.peek_triage` (``sipmsg.peek``;
+the full parse only for what is not absorbed) and the classify before both
 (``parse`` plus ``core.check_request`` for every request). ``--gc default``
 times with Python's default GC thresholds instead of the edge process's
 (``sipmesh_edge.__main__``).
@@ -44,7 +46,9 @@ from sipmesh_bus.natsserver import NatsServer
 from sipmesh_edge import core
 from sipmesh_edge.bus import BusClient, BusFailure
 from sipmesh_edge.core import EdgeIdentity
+from sipmesh_edge.guard import Guard
 from sipmesh_edge.metrics import EdgeMetrics
+from sipmesh_edge.protection import ProtectionConfig
 from sipmesh_edge.sink import EdgeSink, SinkConfig
 from sipmsg import ParserConfig, Request, Response, make_response, parse
 
@@ -125,7 +129,7 @@ class CountingUdp:
         self.last = data
 
 
-def _sink(bus: object, udp: CountingUdp) -> EdgeSink:
+def _sink(bus: object, udp: CountingUdp, *, guard: bool = False) -> EdgeSink:
     me = EdgeIdentity(edge_id="bench", hosts=frozenset({b"192.0.2.10"}), ports=frozenset({5060}))
     clock = [1000.0]
     sink = EdgeSink(
@@ -136,6 +140,10 @@ def _sink(bus: object, udp: CountingUdp) -> EdgeSink:
     )
     sink.bus = bus  # type: ignore[assignment]
     sink.udp[LOCAL] = udp
+    if guard:
+        # The edge process's protection with its default settings (rate limit,
+        # scanner User-Agents, the allow list): what every message meets first.
+        sink.guard = Guard(ProtectionConfig(), CollectorRegistry(), edge_id="bench")
     return sink
 
 
@@ -155,15 +163,16 @@ def _triage_by_parse(
 def bench_sink(count: int, repeat: int) -> None:
     triage = core.triage
     variants = {
-        "parse first (now)": triage,
-        "peek_triage": core.peek_triage,
-        "parse + check_request (before)": _triage_by_parse,
+        "parse first (now)": (triage, False),
+        "parse first + guard": (triage, True),
+        "peek_triage": (core.peek_triage, False),
+        "parse + check_request (before)": (_triage_by_parse, False),
     }
     best = {(name, what): float("inf") for name in variants for what in ("new", "retransmitted")}
     for _ in range(repeat):
-        for name, variant in variants.items():
+        for name, (variant, guard) in variants.items():
             core.triage = variant
-            new, again = _time_sink(count)
+            new, again = _time_sink(count, guard=guard)
             best[name, "new"] = min(best[name, "new"], new)
             best[name, "retransmitted"] = min(best[name, "retransmitted"], again)
     core.triage = triage
@@ -174,7 +183,7 @@ def bench_sink(count: int, repeat: int) -> None:
         )
 
 
-def _time_sink(count: int) -> tuple[float, float]:
+def _time_sink(count: int, *, guard: bool = False) -> tuple[float, float]:
     messages = [register(n) for n in range(count)]
     replies = {}
     for data in messages:
@@ -199,8 +208,9 @@ def _time_sink(count: int) -> tuple[float, float]:
 
     udp = CountingUdp()
     bus = PreparedBus(replies)
-    sink = _sink(bus, udp)
-    sources = [(f"198.51.100.{n % 250 + 1}", 5060) for n in range(count)]
+    sink = _sink(bus, udp, guard=guard)
+    # One source per phone (the guard's rate limit counts per source).
+    sources = [(f"198.51.{n // 250 % 250}.{n % 250 + 1}", 5060) for n in range(count)]
     gc.collect()
     gc.freeze()
     on_message = sink.on_message

@@ -439,3 +439,24 @@ def test_classify_leaves_contact_checks_to_the_services() -> None:
     with pytest.raises(ParseError) as exc_info:
         validate_request(req)  # what the registrar's own parse of Contact runs into
     assert exc_info.value.header == "contact"
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [
+        (b"192.0.2.10", 5060, True),  # canonical dotted quad: decided by its text
+        (b"192.0.2.11", 5060, False),
+        (b"192.000.002.010", 5060, True),  # leading zeros: compared by value
+        (b"192.0.2.10", 5070, False),
+        (b"[2001:DB8::10]", None, True),  # RFC 5118: IPv6 compared by value
+        (b"EDGE.example.com", 5060, True),
+        (b"999.0.2.10", 5060, False),
+    ],
+)
+def test_edge_identity_is_self(host: bytes, port: int | None, expected: bool) -> None:
+    me = EdgeIdentity(
+        edge_id="e1",
+        hosts=frozenset({b"192.0.2.10", b"2001:db8:0::10", b"edge.example.com"}),
+        ports=frozenset({5060}),
+    )
+    assert me.is_self(host, port) is expected

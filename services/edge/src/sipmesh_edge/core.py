@@ -72,6 +72,7 @@ SUPPORTED_METHODS: Final = frozenset(
 ALLOW: Final = b", ".join(sorted(SUPPORTED_METHODS))
 _ACCEPT: Final = b"application/sdp"
 _DEFAULT_SIP_PORT: Final = 5060
+_CANONICAL_IPV4: Final = re.compile(rb"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
 _DEFAULT_SIPS_PORT: Final = 5061
 
 
@@ -88,11 +89,15 @@ class EdgeIdentity:
     supported: tuple[bytes, ...] = ()
     #: Option-tags listed in Supported in the answer to OPTIONS.
     _host_keys: frozenset[bytes] = field(init=False, repr=False, compare=False)
+    _ipv4_texts: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Packed IP literals, computed once: is_self runs for every Via of every request.
         keys = frozenset(k for k in (ip_key(h) for h in self.hosts) if k is not None)
         object.__setattr__(self, "_host_keys", keys)
+        # The IPv4 ones as the canonical dotted quad (no leading zeros).
+        texts = frozenset(b"%d.%d.%d.%d" % tuple(k) for k in keys if len(k) == 4)
+        object.__setattr__(self, "_ipv4_texts", texts)
 
     def is_self(self, host: bytes, port: int | None, *, sips: bool = False) -> bool:
         """True when ``host:port`` names this edge (IP literals compared by value)."""
@@ -102,6 +107,9 @@ class EdgeIdentity:
             return False
         if host.lower() in self.hosts:
             return True
+        if _CANONICAL_IPV4.fullmatch(host) is not None:
+            # Written without leading zeros: the text alone says which address.
+            return host in self._ipv4_texts
         key = ip_key(host)
         return key is not None and key in self._host_keys
 
@@ -182,8 +190,8 @@ def triage(
     A request is parsed and its top Via read (what the transaction key
     needs); the checks of :func:`check_request` wait for :func:`admit`, which
     the sink skips for a retransmission it absorbs (an RFC 2543 request,
-    keyed on more, is checked here in full). Responses are validated in full; garbage is answered as by
-    :func:`classify`.
+    keyed on more, is checked here in full). Responses are validated in
+    full; garbage is answered as by :func:`classify`.
 
     Args:
         data: the message octets.

@@ -35,6 +35,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import re
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Final, TypeAlias
@@ -259,6 +260,8 @@ class Protection:
         self._allow = tuple(parse_target(a) for a in config.allow)
         self._deny = tuple(parse_target(d) for d in config.deny)
         self._listed = {}
+        self._allow_ranges = _ranges(self._allow)
+        self._deny_ranges = _ranges(self._deny)
         # The built-in names are plain substrings, searched for in the lowered
         # User-Agent: with IGNORECASE the same alternation costs 5 µs, not 0.7.
         self._scanner_names = (
@@ -317,10 +320,12 @@ class Protection:
         return None
 
     def _list_of(self, source: str) -> int:
-        address = _address(source)
-        if address is not None and _in(address, self._allow):
+        # Socket addresses as integers and the lists as (version, network,
+        # mask): 0.5 µs for a new source where ipaddress takes 3.5.
+        value = _as_int(source)
+        if value is not None and _in_ranges(value, self._allow_ranges):
             listed = _ALLOWED
-        elif address is not None and _in(address, self._deny):
+        elif value is not None and _in_ranges(value, self._deny_ranges):
             listed = _DENIED
         else:
             listed = _NEUTRAL
@@ -448,6 +453,30 @@ class Protection:
         self, address: ipaddress.IPv4Address | ipaddress.IPv6Address, now: float
     ) -> bool:
         return any(e > now and address in n for n, e in self._net_bans.items())
+
+
+_Range: TypeAlias = tuple[int, int, int]
+#: An IP network as (IP version, network address, netmask), all integers.
+
+
+def _ranges(networks: tuple[IpNetwork, ...]) -> tuple[_Range, ...]:
+    return tuple((n.version, int(n.network_address), int(n.netmask)) for n in networks)
+
+
+def _as_int(text: str) -> tuple[int, int] | None:
+    """(IP version, address) of an address as a socket reports it, else None."""
+    text = text.partition("%")[0]
+    try:
+        if ":" in text:
+            return 6, int.from_bytes(socket.inet_pton(socket.AF_INET6, text), "big")
+        return 4, int.from_bytes(socket.inet_pton(socket.AF_INET, text), "big")
+    except OSError:
+        return None
+
+
+def _in_ranges(value: tuple[int, int], ranges: tuple[_Range, ...]) -> bool:
+    version, address = value
+    return any(v == version and address & mask == net for v, net, mask in ranges)
 
 
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
