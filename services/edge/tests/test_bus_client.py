@@ -108,6 +108,7 @@ async def test_bus_outage_fails_pending_and_refuses_new_requests(
         await nc.subscribe("edge.test.slow", cb=_ignore)
         await nc.flush()
         assert bus.request("edge.test.slow", b"x", callback)
+        await wire.flush()  # delivered to the silent responder before it goes
         await nc.close()
         nats_server.stop()
         assert await asyncio.wait_for(fut, 5) is BusFailure.UNAVAILABLE
