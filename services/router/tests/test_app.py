@@ -27,6 +27,7 @@ from sipmesh_bus.schema import (
     encode,
 )
 from sipmesh_bus.subjects import QUEUE_ROUTER, SIP_ROUTE
+from sipmesh_bus.wire import WireClient
 from sipmesh_router.app import Router
 from sipmesh_router.config import RouterConfig, RouterSettings
 from sipmesh_router.context import DialogRecord, decode_dialog, encode_dialog
@@ -510,3 +511,34 @@ async def test_app_close_publishes_queued_events(
         )
         == 1
     )
+
+
+async def test_app_acks_on_the_wire_connection(
+    js: JetStreamContext, nats_url: str, kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("time.time", lambda: kit.NOW)
+    config = RouterConfig(
+        nats=NatsConfig(url=nats_url), router=RouterSettings(domain="example.com", probe=False)
+    )
+    wire = WireClient(config.nats, name="router-test")
+    await wire.connect()
+    registry = CollectorRegistry()
+    r = Router(config, js, secret=SECRET, registry=registry, acks=wire)
+    try:
+        await r.start()
+        await r.wait_loaded(5.0)
+        callee = fresh("wanda")
+        await register(js, kit, callee)
+        invite = kit.request(ruri=f"sip:{callee}@example.com", call_id=fresh("wire") + "@h")
+        assert isinstance(await r.handle(kit.envelope(invite)), Forward)
+        await asyncio.wait_for(r.flush(), 2.0)  # acked well before the 5 s retry
+        assert r.outbox.retries == 0
+        assert (
+            registry.get_sample_value(
+                "sipmesh_router_call_events_total", {"kind": "attempt", "outcome": "ok"}
+            )
+            == 1
+        )
+    finally:
+        await r.close()
+        await wire.close()

@@ -126,6 +126,7 @@ async def test_a_write_waits_for_the_ack_of_the_previous_write_of_its_key() -> N
     assert [s.subject for s in client.sent] == ["subj.first", "subj.third"]
     assert len(box) == 3
     await client.ack(client.sent[0])
+    await eventually(lambda: len(client.sent) == 3)
     assert [s.subject for s in client.sent] == ["subj.first", "subj.third", "subj.second"]
     await client.ack(client.sent[2])
     await client.ack(client.sent[1])
@@ -144,7 +145,7 @@ async def test_an_error_ack_is_retried_after_the_backoff_then_reported() -> None
     assert log.failed == [("w", "WriteFailedError")]
     assert box.retries == 2
     # The key's next write goes once the first gave up.
-    assert client.sent[-1].subject == "subj.next"
+    await eventually(lambda: client.sent[-1].subject == "subj.next")
     await client.ack(client.sent[-1])
     assert log.done == ["next"]
     assert len(box) == 0
@@ -253,3 +254,40 @@ async def test_drain_gives_up_on_a_lingering_batch_it_cannot_wait_for() -> None:
     assert log.failed == [("a", "TimeoutError")]
     await asyncio.sleep(0)
     assert client.sent == []
+
+
+class FakeWire:
+    """A synchronous subscriber, as ``sipmesh_bus.wire.WireClient`` calls back."""
+
+    def __init__(self) -> None:
+        self.subs: list[tuple[str, Callable[[bytes, bytes, bytes, int | None], None]]] = []
+        self.flushed = False
+
+    def subscribe(
+        self,
+        subject: str,
+        callback: Callable[[bytes, bytes, bytes, int | None], None],
+        queue: str | None = None,
+    ) -> int:
+        self.subs.append((subject, callback))
+        return len(self.subs)
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        self.flushed = True
+
+
+async def test_acks_on_a_synchronous_subscriber() -> None:
+    client, wire, log = FakeClient(), FakeWire(), Log()
+    box = Outbox(client, acks=wire)
+    await submit(box, log, "k", "ok")
+    await submit(box, log, "j", "gone")
+    assert client.subscribed == []
+    [(subject, callback)] = wire.subs
+    assert subject == "_INBOX.t.*"
+    assert wire.flushed  # the server has the SUB before the first ack
+    callback(client.sent[0].reply.encode(), b"", OK, None)
+    callback(client.sent[1].reply.encode(), b"", b"", 503)  # no responders
+    assert log.done == ["ok"]
+    assert len(box) == 1  # "gone" waits for its retry
+    await box.drain(0.0)
+    assert log.failed == [("gone", "TimeoutError")]

@@ -40,7 +40,9 @@ async def main(argv: list[str] | None = None) -> None:
     config = build_config(argv)
     secret = load_secret(config)
     async with Service("router", config) as svc:
-        router = Router(config, svc.js, secret=secret, registry=svc.registry, nc=svc.nc)
+        router = Router(
+            config, svc.js, secret=secret, registry=svc.registry, nc=svc.nc, acks=svc.wire
+        )
         await router.start()
         try:
             svc.add_readiness_check("caches loaded", router.ready)

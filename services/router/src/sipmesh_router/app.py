@@ -57,7 +57,7 @@ from .context import encode_dialog
 from .mediabus import MediaBus, Requester
 from .metrics import EVENT_KINDS, DestinationsUp, RouterMetrics, destination_states
 from .model import Decision, Inputs
-from .outbox import Outbox
+from .outbox import AckSubscriber, Outbox
 from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
 from .routes import Peer, SnapshotView
 
@@ -90,6 +90,7 @@ class Router:
         secret: bytes,
         registry: CollectorRegistry,
         nc: Requester | None = None,
+        acks: AckSubscriber | None = None,
     ) -> None:
         settings = config.router
         self.policy = make_policy(settings, secret)
@@ -116,7 +117,7 @@ class Router:
         self._locations: dict[str, tuple[BindingSet | None, int]] = {}
         #: AoR key -> (bindings, revision): the watched copy of bucket location.
         self._pending_locations: dict[str, tuple[BindingSet | None, int]] | None = None
-        self.outbox = Outbox(js._nc, linger=_OUTBOX_LINGER)
+        self.outbox = Outbox(js._nc, linger=_OUTBOX_LINGER, acks=acks)
         #: Call events and dialog writes, acked in the background.
         self._dialog_ttl = str(int(settings.dialog_ttl))
         self._event_counters = {
@@ -155,6 +156,7 @@ class Router:
             await kv.ensure_jetstream(self._js, replicas=self._replicas)
             self._location = await self._js.key_value(kv.BUCKET_LOCATION)
         self._nonce_kv = await self._js.key_value(kv.BUCKET_NONCES)
+        await self.outbox.start()
         self._watch(kv.BUCKET_SUBSCRIBERS, "subscribers", self._fold_subscribers)
         self._watch(kv.BUCKET_ROUTING, "routing", self._fold_routing)
         self._watch(kv.BUCKET_HEALTH, "health", self._fold_health)

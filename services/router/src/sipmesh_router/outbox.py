@@ -29,13 +29,15 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import nats.errors
 
-__all__ = ["AckMessage", "Outbox", "PublishClient", "WriteFailedError"]
+from sipmesh_bus.wire import WireError
+
+__all__ = ["AckMessage", "AckSubscriber", "Outbox", "PublishClient", "WriteFailedError"]
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,19 @@ class PublishClient(Protocol):
     def new_inbox(self) -> str: ...
 
 
+class AckSubscriber(Protocol):
+    """A connection that calls subscribers back synchronously (``sipmesh_bus.wire.WireClient``)."""
+
+    def subscribe(
+        self,
+        subject: str,
+        callback: Callable[[bytes, bytes, bytes, int | None], None],
+        queue: str | None = None,
+    ) -> int: ...
+
+    async def flush(self, timeout: float = 2.0) -> None: ...
+
+
 @dataclass(slots=True, eq=False)
 class _Write:
     key: str
@@ -103,6 +118,9 @@ class Outbox:
         linger: seconds to collect writes before publishing them together
             (0: publish each at once). Every publish written on its own costs
             a socket write; writes collected for a few milliseconds leave in one.
+        acks: where to subscribe to the acks (the inbox ``client`` makes):
+            a connection that calls back inside its reader, without a task
+            per message; None: on ``client``.
         backoff: the pause before each retry; its length is the number of retries.
         max_pending: writes queued or in flight; :meth:`submit` waits for room
             beyond that (back-pressure rather than dropping).
@@ -116,8 +134,11 @@ class Outbox:
         backoff: Sequence[float] = (0.05, 0.25, 1.0),
         max_pending: int = 10_000,
         linger: float = 0.0,
+        acks: AckSubscriber | None = None,
     ) -> None:
         self._client = client
+        self._acks = acks
+        self._skip = 0
         self._linger = linger
         self._batch: list[_Write] = []
         self._timer: asyncio.TimerHandle | None = None
@@ -176,7 +197,11 @@ class Outbox:
         """Send ``write`` now, or with the batch when lingering."""
         if self._linger <= 0:
             await self._send(write)
-            return
+        else:
+            self._start_soon(write)
+
+    def _start_soon(self, write: _Write) -> None:
+        """Send ``write`` with the next batch (from a synchronous caller)."""
         self._batch.append(write)
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self._linger, self._send_batch)
@@ -184,9 +209,7 @@ class Outbox:
     def _send_batch(self) -> None:
         self._timer = None
         batch, self._batch = self._batch, []
-        task = asyncio.create_task(self._send_all(batch), name="outbox-batch")
-        self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
+        self._spawn(self._send_all(batch))
 
     async def _send_all(self, batch: list[_Write]) -> None:
         try:
@@ -195,10 +218,25 @@ class Outbox:
         except Exception as exc:  # a bug, not NATS (_send handles that): never silent
             log.error("router: outbox batch failed: %r", exc, exc_info=exc)
 
+    async def start(self) -> None:
+        """Subscribe to the acks now (else the first :meth:`submit` does)."""
+        if not self._prefix:
+            await self._subscribe()
+
     async def _subscribe(self) -> None:
         prefix = self._client.new_inbox()
-        await self._client.subscribe(f"{prefix}.*", cb=self._on_ack)
+        if self._acks is not None:
+            self._acks.subscribe(f"{prefix}.*", self._on_wire_ack)
+            # The acks come on another connection than the publishes: the
+            # server must have the SUB first, or the first acks go nowhere.
+            try:
+                await self._acks.flush(self._ack_timeout)
+            except (WireError, TimeoutError) as exc:
+                log.warning("router: outbox ack subscription not confirmed: %r", exc)
+        else:
+            await self._client.subscribe(f"{prefix}.*", cb=self._on_ack)
         self._prefix = prefix
+        self._skip = len(prefix) + 1
 
     async def _send(self, write: _Write) -> None:
         self._seq += 1
@@ -213,37 +251,43 @@ class Outbox:
         except nats.errors.Error as exc:
             # Closed, draining, or the reconnect buffer is full: try again later.
             self._inflight.pop(seq, None)
-            await self._failed(write, exc)
+            self._failed(write, exc)
             return
         self._wake()
 
     async def _on_ack(self, msg: AckMessage) -> None:
+        self._ack(msg.subject.encode(), msg.data)
+
+    def _on_wire_ack(self, subject: bytes, reply: bytes, data: bytes, status: int | None) -> None:
+        self._ack(subject, data)
+
+    def _ack(self, subject: bytes, data: bytes) -> None:
+        """One ack (or error, or no-responders status) for the write of ``<inbox>.<seq>``."""
         try:
-            seq = int(msg.subject[len(self._prefix) + 1 :])
+            seq = int(subject[self._skip :])
         except ValueError:
             return
         write = self._inflight.pop(seq, None)
         if write is None:
             return  # late: that attempt timed out and was sent again
-        data = msg.data
         if data.startswith(_OK_PREFIX):
             write.on_done()
-            await self._finished(write)
+            self._finished(write)
         else:
             reason = data.decode("utf-8", "replace")[:200] or "no responders"
-            await self._failed(write, WriteFailedError(reason))
+            self._failed(write, WriteFailedError(reason))
 
-    async def _failed(self, write: _Write, exc: BaseException) -> None:
+    def _failed(self, write: _Write, exc: BaseException) -> None:
         if write.attempts > len(self._backoff):
             write.on_failure(exc)
-            await self._finished(write)
+            self._finished(write)
             return
         self.retries += 1
         due = time.monotonic() + self._backoff[write.attempts - 1]
         self._retry.append((due, write))
         self._wake()
 
-    async def _finished(self, write: _Write) -> None:
+    def _finished(self, write: _Write) -> None:
         """``write`` is done: send the next write of its key, if any."""
         self._pending -= 1
         self._changed.set()
@@ -251,9 +295,17 @@ class Outbox:
             nxt = write.waiting.popleft()
             nxt.waiting = write.waiting
             self._heads[write.key] = nxt
-            await self._start(nxt)
+            if self._linger > 0:
+                self._start_soon(nxt)
+            else:
+                self._spawn(self._send_all([nxt]))
         else:
             del self._heads[write.key]
+
+    def _spawn(self, coro: Coroutine[None, None, None]) -> None:
+        task = asyncio.create_task(coro, name="outbox-send")
+        self._batches.add(task)
+        task.add_done_callback(self._batches.discard)
 
     def _wake(self) -> None:
         if self._sweeper is None or self._sweeper.done():
@@ -276,7 +328,7 @@ class Outbox:
                     break  # sent in order, with the same timeout: the rest is younger
                 if self._inflight.pop(seq, None) is None:
                     continue  # acked meanwhile
-                await self._failed(write, WriteFailedError("no ack in time"))
+                self._failed(write, WriteFailedError("no ack in time"))
             due = [w for t, w in self._retry if t <= now]
             if due:
                 self._retry = [(t, w) for t, w in self._retry if t > now]
