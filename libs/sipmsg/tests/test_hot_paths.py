@@ -49,6 +49,7 @@ from sipmsg.builders import (
     _raw,
 )
 from sipmsg.headers import _KNOWN_RAW, COMPACT_FORMS
+from sipmsg.uri import SipUri, _parse_sip_general, parse_uri
 from sipmsg.via import _FAST_RE as _FAST_VIA_RE
 from sipmsg.via import Via, _parse_via, _parse_via_general, parse_via
 
@@ -402,3 +403,35 @@ def test__parse_via_fast_path_takes_the_usual_shape() -> None:
     assert _FAST_VIA_RE.fullmatch(value) is not None
     via = _parse_via(value)
     assert (via.transport, via.host, via.port, via.rport) == (b"TCP", b"198.51.100.7", 36483, 36483)
+
+
+# -- SIP URIs: the one-regex path against the general one ------------------------
+
+_URI_PIECES = st.sampled_from(
+    [
+        *(b"bob", b"@", b"a.b", b"%41", b":pw", b"192.0.2.1", b"256.1.1.1", b"010.0.0.1"),
+        *(b"h.example.com", b"h.", b"-h", b"h_1", b"[::1]", b":5060", b":65536", b":"),
+        *(b";lr", b";LR", b";ttl=5", b";TTL=300", b";ttl", b";maddr=h", b";maddr=-x"),
+        *(b";maddr", b";x=a/b", b";x=", b";;", b"?h=1", b"=", b" ", b"\xc3\xa9"),
+    ]
+)
+
+
+def _uri_outcome(fn: Callable[[], object]) -> object:
+    try:
+        u = fn()
+    except ParseError as exc:
+        return (ParseError, exc.reason)
+    assert isinstance(u, SipUri)
+    return (u.scheme, u.user, u.password, u.host, u.port, u.params, u.headers, bytes(u))
+
+
+@settings(max_examples=1500)
+@given(st.lists(_URI_PIECES, min_size=1, max_size=7).map(b"".join))
+@example(b"bob@192.0.2.1:5060;transport=udp;ttl=256")
+@example(b"a@1.2.3.4.example.com;maddr=-x")
+def test_parse_uri_fast_path_equals_the_general_path(rest: bytes) -> None:
+    data = b"sip:" + rest
+    assert _uri_outcome(partial(parse_uri, data)) == _uri_outcome(
+        partial(_parse_sip_general, data, b"sip", rest)
+    )

@@ -247,7 +247,7 @@ HOSTNAME: Final = rb"(?:" + _LABEL + rb"\.)*" + _TOPLABEL + rb"\.?"
 IPV4ADDRESS: Final = _DEC_OCTET + rb"(?:\." + _DEC_OCTET + rb"){3}"
 # A regex beats a split-and-loop here: one C-level match instead of a dozen
 # bytecode-level checks per host, on the hot path of every Via and URI.
-_HOST_RE: Final = re.compile(HOSTNAME + rb"|" + IPV4ADDRESS)
+_HOST_RE: Final = re.compile(IPV4ADDRESS + rb"|" + HOSTNAME)
 # IPv4address with each octet 0-255 (leading zeros allowed, as 1*3DIGIT has
 # them): exactly what _is_ipv4 accepts, in one C-level match.
 _IPV4_RE: Final = re.compile(IPV4ADDRESS)

@@ -35,7 +35,7 @@ from ._abnf import (
     split_comma,
 )
 from ._errors import ParseError
-from .uri import AbsoluteUri, SipUri, TelUri, parse_uri
+from .uri import FAST_SIP, AbsoluteUri, SipUri, TelUri, fast_sip_uri, parse_uri
 
 __all__ = [
     "STAR",
@@ -68,6 +68,13 @@ _PQUOTED: Final = rb'"[^"\\\x00-\x1f\x7f]*"'
 _FAST_NAME_ADDR_RE: Final = re.compile(
     rb'(?:"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"|([A-Za-z0-9\-.!%*_+`\'~ \t]*))'
     rb"[ \t]*<([^<>]*)>[ \t]*((?:;" + _PNAME + rb"(?:=(?:" + _PVALUE + rb"|" + _PQUOTED + rb"))?)*)"
+)
+# The same with a SIP URI of the usual shape between the angles, matched by
+# the same regex as uri._FAST_SIP_RE: one match builds the address and its URI.
+_FAST_SIP_NAME_ADDR_RE: Final = re.compile(
+    rb'(?:"([^"\\\x00-\x08\x0a-\x1f\x7f]*)"|([A-Za-z0-9\-.!%*_+`\'~ \t]*))'
+    rb"[ \t]*<(([sS][iI][pP][sS]?):" + FAST_SIP + rb")>[ \t]*"
+    rb"((?:;" + _PNAME + rb"(?:=(?:" + _PVALUE + rb"|" + _PQUOTED + rb"))?)*)"
 )
 _FAST_PARAM_RE: Final = re.compile(
     rb";(" + _PNAME + rb")(?:(=)(" + _PVALUE + rb"|" + _PQUOTED + rb"))?"
@@ -180,22 +187,38 @@ def parse_address(data: bytes) -> Address:
             says must be written as a name-addr.
     """
     value = data.strip(WS)
+    m = _FAST_SIP_NAME_ADDR_RE.fullmatch(value)
+    if m is not None:
+        groups = m.groups()
+        uri = fast_sip_uri(groups[2], groups[3].lower(), groups[4:8])
+        if uri is not None:
+            return _fast_address(groups[0], groups[1], uri, groups[8], value)
     m = _FAST_NAME_ADDR_RE.fullmatch(value)
     if m is not None:
-        quoted, plain, uri, tail = m.groups()
-        display = quoted if quoted is not None else (plain.rstrip(WS) or None)
-        params: Params = ()
-        if tail:
-            # A quoted value may hold ";" or "=": then the items are found by
-            # the parameter regex, which the whole tail matched repeatedly.
-            items = (
-                _FAST_PARAM_RE.findall(tail)
-                if b'"' in tail
-                else [p.partition(b"=") for p in tail[1:].split(b";")]
-            )
-            params = tuple([(n.lower(), v if eq else None) for n, eq, v in items])
-        return _new_address(display, parse_uri(uri), params, value)
+        quoted, plain, raw_uri, tail = m.groups()
+        return _fast_address(quoted, plain, parse_uri(raw_uri), tail, value)
     return _parse_address(value)
+
+
+def _fast_address(
+    quoted: bytes | None,
+    plain: bytes,
+    uri: SipUri | TelUri | AbsoluteUri,
+    tail: bytes,
+    value: bytes,
+) -> Address:
+    display = quoted if quoted is not None else (plain.rstrip(WS) or None)
+    params: Params = ()
+    if tail:
+        # A quoted value may hold ";" or "=": then the items are found by
+        # the parameter regex, which the whole tail matched repeatedly.
+        items = (
+            _FAST_PARAM_RE.findall(tail)
+            if b'"' in tail
+            else [p.partition(b"=") for p in tail[1:].split(b";")]
+        )
+        params = tuple([(n.lower(), v if eq else None) for n, eq, v in items])
+    return _new_address(display, uri, params, value)
 
 
 def _parse_address(value: bytes) -> Address:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -85,10 +86,12 @@ _MUST_MATCH_PARAMS: Final = frozenset({b"user", b"ttl", b"method", b"maddr", b"t
 # above 65535) takes the general path, which gives the precise error.
 _FAST_USER: Final = rb"[A-Za-z0-9\-_.!~*'()&=+$,]+"
 _FAST_PCHARS: Final = rb"[A-Za-z0-9\-_.!~*'()\[\]/:&+$]+"
-_FAST_SIP_RE: Final = re.compile(
-    rb"(?:(" + _FAST_USER + rb")@)?(" + HOSTNAME + rb"|" + IPV4ADDRESS + rb")"
+# (IPv4 first: the engine then tries no hostname labels on an address.)
+FAST_SIP: Final = (
+    rb"(?:(" + _FAST_USER + rb")@)?(" + IPV4ADDRESS + rb"|" + HOSTNAME + rb")"
     rb"(?::([0-9]{1,5}))?((?:;" + _FAST_PCHARS + rb"(?:=" + _FAST_PCHARS + rb")?)*)"
 )
+_FAST_SIP_RE: Final = re.compile(FAST_SIP)
 
 # Only ttl and maddr values are checked further (_check_known_params); a
 # parameter list that names neither, in any case, needs no second pass.
@@ -437,33 +440,50 @@ def parse_uri(data: bytes) -> SipUri | TelUri | AbsoluteUri:
 
 
 def _parse_sip(data: bytes, scheme: bytes, rest: bytes) -> SipUri:
-    params: Params
     m = _FAST_SIP_RE.fullmatch(rest)
     if m is not None:
-        user, host, port_bytes, param_bytes = m.groups()
-        port = None if port_bytes is None else int(port_bytes)
-        if port is None or port <= 65535:
-            params = ()
-            if param_bytes:
-                params = tuple(
-                    [
-                        (n.lower(), v if eq else None)
-                        for n, eq, v in [p.partition(b"=") for p in param_bytes[1:].split(b";")]
-                    ]
-                )
-                if _MAY_NEED_CHECK_RE.search(param_bytes) is not None:
-                    _check_known_params(params)
-            return _new_sip_uri(
-                scheme=scheme,
-                user=user,
-                password=None,
-                host=host,
-                port=port,
-                params=params,
-                headers=(),
-                raw=data,
-            )
+        uri = fast_sip_uri(data, scheme, m.groups())
+        if uri is not None:
+            return uri
     return _parse_sip_general(data, scheme, rest)
+
+
+def fast_sip_uri(data: bytes, scheme: bytes, parts: Sequence[bytes | None]) -> SipUri | None:
+    """The SipUri of ``data`` from the groups a match of ``FAST_SIP`` gave, or None.
+
+    ``parts`` are the user, host, port and parameter groups; None comes back
+    for a port above 65535, which the general parser reports. For the parsers
+    that match the URI inside a larger regex (the name-addr fast path);
+    ``scheme`` is lower-case ``sip`` or ``sips``.
+
+    Raises:
+        ParseError: a bad ttl or maddr parameter.
+    """
+    user, host, port_bytes, param_bytes = parts
+    port = None if port_bytes is None else int(port_bytes)
+    if port is not None and port > 65535:
+        return None
+    params: Params = ()
+    if param_bytes:
+        params = tuple(
+            [
+                (n.lower(), v if eq else None)
+                for n, eq, v in [p.partition(b"=") for p in param_bytes[1:].split(b";")]
+            ]
+        )
+        if _MAY_NEED_CHECK_RE.search(param_bytes) is not None:
+            _check_known_params(params)
+    uri = object.__new__(SipUri)
+    s_scheme, s_user, s_password, s_host, s_port, s_params, s_headers, s_raw = _SIP_URI_SETTERS
+    s_scheme(uri, scheme)
+    s_user(uri, user)
+    s_password(uri, None)
+    s_host(uri, host)
+    s_port(uri, port)
+    s_params(uri, params)
+    s_headers(uri, ())
+    s_raw(uri, data)
+    return uri
 
 
 def _parse_sip_general(data: bytes, scheme: bytes, rest: bytes) -> SipUri:

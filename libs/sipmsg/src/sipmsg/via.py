@@ -71,7 +71,7 @@ _COMMON_RE: Final = re.compile(
 # (gen-value = token / host, no quotes); only the port range and the
 # parameters with their own grammar (branch, received ...) are left to check.
 _FAST_RE: Final = re.compile(
-    rb"SIP/2\.0/(" + TOKEN + rb") (" + HOSTNAME + rb"|" + IPV4ADDRESS + rb")(?::([0-9]{1,5}))?"
+    rb"SIP/2\.0/(" + TOKEN + rb") (" + IPV4ADDRESS + rb"|" + HOSTNAME + rb")(?::([0-9]{1,5}))?"
     rb"((?:;" + TOKEN + rb"(?:=[A-Za-z0-9\-.!%*_+`'~\[\]:]+)?)*)"
 )
 
