@@ -272,3 +272,28 @@ def test__without_top_via_removes_our_via_value_only() -> None:
     with pytest.raises(ParseError) as exc_info:
         _without_top_via(make_response(req, 200))
     assert exc_info.value.header == "via"
+
+
+def test_proxy_target_whose_request_cannot_be_built_is_skipped_and_counted() -> None:
+    me = EdgeIdentity(edge_id="e1", hosts=frozenset({b"192.0.2.10"}), ports=frozenset({5060}))
+    registry = CollectorRegistry()
+    sink = EdgeSink(
+        SinkConfig(identity=me), EdgeMetrics(registry), clock=lambda: 1.0, wallclock=lambda: 1.0
+    )
+    bus, udp = Bus(), Udp()
+    sink.bus = bus
+    sink.udp[LOCAL] = udp
+    data = request(b"MESSAGE", in_dialog=False)
+    sink.on_message(data, transport="udp", source=CALLER, local=LOCAL, connection=None)
+    bad = schema.Target(uri="sip:bob@203.0.113.5 x", host=PHONES[0][0], port=PHONES[0][1])
+    good = schema.Target(uri="sip:bob@203.0.113.6", host=PHONES[1][0], port=PHONES[1][1])
+    fwd = schema.Forward(data=data, targets=[bad, good])
+    bus.requests[-1][2](schema.encode(fwd))
+    assert [a for m, a in udp.take() if isinstance(m, Request)] == [PHONES[1]]
+    dropped = registry.get_sample_value("sipmesh_edge_dropped_total", {"reason": "bad_forward"})
+    assert dropped == 1
+    # With no target left, §16.7 step 6: "the proxy MUST send a 408".
+    data2 = data.replace(b"z9hG4bK-nit1", b"z9hG4bK-nit2")
+    sink.on_message(data2, transport="udp", source=CALLER, local=LOCAL, connection=None)
+    bus.requests[-1][2](schema.encode(schema.Forward(data=data2, targets=[bad])))
+    assert [(m.status, a) for m, a in udp.take() if isinstance(m, Response)] == [(408, CALLER)]
