@@ -29,6 +29,13 @@ async def _open(url: str) -> tuple[WireClient, BusClient]:
     return wire, bus
 
 
+async def _flushed(nc: NatsClient) -> None:
+    # nats-py writes flush()'s PING straight to the socket, ahead of a SUB
+    # still queued for its flusher task: the second PING follows the SUB.
+    await nc.flush()
+    await nc.flush()
+
+
 @pytest.fixture
 async def bus(nats_url: str) -> AsyncIterator[BusClient]:
     wire, client = await _open(nats_url)
@@ -63,7 +70,7 @@ async def test_bus_request_gets_the_nats_py_reply(bus: BusClient, nc: NatsClient
         await msg.respond(b"re:" + msg.data)
 
     await nc.subscribe("edge.test.echo", cb=respond)
-    await nc.flush()
+    await _flushed(nc)
     fut, callback = _waiter()
     assert bus.request("edge.test.echo", b"hi", callback)
     assert bus.pending == 1
@@ -79,7 +86,7 @@ async def test_bus_request_without_responders_fails_at_once(bus: BusClient) -> N
 
 async def test_bus_expire_fails_late_requests_with_timeout(bus: BusClient, nc: NatsClient) -> None:
     await nc.subscribe("edge.test.silent", cb=_ignore)
-    await nc.flush()
+    await _flushed(nc)
     fut, callback = _waiter()
     assert bus.request("edge.test.silent", b"x", callback)
     now = asyncio.get_running_loop().time()
@@ -92,7 +99,7 @@ async def test_bus_expire_fails_late_requests_with_timeout(bus: BusClient, nc: N
 
 async def test_bus_publish_reaches_a_subscriber(bus: BusClient, nc: NatsClient) -> None:
     sub = await nc.subscribe("edge.test.pub")
-    await nc.flush()
+    await _flushed(nc)
     assert bus.publish("edge.test.pub", b"fire-and-forget")
     msg = await sub.next_msg(timeout=2)
     assert msg.data == b"fire-and-forget"
@@ -106,7 +113,7 @@ async def test_bus_outage_fails_pending_and_refuses_new_requests(
         fut, callback = _waiter()
         nc = await nats.connect(nats_server.url)
         await nc.subscribe("edge.test.slow", cb=_ignore)
-        await nc.flush()
+        await _flushed(nc)
         assert bus.request("edge.test.slow", b"x", callback)
         await wire.flush()  # delivered to the silent responder before it goes
         await nc.close()
@@ -137,7 +144,7 @@ async def test_bus_close_fails_pending_with_unavailable(nats_url: str) -> None:
     nc = await nats.connect(nats_url)
     try:
         await nc.subscribe("edge.test.hold", cb=_ignore)
-        await nc.flush()
+        await _flushed(nc)
         assert bus.request("edge.test.hold", b"x", callback)
         await bus.close()
         assert fut.result() is BusFailure.UNAVAILABLE
