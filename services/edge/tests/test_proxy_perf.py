@@ -297,3 +297,30 @@ def test_proxy_target_whose_request_cannot_be_built_is_skipped_and_counted() -> 
     sink.on_message(data2, transport="udp", source=CALLER, local=LOCAL, connection=None)
     bus.requests[-1][2](schema.encode(schema.Forward(data=data2, targets=[bad])))
     assert [(m.status, a) for m, a in udp.take() if isinstance(m, Response)] == [(408, CALLER)]
+
+
+def test_proxy_superseded_timer_sends_nothing_and_later_timers_still_fire() -> None:
+    call = Proxied(b"INVITE", in_dialog=False)
+    call.phone_says(0, 180)
+    call.udp.take()
+    call.now += 0.5  # Timer A was armed for now; the 180 stopped it (§17.1.1.2)
+    call.sink.tick()
+    assert call.udp.take() == []
+    # §16.8 Timer C (181 s by default) still fires: the ringing branch is cancelled.
+    call.now += 181.0
+    call.sink.tick()
+    sent = call.udp.take()
+    assert [(m.method, a) for m, a in sent if isinstance(m, Request)] == [(b"CANCEL", PHONES[0])]
+
+
+def test_proxy_non_invite_client_transaction_ends_after_timer_k() -> None:
+    call = Proxied(b"BYE")
+    alive = call.sink.transactions
+    call.phone_says(0, 200)
+    call.now += 0.5  # Timer E, superseded by the 200
+    call.sink.tick()
+    assert [a for _, a in call.udp.take()] == [CALLER]  # the 200, relayed; nothing re-sent
+    assert call.sink.transactions == alive
+    call.now += 5.0  # §17.1.2.2 Timer K = T4 for UDP
+    call.sink.tick()
+    assert call.sink.transactions == alive - 1

@@ -479,6 +479,11 @@ class Proxy:
             self._timer_c(branch, now)
             if self.clients.get(branch.key) is not branch:
                 return
+        elif now < branch.deadline():
+            # An earlier deadline that a response superseded (Timer A/E after
+            # a provisional or final): nothing is due, only the next one armed.
+            self._arm(branch)
+            return
         branch.tx.handle_timer(now)
         self._flush(branch)
 
