@@ -606,7 +606,7 @@ def stamp_via(req: Request, source_host: str, source_port: int) -> bytes:
             return data
     raw = bytes(top)
     semi = raw.find(b";")
-    if semi >= 0 and _SPECIAL_IN_PARAMS.search(raw, semi) is None:
+    if semi >= 0 and _plain_params(raw, semi):
         # The usual shape: parameters without quotes or white space. rport
         # and received are set in place (received appended when absent), as
         # Via.with_received does, and the other parameters stay as written.
@@ -616,10 +616,17 @@ def stamp_via(req: Request, source_host: str, source_port: int) -> bytes:
     return _splice_top_via(req, data, raw, stamped)
 
 
-_SPECIAL_IN_PARAMS: Final = re.compile(rb'[\s"]')
+def _plain_params(raw: bytes, semi: int) -> bool:
+    # No quoted string and no white space (a parsed value holds no CR, LF,
+    # VT or FF: none is allowed in a via-param).
+    return raw.find(b" ", semi) < 0 and raw.find(b'"', semi) < 0 and raw.find(b"\t", semi) < 0
 
 
 def _stamped_parm(raw: bytes, semi: int, source: bytes, port: int, rport_asked: bool) -> bytes:
+    if rport_asked and raw.endswith(b";rport") and b"received=" not in raw:
+        # What most phones send (RFC 3581 §3: the client "MUST include an rport
+        # parameter with no value"), rport last: no split needed.
+        return b"%s=%d;received=%s" % (raw, port, source)
     items = raw[semi + 1 :].split(b";")
     received = b"received=" + source
     has_received = False
@@ -640,12 +647,13 @@ def _splice_top_via(req: Request, data: bytes, raw: bytes, stamped: bytes) -> by
     """``data`` with the top via-parm ``raw`` replaced by ``stamped``, in its own line."""
     index = req.headers.keys().index(b"via")
     raw_line = req.headers.lines[index]
-    at = data.find(b"\n" + raw_line + b"\r\n")
-    if at < 0:
-        at = data.find(b"\n" + raw_line + b"\n")
-    if at < 0:
+    # The first occurrence at the start of a line is the top Via line: an
+    # earlier line starting with the same bytes would be a Via line itself.
+    line_start = data.find(raw_line)
+    while line_start > 0 and data[line_start - 1] != 0x0A:
+        line_start = data.find(raw_line, line_start + 1)
+    if line_start <= 0:
         return data  # cannot happen for parsed input; forward unchanged
-    line_start = at + 1
     colon = raw_line.find(b":")
     parm = raw_line.find(raw, colon + 1)
     if parm < 0:
@@ -655,7 +663,8 @@ def _splice_top_via(req: Request, data: bytes, raw: bytes, stamped: bytes) -> by
         new_line = name + b": " + b", ".join([stamped, *values[1:]])
         return data[:line_start] + new_line + data[line_start + len(raw_line) :]
     start = line_start + parm
-    return data[:start] + stamped + data[start + len(raw) :]
+    view = memoryview(data)  # one copy of the message, not three
+    return b"".join((view[:start], stamped, view[start + len(raw) :]))
 
 
 def response_destination(via: Via, source: tuple[str, int]) -> tuple[str, int]:
