@@ -358,6 +358,10 @@ class EdgeSink:
                 NonInviteServer(req, now=now, reliable=flow.reliable, config=self._config.timers),
             )
             expires = now + self._config.timers.timeout + self._config.linger
+            server = Server(key=key, tx=tx, flow=flow, expires=expires, started=now)
+            self._servers[key] = server
+            self._arm(server)  # nothing to send yet, no event: only the expiry
+            return server
         server = Server(key=key, tx=tx, flow=flow, expires=expires, started=now)
         self._servers[key] = server
         self._flush_server(server)
