@@ -115,10 +115,10 @@ class _Message:
     def __bytes__(self) -> bytes:
         data = self._data
         if data is None:
-            parts = [self._start_line()]
-            parts.extend(self.headers.lines)
-            parts.append(b"")
-            data = self._data = b"\r\n".join(parts) + b"\r\n" + self.body
+            # One join: start CRLF line CRLF ... line CRLF CRLF body.
+            data = self._data = b"\r\n".join(
+                [self._start_line(), *self.headers.lines, b"", self.body]
+            )
         return data
 
     def __eq__(self, other: object) -> bool:
