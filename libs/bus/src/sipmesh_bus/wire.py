@@ -47,6 +47,16 @@ from pathlib import Path
 from typing import Any, Final, cast
 from urllib.parse import unquote, urlsplit
 
+from sipmesh_bus._wireproto import (
+    Parser,
+    PayloadTooLargeError,
+    WireAuthError,
+    WireClosedError,
+    WireError,
+    WireProtocolError,
+    WireServerError,
+    server_error,
+)
 from sipmesh_bus.config import NatsConfig
 
 __all__ = [
@@ -75,144 +85,8 @@ ConnectionCallback = Callable[[bool], None]
 _CRLF: Final = b"\r\n"
 _DEFAULT_PORT: Final = 4222
 _DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
-_MAX_CONTROL_LINE: Final = 64 * 1024
 _MAX_BACKOFF: Final = 5.0
 _MAX_UNSENT: Final = 64 * 1024 * 1024
-_STATUS_PREFIX: Final = b"NATS/1.0 "
-
-
-class WireError(Exception):
-    """Root of this module's errors."""
-
-
-class WireClosedError(WireError):
-    """Not connected to any server."""
-
-
-class WireProtocolError(WireError):
-    """The server sent bytes that are not the NATS protocol."""
-
-
-class PayloadTooLargeError(WireError):
-    """A payload is larger than the server's ``max_payload``."""
-
-
-class WireServerError(WireError):
-    """The server answered ``-ERR``."""
-
-
-class WireAuthError(WireServerError):
-    """The server refused the credentials (``Authorization Violation``)."""
-
-
-# -- the parser ---------------------------------------------------------------
-
-OnMsg = Callable[[bytes, bytes, bytes, bytes, "int | None"], None]
-#: (subject, sid, reply, payload, status)
-OnControl = Callable[[bytes], None]
-#: A control line without its CRLF: INFO, PING, PONG, +OK or -ERR.
-
-
-class Parser:
-    """Incremental reader of server frames: feed bytes, get callbacks.
-
-    Frames may be split anywhere and many may come in one read; what is not
-    complete stays buffered for the next :meth:`feed`.
-
-    Args:
-        on_msg: called for each MSG and HMSG.
-        on_control: called for every other line.
-    """
-
-    __slots__ = ("_buf", "_on_control", "_on_msg")
-
-    def __init__(self, on_msg: OnMsg, on_control: OnControl) -> None:
-        self._buf = bytearray()
-        self._on_msg = on_msg
-        self._on_control = on_control
-
-    def feed(self, data: bytes) -> None:
-        """Parse ``data`` (after what is buffered) and call back for each frame.
-
-        Raises:
-            WireProtocolError: malformed input; the connection should be dropped.
-        """
-        buf = self._buf
-        buf += data
-        end = len(buf)
-        pos = 0
-        try:
-            while pos < end:
-                eol = buf.find(_CRLF, pos)
-                if eol < 0:
-                    if end - pos > _MAX_CONTROL_LINE:
-                        raise WireProtocolError("control line too long")
-                    break
-                op = buf[pos : pos + 4]
-                if op == b"MSG ":
-                    args = bytes(buf[pos + 4 : eol]).split()
-                    n = len(args)
-                    if n == 3:
-                        reply = b""
-                    elif n == 4:
-                        reply = args[2]
-                    else:
-                        raise WireProtocolError("malformed MSG")
-                    start = eol + 2
-                    stop = start + _size(args[-1])
-                    if stop + 2 > end:
-                        break  # the payload is not all here yet
-                    if buf[stop : stop + 2] != _CRLF:
-                        raise WireProtocolError("MSG payload not followed by CRLF")
-                    payload = bytes(buf[start:stop])
-                    pos = stop + 2
-                    self._on_msg(args[0], args[1], reply, payload, None)
-                elif op == b"HMSG":
-                    args = bytes(buf[pos + 5 : eol]).split()
-                    n = len(args)
-                    if n == 4:
-                        reply = b""
-                    elif n == 5:
-                        reply = args[2]
-                    else:
-                        raise WireProtocolError("malformed HMSG")
-                    hsize, total = _size(args[-2]), _size(args[-1])
-                    if hsize > total:
-                        raise WireProtocolError("HMSG header size over total size")
-                    start = eol + 2
-                    stop = start + total
-                    if stop + 2 > end:
-                        break
-                    if buf[stop : stop + 2] != _CRLF:
-                        raise WireProtocolError("HMSG payload not followed by CRLF")
-                    status = _status(bytes(buf[start : start + hsize]))
-                    payload = bytes(buf[start + hsize : stop])
-                    pos = stop + 2
-                    self._on_msg(args[0], args[1], reply, payload, status)
-                else:
-                    line = bytes(buf[pos:eol])
-                    pos = eol + 2
-                    self._on_control(line)
-        finally:
-            del buf[:pos]
-
-
-def _size(text: bytes) -> int:
-    if not text.isdigit():
-        raise WireProtocolError("malformed size")
-    return int(text)
-
-
-def _status(headers: bytes) -> int | None:
-    # "NATS/1.0 503\r\n\r\n": a status message (503 = no responders).
-    if headers.startswith(_STATUS_PREFIX):
-        code = headers[9:12]
-        if code.isdigit():
-            return int(code)
-    return None
-
-
-# -- the client ---------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -306,20 +180,12 @@ class _Protocol(asyncio.Protocol):
         elif op.startswith(b"PING") and self.transport is not None:
             self.transport.write(b"PONG\r\n")
         elif op.startswith(b"-ERR"):
-            self._fail(_server_error(line))
+            self._fail(server_error(line))
 
 
 def _retrieve(fut: asyncio.Future[Any]) -> None:
     if not fut.cancelled():
         fut.exception()
-
-
-def _server_error(line: bytes) -> WireServerError:
-    text = line[4:].strip().strip(b"'").decode("utf-8", "replace")
-    lowered = text.lower()
-    if "authorization" in lowered or "authentication" in lowered:
-        return WireAuthError(text)
-    return WireServerError(text)
 
 
 class WireClient:
@@ -585,7 +451,7 @@ class WireClient:
                 if fut is not None and not fut.done():
                     fut.set_result(None)
         elif op.startswith(b"-ERR"):
-            error = _server_error(line)
+            error = server_error(line)
             self.last_error = str(error)
             # Most errors are followed by the server closing the connection
             # (then we reconnect); a permissions violation is not.
