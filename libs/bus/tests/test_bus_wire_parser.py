@@ -92,3 +92,25 @@ def test_parser_malformed_input_raises_protocol_error(data: bytes) -> None:
     parser, _ = _parser()
     with pytest.raises(WireProtocolError):
         parser.feed(data)
+
+
+def test_wire_public_surface() -> None:
+    from sipmesh_bus import wire
+
+    assert sorted(wire.__all__) == [
+        "ConnectionCallback",
+        "MsgCallback",
+        "Parser",
+        "PayloadTooLargeError",
+        "WireAuthError",
+        "WireClient",
+        "WireClosedError",
+        "WireError",
+        "WireProtocolError",
+        "WireServerError",
+    ]
+    assert issubclass(wire.WireAuthError, wire.WireServerError)
+    assert all(
+        issubclass(e, wire.WireError)
+        for e in (wire.WireClosedError, wire.WireProtocolError, wire.PayloadTooLargeError)
+    )
