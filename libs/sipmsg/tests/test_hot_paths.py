@@ -19,6 +19,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sipmsg import (
+    Credentials,
     Headers,
     LocalProtocolError,
     ParseError,
@@ -27,6 +28,7 @@ from sipmsg import (
     canonical_name,
     make_response,
     parse,
+    parse_credentials,
     parse_token_list,
 )
 from sipmsg._abnf import (
@@ -40,6 +42,7 @@ from sipmsg._abnf import (
     is_token,
     set_param,
     split_comma,
+    unquote,
 )
 from sipmsg.builders import (
     _DIALOG_METHODS,
@@ -435,3 +438,29 @@ def test_parse_uri_fast_path_equals_the_general_path(rest: bytes) -> None:
     assert _uri_outcome(partial(parse_uri, data)) == _uri_outcome(
         partial(_parse_sip_general, data, b"sip", rest)
     )
+
+
+# -- Digest credentials: each field is its parameter unquoted --------------------
+
+_CRED_VALUES = st.sampled_from(
+    [b"alice", b'"alice"', b'"a\\"b"', b'"\\\\"', b'""', b'"x y"', b"00000001", b'"0000000A"']
+)
+
+
+@given(st.lists(_CRED_VALUES, min_size=11, max_size=11))
+def test_parse_credentials_fields_are_the_unquoted_params(values: list[bytes]) -> None:
+    names = (
+        *(b"username", b"realm", b"nonce", b"uri", b"response", b"algorithm", b"cnonce"),
+        *(b"opaque", b"qop", b"nc", b"userhash"),
+    )
+    value = b"Digest " + b", ".join(n + b"=" + v for n, v in zip(names, values, strict=True))
+    got = _outcome(partial(parse_credentials, value))
+    if isinstance(got, tuple):
+        assert unquote(values[9]) not in (b"00000001", b"0000000A")
+        return
+    assert isinstance(got, Credentials)
+    fields = (got.username, got.realm, got.nonce, got.uri, got.response, got.algorithm)
+    assert fields == tuple(unquote(v) for v in values[:6])
+    assert (got.cnonce, got.opaque, got.qop) == tuple(unquote(v) for v in values[6:9])
+    assert got.nc == int(unquote(values[9]), 16)
+    assert got.userhash is (unquote(values[10]).lower() == b"true")

@@ -332,33 +332,36 @@ def parse_credentials(value: bytes, *, header: str = "authorization") -> Credent
     scheme, params = _parse_auth(value, header)
     if scheme.lower() != b"digest":
         return Credentials(scheme=scheme, params=params)
-    # Names are unique (_parse_auth rejects duplicates), so a dict loses nothing.
-    found = dict(params)
+    # Names are unique (_parse_auth rejects duplicates), so a dict loses
+    # nothing; its values are unquoted once (in line when there is no escape).
+    found = {
+        n: v[1:-1] if v[0] == 0x22 == v[-1] and len(v) > 1 and b"\\" not in v else unquote(v)
+        for n, v in params
+    }
     missing = [n.decode() for n in _CREDENTIALS_REQUIRED if n not in found]
     if missing:
         raise ParseError(f"Digest credentials without {', '.join(missing)}", header=header)
-    nc_raw = found.get(b"nc")
-    if nc_raw is not None:
-        nc_raw = unquote(nc_raw)
-        if not _NC_RE.match(nc_raw):
-            raise ParseError("nc is not 8 hex digits", header=header)
-    userhash = found.get(b"userhash")
+    get = found.get
+    nc_raw = get(b"nc")
+    if nc_raw is not None and not _NC_RE.match(nc_raw):
+        raise ParseError("nc is not 8 hex digits", header=header)
+    userhash = get(b"userhash")
     # Built through the slot setters: every field is checked above, and the
     # frozen dataclass __init__ would cost more than the rest of this function.
     creds = object.__new__(Credentials)
     set_ = _CREDENTIALS_SETTERS
     set_[0](creds, scheme)
-    set_[1](creds, unquote(found[b"username"]))
-    set_[2](creds, unquote(found[b"realm"]))
-    set_[3](creds, unquote(found[b"nonce"]))
-    set_[4](creds, unquote(found[b"uri"]))
-    set_[5](creds, unquote(found[b"response"]))
-    set_[6](creds, _unquote_opt(found.get(b"algorithm")))
-    set_[7](creds, _unquote_opt(found.get(b"cnonce")))
-    set_[8](creds, _unquote_opt(found.get(b"opaque")))
-    set_[9](creds, _unquote_opt(found.get(b"qop")))
+    set_[1](creds, found[b"username"])
+    set_[2](creds, found[b"realm"])
+    set_[3](creds, found[b"nonce"])
+    set_[4](creds, found[b"uri"])
+    set_[5](creds, found[b"response"])
+    set_[6](creds, get(b"algorithm"))
+    set_[7](creds, get(b"cnonce"))
+    set_[8](creds, get(b"opaque"))
+    set_[9](creds, get(b"qop"))
     set_[10](creds, None if nc_raw is None else int(nc_raw, 16))
-    set_[11](creds, userhash is not None and unquote(userhash).lower() == b"true")
+    set_[11](creds, userhash is not None and userhash.lower() == b"true")
     set_[12](creds, params)
     return creds
 
@@ -368,10 +371,6 @@ _CREDENTIALS_SETTERS: Final = slot_setters(
     *("scheme", "username", "realm", "nonce", "uri", "response", "algorithm", "cnonce"),
     *("opaque", "qop", "nc", "userhash", "params"),
 )
-
-
-def _unquote_opt(value: bytes | None) -> bytes | None:
-    return None if value is None else unquote(value)
 
 
 # --- hashing ---------------------------------------------------------------
