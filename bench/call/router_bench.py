@@ -10,7 +10,8 @@ filled by hand and whose JetStream is a fake that acks at once. Per call, as
 for the INVITE, its 180 and 200 (with the echoed context), the ACK and the BYE
 (with the Route set of the 200's Record-Route); then the background writes
 the outbox runs after the replies (events and dialog put/delete, published to
-the fake). It prints the CPU time per call (best of ``--repeat``), and with
+the fake; with ``--nats`` to a real nats-server, acks on a wire connection as
+in production). It prints the CPU time per call (best of ``--repeat``), and with
 ``--profile`` the top functions under cProfile.
 """
 
@@ -34,6 +35,7 @@ from sipmesh_bus.config import NatsConfig
 from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.records import Binding, BindingSet, aor_key
 from sipmesh_bus.schema import Envelope, Forward, SendResponse
+from sipmesh_bus.wire import WireClient
 from sipmesh_router.app import Router
 from sipmesh_router.config import RouterConfig, RouterSettings
 from sipmsg import Request, Response, make_response, parse
@@ -151,12 +153,12 @@ def wrap(data: bytes, source: tuple[str, int], context: bytes | None = None) -> 
     )
 
 
-def make_router(js: Any) -> Router:
+def make_router(js: Any, acks: Any = None) -> Router:
     config = RouterConfig(
         nats=NatsConfig(), router=RouterSettings(domain=DOMAIN, probe=False, media="never")
     )
     secret = b"bench-secret-bench-secret-bench!"
-    router = Router(config, js, secret=secret, registry=CollectorRegistry())
+    router = Router(config, js, secret=secret, registry=CollectorRegistry(), acks=acks)
     peer = routing.Peer(name="loopback", cidrs=["127.0.0.1/32"])
     router.snapshot.apply(routing.peer_key("loopback"), routing.encode_record(peer))
     now = time.time()
@@ -235,7 +237,10 @@ async def main() -> None:
             stack.push_async_callback(nc.close)
             js = nc.jetstream()
             await kv.ensure_jetstream(js)
-            router = make_router(js)
+            wire = WireClient(NatsConfig(url=server.url), name="bench")
+            await wire.connect()
+            stack.push_async_callback(wire.close)
+            router = make_router(js, wire)  # acks on the wire, as __main__ does
             await calls(router, 0, 50)
             stream = await js.stream_info("CALLS")
             assert stream.state.messages == 50 * 4, stream.state
