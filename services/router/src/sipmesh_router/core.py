@@ -16,11 +16,13 @@ of :mod:`sipmesh_router.context`: see :mod:`sipmesh_router.responses`.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
 from typing import Final
 from urllib.parse import unquote_to_bytes
 
-from sipmesh_bus.records import Binding, aor_key, live_bindings
+from sipmesh_bus import records
+from sipmesh_bus.records import Binding, live_bindings
 from sipmesh_bus.routing import health_key
 from sipmesh_bus.schema import (
     CallEvent,
@@ -67,13 +69,17 @@ _OFFERING: Final = frozenset({b"INVITE", b"UPDATE"})
 _TRANSPORTS: Final = frozenset({"udp", "tcp", "tls", "ws", "wss"})
 _TOKEN_PARAM: Final = b"sm"
 
+_aor_key: Final = functools.lru_cache(maxsize=4096)(records.aor_key)
+#: ``records.aor_key`` memoised: it escapes octet by octet, and every INVITE
+#: to a user asks twice (:func:`location_keys`, then the decision).
+
 
 def location_keys(req: Request, policy: Policy) -> list[str]:
     """The ``location`` keys :func:`decide` will look at for ``req`` (read them first)."""
     if req.to_tag is not None or req.method in (b"ACK", b"CANCEL"):
         return []
     local = _local_user(req, policy)
-    return [] if local is None else [aor_key(*local)]
+    return [] if local is None else [_aor_key(*local)]
 
 
 def decide(envelope: Envelope, msg: Request | Response, inputs: Inputs) -> Decision:
@@ -171,6 +177,9 @@ def _strict_router_fix(
     """§16.4: "If the Request-URI contains a value this proxy previously placed
     into a Record-Route header field ... replace the Request-URI in the request
     with the last value from the Route header field, and remove that value"."""
+    raw = req.uri
+    if b"sm=" not in raw.lower() and b"%" not in raw:
+        return req, None  # no token parameter, even escaped: not parsed for nothing
     uri = req.request_uri
     token = _token(uri, secret, call_id) if isinstance(uri, SipUri) else None
     if token is None:
@@ -344,7 +353,7 @@ def _route_initial(env: Envelope, req: Request, inp: Inputs, caller: _Caller) ->
     authorized = caller.peer is not None or caller.user is not None
     local = _local_user(req, policy)
     if local is not None:
-        key = aor_key(*local)
+        key = _aor_key(*local)
         bindings = live_bindings(inp.locations.get(key), inp.now)
         if bindings:
             legs = _binding_legs(bindings)
