@@ -464,3 +464,48 @@ def test_parse_credentials_fields_are_the_unquoted_params(values: list[bytes]) -
     assert (got.cnonce, got.opaque, got.qop) == tuple(unquote(v) for v in values[6:9])
     assert got.nc == int(unquote(values[9]), 16)
     assert got.userhash is (unquote(values[10]).lower() == b"true")
+
+
+# -- Headers editing: the keys carried over equal the keys recomputed ------------
+
+
+def _reference_replace(h: Headers, name: bytes, value: bytes) -> tuple[object, ...]:
+    key = canonical_name(name)
+    new = Headers.from_pairs([(name, value)])
+    fields, lines, done = [], [], False
+    for f, raw in zip(h, h.lines, strict=True):
+        if f[1] != key:
+            fields.append(f)
+            lines.append(raw)
+        elif not done:
+            fields.append(new[0])
+            lines.append(new.lines[0])
+            done = True
+    if not done:
+        fields.append(new[0])
+        lines.append(new.lines[0])
+    return tuple(fields), tuple(lines), tuple(f[1] for f in fields)
+
+
+def _state(h: Headers) -> tuple[object, ...]:
+    # keys() as carried over, against the keys of the fields themselves.
+    assert h.keys() == tuple(f[1] for f in h)
+    return tuple(h), h.lines, h.keys()
+
+
+_EDIT_NAMES = st.sampled_from([b"Via", b"v", b"Route", b"X-A", b"x-a", b"Contact", b"m"])
+
+
+@given(
+    st.lists(st.tuples(_EDIT_NAMES, st.sampled_from([b"1", b"2", b"a, b"])), max_size=6),
+    _EDIT_NAMES,
+)
+def test_headers_edits_keep_keys_and_lines(pairs: list[tuple[bytes, bytes]], name: bytes) -> None:
+    h = Headers.from_pairs(pairs)
+    _ = h.keys()
+    assert _state(h.replace(name, b"new")) == _reference_replace(h, name, b"new")
+    key = canonical_name(name)
+    removed = [(n, v) for n, v in pairs if canonical_name(n) != key]
+    assert _state(h.remove(name)) == _state(Headers.from_pairs(removed))
+    assert _state(h.append(name, b"z")) == _state(Headers.from_pairs([*pairs, (name, b"z")]))
+    assert _state(h.prepend(name, b"z")) == _state(Headers.from_pairs([(name, b"z"), *pairs]))

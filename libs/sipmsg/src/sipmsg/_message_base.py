@@ -318,6 +318,8 @@ class _Message:
 
     def _contacts(self) -> tuple[Address, ...] | Star:
         parsed = self._per_line(b"contact", parse_contact_list)
+        if len(parsed) == 1 and type(parsed[0]) is tuple:
+            return parsed[0]  # one Contact line, no "*": the usual case
         stars = [p for p in parsed if isinstance(p, Star)]
         if not stars:
             return tuple(a for p in parsed if not isinstance(p, Star) for a in p)

@@ -341,9 +341,11 @@ def parse_address_list(data: bytes) -> tuple[Address, ...]:
         ParseError: the list is empty or an element is malformed.
     """
     parts = split_comma(data)
+    if len(parts) == 1:
+        return (parse_address(parts[0]),)
     if not parts:
         raise ParseError("empty address list")
-    return tuple(parse_address(p) for p in parts)
+    return tuple([parse_address(p) for p in parts])
 
 
 def parse_contact_list(data: bytes) -> tuple[Address, ...] | Star:
@@ -364,4 +366,4 @@ def parse_contact_list(data: bytes) -> tuple[Address, ...] | Star:
     if b"*" in parts:
         # Contact = ("Contact" / "m" ) HCOLON ( STAR / (contact-param *(COMMA contact-param)))
         raise ParseError("'*' mixed with other Contact values", header="contact")
-    return tuple(parse_address(p) for p in parts)
+    return tuple([parse_address(p) for p in parts])

@@ -298,39 +298,61 @@ class Headers:
     def append(self, name: bytes, value: bytes) -> Headers:
         """A copy with ``name: value`` added after the last line."""
         field, line = make_field(name, value)
-        return Headers((*self._fields, field), (*self._lines, line))
+        return _headers((*self._fields, field), (*self._lines, line), (*self.keys(), field[1]))
 
     def prepend(self, name: bytes, value: bytes) -> Headers:
         """A copy with ``name: value`` added before the first line."""
         field, line = make_field(name, value)
-        return Headers((field, *self._fields), (line, *self._lines))
+        return _headers((field, *self._fields), (line, *self._lines), (field[1], *self.keys()))
 
     def remove(self, name: bytes | str) -> Headers:
         """A copy without any line called ``name``."""
         key = canonical_name(name)
-        keep = [i for i, f in enumerate(self._fields) if f[1] != key]
-        return Headers(tuple(self._fields[i] for i in keep), tuple(self._lines[i] for i in keep))
+        keys = self.keys()
+        if key not in keys:
+            return _headers(self._fields, self._lines, keys)
+        keep = [i for i, k in enumerate(keys) if k != key]
+        fields, lines = self._fields, self._lines
+        return _headers(
+            tuple([fields[i] for i in keep]),
+            tuple([lines[i] for i in keep]),
+            tuple([keys[i] for i in keep]),
+        )
 
     def replace(self, name: bytes, value: bytes) -> Headers:
         """A copy where the first line called ``name`` becomes ``name: value`` and
         any other line of that name is dropped; appended when there was none."""
         key = canonical_name(name)
         field, line = make_field(name, value)
-        fields: list[HeaderField] = []
-        lines: list[bytes] = []
-        done = False
-        for f, raw in zip(self._fields, self._lines, strict=True):
-            if f[1] != key:
-                fields.append(f)
-                lines.append(raw)
-            elif not done:
-                fields.append(field)
-                lines.append(line)
-                done = True
-        if not done:
-            fields.append(field)
-            lines.append(line)
-        return Headers(tuple(fields), tuple(lines))
+        keys = self.keys()
+        count = keys.count(key)
+        if not count:
+            return _headers((*self._fields, field), (*self._lines, line), (*keys, key))
+        at = keys.index(key)
+        fields, lines = self._fields, self._lines
+        if count == 1:
+            return _headers(
+                (*fields[:at], field, *fields[at + 1 :]),
+                (*lines[:at], line, *lines[at + 1 :]),
+                keys,
+            )
+        # Several lines of that name: drop them all and put the new one where
+        # the first was (no line before it is dropped, so "at" still holds).
+        rest = self.remove(key)
+        fields, lines, keys = rest._fields, rest._lines, rest.keys()
+        return _headers(
+            (*fields[:at], field, *fields[at:]),
+            (*lines[:at], line, *lines[at:]),
+            (*keys[:at], key, *keys[at:]),
+        )
+
+
+def _headers(
+    fields: tuple[HeaderField, ...], lines: tuple[bytes, ...], keys: tuple[bytes, ...]
+) -> Headers:
+    headers = Headers(fields, lines)
+    headers._keys = keys
+    return headers
 
 
 def make_field(name: bytes, value: bytes) -> tuple[HeaderField, bytes]:
