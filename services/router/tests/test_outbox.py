@@ -46,6 +46,7 @@ class FakeClient:
         queue: str = "",
         cb: Callable[[AckMessage], Awaitable[None]] | None = None,
     ) -> object:
+        await asyncio.sleep(0)  # a real subscribe suspends: another submit may come in
         self.subscribed.append(subject)
         self.cb = cb
         return object()
@@ -291,3 +292,11 @@ async def test_acks_on_a_synchronous_subscriber() -> None:
     assert len(box) == 1  # "gone" waits for its retry
     await box.drain(0.0)
     assert log.failed == [("gone", "TimeoutError")]
+
+
+async def test_concurrent_first_submits_subscribe_once() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client)
+    await asyncio.gather(submit(box, log, "a", "a"), submit(box, log, "b", "b"))
+    assert client.subscribed == ["_INBOX.t.*"]
+    assert [s.reply for s in client.sent] == ["_INBOX.t.1", "_INBOX.t.2"]

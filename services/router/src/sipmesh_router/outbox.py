@@ -1,14 +1,17 @@
 """JetStream writes that the SIP reply does not wait for, pipelined.
 
 The router answers the edge and hands the call events and the dialog record
-writes to an :class:`Outbox`. Each write is published at once on the core NATS
+writes to an :class:`Outbox`. Each write is published on the core NATS
 connection with a reply subject of its own under one inbox (``<inbox>.<seq>``),
 the way ``JetStreamContext.publish`` does it, but without a future, a
 ``wait_for`` and a task per write: the acks of every write come back on one
-wildcard subscription and are matched by sequence number; a sweep started only
-while writes are in flight times out the ones without an ack. A write whose
-ack is an error, that times out, or that NATS refuses is sent again after a
-back-off, and reported to ``on_failure`` once every attempt failed.
+wildcard subscription (on the bus runtime's wire connection in the router
+process, called back inside its reader) and are matched by sequence number; a
+sweep started only while writes are in flight times out the ones without an
+ack. A write whose ack is an error, that times out, or that NATS refuses is
+sent again after a back-off, and reported to ``on_failure`` once every attempt
+failed. With ``linger``, the writes of a few milliseconds leave together: one
+socket write for many, where each on its own cost one.
 
 Writes with the same key run one after the other: the next one is sent once
 the previous one has its ack (or gave up), so ``attempt`` reaches stream CALLS
@@ -146,6 +149,7 @@ class Outbox:
         self._backoff = tuple(backoff)
         self._max_pending = max_pending
         self._prefix = ""
+        self._subscribing = asyncio.Lock()
         self._seq = 0
         self._inflight: dict[int, _Write] = {}
         #: seq -> write sent and not acked, in send order.
@@ -224,6 +228,11 @@ class Outbox:
             await self._subscribe()
 
     async def _subscribe(self) -> None:
+        async with self._subscribing:
+            if not self._prefix:  # not done by a submit that came first
+                await self._subscribe_once()
+
+    async def _subscribe_once(self) -> None:
         prefix = self._client.new_inbox()
         if self._acks is not None:
             self._acks.subscribe(f"{prefix}.*", self._on_wire_ack)
