@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from sipmesh_bus.wire import Parser, WireProtocolError
+from sipmesh_bus.wire import Parser, Reply, WireProtocolError, encode_headers
 
-Event = tuple[bytes, ...] | tuple[bytes, bytes, bytes, bytes, int | None]
+Event = tuple[bytes, ...]
 
 STREAM = (
     b'INFO {"server_id":"x","max_payload":1048576}\r\n'
@@ -22,12 +22,12 @@ STREAM = (
 )
 EXPECTED: list[Event] = [
     (b'INFO {"server_id":"x","max_payload":1048576}',),
-    (b"a.b", b"1", b"", b"hello", None),
+    (b"a.b", b"1", b"", b"hello", b""),
     (b"PING",),
-    (b"a.b", b"2", b"_INBOX.x.1", b"ab\r\n", None),
-    (b"_INBOX.x.2", b"3", b"", b"", 503),
-    (b"s", b"4", b"r", b"xyz", None),
-    (b"empty", b"5", b"", b"", None),
+    (b"a.b", b"2", b"_INBOX.x.1", b"ab\r\n", b""),
+    (b"_INBOX.x.2", b"3", b"", b"", b"NATS/1.0 503\r\n\r\n"),
+    (b"s", b"4", b"r", b"xyz", b"NATS/1.0\r\nK: value\r\n\r\n"),
+    (b"empty", b"5", b"", b"", b""),
     (b"+OK",),
     (b"-ERR 'Permissions Violation for Publish to \"x\"'",),
     (b"PONG",),
@@ -37,8 +37,8 @@ EXPECTED: list[Event] = [
 def _parser() -> tuple[Parser, list[Event]]:
     events: list[Event] = []
 
-    def on_msg(subject: bytes, sid: bytes, reply: bytes, payload: bytes, st: int | None) -> None:
-        events.append((subject, sid, reply, payload, st))
+    def on_msg(subject: bytes, sid: bytes, reply: bytes, payload: bytes, hdr: bytes) -> None:
+        events.append((subject, sid, reply, payload, hdr))
 
     def on_control(line: bytes) -> None:
         events.append((line,))
@@ -72,7 +72,7 @@ def test_parser_keeps_an_incomplete_payload_until_it_is_complete() -> None:
     parser.feed(b"MSG s 1 10\r\n01234")
     assert events == []
     parser.feed(b"56789\r\nPING\r\n")
-    assert events == [(b"s", b"1", b"", b"0123456789", None), (b"PING",)]
+    assert events == [(b"s", b"1", b"", b"0123456789", b""), (b"PING",)]
 
 
 @pytest.mark.parametrize(
@@ -102,15 +102,62 @@ def test_wire_public_surface() -> None:
         "MsgCallback",
         "Parser",
         "PayloadTooLargeError",
+        "Reply",
+        "ReplyCallback",
+        "RequestFailure",
         "WireAuthError",
         "WireClient",
         "WireClosedError",
         "WireError",
         "WireProtocolError",
         "WireServerError",
+        "encode_headers",
     ]
     assert issubclass(wire.WireAuthError, wire.WireServerError)
     assert all(
         issubclass(e, wire.WireError)
         for e in (wire.WireClosedError, wire.WireProtocolError, wire.PayloadTooLargeError)
     )
+
+
+def test_encode_headers_builds_the_nats_block() -> None:
+    block = encode_headers({"Nats-Msg-Id": "a1", "KV-Operation": "DEL", "X": ""})
+    assert block == b"NATS/1.0\r\nNats-Msg-Id: a1\r\nKV-Operation: DEL\r\nX: \r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("A\r\nB", "v"),
+        ("A B", "v"),
+        ("A:B", "v"),
+        ("", "v"),
+        ("Ä", "v"),
+        ("A", "x\r\nForged: 1"),
+        ("A", "x\ny"),
+        ("A", "x\ry"),
+    ],
+)
+def test_encode_headers_refuses_names_and_values_that_break_the_block(
+    name: str, value: str
+) -> None:
+    with pytest.raises(ValueError, match="NATS header"):
+        encode_headers({name: value})
+
+
+def test_reply_reads_status_description_and_values_on_demand() -> None:
+    reply = Reply(b"", b"NATS/1.0 503 No Responders\r\n\r\n")
+    assert (reply.status, reply.description, reply.header("Status")) == (
+        503,
+        "No Responders",
+        None,
+    )
+    block = b"NATS/1.0\r\nNats-Sequence: 42\r\nKV-Operation:DEL\r\nX: a\r\nx: b\r\n\r\n"
+    reply = Reply(b"v", block)
+    assert (reply.status, reply.description) == (None, "")
+    assert reply.header("nats-sequence") == "42"
+    assert reply.header("KV-Operation") == "DEL"
+    assert reply.header("X") == "a"  # the first of two
+    assert reply.header("Missing") is None
+    plain = Reply(b"{}")
+    assert (plain.status, plain.description, plain.header("X")) == (None, "", None)

@@ -3,14 +3,18 @@
 Sans-I/O: :class:`Parser` turns the bytes a server sends into callbacks, one
 per frame (docs.nats.io, "Client Protocol"): ``MSG <subject> <sid>
 [reply-to] <#bytes>``, ``HMSG <subject> <sid> [reply-to] <#header bytes>
-<#total bytes>`` (the status of ``NATS/1.0 503`` headers is reported), and
+<#total bytes>``, and
 every other line (``INFO``, ``PING``, ``PONG``, ``+OK``, ``-ERR``) as is.
-Import these names from :mod:`sipmesh_bus.wire`.
+The header block of an HMSG is handed over raw; :class:`Reply` reads its
+status line and values only when asked. :func:`encode_headers` builds the
+block an ``HPUB`` carries. Import these names from :mod:`sipmesh_bus.wire`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Mapping
+from enum import Enum
 from typing import Final
 
 __all__ = [
@@ -18,17 +22,25 @@ __all__ = [
     "OnMsg",
     "Parser",
     "PayloadTooLargeError",
+    "Reply",
+    "RequestFailure",
     "WireAuthError",
     "WireClosedError",
     "WireError",
     "WireProtocolError",
     "WireServerError",
+    "encode_headers",
     "server_error",
+    "status_of",
 ]
 
 _CRLF: Final = b"\r\n"
 _MAX_CONTROL_LINE: Final = 64 * 1024
 _STATUS_PREFIX: Final = b"NATS/1.0 "
+_HEADER_LINE: Final = b"NATS/1.0\r\n"
+# A header name: printable ASCII without ':' or space (the MIME field-name
+# rule NATS headers follow); a value may hold anything but CR and LF.
+_NAME: Final = re.compile(r"[!-9;-~]+")
 
 
 class WireError(Exception):
@@ -57,8 +69,9 @@ class WireAuthError(WireServerError):
 
 # -- the parser ---------------------------------------------------------------
 
-OnMsg = Callable[[bytes, bytes, bytes, bytes, "int | None"], None]
-#: (subject, sid, reply, payload, status)
+OnMsg = Callable[[bytes, bytes, bytes, bytes, bytes], None]
+#: (subject, sid, reply, payload, headers): ``headers`` is the HMSG's raw
+#: header block (``NATS/1.0 ...\r\n...\r\n\r\n``), ``b""`` for a MSG.
 OnControl = Callable[[bytes], None]
 #: A control line without its CRLF: INFO, PING, PONG, +OK or -ERR.
 
@@ -116,7 +129,7 @@ class Parser:
                         raise WireProtocolError("MSG payload not followed by CRLF")
                     payload = bytes(buf[start:stop])
                     pos = stop + 2
-                    self._on_msg(args[0], args[1], reply, payload, None)
+                    self._on_msg(args[0], args[1], reply, payload, b"")
                 elif op == b"HMSG":
                     args = bytes(buf[pos + 5 : eol]).split()
                     n = len(args)
@@ -135,10 +148,10 @@ class Parser:
                         break
                     if buf[stop : stop + 2] != _CRLF:
                         raise WireProtocolError("HMSG payload not followed by CRLF")
-                    status = _status(bytes(buf[start : start + hsize]))
+                    headers = bytes(buf[start : start + hsize])
                     payload = bytes(buf[start + hsize : stop])
                     pos = stop + 2
-                    self._on_msg(args[0], args[1], reply, payload, status)
+                    self._on_msg(args[0], args[1], reply, payload, headers)
                 else:
                     line = bytes(buf[pos:eol])
                     pos = eol + 2
@@ -153,13 +166,82 @@ def _size(text: bytes) -> int:
     return int(text)
 
 
-def _status(headers: bytes) -> int | None:
-    # "NATS/1.0 503\r\n\r\n": a status message (503 = no responders).
+def status_of(headers: bytes) -> int | None:
+    """The status code of a header block (``NATS/1.0 503``: no responders), or None."""
     if headers.startswith(_STATUS_PREFIX):
         code = headers[9:12]
         if code.isdigit():
             return int(code)
     return None
+
+
+def encode_headers(headers: Mapping[str, str]) -> bytes:
+    """The ``NATS/1.0`` header block of an HPUB, from name -> value.
+
+    Raises:
+        ValueError: a name that is empty or holds a control character, a
+            space or ':'; a value holding CR or LF (either would let it end
+            the header early or forge another one).
+    """
+    out = bytearray(_HEADER_LINE)
+    for name, value in headers.items():
+        if _NAME.fullmatch(name) is None:
+            raise ValueError(f"invalid NATS header name {name!r}")
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"NATS header {name} holds CR or LF")
+        out += b"%b: %b\r\n" % (name.encode(), value.encode())
+    out += _CRLF
+    return bytes(out)
+
+
+class RequestFailure(Enum):
+    """Why a request got no reply (see ``WireClient.request``)."""
+
+    #: No reply within the timeout.
+    TIMEOUT = "timeout"
+    #: The connection dropped (or the client closed) before the reply came.
+    UNAVAILABLE = "unavailable"
+
+
+class Reply:
+    """A reply's payload and header block; the headers are read when asked.
+
+    Attributes:
+        payload: the message body.
+        headers: the raw header block (``b""``: the reply had none).
+    """
+
+    __slots__ = ("headers", "payload")
+
+    def __init__(self, payload: bytes, headers: bytes = b"") -> None:
+        self.payload = payload
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"Reply({self.payload!r}, {self.headers!r})"
+
+    @property
+    def status(self) -> int | None:
+        """The status code (503: no responders; 408, 404 ...), None for a plain reply."""
+        return status_of(self.headers) if self.headers else None
+
+    @property
+    def description(self) -> str:
+        """The status line's text after the code (``No Responders``), or ``""``."""
+        eol = self.headers.find(_CRLF)
+        line = self.headers[len(_STATUS_PREFIX) + 3 : eol if eol >= 0 else None]
+        return line.strip().decode("utf-8", "replace")
+
+    def header(self, name: str) -> str | None:
+        """The first value of header ``name`` (matched case-insensitively), or None."""
+        if not self.headers:
+            return None
+        wanted = name.lower().encode()
+        for line in self.headers.split(_CRLF)[1:]:
+            key, colon, value = line.partition(b":")
+            if colon and key.strip().lower() == wanted:
+                return value.strip().decode("utf-8", "replace")
+        return None
 
 
 def server_error(line: bytes) -> WireServerError:

@@ -13,7 +13,11 @@ It speaks the NATS client protocol (docs.nats.io, "Client Protocol"):
   ``HMSG <subject> <sid> [reply-to] <#header bytes> <#total bytes>``, ``PING``,
   ``PONG``, ``+OK``, ``-ERR <error>``;
 - client to server: ``CONNECT {json}``, ``PUB <subject> [reply-to] <#bytes>``,
+  ``HPUB <subject> [reply-to] <#header bytes> <#total bytes>``,
   ``SUB <subject> [queue group] <sid>``, ``UNSUB <sid>``, ``PING``, ``PONG``.
+
+:meth:`WireClient.request` sends requests without a future or timer each
+(:mod:`sipmesh_bus._wireinbox`): the reply comes to a plain callback.
 
 It is a second connection beside nats-py (which keeps JetStream, KV and
 everything else): one :class:`WireClient` per process, used for the hot
@@ -34,7 +38,6 @@ Errors::
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import logging
@@ -42,20 +45,24 @@ import random
 import ssl
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, cast
-from urllib.parse import unquote, urlsplit
 
+from sipmesh_bus._wireauth import Server, parse_url, public_key, read_creds, sign
+from sipmesh_bus._wireinbox import Inbox, ReplyCallback
 from sipmesh_bus._wireproto import (
     Parser,
     PayloadTooLargeError,
+    Reply,
+    RequestFailure,
     WireAuthError,
     WireClosedError,
     WireError,
     WireProtocolError,
     WireServerError,
+    encode_headers,
     server_error,
+    status_of,
 )
 from sipmesh_bus.config import NatsConfig
 
@@ -64,12 +71,16 @@ __all__ = [
     "MsgCallback",
     "Parser",
     "PayloadTooLargeError",
+    "Reply",
+    "ReplyCallback",
+    "RequestFailure",
     "WireAuthError",
     "WireClient",
     "WireClosedError",
     "WireError",
     "WireProtocolError",
     "WireServerError",
+    "encode_headers",
 ]
 
 log = logging.getLogger(__name__)
@@ -83,44 +94,9 @@ ConnectionCallback = Callable[[bool], None]
 """Called with False when the connection is lost and True when it is back."""
 
 _CRLF: Final = b"\r\n"
-_DEFAULT_PORT: Final = 4222
 _DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
 _MAX_BACKOFF: Final = 5.0
 _MAX_UNSENT: Final = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Server:
-    host: str
-    port: int
-    tls: bool
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"  # never the credentials
-
-
-def _parse_url(url: str) -> _Server:
-    if "://" not in url:
-        url = "nats://" + url
-    parts = urlsplit(url)
-    if parts.scheme not in ("nats", "tls"):
-        raise ValueError(f"unsupported NATS URL scheme {parts.scheme!r}")
-    user = unquote(parts.username) if parts.username else None
-    password = unquote(parts.password) if parts.password is not None else None
-    token = None
-    if user is not None and password is None:
-        user, token = None, user  # nats://<token>@host
-    return _Server(
-        host=parts.hostname or "127.0.0.1",
-        port=parts.port or _DEFAULT_PORT,
-        tls=parts.scheme == "tls",
-        user=user,
-        password=password,
-        token=token,
-    )
 
 
 class _Protocol(asyncio.Protocol):
@@ -216,7 +192,7 @@ class WireClient:
         max_outstanding_pings: int = 2,
         on_change: ConnectionCallback | None = None,
     ) -> None:
-        self._servers = [_parse_url(u.strip()) for u in config.url.split(",") if u.strip()]
+        self._servers = [parse_url(u.strip()) for u in config.url.split(",") if u.strip()]
         if not self._servers:
             raise ValueError("no NATS server URL")
         self._config = config
@@ -234,6 +210,8 @@ class WireClient:
         self._out = bytearray()
         self._scheduled = False
         self._callbacks: dict[bytes, MsgCallback] = {}
+        self._inbox: Inbox | None = None
+        self._inbox_sid = b""  # while subscribed
         self._sub_lines: dict[bytes, bytes] = {}
         self._next_sid = 0
         self._pongs: deque[asyncio.Future[None] | None] = deque()
@@ -331,39 +309,81 @@ class WireClient:
     # -- publish and subscribe ----------------------------------------------
 
     def publish(
-        self, subject: str | bytes, payload: bytes, reply: str | bytes | None = None
+        self,
+        subject: str | bytes,
+        payload: bytes,
+        reply: str | bytes | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
     ) -> bool:
         """Queue a message; it is written at the end of this loop iteration.
 
         ``subject`` and ``reply`` are the caller's (constants or a reply
         subject the server gave): they are not checked for spaces here.
+        With ``headers`` (name -> value) it goes as an HPUB.
 
         Returns:
             False (nothing queued) while disconnected.
 
         Raises:
-            PayloadTooLargeError: ``payload`` is over the server's max_payload.
+            PayloadTooLargeError: headers and payload are over the server's max_payload.
+            ValueError: a header name or value :func:`encode_headers` refuses.
         """
+        block = encode_headers(headers) if headers else b""
         if self._transport is None:
             return False
-        size = len(payload)
-        if size > self.max_payload:
-            raise PayloadTooLargeError(f"{size} bytes over max_payload {self.max_payload}")
         if isinstance(subject, str):
             subject = subject.encode()
-        out = self._out
-        if reply:
-            if isinstance(reply, str):
-                reply = reply.encode()
-            out += b"PUB %b %b %d\r\n" % (subject, reply, size)
-        else:
-            out += b"PUB %b %d\r\n" % (subject, size)
-        out += payload
-        out += _CRLF
-        if not self._scheduled:
-            self._scheduled = True
-            cast(asyncio.AbstractEventLoop, self._loop).call_soon(self._write)
+        if isinstance(reply, str):
+            reply = reply.encode()
+        self._send(subject, reply or b"", block, payload)
         return True
+
+    def request(
+        self,
+        subject: str | bytes,
+        payload: bytes,
+        callback: ReplyCallback,
+        *,
+        timeout: float,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Send a request; ``callback`` gets the :class:`Reply` or a :class:`RequestFailure`.
+
+        ``callback`` is called exactly once, from ``data_received`` (the
+        reply: check its ``status``, 503 is no responders), from the one
+        deadline timer (``TIMEOUT``) or when the connection drops or the
+        client closes (``UNAVAILABLE``).
+
+        Returns:
+            False (and ``callback`` is never called) while disconnected.
+
+        Raises:
+            PayloadTooLargeError, ValueError: as :meth:`publish`.
+        """
+        block = encode_headers(headers) if headers else b""
+        if self._transport is None:
+            return False
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = Inbox(cast(asyncio.AbstractEventLoop, self._loop))
+        if not self._inbox_sid:
+            sid = self.subscribe(inbox.prefix.decode() + "*", _ignore)
+            self._inbox_sid = b"%d" % sid
+        reply = inbox.add(callback, timeout)
+        if isinstance(subject, str):
+            subject = subject.encode()
+        try:
+            self._send(subject, reply, block, payload)
+        except PayloadTooLargeError:
+            inbox.forget(reply)
+            raise
+        return True
+
+    @property
+    def pending(self) -> int:
+        """How many :meth:`request` calls wait for their reply."""
+        return 0 if self._inbox is None else len(self._inbox)
 
     def subscribe(self, subject: str, callback: MsgCallback, queue: str | None = None) -> int:
         """Subscribe; ``callback`` runs inside ``data_received`` for each message.
@@ -393,6 +413,8 @@ class WireClient:
     def unsubscribe(self, sid: int) -> None:
         """Stop a subscription (messages already read are still delivered)."""
         key = b"%d" % sid
+        if key == self._inbox_sid:
+            self._inbox_sid = b""  # the next request subscribes again
         self._sub_lines.pop(key, None)
         if self._callbacks.pop(key, None) is not None and self._transport is not None:
             self._queue(b"UNSUB " + key + _CRLF)
@@ -411,6 +433,27 @@ class WireClient:
                 self._transport.resume_reading()
 
     # -- inside --------------------------------------------------------------
+
+    def _send(self, subject: bytes, reply: bytes, block: bytes, payload: bytes) -> None:
+        size = len(block) + len(payload)
+        if size > self.max_payload:
+            raise PayloadTooLargeError(f"{size} bytes over max_payload {self.max_payload}")
+        out = self._out
+        if block:
+            if reply:
+                out += b"HPUB %b %b %d %d\r\n" % (subject, reply, len(block), size)
+            else:
+                out += b"HPUB %b %d %d\r\n" % (subject, len(block), size)
+            out += block
+        elif reply:
+            out += b"PUB %b %b %d\r\n" % (subject, reply, size)
+        else:
+            out += b"PUB %b %d\r\n" % (subject, size)
+        out += payload
+        out += _CRLF
+        if not self._scheduled:
+            self._scheduled = True
+            cast(asyncio.AbstractEventLoop, self._loop).call_soon(self._write)
 
     def _queue(self, data: bytes) -> None:
         self._out += data
@@ -431,13 +474,16 @@ class WireClient:
                 transport.abort()
 
     def _on_msg(
-        self, subject: bytes, sid: bytes, reply: bytes, payload: bytes, status: int | None
+        self, subject: bytes, sid: bytes, reply: bytes, payload: bytes, headers: bytes
     ) -> None:
+        if sid == self._inbox_sid:
+            cast(Inbox, self._inbox).on_reply(subject, payload, headers)
+            return
         callback = self._callbacks.get(sid)
         if callback is None:
             return  # unsubscribed; the server had sent it already
         try:
-            callback(subject, reply, payload, status)
+            callback(subject, reply, payload, status_of(headers) if headers else None)
         except Exception:
             log.exception("nats wire: callback for %s failed", subject.decode(errors="replace"))
 
@@ -478,7 +524,7 @@ class WireClient:
             return None
         return error or WireClosedError("no server")
 
-    async def _connect_one(self, server: _Server) -> None:
+    async def _connect_one(self, server: Server) -> None:
         loop = asyncio.get_running_loop()
         timeout = self._config.connect_timeout
         proto = _Protocol(self)
@@ -515,7 +561,7 @@ class WireClient:
             self._notify(True)  # a reconnect; the first connect is the caller's own
 
     def _connect_options(
-        self, server: _Server, info: Mapping[str, Any], *, tls: bool
+        self, server: Server, info: Mapping[str, Any], *, tls: bool
     ) -> dict[str, Any]:
         sec = self._security
         options: dict[str, Any] = {
@@ -541,13 +587,13 @@ class WireClient:
             options["auth_token"] = token
         nonce = str(info.get("nonce", "")).encode()
         if sec.get("user_credentials"):
-            jwt, seed = _read_creds(Path(sec["user_credentials"]))
+            jwt, seed = read_creds(Path(sec["user_credentials"]))
             options["jwt"] = jwt
-            options["sig"] = _sign(seed, nonce)
+            options["sig"] = sign(seed, nonce)
         elif sec.get("nkeys_seed"):
             seed = Path(sec["nkeys_seed"]).read_bytes().strip()
-            options["nkey"] = _public_key(seed)
-            options["sig"] = _sign(seed, nonce)
+            options["nkey"] = public_key(seed)
+            options["sig"] = sign(seed, nonce)
         return options
 
     def _schedule_ping(self) -> None:
@@ -584,6 +630,10 @@ class WireClient:
         for fut in pongs:
             if fut is not None and not fut.done():
                 fut.set_exception(WireClosedError("connection lost"))
+        if self._inbox is not None:
+            # The inbox subscription went with the connection: no reply to
+            # what is pending can come, so its callers learn it now.
+            self._inbox.fail_all(RequestFailure.UNAVAILABLE)
         if transport is not None:
             transport.close()
         if notify:
@@ -622,29 +672,5 @@ class WireClient:
                 log.exception("nats wire: connection callback failed")
 
 
-def _read_creds(path: Path) -> tuple[str, bytes]:
-    """The user JWT and the nkey seed of a ``.creds`` file."""
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    jwt = seed = None
-    for i, line in enumerate(lines):
-        if "BEGIN NATS USER JWT" in line:
-            jwt = next((x for x in lines[i + 1 :] if x and not x.startswith("---")), None)
-        elif "BEGIN USER NKEY SEED" in line:
-            seed = next((x for x in lines[i + 1 :] if x and not x.startswith("---")), None)
-    if not jwt or not seed:
-        raise WireAuthError(f"{path.name}: not a NATS credentials file")
-    return jwt, seed.encode()
-
-
-def _sign(seed: bytes, nonce: bytes) -> str:
-    import nkeys  # type: ignore[import-untyped]  # noqa: PLC0415 - only for nkeys/creds
-
-    signature: bytes = nkeys.from_seed(bytearray(seed)).sign(nonce)
-    return base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
-
-
-def _public_key(seed: bytes) -> str:
-    import nkeys  # noqa: PLC0415
-
-    key: bytes = nkeys.from_seed(bytearray(seed)).public_key
-    return key.decode()
+def _ignore(_subject: bytes, _reply: bytes, _payload: bytes, _status: int | None) -> None:
+    """The inbox subscription's callback: :meth:`WireClient._on_msg` routes it to the inbox."""
