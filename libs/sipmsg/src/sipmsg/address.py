@@ -57,8 +57,9 @@ _MAX_DELTA_SECONDS: Final = 2**32 - 1
 # The usual name-addr, matched in one go: an optional display name (a quoted
 # string without escapes or control characters, or tokens and blanks), the
 # URI in "<>", then ";name[=value]" header parameters with token names and
-# token/host values, no blanks, quotes or empty items. Anything else takes
-# the general path, which gives the same result or the precise error.
+# token/host values or quoted strings without escapes; no blanks or empty
+# items. Anything else takes the general path, which gives the same result
+# or the precise error.
 _PNAME: Final = rb"[A-Za-z0-9\-.!%*_+`'~]+"
 _PVALUE: Final = rb"[A-Za-z0-9\-.!%*_+`'~\[\]:]+"
 # A quoted parameter value without quoted-pairs or control characters (a
