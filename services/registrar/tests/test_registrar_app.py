@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import msgspec
+import nats.errors
 import nats.js.errors
 import pytest
 from nats.aio.client import Client as NatsClient
@@ -21,6 +22,7 @@ from sipmesh_bus.records import aor_key
 from sipmesh_bus.runtime import Service
 from sipmesh_bus.schema import Drop, SendResponse, decode_reply, encode
 from sipmesh_bus.subjects import QUEUE_REGISTRAR, SIP_REGISTER
+from sipmesh_bus.wire import Reply, RequestFailure, WireClient
 from sipmesh_registrar.app import Registrar
 from sipmesh_registrar.config import RegistrarConfig, RegistrarSettings
 from sipmesh_registrar.model import KEY_TTL_MARGIN
@@ -61,8 +63,21 @@ async def add_subscriber(js: JetStreamContext, kit: Any, user: str) -> None:
     await bucket.put(aor_key(user, "example.com"), records.encode_record(sub))
 
 
-async def replica(js: JetStreamContext, url: str, **settings: Any) -> Registrar:
-    registrar = Registrar(config(url, **settings), js, secret=SECRET, registry=CollectorRegistry())
+@pytest.fixture
+async def wire(nats_url: str) -> AsyncIterator[WireClient]:
+    """The hot-path connection the registrar's writes and direct reads go on."""
+    client = WireClient(NatsConfig(url=nats_url), name="registrar-test")
+    await client.connect()
+    yield client
+    await client.close()
+
+
+async def replica(
+    js: JetStreamContext, wire: WireClient | None, url: str, **settings: Any
+) -> Registrar:
+    registrar = Registrar(
+        config(url, **settings), js, secret=SECRET, registry=CollectorRegistry(), wire=wire
+    )
     await registrar.start()
     await registrar.wait_loaded(5.0)
     return registrar
@@ -93,10 +108,10 @@ async def stored_contacts(js: JetStreamContext, user: str) -> set[str]:
 
 
 async def test_app_challenge_then_register_stores_binding(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
     await add_subscriber(js, kit, user)
-    registrar = await replica(js, nats_url)
+    registrar = await replica(js, wire, nats_url)
     try:
         await knows(registrar, user)
         ua = kit.UA(user=user)
@@ -120,7 +135,7 @@ async def test_app_over_nats_request_reply(
     cfg = config(nats_url, auth=False)
     svc = Service("registrar", cfg, registry=CollectorRegistry(), install_signal_handlers=False)
     await svc.start()
-    registrar = Registrar(cfg, svc.js, secret=SECRET, registry=svc.registry)
+    registrar = Registrar(cfg, svc.js, secret=SECRET, registry=svc.registry, wire=svc.wire)
     await registrar.start()
     try:
         await svc.serve(
@@ -147,10 +162,11 @@ async def test_app_over_nats_request_reply(
 
 
 async def test_app_concurrent_replicas_lose_no_binding(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
-    one = await replica(js, nats_url, auth=False, max_contacts=100)
-    two = await replica(js, nats_url, auth=False, max_contacts=100)
+    one = await replica(js, wire, nats_url, auth=False, max_contacts=100)
+    # One on the wire, one on nats-py's connection (the fallback without a wire).
+    two = await replica(js, None, nats_url, auth=False, max_contacts=100)
     try:
         phones = [
             kit.UA(user=user, call_id=f"call-{i}", contact_host=f"192.0.2.{i + 1}:5060")
@@ -174,11 +190,11 @@ async def test_app_concurrent_replicas_lose_no_binding(
 
 
 async def test_app_nonce_count_replay_refused_across_replicas(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
     await add_subscriber(js, kit, user)
-    one = await replica(js, nats_url)
-    two = await replica(js, nats_url)
+    one = await replica(js, wire, nats_url)
+    two = await replica(js, wire, nats_url)
     try:
         await knows(one, user)
         await knows(two, user)
@@ -201,9 +217,9 @@ async def test_app_nonce_count_replay_refused_across_replicas(
 
 
 async def test_app_expired_bindings_not_returned(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
-    registrar = await replica(js, nats_url, auth=False)
+    registrar = await replica(js, wire, nats_url, auth=False)
     try:
         ua = kit.UA(user=user)
         short = ua.register([f"<sip:{user}@192.0.2.1>;expires=1", f"<sip:{user}@192.0.2.2>"])
@@ -219,10 +235,10 @@ async def test_app_expired_bindings_not_returned(
 
 
 async def test_app_unknown_user_and_wrong_password_answer_alike(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
     await add_subscriber(js, kit, user)
-    registrar = await replica(js, nats_url)
+    registrar = await replica(js, wire, nats_url)
     try:
         await knows(registrar, user)
         answers = []
@@ -245,9 +261,9 @@ async def test_app_unknown_user_and_wrong_password_answer_alike(
 
 
 async def test_app_unregister_deletes_key(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
-    registrar = await replica(js, nats_url, auth=False)
+    registrar = await replica(js, wire, nats_url, auth=False)
     try:
         ua = kit.UA(user=user)
         assert (await send(registrar, kit, ua.register())).status == 200
@@ -278,10 +294,10 @@ async def stored_revision(js: JetStreamContext, user: str) -> int:
 
 
 async def test_app_location_cache_sees_another_replicas_write(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
-    one = await replica(js, nats_url, auth=False)
-    two = await replica(js, nats_url, auth=False)
+    one = await replica(js, wire, nats_url, auth=False)
+    two = await replica(js, wire, nats_url, auth=False)
     try:
         assert await two.ready()
         first = kit.UA(user=user, call_id="c1", contact_host="192.0.2.1:5060")
@@ -313,9 +329,9 @@ async def test_app_location_cache_sees_another_replicas_write(
 
 
 async def test_app_stale_cache_conflict_rereads_and_keeps_both(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
-    registrar = await replica(js, nats_url, auth=False)
+    registrar = await replica(js, wire, nats_url, auth=False)
     try:
         key = aor_key(user, "example.com")
         first = kit.UA(user=user, call_id="c1", contact_host="192.0.2.1:5060")
@@ -337,10 +353,10 @@ async def test_app_stale_cache_conflict_rereads_and_keeps_both(
 
 
 async def test_app_replay_refused_on_the_same_replica(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
     await add_subscriber(js, kit, user)
-    registrar = await replica(js, nats_url)
+    registrar = await replica(js, wire, nats_url)
     try:
         await knows(registrar, user)
         ua = kit.UA(user=user)
@@ -359,11 +375,11 @@ async def test_app_replay_refused_on_the_same_replica(
 
 
 async def test_app_replay_racing_on_two_replicas_wins_once(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
     await add_subscriber(js, kit, user)
-    one = await replica(js, nats_url)
-    two = await replica(js, nats_url)
+    one = await replica(js, wire, nats_url)
+    two = await replica(js, wire, nats_url)
     try:
         await knows(one, user)
         await knows(two, user)
@@ -389,10 +405,10 @@ async def one_rev(registrar: Registrar, user: str) -> int:
 
 
 async def test_app_replay_after_unregister_refused(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
     await add_subscriber(js, kit, user)
-    registrar = await replica(js, nats_url)
+    registrar = await replica(js, wire, nats_url)
     try:
         await knows(registrar, user)
         ua = kit.UA(user=user)
@@ -408,9 +424,9 @@ async def test_app_replay_after_unregister_refused(
 
 
 async def test_app_bindings_gauge_counts_live_contacts_not_aors(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
-    registrar = await replica(js, nats_url, auth=False)
+    registrar = await replica(js, wire, nats_url, auth=False)
     try:
         assert registrar.metrics.bindings._value.get() == 0  # exists before the first sample
         now = time.time()
@@ -434,9 +450,9 @@ async def test_app_bindings_gauge_counts_live_contacts_not_aors(
 
 
 async def test_app_write_carries_the_key_ttl(
-    js: JetStreamContext, nats_url: str, kit: Any, user: str
+    js: JetStreamContext, wire: WireClient, nats_url: str, kit: Any, user: str
 ) -> None:
-    registrar = await replica(js, nats_url, auth=False)
+    registrar = await replica(js, wire, nats_url, auth=False)
     try:
         ua = kit.UA(user=user)
         assert (await send(registrar, kit, ua.register())).status == 200
@@ -530,3 +546,112 @@ async def test_app_fast_path_gives_up_after_kv_retries_with_500(kit: Any) -> Non
     assert response.status == 500
     assert len(nc.sent) == 2  # the fast path's attempts, not the typed path's again
     assert registrar.metrics.kv_conflicts._value.get() == 2
+
+
+class _Wire:
+    """A connected wire that answers every request with one canned outcome, soon."""
+
+    connected = True
+
+    def __init__(self, outcome: Reply | RequestFailure | None) -> None:
+        self.outcome = outcome
+        self.sent: list[tuple[str, bytes, dict[str, str] | None, float]] = []
+
+    def request(
+        self,
+        subject: str,
+        payload: bytes,
+        callback: Any,
+        *,
+        timeout: float,
+        headers: dict[str, str] | None = None,
+    ) -> bool:
+        if self.outcome is None:
+            return False  # down
+        self.sent.append((subject, payload, headers, timeout))
+        asyncio.get_running_loop().call_soon(callback, self.outcome)
+        return True
+
+
+def _on_wire(
+    outcome: Reply | RequestFailure | None, ack: bytes = b"", **settings: Any
+) -> tuple[Registrar, _Wire]:
+    nc = _Connection(ack)
+    js = type("JS", (), {"_nc": nc, "_timeout": 1.5})()
+    wire = _Wire(outcome)
+    registrar = Registrar(
+        config("nats://127.0.0.1:1", **settings),
+        js,
+        secret=SECRET,
+        registry=CollectorRegistry(),
+        wire=wire,  # type: ignore[arg-type]
+    )
+    return registrar, wire
+
+
+async def test_write_on_the_wire_sends_the_headers_and_reads_the_ack() -> None:
+    registrar, wire = _on_wire(Reply(b'{"stream":"KV_location","seq":8}'))
+    record = records.BindingSet(aor="sip:a@example.com")
+    assert await registrar._write("example=2Ecom.a", record, 90, 7)
+    [(subject, payload, headers, timeout)] = wire.sent
+    assert subject == "$KV.location.example=2Ecom.a"
+    assert records.decode_binding_set(payload) == record
+    assert headers == {"Nats-Expected-Last-Subject-Sequence": "7", "Nats-TTL": "90"}
+    assert timeout == 1.5
+    assert registrar._cached("example=2Ecom.a") == (record, 8)
+
+
+async def test_write_on_the_wire_conflict_is_false() -> None:
+    conflict = b'{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 3"}}'
+    registrar, _ = _on_wire(Reply(conflict))
+    assert not await registrar._write("example=2Ecom.a", None, 90, 2)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "error"),
+    [
+        (RequestFailure.TIMEOUT, nats.errors.TimeoutError),
+        (RequestFailure.UNAVAILABLE, nats.errors.ConnectionClosedError),
+        (Reply(b"", b"NATS/1.0 503\r\n\r\n"), nats.js.errors.NoStreamResponseError),
+    ],
+    ids=["timeout", "connection-lost", "no-stream"],
+)
+async def test_write_on_the_wire_failures_raise_nats_errors(
+    outcome: Reply | RequestFailure, error: type[Exception]
+) -> None:
+    registrar, _ = _on_wire(outcome)
+    with pytest.raises(error):
+        await registrar._write("example=2Ecom.a", None, 90, 2)
+
+
+async def test_register_answers_503_when_the_wire_write_times_out(kit: Any) -> None:
+    registrar, wire = _on_wire(RequestFailure.TIMEOUT, auth=False)
+    response = await send(registrar, kit, kit.UA(user="alice").register())
+    assert response.status == 503
+    assert len(wire.sent) == 1
+
+
+async def test_write_falls_back_to_nats_py_while_the_wire_is_down() -> None:
+    registrar, wire = _on_wire(None, b'{"stream":"KV_location","seq":4}')
+    assert await registrar._write("example=2Ecom.a", None, 90, 3)
+    assert wire.sent == []
+    assert registrar._js._nc.sent[0][2]["KV-Operation"] == "DEL"  # type: ignore[attr-defined]
+
+
+async def test_direct_read_on_the_wire_reads_status_and_headers() -> None:
+    registrar, _ = _on_wire(Reply(b"", b"NATS/1.0 404 Message Not Found\r\n\r\n"))
+    registrar._direct_get = "$JS.API.DIRECT.GET.KV_location.$KV.location."
+    assert await registrar._read_direct("k") == (None, 0)
+    found = b"NATS/1.0\r\nNats-Stream: KV_location\r\nNats-Sequence: 12\r\n\r\n"
+    registrar, wire = _on_wire(Reply(b"value", found))
+    registrar._direct_get = "$JS.API.DIRECT.GET.KV_location.$KV.location."
+    assert await registrar._read_direct("k") == (b"value", 12)
+    assert wire.sent[0][0] == "$JS.API.DIRECT.GET.KV_location.$KV.location.k"
+    deleted = b"NATS/1.0\r\nNats-Sequence: 13\r\nKV-Operation: DEL\r\n\r\n"
+    registrar, _ = _on_wire(Reply(b"", deleted))
+    registrar._direct_get = "$JS.API.DIRECT.GET.KV_location.$KV.location."
+    assert await registrar._read_direct("k") == (None, 13)
+    registrar, _ = _on_wire(Reply(b"", b"NATS/1.0 408 Request Timeout\r\n\r\n"))
+    registrar._direct_get = "$JS.API.DIRECT.GET.KV_location.$KV.location."
+    with pytest.raises(nats.js.errors.APIError, match="Request Timeout"):
+        await registrar._read_direct("k")

@@ -47,7 +47,7 @@ async def main(argv: list[str] | None = None) -> None:
         (config.registrar.nonce_secret,), data_dir=config.data_dir, owner="registrar"
     )
     async with Service("registrar", config) as svc:
-        registrar = Registrar(config, svc.js, secret=secret, registry=svc.registry)
+        registrar = Registrar(config, svc.js, secret=secret, registry=svc.registry, wire=svc.wire)
         await registrar.start()
         try:
             svc.add_readiness_check("subscribers and locations loaded", registrar.ready)

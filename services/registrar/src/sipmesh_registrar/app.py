@@ -6,7 +6,9 @@ by a KV watch, so authentication costs no round trip), then
 cache (bucket ``location``: value and revision per key), then one NATS round
 trip: a compare-and-set write (expected last revision = the cached one) that
 stores the bindings and the request's nonce-count together (replay detection,
-:mod:`.replay`). On a wrong-revision error the key is read directly (JetStream
+:mod:`.replay`), sent as an HPUB request on the service's wire connection
+(:meth:`sipmesh_bus.wire.WireClient.request`; nats-py's own connection when
+there is none). On a wrong-revision error the key is read directly (JetStream
 direct get) and the request decided again, a bounded number of times, so two
 replicas updating one AoR never lose a binding nor both accept one
 nonce-count. A stale cache costs a retry, never correctness; a query (no
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import random
@@ -39,6 +42,7 @@ from prometheus_client import CollectorRegistry
 from sipmesh_bus import kv, records
 from sipmesh_bus.records import BindingSet, Subscriber
 from sipmesh_bus.schema import Drop, Envelope, ReplyType, SendResponse, decode_envelope
+from sipmesh_bus.wire import Reply, RequestFailure, WireClient
 from sipmsg import ParseError, Request, Response, parse
 from sipmsg.digest import NonceManager
 
@@ -63,6 +67,7 @@ _DELETE_MARKER_TTL: Final = 60
 _MSG_TTL: Final = "Nats-TTL"
 #: JetStream's per-message TTL header (what ``js.publish(msg_ttl=)`` sets).
 _DECODED_MAX: Final = 100_000
+_NO_RESPONDERS: Final = 503
 
 
 class _PubAck(msgspec.Struct):
@@ -87,6 +92,7 @@ class Registrar:
         *,
         secret: bytes,
         registry: CollectorRegistry,
+        wire: WireClient | None = None,
     ) -> None:
         settings = config.registrar
         self.policy = make_policy(settings)
@@ -98,6 +104,7 @@ class Registrar:
         self._observe = self.metrics.latency.observe
         self._settings = settings
         self._js = js
+        self._wire = wire
         self._replicas = config.nats.jetstream_replicas
         self._subscribers: dict[str, Subscriber] = {}
         self._loaded = asyncio.Event()
@@ -358,9 +365,24 @@ class Registrar:
         or purge marker, ``KV-Operation``.
         """
         assert self._direct_get is not None
-        msg = await self._js._nc.request(  # the context's own connection
-            self._direct_get + key, b"", timeout=self._read_timeout
-        )
+        subject = self._direct_get + key
+        reply = await self._request_wire(subject, b"", self._read_timeout, None)
+        if reply is None:
+            return await self._read_direct_nats(subject)
+        if not reply.payload:
+            status = reply.status
+            if status == 404:
+                return None, 0
+            if status is not None:
+                raise nats.js.errors.APIError(code=status, description=reply.description)
+        revision = int(reply.header("Nats-Sequence") or 0)
+        if reply.header(KV_OP) in (KV_DEL, KV_PURGE):
+            return None, revision
+        return reply.payload, revision
+
+    async def _read_direct_nats(self, subject: str) -> tuple[bytes | None, int]:
+        """:meth:`_read_direct` on nats-py's connection (no wire)."""
+        msg = await self._js._nc.request(subject, b"", timeout=self._read_timeout)
         headers = msg.headers or {}
         if not msg.data:
             status = headers.get("Status")
@@ -373,14 +395,42 @@ class Registrar:
             return None, revision
         return msg.data, revision
 
+    async def _request_wire(
+        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None
+    ) -> Reply | None:
+        """A request on the wire connection; None when there is none (or it is down).
+
+        Raises:
+            nats.errors.TimeoutError: no reply in time.
+            nats.errors.ConnectionClosedError: the connection dropped meanwhile.
+            nats.js.errors.NoStreamResponseError: no responders (503).
+        """
+        wire = self._wire
+        if wire is None:
+            return None
+        done: asyncio.Future[Reply | RequestFailure] = asyncio.get_running_loop().create_future()
+        if not wire.request(
+            subject, payload, functools.partial(_settle, done), timeout=timeout, headers=headers
+        ):
+            return None
+        reply = await done
+        if reply is RequestFailure.TIMEOUT:
+            raise nats.errors.TimeoutError
+        if reply is RequestFailure.UNAVAILABLE:
+            raise nats.errors.ConnectionClosedError
+        assert isinstance(reply, Reply)
+        if reply.status == _NO_RESPONDERS and not reply.payload:
+            raise nats.js.errors.NoStreamResponseError
+        return reply
+
     async def _write(self, key: str, record: BindingSet | None, ttl: int, revision: int) -> bool:
         """Compare-and-set the AoR's bindings; False when another writer came first.
 
         KeyValue.update() takes no per-key TTL, so this publishes on the bucket's
         subject as the KV protocol does, with the expected-last-revision header.
         It is ``JetStreamContext.publish`` by hand (a request on the context's
-        own connection), with the ack decoded by msgspec into the two fields
-        used instead of ``json.loads`` and a ``PubAck``.
+        own connection, or as an HPUB on the wire), with the ack decoded by
+        msgspec into the two fields used instead of ``json.loads`` and a ``PubAck``.
         """
         headers = {_EXPECTED_LAST: str(revision)}
         if record is None:
@@ -389,13 +439,18 @@ class Registrar:
         else:
             payload = records.encode_record(record)
         headers[_MSG_TTL] = str(ttl)
-        try:
-            msg = await self._js._nc.request(
-                self._location_subject + key, payload, timeout=self._js._timeout, headers=headers
-            )
-        except nats.errors.NoRespondersError:
-            raise nats.js.errors.NoStreamResponseError from None
-        ack = _PUB_ACK.decode(msg.data)
+        subject = self._location_subject + key
+        timeout = self._js._timeout
+        reply = await self._request_wire(subject, payload, timeout, headers)
+        if reply is not None:
+            data = reply.payload
+        else:
+            try:
+                msg = await self._js._nc.request(subject, payload, timeout=timeout, headers=headers)
+            except nats.errors.NoRespondersError:
+                raise nats.js.errors.NoStreamResponseError from None
+            data = msg.data
+        ack = _PUB_ACK.decode(data)
         if ack.error is not None:
             if ack.error.get("err_code") in _WRONG_LAST_SEQUENCE:
                 return False
@@ -502,6 +557,11 @@ class Registrar:
                     total += sum(1 for b in record.bindings if b.expires_at > at)
             await asyncio.sleep(0)
         return total
+
+
+def _settle(done: asyncio.Future[Reply | RequestFailure], value: Reply | RequestFailure) -> None:
+    if not done.done():  # the awaiting handler may have been cancelled
+        done.set_result(value)
 
 
 def _decode_location(key: str, value: bytes | None) -> BindingSet | None:
