@@ -205,6 +205,11 @@ def test__for_branch_sets_the_uri_and_our_branch_and_keeps_the_rest() -> None:
     assert again.call_id == req.call_id
     assert again.max_forwards == 70
     assert out.via_branch == b"z9hG4bK.e1.hash.1"
+    # One Via per line, as the router wrote them (SIPp and some UAs read Via lines).
+    assert again.headers.get_lines(b"via") == [
+        OUR_VIA.replace(b"z9hG4bKsm-router-7", b"z9hG4bK.e1.hash.1") + b";rport",
+        bytes(req.via[0]),
+    ]
     info = parse_branch(out.via_branch or b"")
     assert info is not None
     assert info.edge_id == "e1"
@@ -267,8 +272,12 @@ def test__without_top_via_removes_our_via_value_only() -> None:
     for onward in (two_lines, one_line):
         up = parse(bytes(_without_top_via(make_response(onward, 200))))
         assert isinstance(up, Response)
-        assert [bytes(v) for v in up.via] == [bytes(v) for v in req.via]
+        assert up.headers.get_lines(b"via") == [bytes(v) for v in req.via]
         assert up.call_id == req.call_id
+    three = req.prepend_header(b"Via", b"SIP/2.0/UDP 192.0.2.99;branch=z9hG4bKx, " + OUR_VIA)
+    up = parse(bytes(_without_top_via(make_response(three, 200))))
+    assert isinstance(up, Response)
+    assert up.headers.get_lines(b"via") == [OUR_VIA, bytes(req.via[0])]
     with pytest.raises(ParseError) as exc_info:
         _without_top_via(make_response(req, 200))
     assert exc_info.value.header == "via"

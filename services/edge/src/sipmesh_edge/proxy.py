@@ -49,7 +49,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, TypeVar
 
 from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
@@ -66,6 +66,7 @@ from sipmsg import (
     make_response,
     parse,
 )
+from sipmsg._abnf import split_comma
 from sipmsg.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
@@ -166,6 +167,7 @@ class Fork:
     #: To tags of the 2xx the router was asked about.
 
 
+M = TypeVar("M", Request, Response)
 Respond = Callable[[Server, Response], None]
 Ask = Callable[[Server, Branch, Response], None]
 
@@ -548,17 +550,23 @@ def _without_top_via(resp: Response) -> Response:
 
     §16.7 step 3: "The proxy removes the topmost Via header field value from
     the response." As :func:`core.without_top_via`, but by the editing API on
-    the parsed headers instead of a byte splice and a second parse; the Via
-    values left are written on one line (§7.3.1 makes that equivalent).
+    the parsed headers instead of a byte splice and a second parse.
 
     Raises:
         ParseError: no Via is left to send it to (it was meant for us), or a
             Via line is malformed.
     """
-    vias = resp.headers.get_all(b"via")
-    if len(vias) < 2:
+    lines = resp.headers.get_lines(b"via")
+    if not lines:
         raise ParseError("response has no Via left to send it to", header="via")
-    return resp.replace_header(b"Via", b", ".join(vias[1:]))
+    rest = _split_via_line(lines[0])[1:]
+    if rest:
+        lines[0] = b", ".join(rest)
+    else:
+        del lines[0]
+    if not lines:
+        raise ParseError("response has no Via left to send it to", header="via")
+    return _with_via_lines(resp, lines)
 
 
 def _for_branch(req: Request, target: schema.Target, branch: bytes) -> Request:
@@ -566,24 +574,46 @@ def _for_branch(req: Request, target: schema.Target, branch: bytes) -> Request:
 
     Built from ``req``'s header lines without parsing the whole message again:
     only the top Via value changes (its branch parameter), through the public
-    editing API (``replace_header`` writes the Via values on one line, which
-    §7.3.1 makes equivalent: "Multiple header field rows with the same
-    field-name MAY be present ... if the entire field-value for that header
-    field is defined to be a comma-separated list").
+    editing API.
 
     Raises:
         ParseError: the top Via is malformed.
     """
     uri = target.uri.encode() or req.uri
-    vias = req.headers.get_all(b"via")
-    if not vias:
+    lines = req.headers.get_lines(b"via")
+    if not lines:
         raise ParseError("missing Via header", header="via")
-    top = _with_branch(vias[0], req.via_branch, branch)
+    values = _split_via_line(lines[0])
+    top = _with_branch(values[0], req.via_branch, branch)
     if top is None:
         top = bytes(req.via[0].with_param(b"branch", branch))
-    vias[0] = top
-    headers = req.replace_header(b"Via", b", ".join(vias)).headers
+    lines[0] = b", ".join([top, *values[1:]]) if len(values) > 1 else top
+    headers = _with_via_lines(req, lines).headers
     return Request(method=req.method, uri=uri, headers=headers, body=req.body, version=req.version)
+
+
+def _split_via_line(line: bytes) -> list[bytes]:
+    """The Via values of one header line (most lines hold one)."""
+    if b"," not in line:
+        return [line]
+    try:
+        return split_comma(line)
+    except ParseError as exc:
+        raise ParseError(f"bad Via header: {exc.reason}", header="via") from exc
+
+
+def _with_via_lines(msg: M, lines: list[bytes]) -> M:
+    """``msg`` with these Via lines, in order, as the first header lines.
+
+    One Via value per line stays one per line, as received: some UAs read
+    Vias line by line. Only the Vias move to the top of the header block
+    (§7.3.1: "The relative order of header fields with different field
+    names is not significant"; a proxy's own Via is on top anyway).
+    """
+    out = msg.remove_header(b"via")
+    for value in reversed(lines):
+        out = out.prepend_header(b"Via", value)
+    return out
 
 
 def _with_branch(top: bytes, old: bytes | None, new: bytes) -> bytes | None:
