@@ -162,13 +162,76 @@ def test_hidden_dialog_hides_vias_of_in_dialog_requests(kit: Any) -> None:
 # -- all_responses and ringing ---------------------------------------------------------------------
 
 
-def test_initial_invite_asks_for_provisionals_and_180_rings(kit: Any) -> None:
+def _rang(env: Envelope, when: float | None) -> Envelope:
+    return msgspec.structs.replace(env, ringing_at=when)
+
+
+def test_initial_invite_leaves_plain_provisionals_to_the_edge(kit: Any) -> None:
+    # The 180 costs no round trip: the edge relays it and reports the ringing
+    # time with the final (Envelope.ringing_at).
     fwd, sent, inp = _call(kit, hide=False)
-    assert fwd.all_responses is True
+    assert fwd.all_responses is False
     assert sent.headers.get_all(b"via")[1:] == CALLER_VIAS
+    # A 180 the edge still asks about (an older edge) rings as before.
     decision = run(kit.envelope(kit.response(sent, 180), context=fwd.context), inp)
     assert [e.kind for e in decision.events] == ["ringing"]
     assert upstream(decision).headers.get_all(b"via") == CALLER_VIAS
+
+
+@pytest.mark.parametrize("status", [200, 486, 487])
+def test_final_with_ringing_at_rings_first_at_the_edges_time(kit: Any, status: int) -> None:
+    fwd, sent, inp = _call(kit, hide=False)
+    ringing_180 = run(kit.envelope(kit.response(sent, 180), context=fwd.context), inp)
+    env = _rang(kit.envelope(kit.response(sent, status), context=fwd.context), NOW - 3.5)
+    decision = run(env, inp)
+    end = "answered" if status == 200 else "failed"
+    assert [e.kind for e in decision.events] == ["ringing", end]
+    ringing = decision.events[0]
+    assert ringing.at == NOW - 3.5
+    # The same event a 180 asked about publishes (stored once by its id).
+    assert ringing.event_id == ringing_180.events[0].event_id
+    assert (ringing.caller, ringing.callee, ringing.destination) == (
+        ringing_180.events[0].caller,
+        ringing_180.events[0].callee,
+        ringing_180.events[0].destination,
+    )
+    assert upstream(decision).status == status
+
+
+def test_final_without_ringing_at_does_not_ring(kit: Any) -> None:
+    fwd, sent, inp = _call(kit, hide=False)
+    decision = run(kit.envelope(kit.response(sent, 200), context=fwd.context), inp)
+    assert [e.kind for e in decision.events] == ["answered"]
+
+
+def test_hidden_call_rang_on_its_180_not_again_on_the_final(kit: Any) -> None:
+    fwd, sent, inp = _call(kit, hide=True)
+    assert fwd.all_responses is True  # every provisional reaches the router
+    ringing = run(kit.envelope(kit.response(sent, 180), context=fwd.context), inp)
+    assert [e.kind for e in ringing.events] == ["ringing"]
+    ok = run(_rang(kit.envelope(kit.response(sent, 200), context=fwd.context), NOW), inp)
+    assert [e.kind for e in ok.events] == ["answered"]
+
+
+def test_re_invite_final_does_not_ring(kit: Any) -> None:
+    fwd, sent, inp = _call(kit, hide=False)
+    ok = upstream(run(kit.envelope(kit.response(sent, 200), context=fwd.context), inp))
+    route = ok.headers.get_all(b"record-route")[0].decode()
+    reinvite = kit.request("INVITE", from_tag="ftag", to_tag="ttag", extra=[("Route", route)])
+    fwd2, out = forwarded(run(kit.envelope(reinvite), inp))
+    assert fwd2.all_responses is False
+    again = run(_rang(kit.envelope(kit.response(out, 200), context=fwd2.context), NOW), inp)
+    assert "ringing" not in [e.kind for e in again.events]
+
+
+def test_failover_after_ringing_reports_the_first_attempts_ringing(kit: Any) -> None:
+    fwd, sent, inp = _call(kit, hide=False, legs=2)
+    env = _rang(kit.envelope(kit.response(sent, 503), context=fwd.context), NOW - 2)
+    decision = run(env, inp)
+    assert decision.outcome == "failover_503"
+    assert [e.kind for e in decision.events] == ["ringing", "attempt"]
+    assert decision.events[0].destination == f"{PBX.host}:{PBX.port}"
+    assert decision.events[0].event_id.endswith(".ringing.0")
 
 
 @pytest.mark.parametrize("method", ["OPTIONS", "MESSAGE"])
@@ -228,7 +291,7 @@ def test_edge_made_finals_fail_over(kit: Any, status: int) -> None:
     fwd2, _ = forwarded(decision)
     assert decision.outcome == f"failover_{status}"
     assert fwd2.targets[0].host == "10.0.0.51"
-    assert fwd2.all_responses is True
+    assert fwd2.all_responses is False
     assert [e.kind for e in decision.events] == ["attempt"]
 
 

@@ -83,6 +83,11 @@ class Envelope(Struct, frozen=True, kw_only=True):
     #: The edge's listeners, transport -> advertised ``"host:port"`` (IPv6 in
     #: brackets), e.g. ``{"udp": "198.51.100.1:5060", "tls": "198.51.100.1:5061"}``:
     #: the router's Via and Record-Route for another outbound transport.
+    ringing_at: float | None = None
+    #: On a response the edge asks about (``sip.route.response``): the wall-clock
+    #: time the response context first received a 180 or 183, None if it did
+    #: not ring. The router publishes the ``ringing`` call event from it with the
+    #: final response, so a 180 it need not rewrite costs no bus round trip.
 
 
 class Target(Struct, frozen=True, kw_only=True):

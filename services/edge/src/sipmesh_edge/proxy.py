@@ -165,6 +165,8 @@ class Fork:
     #: A 2xx went to the router, or the best final did: nothing else goes but 2xx.
     asked_2xx: set[bytes] = field(default_factory=set)
     #: To tags of the 2xx the router was asked about.
+    rang: float | None = None
+    #: When (``Proxy`` clock) the first 180/183 went upstream: ``Envelope.ringing_at``.
 
 
 M = TypeVar("M", Request, Response)
@@ -343,6 +345,8 @@ class Proxy:
             self._send_cancel(branch)
         if fork.done or branch.final is not None or fork.server.tx.terminated:
             return
+        if fork.rang is None and resp.status in (180, 183):
+            fork.rang = self._clock()
         if _router_decides(fork, resp):
             self._ask(fork.server, branch, resp)
         else:
@@ -538,9 +542,9 @@ class Proxy:
 def _router_decides(fork: Fork, resp: Response) -> bool:
     """Whether a response the edge could relay itself goes to the router instead.
 
-    ``all_responses`` (topology hiding, the ringing event of an initial INVITE)
-    and SDP (the media anchor rewrites it) need the router; see the module
-    docstring for which responses are asked about whatever this says.
+    ``all_responses`` (topology hiding) and SDP (the media anchor rewrites it)
+    need the router; see the module docstring for which responses are asked
+    about whatever this says.
     """
     return fork.all_responses or core.carries_sdp(resp)
 

@@ -520,9 +520,13 @@ class EdgeSink:
 
     def _ask_router(self, server: Server, branch: Branch, resp: Response) -> None:
         """Ask the router (``sip.route.response``) what to do with a branch's response."""
-        context = None if branch.fork is None else branch.fork.context
-        envelope = self._envelope(bytes(resp), branch.flow, context)
+        fork = branch.fork
+        envelope = self._envelope(bytes(resp), branch.flow, None if fork is None else fork.context)
         sent_at = self._clock()
+        if fork is not None and fork.rang is not None and resp.status >= 200:
+            # The router publishes the ringing event from the final (schema.Envelope).
+            rang = envelope.received_at - (sent_at - fork.rang)
+            envelope = msgspec.structs.replace(envelope, ringing_at=rang)
 
         def on_reply(value: bytes | BusFailure) -> None:
             self._metrics.bus_round_trip(self._clock() - sent_at)

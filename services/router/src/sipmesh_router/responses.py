@@ -6,9 +6,12 @@ context and asks the router (``sip.route.response``, with the context) about
 the best final once every branch has one (§16.7 step 6, the 503 -> 500
 conversion included), about every 2xx at once, and about provisionals that
 carry SDP, or every provisional but 100 when the Forward set
-``all_responses`` (:func:`all_responses`: initial INVITEs, for their
-``ringing`` event, and topology hiding, whose hidden Vias only the router can
-restore). Other provisionals it relays itself. The router then:
+``all_responses`` (:func:`all_responses`: topology hiding, whose hidden Vias
+only the router can restore). Other provisionals it relays itself, and notes
+when the response context first rang (180/183): the final it asks about
+carries that time (``Envelope.ringing_at``), from which the router publishes
+the ``ringing`` event before ``answered``/``failed`` (:func:`_rang`), so plain
+ringing costs no bus round trip. The router then:
 
 - passes the response upstream (hidden Vias and Record-Routes put back, then
   our Via removed, §16.7 step 3), publishing ``ringing``/``answered``/``failed``;
@@ -51,13 +54,15 @@ def fails_over(status: int) -> bool:
 def all_responses(ctx: RouteContext) -> bool:
     """``Forward.all_responses`` for the transaction ``ctx`` describes.
 
-    True for an initial INVITE, so that a 180 without SDP (which the edge
-    would relay by itself) reaches us and becomes the ``ringing`` event, and
-    for topology hiding, where only the router can put back the caller's Vias
-    (``RouteContext.hidden_vias``) before a provisional goes upstream. Each
-    such provisional costs one more bus round trip.
+    True for topology hiding only, where only the router can put back the
+    caller's Vias (``RouteContext.hidden_vias``) before a provisional goes
+    upstream; each such provisional costs one more bus round trip. Media
+    needs no flag: the edge asks about every provisional with SDP anyway
+    (the anchor rewrites it). The ``ringing`` event of an initial INVITE
+    needs none either: the edge reports when the call rang with its final
+    (``Envelope.ringing_at``, see :func:`_rang`).
     """
-    return ctx.hide or (ctx.method == "INVITE" and not ctx.in_dialog)
+    return ctx.hide
 
 
 def edge_made(resp: Response) -> bool:
@@ -108,13 +113,15 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         caller_tag = (resp.from_tag or b"").decode("latin-1")
         record = dialog_record(ctx, caller_tag=caller_tag, callee_tag=callee_tag, now=inp.now)
         answered = call_event(ctx, "answered", now=inp.now, detail="2xx")
-        decision = _upstream(resp, ctx, "answered", events=(answered,), secret=inp.policy.secret)
+        events = (*_rang(env, ctx), answered)
+        decision = _upstream(resp, ctx, "answered", events=events, secret=inp.policy.secret)
         decision = replace(
             decision, dialog_put=(dialog_key(ctx.call_id), record), setup_seconds=_setup(env, ctx)
         )
         return _with_answer(decision, env, resp, ctx)
     if invite and fails_over(status) and ctx.remaining and ctx.request:
-        return _failover(ctx, inp, status)
+        failover = _failover(ctx, inp, status)
+        return replace(failover, events=(*_rang(env, ctx), *failover.events))
     events = ()
     if invite:
         reason = resp.reason.decode("utf-8", "replace")
@@ -128,7 +135,7 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
             reason=reason,
             hangup_side=side,
         )
-        events = (failed,)
+        events = (*_rang(env, ctx), failed)
     decision = _upstream(resp, ctx, "failed" if invite else "final", events=events)
     if invite and ctx.media and not ctx.in_dialog:
         # The call attempt is over (a failure, or the 487 of a CANCEL): free
@@ -136,6 +143,22 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         release = media.delete(call_id=ctx.call_id, instance=ctx.media_instance)
         decision = replace(decision, media_delete=release)
     return decision
+
+
+def _rang(env: Envelope, ctx: RouteContext) -> tuple[CallEvent, ...]:
+    """The ``ringing`` event a final of an initial INVITE reports, if its attempt rang.
+
+    The edge relays a 180 without SDP by itself and sets ``env.ringing_at``
+    on the final (2xx, failure, or the 487 of a CANCEL) to when the response
+    context first got a 180 or 183. The event is the one a 180 brought to us
+    would have published: same id (one per attempt, so a 183 with SDP we did
+    see and this one are stored once), the edge's receive time as ``at``.
+    Under topology hiding every provisional reached us and rang already.
+    """
+    at = env.ringing_at
+    if at is None or ctx.in_dialog or ctx.hide or ctx.method != "INVITE":
+        return ()
+    return (call_event(ctx, "ringing", now=at, detail=f"{ctx.attempt}"),)
 
 
 def _failed_by(resp: Response, ctx: RouteContext) -> HangupSide | None:
