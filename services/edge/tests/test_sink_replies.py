@@ -8,6 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from sipmesh_bus import schema
+from sipmesh_edge import transaction
 from sipmesh_edge.bus import BusFailure
 from sipmesh_edge.core import EdgeIdentity
 from sipmesh_edge.guard import Guard
@@ -146,3 +147,26 @@ def test_sink_401_without_credentials_is_no_auth_failure() -> None:
     bus.requests[0][2](_challenge(REGISTER))
     assert udp.sent[0][0].startswith(b"SIP/2.0 401 ")
     assert not guard.protection.is_banned(PHONE[0], 1000.0)
+
+
+def test_sink_answers_and_absorbs_without_parsing_the_request_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The transaction drops its parsed request with the final response: the
+    # response's destination, the metrics and the retransmissions need no
+    # parse of it again.
+    sink, bus, udp, _ = make_sink()
+    receive(sink, REGISTER)
+    parsed: list[bytes] = []
+
+    def counting_parse(data: bytes, config: object = None) -> object:
+        parsed.append(data)
+        return parse(data)
+
+    monkeypatch.setattr(transaction, "parse", counting_parse)
+    ok = bytes(make_response(_request(REGISTER), 200))
+    bus.requests[0][2](schema.encode(schema.SendResponse(data=ok)))
+    receive(sink, REGISTER)
+    receive(sink, REGISTER)
+    assert udp.sent == [(ok, PHONE)] * 3
+    assert parsed == []

@@ -165,3 +165,18 @@ def test_non_invite_server_send_passes_response_bytes() -> None:
     assert tx.datagrams_to_send() == [bytes(resp)]
     tx.receive(REQ, 0.5)  # Proceeding: the last provisional again
     assert tx.datagrams_to_send() == [bytes(resp)]
+
+
+def test_non_invite_server_keeps_the_request_as_bytes_after_the_final() -> None:
+    tx = NonInviteServer(REQ, now=0.0, reliable=False)
+    assert tx.request is REQ
+    tx.send_bytes(200, b"SIP/2.0 200 OK\r\n\r\n", 0.0)
+    tx.datagrams_to_send()
+    assert tx._request is None  # the parsed copy is gone; Timer J runs 32 s
+    tx.retransmitted(1.0)
+    assert tx.datagrams_to_send() == [b"SIP/2.0 200 OK\r\n\r\n"]
+    assert tx._request is None  # absorbing needs no parse
+    again = tx.request  # parsed again on demand
+    assert again is not REQ
+    assert bytes(again) == REGISTER
+    assert again.call_id == REQ.call_id

@@ -332,7 +332,11 @@ class EdgeSink:
             # server transaction only re-sends its last response on it (§17.2.1,
             # §17.2.2), so it is fed that request: this copy needs no more
             # checks, and after core.peek_triage no full parse either.
-            server.tx.receive(server.tx.request, now)
+            tx = server.tx
+            if isinstance(tx, NonInviteServer):
+                tx.retransmitted(now)  # without the request it no longer holds parsed
+            else:
+                tx.receive(tx.request, now)
         else:
             ack = core.admit(peeked)
             if isinstance(ack, core.Garbage):
@@ -355,11 +359,20 @@ class EdgeSink:
             # for sipmsg's ServerNonInviteTransaction, whose interface it has.
             tx = cast(
                 ServerNonInviteTransaction,
-                NonInviteServer(req, now=now, reliable=flow.reliable, config=self._config.timers),
+                NonInviteServer(
+                    req,
+                    now=now,
+                    reliable=flow.reliable,
+                    config=self._config.timers,
+                    parser=self._config.parser,
+                ),
             )
             expires = now + self._config.timers.timeout + self._config.linger
             server = Server(key=key, tx=tx, flow=flow, expires=expires, started=now)
             self._servers[key] = server
+            if flow.connection is None:
+                # Read from the top Via now: the final response drops the parse.
+                self._server_destination(server)
             self._arm(server)  # nothing to send yet, no event: only the expiry
             return server
         server = Server(key=key, tx=tx, flow=flow, expires=expires, started=now)
@@ -422,11 +435,12 @@ class EdgeSink:
                     return
                 self._respond(server, resp)  # the guard reads the challenge
                 return
+            method = tx.request.method  # read before the final response drops the parse
             try:
                 tx.send_bytes(status, data, self._clock())
             except LocalProtocolError:
                 return  # already answered (a late reply)
-            self._sent(server, status)
+            self._sent(server, status, method)
             self._flush_server(server)
             return
         resp = _parse_response(data) if status is not None else None
@@ -447,30 +461,30 @@ class EdgeSink:
             self._respond(server, resp)
 
     def _respond(self, server: Server, resp: Response) -> None:
-        if server.tx.terminated:
+        tx = server.tx
+        if tx.terminated:
             return
+        req = tx.request  # before sending: a NonInviteServer drops its parse with the final
         try:
-            server.tx.send(resp, self._clock())
+            tx.send(resp, self._clock())
         except LocalProtocolError:
             return  # already answered (a 487 after CANCEL, a late reply)
-        self._sent(server, resp.status)
+        self._sent(server, resp.status, req.method)
         if resp.status in (401, 407) and self.guard is not None:
-            self.guard.on_response(server.tx.request, resp, server.flow.host)
+            self.guard.on_response(req, resp, server.flow.host)
         if 200 <= resp.status < 300:
             # A retransmission of this 2xx from downstream replays it (proxy.py).
             server.sent_2xx[resp.to_tag or b""] = resp
         self._flush_server(server)
 
-    def _sent(self, server: Server, status: int) -> None:
-        """Count a response the server transaction sent."""
+    def _sent(self, server: Server, status: int, method: bytes) -> None:
+        """Count a response the server transaction sent (to a ``method`` request)."""
         self._metrics.response(status)
         if status >= 200 and not server.answered:
             # Once per transaction: a later 2xx of a fork is not a new answer.
             server.answered = True
             kind = "proxied" if server.fork is not None else server.kind
-            self._metrics.transaction(
-                server.tx.request.method, kind, self._clock() - server.started
-            )
+            self._metrics.transaction(method, kind, self._clock() - server.started)
 
     def _send_stateless(self, resp: Response, flow: Flow) -> None:
         self._metrics.response(resp.status)

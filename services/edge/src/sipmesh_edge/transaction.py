@@ -10,7 +10,12 @@ one and a UDP one lives Timer J (64*T1) to absorb retransmissions:
   the registrar's or the router's response to pass it on;
 - it is a few plain slots (no timer table, no event queue until an event
   happens) and emits no ``RequestReceived`` (the edge creates the transaction
-  because it received the request and acts on it at once).
+  because it received the request and acts on it at once);
+- once the final response is sent it keeps the request as its bytes only
+  (one object), not the parsed ``Request`` (dozens): a UDP transaction lives
+  32 s more to absorb retransmissions, and at a thousand REGISTERs a second
+  the parsed copies held that long cost memory and garbage-collector time.
+  :attr:`NonInviteServer.request` parses them again if it is asked.
 
 ::
 
@@ -23,7 +28,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from sipmsg import LocalProtocolError, Request, Response
+from sipmsg import LocalProtocolError, ParseError, ParserConfig, Request, Response, parse
 from sipmsg.transaction import (
     State,
     Terminated,
@@ -63,12 +68,24 @@ class NonInviteServer:
         now: when it arrived (unused, as in sipmsg).
         reliable: True over TCP, TLS, WS (Timer J is 0).
         config: timer values; the RFC defaults when None.
+        parser: the limits ``request`` was parsed with (to parse it again).
 
     Raises:
         LocalProtocolError: ``request`` is an INVITE or an ACK.
     """
 
-    __slots__ = ("_events", "_last", "_linger", "_out", "_reliable", "_state", "_timer", "request")
+    __slots__ = (
+        "_data",
+        "_events",
+        "_last",
+        "_linger",
+        "_out",
+        "_parser",
+        "_reliable",
+        "_request",
+        "_state",
+        "_timer",
+    )
 
     def __init__(
         self,
@@ -77,12 +94,14 @@ class NonInviteServer:
         now: float,
         reliable: bool,
         config: TransactionConfig | None = None,
+        parser: ParserConfig | None = None,
     ) -> None:
         if request.method in (b"INVITE", b"ACK"):
             # §17: INVITE has its own machines; "ACK ... is not a transaction" of its own.
             raise LocalProtocolError(f"no non-INVITE transaction for {request.method!r}")
-        self.request = request
-        #: The request that created the transaction.
+        self._request: Request | None = request
+        self._data = bytes(request)
+        self._parser = parser
         self._reliable = reliable
         # §17.2.2: "it MUST set Timer J to fire in 64*T1 seconds for unreliable
         # transports, and zero seconds for reliable transports".
@@ -92,6 +111,17 @@ class NonInviteServer:
         self._out: list[bytes] | None = None
         self._timer: float | None = None
         self._events: tuple[TxEvent, ...] = ()
+
+    @property
+    def request(self) -> Request:
+        """The request that created the transaction (parsed again after the final response)."""
+        req = self._request
+        if req is None:
+            msg = parse(self._data, self._parser)
+            if not isinstance(msg, Request):  # it was one: never in practice
+                raise ParseError("not a request when parsed again")
+            self._request = req = msg
+        return req
 
     @property
     def state(self) -> State:
@@ -136,6 +166,10 @@ class NonInviteServer:
         final response "MUST be passed to the transport layer for
         retransmission". Never raises.
         """
+        self.retransmitted(now)
+
+    def retransmitted(self, now: float) -> None:
+        """As :meth:`receive`, for a retransmission matched to this transaction by its key."""
         self.handle_timer(now)
         last = self._last
         if last is not None and self._state is not State.TERMINATED:
@@ -163,6 +197,7 @@ class NonInviteServer:
             return
         self._state = State.COMPLETED
         self._timer = now + self._linger
+        self._request = None  # its bytes stay (see the module docstring)
         self.handle_timer(now)
 
     def datagrams_to_send(self) -> list[bytes]:
