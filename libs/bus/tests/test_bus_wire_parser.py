@@ -130,6 +130,8 @@ def test_encode_headers_builds_the_nats_block() -> None:
     [
         ("A\r\nB", "v"),
         ("A B", "v"),
+        ("A\tB", "v"),
+        ("A\x7f", "v"),
         ("A:B", "v"),
         ("", "v"),
         ("Ä", "v"),

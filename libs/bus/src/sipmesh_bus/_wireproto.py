@@ -12,7 +12,6 @@ block an ``HPUB`` carries. Import these names from :mod:`sipmesh_bus.wire`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from enum import Enum
 from typing import Final
@@ -37,10 +36,6 @@ __all__ = [
 _CRLF: Final = b"\r\n"
 _MAX_CONTROL_LINE: Final = 64 * 1024
 _STATUS_PREFIX: Final = b"NATS/1.0 "
-_HEADER_LINE: Final = b"NATS/1.0\r\n"
-# A header name: printable ASCII without ':' or space (the MIME field-name
-# rule NATS headers follow); a value may hold anything but CR and LF.
-_NAME: Final = re.compile(r"[!-9;-~]+")
 
 
 class WireError(Exception):
@@ -178,20 +173,25 @@ def status_of(headers: bytes) -> int | None:
 def encode_headers(headers: Mapping[str, str]) -> bytes:
     """The ``NATS/1.0`` header block of an HPUB, from name -> value.
 
+    A name is printable ASCII without ':' or space (the MIME field-name rule
+    NATS headers follow); a value may hold anything but CR and LF.
+
     Raises:
         ValueError: a name that is empty or holds a control character, a
             space or ':'; a value holding CR or LF (either would let it end
             the header early or forge another one).
     """
-    out = bytearray(_HEADER_LINE)
+    lines = ["NATS/1.0\r\n"]
     for name, value in headers.items():
-        if _NAME.fullmatch(name) is None:
+        # isprintable() refuses control characters (CR, LF, TAB ...), isascii()
+        # what is beyond; the space is printable and needs its own test.
+        if not name or not (name.isascii() and name.isprintable()) or ":" in name or " " in name:
             raise ValueError(f"invalid NATS header name {name!r}")
         if "\r" in value or "\n" in value:
             raise ValueError(f"NATS header {name} holds CR or LF")
-        out += b"%b: %b\r\n" % (name.encode(), value.encode())
-    out += _CRLF
-    return bytes(out)
+        lines.append(f"{name}: {value}\r\n")
+    lines.append("\r\n")
+    return "".join(lines).encode()
 
 
 class RequestFailure(Enum):
