@@ -7,8 +7,11 @@ the bench stack: 127.0.0.1/32 a trusted peer, callee ``uas`` registered from
 the SIPp UAS) against one :class:`sipmesh_router.app.Router` whose caches are
 filled by hand and whose JetStream is a fake that acks at once. Per call, as
 ``Service.serve`` would: envelope decode, :meth:`Router.handle`, reply encode,
-for the INVITE, its 180 and 200 (with the echoed context), the ACK and the BYE
-(with the Route set of the 200's Record-Route); then the background writes
+for the INVITE, its 200 (with the echoed context and ``ringing_at``: the edge
+relays the 180 itself and reports it with the final; ``--ask-180`` asks about
+the 180 too, as before the router stopped setting ``all_responses`` for every
+initial INVITE), the ACK and the BYE (with the Route set of the 200's
+Record-Route); then the background writes
 the outbox runs after the replies (events and dialog put/delete, published to
 the fake; with ``--nats`` to a real nats-server, acks on a wire connection as
 in production). It prints the CPU time per call (best of ``--repeat``), and with
@@ -137,7 +140,12 @@ def in_dialog(method: str, n: int, cseq: int, ok: Response) -> bytes:
     )
 
 
-def wrap(data: bytes, source: tuple[str, int], context: bytes | None = None) -> bytes:
+def wrap(
+    data: bytes,
+    source: tuple[str, int],
+    context: bytes | None = None,
+    ringing_at: float | None = None,
+) -> bytes:
     return schema.encode(
         Envelope(
             edge_id="bench-edge",
@@ -149,6 +157,7 @@ def wrap(data: bytes, source: tuple[str, int], context: bytes | None = None) -> 
             received_at=time.time(),
             data=data,
             context=context,
+            ringing_at=ringing_at,
         )
     )
 
@@ -181,16 +190,22 @@ def make_router(js: Any, acks: Any = None) -> Router:
     return router
 
 
+ASK_180 = [False]
+#: ``--ask-180``: the 180 goes to the router (the flow before ``Envelope.ringing_at``).
+
+
 async def one_call(router: Router, n: int) -> None:
     """The five messages of call ``n`` the router decides, as the edge would send them."""
     fwd = await ask(router, wrap(invite(n), UAC))
     assert isinstance(fwd, Forward), fwd
     req = parse(fwd.data)
     assert isinstance(req, Request)
-    ringing = make_response(req, 180, to_tag=b"%duas" % n)
-    assert isinstance(await ask(router, wrap(bytes(ringing), UAS, fwd.context)), SendResponse)
+    rang = time.time()
+    if ASK_180[0]:
+        ringing = make_response(req, 180, to_tag=b"%duas" % n)
+        assert isinstance(await ask(router, wrap(bytes(ringing), UAS, fwd.context)), SendResponse)
     ok = make_response(req, 200, to_tag=b"%duas" % n).with_body(SDP.encode(), b"application/sdp")
-    up = await ask(router, wrap(bytes(ok), UAS, fwd.context))
+    up = await ask(router, wrap(bytes(ok), UAS, fwd.context, None if ASK_180[0] else rang))
     assert isinstance(up, SendResponse), up
     answer = parse(up.data)
     assert isinstance(answer, Response)
@@ -227,7 +242,9 @@ async def main() -> None:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--sort", default="tottime", help="pstats order with --profile")
     ap.add_argument("--nats", action="store_true", help="publish to a real nats-server")
+    ap.add_argument("--ask-180", action="store_true", help="the 180 goes to the router too")
     a = ap.parse_args()
+    ASK_180[0] = a.ask_180
     async with contextlib.AsyncExitStack() as stack:
         if a.nats:
             server = NatsServer(store_dir=Path(stack.enter_context(tempfile.TemporaryDirectory())))
@@ -263,7 +280,7 @@ async def measure(router: Router, a: argparse.Namespace) -> None:
     best = float("inf")
     for r in range(a.repeat):
         best = min(best, await calls(router, (r + 1) * 10**6, a.number) / a.number)
-    what = "INVITE 180 200 ACK BYE + 6 background writes"
+    what = f"INVITE {'180 ' if a.ask_180 else ''}200 ACK BYE + 6 background writes"
     print(f"router, one call ({what}): {best * 1e6:.0f} µs CPU")
 
 
