@@ -14,7 +14,9 @@ envelope encodes and reply decodes, the timer heap through
 :meth:`EdgeSink.tick`). Left out: the UDP socket (a list), NATS (a fake bus
 that answers each request, on the next "loop iteration", with the reply the
 router gives for it, prepared before timing: a ``Forward`` of the INVITE with
-the router's Via, Record-Route and context and ``all_responses``, a
+the router's Via, Record-Route and context (``--all-responses``: with
+``Forward.all_responses``, as the router set it for every initial INVITE
+before 6e65a69, so the 180 goes to the router too), a
 ``SendResponse`` of each response with our Via removed, a ``Forward`` of the
 ACK and of the BYE), and the router itself. The callee's responses are
 templates: only the edge's branch is spliced in while timing.
@@ -70,6 +72,9 @@ SDP_ANSWER = (
 class Call:
     """One call's messages (from SIPp's templates) and the router's replies, built untimed."""
 
+    all_responses = False
+    #: ``Forward.all_responses`` of the INVITE (``--all-responses``).
+
     def __init__(self, n: int) -> None:
         caller_via = b"Via: SIP/2.0/UDP 198.51.100.7:5061;branch=z9hG4bK-%d-1-0;rport\r\n" % n
         ack_via = caller_via.replace(b"-1-0;", b"-1-5;")
@@ -101,7 +106,7 @@ class Call:
             edge_id=EDGE_ID,
         )
         invite_fwd = schema.Forward(
-            data=forwarded, targets=[callee], context=CONTEXT, all_responses=True
+            data=forwarded, targets=[callee], context=CONTEXT, all_responses=self.all_responses
         )
         # The callee's answers echo Via and Record-Route; our branch goes in at run time.
         edge_via = b"Via: SIP/2.0/UDP 192.0.2.10:5060;branch=" + PLACEHOLDER + b"\r\n"
@@ -358,7 +363,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--gc", choices=("edge", "default"), default="edge")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--all-responses", action="store_true", help="the router before 6e65a69")
     args = parser.parse_args()
+    Call.all_responses = args.all_responses
     if args.gc == "edge":
         gc.set_threshold(50_000, 20, 100)  # as sipmesh_edge.__main__
     check()
