@@ -42,7 +42,9 @@ from nats.aio.msg import Msg
 from prometheus_client import CollectorRegistry
 
 from sipmesh_bus import schema, subjects
+from sipmesh_bus.config import NatsConfig
 from sipmesh_bus.natsserver import NatsServer
+from sipmesh_bus.wire import WireClient
 from sipmesh_edge import core
 from sipmesh_edge.bus import BusClient, BusFailure
 from sipmesh_edge.core import EdgeIdentity
@@ -246,7 +248,9 @@ async def _bus_round_trips(url: str, count: int, window: int) -> None:
     import nats  # noqa: PLC0415 - only this benchmark needs it
 
     responder = await nats.connect(url)
-    edge_nc = await nats.connect(url)
+    # The edge's BusClient on a wire connection, as Edge.start builds it.
+    wire = WireClient(NatsConfig(url=url), name="bench-edge")
+    await wire.connect()
     reply = schema.encode(schema.SendResponse(data=b"SIP/2.0 200 OK\r\n\r\n"))
 
     async def answer(msg: Msg) -> None:
@@ -256,7 +260,7 @@ async def _bus_round_trips(url: str, count: int, window: int) -> None:
     await responder.flush()
     await responder.flush()
     loop = asyncio.get_running_loop()
-    client = BusClient(edge_nc, timeout=5.0, clock=loop.time)
+    client = BusClient(wire, timeout=5.0, clock=loop.time)
     await client.start()
     payload = schema.encode(
         schema.Envelope(
@@ -293,7 +297,7 @@ async def _bus_round_trips(url: str, count: int, window: int) -> None:
     await done.wait()
     elapsed = time.perf_counter() - started
     await client.close()
-    await edge_nc.close()
+    await wire.close()
     await responder.close()
     latencies.sort()
     p50 = statistics.median(latencies) * 1e3
