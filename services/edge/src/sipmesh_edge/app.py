@@ -14,7 +14,7 @@ import contextlib
 import importlib
 import logging
 import secrets
-from typing import Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from prometheus_client import CollectorRegistry
@@ -29,7 +29,13 @@ from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.ports import StreamListeners
 from sipmesh_edge.protection import ProtectionConfig
 from sipmesh_edge.sink import EdgeSink, SinkConfig
-from sipmesh_edge.udp import MAX_DATAGRAM, UdpListener, open_udp, os_error_reason
+from sipmesh_edge.udp import (
+    MAX_DATAGRAM,
+    UDP_BUFFER_SIZE,
+    UdpListener,
+    open_udp,
+    os_error_reason,
+)
 
 __all__ = ["Edge", "EdgeConfig", "advertised_listeners", "parse_listen"]
 
@@ -52,6 +58,8 @@ class EdgeConfig(ServiceConfig, frozen=True, kw_only=True):
     retry_after: int = 5
     #: Retry-After seconds of those 503s.
     max_datagram: int = MAX_DATAGRAM
+    udp_buffer: Annotated[int, msgspec.Meta(ge=0)] = UDP_BUFFER_SIZE
+    #: SO_RCVBUF/SO_SNDBUF bytes asked for each UDP socket (0: the system's default).
     shutdown_grace: PositiveFloat = 5.0
     #: On shutdown, how long pending requests may take.
     streams: dict[str, Any] = {}  # noqa: RUF012
@@ -148,7 +156,12 @@ class Edge:
             for host, port in addresses:
                 try:
                     listener = await open_udp(
-                        host, port, sink, self.metrics, max_size=self.config.max_datagram
+                        host,
+                        port,
+                        sink,
+                        self.metrics,
+                        max_size=self.config.max_datagram,
+                        buffer_size=self.config.udp_buffer,
                     )
                 except OSError as exc:
                     reason = os_error_reason(exc)
