@@ -212,6 +212,7 @@ def test_structs_are_frozen() -> None:
 
 def test_exported_members() -> None:
     assert set(schema.__all__) == {
+        "AckRoute",
         "CallEvent",
         "CallEventKind",
         "Drop",

@@ -24,6 +24,7 @@ import msgspec
 from msgspec import Meta, Struct
 
 __all__ = [
+    "AckRoute",
     "CallEvent",
     "CallEventKind",
     "Drop",
@@ -109,6 +110,40 @@ class Target(Struct, frozen=True, kw_only=True):
     #: parallel."
 
 
+class AckRoute(Struct, frozen=True, kw_only=True):
+    """How the edge may forward the ACK of a 2xx itself, as the router would.
+
+    Given with the 2xx of an initial INVITE (``SendResponse.ack_route``) when
+    the router's handling of its ACK is a fixed edit (no topology hiding, no
+    media anchoring). An ACK of that 2xx (§13.2.2.4: same Call-ID, CSeq
+    number, From and To tags) that arrives at the same edge over
+    ``inbound``, without a body, with ``uri`` as Request-URI and exactly
+    ``routes`` + ``rest`` as Route values, is forwarded statelessly by the edge
+    (RFC 3261 §16.6): ``routes`` popped (§16.4), Max-Forwards minus one
+    (70 when absent), ``via`` plus the router's branch for the ACK on top, to
+    ``target``. Anything else goes to the router (``sip.route``).
+    """
+
+    call_id: bytes
+    cseq: Annotated[int, Meta(ge=0)]
+    from_tag: bytes
+    to_tag: bytes
+    #: The dialog of the 2xx: the ACK's key.
+    uri: bytes
+    #: The ACK's Request-URI: the 2xx's Contact URI (§12.1.2 remote target).
+    routes: list[bytes]
+    #: The ACK's top Route values that are the router's (its Record-Route in
+    #: the 2xx, reversed as the caller's route set is, §12.1.2), as bytes.
+    rest: list[bytes] = []
+    #: The Route values below them, exactly; they stay in the ACK.
+    inbound: Transport
+    #: The transport the router assumed the ACK arrives on (the INVITE's).
+    via: bytes
+    #: Our Via value up to the branch value, ``SIP/2.0/UDP host:port;branch=``.
+    target: Target
+    #: Where the ACK goes.
+
+
 class Reply(Struct, frozen=True, kw_only=True, tag_field="kind", tag=str.lower):
     """Base of the replies to an :class:`Envelope`; decode with :func:`decode_reply`."""
 
@@ -120,6 +155,8 @@ class SendResponse(Reply, frozen=True, kw_only=True):
     #: The complete response bytes.
     target: Target | None = None
     #: Override where it goes (RFC 3261 §18.2.2 otherwise: the top Via).
+    ack_route: AckRoute | None = None
+    #: For a 2xx of an INVITE: how the edge may forward its ACK without asking.
 
 
 class Forward(Reply, frozen=True, kw_only=True):

@@ -32,6 +32,7 @@ import msgspec
 
 from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
+from sipmesh_edge.ackroute import AckRoutes
 from sipmesh_edge.bus import BusFailure
 from sipmesh_edge.guard import Guard
 from sipmesh_edge.metrics import EdgeMetrics
@@ -124,6 +125,8 @@ class EdgeSink:
             internal_error=self._internal_error,
         )
         #: The client side: the branches of Forwards.
+        self.acks = AckRoutes()
+        #: ACKs of recent 2xx the edge forwards without the router (schema.AckRoute).
         self._servers: dict[tuple[bytes, ...], Server] = {}
         self._heap: list[tuple[float, int, Server | Branch]] = []
         self._seq = 0
@@ -405,7 +408,10 @@ class EdgeSink:
             self._unavailable(server, "bad_reply")
             return
         match reply:
-            case schema.SendResponse(data=data, target=target):
+            case schema.SendResponse(data=data, target=target, ack_route=hint):
+                if hint is not None:
+                    ttl = self._config.timers.timeout  # 64*T1: the 2xx's retransmissions
+                    self.acks.remember(hint, server.flow, now=self._clock(), ttl=ttl)
                 if target is not None:
                     server.dest = self.out.target_flow(target)
                 self._send_response(server, data)
@@ -495,6 +501,11 @@ class EdgeSink:
     def _forward_ack(self, req: Request, flow: Flow) -> None:
         # An ACK for a 2xx is its own transaction (§17.1.1.3) and routed like
         # any request; it is never answered, so failures are silent.
+        routed = self.acks.route(req, flow, self._clock())
+        if routed is not None:  # as the router said it would route it (sipmesh_edge.ackroute)
+            self.out.send(self.out.target_flow(routed[1]), routed[0])
+            return
+
         def on_reply(value: bytes | BusFailure) -> None:
             if isinstance(value, bytes):
                 with contextlib.suppress(msgspec.MsgspecError, ParseError):

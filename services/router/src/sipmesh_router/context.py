@@ -152,6 +152,9 @@ class RouteContext(Struct, frozen=True, kw_only=True):
     #: The authenticated caller, ``user@domain`` (into the dialog record).
     peer: str | None = None
     #: The trusted peer the call came from (into the dialog record).
+    inbound: str = ""
+    #: ``Envelope.transport`` of the request (the caller's side; "" unknown):
+    #: our Via on its ACK, see :mod:`sipmesh_router.ackroute`.
 
 
 class DialogRecord(Struct, frozen=True, kw_only=True):

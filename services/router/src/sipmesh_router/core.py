@@ -57,6 +57,7 @@ from .context import (
     seal_token,
 )
 from .events import call_event, dialog_key, ended_event
+from .hops import listener_for, target_of_uri, via_transport
 from .model import Decision, Inputs, NonceClaim
 from .responses import all_responses, decide_response
 from .routes import Hop, Peer
@@ -66,7 +67,6 @@ __all__ = ["Decision", "Inputs", "decide", "location_keys", "replayed", "target_
 _DIALOG_CREATING: Final = frozenset({b"INVITE", b"SUBSCRIBE", b"REFER"})
 _OFFERING: Final = frozenset({b"INVITE", b"UPDATE"})
 #: In-dialog requests whose SDP is an offer (RFC 3311 UPDATE, a re-INVITE).
-_TRANSPORTS: Final = frozenset({"udp", "tcp", "tls", "ws", "wss"})
 _TOKEN_PARAM: Final = b"sm"
 
 _aor_key: Final = functools.lru_cache(maxsize=4096)(records.aor_key)
@@ -220,7 +220,7 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
     if target is None:
         return _answer(req, 416, "bad_target")
     me = _me(env, policy)
-    out_transport = _via_transport([target])
+    out_transport = via_transport([target])
     out = _listener(env, policy, out_transport)
     sent = proxy.decrement_max_forwards(req)
     hidden_vias: list[str] = []
@@ -475,7 +475,7 @@ def _forward(
     call_id = req.call_id.decode("utf-8", "replace")
     caller_branch = req.via_branch or b""
     first, rest = legs[0], legs[1:]
-    out_transport = _via_transport(first.targets)
+    out_transport = via_transport(first.targets)
     out = _listener(env, policy, out_transport)
     sent = proxy.decrement_max_forwards(req)
     hidden_vias: list[str] = []
@@ -524,6 +524,7 @@ def _forward(
         received_at=env.received_at,
         user=caller.aor,
         peer=caller.peer.name if caller.peer else None,
+        inbound=env.transport,
     )
     events: tuple[CallEvent, ...] = ()
     if req.method == b"INVITE":
@@ -631,35 +632,6 @@ def _record_routes(
     return [uri(transport, out_host, out_port), inbound]
 
 
-def _out_transport(targets: list[Target]) -> str:
-    # The edge sends over a stream only when the target names a live connection.
-    if targets and all(t.connection_id is not None for t in targets):
-        return targets[0].transport
-    if targets and all(t.transport != "udp" for t in targets):
-        return targets[0].transport
-    return "udp"
-
-
-def _via_transport(targets: list[Target]) -> str:
-    return _out_transport(targets)
-
-
-def target_of_uri(uri: SipUri | TelUri | object, request_uri: str) -> Target | None:
-    """Where a request for ``uri`` goes by the URI alone (§16.6 step 7 without DNS).
-
-    Returns:
-        The Target, or None for a URI that is not a SIP URI.
-    """
-    if not isinstance(uri, SipUri):
-        return None
-    host = (uri.maddr or uri.host).decode("latin-1").strip("[]")
-    transport = (uri.transport or b"").decode("latin-1").lower()
-    if transport not in _TRANSPORTS:
-        transport = "tls" if uri.scheme == b"sips" else "udp"
-    port = uri.port or (5061 if transport in ("tls", "wss") else 5060)
-    return Target(uri=request_uri, host=host, port=port, transport=transport)  # type: ignore[arg-type]
-
-
 # -- small helpers ---------------------------------------------------------------
 
 
@@ -668,33 +640,15 @@ def _me(env: Envelope, policy: Policy) -> tuple[str, int]:
 
 
 def _listener(env: Envelope, policy: Policy, transport: str) -> tuple[str, int]:
-    """The receiving edge's address for sending over ``transport`` (Via, Record-Route).
-
-    The socket the request came in on serves its own transport; another
-    transport's listener comes from the envelope (``Envelope.listeners``:
-    transport -> advertised ``host:port``, empty from an edge that does not
-    fill it), else from the ``router.listeners`` setting, else the inbound
-    address is the best guess (right when the edge listens on one port for
-    every transport).
-    """
-    if transport == env.transport:
-        return _me(env, policy)
-    found = _host_port(env.listeners.get(transport))
-    if found is not None:
-        return found
-    configured = policy.listener(env.edge_id, transport)
-    if configured is not None:
-        return configured
-    return _me(env, policy)
-
-
-def _host_port(value: object) -> tuple[str, int] | None:
-    if not isinstance(value, str):
-        return None
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not host:
-        return None
-    return host.strip("[]"), int(port)
+    """The receiving edge's address for sending over ``transport`` (:func:`.hops.listener_for`)."""
+    return listener_for(
+        transport,
+        inbound=env.transport,
+        me=_me(env, policy),
+        listeners=env.listeners,
+        edge_id=env.edge_id,
+        policy=policy,
+    )
 
 
 def _flow(env: Envelope) -> Flow:

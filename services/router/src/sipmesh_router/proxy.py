@@ -32,6 +32,7 @@ __all__ = [
     "restore_response",
     "strip_top_via",
     "uri_of",
+    "via_value",
     "with_contact",
 ]
 
@@ -56,8 +57,12 @@ def branch_for(caller_branch: bytes, call_id: bytes, attempt: int, salt: bytes =
 
 def add_via(req: Request, *, transport: str, host: str, port: int, branch: bytes) -> Request:
     """Our Via on top (§16.6 step 8: "The proxy MUST insert a Via header field value")."""
-    value = b"SIP/2.0/%s %s:%d;branch=%s" % (transport.upper().encode(), _host(host), port, branch)
-    return req.prepend_header(b"Via", value)
+    return req.prepend_header(b"Via", via_value(transport, host, port, branch))
+
+
+def via_value(transport: str, host: str, port: int, branch: bytes) -> bytes:
+    """The Via value :func:`add_via` puts on top."""
+    return b"SIP/2.0/%s %s:%d;branch=%s" % (transport.upper().encode(), _host(host), port, branch)
 
 
 def _host(host: str) -> bytes:

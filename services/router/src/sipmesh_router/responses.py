@@ -32,7 +32,7 @@ import msgspec
 from sipmesh_bus.schema import CallEvent, Drop, Envelope, Forward, HangupSide, SendResponse
 from sipmsg import LocalProtocolError, ParseError, Request, Response, make_response, parse
 
-from . import media, proxy
+from . import ackroute, media, proxy
 from .context import Flow, RouteContext, decode_context, encode_context, open_token, seal_token
 from .events import call_event, dialog_key, dialog_record
 from .model import Decision, Inputs
@@ -108,7 +108,7 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
     if status < 300:
         if not invite:
             return _with_answer(_upstream(resp, ctx, "final"), env, resp, ctx)
-        resp = _add_callee_flow(resp, env, ctx, inp)
+        resp, token, callee = _add_callee_flow(resp, env, ctx, inp)
         callee_tag = (resp.to_tag or b"").decode("latin-1")
         caller_tag = (resp.from_tag or b"").decode("latin-1")
         record = dialog_record(ctx, caller_tag=caller_tag, callee_tag=callee_tag, now=inp.now)
@@ -118,6 +118,13 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         decision = replace(
             decision, dialog_put=(dialog_key(ctx.call_id), record), setup_seconds=_setup(env, ctx)
         )
+        reply = decision.reply
+        if isinstance(reply, SendResponse) and ackroute.eligible(env, ctx):
+            # No media here (eligible), so _with_answer below changes nothing.
+            hint = ackroute.ack_route(env, resp, ctx, token=token, callee=callee, policy=inp.policy)
+            if hint is not None:
+                reply = msgspec.structs.replace(reply, ack_route=hint)
+                return replace(decision, reply=reply)
         return _with_answer(decision, env, resp, ctx)
     if invite and fails_over(status) and ctx.remaining and ctx.request:
         failover = _failover(ctx, inp, status)
@@ -267,19 +274,26 @@ def _failover(ctx: RouteContext, inp: Inputs, status: int) -> Decision:
     return Decision(reply=fwd, outcome=f"failover_{status}", events=(attempt_event,))
 
 
-def _add_callee_flow(resp: Response, env: Envelope, ctx: RouteContext, inp: Inputs) -> Response:
+def _add_callee_flow(
+    resp: Response, env: Envelope, ctx: RouteContext, inp: Inputs
+) -> tuple[Response, bytes, Flow | None]:
     """Put the callee phone's flow into our Record-Route of the 2xx (NAT, see context.py).
 
     The caller builds its route set from the 2xx's Record-Route (§12.1.2), so
     its in-dialog requests carry the token with the callee's flow back to us.
+
+    Returns:
+        The 2xx, the sealed token now in our Record-Route, and the callee's
+        flow when the token holds it.
     """
+    old = ctx.token.encode("ascii")
     if not ctx.callee_is_phone or not ctx.token:
-        return resp
+        return resp, old, None
     call_id = ctx.call_id.encode("utf-8", "surrogateescape")
     secret = inp.policy.secret
-    token = open_token(ctx.token.encode("ascii"), secret=secret, call_id=call_id)
+    token = open_token(old, secret=secret, call_id=call_id)
     if token is None:
-        return resp
+        return resp, old, None
     flow = Flow(
         host=env.source_host,
         port=env.source_port,
@@ -288,9 +302,8 @@ def _add_callee_flow(resp: Response, env: Envelope, ctx: RouteContext, inp: Inpu
         edge_id=env.edge_id,
     )
     sealed = seal_token(msgspec.structs.replace(token, callee=flow), secret=secret, call_id=call_id)
-    old = ctx.token.encode("ascii")
     values = resp.headers.get_all(b"record-route")
     if not any(old in v for v in values):
-        return resp
+        return resp, old, None
     new_values = [v.replace(old, sealed) for v in values]
-    return resp.replace_header(b"Record-Route", b", ".join(new_values))
+    return resp.replace_header(b"Record-Route", b", ".join(new_values)), sealed, flow

@@ -1,0 +1,125 @@
+"""ACKs of 2xx responses that the edge forwards itself, as the router said it would.
+
+An ACK for a 2xx is a transaction of its own (RFC 3261 §17.1.1.3) that a
+proxy routes like any in-dialog request. The router routes it by a fixed edit
+when the call has no topology hiding and no media anchoring, and then says so
+with the 2xx (``schema.SendResponse.ack_route``, an :class:`~sipmesh_bus.schema.AckRoute`;
+the router's side is ``sipmesh_router.ackroute``). :class:`AckRoutes` keeps
+those hints for 64*T1 (the 2xx is retransmitted that long, §13.3.1.4, and
+each retransmission brings an ACK), keyed by the dialog of the 2xx (§13.2.2.4:
+the ACK has the INVITE's Call-ID and CSeq number, and the 2xx's From and To
+tags). An ACK that matches one exactly (no body, Request-URI and Route values
+equal by bytes, arrived over the same transport and socket as the INVITE,
+Max-Forwards not 0, no Proxy-Require) is rewritten as the router would
+(§16.4: "If the first value in the Route header field indicates this proxy,
+the proxy MUST remove that value"; §16.6 step 3 Max-Forwards minus one,
+step 8 our Via with the router's stateless branch) and sent to the hint's
+target. Anything else returns None, and the ACK goes to the router as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Final, TypeAlias
+
+from sipmesh_bus import schema
+from sipmesh_edge.outbound import Flow
+from sipmsg import ParseError, Request
+
+__all__ = ["AckRoutes", "router_branch"]
+
+Key: TypeAlias = tuple[bytes, int, bytes, bytes]
+_BRANCH_PREFIX: Final = b"z9hG4bKsm"
+_DEFAULT_MAX_FORWARDS: Final = 70
+
+
+def router_branch(ack_branch: bytes, call_id: bytes) -> bytes:
+    """The branch the router puts on its Via of an ACK it forwards.
+
+    ``sipmesh_router.proxy.branch_for(ack_branch, call_id, 0, b"ACK")``: a
+    stateless proxy derives it from the request (§16.11: "the branch value
+    ... SHOULD be computed as a function of the incoming request"), so both
+    must agree; a test compares them.
+    """
+    digest = hashlib.sha256(b"%s\x00%s\x000\x00ACK" % (ack_branch, call_id))
+    return _BRANCH_PREFIX + digest.hexdigest()[:24].encode()
+
+
+@dataclass(slots=True)
+class _Hint:
+    route: schema.AckRoute
+    local: tuple[str, int]
+    #: The socket the INVITE came in on: the router's Via assumes the ACK's is it.
+    expires: float
+
+
+class AckRoutes:
+    """The ACK hints of recent 2xx responses (see the module docstring).
+
+    Args:
+        limit: at most this many hints (past it, new ones are not kept:
+            their ACKs go to the router).
+    """
+
+    def __init__(self, *, limit: int = 100_000) -> None:
+        self._hints: dict[Key, _Hint] = {}
+        self._limit = limit
+
+    def __len__(self) -> int:
+        return len(self._hints)
+
+    def remember(self, hint: schema.AckRoute, flow: Flow, *, now: float, ttl: float) -> None:
+        """Keep ``hint`` for ``ttl`` seconds; ``flow`` is the INVITE's server transaction's."""
+        self._expire(now)
+        if hint.inbound != flow.transport or not hint.routes or len(self._hints) >= self._limit:
+            return
+        key = (hint.call_id, hint.cseq, hint.from_tag, hint.to_tag)
+        self._hints.pop(key, None)  # re-inserted last: the dict stays in expiry order
+        self._hints[key] = _Hint(route=hint, local=flow.local, expires=now + ttl)
+
+    def route(self, req: Request, flow: Flow, now: float) -> tuple[bytes, schema.Target] | None:
+        """The ACK ``req`` as the router would forward it, and where; None: ask the router."""
+        if not self._hints or req.body:
+            return None
+        try:
+            return self._route(req, flow, now)
+        except ParseError:
+            return None  # the router answers malformed input its own way
+
+    def _route(self, req: Request, flow: Flow, now: float) -> tuple[bytes, schema.Target] | None:
+        to_tag = req.to_tag
+        from_tag = req.from_tag
+        if to_tag is None or from_tag is None:
+            return None
+        found = self._hints.get((req.call_id, req.cseq.seq, from_tag, to_tag))
+        if found is None or found.expires <= now:
+            return None
+        hint = found.route
+        if flow.transport != hint.inbound or flow.local != found.local or req.uri != hint.uri:
+            return None
+        if req.headers.get_all(b"proxy-require"):
+            return None  # §16.3 step 5 is the router's
+        routes = req.headers.get_all(b"route")
+        popped = len(hint.routes)
+        if routes[:popped] != hint.routes or routes[popped:] != hint.rest:
+            return None
+        mf = req.max_forwards
+        if mf == 0:
+            return None  # the router drops it (§16.3 step 3 answers 483, never to an ACK)
+        out = req.remove_header(b"route")
+        if hint.rest:
+            out = out.with_header(b"Route", b", ".join(hint.rest))
+        value = _DEFAULT_MAX_FORWARDS if mf is None else mf - 1
+        out = out.replace_header(b"Max-Forwards", b"%d" % value)
+        branch = router_branch(req.via_branch or b"", req.call_id)
+        out = out.prepend_header(b"Via", hint.via + branch)
+        return bytes(out), hint.target
+
+    def _expire(self, now: float) -> None:
+        hints = self._hints
+        while hints:
+            key = next(iter(hints))
+            if hints[key].expires > now:
+                return
+            del hints[key]

@@ -1,0 +1,145 @@
+"""The ACK of a 2xx, told to the edge in advance (``SendResponse.ack_route``).
+
+An ACK for a 2xx is a transaction of its own (RFC 3261 §17.1.1.3) that the
+router routes like any in-dialog request (:func:`core.decide`: §16.4 pops our
+Route values, §16.6 decrements Max-Forwards, adds our Via and sends it along
+the dialog). For a call without topology hiding and without media anchoring
+that handling depends on nothing the 2xx does not already fix: the ACK's
+Route values are the 2xx's Record-Route reversed (§12.1.2: the UAC's "route
+set MUST be set to the list of URIs in the Record-Route header field from the
+response, taken in reverse order"), its Request-URI the 2xx's Contact (the
+remote target), and where it goes follows from those and the dialog token we
+put in the 2xx. So, with the 2xx, the router hands the edge an
+:class:`~sipmesh_bus.schema.AckRoute`; an ACK that matches it byte for byte
+is forwarded by the edge itself (``sipmesh_edge.ackroute``), producing the
+bytes :func:`core.decide` would have produced, and saves a bus round trip.
+
+No hint (the ACK goes to the router as before) when anything could make the
+router decide differently: a Request-URI that could be our token (the §16.4
+strict-router fix) or a hidden Contact; another value of ours (``sm=``) in
+the Record-Route (a spiral); a next hop that is not a SIP URI.
+"""
+
+from __future__ import annotations
+
+from typing import Final, cast
+
+from sipmesh_bus.schema import AckRoute, Envelope, Target, Transport
+from sipmsg import ParseError, Response, parse_address, parse_uri
+
+from . import proxy
+from .config import Policy
+from .context import Flow, RouteContext
+from .hops import listener_for, target_of_uri, via_transport
+
+__all__ = ["ack_route", "eligible"]
+
+_TRANSPORTS: Final = frozenset({"udp", "tcp", "tls", "ws", "wss"})
+
+
+def eligible(env: Envelope, ctx: RouteContext) -> bool:
+    """Whether the ACK of this INVITE's 2xx may be left to the edge (see the module docstring)."""
+    return (
+        ctx.method == "INVITE"
+        and not ctx.in_dialog
+        and not ctx.hide
+        and not ctx.media
+        and bool(ctx.token)
+        and bool(ctx.inbound)
+        and env.edge_id == ctx.edge_id
+    )
+
+
+def ack_route(
+    env: Envelope,
+    resp: Response,
+    ctx: RouteContext,
+    *,
+    token: bytes,
+    callee: Flow | None,
+    policy: Policy,
+) -> AckRoute | None:
+    """The :class:`AckRoute` for the 2xx ``resp`` (as it goes upstream), or None.
+
+    Args:
+        env: the 2xx's envelope (the edge that holds the INVITE's transactions).
+        resp: the 2xx with our Record-Route as the caller will see it.
+        ctx: the INVITE's context (:func:`eligible`).
+        token: the sealed dialog token in our Record-Route values.
+        callee: the callee phone's flow sealed in the token, if any.
+        policy: our addresses (Via).
+    """
+    try:
+        return _ack_route(env, resp, ctx, token=token, callee=callee, policy=policy)
+    except (ParseError, UnicodeDecodeError):
+        return None
+
+
+def _ack_route(
+    env: Envelope,
+    resp: Response,
+    ctx: RouteContext,
+    *,
+    token: bytes,
+    callee: Flow | None,
+    policy: Policy,
+) -> AckRoute | None:
+    tag = resp.to_tag
+    from_tag = resp.from_tag
+    contacts = resp.contact
+    inbound = ctx.inbound
+    if (
+        tag is None
+        or from_tag is None
+        or not from_tag.isascii()  # core compares it with the token's caller_tag as text
+        or not isinstance(contacts, tuple)
+        or len(contacts) != 1
+        or inbound not in _TRANSPORTS
+    ):
+        return None
+    uri = bytes(contacts[0].uri)
+    lowered = uri.lower()
+    if b"sm=" in lowered or b"%" in uri or b"th-" in lowered:
+        return None  # the strict-router fix or a hidden Contact could apply
+    parse_uri(uri)  # core reads the ACK's Request-URI whatever the route: it must parse
+    rrs = resp.headers.get_all(b"record-route")
+    marker = b"sm=" + token
+    ours = [i for i, v in enumerate(rrs) if marker in v]
+    if not ours or ours[-1] - ours[0] + 1 != len(ours):
+        return None
+    if sum(b"sm=" in v.lower() for v in rrs) != len(ours):
+        return None  # another Record-Route of a sipmesh router: a spiral
+    first, last = ours[0], ours[-1]
+    routes = rrs[first : last + 1][::-1]
+    rest = rrs[:first][::-1]
+    text = uri.decode()  # the router's Target.uri is the ACK's Request-URI as str
+    target: Target | None
+    if rest:
+        target = target_of_uri(parse_address(rest[0]).uri, text)
+    elif callee is not None:
+        target = callee.target(text)
+    else:
+        target = target_of_uri(parse_uri(uri), text)
+    if target is None:
+        return None
+    out_transport = via_transport([target])
+    host, port = listener_for(
+        out_transport,
+        inbound=ctx.inbound,
+        me=(ctx.self_host, ctx.self_port),
+        listeners=env.listeners,
+        edge_id=env.edge_id,
+        policy=policy,
+    )
+    return AckRoute(
+        call_id=resp.call_id,
+        cseq=resp.cseq.seq,
+        from_tag=from_tag,
+        to_tag=tag,
+        uri=uri,
+        routes=routes,
+        rest=rest,
+        inbound=cast(Transport, inbound),
+        via=proxy.via_value(out_transport, host, port, b""),
+        target=target,
+    )
