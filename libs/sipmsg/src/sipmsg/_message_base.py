@@ -27,7 +27,7 @@ from .headers import (
     parse_uint,
     quick_param,
 )
-from .via import Via, parse_via_list
+from .via import Via, parse_via, parse_via_list
 
 # callid = word [ "@" word ]  (§25.1)
 _CALL_ID_RE: Final = re.compile(rb"\A" + WORD + rb"(?:@" + WORD + rb")?\Z")
@@ -65,6 +65,7 @@ class _Message:
         "_route",
         "_supported",
         "_to",
+        "_top_via",
         "_unsupported",
         "_user_agent",
         "_via",
@@ -85,6 +86,7 @@ class _Message:
         self._data = data
         self._content_length: int | None = None
         self._via: tuple[Via, ...] | None = None
+        self._top_via: Via | None = None
         self._call_id: bytes | None = None
         self._cseq: CSeq | None = None
         self._from: Address | None = None
@@ -229,6 +231,29 @@ class _Message:
         return v
 
     @property
+    def top_via(self) -> Via | None:
+        """The top Via value alone (None when there is no Via), the others left unparsed.
+
+        What matching a response to its client transaction reads (§17.1.3: "the
+        branch parameter in the top Via header field") and what a response is
+        sent by (§18.2.2). Equal to ``via[0]``; a malformed later Via value is
+        not noticed here (``via`` raises for it).
+
+        Raises:
+            ParseError: the top Via value is malformed (the header is named).
+        """
+        v = self._via
+        if v is not None:
+            return v[0] if v else None
+        top = self._top_via
+        if top is None:
+            line = self.headers.single(b"via")[1]
+            if line is None:
+                return None
+            top = self._top_via = _wrap(b"via", _first_via, line)
+        return top
+
+    @property
     def call_id(self) -> bytes:
         """The Call-ID. Raises ParseError when missing, repeated or malformed."""
         v = self._call_id
@@ -288,7 +313,8 @@ class _Message:
             ok, value = quick_param(top, b";branch=")
             if ok:
                 return value
-        return self.via[0].branch if self.via else None
+        via = self.top_via
+        return None if via is None else via.branch
 
     @property
     def from_tag(self) -> bytes | None:
@@ -481,6 +507,16 @@ def _quick_tag(value: bytes) -> tuple[bool, bytes | None]:
         if gt >= 0:
             value = value[gt + 1 :]
     return quick_param(value, b";tag=")
+
+
+def _first_via(line: bytes) -> Via:
+    """The first via-parm of one Via header line."""
+    if b"," in line:
+        parts = split_comma(line)
+        if not parts:
+            raise ParseError("empty Via")
+        line = parts[0]
+    return parse_via(line)
 
 
 def _s(key: bytes) -> str:

@@ -33,7 +33,6 @@ from sipmsg import (
     parse,
     parse_uri,
     peek,
-    validate_response,
 )
 from sipmsg._abnf import ip_key, split_comma
 from sipmsg.headers import split_header_lines
@@ -54,6 +53,7 @@ __all__ = [
     "bus_subject_for",
     "carries_sdp",
     "check_request",
+    "check_response",
     "classify",
     "error_response",
     "peek_triage",
@@ -191,8 +191,9 @@ def triage(
     A request is parsed and its top Via read (what the transaction key
     needs); the checks of :func:`check_request` wait for :func:`admit`, which
     the sink skips for a retransmission it absorbs (an RFC 2543 request,
-    keyed on more, is checked here in full). Responses are validated in
-    full; garbage is answered as by :func:`classify`.
+    keyed on more, is checked here in full). A response gets
+    :func:`check_response` (what the edge reads of it); garbage is answered
+    as by :func:`classify`.
 
     Args:
         data: the message octets.
@@ -210,7 +211,7 @@ def triage(
         return Garbage(error=exc, response=error_response(data, exc))
     try:
         if isinstance(msg, Response):
-            validate_response(msg)
+            check_response(msg)
             return msg
         if not msg.via:
             raise ParseError("missing Via header", header="via")
@@ -251,7 +252,7 @@ def peek_triage(
 
     Returns:
         KeepAlive, Garbage (with the 4xx/5xx to send, or None), a Peeked
-        request, or the parsed and validated Response.
+        request, or the parsed Response (checked by :func:`check_response`).
     """
     if not data.strip(b"\r\n"):
         return KeepAlive()
@@ -346,8 +347,9 @@ def classify(data: bytes, config: ParserConfig | None = None) -> Incoming:
     :func:`check_request`); the rest of §16.3 step 1 ("The request MUST be
     well-formed") is left to the registrar and router, which parse From, To,
     Contact and Content-Type anyway and answer 400 naming the header. A
-    malformed response is dropped: §18.1.2 "If there are any mismatches, the
-    response MUST be silently discarded". The sink runs the same in two
+    response the edge cannot match is dropped (see :func:`check_response`):
+    §18.1.2 "If there are any mismatches, the response MUST be silently
+    discarded". The sink runs the same in two
     steps (:func:`triage`, then :func:`admit` for what is not absorbed).
 
     Args:
@@ -363,7 +365,7 @@ def classify(data: bytes, config: ParserConfig | None = None) -> Incoming:
 
 
 def _classify_parsed(data: bytes, config: ParserConfig | None) -> Incoming:
-    """:func:`classify` by ``parse`` and :func:`check_request` (responses, garbage)."""
+    """:func:`classify` by ``parse`` and :func:`check_request` / :func:`check_response`."""
     try:
         msg = parse(data, config)
     except ParseError as exc:
@@ -372,7 +374,7 @@ def _classify_parsed(data: bytes, config: ParserConfig | None) -> Incoming:
         if isinstance(msg, Request):
             check_request(msg)
         else:
-            validate_response(msg)
+            check_response(msg)
     except ParseError as exc:
         if isinstance(msg, Response) or msg.method == b"ACK":
             return Garbage(error=exc, response=None)
@@ -400,6 +402,30 @@ def check_request(req: Request) -> None:
     _ = req.call_id, req.from_, req.to, req.max_forwards
     if req.cseq.method != req.method:
         raise ParseError("bad CSeq header: method does not match the request", header="cseq")
+
+
+def check_response(resp: Response) -> None:
+    """The checks of a response that the edge needs before it acts on it (the hot path).
+
+    What the edge reads of a response: the top Via and the CSeq, which match
+    it to a client transaction (§17.1.3: "the same value of the branch
+    parameter in the top Via header field ... [and] the method parameter in
+    the CSeq header field matches the method of the request"), the status,
+    and To's tag (a 2xx is told apart per dialog, RFC 6026 §8.4). Nothing
+    else: the Vias below ours, From, Call-ID and the rest go upstream as they
+    came (a proxy passes on what it does not read, §16.7), and the router
+    parses in full every response the edge asks it about. The ACK of a
+    non-2xx copies To (§17.1.1.3); its builder checks To itself and the
+    client transaction drops the response when it cannot build one.
+    ``sipmsg.validate_response`` checks From, Call-ID and every Via as well.
+
+    Raises:
+        ParseError: naming the missing, repeated or malformed top Via, CSeq
+            or To (§18.1.2: the response is then discarded, never answered).
+    """
+    if resp.top_via is None:
+        raise ParseError("missing Via header", header="via")
+    _ = resp.cseq, resp.to_tag
 
 
 def _check_keyed(req: Request) -> None:

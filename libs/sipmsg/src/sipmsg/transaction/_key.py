@@ -107,8 +107,9 @@ def client_key(message: Request | Response) -> ClientKey | None:
 
 
 def _top_via(message: Request | Response) -> Via:
-    vias = message.via
-    if not vias:
+    # Only the top value: a key never reads the Vias below it.
+    top = message.top_via
+    if top is None:
         # §8.1.1.7: every request carries a Via; §18.1.2 discards responses without one.
         raise ParseError("missing Via header", header="via")
-    return vias[0]
+    return top
