@@ -25,7 +25,7 @@ from typing import Final, TypeAlias
 
 from sipmesh_bus import schema
 from sipmesh_edge.outbound import Flow
-from sipmsg import ParseError, Request
+from sipmsg import LocalProtocolError, ParseError, Request
 
 __all__ = ["AckRoutes", "router_branch"]
 
@@ -84,7 +84,7 @@ class AckRoutes:
             return None
         try:
             return self._route(req, flow, now)
-        except ParseError:
+        except (ParseError, LocalProtocolError):
             return None  # the router answers malformed input its own way
 
     def _route(self, req: Request, flow: Flow, now: float) -> tuple[bytes, schema.Target] | None:
