@@ -243,6 +243,12 @@ def test_anything_else_goes_to_the_router(kit: Any) -> None:
     assert edge(_req(bytes(extra))) is None
     other_tag = _req(bytes(ack).replace(b"tag=ttag", b"tag=other"))
     assert edge(other_tag) is None
+    other_from = _req(bytes(ack).replace(b"tag=ftag", b"tag=other"))
+    assert edge(other_from) is None
+    other_cseq = _req(bytes(ack).replace(b"CSeq: 1 ACK", b"CSeq: 2 ACK"))
+    assert edge(other_cseq) is None
+    other_call = _req(bytes(ack).replace(b"Call-ID: call-1@host", b"Call-ID: call-2@host"))
+    assert edge(other_call) is None
     required = ack.with_header(b"Proxy-Require", b"foo")
     assert edge(_req(bytes(required))) is None
 
@@ -253,8 +259,10 @@ def test_hints_expire_in_insertion_order(kit: Any) -> None:
     acks = AckRoutes(limit=2)
     flow = call.flow()
     for n in range(3):
-        hint = msgspec.structs.replace(call.hint, to_tag=b"t%d" % n)
+        hint = msgspec.structs.replace(call.hint, call_id=b"c%d" % n)
         acks.remember(hint, flow, now=float(n), ttl=32.0)
     assert len(acks) == 2  # the limit: the third is not kept
-    acks.remember(msgspec.structs.replace(call.hint, to_tag=b"t9"), flow, now=32.5, ttl=32.0)
-    assert len(acks) == 2  # t0 expired, t9 kept
+    acks.remember(msgspec.structs.replace(call.hint, call_id=b"c9"), flow, now=32.5, ttl=32.0)
+    assert len(acks) == 2  # c0 expired, c9 kept
+    acks.remember(msgspec.structs.replace(call.hint, call_id=b"c9"), flow, now=40.0, ttl=32.0)
+    assert len(acks) == 1  # c1 expired, c9 replaced

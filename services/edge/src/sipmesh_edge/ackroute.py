@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Final, TypeAlias
+from typing import Final
 
 from sipmesh_bus import schema
 from sipmesh_edge.outbound import Flow
@@ -29,7 +29,6 @@ from sipmsg import LocalProtocolError, ParseError, Request
 
 __all__ = ["AckRoutes", "router_branch"]
 
-Key: TypeAlias = tuple[bytes, int, bytes, bytes]
 _BRANCH_PREFIX: Final = b"z9hG4bKsm"
 _DEFAULT_MAX_FORWARDS: Final = 70
 
@@ -63,7 +62,10 @@ class AckRoutes:
     """
 
     def __init__(self, *, limit: int = 100_000) -> None:
-        self._hints: dict[Key, _Hint] = {}
+        self._hints: dict[bytes, _Hint] = {}
+        #: By Call-ID: one hint per call (a second 2xx of a fork replaces the
+        #: first, whose ACK then goes to the router); an ACK of no hinted call
+        #: costs one lookup.
         self._limit = limit
 
     def __len__(self) -> int:
@@ -74,7 +76,7 @@ class AckRoutes:
         self._expire(now)
         if hint.inbound != flow.transport or not hint.routes or len(self._hints) >= self._limit:
             return
-        key = (hint.call_id, hint.cseq, hint.from_tag, hint.to_tag)
+        key = hint.call_id
         self._hints.pop(key, None)  # re-inserted last: the dict stays in expiry order
         self._hints[key] = _Hint(route=hint, local=flow.local, expires=now + ttl)
 
@@ -88,15 +90,14 @@ class AckRoutes:
             return None  # the router answers malformed input its own way
 
     def _route(self, req: Request, flow: Flow, now: float) -> tuple[bytes, schema.Target] | None:
-        to_tag = req.to_tag
-        from_tag = req.from_tag
-        if to_tag is None or from_tag is None:
-            return None
-        found = self._hints.get((req.call_id, req.cseq.seq, from_tag, to_tag))
+        found = self._hints.get(req.call_id)
         if found is None or found.expires <= now:
             return None
         hint = found.route
         if flow.transport != hint.inbound or flow.local != found.local or req.uri != hint.uri:
+            return None
+        # §13.2.2.4: the ACK of this 2xx has its dialog's tags and the INVITE's CSeq number.
+        if (req.to_tag, req.from_tag, req.cseq.seq) != (hint.to_tag, hint.from_tag, hint.cseq):
             return None
         if req.headers.get_all(b"proxy-require"):
             return None  # §16.3 step 5 is the router's
