@@ -172,6 +172,14 @@ class _Message:
         """A copy without any line of header ``name``."""
         return self._with(self.headers.remove(name), self.body)
 
+    def replace_line(self, index: int, value: bytes) -> Self:
+        """A copy where header line ``index`` holds ``value`` (see :meth:`Headers.replace_line`)."""
+        return self._with(self.headers.replace_line(index, value), self.body)
+
+    def remove_line(self, index: int) -> Self:
+        """A copy without header line ``index`` (see :meth:`Headers.remove_line`)."""
+        return self._with(self.headers.remove_line(index), self.body)
+
     def with_body(self, body: bytes, content_type: bytes | None = None) -> Self:
         """A copy with ``body``, Content-Length set to match and, if given, Content-Type.
 

@@ -319,6 +319,52 @@ class Headers:
             tuple([keys[i] for i in keep]),
         )
 
+    def replace_line(self, index: int, value: bytes) -> Headers:
+        """A copy where line ``index`` holds ``value``, under the name it was written with.
+
+        Every other line stays byte-identical, in place; the line's name keeps
+        its spelling (``v:`` stays ``v:``). For a proxy's edits of one known
+        line (the top Via's branch, the top Via value removed from a line that
+        holds several), found by ``keys().index(key)``.
+
+        Raises:
+            IndexError: no line ``index``.
+            LocalProtocolError: ``value`` holds CR or LF.
+        """
+        fields = self._fields
+        raw, key, _ = fields[index]
+        if index < 0:
+            index += len(fields)
+        if b"\r" in value or b"\n" in value:
+            raise LocalProtocolError(f"header value for {raw!r} holds CR or LF")
+        value = value.strip(WS)
+        at = index + 1
+        lines = self._lines
+        return _headers(
+            (*fields[:index], (raw, key, value), *fields[at:]),
+            (*lines[:index], raw + b": " + value, *lines[at:]),
+            self.keys(),
+        )
+
+    def remove_line(self, index: int) -> Headers:
+        """A copy without line ``index``; every other line stays as it was.
+
+        Raises:
+            IndexError: no line ``index``.
+        """
+        fields = self._fields
+        if not -len(fields) <= index < len(fields):
+            raise IndexError("header line index out of range")
+        if index < 0:
+            index += len(fields)
+        at = index + 1
+        lines, keys = self._lines, self.keys()
+        return _headers(
+            (*fields[:index], *fields[at:]),
+            (*lines[:index], *lines[at:]),
+            (*keys[:index], *keys[at:]),
+        )
+
     def replace(self, name: bytes, value: bytes) -> Headers:
         """A copy where the first line called ``name`` becomes ``name: value`` and
         any other line of that name is dropped; appended when there was none."""
