@@ -79,6 +79,7 @@ _AUTH_PARAM_RE: Final = re.compile(rb"(" + TOKEN + rb")=(" + TOKEN + rb"|" + _QU
 
 # RFC 2617 §3.2.2 / RFC 3261 §25 dig-resp: what a Digest response must carry.
 _CREDENTIALS_REQUIRED: Final = (b"username", b"realm", b"nonce", b"uri", b"response")
+_CREDENTIALS_REQUIRED_SET: Final = frozenset(_CREDENTIALS_REQUIRED)
 _CHALLENGE_KNOWN: Final = frozenset(
     {b"realm", b"nonce", b"opaque", b"stale", b"algorithm", b"qop", b"domain", b"userhash"}
 )
@@ -215,12 +216,21 @@ def _render(scheme: bytes, items: list[tuple[bytes, bytes]]) -> bytes:
 
 def _parse_auth(value: bytes, header: str) -> tuple[bytes, AuthParams]:
     """Split ``scheme auth-param *(COMMA auth-param)`` (RFC 3261 §25, RFC 7616 §3.3-3.4)."""
+    scheme, names, values = _split_auth(value, header)
+    return scheme, tuple(zip(names, values, strict=False))
+
+
+def _split_auth(value: bytes, header: str) -> tuple[bytes, list[bytes], list[bytes]]:
+    """:func:`_parse_auth` as the scheme, the lower-case names and the raw values."""
     m = _SCHEME_RE.match(value.strip(WS))
     if m is None or not is_token(m.group(1)):
         raise ParseError("missing or bad auth-scheme", header=header)
     scheme, rest = m.group(1), m.group(2) or b""
-    fast = _fast_auth_params(rest)
-    return scheme, _auth_params(rest, header) if fast is None else fast
+    fast = _fast_auth_lists(rest)
+    if fast is not None:
+        return scheme, fast[0], fast[1]
+    params = _auth_params(rest, header)
+    return scheme, [n for n, _ in params], [v for _, v in params]
 
 
 def _fast_auth_params(rest: bytes) -> AuthParams | None:
@@ -229,16 +239,28 @@ def _fast_auth_params(rest: bytes) -> AuthParams | None:
     None means "not the usual shape": :func:`_auth_params` decides, and gives
     the same result whenever this one gives any (a property test checks it).
     """
+    lists = _fast_auth_lists(rest)
+    return None if lists is None else tuple(zip(*lists, strict=False))
+
+
+def _fast_auth_lists(rest: bytes) -> tuple[list[bytes], list[bytes]] | None:
+    """:func:`_fast_auth_params` as two lists: the lower-case names and the raw values."""
     parts = _AUTH_PARAM_RE.split(rest)
     if parts[0] or parts[-1].strip(WS):
         return None
-    for sep in parts[3:-1:3]:
-        if sep.strip(WS) != b",":
-            return None
-    params = tuple([(n.lower(), v) for n, v in zip(parts[1::3], parts[2::3], strict=True)])
-    if len({n for n, _ in params}) != len(params):
+    names = parts[1::3]
+    if not names:
+        return [], []
+    seps = parts[3:-1:3]
+    if seps.count(b", ") != len(seps):  # the usual separator, else each is checked
+        for sep in seps:
+            if sep.strip(WS) != b",":
+                return None
+    # Names are tokens (no space in them): lower-cased in one call.
+    lowered = b" ".join(names).lower().split(b" ")
+    if len(set(lowered)) != len(lowered):
         return None
-    return params
+    return lowered, parts[2::3]
 
 
 def _auth_params(rest: bytes, header: str) -> AuthParams:
@@ -329,17 +351,21 @@ def parse_credentials(value: bytes, *, header: str = "authorization") -> Credent
     Raises:
         ParseError: (400) the value is not credentials.
     """
-    scheme, params = _parse_auth(value, header)
+    scheme, names, values = _split_auth(value, header)
+    params = tuple(zip(names, values, strict=False))
     if scheme.lower() != b"digest":
         return Credentials(scheme=scheme, params=params)
-    # Names are unique (_parse_auth rejects duplicates), so a dict loses
-    # nothing; its values are unquoted once (in line when there is no escape).
-    found = {
-        n: v[1:-1] if v[0] == 0x22 == v[-1] and len(v) > 1 and b"\\" not in v else unquote(v)
-        for n, v in params
-    }
-    missing = [n.decode() for n in _CREDENTIALS_REQUIRED if n not in found]
-    if missing:
+    if b"\\" in value:
+        plain = [unquote(v) for v in values]
+    else:
+        # No quoted-pair: each value is a token or a quoted-string with no
+        # DQUOTE inside (both paths checked that), and neither holds NUL
+        # (qdtext excludes %x00-08): removing every DQUOTE unquotes them all.
+        plain = b"\x00".join(values).replace(b'"', b"").split(b"\x00")
+    # Names are unique (_split_auth rejects duplicates), so a dict loses nothing.
+    found = dict(zip(names, plain, strict=False))
+    if not found.keys() >= _CREDENTIALS_REQUIRED_SET:
+        missing = [n.decode() for n in _CREDENTIALS_REQUIRED if n not in found]
         raise ParseError(f"Digest credentials without {', '.join(missing)}", header=header)
     get = found.get
     nc_raw = get(b"nc")
