@@ -15,6 +15,8 @@ ringing costs no bus round trip. The router then:
 
 - passes the response upstream (hidden Vias and Record-Routes put back, then
   our Via removed, §16.7 step 3), publishing ``ringing``/``answered``/``failed``;
+- with the 2xx of an initial INVITE without hiding or media, tells the edge
+  how to forward its ACK itself (``SendResponse.ack_route``, :mod:`.ackroute`);
 - or, for a final 408 or 5xx of an INVITE when the context still holds legs,
   fails over: a new ``Forward`` of the stored request to the next leg, with a
   new branch (§16.7 step 5 lets a proxy "forward the request to additional
