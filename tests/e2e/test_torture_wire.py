@@ -182,6 +182,9 @@ class _FakeRouter:
 
         for subject in (subjects.SIP_ROUTE, subjects.SIP_REGISTER):
             await nc.subscribe(subject, cb=on_msg)
+        # nats-py writes flush()'s PING ahead of a SUB still queued for its
+        # flusher task: the second PING follows the SUBs.
+        await nc.flush()
         await nc.flush()
         self._ready.set()
         await self._stop.wait()

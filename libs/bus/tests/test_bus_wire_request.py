@@ -57,6 +57,13 @@ def _outcomes() -> tuple[list[Outcome], asyncio.Event, ReplyCallback]:
     return got, event, cb
 
 
+async def _flushed(nc: NatsClient) -> None:
+    # nats-py writes flush()'s PING straight to the socket, ahead of a SUB
+    # still queued for its flusher task: the second PING follows the SUB.
+    await nc.flush()
+    await nc.flush()
+
+
 async def _one(wire: WireClient, subject: str | bytes, payload: bytes, **kw: object) -> Outcome:
     got, event, cb = _outcomes()
     assert wire.request(subject, payload, cb, timeout=kw.pop("timeout", 5.0), **kw)  # type: ignore[arg-type]
@@ -69,7 +76,7 @@ async def _one(wire: WireClient, subject: str | bytes, payload: bytes, **kw: obj
 async def test_wire_hpub_reaches_nats_py_with_its_headers(wire: WireClient, nc: NatsClient) -> None:
     got: asyncio.Queue[Msg] = asyncio.Queue()
     await nc.subscribe("wire.h", cb=got.put)
-    await nc.flush()
+    await _flushed(nc)
     headers = {"Nats-Msg-Id": "m-1", "X-Empty": "", "X-Text": "a b: c"}
     assert wire.publish("wire.h", b"body", headers=headers)
     assert wire.publish("wire.h", b"", "wire.reply", headers={"K": "v"})
@@ -107,7 +114,7 @@ async def test_wire_request_gets_payload_and_headers_of_the_reply(
 
     await nc.subscribe("wire.q", cb=answer)
     await nc.subscribe("wire.qh", cb=answer_with_headers)
-    await nc.flush()
+    await _flushed(nc)
     reply = await _one(wire, "wire.q", b"ping", headers={"Q": "1"})
     assert isinstance(reply, Reply)
     assert (reply.payload, reply.status, reply.headers) == (b"re:ping", None, b"")
@@ -132,7 +139,7 @@ async def test_wire_request_times_out_once_and_keeps_the_others(
 
     await nc.subscribe("wire.silent", cb=_silent)
     await nc.subscribe("wire.slow", cb=slow)
-    await nc.flush()
+    await _flushed(nc)
     loop = asyncio.get_running_loop()
     started = loop.time()
     slow_got, slow_done, slow_cb = _outcomes()
@@ -195,7 +202,7 @@ async def test_wire_request_while_down_and_pending_failed_on_reconnect(
     nc = await nats.connect(nats_server.url, max_reconnect_attempts=-1, reconnect_time_wait=0.05)
     try:
         await nc.subscribe("wire.silent", cb=_silent)
-        await nc.flush()
+        await _flushed(nc)
         got, event, cb = _outcomes()
         for _ in range(3):
             assert client.request("wire.silent", b"", cb, timeout=30.0)
@@ -218,7 +225,7 @@ async def test_wire_request_while_down_and_pending_failed_on_reconnect(
             await msg.respond(b"back")
 
         await nc.subscribe("wire.echo", cb=echo)
-        await nc.flush()
+        await _flushed(nc)
         reply = await _one(client, "wire.echo", b"")  # the inbox SUB went again
         assert isinstance(reply, Reply)
         assert reply.payload == b"back"
@@ -232,7 +239,7 @@ async def test_wire_close_fails_pending_requests(nats_url: str, nc: NatsClient) 
     client = WireClient(NatsConfig(url=nats_url), name="wire-req-c")
     await client.connect()
     await nc.subscribe("wire.silent", cb=_silent)
-    await nc.flush()
+    await _flushed(nc)
     got, _, cb = _outcomes()
     assert client.request("wire.silent", b"", cb, timeout=30.0)
     await client.close()
