@@ -204,9 +204,13 @@ class Headers:
 
     def single(self, key: bytes) -> tuple[int, bytes | None]:
         """How many lines have canonical name ``key``, and the first one's value."""
-        keys = self.keys()
+        keys = self._keys
+        if keys is None:
+            keys = self.keys()
         count = keys.count(key)
-        return count, (self._fields[keys.index(key)][2] if count else None)
+        if not count:
+            return 0, None
+        return count, self._fields[keys.index(key)][2]
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
