@@ -73,3 +73,25 @@ def test_no_via() -> None:
     assert resp.via_branch is None
     with pytest.raises(ParseError):
         client_key(resp)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"SIP/2.0/UDP a.example;branch=z9hG4bK1, SIP/2.0/UDP b.example;branch=z9hG4bK2",
+        b'SIP/2.0/UDP a.example;x="q,r";branch=z9hG4bK1, SIP/2.0/UDP b.example',
+        b'SIP/2.0/UDP a.example;branch=z9hG4bK1, SIP/2.0/UDP b.example;x="q,r"',
+        b" , SIP/2.0/UDP b.example;branch=z9hG4bK2",
+        b"SIP/2.0/UDP a.example;branch=z9hG4bK1 ,SIP/2.0/UDP b.example",
+        b"SIP/2.0/UDP [2001:db8::1]:5060;branch=z9hG4bK1,SIP/2.0/TCP b.example",
+    ],
+)
+def test_top_via_cut_at_the_first_comma_equals_the_full_list_split(line: bytes) -> None:
+    # top_via cuts the line at its first comma when no quote precedes it; a
+    # quoted comma or an empty first element takes the general split.
+    resp = _resp(
+        RESP.replace(
+            b"Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK-top, ", b"Via: " + line + b", ", 1
+        )
+    )
+    assert resp.top_via == resp.via[0]

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Final, Self, TypeVar
 
-from ._abnf import WORD, split_comma
+from ._abnf import WORD, WS, split_comma
 from ._errors import ParseError
 from .address import Address, Star, parse_address, parse_address_list, parse_contact_list
 from .digest import Challenge, Credentials, parse_challenge, parse_credentials
@@ -519,7 +519,14 @@ def _quick_tag(value: bytes) -> tuple[bool, bytes | None]:
 
 def _first_via(line: bytes) -> Via:
     """The first via-parm of one Via header line."""
-    if b"," in line:
+    comma = line.find(b",")
+    if comma > 0 and b'"' not in line[:comma]:
+        # No quote before the first comma, so it separates via-parms (Via has
+        # no "<...>"; §7.3.1): cut there instead of scanning the whole line.
+        first = line[:comma].strip(WS)
+        if first:
+            return parse_via(first)
+    if comma >= 0:
         parts = split_comma(line)
         if not parts:
             raise ParseError("empty Via")
