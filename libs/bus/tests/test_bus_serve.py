@@ -73,9 +73,13 @@ class FakeWire:
         pass
 
 
-def _service(drain_timeout: float = 5.0) -> tuple[Service, FakeWire, CollectorRegistry]:
+def _service(
+    drain_timeout: float = 5.0, request_timeout: float = 2.0
+) -> tuple[Service, FakeWire, CollectorRegistry]:
     registry = CollectorRegistry()
-    config = ServiceConfig(nats=NatsConfig(drain_timeout=drain_timeout))
+    config = ServiceConfig(
+        nats=NatsConfig(drain_timeout=drain_timeout, request_timeout=request_timeout)
+    )
     svc = Service("test", config, registry=registry, install_signal_handlers=False)
     fake = FakeWire()
     svc._wire = fake  # type: ignore[assignment]
@@ -179,7 +183,9 @@ async def test_errors_go_to_on_error_before_and_after_suspending(suspend: bool) 
     assert _count(registry, "error") == 1
 
 
-async def test_max_concurrency_pauses_reading_until_a_request_finishes() -> None:
+async def test_max_concurrency_holds_requests_back_without_pausing_reading() -> None:
+    # Reading must go on at the cap: the replies suspended handlers wait for
+    # (the registrar's compare-and-set writes) come on this same connection.
     svc, fake, _ = _service()
     release = asyncio.Event()
 
@@ -190,11 +196,10 @@ async def test_max_concurrency_pauses_reading_until_a_request_finishes() -> None
     cb = await _serve(svc, fake, handler, max_concurrency=2)
     await cb(_msg(fake, b"1"))
     await cb(_msg(fake, b"2"))
-    assert not fake.paused
-    await cb(_msg(fake, b"3"))  # at the cap: held back, and reading stops
+    await cb(_msg(fake, b"3"))  # at the cap: held back
     await cb(_msg(fake, b"4"))
     await asyncio.sleep(0.01)
-    assert fake.paused
+    assert not fake.paused
     assert len(svc._inflight) == 2
     release.set()
     for _ in range(100):
@@ -202,8 +207,73 @@ async def test_max_concurrency_pauses_reading_until_a_request_finishes() -> None
             break
         await asyncio.sleep(0.01)
     assert [d for _, d in fake.published] == [b"1", b"2", b"3", b"4"]
-    assert not fake.paused  # the backlog is done: reading again
     assert not svc._inflight
+
+
+async def test_a_handler_at_the_cap_still_gets_the_reply_it_waits_for() -> None:
+    # The deadlock this guards against: every slot taken by handlers awaiting
+    # a reply delivered on the serving connection itself.
+    svc, fake, _ = _service()
+    waiting: list[asyncio.Future[bytes]] = []
+
+    async def handler(data: bytes) -> bytes:
+        if data.startswith(b"ack"):
+            return data
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        waiting.append(fut)
+        return await fut
+
+    cb = await _serve(svc, fake, handler, max_concurrency=2)
+    await cb(_msg(fake, b"1"))
+    await cb(_msg(fake, b"2"))
+    await cb(_msg(fake, b"ack-3"))  # held back behind the two
+    assert not fake.paused
+    for fut in waiting:  # their replies arrive: nothing blocked their reading
+        fut.set_result(b"done")
+    for _ in range(100):
+        if len(fake.published) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert sorted(d for _, d in fake.published) == [b"ack-3", b"done", b"done"]
+
+
+async def test_the_backlog_sheds_its_oldest_past_max_backlog() -> None:
+    svc, fake, registry = _service()
+    release = asyncio.Event()
+
+    async def handler(data: bytes) -> bytes:
+        await release.wait()
+        return data
+
+    cb = await _serve(svc, fake, handler, max_concurrency=1, max_backlog=2)
+    for n in range(5):  # 0 runs, 1..4 queue: 1 and 2 are shed
+        await cb(_msg(fake, b"%d" % n))
+    assert _count(registry, "shed") == 2
+    release.set()
+    for _ in range(100):
+        if len(fake.published) == 3:
+            break
+        await asyncio.sleep(0.01)
+    assert [d for _, d in fake.published] == [b"0", b"3", b"4"]
+
+
+async def test_held_back_requests_older_than_the_request_timeout_are_shed() -> None:
+    svc, fake, registry = _service(request_timeout=0.05)
+    release = asyncio.Event()
+
+    async def handler(data: bytes) -> bytes:
+        await release.wait()
+        return data
+
+    cb = await _serve(svc, fake, handler, max_concurrency=1)
+    await cb(_msg(fake, b"0"))
+    await cb(_msg(fake, b"stale"))
+    await asyncio.sleep(0.1)  # its requester has answered 503 by now
+    release.set()
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    assert [d for _, d in fake.published] == [b"0"]
+    assert _count(registry, "shed") == 1
 
 
 async def test_close_waits_for_suspended_requests() -> None:
@@ -309,7 +379,7 @@ async def test_close_also_lets_held_back_requests_finish() -> None:
     cb = await _serve(svc, fake, handler, max_concurrency=1)
     for n in range(3):
         await cb(_msg(fake, b"%d" % n))
-    assert fake.paused  # two held back
+    assert len(svc._inflight) == 1  # two held back
     await svc.close()
     assert [d for _, d in fake.published] == [b"0", b"1", b"2"]
     assert not svc._inflight

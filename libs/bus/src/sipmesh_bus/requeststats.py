@@ -70,7 +70,7 @@ class RequestStats(Collector):
         """The two families as they are now (called by the registry)."""
         requests = CounterMetricFamily(
             "sipmesh_bus_requests",
-            "Requests handled, by subject and outcome (ok, bad_request, error)",
+            "Requests handled, by subject and outcome (ok, bad_request, error, shed)",
             labels=["subject", "outcome"],
         )
         for (subject, outcome), count in self._counts.items():

@@ -329,7 +329,6 @@ class Service:
         self._checks: dict[str, ReadinessCheck] = {}
         self._wire: WireClient | None = None
         self._sids: list[int] = []
-        self._paused_by: set[int] = set()
         self._abandon = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopped = asyncio.Event()
@@ -503,6 +502,7 @@ class Service:
         encode: Callable[[R], bytes] = schema.encode,  # type: ignore[assignment]
         on_error: ErrorMapper[R] | None = None,
         max_concurrency: int = 1000,
+        max_backlog: int = 10_000,
     ) -> None:
         """Answer requests on ``subject`` as one member of the queue group ``queue``.
 
@@ -510,8 +510,13 @@ class Service:
         starts inline, in the wire connection's ``data_received`` (see
         :mod:`sipmesh_bus.wire`); a request whose handler suspends goes on in
         its own task (at most ``max_concurrency`` at once; past that requests
-        wait in arrival order and the wire connection stops reading), so one
-        that never suspends costs no task. Until its first suspension a
+        wait in arrival order in a backlog of at most ``max_backlog``, the
+        oldest shed first, and any that waited longer than the requester's
+        ``request_timeout`` are shed when their turn comes: the requester has
+        answered 503 by then), so one that never suspends costs no task. Reading
+        never pauses: the same connection carries the replies that suspended
+        handlers wait for (the registrar's compare-and-set writes), so pausing
+        it at the cap would deadlock them until their timeouts. Until its first suspension a
         handler therefore runs outside any task: it must not enter
         ``asyncio.timeout()`` or a ``TaskGroup``, call ``current_task()``, or
         set a context variable, before its first ``await`` that suspends. A decode error or an
@@ -526,12 +531,18 @@ class Service:
             decode: bytes to request, e.g. ``schema.decode_envelope``.
             encode: reply to bytes (default ``schema.encode``).
             on_error: maps errors to replies at this boundary.
-            max_concurrency: in-flight requests before reading pauses.
+            max_concurrency: suspended requests at once; more wait in the backlog.
+            max_backlog: requests waiting beyond that; more shed the oldest.
         """
         wire = self.wire
-        backlog: deque[tuple[bytes, bytes, bytes]] = deque()
+        loop = asyncio.get_running_loop()
+        stale_after = self.nats_config.request_timeout
+        backlog: deque[tuple[float, bytes, bytes, bytes]] = deque()
         taken = 0
-        key = len(self._sids)  # this subscription's share of pause_reading
+
+        def shed(subject: bytes) -> None:
+            # No reply: the requester times out and answers 503 itself.
+            self._m_stats.record(subject, "shed", 0.0)
 
         def run(subject: bytes, reply: bytes, payload: bytes) -> None:
             nonlocal taken
@@ -564,16 +575,19 @@ class Service:
             taken -= 1
             if self._abandon:
                 backlog.clear()
+            now = loop.time()
             while backlog and taken < max_concurrency:
-                run(*backlog.popleft())
-            if not backlog:
-                self._resume(key)
+                arrived, subject, reply, payload = backlog.popleft()
+                if now - arrived > stale_after:
+                    shed(subject)
+                else:
+                    run(subject, reply, payload)
 
         def on_msg(subject: bytes, reply: bytes, payload: bytes, _status: int | None) -> None:
             if taken >= max_concurrency or backlog:
-                # At the cap: keep what this read brought, stop reading more.
-                backlog.append((subject, reply, payload))
-                self._pause(key)
+                backlog.append((loop.time(), subject, reply, payload))
+                if len(backlog) > max_backlog:
+                    shed(backlog.popleft()[1])
                 return
             run(subject, reply, payload)
 
@@ -583,17 +597,6 @@ class Service:
         with contextlib.suppress(WireClosedError, TimeoutError):
             await wire.flush(self.nats_config.request_timeout)
         log.info("%s: serving %s (queue group %s)", self.name, subject, queue)
-
-    def _pause(self, key: int) -> None:
-        if not self._paused_by:
-            self.wire.pause_reading()
-        self._paused_by.add(key)
-
-    def _resume(self, key: int) -> None:
-        if key in self._paused_by:
-            self._paused_by.discard(key)
-            if not self._paused_by:
-                self.wire.resume_reading()
 
     async def _handle(
         self,
