@@ -218,8 +218,13 @@ async def test_readyz_tracks_nats_server_stop_and_restart(nats_server: NatsServe
 
         await asyncio.to_thread(nats_server.start)
         await _wait_status(svc.http_port, "/readyz", 200)
-        assert svc.registry.get_sample_value("sipmesh_nats_reconnects_total") == 1
+        for _ in range(50):  # the gauge follows both connections' callbacks
+            if svc.registry.get_sample_value("sipmesh_nats_connected") == 1:
+                break
+            await asyncio.sleep(0.1)
         assert svc.registry.get_sample_value("sipmesh_nats_connected") == 1
+        # One reconnection each: the nats-py and the wire connection.
+        assert svc.registry.get_sample_value("sipmesh_nats_reconnects_total") == 2
     finally:
         await svc.close()
 

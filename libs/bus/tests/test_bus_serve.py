@@ -399,3 +399,20 @@ async def test_close_past_the_deadline_drops_held_back_requests() -> None:
     await asyncio.sleep(0)
     assert fake.published == []
     assert not svc._inflight  # the cancelled one did not start the held-back ones
+
+
+def test_connected_gauge_is_1_only_while_both_connections_are_up() -> None:
+    svc, _, registry = _service()
+    svc._m_connected.set(1)  # as start() leaves it
+
+    def connected() -> float | None:
+        return registry.get_sample_value("sipmesh_nats_connected")
+
+    svc._wire_changed(False)
+    assert connected() == 0  # the hot path is down although nats-py is up
+    svc._connection_changed(False)
+    svc._wire_changed(True)
+    assert connected() == 0  # nats-py still down
+    svc._connection_changed(True)
+    assert connected() == 1
+    assert registry.get_sample_value("sipmesh_nats_reconnects_total") == 2

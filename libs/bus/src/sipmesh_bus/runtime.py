@@ -336,11 +336,17 @@ class Service:
         self._beat = 0.0
         self._heartbeat: asyncio.Task[None] | None = None
         self._m_connected = Gauge(
-            "sipmesh_nats_connected", "1 while connected to NATS", registry=registry
+            "sipmesh_nats_connected",
+            "1 while connected to NATS (both the nats-py and the wire connection)",
+            registry=registry,
         )
         self._m_reconnects = Counter(
-            "sipmesh_nats_reconnects", "NATS reconnections", registry=registry
+            "sipmesh_nats_reconnects",
+            "NATS reconnections (of either connection)",
+            registry=registry,
         )
+        #: Which of the two connections is down (``"nc"``, ``"wire"``).
+        self._down: set[str] = set()
         self._m_stats = RequestStats(registry)
 
     # -- life cycle ---------------------------------------------------------
@@ -398,7 +404,12 @@ class Service:
     async def _connect(self) -> tuple[NatsClient, WireClient]:
         config = self.nats_config
         nc = await connect(config, name=self.name, on_change=self._connection_changed)
-        wire = WireClient(config, name=self.name, security=security_options(config))
+        wire = WireClient(
+            config,
+            name=self.name,
+            security=security_options(config),
+            on_change=self._wire_changed,
+        )
         try:
             await wire.connect(forever=True)
         except WireAuthError as exc:
@@ -640,9 +651,19 @@ class Service:
     # -- health and metrics -------------------------------------------------
 
     def _connection_changed(self, up: bool) -> None:
-        self._m_connected.set(1 if up else 0)
+        self._link_changed("nc", up)
+
+    def _wire_changed(self, up: bool) -> None:
+        self._link_changed("wire", up)  # the wire client logs the change itself
+
+    def _link_changed(self, link: str, up: bool) -> None:
+        # Called only on changes after the first connect (both clients say so).
         if up:
+            self._down.discard(link)
             self._m_reconnects.inc()
+        else:
+            self._down.add(link)
+        self._m_connected.set(0 if self._down else 1)
 
     async def _beat_forever(self) -> None:
         loop = asyncio.get_running_loop()
