@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from sipmesh_bus import kv, records
@@ -108,16 +109,39 @@ async def _entries(url: str, name: str, domain: str) -> dict[str, bytes]:
 
 
 async def _latest(url: str, domain: str) -> dict[str, bytes]:
-    async with _bucket(url, kv.BUCKET_SUBSCRIBERS) as bucket:
-        prefix = aor_key("x", domain).partition(".")[0]
-        watcher = await bucket.watch(f"{prefix}.*", ignore_deletes=True)
+    """Every live key of ``domain`` in ``subscribers`` and its value.
+
+    Read from the stream's subject list and one get per key rather than a KV
+    watch: nats-py's watch can report the end of the initial values before it
+    has delivered them (seen once in CI as an empty result after an import).
+    """
+    prefix = aor_key("x", domain).partition(".")[0]
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        bucket = await js.key_value(kv.BUCKET_SUBSCRIBERS)
+        info = await js.stream_info(
+            f"KV_{kv.BUCKET_SUBSCRIBERS}",
+            subjects_filter=f"$KV.{kv.BUCKET_SUBSCRIBERS}.{prefix}.*",
+        )
+        keys = [subject.split(".", 2)[2] for subject in info.state.subjects or {}]
+
+        async def value(key: str) -> bytes | None:
+            try:
+                entry = await bucket.get(key)
+            except KeyNotFoundError:  # deleted or purged (KeyDeletedError too)
+                return None
+            return entry.value or b""
+
         found: dict[str, bytes] = {}
-        async for entry in watcher:
-            if entry is None:
-                break
-            found[entry.key] = entry.value or b""
-        await watcher.stop()  # type: ignore[no-untyped-call]
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            for key, got in zip(chunk, await asyncio.gather(*map(value, chunk)), strict=True):
+                if got is not None:
+                    found[key] = got
         return found
+    finally:
+        await nc.close()
 
 
 def test_user_add_list_del_round_trip(js_url: str, domain: str, tmp_path: Path) -> None:
