@@ -15,7 +15,7 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from sipmesh_bus import kv, records
@@ -95,17 +95,30 @@ async def _bucket(url: str, name: str) -> AsyncIterator[KeyValue]:
 
 
 async def _entries(url: str, name: str, domain: str) -> dict[str, bytes]:
-    """Every key of ``domain`` in a bucket and its value, history included."""
-    async with _bucket(url, name) as bucket:
-        prefix = aor_key("x", domain).partition(".")[0]
-        watcher = await bucket.watch(f"{prefix}.*", include_history=True)
+    """Every key of ``domain`` in a bucket and its value, history included.
+
+    Read message by message from the stream (next by subject), not by a KV
+    watch: see :func:`_latest`.
+    """
+    prefix = aor_key("x", domain).partition(".")[0]
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
         found: dict[str, bytes] = {}
-        async for entry in watcher:
-            if entry is None:
-                break
-            found[f"{entry.key}@{entry.revision}"] = entry.value or b""
-        await watcher.stop()  # type: ignore[no-untyped-call]
-        return found
+        seq = 1
+        while True:
+            try:
+                msg = await js.get_msg(
+                    f"KV_{name}", seq=seq, subject=f"$KV.{name}.{prefix}.*", next=True
+                )
+            except NotFoundError:
+                return found
+            assert msg.subject is not None
+            assert msg.seq is not None
+            found[f"{msg.subject.split('.', 2)[2]}@{msg.seq}"] = msg.data or b""
+            seq = msg.seq + 1
+    finally:
+        await nc.close()
 
 
 async def _latest(url: str, domain: str) -> dict[str, bytes]:
