@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sipmesh_bus import schema, subjects
-from sipmesh_edge.ackroute import router_branch
+from sipmesh_bus.branches import branch_for
 from sipmesh_edge.sink import EdgeSink
 from sipmsg import Request, Response, make_response, parse
 
@@ -63,7 +63,7 @@ def test_ack_matching_the_hint_goes_to_the_callee_without_the_router() -> None:
     assert sent.method == b"ACK"
     assert sent.headers.get_all(b"route") == []  # §16.4: ours popped
     assert sent.max_forwards == 69  # §16.6 step 3
-    branch = router_branch(b"z9hG4bK-ack1", b"inv1@198.51.100.7")
+    branch = branch_for(b"z9hG4bK-ack1", b"inv1@198.51.100.7", 0, b"ACK")
     assert sent.headers.get_all(b"via")[0] == HINT.via + branch  # §16.6 step 8
 
 

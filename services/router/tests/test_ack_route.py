@@ -8,9 +8,9 @@ import msgspec
 import pytest
 
 from sipmesh_bus.schema import AckRoute, Envelope, Forward, SendResponse, Transport
-from sipmesh_edge.ackroute import AckRoutes, router_branch
+from sipmesh_edge.ackroute import AckRoutes
 from sipmesh_edge.outbound import Flow
-from sipmesh_router import core, proxy
+from sipmesh_router import core
 from sipmesh_router.config import Policy
 from sipmesh_router.model import Decision, Inputs
 from sipmesh_router.routes import EMPTY_VIEW, Hop, Peer, RoutingView
@@ -186,10 +186,6 @@ def test_hint_names_what_the_ack_must_carry(kit: Any) -> None:
         b"ftag",
         b"ttag",
     )
-
-
-def test_router_branch_is_the_routers(kit: Any) -> None:
-    assert router_branch(b"z9hG4bKx", b"c@h") == proxy.branch_for(b"z9hG4bKx", b"c@h", 0, b"ACK")
 
 
 def test_hidden_or_anchored_calls_get_no_hint(kit: Any) -> None:

@@ -19,30 +19,17 @@ target. Anything else returns None, and the ACK goes to the router as before.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Final
 
 from sipmesh_bus import schema
+from sipmesh_bus.branches import branch_for
 from sipmesh_edge.outbound import Flow
 from sipmsg import LocalProtocolError, ParseError, Request
 
-__all__ = ["AckRoutes", "router_branch"]
+__all__ = ["AckRoutes"]
 
-_BRANCH_PREFIX: Final = b"z9hG4bKsm"
 _DEFAULT_MAX_FORWARDS: Final = 70
-
-
-def router_branch(ack_branch: bytes, call_id: bytes) -> bytes:
-    """The branch the router puts on its Via of an ACK it forwards.
-
-    ``sipmesh_router.proxy.branch_for(ack_branch, call_id, 0, b"ACK")``: a
-    stateless proxy derives it from the request (§16.11: "the branch value
-    ... SHOULD be computed as a function of the incoming request"), so both
-    must agree; a test compares them.
-    """
-    digest = hashlib.sha256(b"%s\x00%s\x000\x00ACK" % (ack_branch, call_id))
-    return _BRANCH_PREFIX + digest.hexdigest()[:24].encode()
 
 
 @dataclass(slots=True)
@@ -113,7 +100,7 @@ class AckRoutes:
             out = out.with_header(b"Route", b", ".join(hint.rest))
         value = _DEFAULT_MAX_FORWARDS if mf is None else mf - 1
         out = out.replace_header(b"Max-Forwards", b"%d" % value)
-        branch = router_branch(req.via_branch or b"", req.call_id)
+        branch = branch_for(req.via_branch or b"", req.call_id, 0, b"ACK")  # as the router
         out = out.prepend_header(b"Via", hint.via + branch)
         return bytes(out), hint.target
 

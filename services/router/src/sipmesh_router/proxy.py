@@ -13,8 +13,9 @@ import hmac
 from collections.abc import Callable
 from typing import Final, TypeVar
 
+from sipmesh_bus.branches import BRANCH_PREFIX, branch_for
 from sipmsg import ParseError, Request, Response, SipUri, parse, parse_address, parse_uri
-from sipmsg.via import MAGIC_COOKIE, Via, parse_via
+from sipmsg.via import Via, parse_via
 
 __all__ = [
     "BRANCH_PREFIX",
@@ -36,23 +37,10 @@ __all__ = [
     "with_contact",
 ]
 
-BRANCH_PREFIX: Final = MAGIC_COOKIE + b"sm"
-#: Every branch the router writes starts so (loop detection knows its own Vias).
 DEFAULT_MAX_FORWARDS: Final = 70
 _CONTACT_MAC: Final = 8
 
 M = TypeVar("M", Request, Response)
-
-
-def branch_for(caller_branch: bytes, call_id: bytes, attempt: int, salt: bytes = b"") -> bytes:
-    """A branch for the request we send, derived from the one we received.
-
-    §16.6 step 8: "the branch parameter value ... MUST be unique across space
-    and time" and §16.11 suggests deriving it from the incoming request so a
-    retransmission maps to the same branch. ``attempt`` separates failovers.
-    """
-    digest = hashlib.sha256(b"%s\x00%s\x00%d\x00%s" % (caller_branch, call_id, attempt, salt))
-    return BRANCH_PREFIX + digest.hexdigest()[:24].encode()
 
 
 def add_via(req: Request, *, transport: str, host: str, port: int, branch: bytes) -> Request:
