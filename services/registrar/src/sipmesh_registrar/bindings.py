@@ -31,7 +31,7 @@ from .model import (
 )
 from .replay import is_replay, remember
 
-__all__ = ["apply_bindings", "build_ok", "validate_contacts"]
+__all__ = ["apply_bindings", "build_ok", "new_binding", "validate_contacts"]
 
 _ONE_HOUR: Final = 3600
 # Contact parameters the registrar sets itself in the 200 (OK).
@@ -223,11 +223,33 @@ def _ordering(matched: list[Binding], call_id: str, cseq: int) -> str:
 
 def _binding(spec: ContactSpec, req: Request, envelope: Envelope, now: float) -> Binding:
     user_agent = req.user_agent
+    return new_binding(
+        spec,
+        envelope,
+        now,
+        call_id=req.call_id.decode("ascii", "replace"),
+        cseq=req.cseq.seq,
+        path=[bytes(a).decode("utf-8", "replace") for a in req.path],
+        user_agent=None if user_agent is None else user_agent.decode("utf-8", "replace"),
+    )
+
+
+def new_binding(
+    spec: ContactSpec,
+    envelope: Envelope,
+    now: float,
+    *,
+    call_id: str,
+    cseq: int,
+    path: list[str],
+    user_agent: str | None,
+) -> Binding:
+    """The binding ``spec`` grants, with where the REGISTER came from (NAT, edge)."""
     return Binding(
         contact=spec.uri,
         expires_at=now + spec.expires,
-        call_id=req.call_id.decode("ascii", "replace"),
-        cseq=req.cseq.seq,
+        call_id=call_id,
+        cseq=cseq,
         registered_at=now,
         source_host=envelope.source_host,
         source_port=envelope.source_port,
@@ -238,8 +260,8 @@ def _binding(spec: ContactSpec, req: Request, envelope: Envelope, now: float) ->
         params=spec.params,
         instance=spec.instance,
         reg_id=spec.reg_id,
-        path=[bytes(a).decode("utf-8", "replace") for a in req.path],
-        user_agent=None if user_agent is None else user_agent.decode("utf-8", "replace"),
+        path=path,
+        user_agent=user_agent,
     )
 
 

@@ -39,7 +39,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
-from sipmesh_bus.records import Binding, BindingSet, SeenNonce, Subscriber, aor_key, live_bindings
+from sipmesh_bus.records import BindingSet, SeenNonce, Subscriber, aor_key, live_bindings
 from sipmesh_bus.schema import Envelope
 from sipmsg import ParseError, Request
 from sipmsg._abnf import TOKEN_CHARS, format_params, param, unquote
@@ -48,7 +48,7 @@ from sipmsg.digest import NonceManager, challenges_for, hash_family, parse_crede
 from sipmsg.uri import SipUri, parse_uri, unescape
 from sipmsg.via import Via, parse_via_list
 
-from .bindings import _contact_value, _http_date, _match, _ordering
+from .bindings import _contact_value, _http_date, _match, _ordering, new_binding
 from .core import canonical_domain
 from .model import KEY_TTL_MARGIN, ContactSpec, Policy
 from .replay import is_replay, remember, seen_nonce
@@ -540,21 +540,12 @@ class FastPath:
         for spec in contacts:
             if spec.expires > 0:
                 kept.append(
-                    Binding(
-                        contact=spec.uri,
-                        expires_at=now + spec.expires,
+                    new_binding(
+                        spec,
+                        envelope,
+                        now,
                         call_id=admitted.call_id,
                         cseq=admitted.cseq,
-                        registered_at=now,
-                        source_host=envelope.source_host,
-                        source_port=envelope.source_port,
-                        transport=envelope.transport,
-                        edge_id=envelope.edge_id,
-                        connection_id=envelope.connection_id,
-                        q=spec.q,
-                        params=spec.params,
-                        instance=spec.instance,
-                        reg_id=spec.reg_id,
                         path=[],
                         user_agent=admitted.user_agent,
                     )
