@@ -255,6 +255,9 @@ async def test_the_backlog_sheds_its_oldest_past_max_backlog() -> None:
             break
         await asyncio.sleep(0.01)
     assert [d for _, d in fake.published] == [b"0", b"3", b"4"]
+    # Shed requests got no reply: they are counted, not timed.
+    duration = "sipmesh_bus_request_duration_seconds_count"
+    assert registry.get_sample_value(duration, {"subject": SUBJECT}) == 3
 
 
 async def test_held_back_requests_older_than_the_request_timeout_are_shed() -> None:

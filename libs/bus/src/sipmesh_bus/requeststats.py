@@ -59,6 +59,13 @@ class RequestStats(Collector):
         latency.total += seconds
         latency.counts[bisect_left(BUCKETS, seconds)] += 1
 
+    def count(self, subject: bytes, outcome: str) -> None:
+        """Count one request that got no reply (no latency to observe)."""
+        cell = self._cells.get((subject, outcome))
+        if cell is None:
+            cell = self._cell(subject, outcome)
+        cell[0][0] += 1
+
     def _cell(self, subject: bytes, outcome: str) -> tuple[list[int], _Latency]:
         text = subject.decode(errors="replace")
         count = self._counts.setdefault((text, outcome), [0])

@@ -553,7 +553,7 @@ class Service:
 
         def shed(subject: bytes) -> None:
             # No reply: the requester times out and answers 503 itself.
-            self._m_stats.record(subject, "shed", 0.0)
+            self._m_stats.count(subject, "shed")
 
         def run(subject: bytes, reply: bytes, payload: bytes) -> None:
             nonlocal taken
