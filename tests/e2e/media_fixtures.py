@@ -41,8 +41,14 @@ def ng_request(port: int, body: ng.Body, *, timeout: float = 1.0) -> ng.NgRespon
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(timeout)
         s.sendto(ng.encode_message(cookie, body), (LOOPBACK, port))
+        me = s.getsockname()
         while True:
-            got, reply = ng.decode_message(s.recv(65535))
+            data, sender = s.recvfrom(65535)
+            if sender == me:
+                # The kernel gave this socket the very port we send to (free
+                # while rtpengine is still starting): our own request came back.
+                continue
+            got, reply = ng.decode_message(data)
             if got == cookie:
                 return ng.parse_response(str(body["command"]), reply)
 
