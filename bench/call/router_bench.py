@@ -5,18 +5,18 @@
 Replays the CALL scenario's router side (bench/call/sipp/call_uac.xml through
 the bench stack: 127.0.0.1/32 a trusted peer, callee ``uas`` registered from
 the SIPp UAS) against one :class:`sipmesh_router.app.Router` whose caches are
-filled by hand and whose JetStream is a fake that acks at once. Per call, as
-``Service.serve`` would: envelope decode, :meth:`Router.handle`, reply encode,
-for the INVITE, its 200 (with the echoed context and ``ringing_at``: the edge
-relays the 180 itself and reports it with the final; ``--ask-180`` asks about
-the 180 too, as before the router stopped setting ``all_responses`` for every
-initial INVITE), the ACK (skipped when the 200's reply holds an ``ack_route``:
-the edge forwards it itself; ``--ask-ack`` sends it anyway) and the BYE (with
-the Route set of the 200's Record-Route); then the background writes
-the outbox runs after the replies (events and dialog put/delete, published to
-the fake; with ``--nats`` to a real nats-server, acks on a wire connection as
-in production). It prints the CPU time per call (best of ``--repeat``), and with
-``--profile`` the top functions under cProfile.
+filled by hand. Per call, as ``Service.serve`` would: envelope decode,
+:meth:`Router.handle`, reply encode, for the INVITE, its 200 (with the echoed
+context and ``ringing_at``: the edge relays the 180 itself and reports it with
+the final; ``--ask-180`` asks about the 180 too, as before the router stopped
+setting ``all_responses`` for every initial INVITE), the ACK (skipped when the
+200's reply holds an ``ack_route``: the edge forwards it itself; ``--ask-ack``
+sends it anyway) and the BYE (with the Route set of the 200's Record-Route);
+then the background writes the outbox runs after the replies (events and dialog
+put/delete, published to a fake wire connection that acks at once; with
+``--nats`` to a real nats-server on a wire connection, as in production). It
+prints the CPU time per call (best of ``--repeat``), and with ``--profile`` the
+top functions under cProfile.
 """
 
 from __future__ import annotations
@@ -55,51 +55,48 @@ SDP = (
 )
 
 
-class FakeAck:
-    def __init__(self, subject: str) -> None:
-        self.subject = subject
-        self.data = b'{"stream":"X","seq":1}'
-
-
 class FakeNats:
-    """Acks every publish with a reply subject on the next loop iteration; counts them."""
-
-    def __init__(self) -> None:
-        self.published = 0
-        self._cb: Any = None
-        self._acks: list[str] = []
+    """The nats-py connection the outbox only names its inbox with."""
 
     def new_inbox(self) -> str:
         return "_INBOX.bench"
-
-    async def subscribe(self, subject: str, queue: str = "", cb: Any = None) -> None:
-        self._cb = cb
-
-    async def publish(
-        self, subject: str, payload: bytes = b"", reply: str = "", headers: Any = None
-    ) -> None:
-        self.published += 1
-        if reply:
-            if not self._acks:
-                asyncio.get_running_loop().call_soon(self._deliver)
-            self._acks.append(reply)
-
-    def _deliver(self) -> None:
-        acks, self._acks = self._acks, []
-
-        async def run() -> None:  # one subscription task delivers them all, as nats-py does
-            for subject in acks:
-                await self._cb(FakeAck(subject))
-
-        asyncio.get_running_loop().create_task(run())
 
 
 class FakeJetStream:
     def __init__(self) -> None:
         self._nc = FakeNats()
 
-    async def publish(self, subject: str, payload: bytes = b"", **kw: Any) -> None:
-        self._nc.published += 1
+
+class FakeWire:
+    """Acks every publish with a reply subject on the next loop iteration; counts them.
+
+    As ``WireClient``: publish appends and returns, the acks come to a plain
+    callback (inside ``data_received`` there).
+    """
+
+    def __init__(self) -> None:
+        self.published = 0
+        self._cb: Any = None
+        self._acks: list[bytes] = []
+
+    def subscribe(self, subject: str, callback: Any, queue: str | None = None) -> int:
+        self._cb = callback
+        return 1
+
+    def publish(
+        self, subject: str | bytes, payload: bytes, reply: Any = None, *, headers: Any = None
+    ) -> bool:
+        self.published += 1
+        if reply:
+            if not self._acks:
+                asyncio.get_running_loop().call_soon(self._deliver)
+            self._acks.append(reply.encode() if isinstance(reply, str) else reply)
+        return True
+
+    def _deliver(self) -> None:
+        acks, self._acks = self._acks, []
+        for subject in acks:
+            self._cb(subject, b"", b'{"stream":"X","seq":1}', None)
 
 
 def sip(lines: list[str], body: str = "") -> bytes:
@@ -163,12 +160,12 @@ def wrap(
     )
 
 
-def make_router(js: Any, acks: Any = None) -> Router:
+def make_router(js: Any, wire: Any = None) -> Router:
     config = RouterConfig(
         nats=NatsConfig(), router=RouterSettings(domain=DOMAIN, probe=False, media="never")
     )
     secret = b"bench-secret-bench-secret-bench!"
-    router = Router(config, js, secret=secret, registry=CollectorRegistry(), acks=acks)
+    router = Router(config, js, secret=secret, registry=CollectorRegistry(), wire=wire)
     peer = routing.Peer(name="loopback", cidrs=["127.0.0.1/32"])
     router.snapshot.apply(routing.peer_key("loopback"), routing.encode_record(peer))
     now = time.time()
@@ -266,15 +263,15 @@ async def main() -> None:
             wire = WireClient(NatsConfig(url=server.url), name="bench")
             await wire.connect()
             stack.push_async_callback(wire.close)
-            router = make_router(js, wire)  # acks on the wire, as __main__ does
+            router = make_router(js, wire)  # writes and acks on the wire, as __main__ does
             await calls(router, 0, 50)
             stream = await js.stream_info("CALLS")
             assert stream.state.messages == 50 * 4, stream.state
         else:
-            fake = FakeJetStream()
-            router = make_router(fake)
+            fake = FakeWire()
+            router = make_router(FakeJetStream(), fake)
             await calls(router, 0, 50)
-            assert fake._nc.published == 50 * 6, fake._nc.published  # 4 events, put, delete
+            assert fake.published == 50 * 6, fake.published  # 4 events, put, delete
         await measure(router, a)
 
 

@@ -513,7 +513,7 @@ async def test_app_close_publishes_queued_events(
     )
 
 
-async def test_app_acks_on_the_wire_connection(
+async def test_app_writes_and_acks_on_the_wire_connection(
     js: JetStreamContext, nats_url: str, kit: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("time.time", lambda: kit.NOW)
@@ -523,7 +523,7 @@ async def test_app_acks_on_the_wire_connection(
     wire = WireClient(config.nats, name="router-test")
     await wire.connect()
     registry = CollectorRegistry()
-    r = Router(config, js, secret=SECRET, registry=registry, acks=wire)
+    r = Router(config, js, secret=SECRET, registry=registry, wire=wire)
     try:
         await r.start()
         await r.wait_loaded(5.0)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 import nats.errors
 
+from sipmesh_bus.wire import PayloadTooLargeError
 from sipmesh_router.outbox import AckMessage, Outbox
 
 OK = b'{"stream":"CALLS","seq":1}'
@@ -258,11 +259,16 @@ async def test_drain_gives_up_on_a_lingering_batch_it_cannot_wait_for() -> None:
 
 
 class FakeWire:
-    """A synchronous subscriber, as ``sipmesh_bus.wire.WireClient`` calls back."""
+    """Publishes and subscribes synchronously, as ``sipmesh_bus.wire.WireClient`` does."""
 
     def __init__(self) -> None:
         self.subs: list[tuple[str, Callable[[bytes, bytes, bytes, int | None], None]]] = []
-        self.flushed = False
+        self.log: list[str] = []
+        #: "SUB <subject>" and "PUB <subject>" in the order they were queued.
+        self.sent: list[Sent] = []
+        self.down = 0
+        #: Publishes to refuse (reconnecting: returns False) before taking them again.
+        self.too_large = False
 
     def subscribe(
         self,
@@ -271,27 +277,101 @@ class FakeWire:
         queue: str | None = None,
     ) -> int:
         self.subs.append((subject, callback))
+        self.log.append(f"SUB {subject}")
         return len(self.subs)
 
-    async def flush(self, timeout: float = 2.0) -> None:
-        self.flushed = True
+    def publish(
+        self,
+        subject: str | bytes,
+        payload: bytes,
+        reply: str | bytes | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        assert isinstance(subject, str)
+        assert isinstance(reply, str)
+        if self.too_large:
+            raise PayloadTooLargeError("too large")
+        if self.down:
+            self.down -= 1
+            return False
+        self.log.append(f"PUB {subject}")
+        self.sent.append(Sent(subject, payload, reply, None if headers is None else dict(headers)))
+        return True
+
+    def ack(self, sent: Sent, data: bytes = OK, status: int | None = None) -> None:
+        [(_, callback)] = self.subs
+        callback(sent.reply.encode(), b"", data, status)
 
 
-async def test_acks_on_a_synchronous_subscriber() -> None:
+async def test_wire_publishes_and_takes_the_acks_without_nats_py() -> None:
     client, wire, log = FakeClient(), FakeWire(), Log()
-    box = Outbox(client, acks=wire)
+    box = Outbox(client, wire=wire)
     await submit(box, log, "k", "ok")
     await submit(box, log, "j", "gone")
     assert client.subscribed == []
-    [(subject, callback)] = wire.subs
-    assert subject == "_INBOX.t.*"
-    assert wire.flushed  # the server has the SUB before the first ack
-    callback(client.sent[0].reply.encode(), b"", OK, None)
-    callback(client.sent[1].reply.encode(), b"", b"", 503)  # no responders
+    assert client.sent == []
+    # The SUB goes first on the same connection: the server has it before any ack.
+    assert wire.log == ["SUB _INBOX.t.*", "PUB subj.ok", "PUB subj.gone"]
+    assert [(s.reply, s.headers) for s in wire.sent] == [
+        ("_INBOX.t.1", {"Nats-Msg-Id": "ok"}),
+        ("_INBOX.t.2", {"Nats-Msg-Id": "gone"}),
+    ]
+    wire.ack(wire.sent[0])
+    wire.ack(wire.sent[1], b"", 503)  # no responders
     assert log.done == ["ok"]
     assert len(box) == 1  # "gone" waits for its retry
     await box.drain(0.0)
     assert log.failed == [("gone", "TimeoutError")]
+
+
+async def test_wire_sends_the_next_write_of_a_key_inside_the_ack() -> None:
+    client, wire, log = FakeClient(), FakeWire(), Log()
+    box = Outbox(client, wire=wire)
+    await submit(box, log, "k", "first")
+    await submit(box, log, "k", "second")
+    assert [s.subject for s in wire.sent] == ["subj.first"]
+    wire.ack(wire.sent[0])
+    assert [s.subject for s in wire.sent] == ["subj.first", "subj.second"]  # no task, no wait
+    wire.ack(wire.sent[1])
+    assert log.done == ["first", "second"]
+    assert len(box) == 0
+
+
+async def test_wire_lingering_writes_are_queued_together() -> None:
+    client, wire, log = FakeClient(), FakeWire(), Log()
+    box = Outbox(client, wire=wire, linger=0.02)
+    await submit(box, log, "a", "a")
+    await submit(box, log, "b", "b")
+    assert wire.sent == []
+    await eventually(lambda: len(wire.sent) == 2)
+    for sent in wire.sent:
+        wire.ack(sent)
+    await box.flush()
+    assert log.done == ["a", "b"]
+
+
+async def test_wire_down_write_goes_again_once_its_ack_is_overdue() -> None:
+    client, wire, log = FakeClient(), FakeWire(), Log()
+    wire.down = 1
+    box = Outbox(client, wire=wire, ack_timeout=0.02, backoff=(0.0,))
+    await submit(box, log, "k", "w")
+    assert wire.sent == []
+    await eventually(lambda: len(wire.sent) == 1)
+    wire.ack(wire.sent[0])
+    assert log.done == ["w"]
+    assert box.retries == 1
+
+
+async def test_wire_refusing_a_payload_is_a_failed_attempt() -> None:
+    client, wire, log = FakeClient(), FakeWire(), Log()
+    wire.too_large = True
+    box = Outbox(client, wire=wire, backoff=(0.0,))
+    await submit(box, log, "k", "w")
+    await eventually(lambda: bool(log.failed))
+    assert log.failed == [("w", "PayloadTooLargeError")]
+    assert box.retries == 1
+    assert len(box) == 0
 
 
 async def test_concurrent_first_submits_subscribe_once() -> None:

@@ -41,7 +41,7 @@ async def main(argv: list[str] | None = None) -> None:
     secret = load_secret(config)
     async with Service("router", config) as svc:
         router = Router(
-            config, svc.js, secret=secret, registry=svc.registry, nc=svc.nc, acks=svc.wire
+            config, svc.js, secret=secret, registry=svc.registry, nc=svc.nc, wire=svc.wire
         )
         await router.start()
         try:

@@ -57,7 +57,7 @@ from .context import encode_dialog
 from .mediabus import MediaBus, Requester
 from .metrics import EVENT_KINDS, DestinationsUp, RouterMetrics, destination_states
 from .model import Decision, Inputs
-from .outbox import AckSubscriber, Outbox
+from .outbox import Outbox, WirePort
 from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
 from .routes import Peer, SnapshotView
 
@@ -90,7 +90,7 @@ class Router:
         secret: bytes,
         registry: CollectorRegistry,
         nc: Requester | None = None,
-        acks: AckSubscriber | None = None,
+        wire: WirePort | None = None,
     ) -> None:
         settings = config.router
         self.policy = make_policy(settings, secret)
@@ -117,8 +117,9 @@ class Router:
         self._locations: dict[str, tuple[BindingSet | None, int]] = {}
         #: AoR key -> (bindings, revision): the watched copy of bucket location.
         self._pending_locations: dict[str, tuple[BindingSet | None, int]] | None = None
-        self.outbox = Outbox(js._nc, linger=_OUTBOX_LINGER, acks=acks)
-        #: Call events and dialog writes, acked in the background.
+        self.outbox = Outbox(js._nc, linger=_OUTBOX_LINGER, wire=wire)
+        #: Call events and dialog writes, acked in the background (published on
+        #: ``wire``, the bus runtime's lean connection, when given).
         self._dialog_ttl = str(int(settings.dialog_ttl))
         self._event_counters = {
             k: (self.metrics.events.labels(k, "ok"), self.metrics.events.labels(k, "error"))

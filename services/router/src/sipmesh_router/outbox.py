@@ -1,17 +1,23 @@
 """JetStream writes that the SIP reply does not wait for, pipelined.
 
 The router answers the edge and hands the call events and the dialog record
-writes to an :class:`Outbox`. Each write is published on the core NATS
-connection with a reply subject of its own under one inbox (``<inbox>.<seq>``),
-the way ``JetStreamContext.publish`` does it, but without a future, a
-``wait_for`` and a task per write: the acks of every write come back on one
-wildcard subscription (on the bus runtime's wire connection in the router
-process, called back inside its reader) and are matched by sequence number; a
-sweep started only while writes are in flight times out the ones without an
-ack. A write whose ack is an error, that times out, or that NATS refuses is
-sent again after a back-off, and reported to ``on_failure`` once every attempt
-failed. With ``linger``, the writes of a few milliseconds leave together: one
-socket write for many, where each on its own cost one.
+writes to an :class:`Outbox`. Each write is published with a reply subject of
+its own under one inbox (``<inbox>.<seq>``), the way
+``JetStreamContext.publish`` does it, but without a future, a ``wait_for`` and
+a task per write: the acks of every write come back on one wildcard
+subscription and are matched by sequence number; a sweep started only while
+writes are in flight times out the ones without an ack. In the router process
+both go over the bus runtime's wire connection
+(:class:`sipmesh_bus.wire.WireClient`): a publish is a synchronous append to
+its buffer and an ack a plain callback inside its reader, so no nats-py
+coroutine, flusher wakeup or task runs per write. Without a wire connection
+(tests) the writes go over nats-py. A write whose ack is an error, that times
+out, or that NATS refuses is sent again after a back-off, and reported to
+``on_failure`` once every attempt failed. A write the wire connection cannot
+take (it is reconnecting) counts as sent and unanswered: it goes again once its
+ack is overdue, as a write that nats-py buffered across a reconnection would.
+With ``linger``, the writes of a few milliseconds leave together: one socket
+write for many, where each on its own cost one.
 
 Writes with the same key run one after the other: the next one is sent once
 the previous one has its ack (or gave up), so ``attempt`` reaches stream CALLS
@@ -32,7 +38,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -40,7 +46,7 @@ import nats.errors
 
 from sipmesh_bus.wire import WireError
 
-__all__ = ["AckMessage", "AckSubscriber", "Outbox", "PublishClient", "WriteFailedError"]
+__all__ = ["AckMessage", "Outbox", "PublishClient", "WirePort", "WriteFailedError"]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +90,17 @@ class PublishClient(Protocol):
     def new_inbox(self) -> str: ...
 
 
-class AckSubscriber(Protocol):
-    """A connection that calls subscribers back synchronously (``sipmesh_bus.wire.WireClient``)."""
+class WirePort(Protocol):
+    """The part of ``sipmesh_bus.wire.WireClient`` the outbox uses: sync publish and callbacks."""
+
+    def publish(
+        self,
+        subject: str | bytes,
+        payload: bytes,
+        reply: str | bytes | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> bool: ...
 
     def subscribe(
         self,
@@ -93,8 +108,6 @@ class AckSubscriber(Protocol):
         callback: Callable[[bytes, bytes, bytes, int | None], None],
         queue: str | None = None,
     ) -> int: ...
-
-    async def flush(self, timeout: float = 2.0) -> None: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -116,14 +129,15 @@ class Outbox:
     """Pipelined JetStream publishes with acks on one subscription, retries and per-key order.
 
     Args:
-        client: the NATS connection (publish, subscribe, new_inbox).
+        client: the nats-py connection: names the inbox; publishes and takes
+            the acks only when there is no ``wire``.
         ack_timeout: seconds to wait for a write's ack before trying again.
         linger: seconds to collect writes before publishing them together
             (0: publish each at once). Every publish written on its own costs
             a socket write; writes collected for a few milliseconds leave in one.
-        acks: where to subscribe to the acks (the inbox ``client`` makes):
-            a connection that calls back inside its reader, without a task
-            per message; None: on ``client``.
+        wire: the connection to publish on and take the acks from
+            (``sipmesh_bus.wire.WireClient``): a publish is a buffer append,
+            an ack a callback inside its reader; None: ``client``.
         backoff: the pause before each retry; its length is the number of retries.
         max_pending: writes queued or in flight; :meth:`submit` waits for room
             beyond that (back-pressure rather than dropping).
@@ -137,10 +151,10 @@ class Outbox:
         backoff: Sequence[float] = (0.05, 0.25, 1.0),
         max_pending: int = 10_000,
         linger: float = 0.0,
-        acks: AckSubscriber | None = None,
+        wire: WirePort | None = None,
     ) -> None:
         self._client = client
-        self._acks = acks
+        self._wire = wire
         self._skip = 0
         self._linger = linger
         self._batch: list[_Write] = []
@@ -199,10 +213,12 @@ class Outbox:
 
     async def _start(self, write: _Write) -> None:
         """Send ``write`` now, or with the batch when lingering."""
-        if self._linger <= 0:
-            await self._send(write)
-        else:
+        if self._linger > 0:
             self._start_soon(write)
+        elif self._wire is not None:
+            self._post(write, self._wire)
+        else:
+            await self._send(write)
 
     def _start_soon(self, write: _Write) -> None:
         """Send ``write`` with the next batch (from a synchronous caller)."""
@@ -213,7 +229,12 @@ class Outbox:
     def _send_batch(self) -> None:
         self._timer = None
         batch, self._batch = self._batch, []
-        self._spawn(self._send_all(batch))
+        wire = self._wire
+        if wire is None:
+            self._spawn(self._send_all(batch))
+            return
+        for write in batch:  # appended to one buffer: one socket write for all
+            self._post(write, wire)
 
     async def _send_all(self, batch: list[_Write]) -> None:
         try:
@@ -234,35 +255,51 @@ class Outbox:
 
     async def _subscribe_once(self) -> None:
         prefix = self._client.new_inbox()
-        if self._acks is not None:
-            self._acks.subscribe(f"{prefix}.*", self._on_wire_ack)
-            # The acks come on another connection than the publishes: the
-            # server must have the SUB first, or the first acks go nowhere.
-            try:
-                await self._acks.flush(self._ack_timeout)
-            except (WireError, TimeoutError) as exc:
-                log.warning("router: outbox ack subscription not confirmed: %r", exc)
+        if self._wire is not None:
+            # The SUB is queued before the first PUB on the same connection,
+            # and the server reads a connection in order: no flush needed.
+            self._wire.subscribe(f"{prefix}.*", self._on_wire_ack)
         else:
             await self._client.subscribe(f"{prefix}.*", cb=self._on_ack)
         self._prefix = prefix
         self._skip = len(prefix) + 1
 
-    async def _send(self, write: _Write) -> None:
+    def _track(self, write: _Write) -> str:
+        """Count an attempt of ``write``, hold it in flight; its reply subject."""
         self._seq += 1
         seq = self._seq
         write.attempts += 1
         write.deadline = time.monotonic() + self._ack_timeout
         self._inflight[seq] = write
+        self._wake()
+        return f"{self._prefix}.{seq}"
+
+    def _post(self, write: _Write, wire: WirePort) -> None:
+        """Publish ``write`` on the wire connection (queued, written at the end of this turn)."""
+        reply = self._track(write)
+        try:
+            # False (reconnecting): nothing went; the ack is overdue after
+            # ack_timeout and the sweep sends it again, as nats-py's
+            # reconnect buffer would have sent it after the reconnection.
+            wire.publish(write.subject, write.payload, reply, headers=write.headers)
+        except WireError as exc:  # over max_payload
+            self._inflight.pop(self._seq, None)
+            self._failed(write, exc)
+
+    async def _send(self, write: _Write) -> None:
+        if self._wire is not None:
+            self._post(write, self._wire)
+            return
+        reply = self._track(write)
+        seq = self._seq
         try:
             await self._client.publish(
-                write.subject, write.payload, reply=f"{self._prefix}.{seq}", headers=write.headers
+                write.subject, write.payload, reply=reply, headers=write.headers
             )
         except nats.errors.Error as exc:
             # Closed, draining, or the reconnect buffer is full: try again later.
             self._inflight.pop(seq, None)
             self._failed(write, exc)
-            return
-        self._wake()
 
     async def _on_ack(self, msg: AckMessage) -> None:
         self._ack(msg.subject.encode(), msg.data)
@@ -306,6 +343,8 @@ class Outbox:
             self._heads[write.key] = nxt
             if self._linger > 0:
                 self._start_soon(nxt)
+            elif self._wire is not None:
+                self._post(nxt, self._wire)
             else:
                 self._spawn(self._send_all([nxt]))
         else:
