@@ -49,7 +49,7 @@ import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Final
 
 from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
@@ -169,7 +169,6 @@ class Fork:
     #: When (``Proxy`` clock) the first 180/183 went upstream: ``Envelope.ringing_at``.
 
 
-M = TypeVar("M", Request, Response)
 Respond = Callable[[Server, Response], None]
 Ask = Callable[[Server, Branch, Response], None]
 
@@ -553,47 +552,57 @@ def _without_top_via(resp: Response) -> Response:
     """The response a proxy passes upstream: its own (top) Via value removed.
 
     §16.7 step 3: "The proxy removes the topmost Via header field value from
-    the response." As :func:`core.without_top_via`, but by the editing API on
-    the parsed headers instead of a byte splice and a second parse.
+    the response." As :func:`core.without_top_via`, but by editing the one
+    header line that holds it (``replace_line``/``remove_line``: every other
+    line stays as it came, nothing is parsed again).
 
     Raises:
         ParseError: no Via is left to send it to (it was meant for us), or a
             Via line is malformed.
     """
-    lines = resp.headers.get_lines(b"via")
-    if not lines:
-        raise ParseError("response has no Via left to send it to", header="via")
-    rest = _split_via_line(lines[0])[1:]
+    keys = resp.headers.keys()
+    index = _via_index(keys)
+    rest = _split_via_line(resp.headers[index][2])[1:]
     if rest:
-        lines[0] = b", ".join(rest)
-    else:
-        del lines[0]
-    if not lines:
+        return resp.replace_line(index, b", ".join(rest))
+    if keys.count(b"via") < 2:
         raise ParseError("response has no Via left to send it to", header="via")
-    return _with_via_lines(resp, lines)
+    return resp.remove_line(index)
+
+
+def _via_index(keys: tuple[bytes, ...]) -> int:
+    """The index of the first Via line (the top Via value is its first)."""
+    try:
+        return keys.index(b"via")
+    except ValueError:
+        raise ParseError("missing Via header", header="via") from None
 
 
 def _for_branch(req: Request, target: schema.Target, branch: bytes) -> Request:
     """The request for one target: its Request-URI, and this edge's branch on the top Via.
 
     Built from ``req``'s header lines without parsing the whole message again:
-    only the top Via value changes (its branch parameter), through the public
-    editing API.
+    only the line of the top Via changes (its branch parameter), by
+    ``Headers.replace_line``; every other line stays as it came.
 
     Raises:
         ParseError: the top Via is malformed.
     """
     uri = target.uri.encode() or req.uri
-    lines = req.headers.get_lines(b"via")
-    if not lines:
-        raise ParseError("missing Via header", header="via")
-    values = _split_via_line(lines[0])
+    headers = req.headers
+    index = _via_index(headers.keys())
+    values = _split_via_line(headers[index][2])
     top = _with_branch(values[0], req.via_branch, branch)
     if top is None:
         top = bytes(req.via[0].with_param(b"branch", branch))
-    lines[0] = b", ".join([top, *values[1:]]) if len(values) > 1 else top
-    headers = _with_via_lines(req, lines).headers
-    return Request(method=req.method, uri=uri, headers=headers, body=req.body, version=req.version)
+    line = b", ".join([top, *values[1:]]) if len(values) > 1 else top
+    return Request(
+        method=req.method,
+        uri=uri,
+        headers=headers.replace_line(index, line),
+        body=req.body,
+        version=req.version,
+    )
 
 
 def _split_via_line(line: bytes) -> list[bytes]:
@@ -604,20 +613,6 @@ def _split_via_line(line: bytes) -> list[bytes]:
         return split_comma(line)
     except ParseError as exc:
         raise ParseError(f"bad Via header: {exc.reason}", header="via") from exc
-
-
-def _with_via_lines(msg: M, lines: list[bytes]) -> M:
-    """``msg`` with these Via lines, in order, as the first header lines.
-
-    One Via value per line stays one per line, as received: some UAs read
-    Vias line by line. Only the Vias move to the top of the header block
-    (§7.3.1: "The relative order of header fields with different field
-    names is not significant"; a proxy's own Via is on top anyway).
-    """
-    out = msg.remove_header(b"via")
-    for value in reversed(lines):
-        out = out.prepend_header(b"Via", value)
-    return out
 
 
 def _with_branch(top: bytes, old: bytes | None, new: bytes) -> bytes | None:
