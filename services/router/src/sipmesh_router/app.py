@@ -77,6 +77,9 @@ _OUTBOX_LINGER: Final = 0.02
 #: Call events and dialog writes leave in one socket write per 20 ms (not one per
 #: message): the reply does not wait for them, and the CDR times come from ``at``.
 _DRAIN_TIMEOUT: Final = 5.0
+_ENTROPY_BYTES: Final = 12
+_ENTROPY_POOL: Final = 12 * 1024
+#: ``os.urandom`` is a system call: one read serves 1,024 messages.
 
 
 class Router:
@@ -133,6 +136,8 @@ class Router:
             for op in ("put", "delete")
         }
         self._nonce_kv: KeyValue | None = None
+        self._entropy = b""
+        self._entropy_at = 0
         self._calls = 0
         self._peers: dict[str, Peer | None] = {}
         #: Source address -> trusted peer of the current snapshot (emptied when it changes).
@@ -286,12 +291,21 @@ class Router:
             policy=self.policy,
             nonces=self.nonces,
             now=now,
-            entropy=os.urandom(12),
+            entropy=self._fresh_entropy(),
             locations=locations or {},
             subscribers=self._subscribers,
             user_calls=self.active.users,
             trunk_calls=self.active.trunks,
         )
+
+    def _fresh_entropy(self) -> bytes:
+        """12 random bytes never handed out before (a slice of one larger ``os.urandom``)."""
+        at = self._entropy_at
+        if at + _ENTROPY_BYTES > len(self._entropy):
+            self._entropy = os.urandom(_ENTROPY_POOL)
+            at = 0
+        self._entropy_at = at + _ENTROPY_BYTES
+        return self._entropy[at : at + _ENTROPY_BYTES]
 
     # -- side outputs ------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ understand (100rel, early media, SDP) passes through untouched.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from collections.abc import Callable
 from typing import Final, TypeVar
@@ -16,6 +15,8 @@ from typing import Final, TypeVar
 from sipmesh_bus.branches import BRANCH_PREFIX, branch_for
 from sipmsg import ParseError, Request, Response, SipUri, parse, parse_address, parse_uri
 from sipmsg.via import Via, parse_via
+
+from .context import keyed_sha256
 
 __all__ = [
     "BRANCH_PREFIX",
@@ -169,7 +170,7 @@ def restore_response(resp: Response, vias: list[str], record_routes: list[str]) 
 
 def contact_token(contact: bytes, *, secret: bytes) -> bytes:
     """A user part that stands for ``contact`` (base64url + MAC): hides a UA's address."""
-    mac = hmac.new(secret, contact, hashlib.sha256).digest()[:_CONTACT_MAC]
+    mac = _mac(secret, contact)
     return b"th-" + base64.urlsafe_b64encode(mac + contact).rstrip(b"=")
 
 
@@ -183,8 +184,14 @@ def open_contact_token(user: bytes, *, secret: bytes) -> bytes | None:
     except ValueError:
         return None
     mac, contact = raw[:_CONTACT_MAC], raw[_CONTACT_MAC:]
-    good = hmac.new(secret, contact, hashlib.sha256).digest()[:_CONTACT_MAC]
+    good = _mac(secret, contact)
     return contact if contact and hmac.compare_digest(mac, good) else None
+
+
+def _mac(secret: bytes, contact: bytes) -> bytes:
+    mac = keyed_sha256(secret).copy()
+    mac.update(contact)
+    return mac.digest()[:_CONTACT_MAC]
 
 
 def with_contact(msg: M, *, secret: bytes, host: str, port: int) -> M:
