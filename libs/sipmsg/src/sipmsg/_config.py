@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._native import python_class
+
 __all__ = ["ParserConfig"]
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ParserConfig:
     """Limits :func:`sipmsg.parse` enforces before it looks at the content.

@@ -8,12 +8,14 @@ parses its header on first use and caches the result in an explicit slot.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable, Iterable
 from typing import Final, Self, TypeVar
 
 from ._abnf import WORD, WS, split_comma
 from ._errors import ParseError
+from ._native import python_class
 from .address import Address, Star, parse_address, parse_address_list, parse_contact_list
 from .digest import Challenge, Credentials, parse_challenge, parse_credentials
 from .headers import (
@@ -41,6 +43,7 @@ _UNSET: Final = _Unset.UNSET
 T = TypeVar("T")
 
 
+@python_class
 class _Message:
     """What requests and responses share: headers, body, the typed accessors."""
 
@@ -124,9 +127,12 @@ class _Message:
         return data
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, _Message):
+        # The exact type, not isinstance: mypyc compiles isinstance against a
+        # Python (non-native) class as an exact type test, blind to subclasses.
+        # A Request and a Response are then unequal, as two messages are.
+        if type(other) is not type(self):
             return NotImplemented
-        return type(self) is type(other) and bytes(self) == bytes(other)
+        return bytes(self) == bytes(other)
 
     def __hash__(self) -> int:
         return hash(bytes(self))
@@ -469,7 +475,9 @@ class _Message:
         return v
 
     def _tokens(self, key: bytes) -> tuple[bytes, ...]:
-        return self._each(key, lambda b: parse_token_list(b, header=key.decode()))
+        # functools.partial, not a lambda: mypyc 2.4.1 fails on a closure in a
+        # method of a Python (non-native) class.
+        return self._each(key, functools.partial(parse_token_list, header=key.decode()))
 
     @property
     def www_authenticate(self) -> tuple[Challenge, ...]:

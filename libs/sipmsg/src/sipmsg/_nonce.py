@@ -24,6 +24,7 @@ from enum import Enum
 from typing import Final
 
 from ._errors import LocalProtocolError
+from ._native import python_class
 
 __all__ = ["NonceManager", "NonceStatus", "nc_key"]
 
@@ -49,6 +50,7 @@ class NonceStatus(Enum):
     INVALID = "invalid"
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NonceManager:
     """Issue and check HMAC-authenticated nonces.

@@ -24,6 +24,7 @@ from ._abnf import TOKEN, WS, slot_setters
 from ._config import ParserConfig
 from ._errors import ParseError
 from ._message_base import _CALL_ID_RE, _quick_tag, _wrap
+from ._native import python_class
 from .headers import METHODS
 from .message import SIP_2_0, Request, parse
 from .via import parse_via_list
@@ -33,6 +34,7 @@ __all__ = ["Summary", "peek"]
 _DEFAULT_CONFIG: Final = ParserConfig()
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Summary:
     """What a classifying parse reads from a message (see :func:`peek`).
@@ -78,7 +80,7 @@ class Summary:
         return self.method is not None
 
 
-def peek(data: bytes, config: ParserConfig | None = None) -> Summary:
+def peek(data: bytes | bytearray | memoryview, config: ParserConfig | None = None) -> Summary:
     """Read the fields an edge classifies a message by, without a full parse.
 
     Checked as :func:`sipmsg.parse` checks the message (start line, header
@@ -101,10 +103,9 @@ def peek(data: bytes, config: ParserConfig | None = None) -> Summary:
             status hint), or "missing Via header".
     """
     cfg = _DEFAULT_CONFIG if config is None else config
-    if type(data) is not bytes:
-        data = bytes(data)
-    summary = _peek_fast(data, cfg)
-    return _peek_general(data, cfg) if summary is None else summary
+    buf = data if type(data) is bytes else bytes(data)
+    summary = _peek_fast(buf, cfg)
+    return _peek_general(buf, cfg) if summary is None else summary
 
 
 # At each line start of the header block: a header peek reads (its name, any

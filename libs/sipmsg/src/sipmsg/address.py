@@ -35,6 +35,7 @@ from ._abnf import (
     split_comma,
 )
 from ._errors import ParseError
+from ._native import python_class
 from .uri import FAST_SIP, AbsoluteUri, SipUri, TelUri, fast_sip_uri, parse_uri
 
 __all__ = [
@@ -82,6 +83,7 @@ _FAST_PARAM_RE: Final = re.compile(
 )
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Address:
     """A name-addr or addr-spec with its header parameters.
@@ -161,6 +163,7 @@ class Address:
         return self.with_param(b"tag", tag)
 
 
+@python_class
 @dataclass(frozen=True, slots=True)
 class Star:
     """``Contact: *``, which only a REGISTER removing all bindings may carry (§10.2.2)."""
@@ -203,12 +206,14 @@ def parse_address(data: bytes) -> Address:
 
 def _fast_address(
     quoted: bytes | None,
-    plain: bytes,
+    plain: bytes | None,
     uri: SipUri | TelUri | AbsoluteUri,
     tail: bytes,
     value: bytes,
 ) -> Address:
-    display = quoted if quoted is not None else (plain.rstrip(WS) or None)
+    # One of quoted (a quoted-string display name) and plain (a token run,
+    # maybe empty) is the regex group that matched; the other is None.
+    display = quoted if plain is None else (plain.rstrip(WS) or None)
     params: Params = ()
     if tail:
         # A quoted value may hold ";" or "=": then the items are found by

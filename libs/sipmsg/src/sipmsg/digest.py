@@ -25,6 +25,7 @@ from typing import Final
 
 from ._abnf import TOKEN, WS, is_token, quote, slot_setters, split_comma, unquote
 from ._errors import LocalProtocolError, ParseError
+from ._native import python_class
 from ._nonce import NonceManager, NonceStatus, nc_key
 
 __all__ = [
@@ -100,6 +101,7 @@ _CREDENTIALS_KNOWN: Final = frozenset(
 )
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Challenge:
     """One ``WWW-Authenticate`` or ``Proxy-Authenticate`` value (RFC 3261 §25 challenge).
@@ -151,6 +153,7 @@ class Challenge:
         return _render(self.scheme, items)
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Credentials:
     """One ``Authorization`` or ``Proxy-Authorization`` value (RFC 3261 §25 credentials).

@@ -53,6 +53,7 @@ from typing import Final
 
 from ._abnf import TOKEN
 from ._errors import LocalProtocolError, ParseError
+from ._native import python_class
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -103,6 +104,7 @@ _CONTENT_LENGTH_NAMES: Final = frozenset({b"content-length", b"l"})
 _MAX_LENGTH_DIGITS: Final = 18
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageFramed:
     """One complete SIP message, start line to last body octet."""
@@ -111,6 +113,7 @@ class MessageFramed:
     #: The raw message, ready for :func:`sipmsg.parse`.
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeepAlive:
     """An RFC 5626 §3.5.1 keep-alive arrived between messages."""

@@ -24,6 +24,7 @@ from ._abnf import (
     split_comma,
 )
 from ._errors import LocalProtocolError, ParseError
+from ._native import python_class
 
 __all__ = [
     "COMPACT_FORMS",
@@ -549,6 +550,7 @@ def _slow_name(name: bytes, colon: bytes, line: bytes) -> tuple[bytes, bytes]:
 # Typed values
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CSeq:
     """A CSeq header (RFC 3261 §20.16): ``CSeq: 4711 INVITE``."""
@@ -589,6 +591,7 @@ def parse_cseq(value: bytes) -> CSeq:
     return cseq
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MediaType:
     """A Content-Type value (RFC 3261 §20.15): ``application/sdp;charset=utf-8``."""

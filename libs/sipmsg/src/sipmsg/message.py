@@ -20,6 +20,7 @@ from ._abnf import TOKEN, is_token
 from ._config import ParserConfig
 from ._errors import LocalProtocolError, ParseError
 from ._message_base import _Message
+from ._native import python_class
 from .headers import (
     METHODS,
     Headers,
@@ -37,7 +38,9 @@ _VERSION_RE: Final = re.compile(rb"\ASIP/[0-9]+\.[0-9]+\Z", re.IGNORECASE)
 _TOKEN_RE: Final = re.compile(rb"\A" + TOKEN + rb"\Z")
 
 
-def parse(data: bytes, config: ParserConfig | None = None) -> Request | Response:
+def parse(
+    data: bytes | bytearray | memoryview, config: ParserConfig | None = None
+) -> Request | Response:
     """Parse one SIP message.
 
     The header block is split into lines once; header values are kept raw and
@@ -59,24 +62,25 @@ def parse(data: bytes, config: ParserConfig | None = None) -> Request | Response
             for a SIP version other than 2.0, 513 or 413 for the size limits.
     """
     cfg = _DEFAULT_CONFIG if config is None else config
-    if type(data) is not bytes:
-        data = bytes(data)
-    if data[:1] in (b"\r", b"\n"):
-        data = data.lstrip(b"\r\n")
-    if len(data) > cfg.max_message_size:
+    # The annotation admits any buffer, as the pure-Python module always did
+    # (a compiled module checks argument types); the parsers work on bytes.
+    buf = data if type(data) is bytes else bytes(data)
+    if buf[:1] in (b"\r", b"\n"):
+        buf = buf.lstrip(b"\r\n")
+    if len(buf) > cfg.max_message_size:
         raise ParseError("message too large", status_hint=513)
-    end = data.find(b"\r\n\r\n")
+    end = buf.find(b"\r\n\r\n")
     if end >= 0:
-        head = data[:end]
+        head = buf[:end]
         body_start = end + 4
         lines = head.split(b"\r\n")
         if head.count(b"\n") != len(lines) - 1:
             lines = [ln.rstrip(b"\r") for ln in head.split(b"\n")]
     else:
-        m = _BLANK_LINE_RE.search(data)
+        m = _BLANK_LINE_RE.search(buf)
         if m is None:
-            raise ParseError("no empty line after the header block" if data else "empty message")
-        head = data[: m.start()]
+            raise ParseError("no empty line after the header block" if buf else "empty message")
+        head = buf[: m.start()]
         body_start = m.end()
         lines = [ln.rstrip(b"\r") for ln in head.split(b"\n")]
     if len(lines) - 1 > cfg.max_headers:
@@ -84,24 +88,24 @@ def parse(data: bytes, config: ParserConfig | None = None) -> Request | Response
     start = lines[0]
     del lines[0]
     headers, content_length = split_header_lines(lines)
-    body_end = len(data)
+    body_end = len(buf)
     if content_length is not None:
         if content_length > cfg.max_body_size:
             raise ParseError("body too large", status_hint=413, header="content-length")
         body_end = body_start + content_length
-        if body_end > len(data):
+        if body_end > len(buf):
             raise ParseError(
                 "bad Content-Length header: fewer body octets than it says",
                 header="content-length",
             )
-        if body_end < len(data):
-            data = data[:body_end]
-    body = data[body_start:body_end]
+        if body_end < len(buf):
+            buf = buf[:body_end]
+    body = buf[body_start:body_end]
     msg: Request | Response
     if start[:4].upper() == b"SIP/":
-        msg = Response._from_wire(start, headers, body, data)
+        msg = _response_from_wire(start, headers, body, buf)
     else:
-        msg = Request._from_wire(start, headers, body, data)
+        msg = _request_from_wire(start, headers, body, buf)
     msg._content_length = content_length
     return msg
 
@@ -115,6 +119,7 @@ def _check_version(version: bytes) -> bytes:
     raise ParseError("bad SIP version")
 
 
+@python_class
 class Request(_Message):
     """A SIP request."""
 
@@ -151,29 +156,6 @@ class Request(_Message):
         self._request_uri: SipUri | TelUri | AbsoluteUri | None = None
         self._init_cache(None)
 
-    @classmethod
-    def _from_wire(cls, start: bytes, headers: Headers, body: bytes, data: bytes) -> Request:
-        # Request-Line = Method SP Request-URI SP SIP-Version CRLF (§25.1): exactly
-        # two single spaces; RFC 4475 §3.1.2.7-3.1.2.9 reject anything looser.
-        parts = start.split(b" ")
-        if len(parts) != 3:
-            raise ParseError("bad Request-Line")
-        method, uri, version = parts
-        if method not in METHODS and _TOKEN_RE.match(method) is None:
-            raise ParseError("bad method in Request-Line")
-        if not uri or uri[0] == 0x3C or b"\t" in uri or b">" in uri:
-            # RFC 4475 §3.1.2.11: "<>" around the Request-URI is malformed.
-            raise ParseError("bad Request-URI")
-        self = cls.__new__(cls)
-        self.version = _check_version(version)
-        self.method = method
-        self.uri = uri
-        self.headers = headers
-        self.body = body
-        self._request_uri = None
-        self._init_cache(data)
-        return self
-
     def _start_line(self) -> bytes:
         return b"%s %s %s" % (self.method, self.uri, self.version)
 
@@ -199,6 +181,7 @@ class Request(_Message):
         return v
 
 
+@python_class
 class Response(_Message):
     """A SIP response."""
 
@@ -234,25 +217,6 @@ class Response(_Message):
         self.body = body
         self._init_cache(None)
 
-    @classmethod
-    def _from_wire(cls, start: bytes, headers: Headers, body: bytes, data: bytes) -> Response:
-        # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF (§25.1)
-        version, _, rest = start.partition(b" ")
-        code, _, reason = rest.partition(b" ")
-        if len(code) != 3 or not code.isdigit() or code[0] == 0x30:
-            # RFC 4475 §3.1.2.15 (bigcode): a status code that is not three digits.
-            raise ParseError("bad Status-Code")
-        if b"\r" in reason or b"\n" in reason:
-            raise ParseError("bad Reason-Phrase")
-        self = cls.__new__(cls)
-        self.version = _check_version(version)
-        self.status = int(code)
-        self.reason = reason
-        self.headers = headers
-        self.body = body
-        self._init_cache(data)
-        return self
-
     def _start_line(self) -> bytes:
         return b"%s %d %s" % (self.version, self.status, self.reason)
 
@@ -262,3 +226,45 @@ class Response(_Message):
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason!r}>"
+
+
+def _request_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes) -> Request:
+    # Request-Line = Method SP Request-URI SP SIP-Version CRLF (§25.1): exactly
+    # two single spaces; RFC 4475 §3.1.2.7-3.1.2.9 reject anything looser.
+    parts = start.split(b" ")
+    if len(parts) != 3:
+        raise ParseError("bad Request-Line")
+    method, uri, version = parts
+    if method not in METHODS and _TOKEN_RE.match(method) is None:
+        raise ParseError("bad method in Request-Line")
+    if not uri or uri[0] == 0x3C or b"\t" in uri or b">" in uri:
+        # RFC 4475 §3.1.2.11: "<>" around the Request-URI is malformed.
+        raise ParseError("bad Request-URI")
+    req = object.__new__(Request)
+    req.version = _check_version(version)
+    req.method = method
+    req.uri = uri
+    req.headers = headers
+    req.body = body
+    req._request_uri = None
+    req._init_cache(data)
+    return req
+
+
+def _response_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes) -> Response:
+    # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF (§25.1)
+    version, _, rest = start.partition(b" ")
+    code, _, reason = rest.partition(b" ")
+    if len(code) != 3 or not code.isdigit() or code[0] == 0x30:
+        # RFC 4475 §3.1.2.15 (bigcode): a status code that is not three digits.
+        raise ParseError("bad Status-Code")
+    if b"\r" in reason or b"\n" in reason:
+        raise ParseError("bad Reason-Phrase")
+    resp = object.__new__(Response)
+    resp.version = _check_version(version)
+    resp.status = int(code)
+    resp.reason = reason
+    resp.headers = headers
+    resp.body = body
+    resp._init_cache(data)
+    return resp

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from ._errors import LocalProtocolError, ParseError
+from ._native import python_class
 
 __all__ = [
     "DIRECTIONS",
@@ -52,6 +53,7 @@ _RTPMAP_RE: Final = re.compile(rb"\A([0-9]+) +([^/ ]+)/([0-9]+)(?:/(.+))?\Z")
 # --- value types ------------------------------------------------------------------
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Origin:
     """``o=<username> <sess-id> <sess-version> <nettype> <addrtype> <unicast-address>``."""
@@ -71,6 +73,7 @@ class Origin:
         return b" ".join(fields)
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Connection:
     """``c=<nettype> <addrtype> <connection-address>`` (RFC 8866 §5.7)."""
@@ -84,6 +87,7 @@ class Connection:
         return b" ".join((self.nettype, self.addrtype, self.address))
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Bandwidth:
     """``b=<bwtype>:<bandwidth>`` (RFC 8866 §5.8); kilobits per second for AS/CT."""
@@ -92,6 +96,7 @@ class Bandwidth:
     bandwidth: int
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Timing:
     """``t=<start-time> <stop-time>`` in NTP seconds; 0 0 is a permanent session."""
@@ -100,6 +105,7 @@ class Timing:
     stop: int
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Attribute:
     """``a=<name>`` (a flag: value None) or ``a=<name>:<value>`` (RFC 8866 §5.13)."""
@@ -111,6 +117,7 @@ class Attribute:
         return self.name if self.value is None else self.name + b":" + self.value
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RtpMap:
     """``a=rtpmap:<payload type> <encoding name>/<clock rate>[/<encoding parameters>]``."""
@@ -129,6 +136,7 @@ def _find(attributes: tuple[Attribute, ...], name: bytes) -> bytes | None:
     return None
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Media:
     """One media description: the ``m=`` line and the lines up to the next ``m=``."""
@@ -285,6 +293,7 @@ def _media_line(value: bytes) -> tuple[bytes, int, int | None, bytes, tuple[byte
     return fields[0], port, count, fields[2], tuple(fields[3:])
 
 
+@python_class
 @dataclass(slots=True)
 class _Section:
     """Mutable scratch space for one section while parsing."""
@@ -428,6 +437,7 @@ def _addrtype(address: bytes) -> bytes:
     return b"IP6" if b":" in address else b"IP4"
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionDescription:
     """A parsed SDP body: typed fields plus the raw lines ``bytes()`` joins back."""

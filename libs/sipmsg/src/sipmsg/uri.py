@@ -35,6 +35,7 @@ from ._abnf import (
     split_hostport,
 )
 from ._errors import ParseError
+from ._native import python_class
 
 __all__ = ["AbsoluteUri", "SipUri", "TelUri", "Uri", "parse_uri", "unescape"]
 
@@ -180,6 +181,7 @@ def _parse_uri_headers(value: bytes) -> tuple[tuple[bytes, bytes], ...]:
     return tuple(headers)
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class SipUri:
     """A ``sip:`` or ``sips:`` URI (RFC 3261 §19.1.1).
@@ -320,7 +322,7 @@ class SipUri:
                 _eq_form(self.user),
                 _eq_form(self.password),
                 self._headers_key(),
-                tuple(sorted((n, params[n]) for n in _MUST_MATCH_PARAMS & params.keys())),
+                tuple(sorted((n, params[n]) for n in _MUST_MATCH_PARAMS if n in params)),
             )
         )
 
@@ -349,6 +351,7 @@ class SipUri:
         )
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True, eq=False)
 class TelUri:
     """A ``tel:`` URI (RFC 3966).
@@ -393,6 +396,7 @@ class TelUri:
         return hash(self._key())
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AbsoluteUri:
     """A URI of any other scheme (``http:``, ``urn:``, ``im:`` ...), kept opaque."""

@@ -45,6 +45,7 @@ from ._abnf import (
     split_hostport,
 )
 from ._errors import ParseError
+from ._native import python_class
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -87,6 +88,7 @@ def is_rfc3261_branch(branch: bytes | None) -> bool:
     )
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Via:
     """One via-parm. ``bytes()`` of a parsed value returns it as written."""

@@ -55,6 +55,7 @@ from typing import Final
 
 from ._abnf import is_token, split_comma
 from ._errors import LocalProtocolError, ParseError
+from ._native import python_class
 
 __all__ = [
     "SIP_SUBPROTOCOL",
@@ -113,6 +114,7 @@ _VALID_CLOSE_CODES: Final = frozenset(
 # --- Handshake --------------------------------------------------------------
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HandshakeRequest:
     """A valid WebSocket Upgrade request offering the "sip" subprotocol."""
@@ -346,6 +348,7 @@ class WebSocketProtocolError(ParseError):
         return f"WebSocketProtocolError({self.reason!r}, close_code={self.close_code})"
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TextMessage:
     """A complete text message: one SIP message, valid UTF-8."""
@@ -353,6 +356,7 @@ class TextMessage:
     data: bytes
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BinaryMessage:
     """A complete binary message: one SIP message."""
@@ -360,6 +364,7 @@ class BinaryMessage:
     data: bytes
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ping:
     """A Ping frame; §5.5.2: the endpoint "MUST send a Pong frame in response"."""
@@ -367,6 +372,7 @@ class Ping:
     payload: bytes
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Pong:
     """A Pong frame."""
@@ -374,6 +380,7 @@ class Pong:
     payload: bytes
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CloseReceived:
     """The peer sent a Close frame; nothing more will be read."""
@@ -387,6 +394,7 @@ class CloseReceived:
 WebSocketEvent = TextMessage | BinaryMessage | Ping | Pong | CloseReceived
 
 
+@python_class
 @dataclass(frozen=True, slots=True)
 class _Frame:
     fin: bool

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeAlias
 
 from sipmsg._errors import LocalProtocolError
+from sipmsg._native import python_class
 from sipmsg.message import Request, Response
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
 # --------------------------------------------------------------------------- configuration
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransactionConfig:
     """Timer values, RFC 3261 §17.1.1.1 and Table 4 (A.  Table of Timer Values).
@@ -169,6 +171,7 @@ def response_input(status: int, *, sending: bool) -> Input | None:
 # --------------------------------------------------------------------------- events
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RequestReceived:
     """A server transaction was created for this request: the TU must answer it."""
@@ -176,6 +179,7 @@ class RequestReceived:
     request: Request
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ResponseReceived:
     """A client transaction passes a response up (never a retransmission, except
@@ -184,6 +188,7 @@ class ResponseReceived:
     response: Response
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AckReceived:
     """Server INVITE in Accepted: an ACK for the 2xx, passed to the TU (RFC 6026 §8.7)."""
@@ -191,6 +196,7 @@ class AckReceived:
     request: Request
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TimedOut:
     """Timer B, F or H fired: the transaction failed (§17.1.1.2, §17.1.2.2, §17.2.1)."""
@@ -199,11 +205,13 @@ class TimedOut:
     """Which timer fired."""
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TransportFailed:
     """The transport reported an error; the transaction is terminated (§17.1.4)."""
 
 
+@python_class
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Terminated:
     """The transaction reached Terminated; the caller may forget it now."""
