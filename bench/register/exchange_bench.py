@@ -1,0 +1,254 @@
+"""The registrar process's CPU per digest exchange over a real nats-server.
+
+    python bench/register/exchange_bench.py [--rate 1500] [--seconds 8] [--rounds 3]
+        [--old PYTHONPATH] [--profile OUT.svg]
+
+Starts a private nats-server with JetStream (free loopback port), stores
+``--users`` subscribers, starts ``python -m sipmesh_registrar`` and drives it
+directly over NATS, as the edge would: per exchange a REGISTER envelope on
+``sip.register`` (401), then the same REGISTER with an MD5 digest answer (200,
+one compare-and-set write, its echo through the location watch). Exchanges
+start at a fixed ``--rate`` per second; after a warm-up the registrar's
+``utime + stime`` (``/proc/<pid>/stat``) over the window is divided by the
+exchanges completed in it. The box is shared: process CPU, not wall time.
+
+``--old PATH`` runs, alternating round by round with the working tree, a
+second registrar whose ``PYTHONPATH`` starts with PATH (e.g. a ``git archive``
+of an older commit's ``libs/bus/src:services/registrar/src``), so the two are
+compared under the same load. ``--profile`` records the (last) registrar with
+py-spy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nats
+
+from sipmesh_bus import kv, records, schema
+from sipmesh_bus.config import NatsConfig
+from sipmesh_bus.natsserver import NatsServer
+from sipmesh_bus.records import Subscriber, aor_key
+from sipmesh_bus.schema import Envelope, SendResponse
+from sipmesh_bus.subjects import SIP_REGISTER
+from sipmesh_bus.wire import Reply, RequestFailure, WireClient
+from sipmsg import Response, parse
+from sipmsg.digest import build_authorization, ha1_md5, ha1_sha256
+
+DOMAIN = "127.0.0.1"
+_TICK = 0.01
+
+
+def register(user: str, cseq: int, tag: str, authorization: bytes | None = None) -> bytes:
+    """A REGISTER as SIPp's reg_auth.xml sends it, wrapped in the edge's envelope."""
+    lines = [
+        f"REGISTER sip:{DOMAIN}:5060 SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-{user}-{cseq};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:{user}@{DOMAIN}>;tag={user}-1",
+        f"To: <sip:{user}@{DOMAIN}>",
+        f"Call-ID: {user}-{tag}@127.0.0.1",
+        f"CSeq: {cseq} REGISTER",
+        f"Contact: <sip:{user}@127.0.0.1:5062;transport=UDP>",
+    ]
+    if authorization is not None:
+        lines.append("Authorization: " + authorization.decode())
+    lines += ["Expires: 3600", "User-Agent: sipp-bench", "Content-Length: 0"]
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return schema.encode(
+        Envelope(
+            edge_id="bench-edge",
+            transport="udp",
+            source_host="127.0.0.1",
+            source_port=5062,
+            local_host="127.0.0.1",
+            local_port=5060,
+            received_at=time.time(),
+            data=data,
+        )
+    )
+
+
+class Driver:
+    """Runs exchanges on a wire connection and counts them."""
+
+    def __init__(self, wire: WireClient, users: int) -> None:
+        self.wire = wire
+        self.users = [f"u{i:05d}" for i in range(users)]
+        self.cseq = dict.fromkeys(self.users, 0)
+        self.next = 0
+        self.done = 0
+        self.failed = 0
+        self.tag = os.urandom(4).hex()  # a new Call-ID each round: CSeq starts again
+
+    async def ask(self, payload: bytes) -> bytes:
+        done: asyncio.Future[Reply | RequestFailure] = asyncio.get_running_loop().create_future()
+        self.wire.request(SIP_REGISTER, payload, done.set_result, timeout=5.0)
+        reply = await done
+        if not isinstance(reply, Reply) or reply.status is not None:
+            raise RuntimeError(f"no reply: {reply!r}")
+        answer = schema.decode_reply(reply.payload)
+        if not isinstance(answer, SendResponse):
+            raise RuntimeError(f"unexpected {answer!r}")
+        return answer.data
+
+    async def exchange(self) -> None:
+        user = self.users[self.next % len(self.users)]
+        self.next += 1
+        self.cseq[user] += 2
+        seq = self.cseq[user]
+        try:
+            first = parse(await self.ask(register(user, seq - 1, self.tag)))
+            if not isinstance(first, Response) or first.status != 401:
+                raise RuntimeError(f"expected a 401: {first!r}")
+            creds = build_authorization(
+                first.www_authenticate[-1],
+                username=user.encode(),
+                method=b"REGISTER",
+                uri=f"sip:{DOMAIN}:5060".encode(),
+                cnonce=b"6b8b4567",
+                password=f"pw-{user}".encode(),
+            )
+            second = parse(await self.ask(register(user, seq, self.tag, bytes(creds))))
+            if not isinstance(second, Response) or second.status != 200:
+                raise RuntimeError(f"expected a 200: {second!r}")
+            self.done += 1
+        except Exception as exc:
+            self.failed += 1
+            if self.failed < 5 and self.done:
+                print(f"exchange failed: {exc!r}", file=sys.stderr)
+
+    async def run(self, rate: float, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        started = 0
+        tasks: set[asyncio.Task[None]] = set()
+        while (now := loop.time()) - start < seconds:
+            due = int((now - start) * rate) - started
+            for _ in range(due):
+                task = asyncio.create_task(self.exchange())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            started += max(due, 0)
+            await asyncio.sleep(_TICK)
+        if tasks:
+            await asyncio.wait(tasks)
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+
+async def one_round(
+    url: str, pythonpath: str, args: argparse.Namespace, profile: str | None
+) -> float:
+    env = dict(os.environ)
+    env.update(
+        PYTHONPATH=pythonpath,
+        SIPMESH_REGISTRAR_DOMAIN=DOMAIN,
+        SIPMESH_REGISTRAR_NONCE_SECRET="exchange-bench-secret-0123456789",
+        SIPMESH_HTTP_PORT="0",
+        SIPMESH_NATS_URL=url,
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sipmesh_registrar"], env=env, stderr=subprocess.DEVNULL
+    )
+    wire = WireClient(NatsConfig(url=url), name="exchange-bench")
+    await wire.connect()
+    try:
+        driver = Driver(wire, args.users)
+        for _ in range(600):  # wait until it answers
+            await driver.exchange()  # counts its failures
+            if driver.done:
+                break
+            await asyncio.sleep(0.1)
+        driver.failed = 0
+        await driver.run(args.rate, 1.0)  # warm-up
+        spy = None
+        if profile:
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-o",
+                    profile,
+                    "-p",
+                    str(proc.pid),
+                    "-d",
+                    str(int(args.seconds)),
+                    "-r",
+                    "250",
+                    *(["--format", "raw"] if profile.endswith(".txt") else []),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+        before, done = cpu_ticks(proc.pid), driver.done
+        await driver.run(args.rate, args.seconds)
+        ticks, count = cpu_ticks(proc.pid) - before, driver.done - done
+        if spy is not None:
+            spy.wait()
+        if driver.failed:
+            print(f"  {driver.failed} exchanges failed", file=sys.stderr)
+        return ticks / os.sysconf("SC_CLK_TCK") / count * 1e6
+    finally:
+        await wire.close()
+        proc.terminate()
+        proc.wait(10)
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--users", type=int, default=2000)
+    ap.add_argument("--rate", type=float, default=1500.0)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--old", help="PYTHONPATH prefix of the code to compare with")
+    ap.add_argument("--profile", help="py-spy SVG of the last round (.txt: collapsed stacks)")
+    args = ap.parse_args()
+    here = os.environ.get("PYTHONPATH", "")
+    with tempfile.TemporaryDirectory() as store:
+        server = NatsServer(store_dir=Path(store))
+        server.start()
+        try:
+            nc = await nats.connect(server.url)
+            js = nc.jetstream()
+            await kv.ensure_jetstream(js)
+            bucket = await js.key_value(kv.BUCKET_SUBSCRIBERS)
+            for i in range(args.users):
+                user = f"u{i:05d}"
+                u, d, p = user.encode(), DOMAIN.encode(), f"pw-{user}".encode()
+                sub = Subscriber(
+                    user=user,
+                    domain=DOMAIN,
+                    ha1_md5=ha1_md5(u, d, p).decode(),
+                    ha1_sha256=ha1_sha256(u, d, p).decode(),
+                )
+                await bucket.put(aor_key(user, DOMAIN), records.encode_record(sub))
+            await nc.close()
+            variants = [("new", here)]
+            if args.old:
+                variants.insert(0, ("old", args.old + (os.pathsep + here if here else "")))
+            results: dict[str, list[float]] = {name: [] for name, _ in variants}
+            for r in range(args.rounds):
+                for name, path in variants:
+                    last = r == args.rounds - 1 and name == variants[-1][0]
+                    us = await one_round(server.url, path, args, args.profile if last else None)
+                    results[name].append(us)
+                    print(f"round {r} {name}: {us:6.1f} us CPU per exchange", flush=True)
+            for name, values in results.items():
+                print(f"{name}: best {min(values):.1f}  all {' '.join(f'{v:.1f}' for v in values)}")
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
