@@ -43,6 +43,7 @@ from sipmesh_bus import kv, records
 from sipmesh_bus.records import BindingSet, Subscriber
 from sipmesh_bus.schema import Drop, Envelope, ReplyType, SendResponse, decode_envelope
 from sipmesh_bus.wire import Reply, RequestFailure, WireClient
+from sipmesh_bus.wirewatch import KvWatch, WatchError
 from sipmsg import ParseError, Request, Response, parse
 from sipmsg.digest import NonceManager
 
@@ -117,6 +118,7 @@ class Registrar:
         # None is a deleted key (its delete marker's revision still counts).
         self._tasks: list[asyncio.Task[None]] = []
         self._location: KeyValue | None = None
+        self._location_watch: KvWatch | None = None
         self._direct_get: str | None = None
         self._read_timeout = config.nats.request_timeout
 
@@ -141,12 +143,17 @@ class Registrar:
             self._tasks.append(asyncio.create_task(self._watch_subscribers(subscribers)))
         else:
             self._loaded.set()
-        self._tasks.append(asyncio.create_task(self._watch_locations(self._location)))
+        if self._wire is None:
+            self._tasks.append(asyncio.create_task(self._watch_locations(self._location)))
+        else:
+            self._tasks.append(asyncio.create_task(self._watch_locations_wire(self._wire)))
         self._tasks.append(asyncio.create_task(self._sweep_locations()))
         self._tasks.append(asyncio.create_task(self._sample_aors()))
 
     async def close(self) -> None:
         """Stop the background watches."""
+        if self._location_watch is not None:
+            await self._location_watch.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -456,12 +463,42 @@ class Registrar:
                 return False
             nats.js.errors.APIError.from_error(ack.error)  # raises the matching APIError
             raise nats.js.errors.APIError(description=str(ack.error))
-        # The watch brings this back later; meanwhile the next REGISTER of the
-        # AoR (a refresh, the other phone of a pair) finds it already.
-        self._note(key, payload, ack.seq)
-        if record is not None and self._locations.get(key, (None, 0))[0] is payload:
-            self._decoded[key] = (payload, record)
+        # The watch brings this back (often before the ack: then it holds
+        # equal bytes, replaced by ours, whose decoded record is known);
+        # meanwhile the next REGISTER of the AoR (a refresh, the other phone
+        # of a pair) finds it already.
+        known = self._locations.get(key)
+        if known is None or known[1] <= ack.seq:
+            self._locations[key] = (payload or None, ack.seq)
+            if record is not None:
+                self._decoded[key] = (payload, record)
         return True
+
+    async def _watch_locations_wire(self, wire: WireClient) -> None:
+        """Watch bucket location on the wire connection (:mod:`sipmesh_bus.wirewatch`).
+
+        Each entry is noted inside the connection's ``data_received``: no task
+        wakes per entry, and most are the echoes of our own writes, which
+        :meth:`_note` finds already there. Started again until it works.
+        """
+        while True:
+            watch = KvWatch(
+                wire,
+                kv.BUCKET_LOCATION,
+                self._note,
+                on_loaded=self._location_loaded.set,
+                api_prefix=self._js._prefix,  # private in nats-py
+                timeout=self._read_timeout,
+            )
+            try:
+                await watch.start()
+            except (WatchError, TimeoutError, ConnectionError, msgspec.DecodeError) as exc:
+                await watch.close()
+                log.warning("registrar: location watch failed (%r); restarting", exc)
+                await asyncio.sleep(1.0)
+                continue
+            self._location_watch = watch
+            return
 
     async def _watch_locations(self, bucket: KeyValue) -> None:
         while True:
