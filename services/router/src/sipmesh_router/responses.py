@@ -110,24 +110,7 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
     if status < 300:
         if not invite:
             return _with_answer(_upstream(resp, ctx, "final"), env, resp, ctx)
-        resp, token, callee = _add_callee_flow(resp, env, ctx, inp)
-        callee_tag = (resp.to_tag or b"").decode("latin-1")
-        caller_tag = (resp.from_tag or b"").decode("latin-1")
-        record = dialog_record(ctx, caller_tag=caller_tag, callee_tag=callee_tag, now=inp.now)
-        answered = call_event(ctx, "answered", now=inp.now, detail="2xx")
-        events = (*_rang(env, ctx), answered)
-        decision = _upstream(resp, ctx, "answered", events=events, secret=inp.policy.secret)
-        decision = replace(
-            decision, dialog_put=(dialog_key(ctx.call_id), record), setup_seconds=_setup(env, ctx)
-        )
-        reply = decision.reply
-        if isinstance(reply, SendResponse) and ackroute.eligible(env, ctx):
-            # No media here (eligible), so _with_answer below changes nothing.
-            hint = ackroute.ack_route(env, resp, ctx, token=token, callee=callee, policy=inp.policy)
-            if hint is not None:
-                reply = msgspec.structs.replace(reply, ack_route=hint)
-                return replace(decision, reply=reply)
-        return _with_answer(decision, env, resp, ctx)
+        return _answered(env, resp, ctx, inp)
     if invite and fails_over(status) and ctx.remaining and ctx.request:
         failover = _failover(ctx, inp, status)
         return replace(failover, events=(*_rang(env, ctx), *failover.events))
@@ -152,6 +135,33 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         release = media.delete(call_id=ctx.call_id, instance=ctx.media_instance)
         decision = replace(decision, media_delete=release)
     return decision
+
+
+def _answered(env: Envelope, resp: Response, ctx: RouteContext, inp: Inputs) -> Decision:
+    """The 2xx of an INVITE: upstream with the callee's flow, ``answered``, the dialog record."""
+    resp, token, callee = _add_callee_flow(resp, env, ctx, inp)
+    callee_tag = (resp.to_tag or b"").decode("latin-1")
+    caller_tag = (resp.from_tag or b"").decode("latin-1")
+    record = dialog_record(ctx, caller_tag=caller_tag, callee_tag=callee_tag, now=inp.now)
+    answered = call_event(ctx, "answered", now=inp.now, detail="2xx")
+    up = _upstream(
+        resp, ctx, "answered", events=(*_rang(env, ctx), answered), secret=inp.policy.secret
+    )
+    reply = up.reply
+    hint = None
+    if isinstance(reply, SendResponse) and ackroute.eligible(env, ctx):
+        hint = ackroute.ack_route(env, resp, ctx, token=token, callee=callee, policy=inp.policy)
+        if hint is not None:
+            reply = msgspec.structs.replace(reply, ack_route=hint)
+    decision = Decision(
+        reply=reply,
+        outcome=up.outcome,
+        events=up.events,
+        dialog_put=(dialog_key(ctx.call_id), record),
+        setup_seconds=_setup(env, ctx),
+    )
+    # With a hint there is no media (eligible): _with_answer would change nothing.
+    return decision if hint is not None else _with_answer(decision, env, resp, ctx)
 
 
 def _rang(env: Envelope, ctx: RouteContext) -> tuple[CallEvent, ...]:
