@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test check lint typecheck unit bench-parse k8s-manifests clean
+.PHONY: run test check lint typecheck unit compile bench-parse k8s-manifests clean
 
 ## Install and run the whole platform on this machine with an embedded NATS server.
 run:
@@ -23,8 +23,13 @@ lint:
 typecheck:
 	$(VENV)/bin/mypy
 
-unit:
+unit: compile
 	$(PY) -bb -m pytest
+
+## Compile sipmsg with mypyc, in place, when a source changed (scripts/compile.py);
+## SIPMESH_PURE=1 removes the compiled modules instead. bootstrap.sh runs it too.
+compile:
+	$(PY) scripts/compile.py
 
 bench-parse:
 	$(PY) bench/parse/run.py

@@ -10,12 +10,17 @@ first source that works:
 
 With none of them the fixture fails (it does not skip): a suite that passes
 without ever talking to NATS would prove nothing.
+
+The session refuses to start on a stale compiled build (a ``.py`` edited
+since ``make compile`` built its ``.so``, which Python would import instead).
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +34,24 @@ from sipmesh_bus.natsserver import NatsServer, NatsServerError
 # machines are shared; speed goals live in bench/, not in tests).
 settings.register_profile("sipmesh", database=None, deadline=None)
 settings.load_profile("sipmesh")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop at once when a compiled module is older than its source (scripts/compile.py)."""
+    spec = importlib.util.spec_from_file_location(
+        "sipmesh_compile", Path(__file__).parent / "scripts" / "compile.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    compile_script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = compile_script  # its dataclass looks its module up
+    spec.loader.exec_module(compile_script)
+    stale = compile_script.stale()
+    if stale:
+        pytest.exit(
+            f"compiled modules older than their source ({', '.join(stale)}): run make compile",
+            returncode=1,
+        )
 
 
 def _docker_answers() -> bool:

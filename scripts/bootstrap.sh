@@ -48,6 +48,15 @@ if (( dev )); then
 else
     .venv/bin/python -m pip install -q -e .
 fi
+# sipmsg runs compiled by mypyc (scripts/compile.py, `make compile`): the
+# compiler is mypy's, pinned as in the dev extra; SIPMESH_PURE=1 keeps the
+# pure-Python modules. Without a compiler it says so and runs pure Python.
+if [[ -z "${SIPMESH_PURE:-}" ]] && ! .venv/bin/python -c "import mypyc, setuptools" 2>/dev/null; then
+    mypy_pin=$(grep -o '"mypy==[^"]*"' pyproject.toml | tr -d '"' | sed 's/^mypy/mypy[mypyc]/' || true)
+    .venv/bin/python -m pip install -q "${mypy_pin:-mypy[mypyc]}" \
+        || echo "bootstrap: could not install mypyc (pip install mypy)" >&2
+fi
+.venv/bin/python scripts/compile.py
 if (( dev )); then
     # checkov (policy lint of the rendered chart) pins many packages of its own:
     # it lives in a venv beside ours, where `make clean` removes it too.

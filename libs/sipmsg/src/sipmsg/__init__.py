@@ -2,10 +2,17 @@
 
 Bytes in, bytes out: no sockets, no asyncio, no clock, no global mutable state.
 Anything that depends on time takes ``now: float``.
+
+``COMPILED`` tells which build runs: True when the modules are the C
+extensions ``make compile`` builds with mypyc (scripts/compile.py), False for
+the pure-Python modules (``SIPMESH_PURE=1``, or no compiler).
 """
 
 from __future__ import annotations
 
+from typing import Final
+
+from . import message as _message
 from ._config import ParserConfig
 from ._errors import LocalProtocolError, ParseError, SipError
 from ._peek import Summary, peek
@@ -36,8 +43,12 @@ from .sdp import SessionDescription, parse_sdp
 from .uri import AbsoluteUri, SipUri, TelUri, parse_uri
 from .via import Via, parse_via_list
 
+#: True when sipmsg runs compiled by mypyc (a ``.so`` beside each ``.py``).
+COMPILED: Final[bool] = _message.__file__.endswith((".so", ".pyd"))
+
 __all__ = [
     "COMPACT_FORMS",
+    "COMPILED",
     "REASON_PHRASES",
     "AbsoluteUri",
     "Address",
