@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 import msgspec
@@ -369,7 +368,7 @@ def test_make_policy_orders_the_407_algorithms(kit: Any) -> None:
     settings = RouterSettings(domain="example.com", algorithms=("MD5",))
     policy = make_policy(settings, SECRET)
     inp = _inputs(policy, locations=kit.bindings("bob", kit.binding()))
-    inp = replace(inp, subscribers={"example=2Ecom.alice": kit.subscriber("alice")})
+    inp = msgspec.structs.replace(inp, subscribers={"example=2Ecom.alice": kit.subscriber("alice")})
     decision = _run(kit, kit.request(from_="sip:alice@example.com"), inp)
     assert isinstance(decision.reply, SendResponse)
     resp = parse(decision.reply.data)

@@ -17,9 +17,11 @@ of :mod:`sipmesh_router.context`: see :mod:`sipmesh_router.responses`.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, replace
 from typing import Final
 from urllib.parse import unquote_to_bytes
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from sipmesh_bus import records
 from sipmesh_bus.records import Binding, live_bindings
@@ -286,8 +288,7 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Caller:
+class _Caller(Struct, frozen=True, kw_only=True):
     peer: Peer | None
     user: str | None
     #: Authenticated local user.
@@ -411,8 +412,7 @@ def _route_initial(env: Envelope, req: Request, inp: Inputs, caller: _Caller) ->
     return _forward(env, req, inp, caller, legs, callee_is_phone=False, hide=hide, anchor=anchor)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _Anchor:
+class _Anchor(Struct, frozen=True, kw_only=True):
     mode: MediaMode
     callee_natted: bool = False
     #: A registered callee looks NATed (its Contact is not where it registered from).

@@ -32,7 +32,6 @@ registered phone on either side looks NATed (:func:`looks_natted`).
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
 from typing import Final
 
 import msgspec
@@ -165,7 +164,7 @@ def apply_media(decision: Decision, reply: MediaReply, *, secret: bytes) -> Deci
     put = decision.dialog_put
     if put is not None and not reply.ok:
         put = (put[0], msgspec.structs.replace(put[1], media_error=reply.code or "error"))
-    return replace(decision, reply=out, events=events, media=None, dialog_put=put)
+    return msgspec.structs.replace(decision, reply=out, events=events, media=None, dialog_put=put)
 
 
 def _events(events: tuple[CallEvent, ...], reply: MediaReply) -> tuple[CallEvent, ...]:

@@ -1,9 +1,17 @@
-"""The core's input and output types (shared by core.py and responses.py)."""
+"""The core's input and output types (shared by core.py and responses.py).
+
+Frozen msgspec Structs rather than frozen dataclasses: the shell builds an
+``Inputs`` and the core one or two ``Decision`` per message, and a frozen
+dataclass sets each field through ``object.__setattr__`` (1.7 against 0.1 µs
+for nine fields). ``msgspec.structs.replace`` copies one with changes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+
+import msgspec
+from msgspec import Struct
 
 from sipmesh_bus.records import BindingSet, Subscriber
 from sipmesh_bus.schema import CallEvent, MediaAnswer, MediaDelete, MediaOffer, ReplyType
@@ -16,8 +24,7 @@ from .routes import RoutingView
 __all__ = ["Decision", "Inputs", "NonceClaim"]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class NonceClaim:
+class NonceClaim(Struct, frozen=True, kw_only=True):
     """A digest nonce-count to claim in KV ``nonces`` before the decision stands."""
 
     key: str
@@ -27,8 +34,7 @@ class NonceClaim:
     #: The realm to challenge in again when the count was used already.
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Decision:
+class Decision(Struct, frozen=True, kw_only=True):
     """What to answer and what else to do."""
 
     reply: ReplyType
@@ -50,8 +56,7 @@ class Decision:
     #: For the 2xx of an initial INVITE: seconds from the INVITE to it (metrics).
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Inputs:
+class Inputs(Struct, frozen=True, kw_only=True):
     """Everything the core reads, gathered by the shell."""
 
     routing: RoutingView
@@ -60,10 +65,10 @@ class Inputs:
     now: float
     entropy: bytes
     #: Fresh random bytes for nonces.
-    locations: Mapping[str, BindingSet | None] = field(default_factory=dict)
+    locations: Mapping[str, BindingSet | None] = msgspec.field(default_factory=dict)
     #: AoR key -> its bindings, for the keys of :func:`location_keys`.
-    subscribers: Mapping[str, Subscriber] = field(default_factory=dict)
-    user_calls: Mapping[str, int] = field(default_factory=dict)
+    subscribers: Mapping[str, Subscriber] = msgspec.field(default_factory=dict)
+    user_calls: Mapping[str, int] = msgspec.field(default_factory=dict)
     #: Answered calls per caller ``user@domain`` (KV ``dialogs``; call caps).
-    trunk_calls: Mapping[str, int] = field(default_factory=dict)
+    trunk_calls: Mapping[str, int] = msgspec.field(default_factory=dict)
     #: Answered calls per trusted peer name and per gateway id.

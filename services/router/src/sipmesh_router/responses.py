@@ -27,7 +27,6 @@ ringing costs no bus round trip. The router then:
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import msgspec
 
@@ -113,7 +112,7 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         return _answered(env, resp, ctx, inp)
     if invite and fails_over(status) and ctx.remaining and ctx.request:
         failover = _failover(ctx, inp, status)
-        return replace(failover, events=(*_rang(env, ctx), *failover.events))
+        return msgspec.structs.replace(failover, events=(*_rang(env, ctx), *failover.events))
     events = ()
     if invite:
         reason = resp.reason.decode("utf-8", "replace")
@@ -133,7 +132,7 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         # The call attempt is over (a failure, or the 487 of a CANCEL): free
         # the session its offer opened. A failed re-INVITE keeps the call's.
         release = media.delete(call_id=ctx.call_id, instance=ctx.media_instance)
-        decision = replace(decision, media_delete=release)
+        decision = msgspec.structs.replace(decision, media_delete=release)
     return decision
 
 
@@ -221,7 +220,7 @@ def _with_answer(decision: Decision, env: Envelope, resp: Response, ctx: RouteCo
         instance=ctx.media_instance,
         natted_from=env.source_host if natted else None,
     )
-    return replace(decision, media=request)
+    return msgspec.structs.replace(decision, media=request)
 
 
 def _context(env: Envelope) -> RouteContext | None:
