@@ -23,9 +23,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Final
+
+from msgspec import Struct
 
 from sipmesh_bus.routing import (
     Gateway,
@@ -54,8 +55,7 @@ _SEPARATORS: Final = str.maketrans("", "", "-.() ")
 _DIGITS_RE: Final = re.compile(r"[0-9]+")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatewayChoice:
+class GatewayChoice(Struct, frozen=True, kw_only=True):
     """One gateway to try for a number, with the price of the call through it."""
 
     carrier: str

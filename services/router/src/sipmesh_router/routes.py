@@ -11,8 +11,9 @@ production view, :class:`SnapshotView`, wraps a ``sipmesh_bus.routing``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Final, Protocol
+
+from msgspec import Struct
 
 from sipmesh_bus.routing import Health, RoutingSnapshot
 from sipmesh_bus.schema import Transport
@@ -26,8 +27,7 @@ _PEER_CACHE_SIZE: Final = 4096
 #: Source addresses remembered by a ``peers`` cache before it starts over.
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Peer:
+class Peer(Struct, frozen=True, kw_only=True):
     """A trusted source (a PBX, a carrier), recognised by its address (ACL, CIDR)."""
 
     name: str
@@ -35,8 +35,7 @@ class Peer:
     #: RFC 3261 topology hiding towards and from this peer (see docs/router.md).
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Hop:
+class Hop(Struct, frozen=True, kw_only=True):
     """One place an outbound call may go, with what a CDR needs about it."""
 
     host: str
