@@ -576,7 +576,7 @@ class Service:
                 log.exception("%s: request on %s failed", self.name, subject.decode())
                 return
             taken += 1
-            task = asyncio.ensure_future(_finish(coro, yielded))
+            task = loop.create_task(_finish(coro, yielded))
             self._inflight.add(task)
             task.add_done_callback(finished)
 
