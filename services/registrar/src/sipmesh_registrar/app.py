@@ -69,6 +69,7 @@ _MSG_TTL: Final = "Nats-TTL"
 #: JetStream's per-message TTL header (what ``js.publish(msg_ttl=)`` sets).
 _DECODED_MAX: Final = 100_000
 _NO_RESPONDERS: Final = 503
+_ENTROPY: Final = 12
 
 
 class _PubAck(msgspec.Struct):
@@ -121,6 +122,9 @@ class Registrar:
         self._location_watch: KvWatch | None = None
         self._direct_get: str | None = None
         self._read_timeout = config.nats.request_timeout
+        self._pool = b""
+        self._pool_at = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- life cycle -------------------------------------------------------------
 
@@ -229,7 +233,7 @@ class Registrar:
 
     async def _register(self, req: Request, envelope: Envelope) -> bytes | None:
         now = time.time()
-        entropy = os.urandom(12)
+        entropy = self._entropy()
         fast = self._fast.admit(req, subscribers=self._subscribers, now=now, entropy=entropy)
         if isinstance(fast, bytes):
             self._challenges.inc()
@@ -297,7 +301,7 @@ class Registrar:
             decision = core.apply_bindings(step, value, envelope, self.policy, now=now)
             if isinstance(decision, core.Replayed):
                 again = core.replayed(
-                    step, self.nonces, self.policy, now=now, entropy=os.urandom(12)
+                    step, self.nonces, self.policy, now=now, entropy=self._entropy()
                 )
                 return self._count(again)
             if not isinstance(decision, core.Registered) or not decision.changed:
@@ -309,6 +313,19 @@ class Registrar:
             "registrar: gave up on %s after %d conflicts", step.aor, self._settings.kv_retries
         )
         return self._unavailable(req, 500)
+
+    def _entropy(self) -> bytes:
+        """12 fresh random bytes for a nonce, cut from a pool read 6 KiB at a time.
+
+        Every REGISTER gets some (the challenge is decided inside the fast
+        path); one ``os.urandom`` call per request was a syscall each.
+        """
+        at = self._pool_at
+        if at >= len(self._pool):
+            self._pool = os.urandom(_ENTROPY * 512)
+            at = 0
+        self._pool_at = at + _ENTROPY
+        return self._pool[at : at + _ENTROPY]
 
     def _count(self, decision: core.Answer) -> Response:
         self.metrics.result(decision.result).inc()
@@ -415,7 +432,11 @@ class Registrar:
         wire = self._wire
         if wire is None:
             return None
-        done: asyncio.Future[Reply | RequestFailure] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        if loop is None:
+            # Cached: each get_running_loop() costs a getpid() syscall (its fork check).
+            loop = self._loop = asyncio.get_running_loop()
+        done: asyncio.Future[Reply | RequestFailure] = loop.create_future()
         if not wire.request(
             subject, payload, functools.partial(_settle, done), timeout=timeout, headers=headers
         ):
