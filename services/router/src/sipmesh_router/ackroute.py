@@ -55,22 +55,29 @@ def ack_route(
     resp: Response,
     ctx: RouteContext,
     *,
+    tags: tuple[bytes | None, bytes | None],
+    record_routes: list[bytes],
     token: bytes,
     callee: Flow | None,
     policy: Policy,
 ) -> AckRoute | None:
-    """The :class:`AckRoute` for the 2xx ``resp`` (as it goes upstream), or None.
+    """The :class:`AckRoute` for the 2xx ``resp``, or None.
 
     Args:
         env: the 2xx's envelope (the edge that holds the INVITE's transactions).
-        resp: the 2xx with our Record-Route as the caller will see it.
+        resp: the 2xx (its Call-ID, CSeq and Contact).
         ctx: the INVITE's context (:func:`eligible`).
+        tags: its To and From tags.
+        record_routes: its Record-Route values as the caller will see them
+            (with ``token`` in ours).
         token: the sealed dialog token in our Record-Route values.
         callee: the callee phone's flow sealed in the token, if any.
         policy: our addresses (Via).
     """
     try:
-        return _ack_route(env, resp, ctx, token=token, callee=callee, policy=policy)
+        return _ack_route(
+            env, resp, ctx, tags, record_routes, token=token, callee=callee, policy=policy
+        )
     except (ParseError, UnicodeDecodeError):
         return None
 
@@ -79,13 +86,14 @@ def _ack_route(
     env: Envelope,
     resp: Response,
     ctx: RouteContext,
+    tags: tuple[bytes | None, bytes | None],
+    rrs: list[bytes],
     *,
     token: bytes,
     callee: Flow | None,
     policy: Policy,
 ) -> AckRoute | None:
-    tag = resp.to_tag
-    from_tag = resp.from_tag
+    tag, from_tag = tags
     contacts = resp.contact
     inbound = ctx.inbound
     if (
@@ -102,7 +110,6 @@ def _ack_route(
     if b"sm=" in lowered or b"%" in uri or b"th-" in lowered:
         return None  # the strict-router fix or a hidden Contact could apply
     parse_uri(uri)  # core reads the ACK's Request-URI whatever the route: it must parse
-    rrs = resp.headers.get_all(b"record-route")
     marker = b"sm=" + token
     ours = [i for i, v in enumerate(rrs) if marker in v]
     if not ours or ours[-1] - ours[0] + 1 != len(ours):

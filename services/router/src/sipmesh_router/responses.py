@@ -138,18 +138,32 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
 
 def _answered(env: Envelope, resp: Response, ctx: RouteContext, inp: Inputs) -> Decision:
     """The 2xx of an INVITE: upstream with the callee's flow, ``answered``, the dialog record."""
-    resp, token, callee = _add_callee_flow(resp, env, ctx, inp)
-    callee_tag = (resp.to_tag or b"").decode("latin-1")
-    caller_tag = (resp.from_tag or b"").decode("latin-1")
+    # The tags, Call-ID, CSeq and Contact are read from the 2xx as it came:
+    # the edited copies have the same, but each edit starts a new parse cache.
+    to_tag, from_tag = resp.to_tag, resp.from_tag
+    up_resp, token, callee, record_routes = _add_callee_flow(resp, env, ctx, inp)
+    callee_tag = (to_tag or b"").decode("latin-1")
+    caller_tag = (from_tag or b"").decode("latin-1")
     record = dialog_record(ctx, caller_tag=caller_tag, callee_tag=callee_tag, now=inp.now)
     answered = call_event(ctx, "answered", now=inp.now, detail="2xx")
     up = _upstream(
-        resp, ctx, "answered", events=(*_rang(env, ctx), answered), secret=inp.policy.secret
+        up_resp, ctx, "answered", events=(*_rang(env, ctx), answered), secret=inp.policy.secret
     )
     reply = up.reply
     hint = None
     if isinstance(reply, SendResponse) and ackroute.eligible(env, ctx):
-        hint = ackroute.ack_route(env, resp, ctx, token=token, callee=callee, policy=inp.policy)
+        if record_routes is None:
+            record_routes = up_resp.headers.get_all(b"record-route")
+        hint = ackroute.ack_route(
+            env,
+            resp,
+            ctx,
+            tags=(to_tag, from_tag),
+            record_routes=record_routes,
+            token=token,
+            callee=callee,
+            policy=inp.policy,
+        )
         if hint is not None:
             reply = msgspec.structs.replace(reply, ack_route=hint)
     decision = Decision(
@@ -160,7 +174,7 @@ def _answered(env: Envelope, resp: Response, ctx: RouteContext, inp: Inputs) -> 
         setup_seconds=_setup(env, ctx),
     )
     # With a hint there is no media (eligible): _with_answer would change nothing.
-    return decision if hint is not None else _with_answer(decision, env, resp, ctx)
+    return decision if hint is not None else _with_answer(decision, env, up_resp, ctx)
 
 
 def _rang(env: Envelope, ctx: RouteContext) -> tuple[CallEvent, ...]:
@@ -287,24 +301,25 @@ def _failover(ctx: RouteContext, inp: Inputs, status: int) -> Decision:
 
 def _add_callee_flow(
     resp: Response, env: Envelope, ctx: RouteContext, inp: Inputs
-) -> tuple[Response, bytes, Flow | None]:
+) -> tuple[Response, bytes, Flow | None, list[bytes] | None]:
     """Put the callee phone's flow into our Record-Route of the 2xx (NAT, see context.py).
 
     The caller builds its route set from the 2xx's Record-Route (§12.1.2), so
     its in-dialog requests carry the token with the callee's flow back to us.
 
     Returns:
-        The 2xx, the sealed token now in our Record-Route, and the callee's
-        flow when the token holds it.
+        The 2xx, the sealed token now in our Record-Route, the callee's flow
+        when the token holds it, and then the 2xx's Record-Route values
+        (None: unchanged, not read).
     """
     old = ctx.token.encode("ascii")
     if not ctx.callee_is_phone or not ctx.token:
-        return resp, old, None
+        return resp, old, None, None
     call_id = ctx.call_id.encode("utf-8", "surrogateescape")
     secret = inp.policy.secret
     token = open_token(old, secret=secret, call_id=call_id)
     if token is None:
-        return resp, old, None
+        return resp, old, None, None
     flow = Flow(
         host=env.source_host,
         port=env.source_port,
@@ -315,6 +330,6 @@ def _add_callee_flow(
     sealed = seal_token(msgspec.structs.replace(token, callee=flow), secret=secret, call_id=call_id)
     values = resp.headers.get_all(b"record-route")
     if not any(old in v for v in values):
-        return resp, old, None
+        return resp, old, None, values
     new_values = [v.replace(old, sealed) for v in values]
-    return resp.replace_header(b"Record-Route", b", ".join(new_values)), sealed, flow
+    return resp.replace_header(b"Record-Route", b", ".join(new_values)), sealed, flow, new_values
