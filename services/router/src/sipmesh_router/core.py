@@ -229,7 +229,8 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
     if token.hide:
         sent = proxy.with_contact(sent, secret=policy.secret, host=out[0], port=out[1])
         sent, hidden_vias, _ = proxy.hide_request(sent, keep_record_route=True)
-    branch = proxy.branch_for(req.via_branch or b"", req.call_id, 0, req.method)
+    caller_branch = req.via_branch or b""
+    branch = proxy.branch_for(caller_branch, req.call_id, 0, req.method)
     sent = proxy.add_via(sent, transport=out_transport, host=out[0], port=out[1], branch=branch)
     events: tuple[CallEvent, ...] = ()
     delete = None
@@ -256,7 +257,7 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
     ctx = RouteContext(
         call_id=call_id,
         method=req.method.decode(),
-        caller_branch=(req.via_branch or b"").decode("latin-1"),
+        caller_branch=caller_branch.decode("latin-1"),
         edge_id=env.edge_id,
         hide=token.hide,
         self_host=me[0],

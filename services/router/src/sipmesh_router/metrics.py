@@ -13,9 +13,9 @@ routed (``user``: a registered phone, ``dispatcher``: a dispatcher set,
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -23,6 +23,7 @@ from sipmesh_bus.routing import Health, RoutingSnapshot, is_down
 from sipmesh_bus.schema import CallEvent
 
 from .model import Decision
+from .tally import HistogramChild, TallyCounter, TallyHistogram
 
 __all__ = [
     "EVENT_KINDS",
@@ -74,36 +75,25 @@ def method_label(method: bytes | None) -> str:
     return text if text in METHODS else "OTHER"
 
 
-def _child(cache: dict[tuple[object, str], Any], metric: Counter | Histogram, label: str) -> Any:
-    """``metric.labels(label)``, looked up once: ``labels()`` costs microseconds per call."""
-    key = (metric, label)
-    child = cache.get(key)
-    if child is None:
-        child = cache[key] = metric.labels(label)
-    return child
-
-
 class RouterMetrics:
     """Counters, gauges and histograms of one router replica."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self._cache = {}
-        #: (metric, label) -> its child, for the one-label series counted per message.
-        self._latency = {}
+        self._latency: dict[bytes | None, HistogramChild] = {}
         #: method (None: a response) -> the child of ``latency``.
-        self.decisions = Counter(
+        self.decisions = TallyCounter(
             "sipmesh_router_decisions",
             "Requests and responses decided, by outcome (forward, challenge, failover_500 ...)",
             ["outcome"],
             registry=registry,
         )
-        self.events = Counter(
+        self.events = TallyCounter(
             "sipmesh_router_call_events",
             "Call events published to JetStream, by kind and outcome of the publish (ok, error)",
             ["kind", "outcome"],
             registry=registry,
         )
-        self.dialog_writes = Counter(
+        self.dialog_writes = TallyCounter(
             "sipmesh_router_dialog_writes",
             "Dialog record writes to KV dialogs (published after the reply), by op (put, "
             "delete) and outcome (ok, error: every retry failed)",
@@ -115,7 +105,7 @@ class RouterMetrics:
             "Call events and dialog writes queued or in flight (published after the reply)",
             registry=registry,
         )
-        self.latency = Histogram(
+        self.latency = TallyHistogram(
             "sipmesh_router_handling_seconds",
             "Time to decide one message by method (response: a response), KV reads on a "
             "location cache miss and media requests included (event publishes are not: "
@@ -146,19 +136,19 @@ class RouterMetrics:
             "Answered calls not ended yet (KV dialogs, every replica's calls: use max)",
             registry=registry,
         )
-        self.attempts = Counter(
+        self.attempts = TallyCounter(
             "sipmesh_router_call_attempts",
             "New calls forwarded (initial INVITEs; failovers not counted), by route",
             ["route"],
             registry=registry,
         )
-        self.answers = Counter(
+        self.answers = TallyCounter(
             "sipmesh_router_call_answers",
             "Calls answered (a 2xx to an initial INVITE), by route",
             ["route"],
             registry=registry,
         )
-        self.setup = Histogram(
+        self.setup = TallyHistogram(
             "sipmesh_router_call_setup_seconds",
             "INVITE received to 2xx received, by the edge's clock (ringing included), by route",
             ["route"],
@@ -199,9 +189,6 @@ class RouterMetrics:
             for outcome in ("ok", "error"):
                 self.dialog_writes.labels(op, outcome)
 
-    _cache: dict[tuple[object, str], Any]
-    _latency: dict[bytes | None, Any]
-
     def decided(self, decision: Decision, *, method: bytes | None, seconds: float) -> None:
         """Count one decision: its outcome, handling time and what it says about calls.
 
@@ -211,7 +198,7 @@ class RouterMetrics:
             seconds: the time taken to decide (and do the side effects).
         """
         outcome = decision.outcome
-        _child(self._cache, self.decisions, outcome).inc()
+        self.decisions.labels(outcome).inc()
         if outcome.startswith("call_limit_"):
             self.call_limit_rejections.labels(outcome.removeprefix("call_limit_")).inc()
         latency = self._latency.get(method)
@@ -221,14 +208,14 @@ class RouterMetrics:
         for event in decision.events:
             if event.kind == "attempt":
                 if outcome == "forward":
-                    _child(self._cache, self.attempts, route_of(event)).inc()
+                    self.attempts.labels(route_of(event)).inc()
                 if event.gateway or event.carrier:
                     self.carrier_attempts.labels(event.carrier or "", event.gateway or "").inc()
             elif event.kind == "answered":
                 route = route_of(event)
-                _child(self._cache, self.answers, route).inc()
+                self.answers.labels(route).inc()
                 if decision.setup_seconds is not None:
-                    _child(self._cache, self.setup, route).observe(decision.setup_seconds)
+                    self.setup.labels(route).observe(decision.setup_seconds)
 
     def known_gateways(self, snapshot: RoutingSnapshot) -> None:
         """Create the carrier-use series of every gateway in ``snapshot`` (at 0)."""
