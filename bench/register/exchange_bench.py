@@ -142,13 +142,14 @@ class Driver:
             await asyncio.wait(tasks)
 
 
-def cpu_ticks(pid: int) -> int:
+def cpu_ticks(pid: int) -> tuple[int, int]:
+    """(utime, stime) of ``pid`` in clock ticks (fields 14 and 15 of its stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return int(fields[11]), int(fields[12])
 
 
 async def one_round(
-    url: str, pythonpath: str, args: argparse.Namespace, profile: str | None
+    url: str, server_pid: int, pythonpath: str, args: argparse.Namespace, profile: str | None
 ) -> float:
     env = dict(os.environ)
     env.update(
@@ -158,9 +159,15 @@ async def one_round(
         SIPMESH_HTTP_PORT="0",
         SIPMESH_NATS_URL=url,
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "sipmesh_registrar"], env=env, stderr=subprocess.DEVNULL
-    )
+    command = [sys.executable, "-m", "sipmesh_registrar"]
+    if args.cprofile:
+        # The whole life of the process (the stop comes by SIGTERM, handled).
+        code = (
+            "import cProfile, sipmesh_registrar.__main__ as m; p = cProfile.Profile(); "
+            f"p.enable(); m.run(); p.disable(); p.dump_stats({args.cprofile!r})"
+        )
+        command = [sys.executable, "-c", code]
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     wire = WireClient(NatsConfig(url=url), name="exchange-bench")
     await wire.connect()
     try:
@@ -191,14 +198,24 @@ async def one_round(
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+        print(f"  registrar pid {proc.pid}", file=sys.stderr, flush=True)
         before, done = cpu_ticks(proc.pid), driver.done
+        server_before = sum(cpu_ticks(server_pid))
         await driver.run(args.rate, args.seconds)
-        ticks, count = cpu_ticks(proc.pid) - before, driver.done - done
+        after, count = cpu_ticks(proc.pid), driver.done - done
+        server = sum(cpu_ticks(server_pid)) - server_before
+        user, system = after[0] - before[0], after[1] - before[1]
+        ticks = user + system
         if spy is not None:
             spy.wait()
         if driver.failed:
             print(f"  {driver.failed} exchanges failed", file=sys.stderr)
-        return ticks / os.sysconf("SC_CLK_TCK") / count * 1e6
+        tick_us = 1e6 / os.sysconf("SC_CLK_TCK") / count
+        print(
+            f"  user {user * tick_us:.1f} us + system {system * tick_us:.1f} us per exchange;"
+            f" nats-server {server * tick_us:.1f} us"
+        )
+        return ticks * tick_us
     finally:
         await wire.close()
         proc.terminate()
@@ -212,6 +229,7 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--old", help="PYTHONPATH prefix of the code to compare with")
+    ap.add_argument("--cprofile", help="cProfile stats file of the registrar (last round)")
     ap.add_argument("--profile", help="py-spy SVG of the last round (.txt: collapsed stacks)")
     args = ap.parse_args()
     here = os.environ.get("PYTHONPATH", "")
@@ -234,6 +252,8 @@ async def main() -> None:
                 )
                 await bucket.put(aor_key(user, DOMAIN), records.encode_record(sub))
             await nc.close()
+            assert server._proc is not None  # private: the pid of our own server
+            server_pid = server._proc.pid
             variants = [("new", here)]
             if args.old:
                 variants.insert(0, ("old", args.old + (os.pathsep + here if here else "")))
@@ -241,7 +261,9 @@ async def main() -> None:
             for r in range(args.rounds):
                 for name, path in variants:
                     last = r == args.rounds - 1 and name == variants[-1][0]
-                    us = await one_round(server.url, path, args, args.profile if last else None)
+                    us = await one_round(
+                        server.url, server_pid, path, args, args.profile if last else None
+                    )
                     results[name].append(us)
                     print(f"round {r} {name}: {us:6.1f} us CPU per exchange", flush=True)
             for name, values in results.items():
