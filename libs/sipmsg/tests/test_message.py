@@ -344,3 +344,19 @@ def test_rfc3665_digest_and_route_fields() -> None:
     assert len(msg.route) == 2
     msg = parse((VECTORS / "rfc3665" / "invite-180-rr.sip").read_bytes())
     assert len(msg.record_route) == 2
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # A fold (so the block is unfolded), then an empty line continued by a
+        # folded one (bare LF line ends): found by fuzzing, it raised the
+        # parser's internal signal instead of a ParseError.
+        b"INVITE sip:a SIP/2.0\r\nCSeq: 1\r\n  INVITE\r\nTo: <sip:b>\r\n\n  x\r\n\r\n",
+        b"INVITE sip:a SIP/2.0\r\nSubject: a\r\n\tb\r\nTo: <sip:b>\r\n\n\tx\r\n\r\n",
+    ],
+)
+def test_empty_line_continued_after_a_fold_is_a_parse_error(data: bytes) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(data)
+    assert info.value.status_hint == 400

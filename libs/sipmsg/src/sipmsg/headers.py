@@ -498,7 +498,12 @@ def split_header_lines(lines: list[bytes]) -> tuple[Headers, int | None]:
         # LWS = [*WSP CRLF] 1*WSP (§25.1): a line that starts with white space
         # continues the previous one; the value reads as if joined by one SP.
         lines = _unfold(lines)
-        fields, keys, content_length = _split_fields([_FOLD_RE.sub(b" ", ln) for ln in lines])
+        try:
+            fields, keys, content_length = _split_fields([_FOLD_RE.sub(b" ", ln) for ln in lines])
+        except _FoldedError:
+            # Only an empty line continued by a folded one comes here: joined,
+            # it still starts with white space. An empty line is no header.
+            raise ParseError("empty header line") from None
     headers = Headers(fields, tuple(lines))
     headers._keys = keys
     return headers, content_length
