@@ -72,7 +72,9 @@ def cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])
 
 
-async def one_round(url: str, variant: str, rate: float, seconds: float) -> float:
+async def one_round(
+    url: str, server_pid: int, variant: str, rate: float, seconds: float
+) -> tuple[float, float]:
     proc = subprocess.Popen(
         [sys.executable, __file__, "--role", variant, "--url", url],
         stdin=subprocess.PIPE,
@@ -106,11 +108,14 @@ async def one_round(url: str, variant: str, rate: float, seconds: float) -> floa
         await put_for(0.5)
         time.sleep(0.2)
         before, got = cpu_ticks(proc.pid), entries()
+        server_before = cpu_ticks(server_pid)
         await put_for(seconds)
         time.sleep(0.3)
         ticks, got = cpu_ticks(proc.pid) - before, entries() - got
+        server = cpu_ticks(server_pid) - server_before
         await nc.close()
-        return ticks / os.sysconf("SC_CLK_TCK") / got * 1e6
+        tick_us = 1e6 / os.sysconf("SC_CLK_TCK") / got
+        return ticks * tick_us, server * tick_us
     finally:
         proc.terminate()
         proc.wait(10)
@@ -129,12 +134,19 @@ async def main() -> None:
             nc = await nats.connect(server.url)
             await nc.jetstream().create_key_value(KeyValueConfig(bucket=BUCKET))
             await nc.close()
+            assert server._proc is not None  # private: the pid of our own server
             results: dict[str, list[float]] = {"nats-py": [], "wire": []}
             for r in range(args.rounds):
                 for variant, values in results.items():
-                    us = await one_round(server.url, variant, args.rate, args.seconds)
+                    us, at_server = await one_round(
+                        server.url, server._proc.pid, variant, args.rate, args.seconds
+                    )
                     values.append(us)
-                    print(f"round {r} {variant:8s} {us:5.1f} us CPU per entry", flush=True)
+                    print(
+                        f"round {r} {variant:8s} {us:5.1f} us CPU per entry"
+                        f" (nats-server {at_server:5.1f} us, the puts included)",
+                        flush=True,
+                    )
             for variant, values in results.items():
                 print(f"{variant:8s} best {min(values):5.1f} us per entry")
         finally:
