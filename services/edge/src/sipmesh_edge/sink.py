@@ -12,8 +12,8 @@ Server transactions are keyed by :func:`sipmsg.transaction.server_key`
 :func:`core.peek_triage` made it); the
 client side (the branches of a ``Forward``: forking, the best final response,
 CANCEL fan-out, Timer C) is :class:`sipmesh_edge.proxy.Proxy`. All timers of
-both run from one :meth:`EdgeSink.tick` (the app calls it every few ms): a heap
-of deadlines, lazily invalidated.
+both run from one :meth:`EdgeSink.tick` (the app calls it every few ms): a
+timer wheel of 10 ms slots, lazily invalidated (see :meth:`EdgeSink._arm`).
 """
 
 from __future__ import annotations
@@ -67,6 +67,9 @@ _ERROR_LOG_INTERVAL: Final = 10.0
 _DEFAULT_PARSER: Final = ParserConfig()
 _DEFAULT_TIMERS: Final = TransactionConfig()
 _DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}
+_SLOTS_PER_SECOND: Final = 100
+#: The timer wheel's resolution (10 ms slots); a timer still fires at the
+#: first tick at or after its deadline, never before.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,8 +131,10 @@ class EdgeSink:
         self.acks = AckRoutes()
         #: ACKs of recent 2xx the edge forwards without the router (schema.AckRoute).
         self._servers: dict[tuple[bytes, ...], Server] = {}
-        self._heap: list[tuple[float, int, Server | Branch]] = []
-        self._seq = 0
+        self._wheel: dict[int, list[tuple[float, Server | Branch]]] = {}
+        #: Deadlines by slot (``int(deadline * _SLOTS_PER_SECOND)``).
+        self._slots: list[int] = []
+        #: A heap of the wheel's slot numbers, one per slot.
         self._last_error_log = -_ERROR_LOG_INTERVAL
 
     # -- the MessageSink port ----------------------------------------------
@@ -258,16 +263,25 @@ class EdgeSink:
     def tick(self) -> None:
         """Fire every transaction timer that is due (call every few ms)."""
         now = self._clock()
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            deadline, _, entry = heapq.heappop(heap)
-            if deadline != entry.armed:
-                continue  # superseded by an earlier deadline that already fired
-            entry.armed = math.inf
-            try:
-                self._fire(entry, now)
-            except Exception:
-                self._internal_error("timer")
+        last = int(now * _SLOTS_PER_SECOND)
+        slots, wheel = self._slots, self._wheel
+        later: list[tuple[float, Server | Branch]] = []
+        while slots and slots[0] <= last:
+            # A timer armed while firing lands in its slot again (a new
+            # bucket), so this loop fires it too when it is due already.
+            for deadline, entry in wheel.pop(heapq.heappop(slots)):
+                if deadline != entry.armed:
+                    continue  # superseded by an earlier deadline that already fired
+                if deadline > now:
+                    later.append((deadline, entry))  # the current slot, not due yet
+                    continue
+                entry.armed = math.inf
+                try:
+                    self._fire(entry, now)
+                except Exception:
+                    self._internal_error("timer")
+        for deadline, entry in later:
+            self._schedule(deadline, entry)
 
     # -- receiving ---------------------------------------------------------
 
@@ -649,11 +663,24 @@ class EdgeSink:
     def _arm(self, entry: Server | Branch) -> None:
         deadline = entry.deadline()
         if deadline < entry.armed:
-            # Only an earlier deadline needs a new heap entry; a later one is
-            # found when the current entry pops (see _fire).
+            # Only an earlier deadline needs a new wheel entry; a later one is
+            # found when the current entry fires (see _fire). The superseded
+            # entry stays in its slot and is skipped there.
             entry.armed = deadline
-            self._seq += 1
-            heapq.heappush(self._heap, (deadline, self._seq, entry))
+            self._schedule(deadline, entry)
+
+    def _schedule(self, deadline: float, entry: Server | Branch) -> None:
+        # A wheel, not a heap of every deadline: a heap of a few hundred
+        # thousand (Timer J/L and the safety-net expiries of a busy edge) costs
+        # a few µs per pop in cache misses; a slot's bucket is one dict lookup
+        # and an append, and only the slot numbers are kept in order.
+        slot = int(deadline * _SLOTS_PER_SECOND)
+        bucket = self._wheel.get(slot)
+        if bucket is None:
+            self._wheel[slot] = [(deadline, entry)]
+            heapq.heappush(self._slots, slot)
+        else:
+            bucket.append((deadline, entry))
 
     def _fire(self, entry: Server | Branch, now: float) -> None:
         if isinstance(entry, Branch):

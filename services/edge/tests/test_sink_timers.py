@@ -1,0 +1,104 @@
+"""The sink's timer wheel: every deadline fires at the first tick at or after it, never before."""
+
+from __future__ import annotations
+
+import math
+import random
+
+from prometheus_client import CollectorRegistry
+
+from sipmesh_edge.core import EdgeIdentity
+from sipmesh_edge.metrics import EdgeMetrics
+from sipmesh_edge.sink import EdgeSink, SinkConfig
+
+
+class Entry:
+    """What the timers read of a Server or a Branch."""
+
+    def __init__(self, due: float) -> None:
+        self.armed = math.inf
+        self.due = due
+
+    def deadline(self) -> float:
+        return self.due
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        me = EdgeIdentity(edge_id="t", hosts=frozenset({b"192.0.2.10"}), ports=frozenset({5060}))
+        self.sink = EdgeSink(
+            SinkConfig(identity=me), EdgeMetrics(CollectorRegistry()), clock=lambda: self.now
+        )
+        self.fired: list[tuple[Entry, float]] = []
+        self.then: dict[int, float] = {}
+        #: id(entry) -> the next deadline to arm when it fires.
+        self.sink._fire = self._fire  # type: ignore[method-assign,assignment]
+
+    def _fire(self, entry: Entry, now: float) -> None:
+        self.fired.append((entry, now))
+        again = self.then.pop(id(entry), None)
+        if again is not None:
+            entry.due = again
+            self.arm(entry)
+
+    def arm(self, entry: Entry) -> None:
+        self.sink._arm(entry)  # type: ignore[arg-type]
+
+    def tick(self, now: float) -> list[Entry]:
+        self.now = now
+        self.fired.clear()
+        self.sink.tick()
+        return [e for e, _ in self.fired]
+
+
+def test_a_deadline_fires_at_the_first_tick_at_or_after_it_even_within_a_slot() -> None:
+    h = Harness()
+    entry = Entry(1000.5034)
+    h.arm(entry)
+    assert h.tick(1000.5) == []  # same 10 ms slot, not due yet
+    assert h.tick(1000.5033) == []
+    assert h.tick(1000.5034) == [entry]
+    assert h.tick(1010.0) == []  # fired once
+
+
+def test_an_earlier_deadline_supersedes_and_a_later_one_waits_for_the_current() -> None:
+    h = Harness()
+    entry = Entry(1032.0)
+    h.arm(entry)
+    entry.due = 1000.5
+    h.arm(entry)  # earlier: a new entry; the 32 s one is skipped when its slot comes
+    assert h.tick(1000.5) == [entry]
+    entry.due = 1005.0
+    h.arm(entry)
+    assert h.tick(1004.99) == []
+    assert h.tick(1005.0) == [entry]
+    assert h.tick(1040.0) == []  # the superseded 32 s entry never fires
+
+
+def test_a_timer_armed_while_firing_that_is_due_fires_in_the_same_tick() -> None:
+    h = Harness()
+    entry = Entry(1000.1)
+    h.then[id(entry)] = 1000.2  # e.g. a retransmission timer that is already due again
+    h.arm(entry)
+    fired = h.tick(1000.3)
+    assert fired == [entry, entry]
+    assert [now for _, now in h.fired] == [1000.3, 1000.3]
+
+
+def test_random_deadlines_fire_exactly_once_in_time() -> None:
+    rng = random.Random(3261)
+    h = Harness()
+    entries = [Entry(1000.0 + rng.uniform(0, 40)) for _ in range(500)]
+    for entry in entries:
+        h.arm(entry)
+    seen: list[int] = []
+    now = 1000.0
+    while now < 1041.0:
+        now += rng.uniform(0.0005, 0.2)
+        for entry in h.tick(now):
+            assert entry.due <= now
+            seen.append(id(entry))
+        done = set(seen)
+        assert [e for e in entries if e.due <= now and id(e) not in done] == []
+    assert sorted(seen) == sorted(map(id, entries))
