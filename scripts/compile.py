@@ -78,12 +78,22 @@ def extension_of(source: Path) -> Path:
     return source.with_name(source.stem + EXT_SUFFIX)
 
 
+def group_name(target: Target) -> str:
+    """The mypyc group's name: its shared library is ``<name>__mypyc`` at the source root.
+
+    At the root, not in the package: each compiled module sets its ``__file__``
+    from the library's folder, as if that were the root.
+    """
+    return target.package.replace(".", "_") + "_compiled"
+
+
 def built_files() -> list[Path]:
-    """Every extension module the build wrote (shims and group libraries)."""
+    """Every extension module the build wrote (the shims and the group's library)."""
     found: list[Path] = []
     for t in TARGETS:
         pkg = ROOT / t.src / t.package.replace(".", "/")
         found.extend(sorted(pkg.rglob("*" + EXT_SUFFIX)))
+        found.extend(sorted((ROOT / t.src).glob(f"{group_name(t)}__mypyc*{EXT_SUFFIX}")))
     return found
 
 
@@ -103,18 +113,25 @@ def _fingerprint() -> dict[str, str]:
 
 
 def stale() -> list[str]:
-    """The compiled modules whose ``.py`` changed since they were built (empty: fresh or pure).
+    """The compiled modules whose ``.py`` changed or went since they were built.
 
-    Only modules that have a ``.so`` count: a pure tree is never stale.
+    Only modules that have a ``.so`` count: a pure tree is never stale. An
+    extension whose ``.py`` was deleted counts too (Python would import it).
     """
     compiled = [p for p in all_sources() if extension_of(p).exists()]
+    orphans = [
+        so.relative_to(ROOT).as_posix()
+        for so in built_files()
+        if not so.name.endswith("__mypyc" + EXT_SUFFIX)
+        and not so.with_name(so.name.removesuffix(EXT_SUFFIX) + ".py").exists()
+    ]
     if not compiled:
-        return []
+        return orphans
     try:
         recorded: dict[str, str] = json.loads(STAMP.read_text())
     except (OSError, ValueError):
         recorded = {}
-    return [
+    return orphans + [
         p.relative_to(ROOT).as_posix()
         for p in compiled
         if recorded.get(p.relative_to(ROOT).as_posix()) != _digest(p)
@@ -130,7 +147,7 @@ def remove_built() -> int:
 
 
 def _up_to_date() -> bool:
-    if not all(extension_of(p).exists() for p in all_sources()):
+    if stale() or not all(extension_of(p).exists() for p in all_sources()):
         return False
     try:
         return bool(json.loads(STAMP.read_text()) == _fingerprint())
@@ -144,41 +161,35 @@ def build(jobs: int) -> None:
 
     setup = importlib.import_module("setuptools").setup  # no stubs: untyped
 
-    os.chdir(ROOT)
     paths = [p.relative_to(ROOT).as_posix() for p in all_sources()]
-    extensions = []
     for t in TARGETS:
-        group = [p.relative_to(ROOT).as_posix() for p in sources(t)]
-        extensions += mypycify(
+        os.chdir(ROOT)
+        extensions = mypycify(
             ["--config-file", "pyproject.toml", *paths],
-            only_compile_paths=group,
+            only_compile_paths=[p.relative_to(ROOT).as_posix() for p in sources(t)],
             opt_level=OPT_LEVEL,
             multi_file=True,
             target_dir=str(BUILD_DIR / t.package),
-            group_name=f"{t.package}._compiled",
+            group_name=group_name(t),
         )
-        for ext in extensions:
-            # In multi-file mode the per-module C files sit above the group's header.
-            ext.include_dirs.append(str(BUILD_DIR / t.package / t.package.replace(".", "/")))
-    package_dir = {t.package: str(ROOT / t.src / t.package.replace(".", "/")) for t in TARGETS}
-    # setuptools reads a pyproject.toml in the working directory (and refuses
-    # the project's): run it from the build folder, on absolute paths.
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    os.chdir(BUILD_DIR)
-    setup(
-        name="sipmesh-compiled",
-        ext_modules=extensions,
-        package_dir=package_dir,
-        script_args=[
-            "--quiet",
-            "build_ext",
-            "--inplace",
-            "--build-temp",
-            str(BUILD_DIR / "temp"),
-            "--parallel",
-            str(jobs),
-        ],
-    )
+        # setuptools reads a pyproject.toml in the working directory (and
+        # refuses the project's): run it from the build folder, on absolute
+        # paths. The group's library goes to the source root ("").
+        os.chdir(BUILD_DIR)
+        setup(
+            name="sipmesh-compiled",
+            ext_modules=extensions,
+            package_dir={"": str(ROOT / t.src)},
+            script_args=[
+                "--quiet",
+                "build_ext",
+                "--inplace",
+                "--build-temp",
+                str(BUILD_DIR / "temp"),
+                "--parallel",
+                str(jobs),
+            ],
+        )
 
 
 def _run_build(jobs: int) -> tuple[bool, str]:

@@ -157,3 +157,21 @@ def test_compiled_and_pure_read_every_vector_alike(tmp_path: Path) -> None:
     assert compiled[0] == "compiled: True"
     assert len(pure) == len(paths) + 1
     assert compiled[1:] == pure[1:]
+
+
+def test_stale_sees_an_extension_whose_source_went(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    suffix = compile_script.EXT_SUFFIX
+    pkg = tmp_path / "libs/sipmsg/src/sipmsg"
+    pkg.mkdir(parents=True)
+    (pkg / "kept.py").write_text("")
+    for name in ("kept", "gone"):
+        (pkg / (name + suffix)).write_bytes(b"")
+    (pkg.parent / ("sipmsg_compiled__mypyc" + suffix)).write_bytes(b"")  # the group's library
+    monkeypatch.setattr(compile_script, "ROOT", tmp_path)
+    monkeypatch.setattr(compile_script, "STAMP", tmp_path / "stamp.json")
+    assert compile_script.stale() == [
+        f"libs/sipmsg/src/sipmsg/gone{suffix}",
+        "libs/sipmsg/src/sipmsg/kept.py",
+    ]
