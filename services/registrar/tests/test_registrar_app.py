@@ -123,7 +123,7 @@ async def test_app_challenge_then_register_stores_binding(
             f"<sip:{user}@192.0.2.7:5060>;expires=3600".encode()
         ]
         assert await stored_contacts(js, user) == {f"sip:{user}@192.0.2.7:5060"}
-        metric = registrar.metrics.registrations.labels("ok")._value.get()
+        metric = registrar.metrics.registrations.labels("ok").value
         assert metric == 1
     finally:
         await registrar.close()
