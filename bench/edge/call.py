@@ -74,6 +74,10 @@ class Call:
 
     all_responses = False
     #: ``Forward.all_responses`` of the INVITE (``--all-responses``).
+    ack_route = True
+    #: The 200's ``SendResponse.ack_route``, as the router gives it for this
+    #: call (no topology hiding, no media anchor): the edge forwards the ACK
+    #: itself (``--no-ack-route``: the ACK goes to the router, as before it did).
 
     def __init__(self, n: int) -> None:
         caller_via = b"Via: SIP/2.0/UDP 198.51.100.7:5061;branch=z9hG4bK-%d-1-0;rport\r\n" % n
@@ -169,13 +173,27 @@ class Call:
             + callee_contact + b"Content-Length: 0\r\n\r\n"
         )  # fmt: skip
 
-        def answer(data: bytes) -> bytes:
-            return schema.encode(schema.SendResponse(data=data))
+        def answer(data: bytes, hint: schema.AckRoute | None = None) -> bytes:
+            return schema.encode(schema.SendResponse(data=data, ack_route=hint))
+
+        hint = schema.AckRoute(
+            call_id=call_id[9:-2],
+            cseq=1,
+            from_tag=b"1234SIPpTag00%d" % n,
+            to_tag=b"5678SIPpTag01%d" % n,
+            uri=b"sip:uas@203.0.113.5:5080;transport=UDP",
+            routes=[RR[14:-2]],
+            inbound="udp",
+            via=b"SIP/2.0/UDP 192.0.2.10:5060;branch=",
+            target=in_dialog_target,
+        )
 
         self.replies: dict[tuple[str, bytes], bytes] = {
             (subjects.SIP_ROUTE, b"INVITE"): schema.encode(invite_fwd),
             (subjects.SIP_ROUTE_RESPONSE, b"180"): answer(ringing_up),
-            (subjects.SIP_ROUTE_RESPONSE, b"200 INVITE"): answer(ok_up),
+            (subjects.SIP_ROUTE_RESPONSE, b"200 INVITE"): answer(
+                ok_up, hint if self.ack_route else None
+            ),
             (subjects.SIP_ROUTE, b"ACK"): schema.encode(ack_fwd),
             (subjects.SIP_ROUTE, b"BYE"): schema.encode(bye_fwd),
             (subjects.SIP_ROUTE_RESPONSE, b"200 BYE"): answer(bye_ok_up),
@@ -364,8 +382,12 @@ def main() -> None:
     parser.add_argument("--gc", choices=("edge", "default"), default="edge")
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--all-responses", action="store_true", help="the router before 6e65a69")
+    parser.add_argument(
+        "--no-ack-route", action="store_true", help="no SendResponse.ack_route: ACK to the router"
+    )
     args = parser.parse_args()
     Call.all_responses = args.all_responses
+    Call.ack_route = not args.no_ack_route
     if args.gc == "edge":
         gc.set_threshold(50_000, 20, 100)  # as sipmesh_edge.__main__
     check()

@@ -95,14 +95,9 @@ class AckRoutes:
         mf = req.max_forwards
         if mf == 0:
             return None  # the router drops it (§16.3 step 3 answers 483, never to an ACK)
-        out = req.remove_header(b"route")
-        if hint.rest:
-            out = out.with_header(b"Route", b", ".join(hint.rest))
-        value = _DEFAULT_MAX_FORWARDS if mf is None else mf - 1
-        out = out.replace_header(b"Max-Forwards", b"%d" % value)
         branch = branch_for(req.via_branch or b"", req.call_id, 0, b"ACK")  # as the router
-        out = out.prepend_header(b"Via", hint.via + branch)
-        return bytes(out), hint.target
+        value = _DEFAULT_MAX_FORWARDS if mf is None else mf - 1
+        return _edited(req, hint.via + branch, hint.rest, b"%d" % value), hint.target
 
     def _expire(self, now: float) -> None:
         hints = self._hints
@@ -111,3 +106,35 @@ class AckRoutes:
             if hints[key].expires > now:
                 return
             del hints[key]
+
+
+def _edited(req: Request, via: bytes, rest: list[bytes], max_forwards: bytes) -> bytes:
+    """The ACK's bytes: ``via`` on top, Route lines out (``rest`` appended), Max-Forwards set.
+
+    In one pass over the header lines, the bytes the router's edits make
+    (``remove_header`` of Route, ``with_header`` of the rest, ``replace_header``
+    of Max-Forwards, ``prepend_header`` of its Via): every other line as it
+    came, Max-Forwards in place of the first such line (appended when there
+    was none), ``rest`` as one Route line after the others.
+
+    Raises:
+        LocalProtocolError: a value from the hint holds CR or LF.
+    """
+    route = b", ".join(rest)
+    if b"\r" in via or b"\n" in via or b"\r" in route or b"\n" in route:
+        raise LocalProtocolError("a header value of the ACK hint holds CR or LF")
+    lines = [b"%s %s %s" % (req.method, req.uri, req.version), b"Via: " + via]
+    mf_line: bytes | None = b"Max-Forwards: " + max_forwards
+    for key, line in zip(req.headers.keys(), req.headers.lines, strict=True):
+        if key == b"max-forwards":
+            if mf_line is not None:
+                lines.append(mf_line)
+                mf_line = None
+        elif key != b"route":
+            lines.append(line)
+    if rest:
+        lines.append(b"Route: " + route)
+    if mf_line is not None:
+        lines.append(mf_line)
+    lines += (b"", req.body)
+    return b"\r\n".join(lines)
