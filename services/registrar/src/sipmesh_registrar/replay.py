@@ -42,6 +42,7 @@ bindings the credentials' owner may see. Recording it would cost a write.
 from __future__ import annotations
 
 import hashlib
+from operator import attrgetter
 from typing import Final
 
 from sipmesh_bus.records import BindingSet, SeenNonce
@@ -50,6 +51,7 @@ __all__ = ["MAX_SEEN", "is_replay", "remember", "seen_nonce"]
 
 MAX_SEEN: Final = 32
 #: Nonces remembered per AoR.
+_UNTIL: Final = attrgetter("until")
 
 
 def seen_nonce(nonce: bytes, nc: int, *, until: float) -> SeenNonce:
@@ -103,7 +105,9 @@ def remember(
     if seen is not None:
         entries.append(seen)
     if len(entries) > limit:
-        entries.sort(key=lambda e: e.until)
+        # Usually sorted already (each nonce expires after those issued
+        # before it): the sort then only compares neighbours.
+        entries.sort(key=_UNTIL)
         dropped = len(entries) - limit
         floor = max(floor, entries[dropped - 1].until)
         del entries[:dropped]
