@@ -667,7 +667,9 @@ def _source(env: Envelope) -> str:
     return f"{host}:{env.source_port}"
 
 
+@functools.lru_cache(maxsize=4096)
 def _unescape(user: bytes) -> str:
+    # Memoised: an INVITE to a user reads it twice (location_keys, the decision).
     return unquote_to_bytes(user).decode("utf-8", "replace")
 
 
