@@ -193,6 +193,7 @@ async def one_round(
                     str(int(args.seconds)),
                     "-r",
                     "250",
+                    "--nonblocking",  # pausing the process for each sample distorts it
                     *(["--format", "raw"] if profile.endswith(".txt") else []),
                 ],
                 stdout=subprocess.DEVNULL,
