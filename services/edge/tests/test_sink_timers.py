@@ -62,18 +62,21 @@ def test_a_deadline_fires_at_the_first_tick_at_or_after_it_even_within_a_slot() 
     assert h.tick(1010.0) == []  # fired once
 
 
-def test_an_earlier_deadline_supersedes_and_a_later_one_waits_for_the_current() -> None:
+def test_a_new_deadline_earlier_or_later_supersedes_the_armed_one() -> None:
     h = Harness()
     entry = Entry(1032.0)
     h.arm(entry)
     entry.due = 1000.5
     h.arm(entry)  # earlier: a new entry; the 32 s one is skipped when its slot comes
     assert h.tick(1000.5) == [entry]
-    entry.due = 1005.0
+    entry.due = 1000.7
     h.arm(entry)
+    entry.due = 1005.0
+    h.arm(entry)  # later (a response moved Timer A to Timer B): 1000.7 never fires
+    assert h.tick(1000.8) == []
     assert h.tick(1004.99) == []
     assert h.tick(1005.0) == [entry]
-    assert h.tick(1040.0) == []  # the superseded 32 s entry never fires
+    assert h.tick(1040.0) == []  # the superseded entries never fire
 
 
 def test_a_timer_armed_while_firing_that_is_due_fires_in_the_same_tick() -> None:

@@ -485,8 +485,8 @@ class Proxy:
             if self.clients.get(branch.key) is not branch:
                 return
         elif now < branch.deadline():
-            # An earlier deadline that a response superseded (Timer A/E after
-            # a provisional or final): nothing is due, only the next one armed.
+            # Nothing is due (a deadline moved later without a new arm; the
+            # sink skips the entries an arm superseded): only the next armed.
             self._arm(branch)
             return
         branch.tx.handle_timer(now)

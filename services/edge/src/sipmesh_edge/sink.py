@@ -662,10 +662,11 @@ class EdgeSink:
 
     def _arm(self, entry: Server | Branch) -> None:
         deadline = entry.deadline()
-        if deadline < entry.armed:
-            # Only an earlier deadline needs a new wheel entry; a later one is
-            # found when the current entry fires (see _fire). The superseded
-            # entry stays in its slot and is skipped there.
+        if deadline != entry.armed:
+            # A new wheel entry for a deadline earlier or later than the armed
+            # one (a response moved Timer A/E to Timer B/C/K, a final moved
+            # the safety net to Timer L/J): the superseded entry stays in its
+            # slot and is skipped there, instead of firing only to re-arm.
             entry.armed = deadline
             self._schedule(deadline, entry)
 
