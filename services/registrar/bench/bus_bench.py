@@ -31,6 +31,7 @@ import urllib.request
 from pathlib import Path
 
 from nats.aio.client import Client
+from nats.js import JetStreamContext
 
 from sipmesh_bus import kv, records, schema
 from sipmesh_bus.natsserver import NatsServer
@@ -90,6 +91,22 @@ def wrap(data: bytes) -> bytes:
     )
 
 
+async def store_users(js: JetStreamContext, count: int) -> list[str]:
+    """Subscribers ``user00001``... with password ``pw-<user>``; their names."""
+    subs = await js.key_value(kv.BUCKET_SUBSCRIBERS)
+    users = [f"user{i:05d}" for i in range(1, count + 1)]
+    for u in users:
+        ub, d, p = u.encode(), DOMAIN.encode(), f"pw-{u}".encode()
+        rec = Subscriber(
+            user=u,
+            domain=DOMAIN,
+            ha1_md5=ha1_md5(ub, d, p).decode(),
+            ha1_sha256=ha1_sha256(ub, d, p).decode(),
+        )
+        await subs.put(aor_key(u, DOMAIN), records.encode_record(rec))
+    return users
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base", help="PYTHONPATH for the registrar (another sipmesh_registrar)")
@@ -105,17 +122,7 @@ async def main() -> None:
     await nc.connect(server.url)
     js = nc.jetstream()
     await kv.ensure_jetstream(js)
-    subs = await js.key_value(kv.BUCKET_SUBSCRIBERS)
-    users = [f"user{i:05d}" for i in range(1, a.users + 1)]
-    for u in users:
-        ub, d, p = u.encode(), DOMAIN.encode(), f"pw-{u}".encode()
-        rec = Subscriber(
-            user=u,
-            domain=DOMAIN,
-            ha1_md5=ha1_md5(ub, d, p).decode(),
-            ha1_sha256=ha1_sha256(ub, d, p).decode(),
-        )
-        await subs.put(aor_key(u, DOMAIN), records.encode_record(rec))
+    users = await store_users(js, a.users)
     http = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIPMESH_")}
     env.update(

@@ -1,7 +1,7 @@
 """The registrar process's CPU per digest exchange over a real nats-server.
 
-    python bench/register/exchange_bench.py [--rate 1500] [--seconds 8] [--rounds 3]
-        [--old PYTHONPATH] [--profile OUT.svg]
+    python services/registrar/bench/rate_bench.py [--rate 1500] [--seconds 6] [--rounds 5]
+        [--old PYTHONPATH] [--profile OUT.svg|OUT.txt] [--cprofile OUT.prof]
 
 Starts a private nats-server with JetStream (free loopback port), stores
 ``--users`` subscribers, starts ``python -m sipmesh_registrar`` and drives it
@@ -16,7 +16,8 @@ exchanges completed in it. The box is shared: process CPU, not wall time.
 second registrar whose ``PYTHONPATH`` starts with PATH (e.g. a ``git archive``
 of an older commit's ``libs/bus/src:services/registrar/src``), so the two are
 compared under the same load. ``--profile`` records the (last) registrar with
-py-spy.
+py-spy. ``bus_bench.py`` beside it drives the registrar closed-loop to
+saturation instead (and shares its messages and subscribers).
 """
 
 from __future__ import annotations
@@ -27,61 +28,35 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+import bus_bench  # beside this file (the script's folder is on sys.path)
 import nats
 
-from sipmesh_bus import kv, records, schema
+from sipmesh_bus import kv, schema
 from sipmesh_bus.config import NatsConfig
 from sipmesh_bus.natsserver import NatsServer
-from sipmesh_bus.records import Subscriber, aor_key
-from sipmesh_bus.schema import Envelope, SendResponse
+from sipmesh_bus.schema import SendResponse
 from sipmesh_bus.subjects import SIP_REGISTER
 from sipmesh_bus.wire import Reply, RequestFailure, WireClient
 from sipmsg import Response, parse
-from sipmsg.digest import build_authorization, ha1_md5, ha1_sha256
+from sipmsg.digest import build_authorization
 
-DOMAIN = "127.0.0.1"
+DOMAIN = bus_bench.DOMAIN
 _TICK = 0.01
 
 
 def register(user: str, cseq: int, tag: str, authorization: bytes | None = None) -> bytes:
-    """A REGISTER as SIPp's reg_auth.xml sends it, wrapped in the edge's envelope."""
-    lines = [
-        f"REGISTER sip:{DOMAIN}:5060 SIP/2.0",
-        f"Via: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bK-{user}-{cseq};rport",
-        "Max-Forwards: 70",
-        f"From: <sip:{user}@{DOMAIN}>;tag={user}-1",
-        f"To: <sip:{user}@{DOMAIN}>",
-        f"Call-ID: {user}-{tag}@127.0.0.1",
-        f"CSeq: {cseq} REGISTER",
-        f"Contact: <sip:{user}@127.0.0.1:5062;transport=UDP>",
-    ]
-    if authorization is not None:
-        lines.append("Authorization: " + authorization.decode())
-    lines += ["Expires: 3600", "User-Agent: sipp-bench", "Content-Length: 0"]
-    data = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    return schema.encode(
-        Envelope(
-            edge_id="bench-edge",
-            transport="udp",
-            source_host="127.0.0.1",
-            source_port=5062,
-            local_host="127.0.0.1",
-            local_port=5060,
-            received_at=time.time(),
-            data=data,
-        )
-    )
+    """The SIPp REG-AUTH REGISTER in the edge's envelope (one Call-ID per user and round)."""
+    return bus_bench.wrap(bus_bench.register(user, cseq, f"{user}-{tag}@bench", authorization))
 
 
 class Driver:
     """Runs exchanges on a wire connection and counts them."""
 
-    def __init__(self, wire: WireClient, users: int) -> None:
+    def __init__(self, wire: WireClient, users: list[str]) -> None:
         self.wire = wire
-        self.users = [f"u{i:05d}" for i in range(users)]
+        self.users = users
         self.cseq = dict.fromkeys(self.users, 0)
         self.next = 0
         self.done = 0
@@ -149,13 +124,19 @@ def cpu_ticks(pid: int) -> tuple[int, int]:
 
 
 async def one_round(
-    url: str, server_pid: int, pythonpath: str, args: argparse.Namespace, profile: str | None
+    url: str,
+    *,
+    server_pid: int,
+    users: list[str],
+    pythonpath: str,
+    args: argparse.Namespace,
+    profile: str | None,
 ) -> float:
     env = dict(os.environ)
     env.update(
         PYTHONPATH=pythonpath,
         SIPMESH_REGISTRAR_DOMAIN=DOMAIN,
-        SIPMESH_REGISTRAR_NONCE_SECRET="exchange-bench-secret-0123456789",
+        SIPMESH_REGISTRAR_NONCE_SECRET="exchange-bench-secret-0123456789",  # noqa: S106
         SIPMESH_HTTP_PORT="0",
         SIPMESH_NATS_URL=url,
     )
@@ -167,11 +148,11 @@ async def one_round(
             f"p.enable(); m.run(); p.disable(); p.dump_stats({args.cprofile!r})"
         )
         command = [sys.executable, "-c", code]
-    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)  # noqa: S603 - our argv
     wire = WireClient(NatsConfig(url=url), name="exchange-bench")
     await wire.connect()
     try:
-        driver = Driver(wire, args.users)
+        driver = Driver(wire, users)
         for _ in range(600):  # wait until it answers
             await driver.exchange()  # counts its failures
             if driver.done:
@@ -181,7 +162,7 @@ async def one_round(
         await driver.run(args.rate, 1.0)  # warm-up
         spy = None
         if profile:
-            spy = subprocess.Popen(
+            spy = subprocess.Popen(  # noqa: S603 - our own argv
                 [
                     str(Path(sys.executable).parent / "py-spy"),
                     "record",
@@ -241,17 +222,7 @@ async def main() -> None:
             nc = await nats.connect(server.url)
             js = nc.jetstream()
             await kv.ensure_jetstream(js)
-            bucket = await js.key_value(kv.BUCKET_SUBSCRIBERS)
-            for i in range(args.users):
-                user = f"u{i:05d}"
-                u, d, p = user.encode(), DOMAIN.encode(), f"pw-{user}".encode()
-                sub = Subscriber(
-                    user=user,
-                    domain=DOMAIN,
-                    ha1_md5=ha1_md5(u, d, p).decode(),
-                    ha1_sha256=ha1_sha256(u, d, p).decode(),
-                )
-                await bucket.put(aor_key(user, DOMAIN), records.encode_record(sub))
+            users = await bus_bench.store_users(js, args.users)
             await nc.close()
             assert server._proc is not None  # private: the pid of our own server
             server_pid = server._proc.pid
@@ -263,7 +234,12 @@ async def main() -> None:
                 for name, path in variants:
                     last = r == args.rounds - 1 and name == variants[-1][0]
                     us = await one_round(
-                        server.url, server_pid, path, args, args.profile if last else None
+                        server.url,
+                        server_pid=server_pid,
+                        users=users,
+                        pythonpath=path,
+                        args=args,
+                        profile=args.profile if last else None,
                     )
                     results[name].append(us)
                     print(f"round {r} {name}: {us:6.1f} us CPU per exchange", flush=True)
