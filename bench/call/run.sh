@@ -45,11 +45,16 @@ if [[ "${SNAPSHOT:-1}" == 1 ]]; then
   REV="$(git -C "$ROOT" rev-parse --short "${SIPMESH_REV:-HEAD}")"
   SNAP="$OUT_DIR/src-$REV"
   if [[ ! -d "$SNAP" ]]; then
-    mkdir -p "$SNAP"; git -C "$ROOT" archive "$REV" src libs services | tar -x -C "$SNAP"
+    mkdir -p "$SNAP"; git -C "$ROOT" archive "$REV" src libs services scripts pyproject.toml | tar -x -C "$SNAP"
+    # The snapshot runs the build the platform ships: sipmsg compiled with mypyc where
+    # the commit has scripts/compile.py (pure Python with SIPMESH_PURE=1).
+    [[ -f "$SNAP/scripts/compile.py" ]] && "$PY" "$SNAP/scripts/compile.py" >&2
   fi
   PYTHONPATH="$SNAP/src$(for d in "$SNAP"/libs/*/src "$SNAP"/services/*/src; do printf ':%s' "$d"; done)"
   export PYTHONPATH
-  LABEL_TAG="${LABEL_TAG:-$REV}"
+  BUILD="$(PYTHONPATH="$PYTHONPATH" "$PY" -c 'import sipmsg; print("mypyc" if getattr(sipmsg, "COMPILED", False) else "pure")')"
+  echo "sipmesh $REV, sipmsg build: $BUILD" >&2
+  LABEL_TAG="${LABEL_TAG:-$REV-$BUILD}"
 fi
 
 free_port() {   # $1 = tcp|udp
