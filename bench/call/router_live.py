@@ -210,11 +210,29 @@ async def main() -> None:
             try:
                 await wait_ready(http)
                 await load(server.url, router.pid, a)
+                await asyncio.sleep(0.5)  # the last writes' acks
+                print_writes(http)
             finally:
                 router.terminate()
                 router.wait(10)
         finally:
             server.stop()
+
+
+def print_writes(port: int) -> None:
+    """The router's background-write counters: every event and dialog write acked?"""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as page:
+        text = page.read().decode()
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        for family in ("call_events_total", "dialog_writes_total"):
+            if line.startswith(f"sipmesh_router_{family}{{"):
+                outcome = line.split('outcome="', 1)[1].split('"', 1)[0]
+                key = f"{family.removesuffix('_total')} {outcome}"
+                totals[key] = totals.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+        if line.startswith("sipmesh_router_background_writes_pending "):
+            totals["pending"] = float(line.rsplit(" ", 1)[1])
+    print("background writes:", ", ".join(f"{k} {v:.0f}" for k, v in sorted(totals.items())))
 
 
 async def wait_ready(port: int) -> None:
