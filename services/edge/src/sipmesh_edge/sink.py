@@ -35,6 +35,7 @@ from sipmesh_edge import core
 from sipmesh_edge.ackroute import AckRoutes
 from sipmesh_edge.bus import BusFailure
 from sipmesh_edge.guard import Guard
+from sipmesh_edge.invite_server import InviteServer
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.outbound import Bus, Connector, Flow, Outbound, UdpSender
 from sipmesh_edge.ports import Connection, ConnectionRegistry
@@ -350,7 +351,7 @@ class EdgeSink:
             # §17.2.2), so it is fed that request: this copy needs no more
             # checks, and after core.peek_triage no full parse either.
             tx = server.tx
-            if isinstance(tx, NonInviteServer):
+            if isinstance(tx, NonInviteServer | InviteServer):
                 tx.retransmitted(now)  # without the request it no longer holds parsed
             else:
                 tx.receive(tx.request, now)
@@ -366,8 +367,17 @@ class EdgeSink:
         tx: _ServerTx
         if req.method == b"INVITE":
             # §16.2 / §17.2.1: 100 Trying at once, the router may take a while.
-            tx = ServerInviteTransaction(
-                req, now=now, reliable=flow.reliable, config=self._invite_timers
+            # The edge's lean §17.2.1 machine (sipmesh_edge.invite_server), in
+            # place of sipmsg's ServerInviteTransaction, whose interface it has.
+            tx = cast(
+                ServerInviteTransaction,
+                InviteServer(
+                    req,
+                    now=now,
+                    reliable=flow.reliable,
+                    config=self._invite_timers,
+                    parser=self._config.parser,
+                ),
             )
             expires = now + 300.0
         else:
@@ -537,7 +547,7 @@ class EdgeSink:
     ) -> bool:
         """Answer a CANCEL that matches a server INVITE transaction here (§9.2, §16.10)."""
         invite = self._servers.get(core.transaction_key(peeked, method=b"INVITE"))
-        if invite is None or not isinstance(invite.tx, ServerInviteTransaction):
+        if invite is None or not isinstance(invite.tx, InviteServer | ServerInviteTransaction):
             return False  # §16.10: statelessly forwarded: the router decides
         server = self._new_server(key, req, flow, now)
         self._respond(server, make_response(req, 200))
