@@ -160,18 +160,11 @@ def wrap(
     )
 
 
-def make_router(js: Any, wire: Any = None) -> Router:
-    config = RouterConfig(
-        nats=NatsConfig(), router=RouterSettings(domain=DOMAIN, probe=False, media="never")
-    )
-    secret = b"bench-secret-bench-secret-bench!"
-    router = Router(config, js, secret=secret, registry=CollectorRegistry(), wire=wire)
-    peer = routing.Peer(name="loopback", cidrs=["127.0.0.1/32"])
-    router.snapshot.apply(routing.peer_key("loopback"), routing.encode_record(peer))
-    now = time.time()
-    binding = Binding(
+def uas_binding(now: float, ttl: float = 3600) -> Binding:
+    """The callee's binding, as the SIPp UAS registers it."""
+    return Binding(
         contact=f"sip:uas@{UAS[0]}:{UAS[1]};transport=UDP",
-        expires_at=now + 3600,
+        expires_at=now + ttl,
         call_id="reg@x",
         cseq=1,
         registered_at=now,
@@ -180,6 +173,17 @@ def make_router(js: Any, wire: Any = None) -> Router:
         transport="udp",
         edge_id="bench-edge",
     )
+
+
+def make_router(js: Any, wire: Any = None) -> Router:
+    config = RouterConfig(
+        nats=NatsConfig(), router=RouterSettings(domain=DOMAIN, probe=False, media="never")
+    )
+    secret = b"bench-secret-bench-secret-bench!"
+    router = Router(config, js, secret=secret, registry=CollectorRegistry(), wire=wire)
+    peer = routing.Peer(name="loopback", cidrs=["127.0.0.1/32"])
+    router.snapshot.apply(routing.peer_key("loopback"), routing.encode_record(peer))
+    binding = uas_binding(time.time())
     bindings = BindingSet(aor=f"sip:uas@{DOMAIN}", bindings=[binding])
     router._locations[aor_key("uas", DOMAIN)] = (bindings, 1)
     # The bench waits for each call's writes: publish them at once instead of

@@ -38,7 +38,7 @@ import nats
 from sipmesh_bus import kv, records, routing, schema
 from sipmesh_bus.config import NatsConfig
 from sipmesh_bus.natsserver import NatsServer
-from sipmesh_bus.records import Binding, BindingSet, aor_key
+from sipmesh_bus.records import BindingSet, aor_key
 from sipmesh_bus.schema import Forward, SendResponse
 from sipmesh_bus.subjects import SIP_ROUTE, SIP_ROUTE_RESPONSE
 from sipmesh_bus.wire import Reply, RequestFailure, WireClient
@@ -73,18 +73,7 @@ async def provision(url: str) -> None:
     await (await js.key_value(kv.BUCKET_ROUTING)).put(
         routing.peer_key("loopback"), routing.encode_record(peer)
     )
-    now = time.time()
-    binding = Binding(
-        contact=f"sip:uas@{rb.UAS[0]}:{rb.UAS[1]};transport=UDP",
-        expires_at=now + 36_000,
-        call_id="reg@x",
-        cseq=1,
-        registered_at=now,
-        source_host=rb.UAS[0],
-        source_port=rb.UAS[1],
-        transport="udp",
-        edge_id="bench-edge",
-    )
+    binding = rb.uas_binding(time.time(), ttl=36_000)
     value = BindingSet(aor=f"sip:uas@{rb.DOMAIN}", bindings=[binding])
     await (await js.key_value(kv.BUCKET_LOCATION)).put(
         aor_key("uas", rb.DOMAIN), records.encode_record(value)

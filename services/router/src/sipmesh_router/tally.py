@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import Final, cast
+from typing import Final, Generic, TypeVar, cast
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
@@ -23,6 +23,8 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 __all__ = ["CounterChild", "HistogramChild", "TallyCounter", "TallyHistogram"]
+
+C = TypeVar("C", "CounterChild", "HistogramChild")
 
 _le: Final = cast(Callable[[float], str], floatToGoString)
 #: A bucket's ``le`` label as prometheus-client writes it (the function is untyped).
@@ -60,18 +62,27 @@ class HistogramChild:
         self.counts[bisect_left(self._bounds, amount)] += 1
 
 
-class _Labelled(Collector):
+class _Labelled(Collector, Generic[C]):
     def __init__(self, name: str, documentation: str, labelnames: Sequence[str]) -> None:
         self._name = name
         self._doc = documentation
         self._labelnames = list(labelnames)
+        self._children: dict[tuple[str, ...], C] = {}
 
-    def _check(self, values: tuple[str, ...]) -> None:
-        if len(values) != len(self._labelnames):
-            raise ValueError(f"{self._name}: {len(self._labelnames)} label values expected")
+    def labels(self, *values: str) -> C:
+        """The series of these label values (created, at zero, on first use)."""
+        child = self._children.get(values)
+        if child is None:
+            if len(values) != len(self._labelnames):
+                raise ValueError(f"{self._name}: {len(self._labelnames)} label values expected")
+            child = self._children[values] = self._new_child()
+        return child
+
+    def _new_child(self) -> C:
+        raise NotImplementedError
 
 
-class TallyCounter(_Labelled):
+class TallyCounter(_Labelled[CounterChild]):
     """A counter with labels, collected as ``<name>_total``.
 
     Args:
@@ -90,16 +101,10 @@ class TallyCounter(_Labelled):
         registry: CollectorRegistry,
     ) -> None:
         super().__init__(name, documentation, labelnames)
-        self._children: dict[tuple[str, ...], CounterChild] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> CounterChild:
-        """The series of these label values (created at 0 on first use)."""
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = CounterChild()
-        return child
+    def _new_child(self) -> CounterChild:
+        return CounterChild()
 
     def collect(self) -> Iterator[Metric]:
         """The family as it is now (called by the registry)."""
@@ -109,7 +114,7 @@ class TallyCounter(_Labelled):
         yield family
 
 
-class TallyHistogram(_Labelled):
+class TallyHistogram(_Labelled[HistogramChild]):
     """A histogram with labels (``_bucket``, ``_count``, ``_sum``).
 
     Args:
@@ -134,16 +139,10 @@ class TallyHistogram(_Labelled):
         if list(bounds) != sorted(set(bounds)):
             raise ValueError(f"{name}: buckets must increase")
         self._bounds = bounds
-        self._children: dict[tuple[str, ...], HistogramChild] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> HistogramChild:
-        """The series of these label values (created empty on first use)."""
-        child = self._children.get(values)
-        if child is None:
-            self._check(values)
-            child = self._children[values] = HistogramChild(self._bounds)
-        return child
+    def _new_child(self) -> HistogramChild:
+        return HistogramChild(self._bounds)
 
     def collect(self) -> Iterator[Metric]:
         """The family as it is now (called by the registry)."""
