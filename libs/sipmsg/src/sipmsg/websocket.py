@@ -332,6 +332,7 @@ def reject_response(error: ParseError) -> bytes:
 # --- Frames -------------------------------------------------------------------
 
 
+@python_class  # its base, ParseError, is not compiled (scripts/compile.py)
 class WebSocketProtocolError(ParseError):
     """The peer broke RFC 6455; send a Close with ``close_code``, then drop.
 
