@@ -13,14 +13,13 @@ Server transactions are keyed by :func:`sipmsg.transaction.server_key`
 client side (the branches of a ``Forward``: forking, the best final response,
 CANCEL fan-out, Timer C) is :class:`sipmesh_edge.proxy.Proxy`. All timers of
 both run from one :meth:`EdgeSink.tick` (the app calls it every few ms): a
-timer wheel of 10 ms slots, lazily invalidated (see :meth:`EdgeSink._arm`).
+:class:`~sipmesh_edge.wheel.TimerWheel`, lazily invalidated (see :meth:`EdgeSink._arm`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import heapq
 import logging
 import math
 import time
@@ -42,6 +41,7 @@ from sipmesh_edge.ports import Connection, ConnectionRegistry
 from sipmesh_edge.protection import carries_credentials
 from sipmesh_edge.proxy import Branch, Proxy, Server
 from sipmesh_edge.transaction import NonInviteServer, status_of
+from sipmesh_edge.wheel import TimerWheel
 from sipmsg import (
     LocalProtocolError,
     ParseError,
@@ -68,9 +68,6 @@ _ERROR_LOG_INTERVAL: Final = 10.0
 _DEFAULT_PARSER: Final = ParserConfig()
 _DEFAULT_TIMERS: Final = TransactionConfig()
 _DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}
-_SLOTS_PER_SECOND: Final = 100
-#: The timer wheel's resolution (10 ms slots); a timer still fires at the
-#: first tick at or after its deadline, never before.
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,10 +129,7 @@ class EdgeSink:
         self.acks = AckRoutes()
         #: ACKs of recent 2xx the edge forwards without the router (schema.AckRoute).
         self._servers: dict[tuple[bytes, ...], Server] = {}
-        self._wheel: dict[int, list[tuple[float, Server | Branch]]] = {}
-        #: Deadlines by slot (``int(deadline * _SLOTS_PER_SECOND)``).
-        self._slots: list[int] = []
-        #: A heap of the wheel's slot numbers, one per slot.
+        self._timers: TimerWheel[Server | Branch] = TimerWheel()
         self._last_error_log = -_ERROR_LOG_INTERVAL
 
     # -- the MessageSink port ----------------------------------------------
@@ -264,15 +258,14 @@ class EdgeSink:
     def tick(self) -> None:
         """Fire every transaction timer that is due (call every few ms)."""
         now = self._clock()
-        last = int(now * _SLOTS_PER_SECOND)
-        slots, wheel = self._slots, self._wheel
+        timers = self._timers
         later: list[tuple[float, Server | Branch]] = []
-        while slots and slots[0] <= last:
-            # A timer armed while firing lands in its slot again (a new
-            # bucket), so this loop fires it too when it is due already.
-            for deadline, entry in wheel.pop(heapq.heappop(slots)):
+        # A timer armed while firing lands in its slot again (a new bucket),
+        # so this loop fires it too when it is due already.
+        while (bucket := timers.pop_slot(now)) is not None:
+            for deadline, entry in bucket:
                 if deadline != entry.armed:
-                    continue  # superseded by an earlier deadline that already fired
+                    continue  # superseded by another deadline (see _arm)
                 if deadline > now:
                     later.append((deadline, entry))  # the current slot, not due yet
                     continue
@@ -282,7 +275,7 @@ class EdgeSink:
                 except Exception:
                     self._internal_error("timer")
         for deadline, entry in later:
-            self._schedule(deadline, entry)
+            timers.schedule(deadline, entry)
 
     # -- receiving ---------------------------------------------------------
 
@@ -678,20 +671,7 @@ class EdgeSink:
             # the safety net to Timer L/J): the superseded entry stays in its
             # slot and is skipped there, instead of firing only to re-arm.
             entry.armed = deadline
-            self._schedule(deadline, entry)
-
-    def _schedule(self, deadline: float, entry: Server | Branch) -> None:
-        # A wheel, not a heap of every deadline: a heap of a few hundred
-        # thousand (Timer J/L and the safety-net expiries of a busy edge) costs
-        # a few µs per pop in cache misses; a slot's bucket is one dict lookup
-        # and an append, and only the slot numbers are kept in order.
-        slot = int(deadline * _SLOTS_PER_SECOND)
-        bucket = self._wheel.get(slot)
-        if bucket is None:
-            self._wheel[slot] = [(deadline, entry)]
-            heapq.heappush(self._slots, slot)
-        else:
-            bucket.append((deadline, entry))
+            self._timers.schedule(deadline, entry)
 
     def _fire(self, entry: Server | Branch, now: float) -> None:
         if isinstance(entry, Branch):
