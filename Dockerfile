@@ -24,7 +24,7 @@ RUN find . -name '*.so' -delete && pip wheel --wheel-dir /wheels .
 # sipmsg compiled with mypyc (scripts/compile.py, the list of compiled
 # modules): the C extensions are built here, with gcc, and copied beside the
 # installed .py files below. --require: an image never falls back silently.
-# Needs `!scripts/compile.py` in .dockerignore.
+# (.dockerignore lets scripts/compile.py in and keeps local .so builds out.)
 COPY scripts/compile.py scripts/compile.py
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null \

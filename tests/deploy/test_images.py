@@ -84,6 +84,19 @@ def test_image_copies_every_package_of_the_wheel() -> None:
     assert not dockerignore_allows("libs/sipmsg/tests/test_message.py")
 
 
+def test_every_copied_context_path_reaches_the_build_context() -> None:
+    """A COPY of something .dockerignore leaves out fails only at build time (none here)."""
+    sources = []
+    for word, args in dockerfile_instructions():
+        if word == "COPY" and not args.startswith("--"):
+            sources += args.split()[:-1]
+    assert "scripts/compile.py" in sources
+    for src in sources:
+        probe = src.rstrip("/") + "/__init__.py" if src.endswith("/") else src
+        assert dockerignore_allows(probe), src
+    assert not dockerignore_allows("libs/sipmsg/src/sipmsg/uri.cpython-311-x86_64-linux-gnu.so")
+
+
 def dockerignore_allows(path: str) -> bool:
     """Whether ``path`` reaches the build context (last matching rule wins)."""
     allowed = True
