@@ -133,6 +133,52 @@ async def test_wire_headers_from_nats_py_are_skipped(wire: WireClient, nc: NatsC
     assert got == [(b"wire.t5", b"", b"body", None)]
 
 
+async def test_wire_publishes_a_ready_header_block(wire: WireClient, nc: NatsClient) -> None:
+    sub = await nc.subscribe("wire.t6")
+    await _flushed(nc)
+    block = b"NATS/1.0\r\nNats-Msg-Id: abc.1\r\nX-B: two words\r\n\r\n"
+    assert wire.publish("wire.t6", b"body", headers=block)
+    msg = await sub.next_msg(timeout=5)
+    assert msg.data == b"body"
+    assert msg.headers == {"Nats-Msg-Id": "abc.1", "X-B": "two words"}
+
+
+@pytest.mark.parametrize(
+    "block",
+    [b"Nats-Msg-Id: x\r\n\r\n", b"NATS/1.0\r\nNats-Msg-Id: x\r\n", b"NATS/1.0\r\n"],
+    ids=["no-version", "no-empty-line", "unterminated"],
+)
+async def test_wire_refuses_a_malformed_header_block(wire: WireClient, block: bytes) -> None:
+    with pytest.raises(ValueError, match="not a NATS header block"):
+        wire.publish("wire.t7", b"x", headers=block)
+    await wire.flush()  # nothing half-written went out: the connection still works
+
+
+async def test_wire_subscribe_raw_gets_the_header_block(wire: WireClient, nc: NatsClient) -> None:
+    got: list[tuple[bytes, bytes, bytes, bytes]] = []
+    event = asyncio.Event()
+
+    def cb(subject: bytes, reply: bytes, payload: bytes, headers: bytes) -> None:
+        got.append((subject, reply, payload, headers))
+        event.set()
+
+    plain, _, plain_cb = _collector()
+    wire.subscribe_raw("wire.t8", cb)
+    wire.subscribe("wire.t8", plain_cb)
+    await wire.flush()
+    await nc.publish("wire.t8", b"one", headers={"KV-Operation": "DEL"})
+    await _wait(event)
+    await nc.publish("wire.t8", b"two")
+    await _wait(event)
+    assert got == [
+        (b"wire.t8", b"", b"one", b"NATS/1.0\r\nKV-Operation: DEL\r\n\r\n"),
+        (b"wire.t8", b"", b"two", b""),
+    ]
+    await wire.flush()  # the plain subscription's copies came before the PONG
+    # A plain subscription on the same subject still gets (status) only.
+    assert plain == [(b"wire.t8", b"", b"one", None), (b"wire.t8", b"", b"two", None)]
+
+
 async def test_wire_queue_group_shares_messages(nats_url: str, wire: WireClient) -> None:
     other = WireClient(NatsConfig(url=nats_url), name="wire-test-2")
     await other.connect()

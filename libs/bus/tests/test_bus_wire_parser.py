@@ -99,9 +99,11 @@ def test_wire_public_surface() -> None:
 
     assert sorted(wire.__all__) == [
         "ConnectionCallback",
+        "HeaderBlock",
         "MsgCallback",
         "Parser",
         "PayloadTooLargeError",
+        "RawMsgCallback",
         "Reply",
         "ReplyCallback",
         "RequestFailure",

@@ -15,11 +15,11 @@ from nats.js.kv import KeyValue
 from sipmesh_bus.config import NatsConfig
 from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.wire import WireClient
-from sipmesh_bus.wirewatch import KvWatch, WatchError
+from sipmesh_bus.wirewatch import KvWatch, WatchError, _removed
 
 pytestmark = pytest.mark.integration
 
-Entry = tuple[str, bytes, int]
+Entry = tuple[str, bytes | None, int]
 
 
 class Seen:
@@ -29,7 +29,7 @@ class Seen:
         self.entries: list[Entry] = []
         self.loaded = 0
 
-    def entry(self, key: str, value: bytes, revision: int) -> None:
+    def entry(self, key: str, value: bytes | None, revision: int) -> None:
         self.entries.append((key, value, revision))
 
     def on_loaded(self) -> None:
@@ -40,7 +40,7 @@ class Seen:
             while not done():
                 await asyncio.sleep(0.01)
 
-    async def wait_for(self, key: str, value: bytes) -> int:
+    async def wait_for(self, key: str, value: bytes | None) -> int:
         """The revision of the first entry ``(key, value)``, once it came."""
         await self.wait(lambda: any(e[:2] == (key, value) for e in self.entries))
         return next(r for k, v, r in self.entries if (k, v) == (key, value))
@@ -81,13 +81,17 @@ async def test_wirewatch_loads_last_values_then_follows_changes(
     await watch.start()
     try:
         await seen.wait(lambda: seen.loaded == 1)
-        # The last entry of each key; a delete marker comes as an empty value.
-        assert sorted(seen.entries) == [("a", b"2", 2), ("b", b"x", rev_b), ("c", b"", rev_c)]
+        # The last entry of each key; a delete marker comes as None.
+        assert sorted(seen.entries, key=str) == [
+            ("a", b"2", 2),
+            ("b", b"x", rev_b),
+            ("c", None, rev_c),
+        ]
         rev = await bucket.put("b", b"y")
         assert await seen.wait_for("b", b"y") == rev
         await bucket.purge("a")
         # The purge marker, after the put of b=y.
-        assert await seen.wait_for("a", b"") == rev + 1
+        assert await seen.wait_for("a", None) == rev + 1
         assert watch.revision == rev + 1
         assert seen.loaded == 1
         assert watch.consumers_created == 1
@@ -107,6 +111,42 @@ async def test_wirewatch_empty_bucket_is_loaded_at_once(nc: NatsClient, wire: Wi
         assert await seen.wait_for("k", b"v") == rev
     finally:
         await watch.close()
+
+
+async def test_wirewatch_tells_deletes_from_empty_puts(nc: NatsClient, wire: WireClient) -> None:
+    name, bucket = await new_bucket(nc)
+    seen = Seen()
+    watch = KvWatch(wire, name, seen.entry)
+    await watch.start()
+    try:
+        subject = f"$KV.{name}."
+        js = nc.jetstream()
+        # An empty put (with and without headers) is a value, not a delete.
+        r1 = await bucket.put("empty", b"")
+        r2 = (await js.publish(subject + "hdr", b"", headers={"Nats-Msg-Id": "m1"})).seq
+        # Markers as other clients or the server write them: any case, any reason.
+        r3 = (await js.publish(subject + "del", b"", headers={"kv-operation": " DEL"})).seq
+        r4 = (await js.publish(subject + "sdm", b"", headers={"Nats-Marker-Reason": "MaxAge"})).seq
+        r5 = await bucket.put("v", b"x")
+        await seen.wait_for("v", b"x")
+        assert seen.entries == [
+            ("empty", b"", r1),
+            ("hdr", b"", r2),
+            ("del", None, r3),
+            ("sdm", None, r4),
+            ("v", b"x", r5),
+        ]
+    finally:
+        await watch.close()
+
+
+def test__removed_reads_the_operation_header() -> None:
+    assert _removed(b"NATS/1.0\r\nKV-Operation: DEL\r\n\r\n")
+    assert _removed(b"NATS/1.0\r\nNats-TTL: 60\r\nKV-Operation: PURGE\r\n\r\n")
+    assert not _removed(b"NATS/1.0\r\nNats-TTL: 60\r\n\r\n")
+    assert not _removed(b"NATS/1.0\r\nKV-Operation: PUT\r\n\r\n")
+    # The name in a value is not the header.
+    assert not _removed(b"NATS/1.0\r\nX-Note: KV-Operation: DEL\r\n\r\n")
 
 
 async def test_wirewatch_missing_bucket_raises(wire: WireClient) -> None:

@@ -68,9 +68,11 @@ from sipmesh_bus.config import NatsConfig
 
 __all__ = [
     "ConnectionCallback",
+    "HeaderBlock",
     "MsgCallback",
     "Parser",
     "PayloadTooLargeError",
+    "RawMsgCallback",
     "Reply",
     "ReplyCallback",
     "RequestFailure",
@@ -90,6 +92,14 @@ MsgCallback = Callable[[bytes, bytes, bytes, "int | None"], None]
 ``data_received``. ``reply`` is ``b""`` when there is none; ``status`` is the
 HMSG status code (503: no responders) or None."""
 
+RawMsgCallback = Callable[[bytes, bytes, bytes, bytes], None]
+"""Called with (subject, reply, payload, headers) for each message, inside
+``data_received``; ``headers`` is the raw ``NATS/1.0`` block of an HMSG (its
+status line included), ``b""`` for a MSG."""
+
+HeaderBlock = Mapping[str, str] | bytes
+"""Headers to publish: name -> value, or a ready ``NATS/1.0`` block."""
+
 ConnectionCallback = Callable[[bool], None]
 """Called with False when the connection is lost and True when it is back."""
 
@@ -97,6 +107,8 @@ _CRLF: Final = b"\r\n"
 _DEFAULT_MAX_PAYLOAD: Final = 1024 * 1024
 _MAX_BACKOFF: Final = 5.0
 _MAX_UNSENT: Final = 64 * 1024 * 1024
+_BLOCK_START: Final = b"NATS/1.0"
+_BLOCK_END: Final = b"\r\n\r\n"
 
 
 class _Protocol(asyncio.Protocol):
@@ -210,6 +222,8 @@ class WireClient:
         self._out = bytearray()
         self._scheduled = False
         self._callbacks: dict[bytes, MsgCallback] = {}
+        self._raw: dict[bytes, RawMsgCallback] = {}
+        # sid -> the callback of a subscribe_raw (its _callbacks entry takes plain MSGs).
         self._inbox: Inbox | None = None
         self._inbox_sid = b""  # while subscribed
         self._sub_lines: dict[bytes, bytes] = {}
@@ -314,22 +328,27 @@ class WireClient:
         payload: bytes,
         reply: str | bytes | None = None,
         *,
-        headers: Mapping[str, str] | None = None,
+        headers: HeaderBlock | None = None,
     ) -> bool:
         """Queue a message; it is written at the end of this loop iteration.
 
         ``subject`` and ``reply`` are the caller's (constants or a reply
         subject the server gave): they are not checked for spaces here.
-        With ``headers`` (name -> value) it goes as an HPUB.
+        With ``headers`` it goes as an HPUB: name -> value is encoded (and
+        checked) by :func:`encode_headers`; a ``bytes`` block goes as it is,
+        so the caller builds it the same way (``NATS/1.0\\r\\n``, then
+        ``Name: value\\r\\n`` lines with no CR or LF inside, then ``\\r\\n``):
+        only its first and last bytes are checked.
 
         Returns:
             False (nothing queued) while disconnected.
 
         Raises:
             PayloadTooLargeError: headers and payload are over the server's max_payload.
-            ValueError: a header name or value :func:`encode_headers` refuses.
+            ValueError: a header name or value :func:`encode_headers` refuses,
+                or a block that does not start with ``NATS/1.0`` and end with an empty line.
         """
-        block = encode_headers(headers) if headers else b""
+        block = _block(headers) if headers else b""
         if self._transport is None:
             return False
         if isinstance(subject, str):
@@ -346,7 +365,7 @@ class WireClient:
         callback: ReplyCallback,
         *,
         timeout: float,
-        headers: Mapping[str, str] | None = None,
+        headers: HeaderBlock | None = None,
     ) -> bool:
         """Send a request; ``callback`` gets the :class:`Reply` or a :class:`RequestFailure`.
 
@@ -361,7 +380,7 @@ class WireClient:
         Raises:
             PayloadTooLargeError, ValueError: as :meth:`publish`.
         """
-        block = encode_headers(headers) if headers else b""
+        block = _block(headers) if headers else b""
         if self._transport is None:
             return False
         inbox = self._inbox
@@ -410,12 +429,34 @@ class WireClient:
             self._queue(line)
         return self._next_sid
 
+    def subscribe_raw(self, subject: str, callback: RawMsgCallback) -> int:
+        """Subscribe as :meth:`subscribe` does; ``callback`` gets the raw header block.
+
+        For readers of headers other than the status (``KV-Operation`` ...):
+        ``callback(subject, reply, payload, headers)``, ``headers`` being
+        ``b""`` for a message without any.
+
+        Returns:
+            The subscription id, for :meth:`unsubscribe`.
+
+        Raises:
+            ValueError: as :meth:`subscribe`.
+        """
+
+        def plain(subject: bytes, reply: bytes, payload: bytes, _status: int | None) -> None:
+            callback(subject, reply, payload, b"")
+
+        sid = self.subscribe(subject, plain)
+        self._raw[b"%d" % sid] = callback
+        return sid
+
     def unsubscribe(self, sid: int) -> None:
         """Stop a subscription (messages already read are still delivered)."""
         key = b"%d" % sid
         if key == self._inbox_sid:
             self._inbox_sid = b""  # the next request subscribes again
         self._sub_lines.pop(key, None)
+        self._raw.pop(key, None)
         if self._callbacks.pop(key, None) is not None and self._transport is not None:
             self._queue(b"UNSUB " + key + _CRLF)
 
@@ -483,7 +524,12 @@ class WireClient:
         if callback is None:
             return  # unsubscribed; the server had sent it already
         try:
-            callback(subject, reply, payload, status_of(headers) if headers else None)
+            if not headers:
+                callback(subject, reply, payload, None)
+            elif (raw := self._raw.get(sid)) is not None:
+                raw(subject, reply, payload, headers)
+            else:
+                callback(subject, reply, payload, status_of(headers))
         except Exception:
             log.exception("nats wire: callback for %s failed", subject.decode(errors="replace"))
 
@@ -670,6 +716,15 @@ class WireClient:
                 callback(up)
             except Exception:
                 log.exception("nats wire: connection callback failed")
+
+
+def _block(headers: HeaderBlock) -> bytes:
+    """The header block of an HPUB: ``headers`` encoded, or checked at its ends."""
+    if not isinstance(headers, bytes):
+        return encode_headers(headers)
+    if not (headers.startswith(_BLOCK_START) and headers.endswith(_BLOCK_END)):
+        raise ValueError(f"not a NATS header block: {headers[:40]!r}")
+    return headers
 
 
 def _ignore(_subject: bytes, _reply: bytes, _payload: bytes, _status: int | None) -> None:

@@ -6,7 +6,7 @@ watcher's queue: a service watching a bucket it writes to (the registrar
 and ``location``) pays that for each of its own writes coming back.
 :class:`KvWatch` reads the same entries inside the
 :class:`~sipmesh_bus.wire.WireClient`'s ``data_received`` and calls a plain
-callback with ``(key, value, revision)``.
+callback with ``(key, value, revision)``, ``value`` None for a deleted key.
 
 The JetStream side is what nats-py's ordered consumer does (docs.nats.io,
 "JetStream Consumers", ordered consumers): an ephemeral push consumer on the
@@ -32,10 +32,13 @@ the end): the stream sequence is the KV revision, ``pending`` what is left
 of the first load. Flow control is off, so there are no flow-control
 requests to answer nor stalls to notice.
 
-The wire client hands a subscription the status code of a message but not
-its headers, so ``KV-Operation`` is not read: a delete or purge marker has
-an empty payload and comes as ``value=b""``, which a bucket that never
-stores an empty value (``location``) reads as deleted.
+The subscription takes the raw header blocks
+(:meth:`~sipmesh_bus.wire.WireClient.subscribe_raw`): a message whose
+``KV-Operation`` header is ``DEL`` or ``PURGE`` (what ``KeyValue.delete`` and
+``purge`` write), or that carries ``Nats-Marker-Reason`` (the marker
+nats-server 2.11 leaves where a message's TTL or a limit removed it), is a
+deleted key and comes as ``value=None``; any other message is a put, even
+an empty one. A plain put without headers reads no header at all.
 """
 
 from __future__ import annotations
@@ -49,16 +52,21 @@ from typing import Any, Final
 
 import msgspec
 
+from sipmesh_bus._wireproto import status_of
 from sipmesh_bus.wire import Reply, RequestFailure, WireClient
 
 __all__ = ["EntryCallback", "KvWatch", "WatchError"]
 
 log = logging.getLogger(__name__)
 
-EntryCallback = Callable[[str, bytes, int], None]
-"""Called with (key, value, revision) for each entry; ``b""`` for a deleted key."""
+EntryCallback = Callable[[str, bytes | None, int], None]
+"""Called with (key, value, revision) for each entry; value None for a deleted key."""
 
 _HEARTBEAT_STATUS: Final = 100
+_OPERATION: Final = b"kv-operation"
+_MARKER_REASON: Final = b"nats-marker-reason"
+_REMOVALS: Final = frozenset((b"DEL", b"PURGE"))
+_CRLF: Final = b"\r\n"
 _GONE_STATUS: Final = 409
 _NS: Final = 1_000_000_000
 
@@ -169,7 +177,7 @@ class KvWatch:
         """A new consumer on a new deliver subject, from the last revision seen + 1."""
         self._drop_consumer()
         deliver = "_WATCH." + secrets.token_hex(10)
-        self._sid = self._wire.subscribe(deliver, self._on_msg)
+        self._sid = self._wire.subscribe_raw(deliver, self._on_msg)
         self._dseq = 0
         config: dict[str, Any] = {
             "deliver_subject": deliver,
@@ -256,10 +264,12 @@ class KvWatch:
 
     # -- messages ---------------------------------------------------------------
 
-    def _on_msg(self, subject: bytes, reply: bytes, payload: bytes, status: int | None) -> None:
-        if status is not None:
-            self._on_status(reply, status)
-            return
+    def _on_msg(self, subject: bytes, reply: bytes, payload: bytes, headers: bytes) -> None:
+        if headers:
+            status = status_of(headers)
+            if status is not None:
+                self._on_status(reply, status)
+                return
         parts = reply.split(b".")
         # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ts>.<pending>, or
         # with <domain>.<account hash> after ACK (and a token at the end).
@@ -277,7 +287,8 @@ class KvWatch:
         self._dseq = dseq
         self.revision = sseq
         self._seen_now()
-        self._on_entry(subject[self._prefix_len :].decode(), payload, sseq)
+        value = None if headers and _removed(headers) else payload
+        self._on_entry(subject[self._prefix_len :].decode(), value, sseq)
         if not pending and not self._loaded:
             self._set_loaded()
 
@@ -335,6 +346,23 @@ class KvWatch:
     def _on_connection(self, up: bool) -> None:
         if up:
             self._recreate("reconnected")
+
+
+def _removed(headers: bytes) -> bool:
+    """True for a delete or purge marker's header block (names matched in any case)."""
+    lowered = headers.lower()
+    if _OPERATION not in lowered and _MARKER_REASON not in lowered:
+        return False  # a put's headers (Nats-TTL, Nats-Msg-Id ...): nothing to split
+    for line in headers.split(_CRLF)[1:]:
+        name, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        name = name.strip().lower()
+        if name == _OPERATION and value.strip().upper() in _REMOVALS:
+            return True
+        if name == _MARKER_REASON:
+            return True
+    return False
 
 
 def _retrieve(task: asyncio.Future[None]) -> None:
