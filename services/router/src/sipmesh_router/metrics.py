@@ -21,9 +21,9 @@ from prometheus_client.registry import Collector
 
 from sipmesh_bus.routing import Health, RoutingSnapshot, is_down
 from sipmesh_bus.schema import CallEvent
+from sipmesh_bus.tally import CounterFamily, HistogramChild, HistogramFamily
 
 from .model import Decision
-from .tally import HistogramChild, TallyCounter, TallyHistogram
 
 __all__ = [
     "EVENT_KINDS",
@@ -81,19 +81,19 @@ class RouterMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self._latency: dict[bytes | None, HistogramChild] = {}
         #: method (None: a response) -> the child of ``latency``.
-        self.decisions = TallyCounter(
+        self.decisions = CounterFamily(
             "sipmesh_router_decisions",
             "Requests and responses decided, by outcome (forward, challenge, failover_500 ...)",
             ["outcome"],
             registry=registry,
         )
-        self.events = TallyCounter(
+        self.events = CounterFamily(
             "sipmesh_router_call_events",
             "Call events published to JetStream, by kind and outcome of the publish (ok, error)",
             ["kind", "outcome"],
             registry=registry,
         )
-        self.dialog_writes = TallyCounter(
+        self.dialog_writes = CounterFamily(
             "sipmesh_router_dialog_writes",
             "Dialog record writes to KV dialogs (published after the reply), by op (put, "
             "delete) and outcome (ok, error: every retry failed)",
@@ -105,7 +105,7 @@ class RouterMetrics:
             "Call events and dialog writes queued or in flight (published after the reply)",
             registry=registry,
         )
-        self.latency = TallyHistogram(
+        self.latency = HistogramFamily(
             "sipmesh_router_handling_seconds",
             "Time to decide one message by method (response: a response), KV reads on a "
             "location cache miss and media requests included (event publishes are not: "
@@ -136,19 +136,19 @@ class RouterMetrics:
             "Answered calls not ended yet (KV dialogs, every replica's calls: use max)",
             registry=registry,
         )
-        self.attempts = TallyCounter(
+        self.attempts = CounterFamily(
             "sipmesh_router_call_attempts",
             "New calls forwarded (initial INVITEs; failovers not counted), by route",
             ["route"],
             registry=registry,
         )
-        self.answers = TallyCounter(
+        self.answers = CounterFamily(
             "sipmesh_router_call_answers",
             "Calls answered (a 2xx to an initial INVITE), by route",
             ["route"],
             registry=registry,
         )
-        self.setup = TallyHistogram(
+        self.setup = HistogramFamily(
             "sipmesh_router_call_setup_seconds",
             "INVITE received to 2xx received, by the edge's clock (ringing included), by route",
             ["route"],
