@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from sipmesh_registrar.metrics import RegistrarMetrics
+from sipmesh_registrar.metrics import LATENCY_BUCKETS, RegistrarMetrics
 
 
 def test_registrar_metrics_results_are_counted_by_label() -> None:
@@ -46,3 +46,38 @@ def test_registrar_metrics_exposition_keeps_the_names_and_help() -> None:
     assert 'sipmesh_registrar_registrations_total{result="ok"} 1.0' in text
     assert "# TYPE sipmesh_registrar_handling_seconds histogram" in text
     assert "# HELP sipmesh_registrar_handling_seconds Time to answer one REGISTER" in text
+
+
+def test_registrar_metrics_hot_families_expose_what_prometheus_client_would() -> None:
+    """The tally families print as a Counter and a Histogram of the same name, help, buckets."""
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    metrics = RegistrarMetrics(ours)
+    results = Counter(
+        "sipmesh_registrar_registrations",
+        "REGISTER requests answered, by result (ok, query, challenge, auth_failed, ...)",
+        ["result"],
+        registry=theirs,
+    )
+    latency = Histogram(
+        "sipmesh_registrar_handling_seconds",
+        "Time to answer one REGISTER, KV round trips included",
+        registry=theirs,
+        buckets=LATENCY_BUCKETS,
+    )
+    for result, seconds in (("ok", 0.0004), ("challenge", 0.001), ("ok", 3.0)):
+        metrics.result(result).inc()
+        metrics.latency.observe(seconds)
+        results.labels(result).inc()
+        latency.observe(seconds)
+    names = ("sipmesh_registrar_registrations", "sipmesh_registrar_handling_seconds")
+
+    def hot_lines(registry: CollectorRegistry) -> list[str]:
+        text = generate_latest(registry).decode()
+        return [
+            line
+            for line in text.splitlines()
+            if any(name in line for name in names) and "_created" not in line
+        ]
+
+    assert len(hot_lines(ours)) == 4 + 2 + 12 + 2  # HELP/TYPE, 2 counts, 12 buckets, count/sum
+    assert hot_lines(ours) == hot_lines(theirs)
