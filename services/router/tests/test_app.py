@@ -50,16 +50,25 @@ async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
     await nc.close()
 
 
-@pytest.fixture
-async def router(js: JetStreamContext, nats_url: str) -> AsyncIterator[Router]:
+@pytest.fixture(params=["nats-py", "wire"])
+async def router(
+    js: JetStreamContext, nats_url: str, request: pytest.FixtureRequest
+) -> AsyncIterator[Router]:
+    """A started router: watches and writes on nats-py, or on a wire connection."""
     config = RouterConfig(
         nats=NatsConfig(url=nats_url), router=RouterSettings(domain="example.com", probe=False)
     )
-    r = Router(config, js, secret=SECRET, registry=CollectorRegistry())
+    wire = None
+    if request.param == "wire":
+        wire = WireClient(config.nats, name="router-test")
+        await wire.connect()
+    r = Router(config, js, secret=SECRET, registry=CollectorRegistry(), wire=wire)
     await r.start()
     await r.wait_loaded(5.0)
     yield r
     await r.close()
+    if wire is not None:
+        await wire.close()
 
 
 def fresh(prefix: str) -> str:
@@ -229,6 +238,41 @@ async def test_app_call_events_land_in_calls_stream(
     entry = await dialogs.get(dialog_key(call_id))
     assert entry.value is not None
     assert decode_dialog(entry.value).callee_tag == "ttag"
+
+
+async def test_app_dialog_put_and_delete_come_back_through_the_watch(
+    router: Router, js: JetStreamContext, kit: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("time.time", lambda: kit.NOW)
+    callee = fresh("dora")
+    await register(js, kit, callee)
+    call_id = fresh("dlg") + "@host"
+    fwd = await router.handle(
+        kit.envelope(kit.request(ruri=f"sip:{callee}@example.com", call_id=call_id))
+    )
+    assert isinstance(fwd, Forward)
+    sent = parse(fwd.data)
+    assert isinstance(sent, Request)
+    ok = kit.response(sent, 200)
+    up = await router.handle(kit.envelope(ok, source=("203.0.113.9", 40000), context=fwd.context))
+    assert isinstance(up, SendResponse)
+    answer = parse(up.data)
+    assert isinstance(answer, Response)
+    key = dialog_key(call_id)
+    await eventually(lambda: key in router.active._calls, "dialog put watched")
+    subject = f"$KV.{kv.BUCKET_DIALOGS}.{key}"
+    put = await js.get_last_msg(f"KV_{kv.BUCKET_DIALOGS}", subject)
+    assert put.headers == {"Nats-TTL": str(int(router._settings.dialog_ttl))}
+    routes = [("Route", r.decode()) for r in answer.headers.get_all(b"record-route")]
+    bye = kit.request(
+        "BYE", ruri=f"sip:{callee}@203.0.113.77", to_tag="ttag", call_id=call_id, extra=routes
+    )
+    assert isinstance(await router.handle(kit.envelope(bye)), Forward)
+    # The delete marker (KV-Operation: DEL) comes back as a deletion.
+    await eventually(lambda: key not in router.active._calls, "dialog delete watched")
+    marker = await js.get_last_msg(f"KV_{kv.BUCKET_DIALOGS}", subject)
+    assert marker.headers == {"KV-Operation": "DEL", "Nats-TTL": "60"}
+    assert marker.data in (b"", None)
 
 
 async def test_app_routing_snapshot_follows_kv(

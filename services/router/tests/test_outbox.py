@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nats.errors
 
-from sipmesh_bus.wire import PayloadTooLargeError
+from sipmesh_bus.wire import HeaderBlock, PayloadTooLargeError
 from sipmesh_router.outbox import AckMessage, Outbox
 
 OK = b'{"stream":"CALLS","seq":1}'
@@ -25,7 +25,7 @@ class Sent:
     subject: str
     payload: bytes
     reply: str
-    headers: dict[str, str] | None
+    headers: dict[str, str] | bytes | None
 
 
 class FakeClient:
@@ -286,7 +286,7 @@ class FakeWire:
         payload: bytes,
         reply: str | bytes | None = None,
         *,
-        headers: Mapping[str, str] | None = None,
+        headers: HeaderBlock | None = None,
     ) -> bool:
         assert isinstance(subject, str)
         assert isinstance(reply, str)
@@ -296,7 +296,8 @@ class FakeWire:
             self.down -= 1
             return False
         self.log.append(f"PUB {subject}")
-        self.sent.append(Sent(subject, payload, reply, None if headers is None else dict(headers)))
+        block = headers if headers is None or isinstance(headers, bytes) else dict(headers)
+        self.sent.append(Sent(subject, payload, reply, block))
         return True
 
     def ack(self, sent: Sent, data: bytes = OK, status: int | None = None) -> None:
@@ -380,3 +381,24 @@ async def test_concurrent_first_submits_subscribe_once() -> None:
     await asyncio.gather(submit(box, log, "a", "a"), submit(box, log, "b", "b"))
     assert client.subscribed == ["_INBOX.t.*"]
     assert [s.reply for s in client.sent] == ["_INBOX.t.1", "_INBOX.t.2"]
+
+
+BLOCK = b"NATS/1.0\r\nKV-Operation: DEL\r\nNats-TTL: 60\r\n\r\n"
+
+
+async def test_wire_gets_a_ready_header_block_as_it_is() -> None:
+    client, wire, log = FakeClient(), FakeWire(), Log()
+    box = Outbox(client, wire=wire)
+    await box.submit("k", "s", b"", headers=BLOCK, on_done=log.ok("w"), on_failure=log.bad("w"))
+    assert [(s.subject, s.headers) for s in wire.sent] == [("s", BLOCK)]
+    wire.ack(wire.sent[0])
+    assert log.done == ["w"]
+
+
+async def test_nats_py_gets_a_ready_header_block_as_a_dict() -> None:
+    client, log = FakeClient(), Log()
+    box = Outbox(client)
+    await box.submit("k", "s", b"", headers=BLOCK, on_done=log.ok("w"), on_failure=log.bad("w"))
+    assert [s.headers for s in client.sent] == [{"KV-Operation": "DEL", "Nats-TTL": "60"}]
+    await client.ack(client.sent[0])
+    assert log.done == ["w"]

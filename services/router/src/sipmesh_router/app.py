@@ -7,8 +7,14 @@ through the watch yet), :func:`core.decide` with the watched caches
 (subscribers, routing snapshot, gateway health), and answer. The call events
 (JetStream ``Nats-Msg-Id`` = event id, so a retry is stored once) and the
 dialog record writes go to the :class:`~.outbox.Outbox`: published in the
-background, after the reply (see :mod:`.outbox` for what that trades). The
-caches are copies of watched KV data, so any replica answers any message.
+background, after the reply (see :mod:`.outbox` for what that trades), their
+``NATS/1.0`` header blocks put together from constant parts. The caches are
+copies of watched KV data, so any replica answers any message. With the bus
+runtime's wire connection the buckets are watched on it
+(:class:`~sipmesh_bus.wirewatch.KvWatch`: each entry, the echo of the
+router's own dialog put and delete among them, is folded in inside the
+connection's reader, no nats-py task per entry); without it, with nats-py's
+``watchall``.
 """
 
 from __future__ import annotations
@@ -47,6 +53,8 @@ from sipmesh_bus.schema import (
     decode_envelope,
     encode,
 )
+from sipmesh_bus.wire import WireClient
+from sipmesh_bus.wirewatch import KvWatch, WatchError
 from sipmsg import ParseError, Request, Response, make_response, parse
 from sipmsg.digest import NonceManager
 
@@ -57,7 +65,7 @@ from .context import encode_dialog
 from .mediabus import MediaBus, Requester
 from .metrics import EVENT_KINDS, DestinationsUp, RouterMetrics, destination_states
 from .model import Decision, Inputs
-from .outbox import Outbox, WirePort
+from .outbox import Outbox
 from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
 from .routes import Peer, SnapshotView
 
@@ -70,7 +78,25 @@ _DELETE_MARKER_TTL: Final = 60
 _MSG_ID: Final = "Nats-Msg-Id"
 _MSG_TTL: Final = "Nats-TTL"
 #: Per-message TTL in seconds (nats-server 2.11+), as ``js.publish(msg_ttl=)`` sends it.
-_DELETE_HEADERS: Final = {KV_OP: KV_DEL, _MSG_TTL: str(_DELETE_MARKER_TTL)}
+# The header blocks as encode_headers would make them (docs.nats.io, "Client
+# Protocol", HPUB: "NATS/1.0" CRLF, then "Name: value" CRLF lines, then CRLF),
+# from constant parts: the event id is the only variable part.
+_DELETE_BLOCK: Final = b"NATS/1.0\r\n%b: %b\r\n%b: %d\r\n\r\n" % (
+    KV_OP.encode(),
+    KV_DEL.encode(),
+    _MSG_TTL.encode(),
+    _DELETE_MARKER_TTL,
+)
+_MSG_ID_START: Final = b"NATS/1.0\r\n" + _MSG_ID.encode() + b": "
+_BLOCK_END: Final = b"\r\n\r\n"
+_DIALOG_SUBJECT: Final = f"$KV.{kv.BUCKET_DIALOGS}."
+_FOLDED: Final = (
+    (kv.BUCKET_SUBSCRIBERS, "subscribers"),
+    (kv.BUCKET_ROUTING, "routing"),
+    (kv.BUCKET_HEALTH, "health"),
+    (kv.BUCKET_DIALOGS, "dialogs"),
+)
+#: The buckets folded into a table (bucket, name); ``location`` has its own handler.
 _EVENT_SUBJECTS: Final = {k: subjects.call_event(k) for k in EVENT_KINDS}
 _PRUNE_EVERY: Final = 60.0
 _OUTBOX_LINGER: Final = 0.02
@@ -93,7 +119,7 @@ class Router:
         secret: bytes,
         registry: CollectorRegistry,
         nc: Requester | None = None,
-        wire: WirePort | None = None,
+        wire: WireClient | None = None,
     ) -> None:
         settings = config.router
         self.policy = make_policy(settings, secret)
@@ -123,7 +149,14 @@ class Router:
         self.outbox = Outbox(js._nc, linger=_OUTBOX_LINGER, wire=wire)
         #: Call events and dialog writes, acked in the background (published on
         #: ``wire``, the bus runtime's lean connection, when given).
-        self._dialog_ttl = str(int(settings.dialog_ttl))
+        self._wire = wire
+        self._request_timeout = config.nats.request_timeout
+        self._watches: list[KvWatch] = []
+        #: The wire watches started (closed by :meth:`close`).
+        self._put_block = b"NATS/1.0\r\n%b: %d\r\n\r\n" % (
+            _MSG_TTL.encode(),
+            int(settings.dialog_ttl),
+        )
         self._event_counters = {
             k: (self.metrics.events.labels(k, "ok"), self.metrics.events.labels(k, "error"))
             for k in EVENT_KINDS
@@ -163,11 +196,26 @@ class Router:
             self._location = await self._js.key_value(kv.BUCKET_LOCATION)
         self._nonce_kv = await self._js.key_value(kv.BUCKET_NONCES)
         await self.outbox.start()
-        self._watch(kv.BUCKET_SUBSCRIBERS, "subscribers", self._fold_subscribers)
-        self._watch(kv.BUCKET_ROUTING, "routing", self._fold_routing)
-        self._watch(kv.BUCKET_HEALTH, "health", self._fold_health)
-        self._watch(kv.BUCKET_DIALOGS, "dialogs", self._fold_dialogs)
-        self._tasks.append(asyncio.create_task(self._watch_locations(), name="location"))
+        folds = {
+            "subscribers": self._fold_subscribers,
+            "routing": self._fold_routing,
+            "health": self._fold_health,
+            "dialogs": self._fold_dialogs,
+        }
+        wire = self._wire
+        for bucket, name in _FOLDED:
+            if wire is None:
+                self._watch(bucket, name, folds[name])
+            else:
+                fold = _Fold(folds[name], self._loaded[name].set)
+                self._watch_on_wire(wire, bucket, fold.entry, fold.loaded)
+        if wire is None:
+            self._tasks.append(asyncio.create_task(self._watch_locations(), name="location"))
+        else:
+            self._pending_locations = {}
+            self._watch_on_wire(
+                wire, kv.BUCKET_LOCATION, self._location_entry, self._locations_loaded
+            )
         if self._settings.probe:
             await self._start_prober(self._settings)
 
@@ -206,6 +254,8 @@ class Router:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for watch in self._watches:
+            await watch.close()
 
     async def ready(self) -> bool:
         """True once every watched bucket has been read whole."""
@@ -338,11 +388,10 @@ class Router:
             await self._queue_event(event)
         if decision.dialog_put is not None:
             key, record = decision.dialog_put
-            headers = {_MSG_TTL: self._dialog_ttl}
-            await self._queue_dialog(key, "put", encode_dialog(record), headers)
+            await self._queue_dialog(key, "put", encode_dialog(record), self._put_block)
         if decision.dialog_delete is not None:
             key = decision.dialog_delete
-            await self._queue_dialog(key, "delete", b"", _DELETE_HEADERS)
+            await self._queue_dialog(key, "delete", b"", _DELETE_BLOCK)
         if decision.media_delete is not None:
             await self._release(decision.media_delete)
 
@@ -355,16 +404,21 @@ class Router:
             log.warning("router: call event %s not published: %r", event_id, exc)
             failed.inc()
 
+        headers: bytes | dict[str, str]
+        if "\r" in event_id or "\n" in event_id:
+            headers = {_MSG_ID: event_id}  # refused (ValueError) as before
+        else:
+            headers = _MSG_ID_START + event_id.encode() + _BLOCK_END
         await self.outbox.submit(
             "e" + event.call_id,
             _EVENT_SUBJECTS[event.kind],
             encode(event),
-            headers={_MSG_ID: event_id},
+            headers=headers,
             on_done=ok.inc,
             on_failure=on_failure,
         )
 
-    async def _queue_dialog(self, key: str, op: str, data: bytes, headers: dict[str, str]) -> None:
+    async def _queue_dialog(self, key: str, op: str, data: bytes, headers: bytes) -> None:
         ok, failed = self._dialog_counters[op]
 
         def on_failure(exc: BaseException) -> None:
@@ -373,7 +427,7 @@ class Router:
 
         await self.outbox.submit(
             "d" + key,
-            f"$KV.{kv.BUCKET_DIALOGS}.{key}",
+            _DIALOG_SUBJECT + key,
             data,
             headers=headers,
             on_done=ok.inc,
@@ -407,9 +461,22 @@ class Router:
         if known is None or known[1] < revision:
             self._locations[key] = (value, revision)
 
+    def _location_entry(self, key: str, value: bytes | None, revision: int) -> None:
+        """One entry of bucket ``location`` (None or empty: deleted)."""
+        bindings = _decode_location(key, value)
+        if self._pending_locations is not None:
+            self._pending_locations[key] = (bindings, revision)
+        else:
+            self._note_location(key, bindings, revision)
+
+    def _locations_loaded(self) -> None:
+        """A (re)started watch's replay is in: it replaces the table."""
+        self._locations = self._pending_locations or {}
+        self._pending_locations = None
+        self._loaded["location"].set()
+
     async def _watch_locations(self) -> None:
-        """Follow bucket ``location``; a (re)started watch's replay replaces the table."""
-        loaded = self._loaded["location"]
+        """Follow bucket ``location`` with nats-py (no wire connection)."""
         while True:
             try:
                 assert self._location is not None
@@ -417,23 +484,51 @@ class Router:
                 self._pending_locations = {}
                 async for entry in watcher:
                     if entry is None:
-                        self._locations = self._pending_locations or {}
-                        self._pending_locations = None
-                        loaded.set()
+                        self._locations_loaded()
                         continue
-                    deleted = entry.operation in (KV_DEL, "PURGE") or not entry.value
-                    value = None if deleted else _decode_location(entry.key, entry.value)
-                    revision = entry.revision or 0
-                    if self._pending_locations is not None:
-                        self._pending_locations[entry.key] = (value, revision)
-                    else:
-                        self._note_location(entry.key, value, revision)
+                    deleted = entry.operation in (KV_DEL, "PURGE")
+                    value = None if deleted else entry.value
+                    self._location_entry(entry.key, value, entry.revision or 0)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("router: location watch failed (%r); restarting", exc)
                 self._pending_locations = None
                 await asyncio.sleep(1.0)
+
+    def _watch_on_wire(
+        self,
+        wire: WireClient,
+        bucket: str,
+        on_entry: Callable[[str, bytes | None, int], None],
+        on_loaded: Callable[[], None],
+    ) -> None:
+        """Watch ``bucket`` on the wire connection (started again until it works)."""
+
+        async def start() -> None:
+            while True:
+                watch = KvWatch(
+                    wire,
+                    bucket,
+                    on_entry,
+                    on_loaded=on_loaded,
+                    api_prefix=self._js._prefix,  # private in nats-py
+                    timeout=self._request_timeout,
+                )
+                try:
+                    await watch.start()
+                except asyncio.CancelledError:
+                    await watch.close()  # closing meanwhile
+                    raise
+                except (WatchError, TimeoutError, ConnectionError, msgspec.DecodeError) as exc:
+                    await watch.close()
+                    log.warning("router: %s watch failed (%r); restarting", bucket, exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                self._watches.append(watch)
+                return
+
+        self._tasks.append(asyncio.create_task(start(), name=f"watch-{bucket}"))
 
     def _watch(
         self, bucket: str, name: str, fold: Callable[[str, bytes | None, bool], None]
@@ -540,6 +635,33 @@ class Router:
             target = self.active
         if not target.apply(key, value):
             log.warning("router: unreadable dialog record %s ignored", key)
+
+
+class _Fold:
+    """A wire watch's entries to a fold: ``initial`` until the bucket is loaded.
+
+    Args:
+        fold: ``(key, value, initial)``, as the nats-py watch calls it.
+        loaded: called once the initial entries are folded and swapped in.
+    """
+
+    __slots__ = ("_fold", "_initial", "_loaded")
+
+    def __init__(
+        self, fold: Callable[[str, bytes | None, bool], None], loaded: Callable[[], None]
+    ) -> None:
+        self._fold = fold
+        self._loaded = loaded
+        self._initial = True
+
+    def entry(self, key: str, value: bytes | None, revision: int) -> None:
+        # An empty value is taken as deleted, as with the nats-py watch.
+        self._fold(key, value or None, self._initial)
+
+    def loaded(self) -> None:
+        self._fold("", None, True)  # the initial values are all in: swap
+        self._initial = False
+        self._loaded()
 
 
 def _decode_location(key: str, value: bytes | None) -> BindingSet | None:

@@ -38,13 +38,13 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import nats.errors
 
-from sipmesh_bus.wire import WireError
+from sipmesh_bus.wire import HeaderBlock, WireError
 
 __all__ = ["AckMessage", "Outbox", "PublishClient", "WirePort", "WriteFailedError"]
 
@@ -99,7 +99,7 @@ class WirePort(Protocol):
         payload: bytes,
         reply: str | bytes | None = None,
         *,
-        headers: Mapping[str, str] | None = None,
+        headers: HeaderBlock | None = None,
     ) -> bool: ...
 
     def subscribe(
@@ -115,7 +115,7 @@ class _Write:
     key: str
     subject: str
     payload: bytes
-    headers: dict[str, str] | None
+    headers: dict[str, str] | bytes | None
     on_done: Callable[[], None]
     on_failure: Callable[[BaseException], None]
     attempts: int = 0
@@ -187,11 +187,14 @@ class Outbox:
         subject: str,
         payload: bytes,
         *,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | bytes | None = None,
         on_done: Callable[[], None],
         on_failure: Callable[[BaseException], None],
     ) -> None:
         """Publish ``payload`` to JetStream ``subject`` after the earlier writes of ``key``.
+
+        ``headers`` is name -> value or a ready ``NATS/1.0`` block (see
+        ``WireClient.publish``: built by the caller, checked at its ends only).
 
         ``on_done`` is called once JetStream acked it, ``on_failure`` once every
         attempt failed (or :meth:`drain` gave up on it). Returns as soon as the
@@ -293,9 +296,10 @@ class Outbox:
         reply = self._track(write)
         seq = self._seq
         try:
-            await self._client.publish(
-                write.subject, write.payload, reply=reply, headers=write.headers
-            )
+            headers = write.headers
+            if isinstance(headers, bytes):
+                headers = _header_dict(headers)
+            await self._client.publish(write.subject, write.payload, reply=reply, headers=headers)
         except nats.errors.Error as exc:
             # Closed, draining, or the reconnect buffer is full: try again later.
             self._inflight.pop(seq, None)
@@ -416,3 +420,13 @@ class Outbox:
         if lost:
             log.warning("router: %d background writes given up at shutdown", lost)
         return lost
+
+
+def _header_dict(block: bytes) -> dict[str, str]:
+    """Name -> value of a ``NATS/1.0`` block (for nats-py, which takes a dict)."""
+    headers: dict[str, str] = {}
+    for line in block.decode().split("\r\n")[1:]:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip()] = value.strip()
+    return headers
