@@ -97,6 +97,7 @@ class _Family(Collector, Generic[C, M]):
         name: str,
         documentation: str,
         labelnames: Sequence[str],
+        *,
         registry: CollectorRegistry,
     ) -> None:
         self.name = name
@@ -145,7 +146,7 @@ class CounterFamily(_Family[CounterChild, CounterMetricFamily]):
     """A counter with labels, exposed as ``<name>_total``.
 
     Args:
-        name: with or without ``_total`` (as prometheus-client's ``Counter``).
+        name: with or without ``_total`` (CounterMetricFamily drops it, as ``Counter`` does).
         documentation: the HELP text.
         labelnames: the label names, in the order :meth:`labels` takes values.
         registry: where it is collected from.
@@ -153,16 +154,6 @@ class CounterFamily(_Family[CounterChild, CounterMetricFamily]):
     Raises:
         ValueError: the registry has a collector of that name already.
     """
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Sequence[str],
-        *,
-        registry: CollectorRegistry,
-    ) -> None:
-        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry)
 
     def _new_child(self) -> CounterChild:
         return CounterChild()
@@ -204,7 +195,7 @@ class HistogramFamily(_Family[HistogramChild, HistogramMetricFamily]):
             raise ValueError(f"{name}: buckets must increase")
         self.bounds: Final = bounds
         self._les: Final = (*map(_le, bounds), "+Inf")
-        super().__init__(name, documentation, labelnames, registry)
+        super().__init__(name, documentation, labelnames, registry=registry)
 
     def _new_child(self) -> HistogramChild:
         return HistogramChild(self.bounds)
