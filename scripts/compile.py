@@ -5,7 +5,8 @@
     scripts/compile.py --require  fail (exit 1) instead of falling back (the image)
     SIPMESH_PURE=1 scripts/compile.py    remove the compiled modules and stop
 
-Each listed package is compiled into C extensions written beside its ``.py``
+Each listed package (or only its listed modules: the services keep their
+asyncio shells pure) is compiled into C extensions written beside its ``.py``
 files (``uri.cpython-311-x86_64-linux-gnu.so`` next to ``uri.py``); the import
 system prefers the extension, so an editable install runs the compiled code and
 the services need nothing else. The C sources and object files go under
@@ -45,6 +46,12 @@ class Target:
     """The package's import name; every module in it is compiled but ``__init__``."""
     exclude: tuple[str, ...] = ()
     """Modules (relative paths) kept pure."""
+    only: tuple[str, ...] = ()
+    """When set, the only modules (relative paths) compiled; the others stay pure.
+
+    For the services: their asyncio shells stay Python, and a module added
+    later is not compiled until someone lists it (and runs its tests compiled).
+    """
 
 
 #: The one list of what is compiled. A package added here must be mypy-strict
@@ -54,6 +61,37 @@ TARGETS: Final = (
     # _errors stays pure: a compiled class cannot be subclassed by interpreted
     # code, and callers may derive their own errors from ParseError.
     Target(src="libs/sipmsg/src", package="sipmsg", exclude=("_errors.py",)),
+    # The services' pure hot paths; the asyncio shells (app, outbox, prober,
+    # __main__) and the metrics stay Python. So do modules whose msgspec
+    # Structs are decoded (router context: the dialog token, the context, the
+    # dialog record): mypyc rewrites a compiled class's ``__annotations__`` to
+    # bare runtime types (``str | None`` becomes ``type``), which msgspec
+    # reads as the schema. Structs only built and encoded are fine compiled.
+    Target(
+        src="services/registrar/src",
+        package="sipmesh_registrar",
+        only=("auth.py", "bindings.py", "core.py", "fastpath.py", "model.py", "replay.py"),
+    ),
+    Target(
+        src="services/router/src",
+        package="sipmesh_router",
+        only=(
+            "ackroute.py",
+            "active.py",
+            "auth.py",
+            "caps.py",
+            "core.py",
+            "dispatcher.py",
+            "events.py",
+            "hops.py",
+            "lcr.py",
+            "media.py",
+            "model.py",
+            "proxy.py",
+            "responses.py",
+            "routes.py",
+        ),
+    ),
 )
 
 BUILD_DIR: Final = ROOT / "build" / "mypyc"
@@ -70,6 +108,7 @@ def sources(target: Target) -> list[Path]:
         for p in pkg.rglob("*.py")
         if p.name != "__init__.py"
         and p.relative_to(pkg).as_posix() not in target.exclude
+        and (not target.only or p.relative_to(pkg).as_posix() in target.only)
         and "__pycache__" not in p.parts
     )
 

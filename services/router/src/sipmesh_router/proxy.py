@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hmac
 from collections.abc import Callable
-from typing import Final, TypeVar
+from typing import Final, overload
 
 from sipmesh_bus.branches import BRANCH_PREFIX, branch_for
 from sipmsg import ParseError, Request, Response, SipUri, parse, parse_address, parse_uri
@@ -40,8 +40,6 @@ __all__ = [
 
 DEFAULT_MAX_FORWARDS: Final = 70
 _CONTACT_MAC: Final = 8
-
-M = TypeVar("M", Request, Response)
 
 
 def add_via(req: Request, *, transport: str, host: str, port: int, branch: bytes) -> Request:
@@ -194,7 +192,15 @@ def _mac(secret: bytes, contact: bytes) -> bytes:
     return mac.digest()[:_CONTACT_MAC]
 
 
-def with_contact(msg: M, *, secret: bytes, host: str, port: int) -> M:
+# Overloads, not a value-restricted TypeVar: mypyc checks such a function
+# against the union once, where ``replace_header`` returns the union.
+@overload
+def with_contact(msg: Request, *, secret: bytes, host: str, port: int) -> Request: ...
+@overload
+def with_contact(msg: Response, *, secret: bytes, host: str, port: int) -> Response: ...
+def with_contact(
+    msg: Request | Response, *, secret: bytes, host: str, port: int
+) -> Request | Response:
     """Replace the Contact URI by our address with the original sealed in the user part."""
     if msg.header(b"contact") is None:
         return msg
