@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from sipmsg import LocalProtocolError, ParseError, ParserConfig, Request, Response, parse
+from sipmsg import LocalProtocolError, ParseError, ParserConfig, Request
 from sipmsg import make_response as _make_response
 from sipmsg.transaction import (
     AckReceived,
@@ -39,6 +39,8 @@ from sipmsg.transaction import (
     TxEvent,
 )
 
+from .transaction import LeanServerTransaction
+
 __all__ = ["InviteServer"]
 
 _DEFAULT: Final = TransactionConfig()
@@ -47,7 +49,7 @@ _TERMINATED: Final = (Terminated(),)
 _FAILED: Final = (TransportFailed(), Terminated())
 
 
-class InviteServer:
+class InviteServer(LeanServerTransaction):
     """An INVITE server transaction; see the module docstring.
 
     Args:
@@ -65,21 +67,7 @@ class InviteServer:
         LocalProtocolError: ``request`` is not an INVITE.
     """
 
-    __slots__ = (
-        "_config",
-        "_data",
-        "_end",
-        "_events",
-        "_g",
-        "_g_interval",
-        "_h",
-        "_last",
-        "_out",
-        "_parser",
-        "_reliable",
-        "_request",
-        "_state",
-    )
+    __slots__ = ("_config", "_end", "_g", "_g_interval", "_h")
 
     def __init__(
         self,
@@ -117,32 +105,6 @@ class InviteServer:
                 return
             self._last = trying
             self._out = [trying]
-
-    @property
-    def request(self) -> Request:
-        """The INVITE (parsed again after the final response)."""
-        req = self._request
-        if req is None:
-            msg = parse(self._data, self._parser)
-            if not isinstance(msg, Request):  # it was one: never in practice
-                raise ParseError("not a request when parsed again")
-            self._request = req = msg
-        return req
-
-    @property
-    def state(self) -> State:
-        """The current state."""
-        return self._state
-
-    @property
-    def reliable(self) -> bool:
-        """True over TCP, TLS, WS."""
-        return self._reliable
-
-    @property
-    def terminated(self) -> bool:
-        """True once the transaction reached Terminated."""
-        return self._state is State.TERMINATED
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must be called next, or None."""
@@ -223,10 +185,6 @@ class InviteServer:
             # RFC 6026 §8.7: "passing any received ACKs to the TU".
             self._events += (AckReceived(request=ack),)
 
-    def send(self, response: Response, now: float) -> None:
-        """Send a response from the TU (as :meth:`send_bytes`)."""
-        self.send_bytes(response.status, bytes(response), now)
-
     def send_bytes(self, status: int, data: bytes, now: float) -> None:
         """Send a response given as its bytes and its status code.
 
@@ -268,29 +226,7 @@ class InviteServer:
             self._h = now + self._config.timeout
         self.handle_timer(now)
 
-    def datagrams_to_send(self) -> list[bytes]:
-        """Return, and forget, the messages to put on the wire."""
-        out = self._out
-        if out is None:
-            return []
-        self._out = None
-        return out
-
-    def next_event(self) -> TxEvent | None:
-        """The next event for the TU (AckReceived, TimedOut, TransportFailed, Terminated)."""
-        events = self._events
-        if not events:
-            return None
-        self._events = events[1:]
-        return events[0]
-
     def _terminate(self, events: tuple[TxEvent, ...]) -> None:
         self._state = State.TERMINATED
         self._g = self._h = self._end = None
         self._events += events
-
-    def _queue(self, data: bytes) -> None:
-        if self._out is None:
-            self._out = [data]
-        else:
-            self._out.append(data)

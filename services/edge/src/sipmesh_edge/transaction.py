@@ -37,7 +37,7 @@ from sipmsg.transaction import (
     TxEvent,
 )
 
-__all__ = ["NonInviteServer", "status_of"]
+__all__ = ["LeanServerTransaction", "NonInviteServer", "status_of"]
 
 _DEFAULT: Final = TransactionConfig()
 _TERMINATED: Final = (Terminated(),)
@@ -60,57 +60,32 @@ def status_of(data: bytes) -> int | None:
     return int(code)
 
 
-class NonInviteServer:
-    """A non-INVITE server transaction; see the module docstring.
+class LeanServerTransaction:
+    """What the edge's lean server transactions share: the request as bytes, output, events.
 
-    Args:
-        request: the request that created it (not ACK or INVITE).
-        now: when it arrived (unused, as in sipmsg).
-        reliable: True over TCP, TLS, WS (Timer J is 0).
-        config: timer values; the RFC defaults when None.
-        parser: the limits ``request`` was parsed with (to parse it again).
-
-    Raises:
-        LocalProtocolError: ``request`` is an INVITE or an ACK.
+    :class:`NonInviteServer` and :class:`~sipmesh_edge.invite_server.InviteServer`
+    set every slot in their ``__init__``; this class holds no state machine.
     """
 
     __slots__ = (
         "_data",
         "_events",
         "_last",
-        "_linger",
         "_out",
         "_parser",
         "_reliable",
         "_request",
         "_state",
-        "_timer",
     )
 
-    def __init__(
-        self,
-        request: Request,
-        *,
-        now: float,
-        reliable: bool,
-        config: TransactionConfig | None = None,
-        parser: ParserConfig | None = None,
-    ) -> None:
-        if request.method in (b"INVITE", b"ACK"):
-            # §17: INVITE has its own machines; "ACK ... is not a transaction" of its own.
-            raise LocalProtocolError(f"no non-INVITE transaction for {request.method!r}")
-        self._request: Request | None = request
-        self._data = bytes(request)
-        self._parser = parser
-        self._reliable = reliable
-        # §17.2.2: "it MUST set Timer J to fire in 64*T1 seconds for unreliable
-        # transports, and zero seconds for reliable transports".
-        self._linger = 0.0 if reliable else (_DEFAULT if config is None else config).timeout
-        self._state = State.TRYING
-        self._last: bytes | None = None
-        self._out: list[bytes] | None = None
-        self._timer: float | None = None
-        self._events: tuple[TxEvent, ...] = ()
+    _data: bytes
+    _events: tuple[TxEvent, ...]
+    _last: bytes | None
+    _out: list[bytes] | None
+    _parser: ParserConfig | None
+    _reliable: bool
+    _request: Request | None
+    _state: State
 
     @property
     def request(self) -> Request:
@@ -137,6 +112,82 @@ class NonInviteServer:
     def terminated(self) -> bool:
         """True once the transaction reached Terminated."""
         return self._state is State.TERMINATED
+
+    def send(self, response: Response, now: float) -> None:
+        """Send a response from the TU (as ``send_bytes``)."""
+        self.send_bytes(response.status, bytes(response), now)
+
+    def send_bytes(self, status: int, data: bytes, now: float) -> None:
+        """Send a response given as its bytes and its status code."""
+        raise NotImplementedError
+
+    def datagrams_to_send(self) -> list[bytes]:
+        """Return, and forget, the messages to put on the wire."""
+        out = self._out
+        if out is None:
+            return []
+        self._out = None
+        return out
+
+    def next_event(self) -> TxEvent | None:
+        """The next event for the TU, or None.
+
+        ``TransportFailed`` and ``Terminated``; an INVITE's also ``AckReceived``
+        and ``TimedOut``.
+        """
+        events = self._events
+        if not events:
+            return None
+        self._events = events[1:]
+        return events[0]
+
+    def _queue(self, data: bytes) -> None:
+        if self._out is None:
+            self._out = [data]
+        else:
+            self._out.append(data)
+
+
+class NonInviteServer(LeanServerTransaction):
+    """A non-INVITE server transaction; see the module docstring.
+
+    Args:
+        request: the request that created it (not ACK or INVITE).
+        now: when it arrived (unused, as in sipmsg).
+        reliable: True over TCP, TLS, WS (Timer J is 0).
+        config: timer values; the RFC defaults when None.
+        parser: the limits ``request`` was parsed with (to parse it again).
+
+    Raises:
+        LocalProtocolError: ``request`` is an INVITE or an ACK.
+    """
+
+    __slots__ = ("_linger", "_timer")
+
+    def __init__(
+        self,
+        request: Request,
+        *,
+        now: float,
+        reliable: bool,
+        config: TransactionConfig | None = None,
+        parser: ParserConfig | None = None,
+    ) -> None:
+        if request.method in (b"INVITE", b"ACK"):
+            # §17: INVITE has its own machines; "ACK ... is not a transaction" of its own.
+            raise LocalProtocolError(f"no non-INVITE transaction for {request.method!r}")
+        self._request: Request | None = request
+        self._data = bytes(request)
+        self._parser = parser
+        self._reliable = reliable
+        # §17.2.2: "it MUST set Timer J to fire in 64*T1 seconds for unreliable
+        # transports, and zero seconds for reliable transports".
+        self._linger = 0.0 if reliable else (_DEFAULT if config is None else config).timeout
+        self._state = State.TRYING
+        self._last: bytes | None = None
+        self._out: list[bytes] | None = None
+        self._timer: float | None = None
+        self._events: tuple[TxEvent, ...] = ()
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must be called next (Timer J), or None."""
@@ -175,10 +226,6 @@ class NonInviteServer:
         if last is not None and self._state is not State.TERMINATED:
             self._queue(last)
 
-    def send(self, response: Response, now: float) -> None:
-        """Send a response from the TU (as :meth:`send_bytes`)."""
-        self.send_bytes(response.status, bytes(response), now)
-
     def send_bytes(self, status: int, data: bytes, now: float) -> None:
         """Send a response given as its bytes and its status code.
 
@@ -199,25 +246,3 @@ class NonInviteServer:
         self._timer = now + self._linger
         self._request = None  # its bytes stay (see the module docstring)
         self.handle_timer(now)
-
-    def datagrams_to_send(self) -> list[bytes]:
-        """Return, and forget, the messages to put on the wire."""
-        out = self._out
-        if out is None:
-            return []
-        self._out = None
-        return out
-
-    def next_event(self) -> TxEvent | None:
-        """The next event for the TU (``TransportFailed``, ``Terminated``), or None."""
-        events = self._events
-        if not events:
-            return None
-        self._events = events[1:]
-        return events[0]
-
-    def _queue(self, data: bytes) -> None:
-        if self._out is None:
-            self._out = [data]
-        else:
-            self._out.append(data)
