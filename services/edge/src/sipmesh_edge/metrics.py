@@ -36,17 +36,17 @@ _TRANSACTION_BUCKETS: Final = (
 
 
 class _ClassCounter(CounterFamily):
-    """Responses by status class, exposed in class order (1xx before 4xx).
+    """Responses by status class: a series per class from the start, exposed once non-zero.
 
-    The children are made on the first response of a class, so the family's
-    own order is the order the classes were first seen; sorting at scrape time
-    keeps the exposition what it was when the edge counted in a list.
+    Every class has its child at start-up, so counting is one list index and
+    no check; a class with nothing sent yet is left out of the exposition, so
+    a 6xx series appears with the first 6xx, as a labelled counter's would.
     """
 
     def collect(self) -> Iterator[Metric]:
-        """The family, its samples sorted by ``status_class``."""
+        """The family without its zero samples."""
         for family in super().collect():
-            family.samples.sort(key=lambda sample: sample.labels["status_class"])
+            family.samples = [sample for sample in family.samples if sample.value]
             yield family
 
 
@@ -75,8 +75,8 @@ class EdgeMetrics:
             ["status_class"],
             registry=registry,
         )
-        self._responses: list[CounterChild | None] = [None] * 10
-        #: Per status // 100, made on the first response of the class.
+        self._responses = [self._responses_sent.labels(f"{cls}xx") for cls in range(10)]
+        #: Per status // 100.
         self._retransmissions = CounterFamily(
             "sipmesh_edge_retransmissions_absorbed",
             "Requests matched to an existing server transaction (never sent to the bus again)",
@@ -131,11 +131,7 @@ class EdgeMetrics:
 
     def response(self, status: int) -> None:
         """Count a response sent (100-699)."""
-        cls = status // 100 % 10
-        child = self._responses[cls]
-        if child is None:
-            child = self._responses[cls] = self._responses_sent.labels(f"{cls}xx")
-        child.value += 1
+        self._responses[status // 100 % 10].value += 1
 
     def retransmission(self) -> None:
         """Count a request retransmission absorbed by its server transaction."""
