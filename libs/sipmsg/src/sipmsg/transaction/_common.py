@@ -96,6 +96,11 @@ DEFAULT_CONFIG: Final = TransactionConfig()
 class State(enum.Enum):
     """The states of the four machines (each uses a subset)."""
 
+    # Enum.__hash__ is Python code (hash(self._name_)), run on every table
+    # lookup; members are singletons compared by identity, so the C identity
+    # hash is consistent with equality and keeps lookups out of the interpreter.
+    __hash__ = object.__hash__
+
     #: Client INVITE: the request was sent, no response yet (Timers A and B run).
     CALLING = enum.auto()
     #: Non-INVITE: client sent / server received the request, no response yet.
@@ -116,6 +121,8 @@ class State(enum.Enum):
 
 class Input(enum.Enum):
     """Everything that can move a machine: messages, timers, transport errors."""
+
+    __hash__ = object.__hash__  # as State's: the C identity hash
 
     #: A request received: the server transaction's request, retransmitted.
     REQUEST = enum.auto()
