@@ -273,6 +273,19 @@ def test_client_invite_transport_error_informs_the_tu(state_after: State) -> Non
     assert _events(tx) == []
 
 
+def test_client_invite_one_late_handle_timer_fires_the_earliest_timer_first() -> None:
+    # At 40 both Timer A (due 0.5) and Timer B (due 32) are due: A fires first,
+    # re-sends and re-arms from now (40 + 2*T1), then B times the transaction
+    # out. B first would re-send nothing.
+    tx, _ = _tx()
+    tx.datagrams_to_send()
+    assert tx.get_timer() == T1
+    tx.handle_timer(40.0)
+    assert tx.datagrams_to_send() == [bytes(INVITE)]
+    assert _events(tx) == [TimedOut(timer=Input.TIMER_B), Terminated()]
+    assert tx.get_timer() is None
+
+
 def test_client_invite_terminated_absorbs_everything() -> None:
     tx, _ = _tx(reliable=True)
     tx.receive(BUSY, 0.0)

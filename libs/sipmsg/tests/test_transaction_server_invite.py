@@ -179,6 +179,21 @@ def test_server_invite_timer_g_doubles_to_t2_until_timer_h() -> None:
     assert tx.datagrams_to_send() == []
 
 
+def test_server_invite_timers_due_together_fire_in_arming_order() -> None:
+    # T1 = T2 = 1: Timer G is due at 1, 2, ... 64 and Timer H at 64 too. A
+    # firing timer is re-armed after H was, so at 64 H (armed first) fires
+    # first and ends the transaction: 63 retransmissions, not 64.
+    tx = _tx(config=TransactionConfig(t1=1.0, t2=1.0, trying_delay=None))
+    tx.send(BUSY, 0.0)
+    tx.datagrams_to_send()
+    resent = 0
+    while (deadline := tx.get_timer()) is not None:
+        tx.handle_timer(deadline)
+        resent += len(tx.datagrams_to_send())
+    assert resent == 63
+    assert _events(tx) == [TimedOut(timer=Input.TIMER_H), Terminated()]
+
+
 def test_server_invite_completed_resends_final_on_retransmitted_invite() -> None:
     tx = _tx()
     tx.send(RINGING, 0.0)
