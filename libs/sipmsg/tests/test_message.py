@@ -127,6 +127,32 @@ def test_classifying_fast_paths_match_the_typed_accessors() -> None:
     assert spaced.from_tag == b"1928301774"
 
 
+def test_tags_are_read_once_per_message_and_edits_read_them_again() -> None:
+    msg = _req()
+    assert (msg.from_tag, msg.to_tag) == (b"1928301774", None)
+    tagged = msg.replace_header(b"To", b"Bob <sip:bob@biloxi.example.com>;tag=a6c85cf")
+    assert (tagged.from_tag, tagged.to_tag) == (b"1928301774", b"a6c85cf")
+    retagged = tagged.replace_header(b"From", b"<sip:alice@atlanta.example.com>;tag=2")
+    assert (retagged.from_tag, retagged.to_tag) == (b"2", b"a6c85cf")
+    assert (msg.from_tag, msg.to_tag) == (b"1928301774", None)
+    # A quoted display name holding ";tag=" goes through the full parse, then
+    # the parsed From answers.
+    quoted = msg.replace_header(b"From", b'"x;tag=no" <sip:a@b>;tag=yes')
+    assert quoted.from_tag == b"yes" == quoted.from_.tag
+    assert quoted.from_tag == b"yes"
+
+
+def test_a_bad_tag_header_raises_on_every_access() -> None:
+    bad = _req().with_header(b"From", b"<sip:a@b>;tag=1")  # a second From
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            _ = bad.from_tag
+    missing = _req().remove_header(b"To")
+    for _ in range(2):
+        with pytest.raises(ParseError):
+            _ = missing.to_tag
+
+
 def test_compact_forms_expand_in_key_only() -> None:
     data = (
         b"OPTIONS sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\ni: x@y\r\n"

@@ -58,6 +58,7 @@ class _Message:
         "_data",
         "_expires",
         "_from",
+        "_from_tag",
         "_max_forwards",
         "_path",
         "_proxy_authenticate",
@@ -68,6 +69,7 @@ class _Message:
         "_route",
         "_supported",
         "_to",
+        "_to_tag",
         "_top_via",
         "_unsupported",
         "_user_agent",
@@ -94,6 +96,8 @@ class _Message:
         self._cseq: CSeq | None = None
         self._from: Address | None = None
         self._to: Address | None = None
+        self._from_tag: bytes | _Unset | None = _UNSET
+        self._to_tag: bytes | _Unset | None = _UNSET
         self._contact: tuple[Address, ...] | Star | None = None
         self._route: tuple[Address, ...] | None = None
         self._record_route: tuple[Address, ...] | None = None
@@ -333,20 +337,29 @@ class _Message:
     @property
     def from_tag(self) -> bytes | None:
         """From's tag, like ``from_.tag`` but without validating the rest of From."""
-        if self._from is None:
-            ok, value = _quick_tag(self._single(b"from", required=True) or b"")
-            if ok:
-                return value
-        return self.from_.tag
+        v = self._from_tag
+        if v is _UNSET:
+            # Cached like the parsed headers (an edit makes a new message).
+            ok, v = False, None
+            if self._from is None:
+                ok, v = _quick_tag(self._single(b"from", required=True) or b"")
+            if not ok:
+                v = self.from_.tag
+            self._from_tag = v
+        return v
 
     @property
     def to_tag(self) -> bytes | None:
         """To's tag, like ``to.tag`` but without validating the rest of To."""
-        if self._to is None:
-            ok, value = _quick_tag(self._single(b"to", required=True) or b"")
-            if ok:
-                return value
-        return self.to.tag
+        v = self._to_tag
+        if v is _UNSET:
+            ok, v = False, None
+            if self._to is None:
+                ok, v = _quick_tag(self._single(b"to", required=True) or b"")
+            if not ok:
+                v = self.to.tag
+            self._to_tag = v
+        return v
 
     @property
     def contact(self) -> tuple[Address, ...] | Star:
