@@ -21,9 +21,10 @@ COPY src src
 # them without a compiler or network. (A .so from the build context would be
 # a foreign build: only this stage's compile below counts.)
 RUN find . -name '*.so' -delete && pip wheel --wheel-dir /wheels .
-# sipmsg compiled with mypyc (scripts/compile.py, the list of compiled
-# modules): the C extensions are built here, with gcc, and copied beside the
-# installed .py files below. --require: an image never falls back silently.
+# sipmsg and the registrar's and router's pure modules compiled with mypyc
+# (scripts/compile.py, TARGETS: the one list of compiled modules): the C
+# extensions are built here, with gcc, and every .so under a src root is copied
+# beside the installed .py files below. --require: never a silent fallback.
 # (.dockerignore lets scripts/compile.py in and keeps local .so builds out.)
 COPY scripts/compile.py scripts/compile.py
 RUN apt-get update -qq \
@@ -36,11 +37,13 @@ FROM ${PYTHON_IMAGE}
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
-    --mount=type=bind,from=build,source=/src/libs/sipmsg/src,target=/compiled \
+    --mount=type=bind,from=build,source=/src,target=/compiled \
     pip install --no-index --find-links=/wheels sipmesh \
     && site=$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])') \
-    && (cd /compiled && find . -name '*.so' -exec cp --parents {} "$site" \;) \
+    && for src in /compiled/libs/*/src /compiled/services/*/src; do \
+         (cd "$src" && find . -name '*.so' -exec cp --parents {} "$site" \;); done \
     && python -c 'import sipmsg, sys; sys.exit(not sipmsg.COMPILED)' \
+    && python -c 'import sipmesh_router.core as m, sys; sys.exit(not m.__file__.endswith(".so"))' \
     && groupadd --system --gid 10001 sipmesh \
     && useradd --system --uid 10001 --gid 10001 --home-dir /data --no-create-home sipmesh \
     && mkdir -p /data && chown 10001:10001 /data
