@@ -24,6 +24,7 @@ import contextlib
 import logging
 import math
 import os
+import re
 import secrets
 import socket
 import time
@@ -68,6 +69,7 @@ from .model import Decision, Inputs
 from .outbox import Outbox
 from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
 from .routes import Peer, SnapshotView
+from .wiring import PUB_ACK, Fold, WireRequests
 
 __all__ = ["Router"]
 
@@ -90,6 +92,15 @@ _DELETE_BLOCK: Final = b"NATS/1.0\r\n%b: %b\r\n%b: %d\r\n\r\n" % (
 _MSG_ID_START: Final = b"NATS/1.0\r\n" + _MSG_ID.encode() + b": "
 _BLOCK_END: Final = b"\r\n\r\n"
 _DIALOG_SUBJECT: Final = f"$KV.{kv.BUCKET_DIALOGS}."
+_NONCE_SUBJECT: Final = f"$KV.{kv.BUCKET_NONCES}."
+_CLAIM_START: Final = b"NATS/1.0\r\nNats-Expected-Last-Subject-Sequence: 0\r\n%b: " % (
+    _MSG_TTL.encode()
+)
+#: A nonce claim's block up to its TTL: the headers ``KeyValue.create(msg_ttl=)`` sends.
+_KEY_RE: Final = re.compile(r"[-/_=.a-zA-Z0-9]+")
+#: A key nats-py's KV accepts (and no space to break the HPUB line).
+_WRONG_LAST_SEQUENCE: Final = frozenset({10071, 10164})
+#: JetStream "wrong last sequence" errors: the nonce key exists.
 _FOLDED: Final = (
     (kv.BUCKET_SUBSCRIBERS, "subscribers"),
     (kv.BUCKET_ROUTING, "routing"),
@@ -174,7 +185,10 @@ class Router:
         self._calls = 0
         self._peers: dict[str, Peer | None] = {}
         #: Source address -> trusted peer of the current snapshot (emptied when it changes).
-        self.media = None if nc is None else MediaBus(nc, timeout=settings.media_timeout)
+        self._requests = None if wire is None else WireRequests(wire, nc)
+        #: Nonce claims and media requests on ``wire`` (nats-py while it is down).
+        asker: Requester | None = self._requests or nc
+        self.media = None if asker is None else MediaBus(asker, timeout=settings.media_timeout)
         #: The media service's client; None: every offer fails (``unavailable``).
         self.metrics.calls_active.set_function(lambda: len(self.active))
         self.metrics.outbox_pending.set_function(lambda: len(self.outbox))
@@ -207,7 +221,7 @@ class Router:
             if wire is None:
                 self._watch(bucket, name, folds[name])
             else:
-                fold = _Fold(folds[name], self._loaded[name].set)
+                fold = Fold(folds[name], self._loaded[name].set)
                 self._watch_on_wire(wire, bucket, fold.entry, fold.loaded)
         if wire is None:
             self._tasks.append(asyncio.create_task(self._watch_locations(), name="location"))
@@ -437,10 +451,29 @@ class Router:
     # -- KV ----------------------------------------------------------------------------
 
     async def _claim(self, key: str, ttl: float) -> bool:
-        """Record a nonce-count as used; False when some replica (or the registrar) had it."""
+        """Record a nonce-count as used; False when some replica (or the registrar) had it.
+
+        On the wire connection it is ``KeyValue.create`` by hand: a publish
+        expecting no earlier message on the key's subject, acked by JetStream.
+        A refusal goes through nats-py's ``create``, which also writes over a
+        delete marker (nobody deletes nonces: it is the rare replay).
+        """
+        seconds = max(1, math.ceil(ttl))
+        requests = self._requests
+        if requests is not None and _KEY_RE.fullmatch(key):
+            block = _CLAIM_START + b"%d" % seconds + _BLOCK_END
+            timeout = self._js._timeout  # private in nats-py
+            reply = await requests.ask(_NONCE_SUBJECT + key, b"1", timeout, block)
+            if reply is not None:
+                ack = PUB_ACK.decode(reply.payload)
+                if ack.error is None:
+                    return True
+                if ack.error.get("err_code") not in _WRONG_LAST_SEQUENCE:
+                    nats.js.errors.APIError.from_error(ack.error)  # raises the matching error
+                    raise nats.js.errors.APIError(description=str(ack.error))
         assert self._nonce_kv is not None
         try:
-            await self._nonce_kv.create(key, b"1", msg_ttl=max(1, math.ceil(ttl)))
+            await self._nonce_kv.create(key, b"1", msg_ttl=seconds)
         except nats.js.errors.KeyWrongLastSequenceError:
             return False
         return True
@@ -635,33 +668,6 @@ class Router:
             target = self.active
         if not target.apply(key, value):
             log.warning("router: unreadable dialog record %s ignored", key)
-
-
-class _Fold:
-    """A wire watch's entries to a fold: ``initial`` until the bucket is loaded.
-
-    Args:
-        fold: ``(key, value, initial)``, as the nats-py watch calls it.
-        loaded: called once the initial entries are folded and swapped in.
-    """
-
-    __slots__ = ("_fold", "_initial", "_loaded")
-
-    def __init__(
-        self, fold: Callable[[str, bytes | None, bool], None], loaded: Callable[[], None]
-    ) -> None:
-        self._fold = fold
-        self._loaded = loaded
-        self._initial = True
-
-    def entry(self, key: str, value: bytes | None, revision: int) -> None:
-        # An empty value is taken as deleted, as with the nats-py watch.
-        self._fold(key, value or None, self._initial)
-
-    def loaded(self) -> None:
-        self._fold("", None, True)  # the initial values are all in: swap
-        self._initial = False
-        self._loaded()
 
 
 def _decode_location(key: str, value: bytes | None) -> BindingSet | None:
