@@ -23,6 +23,13 @@ pytestmark = pytest.mark.integration
 SECRET = b"shared-secret-of-every-replica!!"
 
 
+async def flushed(nc: NatsClient) -> None:
+    # nats-py writes flush()'s PING straight to the socket, ahead of a SUB
+    # still queued for its flusher task: the second PING follows the SUB.
+    await nc.flush()
+    await nc.flush()
+
+
 @pytest.fixture
 async def nc(nats_url: str) -> AsyncIterator[NatsClient]:
     client = NatsClient()
@@ -44,7 +51,7 @@ async def test_wire_requests_ask_gets_the_reply(nc: NatsClient, wire: WireClient
         await msg.respond(msg.data[::-1])
 
     await nc.subscribe("wiring.echo", cb=echo)
-    await nc.flush()
+    await flushed(nc)
     requests = WireRequests(wire, nc)
     reply = await requests.ask("wiring.echo", b"abc", 2.0)
     assert reply is not None
@@ -57,12 +64,14 @@ async def test_wire_requests_fail_as_nats_py_does(nc: NatsClient, wire: WireClie
         pass
 
     await nc.subscribe("wiring.silent", cb=silent)
-    await nc.flush()
+    await flushed(nc)
     requests = WireRequests(wire, nc)
     with pytest.raises(nats.errors.NoRespondersError):
         await requests.ask("wiring.nobody", b"x", 2.0)
     with pytest.raises(nats.errors.TimeoutError):
         await requests.ask("wiring.silent", b"x", 0.05)
+    with pytest.raises(nats.errors.MaxPayloadError):
+        await requests.ask("wiring.silent", b"x" * (wire.max_payload + 1), 1.0)
 
 
 async def test_wire_requests_go_through_nats_py_while_the_wire_is_down(
@@ -72,7 +81,7 @@ async def test_wire_requests_go_through_nats_py_while_the_wire_is_down(
         await msg.respond(b"via nats-py")
 
     await nc.subscribe("wiring.down", cb=echo)
-    await nc.flush()
+    await flushed(nc)
     down = WireClient(NatsConfig(url=nats_url), name="never-connected")
     requests = WireRequests(down, nc)
     assert await requests.ask("wiring.down", b"x", 1.0) is None

@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 import nats.errors
 
-from sipmesh_bus.wire import Reply, RequestFailure, WireClient
+from sipmesh_bus.wire import PayloadTooLargeError, Reply, RequestFailure, WireClient
 
 from .mediabus import Requester
 
@@ -67,13 +67,18 @@ class WireRequests:
             nats.errors.TimeoutError: no reply in time.
             nats.errors.ConnectionClosedError: the connection dropped meanwhile.
             nats.errors.NoRespondersError: nobody subscribes to ``subject``.
+            nats.errors.MaxPayloadError: ``payload`` is over the server's max_payload.
         """
         loop = self._loop
         if loop is None:  # cached: get_running_loop() checks the pid each time
             loop = self._loop = asyncio.get_running_loop()
         done: asyncio.Future[Reply | RequestFailure] = loop.create_future()
         settle = functools.partial(_settle, done)
-        if not self._wire.request(subject, payload, settle, timeout=timeout, headers=headers):
+        try:
+            sent = self._wire.request(subject, payload, settle, timeout=timeout, headers=headers)
+        except PayloadTooLargeError:
+            raise nats.errors.MaxPayloadError from None
+        if not sent:
             return None
         reply = await done
         if reply is RequestFailure.TIMEOUT:
