@@ -41,9 +41,9 @@ async def watcher(url: str, variant: str) -> None:
         wire = WireClient(NatsConfig(url=url), name="kvwatch-bench")
         await wire.connect()
 
-        def note(key: str, value: bytes, revision: int) -> None:
+        def note(key: str, value: bytes | None, revision: int) -> None:
             seen[0] += 1
-            cache[key] = (value, revision)
+            cache[key] = (value or b"", revision)
 
         await KvWatch(wire, BUCKET, note).start()
     else:
