@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nats
 import pytest
+from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from sipmesh_bus import kv
@@ -83,13 +84,21 @@ async def bucket(nats_url: str) -> AsyncIterator[KeyValue]:
 
 
 async def _keys(bucket: KeyValue) -> list[str]:
-    watcher = await bucket.watch(">", ignore_deletes=True, meta_only=True)
+    """The bucket's live keys, from its stream's subject list and one get per key.
+
+    Not a KV watch: nats-py's watch can report the end of the initial values
+    before it has delivered them (an empty list once in CI, after the 100k import).
+    """
+    # nats-py keeps the bucket's context, stream and subject prefix private.
+    info = await bucket._js.stream_info(bucket._stream, subjects_filter=f"{bucket._pre}>")
     keys = []
-    async for entry in watcher:
-        if entry is None:
-            break
-        keys.append(entry.key)
-    await watcher.stop()  # type: ignore[no-untyped-call]
+    for subject in info.state.subjects or {}:
+        key = subject.removeprefix(bucket._pre)
+        try:
+            await bucket.get(key)
+        except KeyNotFoundError:  # deleted or purged (KeyDeletedError too)
+            continue
+        keys.append(key)
     return keys
 
 
