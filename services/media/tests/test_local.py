@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +82,48 @@ async def test_local_engine_command_and_stop(engines: EngineFactory, tmp_path: P
     await engine.stop()
     await engine.stop()  # idempotent
     assert engine.pid is None
+
+
+def test_the_daemon_dies_with_a_killed_parent(tmp_path: Path) -> None:
+    """A media service killed hard (SIGKILL) takes its local rtpengine with it."""
+    binary = find_binary()
+    if binary is None:
+        pytest.fail("rtpengine is not installed (make test installs rtpengine-daemon)")
+    parent_code = (
+        "import asyncio, sys, time\n"
+        "from pathlib import Path\n"
+        "from sipmesh_media.local import LocalRtpEngine\n"
+        "engine = LocalRtpEngine(binary=sys.argv[1], data_dir=Path(sys.argv[2]))\n"
+        "asyncio.run(engine.start())\n"
+        "print(engine.pid, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", parent_code, binary, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as parent:
+        daemon = 0
+        try:
+            assert parent.stdout is not None
+            daemon = int(parent.stdout.readline())
+            os.kill(daemon, 0)  # running
+            parent.kill()
+            parent.wait(10)
+            deadline = time.monotonic() + 10
+            while _alive(daemon) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not _alive(daemon)
+        finally:
+            parent.kill()
+            if daemon and _alive(daemon):  # the test failed: leave no daemon behind
+                os.kill(daemon, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie of ours counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
