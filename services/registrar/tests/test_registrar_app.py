@@ -430,9 +430,8 @@ async def test_app_bindings_gauge_counts_live_contacts_not_aors(
     try:
         # The series exists from the start (a panel shows a number, not "no data");
         # its value is whatever the first sample found in the shared bucket.
-        assert [s.name for s in registrar.metrics.bindings.collect()[0].samples] == [
-            "sipmesh_registrar_bindings"
-        ]
+        (family,) = registrar.metrics.bindings.collect()
+        assert [s.name for s in family.samples] == ["sipmesh_registrar_bindings"]
         now = time.time()
         before = await registrar.count_bindings(now)
         ua = kit.UA(user=user)
