@@ -4,8 +4,9 @@ Each service runs as its own process (``python -m sipmesh_<name>``), exactly as 
 a deployment, so nothing here is a shortcut the services could come to rely on.
 A service that dies is restarted after a pause, unless it exits with status 2
 (a setting it cannot work with, such as a SIP port that is taken): then ``up``
-stops everything and fails. SIGTERM or Ctrl-C stops the services (newest
-first), then NATS.
+stops everything and fails. SIGTERM, SIGHUP or Ctrl-C stops the services (newest
+first), then NATS; the services and nats-server run in sessions of their own,
+so a signal to the terminal's whole process group reaches only ``up``.
 
 The edge listens on UDP and TCP at ``--sip-port``, TLS at ``--tls-port``
 (default: SIP port + 1) and WebSocket at ``--ws-port`` (default: SIP port + 2);
@@ -41,6 +42,7 @@ from sipmesh.services import SERVICES, ServiceSpec, UpOptions
 from sipmesh_bus import kv
 from sipmesh_bus.config import HttpConfig, NatsConfig, ServiceConfig, redact_url
 from sipmesh_bus.natsserver import NatsServer, find_nats_server, nats_server_version
+from sipmesh_bus.procs import dies_with_parent
 from sipmesh_bus.runtime import ReadinessCheck, Service, StoppedError, connect
 from sipmesh_edge import tls
 
@@ -60,6 +62,8 @@ log = logging.getLogger(__name__)
 _RESTART_DELAY: Final = 1.0
 _STOP_TIMEOUT: Final = 10.0
 _FATAL_EXIT: Final = 2
+#: What stops ``up`` cleanly (services first, then NATS).
+_STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 #: A service's exit status for "this configuration cannot work" (run_service's ConfigError).
 _SCRAPE_INTERVAL: Final = "5s"
 #: Local watching: fine enough for rate() over a minute, cheap for a laptop.
@@ -324,6 +328,7 @@ async def _start_nats(settings: UpSettings) -> tuple[str, NatsServer | None]:
         host=settings.nats_host,
         port=settings.nats_port,
         binary=binary,
+        own_session=True,  # stopped by up after the services, not by the terminal
     )
     url = await asyncio.to_thread(server.start)
     version = ".".join(map(str, nats_server_version(binary)))
@@ -376,9 +381,14 @@ class _Supervisor:
 
     def start(self, child: _Child) -> None:
         child.proc = subprocess.Popen(  # noqa: S603 - our interpreter and module
-            [sys.executable, "-m", child.spec.module],
+            dies_with_parent([sys.executable, "-m", child.spec.module]),
             env=self._env(child),
             stdin=subprocess.DEVNULL,
+            # Out of the terminal's process group: a Ctrl-C (or a SIGTERM to the
+            # group) reaches only up, which stops the services first and NATS
+            # last; were they signalled together, NATS could go before a service
+            # drained. dies_with_parent: up killed hard takes them with it.
+            start_new_session=True,
         )
         child.starts += 1
         _say(f"{child.label}: started (pid {child.proc.pid})")
@@ -446,7 +456,9 @@ async def run_up(settings: UpSettings) -> None:
     # starting must still stop it, not orphan it.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP too: the terminal closing reaches only up (its children have
+    # sessions of their own), which must then stop them.
+    for sig in _STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
     try:
         url, server = await _start_nats(settings)
@@ -459,7 +471,7 @@ async def run_up(settings: UpSettings) -> None:
                 await asyncio.to_thread(server.stop)
             _say("sipmesh stopped")
     finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in _STOP_SIGNALS:
             loop.remove_signal_handler(sig)
 
 

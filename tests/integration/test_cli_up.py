@@ -57,7 +57,8 @@ def _reap() -> Iterator[None]:
                 pipe.close()
 
 
-def _sipmesh(*args: str, data_dir: Path) -> subprocess.Popen[str]:
+def _sipmesh(*args: str, data_dir: Path, own_group: bool = False) -> subprocess.Popen[str]:
+    """Run the CLI; ``own_group``: in a process group of its own, as a terminal runs it."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIPMESH_")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "sipmesh", *args, "--data-dir", str(data_dir)],
@@ -65,6 +66,7 @@ def _sipmesh(*args: str, data_dir: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        start_new_session=own_group,
     )
     _spawned.append(proc)
     return proc
@@ -167,6 +169,30 @@ def test_up_stops_on_sigint_too(running: tuple[subprocess.Popen[str], str, Path]
     proc, _out, _data_dir = running
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=10) == 0
+
+
+def test_up_ctrl_c_to_the_whole_group_stops_cleanly(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals every process of the foreground group at once.
+
+    ``up`` still stops the services first and NATS last (the children are not
+    in that group), and nothing prints a traceback.
+    """
+    proc = _sipmesh(
+        "up", "--nats-port", "0", "--http-port", "0", "--sip-port", "0",
+        data_dir=tmp_path / "data", own_group=True,
+    )  # fmt: skip
+    try:
+        _read_until(proc, URL_RE, 30)
+        time.sleep(1)  # every service connected and serving
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=15) == 0
+        assert proc.stdout is not None
+        assert "sipmesh stopped" in proc.stdout.read()
+        assert "Traceback" not in _stderr(proc)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def _fails_with_one_line(proc: subprocess.Popen[str]) -> str:

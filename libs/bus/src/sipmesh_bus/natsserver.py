@@ -133,8 +133,13 @@ class NatsServer:
         port: int = 0,
         binary: Path | None = None,
         name: str = "sipmesh",
+        own_session: bool = False,
     ) -> None:
         self.store_dir = store_dir
+        #: Start the server in a session of its own, out of the caller's process
+        #: group, so that a signal to the whole group (a terminal's Ctrl-C) does
+        #: not stop it before the caller has stopped what uses it.
+        self.own_session = own_session
         self.host = host
         self.port = port
         #: The port asked for, or after start the port bound (when 0 was asked).
@@ -181,7 +186,11 @@ class NatsServer:
         args += ["--ports_file_dir", str(ports_dir)]
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._proc = subprocess.Popen(  # noqa: S603 - our own argv, no shell
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=self.own_session,
         )
         try:
             self._wait_ready(ports_dir, log_offset, time.monotonic() + timeout)

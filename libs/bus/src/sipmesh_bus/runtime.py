@@ -463,7 +463,11 @@ class Service:
             try:
                 await asyncio.wait_for(self._nc.drain(), self.nats_config.drain_timeout + 1)
             except Exception:  # already closed, or no server to drain to
-                await self._nc.close()
+                # nats-py's close writes what it still holds to a transport that
+                # may be gone with the server (stopped with us by a whole-group
+                # signal): nothing is left to lose, so no traceback at exit.
+                with contextlib.suppress(Exception):
+                    await self._nc.close()
             self._m_connected.set(0)
         await self._http.close()
         if self._heartbeat is not None:

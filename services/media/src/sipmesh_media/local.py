@@ -21,10 +21,11 @@ import random
 import shutil
 import signal
 import socket
-import sys
 import tempfile
 from pathlib import Path
 from typing import Final
+
+from sipmesh_bus.procs import dies_with_parent
 
 from . import ng
 from .client import NgClient
@@ -106,18 +107,6 @@ def free_port_range(
         if _range_free(host, low, low + size - 1):
             return low, low + size - 1
     raise LocalRtpEngineError(f"no {size} free UDP ports in a row on {host}")
-
-
-def _dies_with_parent(argv: list[str]) -> list[str]:
-    """``argv`` run so that the daemon gets SIGTERM when this process dies, SIGKILL included.
-
-    Without it a media service killed hard (OOM, SIGKILL, a crash in C) leaves its
-    rtpengine running with no one to stop it, holding its ports and its RTP range.
-    util-linux's ``setpriv --pdeathsig`` (Essential on Debian) sets the Linux
-    parent-death signal and execs the daemon, so its pid stays the child's.
-    """
-    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
-    return [setpriv, "--pdeathsig", "TERM", *argv] if setpriv else argv
 
 
 class LocalRtpEngine:
@@ -204,7 +193,7 @@ class LocalRtpEngine:
         self.ng_port = free_udp_port(self.ng_host)
         with self.log_path.open("ab") as log:
             self._proc = await asyncio.create_subprocess_exec(
-                *_dies_with_parent(self.command()),
+                *dies_with_parent(self.command()),  # no orphan daemon
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
