@@ -245,3 +245,27 @@ async def test_wire_close_fails_pending_requests(nats_url: str, nc: NatsClient) 
     await client.close()
     assert got == [RequestFailure.UNAVAILABLE]
     assert not client.request("wire.silent", b"", cb, timeout=1.0)
+
+
+async def test_wire_ask_awaits_the_reply_the_timeout_or_nothing_sent(
+    wire: WireClient, nc: NatsClient, nats_url: str
+) -> None:
+    async def echo(msg: Msg) -> None:
+        await msg.respond(b"re:" + msg.data)
+
+    await nc.subscribe("wire.ask", cb=echo)
+    await _flushed(nc)
+    reply = await wire.ask("wire.ask", b"hi", timeout=5.0)
+    assert isinstance(reply, Reply)
+    assert reply.payload == b"re:hi"
+    # A cancelled caller leaves the late reply nowhere to go, and nothing breaks.
+    asking = asyncio.ensure_future(wire.ask("wire.ask", b"late", timeout=5.0))
+    await asyncio.sleep(0)
+    asking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+    await nc.subscribe("wire.ask.silent", cb=_silent)
+    await _flushed(nc)
+    assert await wire.ask("wire.ask.silent", b"", timeout=0.2) is RequestFailure.TIMEOUT
+    never = WireClient(NatsConfig(url=nats_url), name="wire-ask-unconnected")
+    assert await never.ask("wire.ask", b"", timeout=1.0) is None

@@ -560,20 +560,19 @@ class _Wire:
         self.outcome = outcome
         self.sent: list[tuple[str, bytes, dict[str, str] | None, float]] = []
 
-    def request(
+    async def ask(
         self,
         subject: str,
         payload: bytes,
-        callback: Any,
         *,
         timeout: float,
         headers: dict[str, str] | None = None,
-    ) -> bool:
+    ) -> Reply | RequestFailure | None:
         if self.outcome is None:
-            return False  # down
+            return None  # down: nothing sent
         self.sent.append((subject, payload, headers, timeout))
-        asyncio.get_running_loop().call_soon(callback, self.outcome)
-        return True
+        await asyncio.sleep(0)
+        return self.outcome
 
 
 def _on_wire(

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -399,6 +400,32 @@ class WireClient:
             raise
         return True
 
+    async def ask(
+        self,
+        subject: str | bytes,
+        payload: bytes,
+        *,
+        timeout: float,
+        headers: HeaderBlock | None = None,
+    ) -> Reply | RequestFailure | None:
+        """:meth:`request`, awaited: the :class:`Reply` or the :class:`RequestFailure`.
+
+        Returns:
+            None (nothing was sent) while disconnected.
+
+        Raises:
+            PayloadTooLargeError, ValueError: as :meth:`publish`.
+        """
+        loop = self._loop
+        if self._transport is None or loop is None:
+            return None
+        done: asyncio.Future[Reply | RequestFailure] = loop.create_future()
+        if not self.request(
+            subject, payload, functools.partial(_settle, done), timeout=timeout, headers=headers
+        ):
+            return None
+        return await done
+
     @property
     def pending(self) -> int:
         """How many :meth:`request` calls wait for their reply."""
@@ -725,6 +752,12 @@ def _block(headers: HeaderBlock) -> bytes:
     if not (headers.startswith(_BLOCK_START) and headers.endswith(_BLOCK_END)):
         raise ValueError(f"not a NATS header block: {headers[:40]!r}")
     return headers
+
+
+def _settle(done: asyncio.Future[Reply | RequestFailure], value: Reply | RequestFailure) -> None:
+    """:meth:`WireClient.ask`'s callback (its awaiting caller may have been cancelled)."""
+    if not done.done():
+        done.set_result(value)
 
 
 def _ignore(_subject: bytes, _reply: bytes, _payload: bytes, _status: int | None) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import random
@@ -124,7 +123,6 @@ class Registrar:
         self._read_timeout = config.nats.request_timeout
         self._pool = b""
         self._pool_at = 0
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- life cycle -------------------------------------------------------------
 
@@ -432,16 +430,9 @@ class Registrar:
         wire = self._wire
         if wire is None:
             return None
-        loop = self._loop
-        if loop is None:
-            # Cached: each get_running_loop() costs a getpid() syscall (its fork check).
-            loop = self._loop = asyncio.get_running_loop()
-        done: asyncio.Future[Reply | RequestFailure] = loop.create_future()
-        if not wire.request(
-            subject, payload, functools.partial(_settle, done), timeout=timeout, headers=headers
-        ):
+        reply = await wire.ask(subject, payload, timeout=timeout, headers=headers)
+        if reply is None:
             return None
-        reply = await done
         if reply is RequestFailure.TIMEOUT:
             raise nats.errors.TimeoutError
         if reply is RequestFailure.UNAVAILABLE:
@@ -615,11 +606,6 @@ class Registrar:
                     total += sum(1 for b in record.bindings if b.expires_at > at)
             await asyncio.sleep(0)
         return total
-
-
-def _settle(done: asyncio.Future[Reply | RequestFailure], value: Reply | RequestFailure) -> None:
-    if not done.done():  # the awaiting handler may have been cancelled
-        done.set_result(value)
 
 
 def _decode_location(key: str, value: bytes | None) -> BindingSet | None:

@@ -9,8 +9,6 @@ callers handle both clients alike. :class:`Fold` feeds the entries of a
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -56,7 +54,6 @@ class WireRequests:
     def __init__(self, wire: WireClient, nc: Requester | None) -> None:
         self._wire = wire
         self._nc = nc
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def ask(
         self, subject: str, payload: bytes, timeout: float, headers: bytes | None = None
@@ -69,18 +66,12 @@ class WireRequests:
             nats.errors.NoRespondersError: nobody subscribes to ``subject``.
             nats.errors.MaxPayloadError: ``payload`` is over the server's max_payload.
         """
-        loop = self._loop
-        if loop is None:  # cached: get_running_loop() checks the pid each time
-            loop = self._loop = asyncio.get_running_loop()
-        done: asyncio.Future[Reply | RequestFailure] = loop.create_future()
-        settle = functools.partial(_settle, done)
         try:
-            sent = self._wire.request(subject, payload, settle, timeout=timeout, headers=headers)
+            reply = await self._wire.ask(subject, payload, timeout=timeout, headers=headers)
         except PayloadTooLargeError:
             raise nats.errors.MaxPayloadError from None
-        if not sent:
+        if reply is None:
             return None
-        reply = await done
         if reply is RequestFailure.TIMEOUT:
             raise nats.errors.TimeoutError
         if reply is RequestFailure.UNAVAILABLE:
@@ -102,11 +93,6 @@ class WireRequests:
         if self._nc is None:
             raise nats.errors.ConnectionClosedError
         return Answer((await self._nc.request(subject, payload, timeout=timeout)).data)
-
-
-def _settle(done: asyncio.Future[Reply | RequestFailure], value: Reply | RequestFailure) -> None:
-    if not done.done():
-        done.set_result(value)
 
 
 class Fold:
