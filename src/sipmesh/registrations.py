@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from nats.js.kv import KeyValue
 
 from sipmesh_bus import records
+from sipmesh_bus.kvlist import live_entries
 from sipmesh_bus.records import Binding, BindingSet, aor_key, live_bindings, parse_aor_key
 
 __all__ = ["Registration", "read_binding_sets", "registrations", "source_of"]
@@ -61,21 +62,15 @@ async def read_binding_sets(
         keys = f"{aor_key('x', domain).partition('.')[0]}.*"
     else:
         keys = ">"
-    watcher = await bucket.watch(keys, ignore_deletes=True)
     found: list[tuple[str, str, BindingSet]] = []
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of what is stored now
-                break
-            try:
-                key_user, key_domain = parse_aor_key(entry.key)
-                bindings = records.decode_binding_set(entry.value or b"")
-            except ValueError:  # a foreign key, or msgspec.DecodeError/ValidationError
-                continue
-            if user is None or key_user == user:
-                found.append((key_user, key_domain, bindings))
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    for entry in (await live_entries(bucket, keys)).values():
+        try:
+            key_user, key_domain = parse_aor_key(entry.key)
+            bindings = records.decode_binding_set(entry.value)
+        except ValueError:  # a foreign key, or msgspec.DecodeError/ValidationError
+            continue
+        if user is None or key_user == user:
+            found.append((key_user, key_domain, bindings))
     return found
 
 

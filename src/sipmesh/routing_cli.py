@@ -29,6 +29,7 @@ from nats.js.kv import KeyValue
 
 from sipmesh._console import format_table
 from sipmesh.users import InputError, canonical_domain
+from sipmesh_bus.kvlist import live_entries
 from sipmesh_bus.routing import (
     ALGORITHMS,
     NUMBERS_KEY,
@@ -221,19 +222,13 @@ def _deck_row(fields: list[str], currency: str) -> Route:
 
 async def _read(bucket: KeyValue, pattern: str) -> list[tuple[str, RoutingRecord]]:
     """Every record under ``pattern`` (``ds.*``, ``lcr.>`` ...); bad values skipped."""
-    watcher = await bucket.watch(pattern, ignore_deletes=True)
     found: list[tuple[str, RoutingRecord]] = []
-    try:
-        async for entry in watcher:
-            if entry is None:
-                break
-            if entry.value:
-                try:
-                    found.append((entry.key, decode_routing(entry.key, entry.value)))
-                except ValueError:
-                    continue
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    for key, entry in (await live_entries(bucket, pattern)).items():
+        if entry.value:
+            try:
+                found.append((key, decode_routing(key, entry.value)))
+            except ValueError:
+                continue
     return sorted(found, key=lambda kv: kv[0])
 
 

@@ -21,6 +21,7 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from sipmesh_bus import records
+from sipmesh_bus.kvlist import live_entries
 from sipmesh_bus.records import Subscriber, aor_key
 from sipmsg.digest import ha1_md5, ha1_sha256
 
@@ -302,17 +303,11 @@ async def read_subscribers(bucket: KeyValue, *, domain: str | None = None) -> li
     Records that do not decode are skipped: the registrar ignores them too.
     """
     keys = f"{aor_key('x', domain).partition('.')[0]}.*" if domain else ">"
-    watcher = await bucket.watch(keys, ignore_deletes=True)
     found: list[Subscriber] = []
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of what is stored now
-                break
-            subscriber = _decode(entry.value)
-            if subscriber is not None:
-                found.append(subscriber)
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    for entry in (await live_entries(bucket, keys)).values():
+        subscriber = _decode(entry.value)
+        if subscriber is not None:
+            found.append(subscriber)
     return sorted(found, key=lambda s: (s.domain, s.user))
 
 

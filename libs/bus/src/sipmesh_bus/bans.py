@@ -26,6 +26,8 @@ import nats.js.errors
 from msgspec import Struct
 from nats.js.kv import KeyValue
 
+from sipmesh_bus.kvlist import live_entries
+
 __all__ = [
     "Ban",
     "ban_key",
@@ -167,19 +169,13 @@ async def read_bans(bucket: KeyValue, now: float) -> list[Ban]:
         bucket: the ``bans`` bucket.
         now: wall-clock seconds; bans over at ``now`` are left out.
     """
-    watcher = await bucket.watch(">", ignore_deletes=True)
     found: list[Ban] = []
-    try:
-        async for entry in watcher:
-            if entry is None:  # the end of what is stored now
-                break
-            try:
-                ban = decode_ban(entry.value or b"")
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                continue
-            if ban.expires_at > now:
-                found.append(ban)
-    finally:
-        await watcher.stop()  # type: ignore[no-untyped-call]
+    for entry in (await live_entries(bucket, now=now)).values():
+        try:
+            ban = decode_ban(entry.value)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            continue
+        if ban.expires_at > now:
+            found.append(ban)
     found.sort(key=lambda b: (-b.expires_at, b.target))
     return found

@@ -53,7 +53,7 @@ __all__ = ["ListTimeoutError", "LiveEntry", "live_entries"]
 
 _T = TypeVar("_T")
 
-DEFAULT_TIMEOUT: Final = 10.0
+DEFAULT_TIMEOUT: Final = 30.0
 """Seconds a whole listing may take."""
 
 _BATCH: Final = 1000
