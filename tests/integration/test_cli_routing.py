@@ -14,10 +14,10 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from sipmesh_bus import kv
+from sipmesh_bus.kvlist import live_entries
 from sipmesh_bus.routing import (
     Health,
     RouteChunk,
@@ -84,22 +84,13 @@ async def bucket(nats_url: str) -> AsyncIterator[KeyValue]:
 
 
 async def _keys(bucket: KeyValue) -> list[str]:
-    """The bucket's live keys, from its stream's subject list and one get per key.
+    """The bucket's live keys, from :func:`sipmesh_bus.kvlist.live_entries`.
 
-    Not a KV watch: nats-py's watch can report the end of the initial values
-    before it has delivered them (an empty list once in CI, after the 100k import).
+    Not a KV watch read until it yields None: nats-py's watch can end its
+    initial values before it has delivered them (an empty list once in CI,
+    after the 100k import).
     """
-    # nats-py keeps the bucket's context, stream and subject prefix private.
-    info = await bucket._js.stream_info(bucket._stream, subjects_filter=f"{bucket._pre}>")
-    keys = []
-    for subject in info.state.subjects or {}:
-        key = subject.removeprefix(bucket._pre)
-        try:
-            await bucket.get(key)
-        except KeyNotFoundError:  # deleted or purged (KeyDeletedError too)
-            continue
-        keys.append(key)
-    return keys
+    return list(await live_entries(bucket))
 
 
 class Follower:
@@ -300,8 +291,8 @@ async def test_route_import_100k_rows(bucket: KeyValue, nats_url: str, tmp_path:
         await follower.until(lambda: follower.snapshot.route_count == 100_000, timeout=30)
         print(f"snapshot from a KV watch: {time.monotonic() - started:.2f} s")
         stored = 0
-        for key in await _keys(bucket):
-            record = decode_routing(key, (await bucket.get(key)).value or b"")
+        for key, entry in (await live_entries(bucket)).items():
+            record = decode_routing(key, entry.value)
             assert isinstance(record, RouteChunk)
             stored += len(record.routes)
         assert stored == 100_000

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import nats
 import pytest
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
 from sipmesh_bus import kv, records
+from sipmesh_bus.kvlist import live_entries
 from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.records import Binding, BindingSet, aor_key
 from sipmsg.digest import ha1
@@ -124,35 +125,16 @@ async def _entries(url: str, name: str, domain: str) -> dict[str, bytes]:
 async def _latest(url: str, domain: str) -> dict[str, bytes]:
     """Every live key of ``domain`` in ``subscribers`` and its value.
 
-    Read from the stream's subject list and one get per key rather than a KV
-    watch: nats-py's watch can report the end of the initial values before it
-    has delivered them (seen once in CI as an empty result after an import).
+    :func:`sipmesh_bus.kvlist.live_entries`, not a KV watch read until it
+    yields None: nats-py's watch can end its initial values before it has
+    delivered them (seen once in CI as an empty result after an import).
     """
     prefix = aor_key("x", domain).partition(".")[0]
     nc = await nats.connect(url)
     try:
-        js = nc.jetstream()
-        bucket = await js.key_value(kv.BUCKET_SUBSCRIBERS)
-        info = await js.stream_info(
-            f"KV_{kv.BUCKET_SUBSCRIBERS}",
-            subjects_filter=f"$KV.{kv.BUCKET_SUBSCRIBERS}.{prefix}.*",
-        )
-        keys = [subject.split(".", 2)[2] for subject in info.state.subjects or {}]
-
-        async def value(key: str) -> bytes | None:
-            try:
-                entry = await bucket.get(key)
-            except KeyNotFoundError:  # deleted or purged (KeyDeletedError too)
-                return None
-            return entry.value or b""
-
-        found: dict[str, bytes] = {}
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            for key, got in zip(chunk, await asyncio.gather(*map(value, chunk)), strict=True):
-                if got is not None:
-                    found[key] = got
-        return found
+        bucket = await nc.jetstream().key_value(kv.BUCKET_SUBSCRIBERS)
+        entries = await live_entries(bucket, f"{prefix}.*")
+        return {key: entry.value for key, entry in entries.items()}
     finally:
         await nc.close()
 

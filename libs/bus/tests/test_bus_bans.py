@@ -15,6 +15,7 @@ from nats.js.kv import KeyValue
 
 from sipmesh_bus import bans
 from sipmesh_bus.bans import Ban, ban_key, canonical_target, parse_ban_key
+from sipmesh_bus.kvlist import live_entries
 
 
 @pytest.mark.parametrize(
@@ -107,21 +108,9 @@ async def test_bans_put_refuses_a_ban_that_is_over() -> None:
 
 
 async def _keys(bucket: KeyValue) -> list[str]:
-    """The bucket's live keys, from its stream's subject list and one get per key.
+    """The keys the server still stores as live, sorted.
 
-    Not nats-py's ``keys()`` (a watch): once in CI its final listing still held
-    the key whose TTL was over (cause not pinned down; the same watch lost
-    initial values in test_cli_users and test_cli_routing). A get tells a live
-    key from a deleted, purged or expired one.
+    ``now=0.0``: no key is judged expired by its Nats-TTL header here, so a
+    key drops out only once the server has removed it.
     """
-    # nats-py keeps the bucket's context, stream and subject prefix private.
-    info = await bucket._js.stream_info(bucket._stream, subjects_filter=f"{bucket._pre}>")
-    keys = []
-    for subject in info.state.subjects or {}:
-        key = subject.removeprefix(bucket._pre)
-        try:
-            await bucket.get(key)
-        except nats.js.errors.KeyNotFoundError:  # deleted, purged or expired
-            continue
-        keys.append(key)
-    return sorted(keys)
+    return sorted(await live_entries(bucket, now=0.0))
