@@ -1,7 +1,7 @@
 """The registrar process's CPU per digest exchange over a real nats-server.
 
     python services/registrar/bench/rate_bench.py [--rate 1500] [--seconds 6] [--rounds 5]
-        [--old PYTHONPATH] [--profile OUT.svg|OUT.txt] [--cprofile OUT.prof]
+        [--old PYTHONPATH] [--profile OUT.svg|OUT.txt [--native]] [--cprofile OUT.prof]
 
 Starts a private nats-server with JetStream (free loopback port), stores
 ``--users`` subscribers, starts ``python -m sipmesh_registrar`` and drives it
@@ -179,7 +179,9 @@ async def one_round(
                     str(int(args.seconds)),
                     "-r",
                     "250",
-                    "--nonblocking",  # pausing the process for each sample distorts it
+                    *(["--native"] if args.native else ["--nonblocking"]),
+                    # --nonblocking: pausing the process for each sample distorts
+                    # it; --native (compiled frames) needs the pause.
                     *(["--format", "raw"] if profile.endswith(".txt") else []),
                 ],
                 stdout=subprocess.DEVNULL,
@@ -218,6 +220,7 @@ async def main() -> None:
     ap.add_argument("--old", help="PYTHONPATH prefix of the code to compare with")
     ap.add_argument("--cprofile", help="cProfile stats file of the registrar (last round)")
     ap.add_argument("--profile", help="py-spy SVG of the last round (.txt: collapsed stacks)")
+    ap.add_argument("--native", action="store_true", help="py-spy --native (compiled frames)")
     args = ap.parse_args()
     here = os.environ.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory() as store:

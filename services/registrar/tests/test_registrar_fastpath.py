@@ -376,6 +376,68 @@ def test_failures_go_to_the_typed_path(data: bytes, now: float) -> None:
     assert fast(data, None, now, POLICY) is None
 
 
+def _answer(path: FastPath, *, now: float, nc: int = 1, nonce: bytes | None = None) -> bytes:
+    """A REGISTER answering ``path``'s own 401 (issued at ``now``), or ``nonce`` swapped in."""
+    req = parse(wire())
+    assert isinstance(req, Request)
+    answer = path.admit(req, subscribers=SUBS, now=now, entropy=b"f" * 12)
+    assert isinstance(answer, bytes)
+    line = next(x for x in answer.split(b"\r\n") if x.startswith(b"WWW-Authenticate"))
+    challenge = parse_challenge(line.partition(b": ")[2])
+    if nonce is not None:
+        challenge = dataclasses.replace(challenge, nonce=nonce)
+    creds = build_authorization(
+        challenge,
+        username=b"alice",
+        method=b"REGISTER",
+        uri=b"sip:example.com",
+        cnonce=b"0a4f113b",
+        nc=nc,
+        password=b"pw",
+    )
+    return wire(CSeq=b"2 REGISTER", extra=b"Authorization: " + bytes(creds) + b"\r\n")
+
+
+def _admit(path: FastPath, data: bytes, now: float) -> FastAdmitted | bytes | None:
+    req = parse(data)
+    assert isinstance(req, Request)
+    return path.admit(req, subscribers=SUBS, now=now, entropy=b"e" * 12)
+
+
+def test_own_nonce_is_checked_as_the_nonce_manager_does() -> None:
+    # Issued at a time with a fraction of a millisecond: the nonce carries whole ones.
+    issued = NOW + 0.0123456
+    path = FastPath(POLICY, NONCES)
+    data = _answer(path, now=issued)
+    step = _admit(path, data, issued + 1)
+    assert isinstance(step, FastAdmitted)
+    req = parse(data)
+    assert isinstance(req, Request)
+    creds = req.authorization[0]
+    expected = NONCES.issued_at(creds.nonce, realm=b"example.com")
+    assert expected is not None
+    assert step.replay == seen_nonce(creds.nonce, 1, until=expected + 300.0 + 5.0)
+    assert not path._issued  # forgotten at its first answer
+    # Answered again (a refresh with the next count): checked in full, same result.
+    again = _admit(
+        path, _answer(FastPath(POLICY, NONCES), now=issued, nonce=creds.nonce, nc=2), issued + 2
+    )
+    assert isinstance(again, FastAdmitted)
+    assert again.replay == seen_nonce(creds.nonce, 2, until=expected + 305.0)
+    # The fast and typed paths agree on the answer to a fresh 401 of the fast path.
+    check(_answer(FastPath(POLICY, NONCES), now=NOW), answered=True)
+
+
+def test_own_nonce_still_expires_and_forgeries_still_fail() -> None:
+    path = FastPath(POLICY, NONCES)
+    assert _admit(path, _answer(path, now=NOW), NOW + 301) is None  # stale
+    other = NonceManager(secret=b"x" * 32, ttl=300.0)
+    forged = other.issue(NOW, entropy=b"f" * 12, realm=b"example.com")
+    path = FastPath(POLICY, NONCES)
+    assert _admit(path, _answer(path, now=NOW, nonce=forged), NOW) is None
+    assert len(path._issued) == 1  # the nonce the 401 gave is still awaited
+
+
 def test_memos_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sipmesh_registrar.fastpath._MEMO_SIZE", 4)
     path = FastPath(POLICY, NONCES)

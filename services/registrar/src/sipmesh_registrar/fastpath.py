@@ -291,6 +291,9 @@ class FastPath:
         self._ruri = _Memo(_request_uri)
         self._target = _Memo(lambda host: canonical_domain(host, policy))
         self._templates: dict[bytes, list[tuple[bytes, bytes]]] = {}
+        self._issued: dict[bytes, tuple[bytes, float]] = {}
+        # nonce -> (realm, issue time) for the nonces this replica's 401s gave
+        # out and nobody answered yet: their answer needs no HMAC check.
 
     # -- admission ------------------------------------------------------------
 
@@ -400,7 +403,23 @@ class FastPath:
                 self._templates.clear()
             self._templates[realm] = templates
         nonce = self.nonces.issue(now, entropy=entropy, realm=realm)
+        issued = self._issued
+        _bound(issued)
+        # As NonceManager.issued_at reads the time back: whole milliseconds.
+        issued[nonce] = (realm, int(now * 1000) / 1000.0)
         return b"".join([before + nonce + after for before, after in templates])
+
+    def _issued_at(self, nonce: bytes, realm: bytes) -> float | None:
+        """``NonceManager.issued_at``, without its HMAC for a nonce issued here.
+
+        A nonce found in the table is one :meth:`_www_authenticate` issued
+        (the HMAC would only say so again); it is forgotten at its first
+        answer, later ones (and other replicas' nonces) are checked in full.
+        """
+        known = self._issued.pop(nonce, None)
+        if known is not None and known[0] == realm:
+            return known[1]
+        return self.nonces.issued_at(nonce, realm=realm)
 
     def _authenticate(
         self,
@@ -423,8 +442,9 @@ class FastPath:
         if creds is None or creds.uri != req.uri:
             return None
         nonces = self.nonces
-        # NonceManager.check, with the one HMAC check that also gives the expiry.
-        issued = nonces.issued_at(creds.nonce, realm=realm)
+        # NonceManager.check, with the one HMAC check (none for a nonce issued
+        # here) that also gives the expiry.
+        issued = self._issued_at(creds.nonce, realm)
         if issued is None or not -nonces.max_skew <= now - issued <= nonces.ttl:
             return None
         if creds.qop is None or creds.qop.lower() != b"auth" or creds.nc is None:
