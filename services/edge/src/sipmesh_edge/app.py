@@ -51,6 +51,17 @@ class EdgeConfig(ServiceConfig, frozen=True, kw_only=True):
     #: This edge's id (letters, digits, ``_``, ``-``); empty picks a random one.
     udp: list[str] = msgspec.field(default_factory=lambda: ["0.0.0.0:5060"])
     #: UDP listen addresses, ``host:port`` or ``[v6]:port``; several allowed.
+    reuse_port: bool = False
+    #: Share the SIP ports with the other edge processes of this host that set it
+    #: too (SO_REUSEPORT): the kernel spreads peers over them, so one host runs an
+    #: edge per core. Each edge then opens, next to every shared UDP socket, a
+    #: reply socket of its own on a free port of the same address: its Via and
+    #: Record-Route name that one, so responses and in-dialog requests come back
+    #: to the edge that holds the transaction (see :func:`open_reply_sockets`).
+    siblings: list[str] = []  # noqa: RUF012
+    #: Ids of the other edges sharing these ports (``reuse_port``): a phone's UDP
+    #: NAT binding made through one of them is the same address and port here, so
+    #: requests to it are sent from here instead of handed over on the bus.
     advertised_hosts: list[str] = []  # noqa: RUF012
     #: Names and addresses under which phones reach this edge (OPTIONS to self, loops).
     request_timeout: PositiveFloat = 2.0
@@ -135,6 +146,9 @@ class Edge:
         )
         self.metrics = EdgeMetrics(self.service.registry)
         self.udp: list[UdpListener] = []
+        #: The UDP listen sockets (shared with other edges under ``reuse_port``).
+        self.replies: dict[tuple[str, int], UdpListener] = {}
+        #: Under ``reuse_port``: shared socket's local address -> this edge's reply socket.
         self.streams: StreamListeners | None = None
         self.sink: EdgeSink | None = None
         self.bus: BusClient | None = None
@@ -162,6 +176,7 @@ class Edge:
                         self.metrics,
                         max_size=self.config.max_datagram,
                         buffer_size=self.config.udp_buffer,
+                        reuse_port=self.config.reuse_port,
                     )
                 except OSError as exc:
                     reason = os_error_reason(exc)
@@ -169,16 +184,20 @@ class Edge:
                         exc.errno, f"cannot listen on UDP {host}:{port}: {reason}"
                     ) from exc
                 self.udp.append(listener)
+            if self.config.reuse_port:
+                self.replies = await self._open_reply_sockets(sink)
+            for listener in [*self.udp, *self.replies.values()]:
                 sink.udp[listener.local] = listener
             self.streams = await self._start_streams(sink)
         except BaseException:
-            for listener in self.udp:
+            for listener in [*self.udp, *self.replies.values()]:
                 listener.close()
             raise
         if self.streams is not None:
             sink.connections = self.streams.connections
             sink.connector = self.streams
-        bound = [("udp", *u.local) for u in self.udp]
+        # Reply sockets first: advertised_listeners names the first of a transport.
+        bound = [("udp", *u.local) for u in [*self.replies.values(), *self.udp]]
         if self.streams is not None:
             bound += self.streams.addresses
         sink.reconfigure(self._sink_config(bound))
@@ -187,7 +206,7 @@ class Edge:
         log.info(
             "edge %s: SIP over UDP on %s; streams %s",
             self.edge_id,
-            [u.local for u in self.udp],
+            [u.local for u in self.udp] + [("reply", *r.local) for r in self.replies.values()],
             [f"{t}:{h}:{p}" for t, h, p in streams],
         )
         self.service.add_readiness_check("udp", self._udp_open)
@@ -207,7 +226,7 @@ class Edge:
 
     async def close(self) -> None:
         """Graceful shutdown: see the module docstring."""
-        for listener in self.udp:
+        for listener in [*self.udp, *self.replies.values()]:
             listener.paused = True
         if self.streams is not None:
             await self.streams.close()
@@ -223,7 +242,7 @@ class Edge:
             self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
-        for listener in self.udp:
+        for listener in [*self.udp, *self.replies.values()]:
             listener.close()
 
     async def __aenter__(self) -> Edge:
@@ -238,6 +257,7 @@ class Edge:
     def _sink_config(self, bound: list[tuple[str, str, int]]) -> SinkConfig:
         hosts = {h.strip("[]").lower() for h in self.config.advertised_hosts}
         hosts.update(u.local[0].lower() for u in self.udp)
+        replies = {shared: reply.local for shared, reply in self.replies.items()}
         identity = EdgeIdentity(
             edge_id=self.edge_id,
             hosts=frozenset(h.encode() for h in hosts if h),
@@ -247,7 +267,44 @@ class Edge:
             identity=identity,
             retry_after=self.config.retry_after,
             listeners=advertised_listeners(bound, self.config.advertised_hosts),
+            replies=replies,
+            siblings=frozenset(self.config.siblings),
         )
+
+    async def _open_reply_sockets(self, sink: EdgeSink) -> dict[tuple[str, int], UdpListener]:
+        """A socket of this edge alone next to each shared UDP socket, on a free port.
+
+        Under SO_REUSEPORT the kernel picks the socket of a datagram by a hash
+        of the address pair, so a response sent to the shared port may reach
+        another edge (which hands it over on the bus: slower, but delivered).
+        RFC 3261 §18.2.2 sends a response to the Via's sent-by port (or, with
+        rport, RFC 3581 §4, to the source port), and §16.12 sends in-dialog
+        requests to the Record-Route URI: naming the reply socket in both, and
+        sending forwarded requests from it, brings them all back here.
+        """
+        replies: dict[tuple[str, int], UdpListener] = {}
+        try:
+            for shared in self.udp:
+                host = shared.local[0]
+                try:
+                    replies[shared.local] = await open_udp(
+                        host,
+                        0,
+                        sink,
+                        self.metrics,
+                        max_size=self.config.max_datagram,
+                        buffer_size=self.config.udp_buffer,
+                    )
+                except OSError as exc:
+                    reason = os_error_reason(exc)
+                    raise OSError(
+                        exc.errno, f"cannot open a UDP reply socket on {host}: {reason}"
+                    ) from exc
+        except BaseException:
+            for reply in replies.values():
+                reply.close()
+            raise
+        return replies
 
     async def _start_streams(self, sink: EdgeSink) -> StreamListeners | None:
         try:
@@ -256,7 +313,9 @@ class Edge:
             log.warning("edge: no TCP/TLS/WS listeners (sipmesh_edge.streams: %s)", exc)
             return None
         config = msgspec.convert(self.config.streams, streams.StreamConfig)
-        listeners: StreamListeners = await streams.start_stream_listeners(config, sink)
+        listeners: StreamListeners = await streams.start_stream_listeners(
+            config, sink, reuse_port=self.config.reuse_port
+        )
         return listeners
 
     async def _tick_forever(self) -> None:

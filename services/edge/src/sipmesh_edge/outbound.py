@@ -86,28 +86,55 @@ class Outbound:
         #: Set by the app once NATS is connected.
         self.udp: dict[tuple[str, int], UdpSender] = {}
         #: The UDP sockets by local (host, port).
+        self.replies: dict[tuple[str, int], tuple[str, int]] = {}
+        #: Shared UDP socket -> this edge's reply socket (``EdgeConfig.reuse_port``).
+        self.siblings: frozenset[str] = frozenset()
+        #: Edges sharing this edge's UDP sockets: their UDP flows are sent from here.
         self.connections: ConnectionRegistry | None = None
         #: The stream connections of this edge, by id.
         self.connector: Connector | None = None
         #: Opens outbound TCP/TLS connections; None sends nothing over new streams.
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def target_flow(self, target: schema.Target) -> Flow:
-        """Where a Target's messages go: another edge, a held connection, a new one, UDP."""
-        if target.edge_id is not None and target.edge_id != self.edge_id:
+    def target_flow(self, target: schema.Target, *, request: bool = False) -> Flow:
+        """Where a Target's messages go: another edge, a held connection, a new one, UDP.
+
+        A request to a target no edge holds (``target.edge_id`` None: a PBX, a
+        carrier, a Record-Route) leaves over UDP from this edge's reply socket
+        when it has one, the address the router wrote in the Via and
+        Record-Route, so that peers answering to the source address (SIPp,
+        RFC 3581 rport) reach this edge too. Anything for a registered flow
+        leaves from the listen socket the phone's NAT binding was made to,
+        which a sibling edge (``EdgeConfig.siblings``) shares with this one.
+        """
+        owner = target.edge_id
+        if (
+            owner is not None
+            and owner != self.edge_id
+            and not (
+                owner in self.siblings
+                and target.transport == "udp"
+                and target.connection_id is None
+            )
+        ):
             # ARCHITECTURE step 4: the connection (or the NAT binding) lives there.
             return Flow(
                 transport=target.transport,
                 host=target.host,
                 port=target.port,
                 local=("", 0),
-                owner=target.edge_id,
+                owner=owner,
                 connection_id=target.connection_id,
             )
         connection = None
         if target.connection_id is not None and self.connections is not None:
             connection = self.connections.get(target.connection_id)
-        local = connection.local if connection is not None else self.udp_local_for(target.host)
+        if connection is not None:
+            local = connection.local
+        else:
+            local = self.udp_local_for(target.host)
+            if request and self.replies and owner is None:
+                local = self.replies.get(local, local)
         return Flow(
             transport=target.transport,
             host=target.host,

@@ -12,7 +12,9 @@ Contract for ``streams.py`` (the app imports it if present)::
 
     class StreamConfig(msgspec.Struct, frozen=True, kw_only=True): ...
         # every field has a default; the default config opens no listener
-    async def start_stream_listeners(config: StreamConfig, sink: MessageSink) -> StreamListeners
+    async def start_stream_listeners(
+        config: StreamConfig, sink: MessageSink, *, reuse_port: bool = False
+    ) -> StreamListeners
 
 The app keeps the stream settings as a plain mapping and converts it with
 ``msgspec.convert(raw, streams.StreamConfig)``, so the two files never import each

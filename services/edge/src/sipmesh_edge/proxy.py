@@ -271,7 +271,7 @@ class Proxy:
             return
         # client_key(branch_req), known without reading the new Via back (§17.1.3).
         key = (branch_id, branch_req.method)
-        flow = self._out.target_flow(target)
+        flow = self._out.target_flow(target, request=True)
         tx: ClientTx
         timer_c = math.inf
         if branch_req.method == b"INVITE":

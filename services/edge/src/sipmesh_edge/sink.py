@@ -84,6 +84,11 @@ class SinkConfig:
     listeners: dict[str, str] = field(default_factory=dict)
     #: Transport -> advertised ``"host:port"`` (``Envelope.listeners``); built
     #: once by the app, the same dict goes into every envelope.
+    replies: dict[tuple[str, int], tuple[str, int]] = field(default_factory=dict)
+    #: Shared UDP socket -> this edge's reply socket (``EdgeConfig.reuse_port``):
+    #: envelopes name the reply socket, which the router writes in Via and Record-Route.
+    siblings: frozenset[str] = frozenset()
+    #: Ids of the edges sharing these UDP sockets (``EdgeConfig.siblings``).
 
 
 class EdgeSink:
@@ -224,6 +229,8 @@ class EdgeSink:
         """Replace the settings (the app learns its bound ports after binding)."""
         self.proxy.reconfigure(config.identity.edge_id, config.timers)
         self.out.edge_id = config.identity.edge_id
+        self.out.replies = config.replies
+        self.out.siblings = config.siblings
         self._config = config
         self._me = config.identity
         self._invite_timers = _with_trying(config.timers)
@@ -520,7 +527,7 @@ class EdgeSink:
         # any request; it is never answered, so failures are silent.
         routed = self.acks.route(req, flow, self._clock())
         if routed is not None:  # as the router said it would route it (sipmesh_edge.ackroute)
-            self.out.send(self.out.target_flow(routed[1]), routed[0])
+            self.out.send(self.out.target_flow(routed[1], request=True), routed[0])
             return
 
         def on_reply(value: bytes | BusFailure) -> None:
@@ -529,7 +536,7 @@ class EdgeSink:
                     reply = schema.decode_reply(value)
                     if isinstance(reply, schema.Forward):
                         for target in reply.targets:
-                            self.out.send(self.out.target_flow(target), reply.data)
+                            self.out.send(self.out.target_flow(target, request=True), reply.data)
 
         envelope = self._envelope(bytes(req), flow, None)
         if self.bus is not None:
@@ -594,13 +601,16 @@ class EdgeSink:
             self._unavailable(server, reason)
 
     def _envelope(self, data: bytes, flow: Flow, context: bytes | None) -> schema.Envelope:
+        local = flow.local
+        if self._config.replies:
+            local = self._config.replies.get(local, local)
         return schema.Envelope(
             edge_id=self._me.edge_id,
             transport=flow.transport,
             source_host=flow.host,
             source_port=flow.port,
-            local_host=flow.local[0],
-            local_port=flow.local[1],
+            local_host=local[0],
+            local_port=local[1],
             connection_id=None if flow.connection is None else flow.connection.id,
             received_at=self._wallclock(),
             data=data,

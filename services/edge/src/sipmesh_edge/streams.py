@@ -672,12 +672,16 @@ class StreamListeners:
             await server.wait_closed()
 
 
-async def start_stream_listeners(config: StreamConfig, sink: MessageSink) -> StreamListeners:
+async def start_stream_listeners(
+    config: StreamConfig, sink: MessageSink, *, reuse_port: bool = False
+) -> StreamListeners:
     """Open every listener in ``config``.
 
     Args:
         config: listen addresses, TLS files and limits.
         sink: receives every framed message and framing error.
+        reuse_port: bind with SO_REUSEPORT, sharing each port with the other
+            edge processes of this host (the kernel spreads new connections).
 
     Returns:
         The running listeners (none when the config lists no address).
@@ -717,6 +721,7 @@ async def start_stream_listeners(config: StreamConfig, sink: MessageSink) -> Str
                         ssl_handshake_timeout=config.handshake_timeout if secure else None,
                         backlog=config.backlog,
                         reuse_address=True,
+                        reuse_port=reuse_port or None,
                     )
                 except OSError as exc:
                     what = f"cannot listen on {transport.upper()} {host}:{port}"

@@ -108,6 +108,7 @@ async def open_udp(
     *,
     max_size: int = MAX_DATAGRAM,
     buffer_size: int = UDP_BUFFER_SIZE,
+    reuse_port: bool = False,
 ) -> UdpListener:
     """Bind a UDP socket on ``host:port`` (port 0 picks one) and start reading.
 
@@ -119,6 +120,9 @@ async def open_udp(
         max_size: longer datagrams are dropped unparsed.
         buffer_size: SO_RCVBUF and SO_SNDBUF to ask for (see :data:`UDP_BUFFER_SIZE`);
             0 leaves the system's defaults.
+        reuse_port: bind with SO_REUSEPORT, sharing the port with the other edge
+            processes of this host that do the same (the kernel picks one socket
+            per peer address by a hash of the address pair).
 
     Raises:
         OSError: the address cannot be bound.
@@ -130,6 +134,8 @@ async def open_udp(
     try:
         sock.setblocking(False)
         buffers = set_buffer_sizes(sock, buffer_size) if buffer_size else None
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(infos[0][4])
         if buffers is not None:
             _log_buffers(sock, buffers, buffer_size)
