@@ -68,6 +68,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _edge_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"edges out of range 1-64: {value}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -107,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ws-port", type=_port, help="SIP over WebSocket port (default SIP+2; 0: off)")
     up.add_argument("--tls-cert", type=Path, help="PEM certificate (default: self-signed)")
     up.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
+    up.add_argument(
+        "--edges",
+        type=_edge_count,
+        default=1,
+        help="edge processes sharing the SIP ports (SO_REUSEPORT; one per core)",
+    )
     up.add_argument("--domain", default="localhost", help="the SIP domain served")
     up.add_argument("--http-host", default="127.0.0.1", help="health/metrics address")
     up.add_argument(
@@ -424,6 +440,7 @@ def _cmd_up(args: argparse.Namespace) -> None:
         ws_port=args.ws_port,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
+        edges=args.edges,
     )
     run_service(run_up(settings))
 

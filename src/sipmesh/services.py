@@ -11,19 +11,23 @@ reports it as "not there yet".
 The edge's port plan (``sipmesh up``): UDP and TCP on ``--sip-port``, TLS on
 ``--tls-port`` (default ``--sip-port`` + 1, the 5060/5061 pair of RFC 3261 §26.2
 "SIP ... port 5060 ... SIPS ... port 5061"), WebSocket on ``--ws-port`` (default
-``--sip-port`` + 2); 0 turns a transport off.
+``--sip-port`` + 2); 0 turns a transport off. With ``--edges N`` above 1, N
+edge processes share those ports (``reuse_port``, SO_REUSEPORT): the kernel
+spreads phones over them, one edge per core.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-__all__ = ["SERVICES", "ServiceSpec", "UpOptions", "find_service"]
+__all__ = ["SERVICES", "ServiceSpec", "UpOptions", "edge_ids", "find_service"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -42,14 +46,20 @@ class UpOptions:
     cert_file: Path | None = None
     key_file: Path | None = None
     #: The TLS certificate and key (self-signed into DATA_DIR/tls unless given).
+    edges: int = 1
+    #: Edge processes sharing the SIP ports.
 
 
 def _no_env(_opts: UpOptions) -> Mapping[str, str]:
     return {}
 
 
-def _no_config(_opts: UpOptions) -> Mapping[str, Any]:
+def _no_config(_opts: UpOptions, _index: int) -> Mapping[str, Any]:
     return {}
+
+
+def _one(_opts: UpOptions) -> int:
+    return 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,9 +73,10 @@ class ServiceSpec:
     help: str
     env: Callable[[UpOptions], Mapping[str, str]] = field(default=_no_env)
     #: Extra environment for the process, from the ``up`` options.
-    config: Callable[[UpOptions], Mapping[str, Any]] = field(default=_no_config)
-    #: Settings written to ``DATA_DIR/<name>.yaml`` (``SIPMESH_CONFIG``); {} writes none.
-    replicas: int = 1
+    config: Callable[[UpOptions, int], Mapping[str, Any]] = field(default=_no_config)
+    #: Settings of replica N written to ``DATA_DIR/<name>.yaml`` (``<name>-N.yaml``
+    #: when there are several; ``SIPMESH_CONFIG``); {} writes none.
+    replicas: Callable[[UpOptions], int] = field(default=_one)
     #: How many processes ``up`` starts.
 
     def is_available(self) -> bool:
@@ -76,7 +87,22 @@ class ServiceSpec:
             return False
 
 
-def _edge_config(opts: UpOptions) -> Mapping[str, Any]:
+def edge_ids(opts: UpOptions) -> list[str]:
+    """The ids of ``up``'s edges: the same after a restart (bindings name their edge).
+
+    Unique per machine and data directory, so that two ``up`` sharing one NATS
+    (``--nats-url``) do not answer each other's ``sip.edge.<id>.send``.
+    """
+    where = f"{socket.gethostname()}:{opts.data_dir.resolve()}".encode()
+    token = hashlib.sha256(where).hexdigest()[:8]
+    return [f"edge-{token}-{i}" for i in range(opts.edges)]
+
+
+def _edges(opts: UpOptions) -> int:
+    return opts.edges
+
+
+def _edge_config(opts: UpOptions, index: int) -> Mapping[str, Any]:
     # sipmesh_edge.app.EdgeConfig: ``udp`` listen addresses, ``streams`` as
     # sipmesh_edge.streams.StreamConfig, ``advertised_hosts`` (OPTIONS to self).
     host = f"[{opts.sip_host}]" if ":" in opts.sip_host else opts.sip_host
@@ -87,11 +113,17 @@ def _edge_config(opts: UpOptions) -> Mapping[str, Any]:
         streams["key_file"] = str(opts.key_file)
     if opts.ws_port:
         streams["ws"] = [f"{host}:{opts.ws_port}"]
-    return {
+    ids = edge_ids(opts)
+    config: dict[str, Any] = {
+        "edge_id": ids[index],
         "udp": [f"{host}:{opts.sip_port}"],
         "streams": streams,
         "advertised_hosts": [opts.domain],
     }
+    if opts.edges > 1:
+        config["reuse_port"] = True
+        config["siblings"] = [i for i in ids if i != ids[index]]
+    return config
 
 
 # Digest algorithms `up` offers: MD5 alone. The services' own default is
@@ -154,7 +186,13 @@ SERVICES: Final[tuple[ServiceSpec, ...]] = (
         env=_media_env,
     ),
     ServiceSpec(name="cdr", module="sipmesh_cdr", help="call events to CDR rows"),
-    ServiceSpec(name="edge", module="sipmesh_edge", help="SIP sockets", config=_edge_config),
+    ServiceSpec(
+        name="edge",
+        module="sipmesh_edge",
+        help="SIP sockets",
+        config=_edge_config,
+        replicas=_edges,
+    ),
 )
 
 

@@ -95,6 +95,8 @@ class UpSettings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     #: A certificate and key to use instead of the self-signed pair.
+    edges: int = 1
+    #: Edge processes sharing the SIP ports (SO_REUSEPORT).
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,10 +241,12 @@ class _Child:
     http_port: int = 0
     #: Its ``/metrics``, ``/healthz`` and ``/readyz`` port (0: the child picks one).
     starts: int = field(default=0)
+    replicas: int = 1
+    #: How many of ``spec`` run.
 
     @property
     def label(self) -> str:
-        return self.spec.name if self.spec.replicas == 1 else f"{self.spec.name}#{self.index}"
+        return self.spec.name if self.replicas == 1 else f"{self.spec.name}#{self.index}"
 
 
 def _say(line: str) -> None:
@@ -347,7 +351,11 @@ class _Supervisor:
         self._opts = opts
         self._http_host = http_host
         self.children = [
-            _Child(spec, i) for spec in specs if spec.is_available() for i in range(spec.replicas)
+            _Child(spec, i, replicas=n)
+            for spec in specs
+            if spec.is_available()
+            for n in [spec.replicas(opts)]
+            for i in range(n)
         ]
         for child, port in zip(
             self.children, _free_tcp_ports(http_host, len(self.children)), strict=True
@@ -372,9 +380,10 @@ class _Supervisor:
             SIPMESH_DATA_DIR=str(self._opts.data_dir),
         )
         env.update(spec.env(self._opts))
-        config = spec.config(self._opts)
+        config = spec.config(self._opts, child.index)
         if config:
-            path = self._opts.data_dir / f"{spec.name}.yaml"
+            name = spec.name if child.replicas == 1 else f"{spec.name}-{child.index}"
+            path = self._opts.data_dir / f"{name}.yaml"
             path.write_text(yaml.safe_dump(dict(config), sort_keys=False), encoding="utf-8")
             env["SIPMESH_CONFIG"] = str(path)
         return env
@@ -451,6 +460,7 @@ async def run_up(settings: UpSettings) -> None:
         ws_port=plan.ws,
         cert_file=cert,
         key_file=key,
+        edges=settings.edges,
     )
     # Our own handlers from the very start: a SIGTERM while nats-server is
     # starting must still stop it, not orphan it.

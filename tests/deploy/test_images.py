@@ -174,7 +174,8 @@ def test_compose_edge_config_matches_up(tmp_path: Path) -> None:
             domain="example.com",
             data_dir=tmp_path,
             nats_url="nats://nats:4222",
-        )
+        ),
+        0,
     )
     assert config.udp == up["udp"]
     assert config.streams == up["streams"]

@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
+from sipmesh.up import prometheus_file
 from tests.e2e.harness import (
     DOMAIN,
     LOOPBACK,
@@ -73,4 +77,62 @@ def test_up_then_user_add_then_sipp_registers(transport: str, tmp_path: Path) ->
         assert f"/{transport}" in listed
     finally:
         # SIGTERM: up stops the services, then NATS, and exits 0.
+        assert up.stop(timeout=30.0) == 0, up.log()
+
+
+def _edge_requests(endpoint: str, method: str) -> float:
+    with urllib.request.urlopen(f"http://{endpoint}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "sipmesh_edge_requests_total" and sample.labels == {"method": method}:
+                return sample.value
+    return 0.0
+
+
+def test_up_with_two_edges_shares_the_sip_port_and_both_serve(tmp_path: Path) -> None:
+    if not registrar_algorithms_setting():
+        pytest.fail("the registrar cannot offer MD5 alone, which SIPp needs", pytrace=False)
+    data = tmp_path / "data"
+    sip_port = free_port_run(3)
+    argv = [sys.executable, "-m", "sipmesh", "up", "--data-dir", str(data), "--edges", "2"]
+    argv += ["--sip-port", str(sip_port), "--nats-port", "0", "--domain", DOMAIN]
+    env = clean_env({"SIPMESH_REGISTRAR_ALGORITHMS": "MD5"})
+    up = Proc("sipmesh-up", argv, env=env, log=tmp_path / "up.log").start()
+    try:
+        _wait_up(up, sip_port)
+        assert "edge#0: started" in up.log(), up.log()
+        assert "edge#1: started" in up.log(), up.log()
+        users = [(f"multi{n}", f"secret{n}") for n in range(24)]
+        users_file = write_users(tmp_path / "users.csv", users)
+        cli_env = {"SIPMESH_DATA_DIR": str(data)}
+        run_cli("user", "import", str(users_file), env=cli_env)
+        # SIPp over UDP opens a socket per registration ("-t un"): 24 source
+        # ports, which the kernel's SO_REUSEPORT hash spreads over both edges.
+        result = SippRun(
+            "reg_auth.xml",
+            target=(LOOPBACK, sip_port),
+            workdir=tmp_path,
+            users=users_file,
+            keys={"domain": DOMAIN, "expires": "300"},
+            calls=len(users),
+            rate=24,
+        ).wait()
+        assert result.returncode == 0, f"{result.describe()}\n{up.log()}"
+        assert len(result.log_lines) == len(users)
+        config = yaml.safe_load(prometheus_file(data).read_text(encoding="utf-8"))
+        [edges] = [
+            job["static_configs"][0]["targets"]
+            for job in config["scrape_configs"]
+            if job["job_name"] == "sipmesh-edge"
+        ]
+        counts = [_edge_requests(endpoint, "REGISTER") for endpoint in edges]
+        # Each registration is two REGISTERs (challenged, then answered), plus
+        # _wait_up's probes; every edge took a share.
+        assert len(counts) == 2, counts
+        assert all(counts), counts
+        assert sum(counts) >= 2 * len(users), counts
+        listed = run_cli("registrations", env=cli_env)
+        assert all(f"sip:{user}@{DOMAIN}" in listed for user, _ in users), listed
+    finally:
         assert up.stop(timeout=30.0) == 0, up.log()

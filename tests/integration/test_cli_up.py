@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import os
 import re
 import selectors
@@ -23,7 +24,7 @@ import nats
 import pytest
 
 from sipmesh import cli
-from sipmesh.services import ServiceSpec, UpOptions, find_service
+from sipmesh.services import ServiceSpec, UpOptions, edge_ids, find_service
 from sipmesh.up import PortPlan, UpError, UpSettings, _Supervisor
 from sipmesh_bus import kv
 from sipmesh_edge.app import EdgeConfig
@@ -300,7 +301,9 @@ def test_up_passes_the_listen_plan_to_the_edge(tmp_path: Path) -> None:
         cert_file=tmp_path / "c.pem",
         key_file=tmp_path / "k.pem",
     )
-    assert edge.config(opts) == {
+    [edge_id] = edge_ids(opts)
+    assert edge.config(opts, 0) == {
+        "edge_id": edge_id,
         "udp": ["[::1]:5070"],
         "streams": {
             "tcp": ["[::1]:5070"],
@@ -311,9 +314,35 @@ def test_up_passes_the_listen_plan_to_the_edge(tmp_path: Path) -> None:
         "advertised_hosts": ["example.com"],
     }
     # What up writes is what the edge reads.
-    raw = edge.config(opts)
+    raw = edge.config(opts, 0)
     config = msgspec.convert(raw, EdgeConfig)
     assert msgspec.convert(config.streams, StreamConfig).tls == ("[::1]:5071",)
+    assert not config.reuse_port
+
+
+def test_up_with_several_edges_shares_the_ports_between_stable_ids(tmp_path: Path) -> None:
+    edge = find_service("edge")
+    assert edge is not None
+    opts = UpOptions(
+        sip_host="127.0.0.1",
+        sip_port=5070,
+        domain="example.com",
+        data_dir=tmp_path,
+        nats_url="nats://127.0.0.1:1",
+        edges=3,
+    )
+    assert edge.replicas(opts) == 3
+    ids = edge_ids(opts)
+    assert len(set(ids)) == 3
+    assert edge_ids(opts) == ids, "the same after a restart: bindings name their edge"
+    other = dataclasses.replace(opts, data_dir=tmp_path / "other")
+    assert not set(edge_ids(other)) & set(ids), "another data dir, other edges"
+    for index, edge_id in enumerate(ids):
+        config = msgspec.convert(edge.config(opts, index), EdgeConfig)
+        assert config.edge_id == edge_id
+        assert config.reuse_port
+        assert config.siblings == [i for i in ids if i != edge_id]
+        assert config.udp == ["127.0.0.1:5070"]
 
 
 def test_up_port_plan_defaults_and_overrides() -> None:
