@@ -6,12 +6,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import nats
 import pytest
 from nats.aio.client import Client as NatsClient
-from nats.js.api import KeyValueConfig, StorageType
+from nats.js.api import ConsumerInfo, KeyValueConfig, StorageType
 from nats.js.kv import KeyValue
+from nats.js.manager import JetStreamManager
 
 from sipmesh_bus import kvlist
 from sipmesh_bus.kvlist import ListTimeoutError, LiveEntry, live_entries
@@ -210,8 +212,81 @@ async def test_live_entries_lists_ten_thousand_keys(nc: NatsClient) -> None:
 
 
 @pytest.mark.integration
-async def test_live_entries_times_out_rather_than_hang(nc: NatsClient) -> None:
+async def test_live_entries_times_out_rather_than_hang(
+    nc: NatsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bucket = await _bucket(nc)
     await bucket.put("k", b"v")
+    publish = nc.publish
+
+    async def lose_pulls(subject: str, payload: bytes = b"", **kwargs: Any) -> None:
+        if ".CONSUMER.MSG.NEXT." not in subject:  # the pull requests never arrive
+            await publish(subject, payload, **kwargs)
+
+    monkeypatch.setattr(nc, "publish", lose_pulls)
+    started = time.perf_counter()
     with pytest.raises(ListTimeoutError):
-        await live_entries(bucket, timeout=0.000001)
+        await live_entries(bucket, timeout=0.5)
+    assert 0.5 <= time.perf_counter() - started < 2.0
+    assert await _consumers(nc, bucket) == 0
+
+
+@pytest.mark.integration
+async def test_live_entries_ends_when_a_key_expires_before_it_is_pulled(
+    nc: NatsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One message per pull. After "stays" the consumer has one left, but
+    # "goes" expires before the second pull: that pull gets a 404, and the
+    # consumer's info says nothing is left.
+    monkeypatch.setattr(kvlist, "_BATCH", 1)
+    bucket = await _bucket(nc)
+    await bucket.put("stays", b"1")
+    await bucket.create("goes", b"2", msg_ttl=1)
+    publish = nc.publish
+    pulls = 0
+
+    async def late_pull(subject: str, payload: bytes = b"", **kwargs: Any) -> None:
+        nonlocal pulls
+        if ".CONSUMER.MSG.NEXT." in subject:
+            pulls += 1
+            if pulls == 2:
+                await _wait_gone(nc, bucket, "goes")
+        await publish(subject, payload, **kwargs)
+
+    consumer_info = JetStreamManager.consumer_info
+    infos = 0
+
+    async def counted_info(self: JetStreamManager, stream: str, consumer: str) -> ConsumerInfo:
+        nonlocal infos
+        infos += 1
+        info: ConsumerInfo = await consumer_info(self, stream, consumer)
+        return info
+
+    monkeypatch.setattr(nc, "publish", late_pull)
+    monkeypatch.setattr(JetStreamManager, "consumer_info", counted_info)
+    started = time.perf_counter()
+    listed = await live_entries(bucket, now=0.0)  # now=0.0: only the server's removal counts
+
+    assert list(listed) == ["stays"]
+    assert (pulls, infos) == (2, 1)
+    assert time.perf_counter() - started < 5.0
+
+
+@pytest.mark.integration
+async def test_live_entries_loses_nothing_while_keys_are_written(nc: NatsClient) -> None:
+    bucket = await _bucket(nc)
+    js = nc.jetstream()
+    before = [f"old.{n}" for n in range(3000)]
+    await asyncio.gather(*(js.publish(f"{bucket._pre}{key}", b"o") for key in before))
+
+    async def write() -> None:
+        for n in range(300):
+            await bucket.put(f"new.{n}", b"n")
+            await bucket.put(f"old.{n}", b"changed")
+
+    writer = asyncio.create_task(write())
+    listed = await live_entries(bucket)
+    await writer
+
+    assert set(before) <= set(listed)
+    assert all(entry.value in {b"o", b"changed"} for key, entry in listed.items() if key in before)
