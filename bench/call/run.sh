@@ -21,7 +21,9 @@
 # it, Kamailio's CALL mode has none); the caller is trusted by address (sipmesh: a peer
 # for 127.0.0.1/32; Kamailio: no checks).
 # Environment: OUT_DIR, RESULTS, DUR, HOLD_DUR, REPEATS, COOLDOWN_S, QUIET_WAIT_S (default
-# 30), LABEL_TAG (appended to the sipmesh label), plus bench/lib/bench_point.sh's.
+# 30), LABEL_TAG (appended to the sipmesh label), EDGES (sipmesh edges sharing the SIP port,
+# default 1), plus bench/lib/bench_point.sh's (UAC_TRANSPORT=un: a socket per call, many
+# source ports; with EDGES > 1 the kernel spreads them over the edges).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -140,7 +142,8 @@ start_stack() {   # MODE
   local work="$OUT_DIR/stack-$1-$(date +%H%M%S)" extra=(--router)
   [[ "$1" == media ]] && extra+=(--media-instance "127.0.0.1:$RTPE_NG")
   mkdir -p "$work"
-  "$PY" "$LIB/stack.py" --workdir "$work" --no-auth "${extra[@]}" > "$work/stack.log" 2>&1 &
+  "$PY" "$LIB/stack.py" --workdir "$work" --no-auth --edges "${EDGES:-1}" "${extra[@]}" \
+    > "$work/stack.log" 2>&1 &
   STACK_PID=$!
   for _ in $(seq 1 900); do
     [[ -s "$work/stack.env" ]] && break
@@ -157,7 +160,7 @@ stop_stack() {
 }
 
 sipmesh_point() {   # MODE HOLD_MS RATE
-  local rc=0 dur=$DUR label="sipmesh-1e1r1rt${LABEL_TAG:+-$LABEL_TAG}"
+  local rc=0 dur=$DUR label="sipmesh-${EDGES:-1}e1r1rt${LABEL_TAG:+-$LABEL_TAG}"
   local groups="edge=$EDGE_PID registrar=$REGISTRAR_PIDS router=$ROUTER_PID nats=$NATS_PID"
   RATE=$3; (( $2 > 0 )) && dur=$HOLD_DUR
   [[ "$1" == media ]] && { groups+=" media=$MEDIA_PID rtpengine=$RTPE_PID"; label+="+media"; }

@@ -15,6 +15,9 @@
 #                           is then their sum (sipmesh: edge, registrars, nats-server)
 #   HOLD_MS=0               CALL: hold time between ACK and BYE (sipp -set hold_ms)
 #   UAC_PORT=5062           local port of the load-generating SIPp
+#   UAC_TRANSPORT=u1        its sipp -t: u1 one socket; un one socket per call, so many
+#                           source ports, as many phones would be (SO_REUSEPORT spreads
+#                           those over edges; one source port always hashes to one edge)
 #   UAS_PORT=5080           CALL: port of the answering SIPp
 #   UAC_MEDIA_PORT=26100 UAS_MEDIA_PORT=26000   SIPp -mp (media ports SIPp binds)
 #   RTT_FREQ=1000           sipp -rtt_freq: response times are dumped every N calls (a
@@ -124,7 +127,7 @@ fi
 # 3) the load generator
 grep '^Udp:' /proc/net/snmp > udp_before.txt
 timeout "$SAFETY_TIMEOUT" sipp -sf "$XML" "${EXTRA[@]}" -r "$RATE" -rp 1000 -m "$CALLS" -l "$LIMIT" -timeout "${SIPP_TIMEOUT}s" \
-     -p "$UAC_PORT" "${SIPP_COMMON[@]}" -trace_stat -stf uac_stat.csv -fd 1 \
+     -p "$UAC_PORT" -t "${UAC_TRANSPORT:-u1}" -max_socket 10000 "${SIPP_COMMON[@]}" -trace_stat -stf uac_stat.csv -fd 1 \
      -trace_rtt -rtt_freq "$RTT_FREQ" -error_file uac_err.log "$TARGET" > uac_screen.log 2>&1 &
 UAC_PID=$!
 

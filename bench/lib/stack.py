@@ -5,7 +5,8 @@
 
 Starts, each as its own process on free loopback ports: nats-server with
 JetStream (store in DIR/nats), N registrar replicas (``python -m
-sipmesh_registrar``) and one edge (``python -m sipmesh_edge``, UDP). Creates the
+sipmesh_registrar``) and one edge (``python -m sipmesh_edge``, UDP; ``--edges N``:
+N edges sharing the SIP port, EDGE_PID then lists their PIDs). Creates the
 buckets, imports the users with ``sipmesh user import`` for domain 127.0.0.1
 (the SIPp scenarios put ``[remote_ip]`` in To), waits until a REGISTER through
 the edge gets an answer, then writes DIR/stack.env (shell assignments: SIP_PORT,
@@ -135,6 +136,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--registrars", type=int, default=1)
+    ap.add_argument("--edges", type=int, default=1, help="edges sharing the SIP port (reuse_port)")
     ap.add_argument("--users", type=Path, help="SIPp injection file user;password")
     ap.add_argument("--no-auth", action="store_true", help="registrars without digest auth")
     ap.add_argument("--router", action="store_true", help="also a router (calls)")
@@ -263,34 +265,42 @@ def main() -> None:
             wait_ready(p, "router", http_port, log)
             router_pid = str(p.pid)
         sip_port = free_port(socket.SOCK_DGRAM)
-        http_port = free_port()
-        config = {
-            "edge_id": "bench-edge",
-            "udp": [f"{LOOPBACK}:{sip_port}"],
-            "nats": {"url": url},
-            "http": {"port": http_port},
-        }
-        (work / "edge.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        log = work / "edge.log"
-        edge = start(
-            [sys.executable, "-m", "sipmesh_edge"],
-            env=clean_env({"SIPMESH_CONFIG": str(work / "edge.yaml")}),
-            log=log,
-        )
-        procs.append(("edge", edge))
-        wait_ready(edge, "edge", http_port, log)
+        edge_ids = ["bench-edge"] if a.edges == 1 else [f"bench-edge-{i}" for i in range(a.edges)]
+        edge_pids = []
+        for edge_id in edge_ids:
+            http_port = free_port()
+            config: dict[str, object] = {
+                "edge_id": edge_id,
+                "udp": [f"{LOOPBACK}:{sip_port}"],
+                "nats": {"url": url},
+                "http": {"port": http_port},
+            }
+            if a.edges > 1:
+                config["reuse_port"] = True
+                config["siblings"] = [i for i in edge_ids if i != edge_id]
+            (work / f"{edge_id}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+            log = work / f"{edge_id}.log"
+            edge = start(
+                [sys.executable, "-m", "sipmesh_edge"],
+                env=clean_env({"SIPMESH_CONFIG": str(work / f"{edge_id}.yaml")}),
+                log=log,
+            )
+            procs.append((edge_id, edge))
+            wait_ready(edge, edge_id, http_port, log)
+            edge_pids.append(str(edge.pid))
         deadline = time.monotonic() + 20
         while probe(sip_port) not in (200, 401):
             if time.monotonic() > deadline:
                 sys.exit("no registrar answers through the edge")
         (work / "stack.env").write_text(
-            f"SIP_PORT={sip_port}\nNATS_PID={nats_proc.pid}\nEDGE_PID={edge.pid}\n"
+            f"SIP_PORT={sip_port}\nNATS_PID={nats_proc.pid}\nEDGE_PID={','.join(edge_pids)}\n"
             f"REGISTRAR_PIDS={','.join(map(str, registrar_pids))}\n"
             f"ROUTER_PID={router_pid}\nMEDIA_PID={media_pid}\nNATS_URL={url}\n",
             encoding="utf-8",
         )
         print(
-            f"sipmesh up: edge udp {LOOPBACK}:{sip_port}, {a.registrars} registrar(s)", flush=True
+            f"sipmesh up: {a.edges} edge(s) udp {LOOPBACK}:{sip_port}, {a.registrars} registrar(s)",
+            flush=True,
         )
         while all(p.poll() is None for _n, p in procs):
             time.sleep(0.5)

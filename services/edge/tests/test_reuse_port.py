@@ -171,6 +171,7 @@ async def test_two_edges_share_the_port_and_answers_come_back_to_the_owner(
         assert sources == {reply_ports[e]: by_edge[e] for e in edges}
         for e in pair:
             assert e.metrics.dropped.labels("stray_response")._value.get() == 0
+            assert e.metrics.handoffs.labels("response")._value.get() == 0
     finally:
         for peer in [callee, *callers]:
             peer.close()

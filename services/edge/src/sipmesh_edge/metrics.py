@@ -119,6 +119,13 @@ class EdgeMetrics:
             ["reason"],
             registry=registry,
         )
+        self.handoffs = Counter(
+            "sipmesh_edge_handoffs",
+            "Messages handed over to another edge on the bus, by what: send (a target"
+            " whose connection or NAT binding is there), response (one of its transactions')",
+            ["what"],
+            registry=registry,
+        )
         self.internal_errors = Counter(
             "sipmesh_edge_internal_errors",
             "Messages whose handling raised an unexpected exception (a bug; logged)",

@@ -218,6 +218,7 @@ class Outbound:
                 if on_error is not None:
                     on_error()
 
+        self._metrics.handoffs.labels("send").inc()
         return bus.request(subjects.edge_send(owner), schema.encode(handoff), on_reply)
 
     def serve_handoff(self, msg: schema.EdgeSend) -> schema.EdgeSendResult:

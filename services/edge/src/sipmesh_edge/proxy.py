@@ -316,6 +316,7 @@ class Proxy:
             port=flow.port,
             received=True,
         )
+        self._metrics.handoffs.labels("response").inc()
         bus.publish(subjects.edge_send(owner), schema.encode(handoff))
 
     def _on_branch_response(self, branch: Branch, resp: Response) -> None:
