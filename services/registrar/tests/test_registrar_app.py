@@ -558,7 +558,7 @@ class _Wire:
 
     def __init__(self, outcome: Reply | RequestFailure | None) -> None:
         self.outcome = outcome
-        self.sent: list[tuple[str, bytes, dict[str, str] | None, float]] = []
+        self.sent: list[tuple[str, bytes, bytes | None, float]] = []
 
     async def ask(
         self,
@@ -566,7 +566,7 @@ class _Wire:
         payload: bytes,
         *,
         timeout: float,
-        headers: dict[str, str] | None = None,
+        headers: bytes | None = None,
     ) -> Reply | RequestFailure | None:
         if self.outcome is None:
             return None  # down: nothing sent
@@ -598,9 +598,22 @@ async def test_write_on_the_wire_sends_the_headers_and_reads_the_ack() -> None:
     [(subject, payload, headers, timeout)] = wire.sent
     assert subject == "$KV.location.example=2Ecom.a"
     assert records.decode_binding_set(payload) == record
-    assert headers == {"Nats-Expected-Last-Subject-Sequence": "7", "Nats-TTL": "90"}
+    # A ready header block (the wire checks only its ends).
+    assert headers == b"NATS/1.0\r\nNats-Expected-Last-Subject-Sequence: 7\r\nNats-TTL: 90\r\n\r\n"
     assert timeout == 1.5
     assert registrar._cached("example=2Ecom.a") == (record, 8)
+
+
+async def test_delete_on_the_wire_is_a_delete_marker() -> None:
+    registrar, wire = _on_wire(Reply(b'{"stream":"KV_location","seq":9}'))
+    assert await registrar._write("example=2Ecom.a", None, 90, 8)
+    [(_, payload, headers, _)] = wire.sent
+    assert payload == b""
+    assert headers == (
+        b"NATS/1.0\r\nNats-Expected-Last-Subject-Sequence: 8\r\nNats-TTL: 60\r\n"
+        b"KV-Operation: DEL\r\n\r\n"
+    )
+    assert registrar._cached("example=2Ecom.a") == (None, 9)
 
 
 async def test_write_on_the_wire_conflict_is_false() -> None:

@@ -79,6 +79,11 @@ class _PubAck(msgspec.Struct):
 
 
 _PUB_ACK: Final = msgspec.json.Decoder(_PubAck)
+_PUT_BLOCK: Final = f"NATS/1.0\r\n{_EXPECTED_LAST}: %d\r\n{_MSG_TTL}: %d\r\n\r\n".encode()
+_DELETE_BLOCK: Final = (
+    f"NATS/1.0\r\n{_EXPECTED_LAST}: %d\r\n{_MSG_TTL}: %d\r\n{KV_OP}: {KV_DEL}\r\n\r\n".encode()
+)
+#: The compare-and-set write's headers on the wire: expected revision, then TTL.
 _BACKOFF: Final = 0.0005
 _BACKOFF_CAP: Final = 0.05
 
@@ -418,7 +423,7 @@ class Registrar:
         return msg.data, revision
 
     async def _request_wire(
-        self, subject: str, payload: bytes, timeout: float, headers: dict[str, str] | None
+        self, subject: str, payload: bytes, timeout: float, headers: bytes | None
     ) -> Reply | None:
         """A request on the wire connection; None when there is none (or it is down).
 
@@ -451,19 +456,20 @@ class Registrar:
         own connection, or as an HPUB on the wire), with the ack decoded by
         msgspec into the two fields used instead of ``json.loads`` and a ``PubAck``.
         """
-        headers = {_EXPECTED_LAST: str(revision)}
         if record is None:
-            headers[KV_OP] = KV_DEL
-            payload, ttl = b"", _DELETE_MARKER_TTL
+            payload, ttl, block = b"", _DELETE_MARKER_TTL, _DELETE_BLOCK
         else:
-            payload = records.encode_record(record)
-        headers[_MSG_TTL] = str(ttl)
+            payload, block = records.encode_record(record), _PUT_BLOCK
         subject = self._location_subject + key
         timeout = self._js._timeout
-        reply = await self._request_wire(subject, payload, timeout, headers)
+        # The wire takes a ready header block (checked at its ends only).
+        reply = await self._request_wire(subject, payload, timeout, block % (revision, ttl))
         if reply is not None:
             data = reply.payload
         else:
+            headers = {_EXPECTED_LAST: str(revision), _MSG_TTL: str(ttl)}
+            if record is None:
+                headers[KV_OP] = KV_DEL
             try:
                 msg = await self._js._nc.request(subject, payload, timeout=timeout, headers=headers)
             except nats.errors.NoRespondersError:

@@ -39,7 +39,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
-from sipmesh_bus.records import BindingSet, SeenNonce, Subscriber, aor_key, live_bindings
+from sipmesh_bus.records import Binding, BindingSet, SeenNonce, Subscriber, aor_key
 from sipmesh_bus.schema import Envelope
 from sipmsg import ParseError, Request
 from sipmsg._abnf import TOKEN_CHARS, format_params, param, unquote
@@ -275,6 +275,19 @@ def _request_uri(raw: bytes) -> bytes | None:
     if not isinstance(uri, SipUri) or uri.headers:
         return None
     return uri.host
+
+
+def _live(bindings: list[Binding], now: float) -> list[Binding]:
+    """``records.live_bindings`` of a list, compiled: the same bindings in the same order."""
+    live = [b for b in bindings if b.expires_at > now]
+    if len(live) > 1:
+        live.sort(key=_best_first)  # stable, as there
+    return live
+
+
+def _best_first(b: Binding) -> tuple[float, float]:
+    """``records.live_bindings``' order: best q first, none last, then the newest."""
+    return (-(b.q if b.q is not None else -1.0), -b.registered_at)
 
 
 class FastPath:
@@ -554,7 +567,8 @@ class FastPath:
         if replay is not None and is_replay(stored, replay):
             return None
         contacts = admitted.contacts
-        matched, kept = _match(live_bindings(stored, now), contacts, admitted.outbound)
+        current = [] if stored is None else _live(stored.bindings, now)
+        matched, kept = _match(current, contacts, admitted.outbound)
         if _ordering(matched, admitted.call_id, admitted.cseq) != "ok":
             return None
         for spec in contacts:
@@ -572,7 +586,7 @@ class FastPath:
                 )
         if len(kept) > self.policy.max_contacts:
             return None
-        live = live_bindings(BindingSet(aor=admitted.aor, bindings=kept), now)
+        live = _live(kept, now)
         # §10.3 step 8: "The response MUST contain Contact header field values
         # enumerating all current bindings" (bindings.build_ok's lines).
         lines = [b"Contact: " + _contact_value(b, now) + b"\r\n" for b in live]
