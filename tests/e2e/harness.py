@@ -295,6 +295,8 @@ class Stack:
         self.sip_port = free_port()
         self.registrars: list[Proc] = []
         self.edge: Proc | None = None
+        self.edges: list[tuple[Proc, int]] = []
+        #: Every edge started, with its metrics port.
         self._registrar_settings = dict(registrar)
         self._procs: list[Proc] = []
         asyncio.run(self._ensure_jetstream())
@@ -345,27 +347,39 @@ class Stack:
         wait_ready(proc, http_port)
         return proc
 
-    def start_edge(self) -> Proc:
-        """Start the edge (UDP and TCP on :attr:`sip_port`) and wait until it is ready."""
+    def start_edge(
+        self, *, edge_id: str = "e2e-edge", reuse_port: bool = False, siblings: Sequence[str] = ()
+    ) -> Proc:
+        """Start an edge (UDP and TCP on :attr:`sip_port`) and wait until it is ready.
+
+        Several edges share the port with ``reuse_port`` (each naming the others
+        as ``siblings``); :attr:`edge` is the first, :attr:`edges` all of them.
+        """
         http_port = free_port(udp=False)
         listen = f"{LOOPBACK}:{self.sip_port}"
-        config = {
-            "edge_id": "e2e-edge",
+        config: dict[str, object] = {
+            "edge_id": edge_id,
             "udp": [listen],
             "streams": {"tcp": [listen]},
             "nats": {"url": self.nats_url, "reconnect_wait": 0.2},
             "http": {"port": http_port},
         }
-        path = self.workdir / "edge.yaml"
+        if reuse_port:
+            config["reuse_port"] = True
+            config["siblings"] = list(siblings)
+        name = "edge" if edge_id == "e2e-edge" else edge_id
+        path = self.workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         proc = Proc(
-            "edge",
+            name,
             [sys.executable, "-m", "sipmesh_edge"],
             env=clean_env({"SIPMESH_CONFIG": str(path)}),
-            log=self.workdir / "edge.log",
+            log=self.workdir / f"{name}.log",
         )
         self._procs.append(proc.start())
-        self.edge = proc
+        if self.edge is None:
+            self.edge = proc
+        self.edges.append((proc, http_port))
         wait_ready(proc, http_port)
         return proc
 
