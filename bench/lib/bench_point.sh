@@ -165,9 +165,10 @@ import json, sys
 s = json.loads(sys.argv[1]); cpu = json.load(open(sys.argv[2]))
 ok = (s["fail_pct"] is not None and s["fail_pct"] <= $MAX_FAIL_PCT
       and s["achieved_rate"] is not None and s["achieved_rate"] >= $MIN_RATE_RATIO * $RATE)
-out = {"label": "$LABEL", "scenario": "$SCEN", "rate": $RATE, "duration_s": $DUR,
+out = {"label": "$LABEL" + ("" if "${UAC_TRANSPORT:-u1}" == "u1" else " (sipp -t ${UAC_TRANSPORT:-u1})"), "scenario": "$SCEN", "rate": $RATE, "duration_s": $DUR,
        "hold_ms": $HOLD_MS, "target": "$TARGET", "run_dir": "$RUN_ID",
-       "sipp_rc": $UAC_RC, "uas_failed": $UAS_FAILED, "pass": ok, "quiet_wait_s": $WAITED}
+       "sipp_rc": $UAC_RC, "uas_failed": $UAS_FAILED, "pass": ok, "quiet_wait_s": $WAITED,
+       "uac_transport": "${UAC_TRANSPORT:-u1}"}
 out.update(s); out["cpu"] = cpu
 groups = [g.split("=", 1)[0] for g in "$SERVER_GROUPS".split()]
 if groups and cpu.get("server_pct") is None:
