@@ -168,24 +168,11 @@ class Edge:
         sink.guard = self.guard
         try:
             for host, port in addresses:
-                try:
-                    listener = await open_udp(
-                        host,
-                        port,
-                        sink,
-                        self.metrics,
-                        max_size=self.config.max_datagram,
-                        buffer_size=self.config.udp_buffer,
-                        reuse_port=self.config.reuse_port,
-                    )
-                except OSError as exc:
-                    reason = os_error_reason(exc)
-                    raise OSError(
-                        exc.errno, f"cannot listen on UDP {host}:{port}: {reason}"
-                    ) from exc
-                self.udp.append(listener)
+                what = f"listen on UDP {host}:{port}"
+                reuse = self.config.reuse_port
+                self.udp.append(await self._open_udp(sink, host, port, what, reuse_port=reuse))
             if self.config.reuse_port:
-                self.replies = await self._open_reply_sockets(sink)
+                await self._open_reply_sockets(sink)
             for listener in [*self.udp, *self.replies.values()]:
                 sink.udp[listener.local] = listener
             self.streams = await self._start_streams(sink)
@@ -271,7 +258,7 @@ class Edge:
             siblings=frozenset(self.config.siblings),
         )
 
-    async def _open_reply_sockets(self, sink: EdgeSink) -> dict[tuple[str, int], UdpListener]:
+    async def _open_reply_sockets(self, sink: EdgeSink) -> None:
         """A socket of this edge alone next to each shared UDP socket, on a free port.
 
         Under SO_REUSEPORT the kernel picks the socket of a datagram by a hash
@@ -282,29 +269,26 @@ class Edge:
         requests to the Record-Route URI: naming the reply socket in both, and
         sending forwarded requests from it, brings them all back here.
         """
-        replies: dict[tuple[str, int], UdpListener] = {}
+        for shared in self.udp:
+            host = shared.local[0]
+            what = f"open a UDP reply socket on {host}"
+            self.replies[shared.local] = await self._open_udp(sink, host, 0, what, reuse_port=False)
+
+    async def _open_udp(
+        self, sink: EdgeSink, host: str, port: int, what: str, *, reuse_port: bool
+    ) -> UdpListener:
         try:
-            for shared in self.udp:
-                host = shared.local[0]
-                try:
-                    replies[shared.local] = await open_udp(
-                        host,
-                        0,
-                        sink,
-                        self.metrics,
-                        max_size=self.config.max_datagram,
-                        buffer_size=self.config.udp_buffer,
-                    )
-                except OSError as exc:
-                    reason = os_error_reason(exc)
-                    raise OSError(
-                        exc.errno, f"cannot open a UDP reply socket on {host}: {reason}"
-                    ) from exc
-        except BaseException:
-            for reply in replies.values():
-                reply.close()
-            raise
-        return replies
+            return await open_udp(
+                host,
+                port,
+                sink,
+                self.metrics,
+                max_size=self.config.max_datagram,
+                buffer_size=self.config.udp_buffer,
+                reuse_port=reuse_port,
+            )
+        except OSError as exc:
+            raise OSError(exc.errno, f"cannot {what}: {os_error_reason(exc)}") from exc
 
     async def _start_streams(self, sink: EdgeSink) -> StreamListeners | None:
         try:
