@@ -10,6 +10,7 @@ point), the unusual ones must be left to the typed path.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Final
 
 import pytest
@@ -19,7 +20,7 @@ from hypothesis import strategies as st
 from sipmesh_bus.records import Binding, BindingSet, SeenNonce, aor_key
 from sipmesh_bus.schema import Envelope
 from sipmesh_registrar import core
-from sipmesh_registrar.fastpath import FastAdmitted, FastPath
+from sipmesh_registrar.fastpath import FastAdmitted, FastPath, _horizon
 from sipmesh_registrar.replay import seen_nonce
 from sipmsg import ParseError, Request, parse
 from sipmsg.digest import NonceManager, build_authorization, parse_challenge
@@ -436,6 +437,22 @@ def test_own_nonce_still_expires_and_forgeries_still_fail() -> None:
     path = FastPath(POLICY, NONCES)
     assert _admit(path, _answer(path, now=NOW, nonce=forged), NOW) is None
     assert len(path._issued) == 1  # the nonce the 401 gave is still awaited
+
+
+@given(
+    expiries=st.lists(st.sampled_from([0.0, 1.0, 2.0, math.nan]), max_size=4),
+    untils=st.lists(st.sampled_from([0.0, 1.0, 3.0, math.nan]), max_size=4),
+    floor=st.sampled_from([0.0, 2.0, math.nan]),
+)
+def test__horizon_is_max_of_the_three(
+    expiries: list[float], untils: list[float], floor: float
+) -> None:
+    live = [_binding(f"sip:{i}@x", expires_at=x) for i, x in enumerate(expiries)]
+    seen = [SeenNonce(nonce=str(i), nc=1, until=u) for i, u in enumerate(untils)]
+    expected = max([b.expires_at for b in live] + [e.until for e in seen] + [floor])
+    got = _horizon(live, seen, floor)
+    # The same value, NaN in the same places (max keeps the first of a tie).
+    assert got == expected or (math.isnan(got) and math.isnan(expected))
 
 
 def test_memos_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
