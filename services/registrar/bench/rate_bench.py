@@ -2,6 +2,7 @@
 
     python services/registrar/bench/rate_bench.py [--rate 1500] [--seconds 6] [--rounds 5]
         [--old PYTHONPATH] [--profile OUT.svg|OUT.txt [--native]] [--cprofile OUT.prof]
+        [--challenge-only]
 
 Starts a private nats-server with JetStream (free loopback port), stores
 ``--users`` subscribers, starts ``python -m sipmesh_registrar`` and drives it
@@ -15,9 +16,11 @@ exchanges completed in it. The box is shared: process CPU, not wall time.
 ``--old PATH`` runs, alternating round by round with the working tree, a
 second registrar whose ``PYTHONPATH`` starts with PATH (e.g. a ``git archive``
 of an older commit's ``libs/bus/src:services/registrar/src``), so the two are
-compared under the same load. ``--profile`` records the (last) registrar with
-py-spy. ``bus_bench.py`` beside it drives the registrar closed-loop to
-saturation instead (and shares its messages and subscribers).
+compared under the same load. ``--challenge-only`` sends only the first
+REGISTER of each exchange (its 401): what a challenge costs alone.
+``--profile`` records the (last) registrar with py-spy. ``bus_bench.py``
+beside it drives the registrar closed-loop to saturation instead (and shares
+its messages and subscribers).
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ class Driver:
         self.done = 0
         self.failed = 0
         self.tag = os.urandom(4).hex()  # a new Call-ID each round: CSeq starts again
+        self.challenge_only = False
 
     async def ask(self, payload: bytes) -> bytes:
         done: asyncio.Future[Reply | RequestFailure] = asyncio.get_running_loop().create_future()
@@ -88,6 +92,9 @@ class Driver:
             first = parse(await self.ask(register(user, seq - 1, self.tag)))
             if not isinstance(first, Response) or first.status != 401:
                 raise RuntimeError(f"expected a 401: {first!r}")
+            if self.challenge_only:
+                self.done += 1
+                return
             creds = build_authorization(
                 first.www_authenticate[-1],
                 username=user.encode(),
@@ -164,6 +171,7 @@ async def one_round(
                 break
             await asyncio.sleep(0.1)
         driver.failed = 0
+        driver.challenge_only = args.challenge_only
         await driver.run(args.rate, 1.0)  # warm-up
         spy = None
         if profile:
@@ -221,6 +229,9 @@ async def main() -> None:
     ap.add_argument("--cprofile", help="cProfile stats file of the registrar (last round)")
     ap.add_argument("--profile", help="py-spy SVG of the last round (.txt: collapsed stacks)")
     ap.add_argument("--native", action="store_true", help="py-spy --native (compiled frames)")
+    ap.add_argument(
+        "--challenge-only", action="store_true", help="each exchange is the first REGISTER alone"
+    )
     args = ap.parse_args()
     here = os.environ.get("PYTHONPATH", "")
     with tempfile.TemporaryDirectory() as store:
