@@ -1,21 +1,24 @@
 """Server URLs and credentials for :mod:`sipmesh_bus.wire`: URLs, ``.creds`` files, nkeys.
 
-The signature over the server's nonce is what nats-py sends too (docs.nats.io,
-"Client Protocol", ``CONNECT`` ``sig``): the nonce signed with the user's
-nkey seed, base64url without padding.
+The signature over the server's nonce (docs.nats.io, "Client Protocol",
+``CONNECT`` ``sig``) is the nonce signed with the user's nkey seed, sent in
+base64url without padding; nats-py sends the same bytes in padded standard
+base64, and nats-server takes either (tests/integration/test_bus_nats_nkeys.py
+connects both kinds of client to one server).
 """
 
 from __future__ import annotations
 
 import base64
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from sipmesh_bus._wireproto import WireAuthError
 
-__all__ = ["Server", "parse_url", "public_key", "read_creds", "sign"]
+__all__ = ["Server", "format_creds", "parse_url", "public_key", "read_creds", "read_seed", "sign"]
 
 _DEFAULT_PORT: Final = 4222
 
@@ -55,28 +58,110 @@ def parse_url(url: str) -> Server:
 
 
 def read_creds(path: Path) -> tuple[str, bytes]:
-    """The user JWT and the nkey seed of a ``.creds`` file."""
-    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
-    jwt = seed = None
-    for i, line in enumerate(lines):
-        if "BEGIN NATS USER JWT" in line:
-            jwt = next((x for x in lines[i + 1 :] if x and not x.startswith("---")), None)
-        elif "BEGIN USER NKEY SEED" in line:
-            seed = next((x for x in lines[i + 1 :] if x and not x.startswith("---")), None)
+    """The user JWT and the nkey seed of a ``.creds`` file.
+
+    Each is the first non-blank line after its ``-----BEGIN ...-----`` line
+    (as ``nsc generate creds`` writes them), spaces and CR around it dropped.
+
+    Raises:
+        WireAuthError: unreadable, not laid out as a credentials file, or the
+            seed is not the key of the JWT's user (one line, never the content).
+    """
+    lines = _read_text(path, "credentials file").splitlines()
+    jwt = _token_after(lines, "BEGIN NATS USER JWT")
+    seed = _token_after(lines, "BEGIN USER NKEY SEED")
     if not jwt or not seed:
-        raise WireAuthError(f"{path.name}: not a NATS credentials file")
-    return jwt, seed.encode()
+        raise WireAuthError(f"{path}: not a NATS credentials file")
+    subject = _jwt_subject(jwt)
+    if subject is None:
+        raise WireAuthError(f"{path}: the user JWT is malformed")
+    key = seed.encode()
+    if _public_key(key, path) != subject:
+        raise WireAuthError(f"{path}: the nkey seed is not the key of the JWT's user")
+    return jwt, key
+
+
+def format_creds(jwt: str, seed: bytes) -> str:
+    """A ``.creds`` text in the layout ``nsc`` writes (what nats-py parses)."""
+    return (
+        f"-----BEGIN NATS USER JWT-----\n{jwt}\n------END NATS USER JWT------\n\n"
+        f"-----BEGIN USER NKEY SEED-----\n{seed.decode()}\n------END USER NKEY SEED------\n"
+    )
+
+
+def read_seed(path: Path) -> bytes:
+    """The nkey seed (``SU...``) of a seed file; spaces and newlines around it are dropped.
+
+    Raises:
+        WireAuthError: unreadable, or not an nkey seed (one line, never the content).
+    """
+    seed = _read_text(path, "nkey seed file").strip().encode()
+    _public_key(seed, path)
+    return seed
 
 
 def sign(seed: bytes, nonce: bytes) -> str:
-    import nkeys  # type: ignore[import-untyped]  # noqa: PLC0415 - only for nkeys/creds
+    """The server's nonce signed with ``seed``, base64url without padding.
 
-    signature: bytes = nkeys.from_seed(bytearray(seed)).sign(nonce)
+    Raises:
+        WireAuthError: ``seed`` is not an nkey seed.
+    """
+    signature: bytes = _keypair(seed, None).sign(nonce)
     return base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
 
 
 def public_key(seed: bytes) -> str:
-    import nkeys  # noqa: PLC0415
+    """The public key (``U...``) of an nkey seed.
 
-    key: bytes = nkeys.from_seed(bytearray(seed)).public_key
+    Raises:
+        WireAuthError: ``seed`` is not an nkey seed.
+    """
+    return _public_key(seed, None)
+
+
+def _public_key(seed: bytes, path: Path | None) -> str:
+    key: bytes = _keypair(seed, path).public_key
     return key.decode()
+
+
+def _keypair(seed: bytes, path: Path | None) -> Any:
+    try:
+        import nkeys  # type: ignore[import-untyped]  # noqa: PLC0415 - only for nkeys/creds
+    except ImportError:
+        raise WireAuthError("nkey and creds authentication need the nkeys package") from None
+    try:
+        return nkeys.from_seed(bytearray(seed))
+    except (nkeys.NkeysError, ValueError):
+        where = f"{path}: " if path is not None else ""
+        raise WireAuthError(f"{where}not a valid nkey seed") from None
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise WireAuthError(f"{path}: not a {what}") from None
+    except OSError as exc:
+        raise WireAuthError(f"{path}: {exc.strerror or type(exc).__name__}") from None
+
+
+def _token_after(lines: list[str], marker: str) -> str | None:
+    """The first non-blank line after the one holding ``marker``, unless it ends the block."""
+    for i, line in enumerate(lines):
+        if marker in line:
+            value = next((x.strip() for x in lines[i + 1 :] if x.strip()), "")
+            return None if "-----" in value else value
+    return None
+
+
+def _jwt_subject(jwt: str) -> str | None:
+    """The ``sub`` claim of a JWT (its signature is the server's business)."""
+    parts = jwt.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, TypeError):
+        return None
+    subject = claims.get("sub") if isinstance(claims, dict) else None
+    return subject if isinstance(subject, str) else None

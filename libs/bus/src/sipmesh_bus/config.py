@@ -96,9 +96,12 @@ class NatsConfig(Settings, frozen=True, kw_only=True):
     token_file: str | None = None
     #: A file holding the token.
     creds_file: str | None = None
-    #: A NATS credentials file (user JWT and nkey seed; needs the ``nkeys`` package).
+    #: A NATS credentials file (operator mode: the user JWT and its nkey seed,
+    #: as ``nsc generate creds`` writes it; needs the ``nkeys`` package). Read
+    #: and checked at start; a replaced file is used from the next start.
     nkeys_seed_file: str | None = None
-    #: An nkey seed file (``SU...``; needs the ``nkeys`` package).
+    #: An nkey seed file (``SU...``; needs the ``nkeys`` package), for a server
+    #: with ``authorization { users = [ { nkey: U... } ] }``.
     tls_ca_file: str | None = None
     #: CAs that sign the server's certificate; setting it (or a client
     #: certificate) turns TLS on. ``tls://`` URLs use TLS with the system CAs.

@@ -42,6 +42,7 @@ from typing import Any, Final, Protocol, TypeVar
 import msgspec
 import nats.errors
 from nats.aio.client import Client as NatsClient
+from nats.aio.client import RawCredentials
 from nats.js import JetStreamContext
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -54,6 +55,7 @@ from prometheus_client import (
 )
 
 from sipmesh_bus import schema
+from sipmesh_bus._wireauth import format_creds, read_creds, read_seed
 from sipmesh_bus.config import (
     ConfigError,
     HttpConfig,
@@ -85,6 +87,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 C = TypeVar("C", bound=ServiceConfig)
+K = TypeVar("K")
 Handler = Callable[[T], Awaitable[R | None]]
 #: Decoded request in, reply out; None sends no reply.
 ErrorMapper = Callable[[Exception, bytes], R | None]
@@ -162,6 +165,11 @@ async def connect(
     """
     servers = [u.strip() for u in config.url.split(",") if u.strip()]
     security = security_options(config)
+    if config.creds_file:
+        # nats-py's own reader keeps a CR in the seed of a CRLF file (and spins
+        # forever on a file without a JWT block): hand it the text of ours.
+        jwt, seed = _keys_file("creds_file", config.creds_file, read_creds)
+        security["user_credentials"] = RawCredentials(format_creds(jwt, seed))
     nc = NatsClient()
     events = _ConnectionLog(name, nc, on_change or (lambda _up: None))
     refused: asyncio.Future[str] = asyncio.get_running_loop().create_future()
@@ -240,8 +248,9 @@ def security_options(config: NatsConfig) -> dict[str, Any]:
     picked up by the next start.
 
     Raises:
-        ConfigError: a secret or certificate file cannot be read or loaded
-            (one line naming the setting and the file, never its content).
+        ConfigError: a secret, key or certificate file cannot be read or
+            loaded, or a creds or seed file holds no usable key (one line
+            naming the setting and the file, never its content).
     """
     options: dict[str, Any] = {}
     if config.user:
@@ -252,10 +261,15 @@ def security_options(config: NatsConfig) -> dict[str, Any]:
     token = config.token or _read_secret("token_file", config.token_file)
     if token:
         options["token"] = token
+    # Checked here, so that a bad file is one config line rather than an
+    # nkeys traceback from nats-py (the wire client reads them again at each
+    # connect).
     if config.creds_file:
-        options["user_credentials"] = _existing("creds_file", config.creds_file)
+        _keys_file("creds_file", config.creds_file, read_creds)
+        options["user_credentials"] = config.creds_file
     if config.nkeys_seed_file:
-        options["nkeys_seed"] = _existing("nkeys_seed_file", config.nkeys_seed_file)
+        _keys_file("nkeys_seed_file", config.nkeys_seed_file, read_seed)
+        options["nkeys_seed"] = config.nkeys_seed_file
     if config.tls:
         options["tls"] = _tls_context(config)
         if config.tls_hostname:
@@ -281,6 +295,14 @@ def _existing(setting: str, path: str) -> str:
     if not Path(path).is_file():
         raise ConfigError(f"config error: nats.{setting}: {path}: no such file")
     return path
+
+
+def _keys_file(setting: str, path: str, read: Callable[[Path], K]) -> K:
+    try:
+        return read(Path(_existing(setting, path)))
+    except WireAuthError as exc:
+        # The reason names the file, never its content.
+        raise ConfigError(f"config error: nats.{setting}: {exc}") from None
 
 
 def _tls_context(config: NatsConfig) -> ssl.SSLContext:
