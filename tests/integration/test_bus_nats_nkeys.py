@@ -30,7 +30,7 @@ import pytest
 from sipmesh_bus.config import ConfigError, NatsConfig, ServiceConfig
 from sipmesh_bus.natsserver import find_nats_server
 from sipmesh_bus.runtime import NatsAuthError, Service, connect, security_options
-from sipmesh_bus.wire import Reply
+from sipmesh_bus.wire import Reply, WireAuthError, WireClient
 
 pytestmark = pytest.mark.integration
 
@@ -253,6 +253,20 @@ async def test_nkeys_wrong_seed_is_one_line_without_the_seed(
     assert nkey_server.url in text
 
 
+async def test_nkeys_wrong_seed_is_refused_to_the_wire_client_alone(
+    nkey_server: _Server, tmp_path: Path
+) -> None:
+    # In a Service nats-py connects first; the wire client must refuse cleanly too.
+    wrong = _Key(nkeys.PREFIX_BYTE_USER)
+    seed_file = _secret_file(tmp_path / "wrong.nk", wrong.seed.decode())
+    config = NatsConfig(url=nkey_server.url, nkeys_seed_file=str(seed_file))
+    client = WireClient(config, name="probe", security=security_options(config))
+    with pytest.raises(WireAuthError) as exc_info:
+        await asyncio.wait_for(client.connect(forever=True), 10.0)
+    await client.close()
+    assert "authorization violation" in _assert_one_line_without(exc_info.value, wrong.seed).lower()
+
+
 async def test_nkeys_wrong_seed_stops_a_service_start(nkey_server: _Server, tmp_path: Path) -> None:
     wrong = _Key(nkeys.PREFIX_BYTE_USER)
     seed_file = _secret_file(tmp_path / "wrong.nk", wrong.seed.decode())
@@ -367,6 +381,20 @@ async def test_creds_user_of_an_unknown_account_is_one_line_without_secrets(
     assert time.monotonic() - started < 5.0
     message = _assert_one_line_without(exc_info.value, user_key.seed, stranger.seed)
     assert "refused the credentials" in message
+
+
+async def test_creds_user_of_an_unknown_account_is_refused_to_the_wire_client_alone(
+    operator_server: _Server, operator: _Operator, user_key: _Key, tmp_path: Path
+) -> None:
+    stranger = _Key(nkeys.PREFIX_BYTE_ACCOUNT)
+    creds = _secret_file(tmp_path / "s.creds", operator.creds(user_key, account=stranger))
+    config = NatsConfig(url=operator_server.url, creds_file=str(creds))
+    client = WireClient(config, name="probe", security=security_options(config))
+    with pytest.raises(WireAuthError) as exc_info:
+        await asyncio.wait_for(client.connect(forever=True), 10.0)
+    await client.close()
+    text = _assert_one_line_without(exc_info.value, user_key.seed, stranger.seed)
+    assert "authorization violation" in text.lower()
 
 
 async def test_creds_user_of_an_unknown_account_stops_a_service_start(
