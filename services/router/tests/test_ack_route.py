@@ -7,11 +7,19 @@ from typing import Any
 import msgspec
 import pytest
 
-from sipmesh_bus.schema import AckRoute, Envelope, Forward, SendResponse, Transport
+from sipmesh_bus.schema import (
+    AckRoute,
+    Envelope,
+    Forward,
+    MediaAnswer,
+    MediaReply,
+    SendResponse,
+    Transport,
+)
 from sipmesh_edge.ackroute import AckRoutes
 from sipmesh_edge.outbound import Flow
-from sipmesh_router import core
-from sipmesh_router.config import Policy
+from sipmesh_router import core, media
+from sipmesh_router.config import Policy, RouterSettings, make_policy
 from sipmesh_router.model import Decision, Inputs
 from sipmesh_router.routes import EMPTY_VIEW, Hop, Peer, RoutingView
 from sipmsg import Request, Response, parse
@@ -24,6 +32,8 @@ PBX = Hop(host="10.0.0.50", port=5080, uri="sip:2001@10.0.0.50:5080", dispatcher
 LOCAL = ("192.0.2.1", 5060)
 CALLER = ("198.51.100.7", 5060)
 PHONE = ("203.0.113.9", 40000)
+OFFER = "v=0\r\no=- 1 1 IN IP4 198.51.100.7\r\ns=-\r\nc=IN IP4 198.51.100.7\r\nt=0 0\r\n"
+ANCHORED = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
 
 
 def inputs(routing: RoutingView = EMPTY_VIEW, locations: Any = None) -> Inputs:
@@ -68,20 +78,29 @@ class Call:
         contact: str,
         transport: Transport = "udp",
         downstream_rr: bytes | None = None,
+        anchor: MediaReply | None = None,
     ) -> None:
         self.kit = kit
         self.inp = inp
         self.transport = transport
-        invite = kit.request("INVITE", ruri=ruri)
-        fwd = run(self.envelope(invite), inp).reply
+        sdp = "" if anchor is None else OFFER
+        invite = kit.request("INVITE", ruri=ruri, body=sdp)
+        decided = run(self.envelope(invite), inp)
+        if anchor is not None:  # the media service's answer to the offer
+            assert decided.media is not None
+            decided = media.apply_media(decided, anchor, secret=SECRET)
+        fwd = decided.reply
         assert isinstance(fwd, Forward), fwd
         sent = parse(fwd.data)
         assert isinstance(sent, Request)
-        resp = kit.response(sent, 200, extra=[("Contact", f"<{contact}>")])
+        resp = kit.response(sent, 200, extra=[("Contact", f"<{contact}>")], body=sdp)
         if downstream_rr is not None:  # a proxy nearer the callee record-routed too
             resp = resp.prepend_header(b"Record-Route", downstream_rr)
         env = kit.envelope(resp, source=callee, context=fwd.context)
         self.decision = run(env, inp)
+        self.asked = self.decision.media
+        if anchor is not None:  # and to the answer
+            self.decision = media.apply_media(self.decision, anchor, secret=SECRET)
         reply = self.decision.reply
         assert isinstance(reply, SendResponse), reply
         self.hint = reply.ack_route
@@ -188,7 +207,7 @@ def test_hint_names_what_the_ack_must_carry(kit: Any) -> None:
     )
 
 
-def test_hidden_or_anchored_calls_get_no_hint(kit: Any) -> None:
+def test_hidden_calls_get_no_hint(kit: Any) -> None:
     hidden = Call(
         kit,
         inputs(_routing(kit, hide=True)),
@@ -197,6 +216,50 @@ def test_hidden_or_anchored_calls_get_no_hint(kit: Any) -> None:
         contact="sip:2001@10.0.0.50:5080",
     )
     assert hidden.hint is None
+
+
+def _anchored_call(kit: Any, reply: MediaReply) -> Call:
+    settings = RouterSettings(domain="example.com", auth=False, media="always")
+    inp = msgspec.structs.replace(inputs(_routing(kit)), policy=make_policy(settings, SECRET))
+    return Call(
+        kit,
+        inp,
+        ruri="sip:2001@example.com",
+        callee=(PBX.host, PBX.port),
+        contact="sip:2001@10.0.0.50:5080;transport=udp",
+        anchor=reply,
+    )
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        pytest.param(MediaReply(ok=True, sdp=ANCHORED, instance="rtp1"), id="anchored"),
+        pytest.param(MediaReply(ok=False, code="timeout", error="x"), id="media-failed"),
+    ],
+)
+def test_anchored_calls_get_a_hint_for_an_ack_without_a_body(kit: Any, reply: MediaReply) -> None:
+    # RFC 3261 §13.2.1: the offer was in the INVITE, so the answer is in the
+    # 2xx (anchored there); an ACK without a body has nothing for the media
+    # service, and the router forwards it as for any call.
+    call = _anchored_call(kit, reply)
+    # The 2xx's answer still goes to the media service (not after a failed offer).
+    assert isinstance(call.asked, MediaAnswer) is reply.ok
+    assert call.hint is not None
+    assert call.decision.media is None
+    if reply.ok:
+        assert call.ok.body == ANCHORED  # the hint rides on the anchored 2xx
+    router, edge = call.both(call.ack())
+    assert router is not None
+    assert edge is not None
+    data, target = edge
+    assert data == router.data
+    assert [target] == router.targets
+    assert run(call.envelope(call.ack()), call.inp).media is None
+    # An ACK with a body (an answer to an offer in the 2xx) is left to the router.
+    acks = AckRoutes()
+    acks.remember(call.hint, call.flow(), now=0.0, ttl=32.0)
+    assert acks.route(call.ack(body=OFFER), call.flow(), 1.0) is None
 
 
 def test_request_uri_that_could_be_ours_gets_no_hint(kit: Any) -> None:

@@ -33,6 +33,7 @@ from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
 from sipmesh_edge.ackroute import AckRoutes
 from sipmesh_edge.bus import BusFailure
+from sipmesh_edge.challenge import RegisterChallenger
 from sipmesh_edge.guard import Guard
 from sipmesh_edge.invite_server import InviteServer
 from sipmesh_edge.metrics import EdgeMetrics
@@ -119,6 +120,8 @@ class EdgeSink:
         #: The sending half: UDP sockets, connections, the bus for handoffs.
         self.guard: Guard | None = None
         #: Protection (sipmesh_edge.guard): asked about every message first.
+        self.challenger: RegisterChallenger | None = None
+        #: Answers REGISTERs without credentials (``EdgeConfig.challenge_registers``).
         self.proxy = Proxy(
             edge_id=config.identity.edge_id,
             out=self.out,
@@ -341,6 +344,13 @@ class EdgeSink:
             server.kind = "local"
             self._respond(server, local)
             return
+        challenger = self.challenger
+        if challenger is not None and req.method == b"REGISTER":
+            challenge = challenger.challenge(req, (flow.host, flow.port), self._wallclock())
+            if challenge is not None:  # the registrar's 401, without asking it
+                server.kind = "local"
+                self._send_response(server, challenge)
+                return
         self._ask(server, req, core.bus_subject_for(req), None)
 
     def _absorb(self, server: Server, peeked: core.Peeked, now: float) -> None:

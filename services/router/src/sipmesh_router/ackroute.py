@@ -3,21 +3,31 @@
 An ACK for a 2xx is a transaction of its own (RFC 3261 §17.1.1.3) that the
 router routes like any in-dialog request (:func:`core.decide`: §16.4 pops our
 Route values, §16.6 decrements Max-Forwards, adds our Via and sends it along
-the dialog). For a call without topology hiding and without media anchoring
-that handling depends on nothing the 2xx does not already fix: the ACK's
-Route values are the 2xx's Record-Route reversed (§12.1.2: the UAC's "route
-set MUST be set to the list of URIs in the Record-Route header field from the
-response, taken in reverse order"), its Request-URI the 2xx's Contact (the
-remote target), and where it goes follows from those and the dialog token we
-put in the 2xx. So, with the 2xx, the router hands the edge an
-:class:`~sipmesh_bus.schema.AckRoute`; an ACK that matches it byte for byte
-is forwarded by the edge itself (``sipmesh_edge.ackroute``), producing the
-bytes :func:`core.decide` would have produced, and saves a bus round trip.
+the dialog). For a call without topology hiding that handling depends on
+nothing the 2xx does not already fix: the ACK's Route values are the 2xx's
+Record-Route reversed (§12.1.2: the UAC's "route set MUST be set to the
+list of URIs in the Record-Route header field from the response, taken in
+reverse order"), its Request-URI the 2xx's Contact (the remote target), and
+where it goes follows from those and the dialog token we put in the 2xx. So,
+with the 2xx, the router hands the edge an :class:`~sipmesh_bus.schema.AckRoute`;
+an ACK that matches it byte for byte is forwarded by the edge itself
+(``sipmesh_edge.ackroute``), producing the bytes :func:`core.decide` would
+have produced, and saves a bus round trip.
 
 No hint (the ACK goes to the router as before) when anything could make the
 router decide differently: a Request-URI that could be our token (the §16.4
 strict-router fix) or a hidden Contact; another value of ours (``sm=``) in
 the Record-Route (a spiral); a next hop that is not a SIP URI.
+
+Calls with anchored media get the hint too: :func:`core.decide` forwards an
+ACK before any media step, and an ACK without a body has nothing for the
+media service. RFC 3261 §13.2.1: "If the initial offer is in an INVITE, the
+answer MUST be in a reliable non-failure message from UAS back to UAC [...]
+that is only the final 2xx response to that INVITE": the router anchored it
+in the 2xx. And "If the initial offer is in the first reliable non-failure
+message from the UAS back to the UAC, the answer MUST be in the
+acknowledgement for that message": such an ACK has a body, which the edge
+never forwards itself, so it still comes to the router.
 """
 
 from __future__ import annotations
@@ -43,7 +53,6 @@ def eligible(env: Envelope, ctx: RouteContext) -> bool:
         ctx.method == "INVITE"
         and not ctx.in_dialog
         and not ctx.hide
-        and not ctx.media
         and bool(ctx.token)
         and bool(ctx.inbound)
         and env.edge_id == ctx.edge_id

@@ -15,7 +15,7 @@ ringing costs no bus round trip. The router then:
 
 - passes the response upstream (hidden Vias and Record-Routes put back, then
   our Via removed, §16.7 step 3), publishing ``ringing``/``answered``/``failed``;
-- with the 2xx of an initial INVITE without hiding or media, tells the edge
+- with the 2xx of an initial INVITE without hiding, tells the edge
   how to forward its ACK itself (``SendResponse.ack_route``, :mod:`.ackroute`);
 - or, for a final 408 or 5xx of an INVITE when the context still holds legs,
   fails over: a new ``Forward`` of the stored request to the next leg, with a
@@ -173,8 +173,9 @@ def _answered(env: Envelope, resp: Response, ctx: RouteContext, inp: Inputs) -> 
         dialog_put=(dialog_key(ctx.call_id), record),
         setup_seconds=_setup(env, ctx),
     )
-    # With a hint there is no media (eligible): _with_answer would change nothing.
-    return decision if hint is not None else _with_answer(decision, env, up_resp, ctx)
+    # An anchored call's hint stands whatever the media service answers: the
+    # SDP it swaps in is the 2xx's body, which the ACK's route does not read.
+    return _with_answer(decision, env, up_resp, ctx)
 
 
 def _rang(env: Envelope, ctx: RouteContext) -> tuple[CallEvent, ...]:
