@@ -139,6 +139,11 @@ def main() -> None:
     ap.add_argument("--edges", type=int, default=1, help="edges sharing the SIP port (reuse_port)")
     ap.add_argument("--users", type=Path, help="SIPp injection file user;password")
     ap.add_argument("--no-auth", action="store_true", help="registrars without digest auth")
+    ap.add_argument(
+        "--registrar-challenges",
+        action="store_true",
+        help="the registrars answer every 401 (the edge's challenge_registers off)",
+    )
     ap.add_argument("--router", action="store_true", help="also a router (calls)")
     ap.add_argument("--media-instance", help="RTPEngine ng HOST:PORT: media service, anchoring")
     a = ap.parse_args()
@@ -275,6 +280,14 @@ def main() -> None:
                 "nats": {"url": url},
                 "http": {"port": http_port},
             }
+            if not a.no_auth and not a.registrar_challenges:
+                # The registrars' own 401, answered at the edge (sipmesh_edge.challenge).
+                config["challenge_registers"] = True
+                config["registrar"] = {
+                    "domain": DOMAIN,
+                    "nonce_secret": NONCE_SECRET,
+                    "algorithms": ["MD5"],
+                }
             if a.edges > 1:
                 config["reuse_port"] = True
                 config["siblings"] = [i for i in edge_ids if i != edge_id]

@@ -116,6 +116,10 @@ def _edge_config(opts: UpOptions, index: int) -> Mapping[str, Any]:
     ids = edge_ids(opts)
     config: dict[str, Any] = {
         "edge_id": ids[index],
+        # The registrars' 401 answered at the edge (sipmesh_edge.challenge): the
+        # same SIPMESH_REGISTRAR_* settings as the registrar (env below) and the
+        # nonce secret file in the data directory they share.
+        "challenge_registers": True,
         "udp": [f"{host}:{opts.sip_port}"],
         "streams": streams,
         "advertised_hosts": [opts.domain],
@@ -190,6 +194,7 @@ SERVICES: Final[tuple[ServiceSpec, ...]] = (
         name="edge",
         module="sipmesh_edge",
         help="SIP sockets",
+        env=_registrar_env,
         config=_edge_config,
         replicas=_edges,
     ),

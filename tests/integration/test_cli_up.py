@@ -304,6 +304,7 @@ def test_up_passes_the_listen_plan_to_the_edge(tmp_path: Path) -> None:
     [edge_id] = edge_ids(opts)
     assert edge.config(opts, 0) == {
         "edge_id": edge_id,
+        "challenge_registers": True,
         "udp": ["[::1]:5070"],
         "streams": {
             "tcp": ["[::1]:5070"],

@@ -168,6 +168,9 @@ url
 {{- $_ := set $base "udp" (list $sip) -}}
 {{- $_ := set $base "streams" $streams -}}
 {{- $_ := set $base "advertised_hosts" (uniq (list (include "sipmesh.advertisedAddress" $root) $v.domain)) -}}
+{{- /* The registrars' 401 answered at the edge: their section and (env) nonce secret. */ -}}
+{{- $_ := set $base "challenge_registers" true -}}
+{{- $_ := set $base "registrar" (mustMergeOverwrite (dict "domain" $v.domain) (deepCopy $v.registrar.settings)) -}}
 {{- $base = mustMergeOverwrite $base (deepCopy $v.edge.settings) -}}
 {{- else if eq .svc "registrar" -}}
 {{- $_ := set $base "registrar" (mustMergeOverwrite (dict "domain" $v.domain) (deepCopy $v.registrar.settings)) -}}

@@ -10,6 +10,7 @@ import msgspec
 
 from sipmesh_bus.config import ConfigError, load_config
 from sipmesh_bus.runtime import run_service
+from sipmesh_bus.secrets import MIN_SECRET_LENGTH
 from sipmesh_edge.app import Edge, EdgeConfig
 
 
@@ -43,7 +44,25 @@ def build_config(argv: list[str] | None = None) -> EdgeConfig:
         config = msgspec.structs.replace(
             config, http=msgspec.structs.replace(config.http, port=args.http_port)
         )
+    _check_challenge(config)
     return config
+
+
+def _check_challenge(config: EdgeConfig) -> None:
+    """The edge's 401s are only worth sending with the registrars' nonce secret."""
+    if not (config.challenge_registers and config.registrar.auth):
+        return
+    secret = config.registrar.nonce_secret
+    if secret is not None and len(secret.encode()) < MIN_SECRET_LENGTH:
+        raise ConfigError(
+            f"config error: registrar.nonce_secret: shorter than {MIN_SECRET_LENGTH} bytes"
+        )
+    if not secret and not config.data_dir:
+        # A secret of our own would sign nonces no registrar accepts.
+        raise ConfigError(
+            "config error: challenge_registers: needs the registrars' nonce secret "
+            "(registrar.nonce_secret, or data_dir with its file)"
+        )
 
 
 async def main(argv: list[str] | None = None) -> None:
