@@ -34,14 +34,20 @@ def _tools() -> None:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    """NATS, one registrar and one edge for the session."""
+    """NATS, one registrar and one edge for the session.
+
+    The edge answers the first REGISTER's 401 (``challenge_registers``), as in
+    ``sipmesh up``, compose and the Helm chart: every registration scenario
+    here authenticates against a nonce the edge issued. The fault tests
+    (``private_stack``) keep the registrar's own challenge.
+    """
     workdir = tmp_path_factory.mktemp("stack")
     server = NatsServer(store_dir=workdir / "nats")
     server.start()
     st = Stack(workdir, server)
     try:
         st.start_registrar()
-        st.start_edge()
+        st.start_edge(challenge=True)
         st.wait_registering()
         yield st
     finally:

@@ -348,12 +348,19 @@ class Stack:
         return proc
 
     def start_edge(
-        self, *, edge_id: str = "e2e-edge", reuse_port: bool = False, siblings: Sequence[str] = ()
+        self,
+        *,
+        edge_id: str = "e2e-edge",
+        reuse_port: bool = False,
+        siblings: Sequence[str] = (),
+        challenge: bool = False,
     ) -> Proc:
         """Start an edge (UDP and TCP on :attr:`sip_port`) and wait until it is ready.
 
         Several edges share the port with ``reuse_port`` (each naming the others
         as ``siblings``); :attr:`edge` is the first, :attr:`edges` all of them.
+        ``challenge``: the edge answers the first REGISTER's 401 itself, with the
+        registrars' settings (``challenge_registers``, as ``sipmesh up`` runs it).
         """
         http_port = free_port(udp=False)
         listen = f"{LOOPBACK}:{self.sip_port}"
@@ -367,6 +374,13 @@ class Stack:
         if reuse_port:
             config["reuse_port"] = True
             config["siblings"] = list(siblings)
+        if challenge:
+            config["challenge_registers"] = True
+            config["registrar"] = {
+                "domain": self.domain,
+                "nonce_secret": NONCE_SECRET,
+                "algorithms": ["MD5"],
+            }
         name = "edge" if edge_id == "e2e-edge" else edge_id
         path = self.workdir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
