@@ -19,11 +19,11 @@ Two continuations, both opaque to everybody but the router:
 
 from __future__ import annotations
 
-import base64
+import binascii
 import functools
 import hashlib
 import hmac
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, Protocol, TypeAlias
 
 import msgspec
 from msgspec import Struct
@@ -36,6 +36,8 @@ __all__ = [
     "Flow",
     "Leg",
     "RouteContext",
+    "b64url_decode",
+    "b64url_encode",
     "decode_context",
     "decode_dialog",
     "encode_context",
@@ -215,14 +217,53 @@ def decode_dialog(data: bytes) -> DialogRecord:
     return _dialog.decode(data)
 
 
+class Mac(Protocol):
+    """What :func:`keyed_sha256` gives: ``hmac.HMAC``, or the OpenSSL object inside it."""
+
+    def copy(self) -> Mac: ...
+
+    def update(self, msg: bytes, /) -> None: ...
+
+    def digest(self) -> bytes: ...
+
+
+_TO_URLSAFE: Final = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE: Final = bytes.maketrans(b"-_", b"+/")
+
+
+def b64url_encode(raw: bytes) -> bytes:
+    """base64url without padding (RFC 4648 §5 and §3.2): ``urlsafe_b64encode(raw).rstrip(b"=")``.
+
+    The same bytes from ``binascii`` directly (base64's wrappers are Python).
+    """
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=")
+
+
+def b64url_decode(text: bytes) -> bytes:
+    """The bytes of :func:`b64url_encode` ``text``, as ``urlsafe_b64decode`` after re-padding.
+
+    Like it, characters outside the alphabet are skipped (``a2b_base64``'s
+    default); 0.65 instead of 1.5 µs for a dialog token.
+
+    Raises:
+        binascii.Error: a ValueError, as ``urlsafe_b64decode`` raises (bad padding).
+    """
+    return binascii.a2b_base64(text.translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4))
+
+
 @functools.lru_cache(maxsize=8)
-def keyed_sha256(secret: bytes) -> hmac.HMAC:
+def keyed_sha256(secret: bytes) -> Mac:
     """An HMAC-SHA-256 keyed with ``secret`` and fed nothing: ``.copy()`` it, then update.
 
     A copy skips the key setup (both pads hashed) that ``hmac.new`` does on
     every call: 0.8 instead of 1.2 µs a MAC, and a call seals or opens four.
+    CPython's ``hmac.HMAC`` holds OpenSSL's HMAC in ``_hmac`` (None without
+    it): copying that one directly skips ``HMAC.copy``, which is Python (0.67
+    instead of 0.92 µs a MAC).
     """
-    return hmac.new(secret, digestmod=hashlib.sha256)
+    mac = hmac.new(secret, digestmod=hashlib.sha256)
+    inner: Mac | None = getattr(mac, "_hmac", None)
+    return mac if inner is None else inner
 
 
 def _mac(secret: bytes, call_id: bytes, payload: bytes) -> bytes:
@@ -239,13 +280,13 @@ def seal_token(token: DialogToken, *, secret: bytes, call_id: bytes) -> bytes:
     """
     payload = _encoder.encode(token)
     raw = payload + _mac(secret, call_id, payload)
-    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+    return b64url_encode(raw)
 
 
 def open_token(value: bytes, *, secret: bytes, call_id: bytes) -> DialogToken | None:
     """The token sealed in ``value`` for this Call-ID, or None (forged, damaged, other call)."""
     try:
-        raw = base64.urlsafe_b64decode(value + b"=" * (-len(value) % 4))
+        raw = b64url_decode(value)
     except ValueError:
         return None
     if len(raw) <= _MAC_BYTES:

@@ -7,7 +7,6 @@ understand (100rel, early media, SDP) passes through untouched.
 
 from __future__ import annotations
 
-import base64
 import hmac
 from collections.abc import Callable
 from typing import Final, overload
@@ -16,7 +15,7 @@ from sipmesh_bus.branches import BRANCH_PREFIX, branch_for
 from sipmsg import ParseError, Request, Response, SipUri, parse, parse_address, parse_uri
 from sipmsg.via import Via, parse_via
 
-from .context import keyed_sha256
+from .context import b64url_decode, b64url_encode, keyed_sha256
 
 __all__ = [
     "BRANCH_PREFIX",
@@ -169,7 +168,7 @@ def restore_response(resp: Response, vias: list[str], record_routes: list[str]) 
 def contact_token(contact: bytes, *, secret: bytes) -> bytes:
     """A user part that stands for ``contact`` (base64url + MAC): hides a UA's address."""
     mac = _mac(secret, contact)
-    return b"th-" + base64.urlsafe_b64encode(mac + contact).rstrip(b"=")
+    return b"th-" + b64url_encode(mac + contact)
 
 
 def open_contact_token(user: bytes, *, secret: bytes) -> bytes | None:
@@ -178,7 +177,7 @@ def open_contact_token(user: bytes, *, secret: bytes) -> bytes | None:
         return None
     body = user[3:]
     try:
-        raw = base64.urlsafe_b64decode(body + b"=" * (-len(body) % 4))
+        raw = b64url_decode(body)
     except ValueError:
         return None
     mac, contact = raw[:_CONTACT_MAC], raw[_CONTACT_MAC:]
