@@ -1,6 +1,6 @@
 """One live router process under generated call load: its CPU per call, optionally py-spy.
 
-    python bench/call/router_live.py [--rate 700] [--seconds 8] [--spy OUT.txt]
+    python bench/call/router_live.py [--rate 700] [--seconds 8] [--spy OUT.txt [--native]]
                                      [--router-src DIR]
 
 Starts a nats-server (JetStream, free loopback port), provisions what the CALL
@@ -153,6 +153,7 @@ async def load(url: str, pid: int, a: argparse.Namespace) -> None:
     if a.spy:
         argv = [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid), "-r", "500"]
         argv += ["-f", "raw", "-o", a.spy, "-d", str(int(a.seconds))]
+        argv += ["--native"] if a.native else []
         spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (u0, s0), w0 = cpu_of(pid), time.monotonic()
     n = await edge.run(10**7, a.rate, a.seconds)
@@ -174,6 +175,7 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=700.0, help="calls per second")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--spy", help="py-spy raw output file")
+    ap.add_argument("--native", action="store_true", help="py-spy --native (compiled code)")
     ap.add_argument("--router-src", help="services/router/src of another checkout")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
