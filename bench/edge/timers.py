@@ -14,6 +14,7 @@ so superseded entries pile up as in a long run; a tick every 4 calls; best of
 from __future__ import annotations
 
 import gc
+import itertools
 import math
 import sys
 import time
@@ -31,9 +32,10 @@ from sipmesh_edge.sink import EdgeSink, SinkConfig
 class Entry:
     """What the sink's timers read of a Server or a Branch."""
 
-    __slots__ = ("armed", "due")
+    __slots__ = ("armed", "due", "key")
 
-    def __init__(self, due: float) -> None:
+    def __init__(self, due: float, key: tuple[bytes, ...]) -> None:
+        self.key = key
         self.armed = math.inf
         self.due = due
 
@@ -49,17 +51,26 @@ def main() -> None:
     sink = EdgeSink(
         SinkConfig(identity=me), EdgeMetrics(CollectorRegistry()), clock=lambda: clock[0]
     )
-    sink._fire = lambda entry, now: None  # type: ignore[method-assign]
+    # The wheel names transactions by key (EdgeSink._entry): each entry stands
+    # in for a server, and its final deadline ends it.
+    servers = sink._servers
+    sink._fire = lambda entry, now: servers.pop(entry.key, None)  # type: ignore[method-assign,assignment]
     arm = cast(Callable[[Entry], None], sink._arm)  # duck-typed: Entry has what it reads
     step = 1 / rate
 
+    serial = itertools.count()
+
     def run(calls: int) -> None:
         for i in range(calls):
+            n = next(serial)
             now = clock[0] = clock[0] + step
             # (first deadline, the one that supersedes it): Timer L before the
             # safety net, Timer C after Timer A, Timer K after Timer E.
-            for first, then in ((300.0, 32.0), (0.5, 180.0), (32.0, 32.0), (0.5, 5.0)):
-                entry = Entry(now + first)
+            for j, (first, then) in enumerate(
+                ((300.0, 32.0), (0.5, 180.0), (32.0, 32.0), (0.5, 5.0))
+            ):
+                entry = Entry(now + first, (b"%d" % n, b"%d" % j, b"", b"INVITE"))
+                servers[entry.key] = entry  # type: ignore[assignment]
                 arm(entry)
                 entry.due = now + then
                 arm(entry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import random
+import weakref
 
 from prometheus_client import CollectorRegistry
 
@@ -13,9 +14,13 @@ from sipmesh_edge.sink import EdgeSink, SinkConfig
 
 
 class Entry:
-    """What the timers read of a Server or a Branch."""
+    """What the timers read of a Server or a Branch: its key, armed deadline and deadline."""
+
+    count = 0
 
     def __init__(self, due: float) -> None:
+        Entry.count += 1
+        self.key = (b"z9hG4bK%d" % Entry.count, b"192.0.2.1", b"", b"REGISTER")
         self.armed = math.inf
         self.due = due
 
@@ -43,6 +48,8 @@ class Harness:
             self.arm(entry)
 
     def arm(self, entry: Entry) -> None:
+        # The wheel names a transaction by its key: the entry stands in for a server.
+        self.sink._servers[entry.key] = entry  # type: ignore[assignment]
         self.sink._arm(entry)  # type: ignore[arg-type]
 
     def tick(self, now: float) -> list[Entry]:
@@ -77,6 +84,21 @@ def test_a_new_deadline_earlier_or_later_supersedes_the_armed_one() -> None:
     assert h.tick(1004.99) == []
     assert h.tick(1005.0) == [entry]
     assert h.tick(1040.0) == []  # the superseded entries never fire
+
+
+def test_a_finished_transaction_is_not_held_by_its_superseded_deadlines() -> None:
+    h = Harness()
+    entry = Entry(1064.0)  # a UDP REGISTER: the 64 s expiry first
+    h.arm(entry)
+    entry.due = 1032.0  # then Timer J
+    h.arm(entry)
+    assert h.tick(1032.0) == [entry]
+    del h.sink._servers[entry.key]  # Timer J terminated it
+    ref = weakref.ref(entry)
+    del entry
+    h.fired.clear()
+    assert ref() is None  # the 64 s wheel entry holds the key only
+    assert h.tick(1064.0) == []
 
 
 def test_a_timer_armed_while_firing_that_is_due_fires_in_the_same_tick() -> None:
