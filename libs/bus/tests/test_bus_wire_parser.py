@@ -75,6 +75,22 @@ def test_parser_keeps_an_incomplete_payload_until_it_is_complete() -> None:
     assert events == [(b"s", b"1", b"", b"0123456789", b""), (b"PING",)]
 
 
+def test_parser_a_large_payload_in_many_reads_then_more_frames() -> None:
+    parser, events = _parser()
+    payload = bytes(range(256)) * 400  # CRLF pairs inside, 100 kB
+    stream = b"HMSG s 7 r 12 %d\r\nNATS/1.0\r\n\r\n" % (12 + len(payload))
+    stream += payload + b"\r\nMSG t 8 2\r\nok\r\nPING\r\n"
+    for at in range(0, len(stream), 4096):
+        parser.feed(stream[at : at + 4096])
+        if at + 4096 < len(stream) - 40:
+            assert events == []
+    assert events == [
+        (b"s", b"7", b"r", payload, b"NATS/1.0\r\n\r\n"),
+        (b"t", b"8", b"", b"ok", b""),
+        (b"PING",),
+    ]
+
+
 @pytest.mark.parametrize(
     "data",
     [

@@ -82,10 +82,13 @@ class Parser:
         on_control: called for every other line.
     """
 
-    __slots__ = ("_buf", "_on_control", "_on_msg")
+    __slots__ = ("_buf", "_need", "_on_control", "_on_msg")
 
     def __init__(self, on_msg: OnMsg, on_control: OnControl) -> None:
         self._buf = bytearray()
+        #: The start of an incomplete frame, kept for the next :meth:`feed`.
+        self._need = 0
+        #: How long ``_buf`` must be before that frame can be complete (0: unknown).
         self._on_msg = on_msg
         self._on_control = on_control
 
@@ -96,19 +99,28 @@ class Parser:
             WireProtocolError: malformed input; the connection should be dropped.
         """
         buf = self._buf
-        buf += data
-        end = len(buf)
+        if buf:
+            buf += data
+            if len(buf) < self._need:
+                return  # a payload still arriving: no scan and no copy until it is all here
+            data = bytes(buf)
+            buf.clear()
+        # Frames are read from ``data`` itself: the usual read holds whole
+        # frames only, and a payload sliced from bytes is copied once (from a
+        # bytearray it was copied into the buffer, sliced, then copied again).
+        self._need = 0
+        end = len(data)
         pos = 0
         try:
             while pos < end:
-                eol = buf.find(_CRLF, pos)
+                eol = data.find(_CRLF, pos)
                 if eol < 0:
                     if end - pos > _MAX_CONTROL_LINE:
                         raise WireProtocolError("control line too long")
                     break
-                op = buf[pos : pos + 4]
+                op = data[pos : pos + 4]
                 if op == b"MSG ":
-                    args = bytes(buf[pos + 4 : eol]).split()
+                    args = data[pos + 4 : eol].split()
                     n = len(args)
                     if n == 3:
                         reply = b""
@@ -119,14 +131,15 @@ class Parser:
                     start = eol + 2
                     stop = start + _size(args[-1])
                     if stop + 2 > end:
+                        self._need = stop + 2 - pos
                         break  # the payload is not all here yet
-                    if buf[stop : stop + 2] != _CRLF:
+                    if data[stop : stop + 2] != _CRLF:
                         raise WireProtocolError("MSG payload not followed by CRLF")
-                    payload = bytes(buf[start:stop])
+                    payload = data[start:stop]
                     pos = stop + 2
                     self._on_msg(args[0], args[1], reply, payload, b"")
                 elif op == b"HMSG":
-                    args = bytes(buf[pos + 5 : eol]).split()
+                    args = data[pos + 5 : eol].split()
                     n = len(args)
                     if n == 4:
                         reply = b""
@@ -140,19 +153,21 @@ class Parser:
                     start = eol + 2
                     stop = start + total
                     if stop + 2 > end:
+                        self._need = stop + 2 - pos
                         break
-                    if buf[stop : stop + 2] != _CRLF:
+                    if data[stop : stop + 2] != _CRLF:
                         raise WireProtocolError("HMSG payload not followed by CRLF")
-                    headers = bytes(buf[start : start + hsize])
-                    payload = bytes(buf[start + hsize : stop])
+                    headers = data[start : start + hsize]
+                    payload = data[start + hsize : stop]
                     pos = stop + 2
                     self._on_msg(args[0], args[1], reply, payload, headers)
                 else:
-                    line = bytes(buf[pos:eol])
+                    line = data[pos:eol]
                     pos = eol + 2
                     self._on_control(line)
         finally:
-            del buf[:pos]
+            if pos < end:
+                buf += memoryview(data)[pos:]
 
 
 def _size(text: bytes) -> int:
