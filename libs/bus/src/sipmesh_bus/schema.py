@@ -114,9 +114,10 @@ class AckRoute(Struct, frozen=True, kw_only=True):
     """How the edge may forward the ACK of a 2xx itself, as the router would.
 
     Given with the 2xx of an initial INVITE (``SendResponse.ack_route``) when
-    the router's handling of its ACK is a fixed edit (no topology hiding, no
-    media anchoring). An ACK of that 2xx (§13.2.2.4: same Call-ID, CSeq
-    number, From and To tags) that arrives at the same edge over
+    the router's handling of its ACK is a fixed edit (no topology hiding; an
+    anchored call's ACK without a body needs nothing of the media service).
+    An ACK of that 2xx (§13.2.2.4: same Call-ID, CSeq number, From and To
+    tags) that arrives at the same edge over
     ``inbound``, without a body, with ``uri`` as Request-URI and exactly
     ``routes`` + ``rest`` as Route values, is forwarded statelessly by the edge
     (RFC 3261 §16.6): ``routes`` popped (§16.4), Max-Forwards minus one
