@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sipmesh_bus import schema, subjects
 from sipmesh_bus.branches import branch_for
+from sipmesh_edge.ackroute import AckRoutes
+from sipmesh_edge.outbound import Flow
 from sipmesh_edge.sink import EdgeSink
 from sipmsg import Request, Response, make_response, parse
 
@@ -78,3 +80,21 @@ def test_ack_without_a_hint_or_not_matching_goes_to_the_router() -> None:
     assert bus.requests[-1][0] == subjects.SIP_ROUTE
     assert schema.decode_envelope(bus.requests[-1][1]).data == other
     assert udp.take() == []
+
+
+def test_ack_to_the_reply_socket_matches_an_invite_on_the_shared_one() -> None:
+    # EdgeConfig.reuse_port: the INVITE came in on the shared socket, the ACK is
+    # sent to the Record-Route, which names this edge's reply socket; both
+    # envelopes named the reply socket, so the router's edit is the same.
+    shared, reply, elsewhere = ("192.0.2.10", 5060), ("192.0.2.10", 40001), ("192.0.2.10", 5070)
+    acks = AckRoutes()
+    acks.replies = {shared: reply}
+    ack = parse(ACK)
+    assert isinstance(ack, Request)
+
+    def flow(local: tuple[str, int]) -> Flow:
+        return Flow(transport="udp", host="198.51.100.7", port=5062, local=local)
+
+    acks.remember(HINT, flow(shared), now=0.0, ttl=32.0)
+    for local, routed in ((reply, True), (shared, True), (elsewhere, False)):
+        assert (acks.route(ack, flow(local), 1.0) is not None) is routed, local

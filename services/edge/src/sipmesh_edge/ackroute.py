@@ -36,7 +36,8 @@ _DEFAULT_MAX_FORWARDS: Final = 70
 class _Hint:
     route: schema.AckRoute
     local: tuple[str, int]
-    #: The socket the INVITE came in on: the router's Via assumes the ACK's is it.
+    #: The address the INVITE's envelope named (its socket, or that socket's
+    #: reply socket): the router's Via assumes the ACK's is it.
     expires: float
 
 
@@ -54,6 +55,10 @@ class AckRoutes:
         #: first, whose ACK then goes to the router); an ACK of no hinted call
         #: costs one lookup.
         self._limit = limit
+        self.replies: dict[tuple[str, int], tuple[str, int]] = {}
+        #: Shared socket -> this edge's reply socket (``EdgeConfig.reuse_port``):
+        #: an INVITE on the one and its ACK on the other (sent to the
+        #: Record-Route) got the same address in their envelopes.
 
     def __len__(self) -> int:
         return len(self._hints)
@@ -65,7 +70,8 @@ class AckRoutes:
             return
         key = hint.call_id
         self._hints.pop(key, None)  # re-inserted last: the dict stays in expiry order
-        self._hints[key] = _Hint(route=hint, local=flow.local, expires=now + ttl)
+        local = self.replies.get(flow.local, flow.local)
+        self._hints[key] = _Hint(route=hint, local=local, expires=now + ttl)
 
     def route(self, req: Request, flow: Flow, now: float) -> tuple[bytes, schema.Target] | None:
         """The ACK ``req`` as the router would forward it, and where; None: ask the router."""
@@ -81,7 +87,9 @@ class AckRoutes:
         if found is None or found.expires <= now:
             return None
         hint = found.route
-        if flow.transport != hint.inbound or flow.local != found.local or req.uri != hint.uri:
+        if flow.transport != hint.inbound or req.uri != hint.uri:
+            return None
+        if self.replies.get(flow.local, flow.local) != found.local:
             return None
         # §13.2.2.4: the ACK of this 2xx has its dialog's tags and the INVITE's CSeq number.
         if (req.to_tag, req.from_tag, req.cseq.seq) != (hint.to_tag, hint.from_tag, hint.cseq):

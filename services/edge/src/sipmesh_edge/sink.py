@@ -233,6 +233,7 @@ class EdgeSink:
         self.proxy.reconfigure(config.identity.edge_id, config.timers)
         self.out.edge_id = config.identity.edge_id
         self.out.replies = config.replies
+        self.acks.replies = config.replies
         self.out.siblings = config.siblings
         self._config = config
         self._me = config.identity
