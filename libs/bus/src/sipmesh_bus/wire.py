@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, cast
 
-from sipmesh_bus._wireauth import Server, parse_url, public_key, read_creds, sign
+from sipmesh_bus._wireauth import Server, parse_url, public_key, read_creds, read_seed, sign
 from sipmesh_bus._wireinbox import Inbox, ReplyCallback
 from sipmesh_bus._wireproto import (
     Parser,
@@ -664,7 +664,7 @@ class WireClient:
             options["jwt"] = jwt
             options["sig"] = sign(seed, nonce)
         elif sec.get("nkeys_seed"):
-            seed = Path(sec["nkeys_seed"]).read_bytes().strip()
+            seed = read_seed(Path(sec["nkeys_seed"]))
             options["nkey"] = public_key(seed)
             options["sig"] = sign(seed, nonce)
         return options
