@@ -73,9 +73,11 @@ SCANNER_USER_AGENTS: Final[tuple[str, ...]] = (
 )
 #: Substrings (case-insensitive) of the User-Agent of known SIP scanners.
 
-_UA_NAME: Final = b"user-agent"
-_UA_VALUE_RE: Final = re.compile(rb"[ \t]*:([^\r\n]*)")
-#: After the name: ``HCOLON = *( SP / HTAB ) ":" SWS`` (§25.1), then the value.
+_UA_LINE_RE: Final = re.compile(rb"\nuser-agent[ \t]*:([^\r\n]*)", re.IGNORECASE)
+#: A User-Agent line and its value: after the name ``HCOLON = *( SP / HTAB )
+#: ":" SWS`` (§25.1). The literal LF first lets the search try line starts only.
+_UA_FIRST_RE: Final = re.compile(rb"user-agent[ \t]*:([^\r\n]*)", re.IGNORECASE)
+#: The same at the very start of the bytes (no LF before it).
 _NEUTRAL, _ALLOWED, _DENIED = range(3)
 _NonNegInt: TypeAlias = Annotated[int, Meta(ge=0)]
 _PosFloat: TypeAlias = Annotated[float, Meta(gt=0)]
@@ -192,18 +194,12 @@ def user_agent_of(data: bytes) -> bytes | None:
     header has no compact form (RFC 3261 §7.3.3 lists none for User-Agent).
     """
     end = data.find(b"\r\n\r\n")
-    head = data if end < 0 else data[: end + 2]
-    # A find on the lowered header block, not a case-insensitive multi-line
-    # regex search: that one tries every position (about 7 µs a message).
-    low = head.lower()
-    at = low.find(_UA_NAME)
-    while at >= 0:
-        if at == 0 or low[at - 1] == 0x0A:  # at the start of a line
-            m = _UA_VALUE_RE.match(head, at + len(_UA_NAME))
-            if m is not None:
-                return m.group(1).strip()
-        at = low.find(_UA_NAME, at + 1)
-    return None
+    stop = len(data) if end < 0 else end + 2
+    # A search from line start to line start, not a lowered copy of the header
+    # block searched with find (1.6 us) nor a multi-line IGNORECASE regex that
+    # tries every position (about 7 us a message): 1.3 us.
+    m = _UA_FIRST_RE.match(data, 0, stop) or _UA_LINE_RE.search(data, 0, stop)
+    return None if m is None else m.group(1).strip()
 
 
 def carries_credentials(req: Request) -> bool:
