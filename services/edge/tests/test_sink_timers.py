@@ -6,11 +6,21 @@ import math
 import random
 import weakref
 
+import pytest
 from prometheus_client import CollectorRegistry
 
+from sipmesh_edge import sink as sink_module
 from sipmesh_edge.core import EdgeIdentity
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.sink import EdgeSink, SinkConfig
+
+# The harness replaces EdgeSink._fire and arms duck-typed entries: a mypyc build
+# of the sink allows neither. A compiled build runs the same wheel through real
+# transactions in test_sink.py and test_proxy.py (Timers A, C, J through tick()).
+pytestmark = pytest.mark.skipif(
+    sink_module.__file__.endswith((".so", ".pyd")),
+    reason="patches EdgeSink._fire (a compiled class's methods cannot be replaced)",
+)
 
 
 class Entry:
