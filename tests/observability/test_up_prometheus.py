@@ -12,7 +12,12 @@ from sipmesh.services import ServiceSpec, UpOptions
 from sipmesh.up import _scrape_host, _Supervisor, prometheus_config, prometheus_file
 from tests.observability._support import promtool
 
-SPEC_A = ServiceSpec(name="registrar", module="sipmesh_registrar", help="", replicas=2)
+
+def _two(_opts: UpOptions) -> int:
+    return 2
+
+
+SPEC_A = ServiceSpec(name="registrar", module="sipmesh_registrar", help="", replicas=_two)
 SPEC_B = ServiceSpec(name="router", module="sipmesh_router", help="")
 
 
