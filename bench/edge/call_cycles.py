@@ -17,11 +17,12 @@ none left in the tables, until ``gc.collect()``.
 from __future__ import annotations
 
 import gc
+import importlib
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import call as cb
+cb = importlib.import_module("call")  # the bench next to this file
 
 from sipmesh_edge.proxy import Branch, Fork, Server
 
