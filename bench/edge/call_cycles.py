@@ -21,10 +21,10 @@ import importlib
 import sys
 from pathlib import Path
 
+from sipmesh_edge.proxy import Branch, Fork, Server
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 cb = importlib.import_module("call")  # the bench next to this file
-
-from sipmesh_edge.proxy import Branch, Fork, Server
 
 
 def _alive() -> dict[str, int]:
