@@ -479,7 +479,7 @@ class Proxy:
         if self.clients.get(branch.key) is not branch:
             return
         if now >= branch.expires:
-            del self.clients[branch.key]
+            self._retire(branch)
             return
         if now >= branch.timer_c:
             self._timer_c(branch, now)
@@ -496,7 +496,8 @@ class Proxy:
     def _timer_c(self, branch: Branch, now: float) -> None:
         branch.timer_c = math.inf
         timeout = Candidate(response=make_response(branch.tx.request, 408), local=True)
-        if branch.cancel is Cancel.SENT:
+        given_up = branch.cancel is Cancel.SENT
+        if given_up:
             # The CANCEL brought no final in 64*T1 (§9.1): give the branch up.
             del self.clients[branch.key]
         elif branch.tx.state is State.PROCEEDING:
@@ -504,6 +505,8 @@ class Proxy:
         else:
             branch.cancel = Cancel.WANTED
         self._settle(branch, timeout)
+        if given_up:
+            branch.fork = None  # settled: see _retire
 
     def transport_failed(self, branch: Branch) -> None:
         """A send started earlier failed (§18.4): tell the transaction."""
@@ -534,9 +537,21 @@ class Proxy:
                     self._settle(branch, Candidate(response=response, local=True))
             elif isinstance(event, Terminated):
                 if self.clients.get(branch.key) is branch:
-                    del self.clients[branch.key]
+                    self._retire(branch)
                 return
         self._arm(branch)
+
+    def _retire(self, branch: Branch) -> None:
+        """Take a finished client transaction out of the table, and out of its fork.
+
+        A fork and its branches point at each other (``Fork.branches``,
+        ``Branch.fork``): left so, reference counting never frees a finished
+        call (see the sink's ``_retire``). A branch out of the table gets no
+        more responses, so it needs its fork no more; the fork keeps it in
+        ``branches`` and ``finals`` for the best-response choice.
+        """
+        del self.clients[branch.key]
+        branch.fork = None
 
 
 def _router_decides(fork: Fork, resp: Response) -> bool:

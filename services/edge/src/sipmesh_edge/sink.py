@@ -676,9 +676,22 @@ class EdgeSink:
                     tx.handle_transport_error(self._clock())
         while (event := tx.next_event()) is not None:
             if isinstance(event, Terminated):
-                self._servers.pop(server.key, None)
+                if self._servers.get(server.key) is server:
+                    self._retire(server)
                 return
         self._arm(server)
+
+    def _retire(self, server: Server) -> None:
+        """Take a finished server transaction out of the table, and out of its fork.
+
+        A proxied one and its fork point at each other (``Server.fork``,
+        ``Fork.server``): left so, reference counting never frees them, and
+        the edge's rare full collections (``__main__``) let every finished
+        call pile up. The fork keeps its way to the server for the late
+        responses of branches still alive; the server needs its fork no more.
+        """
+        del self._servers[server.key]
+        server.fork = None
 
     def _transport_failed(self, server: Server) -> None:
         """A send that was started earlier failed (§18.4): tell the transaction."""
@@ -712,7 +725,7 @@ class EdgeSink:
         if self._servers.get(entry.key) is not entry:
             return
         if now >= entry.expires:
-            del self._servers[entry.key]
+            self._retire(entry)
             return
         entry.tx.handle_timer(now)
         self._flush_server(entry)
