@@ -1,4 +1,4 @@
-"""Do finished calls' objects go away without the cyclic GC? (They do not; see below.)
+"""Do finished calls' objects go away without the cyclic GC? (They do since 2026-11-29; see below.)
 
     .venv/bin/python bench/edge/call_cycles.py
 
@@ -11,7 +11,9 @@ none of them: with the edge's GC thresholds (``sipmesh_edge.__main__``:
 50,000, 20, 100) they are promoted to gen2 while the call is alive and stay
 until a full collection, which runs after 100 gen1 collections. Session 4
 (2026-11-29): every one of the 120,000 Servers (INVITE and BYE) stayed, with
-none left in the tables, until ``gc.collect()``.
+none left in the tables, until ``gc.collect()``. Since the sink's and the
+proxy's ``_retire`` cut the cycles when a transaction leaves its table:
+"400 s later: 0 in the tables, objects {}".
 """
 
 from __future__ import annotations
