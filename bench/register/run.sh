@@ -19,7 +19,8 @@
 # Environment: OUT_DIR, RESULTS, DUR, REPEATS, COOLDOWN_S, LABEL_TAG (appended to the sipmesh
 # label, e.g. a commit), QUIET_WAIT_S (how long to wait
 # for other tenants to go quiet before a point; default 30), EDGES (sipmesh edges sharing the
-# SIP port, default 1), plus bench/lib/bench_point.sh's.
+# SIP port, default 1), REGISTRAR_CHALLENGES=1 (the registrars answer the 401s, not the
+# edge), plus bench/lib/bench_point.sh's.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -85,6 +86,7 @@ STACK_PID=""
 start_stack() {   # N SCEN
   local work="$OUT_DIR/stack-$1r-$2-$(date +%H%M%S)" extra=()
   [[ "$2" == REG ]] && extra=(--no-auth)
+  [[ "${REGISTRAR_CHALLENGES:-0}" == 1 ]] && extra+=(--registrar-challenges)
   mkdir -p "$work"
   "$PY" "$ROOT/bench/lib/stack.py" --workdir "$work" --registrars "$1" --edges "${EDGES:-1}" \
     --users "$USERS_CSV" "${extra[@]}" \
@@ -109,7 +111,7 @@ sipmesh_point() {   # N SCEN RATE
   local rc=0
   TARGET="127.0.0.1:$SIP_PORT" UAC_PORT="$(free_port udp)" SERVER_PIDS="" \
     SERVER_GROUPS="edge=$EDGE_PID registrar=$REGISTRAR_PIDS nats=$NATS_PID" \
-    LABEL="sipmesh-${EDGES:-1}e${1}r${LABEL_TAG:+-$LABEL_TAG}" "$ROOT/bench/lib/bench_point.sh" "$2" "$3" "$DUR" > /dev/null || rc=$?
+    LABEL="sipmesh-${EDGES:-1}e${1}r${REGISTRAR_CHALLENGES:+-regchallenge}${LABEL_TAG:+-$LABEL_TAG}" "$ROOT/bench/lib/bench_point.sh" "$2" "$3" "$DUR" > /dev/null || rc=$?
   kill -0 "$STACK_PID" 2>/dev/null || { echo "the stack died; see $STACK_WORK" >&2; exit 2; }
   point_ok "$rc"
 }
