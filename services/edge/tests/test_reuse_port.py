@@ -9,7 +9,6 @@ source address as SIPp does, reach the edge that holds the transaction.
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -25,6 +24,8 @@ from sipmesh_edge.core import without_top_via
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.outbound import Outbound
 from sipmsg import Request, Response, make_response, parse
+
+from .test_proxy_app import Socket
 
 pytestmark = pytest.mark.integration
 
@@ -67,37 +68,10 @@ async def pair(nats_server: NatsServer) -> AsyncIterator[tuple[Edge, Edge]]:
         await first.close()
 
 
-class Peer:
-    """A UDP socket: a caller or the callee."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        self.port: int = self.sock.getsockname()[1]
-
-    async def recv(self, timeout: float = 3.0) -> tuple[Request | Response, tuple[str, int]]:
-        loop = asyncio.get_running_loop()
-        data, addr = await asyncio.wait_for(loop.sock_recvfrom(self.sock, 65535), timeout)
-        return parse(data), addr
-
-    async def final_status(self) -> int:
-        while True:
-            msg, _ = await self.recv()
-            if isinstance(msg, Response) and msg.status >= 200:
-                return msg.status
-
-    def send(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.sock.sendto(data, addr)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 class Router:
     """Forwards every INVITE to the callee with a Via naming the envelope's local address."""
 
-    def __init__(self, callee: Peer) -> None:
+    def __init__(self, callee: Socket) -> None:
         self.callee = callee
         self.envelopes: list[schema.Envelope] = []
 
@@ -120,7 +94,7 @@ class Router:
         await msg.respond(schema.encode(schema.SendResponse(data=bytes(without_top_via(resp)))))
 
 
-def _invite(caller: Peer, n: int) -> bytes:
+def _invite(caller: Socket, n: int) -> bytes:
     return (
         "INVITE sip:bob@example.com SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:{caller.port};branch=z9hG4bK-rp-{n}\r\n"
@@ -138,16 +112,16 @@ async def test_two_edges_share_the_port_and_answers_come_back_to_the_owner(
     assert pair[1].udp[0].local == shared
     reply_ports = {e.edge_id: next(iter(e.replies.values())).local[1] for e in pair}
     assert len({shared[1], *reply_ports.values()}) == 3, "each edge has a reply port of its own"
-    callee = Peer()
+    callee = Socket()
     router = Router(callee)
     await nc.subscribe(subjects.SIP_ROUTE, cb=router.on_request)
     await nc.subscribe(subjects.SIP_ROUTE_RESPONSE, cb=router.on_response)
     await nc.flush()
     await nc.flush()
-    callers = [Peer() for _ in range(CALLERS)]
+    callers = [Socket() for _ in range(CALLERS)]
     try:
         for n, caller in enumerate(callers):
-            caller.send(_invite(caller, n), shared)
+            caller.send(parse(_invite(caller, n)), shared)
         sources: dict[int, int] = {}
         for _ in callers:
             while True:
@@ -159,9 +133,9 @@ async def test_two_edges_share_the_port_and_answers_come_back_to_the_owner(
             sources[source[1]] = sources.get(source[1], 0) + 1
             # Answered to the source address, as SIPp and rport (RFC 3581 §4) do:
             # only the edge holding the client transaction has that socket.
-            callee.send(bytes(make_response(msg, 200)), source)
-        statuses = await asyncio.gather(*(c.final_status() for c in callers))
-        assert statuses == [200] * CALLERS
+            callee.send(make_response(msg, 200), source)
+        statuses = await asyncio.gather(*(c.statuses(2) for c in callers))
+        assert statuses == [[100, 200]] * CALLERS
         by_edge = {
             edge_id: sum(1 for e in router.envelopes if e.edge_id == edge_id) for edge_id in edges
         }
