@@ -18,7 +18,6 @@ import importlib.util
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import msgspec
 
@@ -27,17 +26,9 @@ import sipmsg
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _load_compile_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sipmesh_compile", ROOT / "scripts/compile.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-compile_script = _load_compile_script()
+# scripts/compile.py, loaded once by the root conftest (pytest_sessionstart, before
+# collection) to refuse stale builds.
+compile_script = sys.modules["sipmesh_compile"]
 SERVICE_TARGETS = [t for t in compile_script.TARGETS if t.src.startswith("services/")]
 # Modules a compiled one must not import: the I/O shells stay Python.
 SHELL_IMPORTS = frozenset({"asyncio", "nats", "socket", "logging", "prometheus_client"})

@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
@@ -28,17 +27,9 @@ VECTORS = Path(__file__).parent / "vectors"
 BENCH_MESSAGES = ROOT / "bench" / "parse" / "messages"
 
 
-def _load_compile_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("sipmesh_compile", ROOT / "scripts/compile.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-compile_script = _load_compile_script()
+# scripts/compile.py, loaded once by the root conftest (pytest_sessionstart, before
+# collection) to refuse stale builds.
+compile_script = sys.modules["sipmesh_compile"]
 
 
 def _sipmsg_sources() -> list[Path]:
