@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,21 +46,9 @@ from sipmsg import Request, make_response, parse
 # The repository root, so that bench.call (a namespace package) imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.call import router_bench as rb
+from bench.lib.procstat import cpu_of, free_port
 
 SECRET = "bench-secret-bench-secret-bench!"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_of(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of process ``pid``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 async def provision(url: str) -> None:

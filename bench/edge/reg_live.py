@@ -41,21 +41,12 @@ from sipmesh_bus.subjects import SIP_REGISTER
 from sipmesh_bus.wire import WireClient
 from sipmsg import Request, make_response, parse
 
+# The repository root, so that bench.lib (a namespace package) imports.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from bench.lib.procstat import cpu_of, free_port
+
 USERS = 2000
 SOCKETS = 64
-
-
-def free_port(kind: int = socket.SOCK_STREAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_of(pid: int) -> tuple[float, float]:
-    """User and system CPU seconds of process ``pid``."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    tick = os.sysconf("SC_CLK_TCK")
-    return int(fields[11]) / tick, int(fields[12]) / tick
 
 
 def register(user: int, port: int, seq: int, cseq: int, *, auth: bool) -> bytes:
