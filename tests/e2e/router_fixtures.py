@@ -11,6 +11,7 @@ registrar would write), so a test depends on the router and the edge only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -27,7 +28,7 @@ from sipmesh_bus.schema import CallEvent, decode_call_event
 from tests.e2e.harness import LOOPBACK, NONCE_SECRET, Proc, Stack, clean_env, free_port, wait_ready
 from tests.e2e.sipp import SCENARIOS, SippResult, SippRun, sipp_binary
 
-__all__ = ["RouterStack", "Uas", "call_stack", "uas"]
+__all__ = ["RouterStack", "Uas", "call_stack", "router_stack", "uas"]
 
 EDGE_ID = "e2e-edge"
 
@@ -226,23 +227,35 @@ class Uas:
             return ""
 
 
-@pytest.fixture(scope="module")
-def call_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterStack]:
-    """NATS, a registrar, an edge and a router for the module."""
-    workdir = tmp_path_factory.mktemp("calls")
+@contextlib.contextmanager
+def router_stack(workdir: Path, edge_ids: Sequence[str] = (EDGE_ID,)) -> Iterator[RouterStack]:
+    """NATS, a registrar, the edges ``edge_ids`` and a router, all stopped at the end.
+
+    Several edges share the SIP port (``reuse_port``, each naming the others
+    as siblings).
+    """
     server = NatsServer(store_dir=workdir / "nats")
     server.start()
     st = Stack(workdir, server)
     rs = RouterStack(st)
     try:
         st.start_registrar()
-        st.start_edge()
+        for edge_id in edge_ids:
+            siblings = [e for e in edge_ids if e != edge_id]
+            st.start_edge(edge_id=edge_id, reuse_port=bool(siblings), siblings=siblings)
         rs.start_router()
         st.wait_registering()
         yield rs
     finally:
         st.close()
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def call_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterStack]:
+    """NATS, a registrar, an edge and a router for the module."""
+    with router_stack(tmp_path_factory.mktemp("calls")) as rs:
+        yield rs
 
 
 @pytest.fixture

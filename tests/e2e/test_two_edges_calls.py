@@ -17,9 +17,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sipmesh_bus.natsserver import NatsServer
-from tests.e2e.harness import Stack
-from tests.e2e.router_fixtures import EDGE_ID, RouterStack, Uas, run_uac, uas  # noqa: F401
+from tests.e2e.router_fixtures import (  # noqa: F401 - uas is a fixture
+    EDGE_ID,
+    RouterStack,
+    Uas,
+    router_stack,
+    run_uac,
+    uas,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,21 +35,8 @@ SECOND_EDGE = "e2e-edge-b"
 @pytest.fixture(scope="module")
 def two_edge_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RouterStack]:
     """NATS, a registrar, a router and two edges on one SIP port."""
-    workdir = tmp_path_factory.mktemp("two-edges")
-    server = NatsServer(store_dir=workdir / "nats")
-    server.start()
-    st = Stack(workdir, server)
-    rs = RouterStack(st)
-    try:
-        st.start_registrar()
-        st.start_edge(edge_id=EDGE_ID, reuse_port=True, siblings=[SECOND_EDGE])
-        st.start_edge(edge_id=SECOND_EDGE, reuse_port=True, siblings=[EDGE_ID])
-        rs.start_router()
-        st.wait_registering()
+    with router_stack(tmp_path_factory.mktemp("two-edges"), (EDGE_ID, SECOND_EDGE)) as rs:
         yield rs
-    finally:
-        st.close()
-        server.stop()
 
 
 def _counter(http_port: int, name: str, labels: dict[str, str]) -> float:
