@@ -46,7 +46,7 @@ from sipmsg import Request, make_response, parse
 # The repository root, so that bench.call (a namespace package) imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from bench.call import router_bench as rb
-from bench.lib.procstat import cpu_of, free_port
+from bench.lib.procstat import cpu_of, free_port, wait_ready
 
 SECRET = "bench-secret-bench-secret-bench!"
 
@@ -187,7 +187,7 @@ async def main() -> None:
                 argv = [sys.executable, "-m", "sipmesh_router"]
                 router = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
             try:
-                await wait_ready(http)
+                await wait_ready(http, "router")
                 assert server._proc is not None  # private: the bench reads its CPU time
                 await load(server.url, router.pid, a, server._proc.pid)
                 await asyncio.sleep(0.5)  # the last writes' acks
@@ -213,16 +213,6 @@ def print_writes(port: int) -> None:
         if line.startswith("sipmesh_router_background_writes_pending "):
             totals["pending"] = float(line.rsplit(" ", 1)[1])
     print("background writes:", ", ".join(f"{k} {v:.0f}" for k, v in sorted(totals.items())))
-
-
-async def wait_ready(port: int) -> None:
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                return
-        except OSError:
-            await asyncio.sleep(0.1)
-    raise RuntimeError("router not ready")
 
 
 if __name__ == "__main__":

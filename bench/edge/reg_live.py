@@ -31,7 +31,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 from sipmesh_bus import schema
@@ -43,7 +42,7 @@ from sipmsg import Request, make_response, parse
 
 # The repository root, so that bench.lib (a namespace package) imports.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.lib.procstat import cpu_of, free_port
+from bench.lib.procstat import cpu_of, free_port, wait_ready
 
 USERS = 2000
 SOCKETS = 64
@@ -212,16 +211,6 @@ async def load(url: str, pid: int, edge: tuple[str, int], a: argparse.Namespace)
     await wire.close()
 
 
-async def wait_ready(port: int) -> None:
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1):
-                return
-        except OSError:
-            await asyncio.sleep(0.1)
-    raise RuntimeError("edge not ready")
-
-
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=2000.0, help="REG-AUTH exchanges per second")
@@ -248,7 +237,7 @@ async def main() -> None:
                 edge = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
             spy = None
             try:
-                await wait_ready(http)
+                await wait_ready(http, "edge")
                 if a.spy:
                     spy = subprocess.Popen(
                         [
