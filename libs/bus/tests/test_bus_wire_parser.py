@@ -117,6 +117,7 @@ def test_wire_public_surface() -> None:
         "ConnectionCallback",
         "HeaderBlock",
         "MsgCallback",
+        "NO_RESPONDERS",
         "Parser",
         "PayloadTooLargeError",
         "RawMsgCallback",
@@ -181,3 +182,10 @@ def test_reply_reads_status_description_and_values_on_demand() -> None:
     assert reply.header("Missing") is None
     plain = Reply(b"{}")
     assert (plain.status, plain.description, plain.header("X")) == (None, "", None)
+
+
+def test_reply_no_responders_is_an_empty_503() -> None:
+    assert Reply(b"", b"NATS/1.0 503\r\n\r\n").no_responders
+    assert not Reply(b"busy", b"NATS/1.0 503\r\n\r\n").no_responders  # someone's reply
+    assert not Reply(b"", b"NATS/1.0 408 Request Timeout\r\n\r\n").no_responders
+    assert not Reply(b"").no_responders

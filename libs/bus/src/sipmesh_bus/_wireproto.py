@@ -17,6 +17,7 @@ from enum import Enum
 from typing import Final
 
 __all__ = [
+    "NO_RESPONDERS",
     "OnControl",
     "OnMsg",
     "Parser",
@@ -36,6 +37,9 @@ __all__ = [
 _CRLF: Final = b"\r\n"
 _MAX_CONTROL_LINE: Final = 64 * 1024
 _STATUS_PREFIX: Final = b"NATS/1.0 "
+NO_RESPONDERS: Final = 503
+#: The status of the empty reply the server sends when nobody subscribes to a
+#: request's subject (``NATS/1.0 503``); a 503 with a payload is someone's reply.
 
 
 class WireError(Exception):
@@ -239,6 +243,11 @@ class Reply:
     def status(self) -> int | None:
         """The status code (503: no responders; 408, 404 ...), None for a plain reply."""
         return status_of(self.headers) if self.headers else None
+
+    @property
+    def no_responders(self) -> bool:
+        """Nobody subscribes to the request's subject (:data:`NO_RESPONDERS`, no payload)."""
+        return not self.payload and self.status == NO_RESPONDERS
 
     @property
     def description(self) -> str:

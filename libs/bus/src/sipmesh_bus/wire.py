@@ -52,6 +52,7 @@ from typing import Any, Final, cast
 from sipmesh_bus._wireauth import Server, parse_url, public_key, read_creds, read_seed, sign
 from sipmesh_bus._wireinbox import Inbox, ReplyCallback
 from sipmesh_bus._wireproto import (
+    NO_RESPONDERS,
     Parser,
     PayloadTooLargeError,
     Reply,
@@ -68,6 +69,7 @@ from sipmesh_bus._wireproto import (
 from sipmesh_bus.config import NatsConfig
 
 __all__ = [
+    "NO_RESPONDERS",
     "ConnectionCallback",
     "HeaderBlock",
     "MsgCallback",

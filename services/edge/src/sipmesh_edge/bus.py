@@ -19,9 +19,8 @@ import logging
 import secrets
 from collections.abc import Callable
 from enum import Enum
-from typing import Final
 
-from sipmesh_bus.wire import PayloadTooLargeError, WireClient, WireClosedError
+from sipmesh_bus.wire import NO_RESPONDERS, PayloadTooLargeError, WireClient, WireClosedError
 
 __all__ = ["BusClient", "BusFailure", "ReplyCallback"]
 
@@ -41,8 +40,6 @@ class BusFailure(Enum):
 
 ReplyCallback = Callable[[bytes | BusFailure], None]
 """Called exactly once with the reply payload, or with why there is none."""
-
-_NO_RESPONDERS_STATUS: Final = 503
 
 
 class BusClient:
@@ -130,7 +127,7 @@ class BusClient:
         entry = self._pending.pop(subject[len(self._prefix) :], None)
         if entry is None:
             return  # late: the caller already answered 503
-        if status == _NO_RESPONDERS_STATUS and not payload:
+        if status == NO_RESPONDERS and not payload:
             _call(entry[1], BusFailure.NO_RESPONDERS)
         else:
             _call(entry[1], payload)

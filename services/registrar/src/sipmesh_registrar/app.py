@@ -67,7 +67,6 @@ _DELETE_MARKER_TTL: Final = 60
 _MSG_TTL: Final = "Nats-TTL"
 #: JetStream's per-message TTL header (what ``js.publish(msg_ttl=)`` sets).
 _DECODED_MAX: Final = 100_000
-_NO_RESPONDERS: Final = 503
 _ENTROPY: Final = 12
 
 
@@ -443,7 +442,7 @@ class Registrar:
         if reply is RequestFailure.UNAVAILABLE:
             raise nats.errors.ConnectionClosedError
         assert isinstance(reply, Reply)
-        if reply.status == _NO_RESPONDERS and not reply.payload:
+        if reply.no_responders:
             raise nats.js.errors.NoStreamResponseError
         return reply
 

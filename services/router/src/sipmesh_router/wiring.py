@@ -21,8 +21,6 @@ from .mediabus import Requester
 
 __all__ = ["PUB_ACK", "Answer", "Fold", "PubAck", "WireRequests"]
 
-_NO_RESPONDERS: Final = 503
-
 
 class PubAck(msgspec.Struct):
     """A JetStream publish ack: ``{"stream": ..., "seq": N}`` or ``{"error": {...}}``."""
@@ -77,7 +75,7 @@ class WireRequests:
         if reply is RequestFailure.UNAVAILABLE:
             raise nats.errors.ConnectionClosedError
         assert isinstance(reply, Reply)
-        if not reply.payload and reply.status == _NO_RESPONDERS:
+        if reply.no_responders:
             raise nats.errors.NoRespondersError
         return reply
 
