@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import msgspec
+import pytest
 from prometheus_client import CollectorRegistry
 
 from sipmesh_bus.config import HttpConfig, NatsConfig
@@ -13,6 +14,7 @@ from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.records import Subscriber, aor_key
 from sipmesh_edge.app import Edge, EdgeConfig
 from sipmesh_edge.challenge import RegisterChallenger
+from sipmesh_edge.stamp import stamp_via
 from sipmesh_registrar.config import RegistrarSettings, make_policy
 from sipmesh_registrar.fastpath import FastAdmitted, FastPath
 from sipmsg import Request, Response, parse
@@ -152,3 +154,35 @@ async def test_an_edge_answers_the_401_with_no_registrar_on_the_bus(
     finally:
         phone.close()
         await edge.close()
+
+
+def _without_nonce(answer: bytes) -> bytes:
+    resp = parse(answer)
+    assert isinstance(resp, Response)
+    nonce = parse_challenge(resp.headers.get_all(b"www-authenticate")[0]).nonce
+    assert nonce is not None
+    return answer.replace(nonce, b"NONCE")
+
+
+@pytest.mark.parametrize(
+    "via",
+    [
+        b"SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK-e1;rport",  # NAT, rport asked
+        b"SIP/2.0/UDP 203.0.113.9:40123;branch=z9hG4bK-e1",  # nothing to stamp
+        b"SIP/2.0/UDP 192.168.1.20;rport;branch=z9hG4bK-e1",  # rport not last
+        b'SIP/2.0/UDP 192.168.1.20;branch=z9hG4bK-e1;x="a b"',  # quoted: rebuilt
+        b"SIP/2.0/UDP 192.168.1.20;branch=z9hG4bK-e1, SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK-0",
+    ],
+)
+def test_401_is_the_registrars_for_the_stamped_request(via: bytes) -> None:
+    req = register()
+    req = parse(bytes(req).replace(req.headers.get_lines(b"via")[0], via))  # type: ignore[assignment]
+    assert isinstance(req, Request)
+    answer = RegisterChallenger(SETTINGS, SECRET).challenge(req, SOURCE, NOW)
+    assert answer is not None
+    stamped = parse(stamp_via(req, *SOURCE))
+    assert isinstance(stamped, Request)
+    registrar = FastPath(make_policy(SETTINGS), NonceManager(secret=SECRET, ttl=300.0))
+    expected = registrar.admit(stamped, subscribers={}, now=NOW, entropy=b"e" * 12)
+    assert isinstance(expected, bytes)
+    assert _without_nonce(answer) == _without_nonce(expected)

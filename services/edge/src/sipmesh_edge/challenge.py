@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from sipmesh_bus.records import Subscriber
-from sipmesh_edge.stamp import stamp_via
+from sipmesh_edge.stamp import stamp_via, stamped_top_via_line
 from sipmesh_registrar.config import RegistrarSettings, make_policy
 from sipmesh_registrar.fastpath import FastPath
 from sipmsg import ParseError, Request, parse
@@ -69,11 +69,10 @@ class RegisterChallenger:
         """
         if req.method != b"REGISTER" or req.headers.get_lines(b"authorization"):
             return None
-        raw = bytes(req)
-        stamped = stamp_via(req, source[0], source[1])
-        if len(stamped) != len(raw):
+        top_via = stamped_top_via_line(req, source[0], source[1])
+        if top_via is None:  # a folded top Via: the stamped request parsed again
             try:
-                parsed = parse(stamped)
+                parsed = parse(stamp_via(req, source[0], source[1]))
             except ParseError:
                 return None
             if not isinstance(parsed, Request):
@@ -84,6 +83,7 @@ class RegisterChallenger:
             subscribers=_NOBODY,  # read only with credentials
             now=now,
             entropy=self._entropy(),
+            top_via=top_via,
         )
         return answer if isinstance(answer, bytes) else None
 

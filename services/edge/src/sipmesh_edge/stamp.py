@@ -10,7 +10,7 @@ from __future__ import annotations
 from sipmsg import Request
 from sipmsg._abnf import ip_key, param, split_comma
 
-__all__ = ["stamp_via"]
+__all__ = ["stamp_via", "stamped_top_via_line"]
 
 
 def stamp_via(req: Request, source_host: str, source_port: int) -> bytes:
@@ -31,6 +31,36 @@ def stamp_via(req: Request, source_host: str, source_port: int) -> bytes:
         The bytes to forward.
     """
     data = bytes(req)
+    stamp = _stamp(req, source_host, source_port)
+    if stamp is None:
+        return data
+    raw, stamped = stamp
+    return _splice_top_via(req, data, raw, stamped)
+
+
+def stamped_top_via_line(req: Request, source_host: str, source_port: int) -> bytes | None:
+    """The value of the request's first Via line as :func:`stamp_via` leaves it.
+
+    For building a response without the stamped request parsed again (the
+    edge's own 401, ``sipmesh_edge.challenge``).
+
+    Returns:
+        The line's value, or None where the top via-parm is not written as
+        parsed on that line (folded): re-parse :func:`stamp_via`'s bytes then.
+    """
+    line = req.headers.get_lines(b"via")[0]
+    stamp = _stamp(req, source_host, source_port)
+    if stamp is None:
+        return line
+    raw, stamped = stamp
+    at = line.find(raw)
+    if at < 0:
+        return None
+    return line[:at] + stamped + line[at + len(raw) :]
+
+
+def _stamp(req: Request, source_host: str, source_port: int) -> tuple[bytes, bytes] | None:
+    """The top via-parm as written and as stamped, or None when nothing is to be stamped."""
     top = req.via[0]
     source = source_host.encode("ascii")
     if source[:1] == b"[":
@@ -41,20 +71,18 @@ def stamp_via(req: Request, source_host: str, source_port: int) -> bytes:
         # source address" (IPv6 literals compared by value).
         host = top.host
         if host == source:
-            return data
+            return None
         key = ip_key(host)
         if key is not None and key == ip_key(source):
-            return data
+            return None
     raw = bytes(top)
     semi = raw.find(b";")
     if semi >= 0 and _plain_params(raw, semi):
         # The usual shape: parameters without quotes or white space. rport
         # and received are set in place (received appended when absent), as
         # Via.with_received does, and the other parameters stay as written.
-        stamped = _stamped_parm(raw, semi, source, source_port, rport_asked)
-    else:
-        stamped = bytes(top.with_received(source, source_port))
-    return _splice_top_via(req, data, raw, stamped)
+        return raw, _stamped_parm(raw, semi, source, source_port, rport_asked)
+    return raw, bytes(top.with_received(source, source_port))
 
 
 def _plain_params(raw: bytes, semi: int) -> bool:

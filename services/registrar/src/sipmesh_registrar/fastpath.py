@@ -334,18 +334,26 @@ class FastPath:
         subscribers: Mapping[str, Subscriber],
         now: float,
         entropy: bytes,
+        top_via: bytes | None = None,
     ) -> bytes | FastAdmitted | None:
         """The 401 for a REGISTER without credentials, the admitted REGISTER, or None.
 
         None: let :func:`sipmesh_registrar.core.admit` decide (anything else).
+        ``top_via``: the first Via line's value for the answer in place of the
+        request's (the edge's stamped one, ``sipmesh_edge.challenge``).
         """
         try:
-            return self._admit(req, subscribers, now, entropy)
+            return self._admit(req, subscribers, now, entropy, top_via)
         except ParseError:
             return None
 
     def _admit(
-        self, req: Request, subscribers: Mapping[str, Subscriber], now: float, entropy: bytes
+        self,
+        req: Request,
+        subscribers: Mapping[str, Subscriber],
+        now: float,
+        entropy: bytes,
+        top_via: bytes | None,
     ) -> bytes | FastAdmitted | None:
         policy = self.policy
         if req.method != b"REGISTER":
@@ -388,8 +396,9 @@ class FastPath:
             # As sipmsg.make_response derives it: the same request, the same tag.
             seed = b"|".join((call_id, from_tag or b"", b"%d" % cseq.seq, top or b"", b"REGISTER"))
             to += b";tag=" + hashlib.blake2s(seed, digest_size=8).hexdigest().encode()
+        lines = vias if top_via is None else [top_via, *vias[1:]]
         head = b"".join(
-            [b"Via: " + v + b"\r\n" for v in vias]
+            [b"Via: " + v + b"\r\n" for v in lines]
             + [
                 b"From: " + raw_from + b"\r\nTo: " + to + b"\r\nCall-ID: " + call_id,
                 b"\r\nCSeq: " + headers.single(b"cseq")[1] + b"\r\n",  # type: ignore[operator]
