@@ -17,8 +17,6 @@ import base64
 import hashlib
 import json
 import os
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ import nkeys  # type: ignore[import-untyped]
 import pytest
 
 from sipmesh_bus.config import ConfigError, NatsConfig, ServiceConfig
-from sipmesh_bus.natsserver import find_nats_server
+from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.runtime import NatsAuthError, Service, connect, security_options
 from sipmesh_bus.wire import Reply, WireAuthError, WireClient
 
@@ -126,50 +124,15 @@ def _secret_file(path: Path, text: str) -> Path:
 # -- a nats-server started from a config file ---------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def _server(tmp: Path, auth: str) -> NatsServer:
+    """A started nats-server with JetStream and ``auth`` (config-file text)."""
+    server = NatsServer(store_dir=tmp / "nats", config=auth)
+    server.start()
+    return server
 
 
-class _Server:
-    """nats-server with JetStream and ``auth`` (config-file text) on a free port."""
-
-    def __init__(self, tmp: Path, auth: str) -> None:
-        self.port = _free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.log = tmp / f"nats-{self.port}.log"
-        conf = tmp / f"nats-{self.port}.conf"
-        store = tmp / f"js-{self.port}"
-        conf.write_text(
-            f'listen: "127.0.0.1:{self.port}"\n'
-            f'jetstream {{ store_dir: "{store}" }}\n'
-            f'log_file: "{self.log}"\n{auth}\n',
-            encoding="utf-8",
-        )
-        argv = [str(find_nats_server()), "-c", str(conf)]
-        # Config errors go to stderr, before the log file is opened.
-        self.stderr = tmp / f"nats-{self.port}.stderr"
-        with self.stderr.open("wb") as err:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"nats-server did not start: {self.log_text()[-800:]}")
-
-    def log_text(self) -> str:
-        files = (self.stderr, self.log)
-        return "".join(f.read_text(encoding="utf-8") for f in files if f.exists())
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
+def _log_text(server: NatsServer) -> str:
+    return server.log_path.read_text(encoding="utf-8")
 
 
 # -- what every service does on a connection ------------------------------------------------
@@ -194,7 +157,7 @@ async def _exercise(svc: Service) -> None:
     assert entry.value == b"v1"
 
 
-async def _assert_anonymous_refused(server: _Server) -> None:
+async def _assert_anonymous_refused(server: NatsServer) -> None:
     # The positive tests prove nothing if the server let anyone in.
     with pytest.raises(NatsAuthError):
         await connect(NatsConfig(url=server.url), name="anonymous", forever=False)
@@ -217,15 +180,15 @@ def user_key() -> _Key:
 
 
 @pytest.fixture
-def nkey_server(tmp_path: Path, user_key: _Key) -> Iterator[_Server]:
+def nkey_server(tmp_path: Path, user_key: _Key) -> Iterator[NatsServer]:
     auth = f'authorization {{ users = [ {{ nkey: "{user_key.public}" }} ] }}'
-    server = _Server(tmp_path, auth)
+    server = _server(tmp_path, auth)
     yield server
     server.stop()
 
 
 async def test_nkeys_seed_file_connects_both_clients_of_a_service(
-    nkey_server: _Server, user_key: _Key, tmp_path: Path
+    nkey_server: NatsServer, user_key: _Key, tmp_path: Path
 ) -> None:
     seed_file = _secret_file(tmp_path / "svc.nk", user_key.seed.decode() + "\n")
     config = ServiceConfig(nats=NatsConfig(url=nkey_server.url, nkeys_seed_file=str(seed_file)))
@@ -234,12 +197,12 @@ async def test_nkeys_seed_file_connects_both_clients_of_a_service(
         assert svc.wire.connected
         await _exercise(svc)
     await _assert_anonymous_refused(nkey_server)
-    assert user_key.seed.decode() not in nkey_server.log_text()
+    assert user_key.seed.decode() not in _log_text(nkey_server)
 
 
 @pytest.mark.parametrize("forever", [False, True], ids=["one-shot", "service"])
 async def test_nkeys_wrong_seed_is_one_line_without_the_seed(
-    nkey_server: _Server, user_key: _Key, tmp_path: Path, forever: bool
+    nkey_server: NatsServer, user_key: _Key, tmp_path: Path, forever: bool
 ) -> None:
     wrong = _Key(nkeys.PREFIX_BYTE_USER)
     seed_file = _secret_file(tmp_path / "wrong.nk", wrong.seed.decode())
@@ -254,7 +217,7 @@ async def test_nkeys_wrong_seed_is_one_line_without_the_seed(
 
 
 async def test_nkeys_wrong_seed_is_refused_to_the_wire_client_alone(
-    nkey_server: _Server, tmp_path: Path
+    nkey_server: NatsServer, tmp_path: Path
 ) -> None:
     # In a Service nats-py connects first; the wire client must refuse cleanly too.
     wrong = _Key(nkeys.PREFIX_BYTE_USER)
@@ -267,7 +230,9 @@ async def test_nkeys_wrong_seed_is_refused_to_the_wire_client_alone(
     assert "authorization violation" in _assert_one_line_without(exc_info.value, wrong.seed).lower()
 
 
-async def test_nkeys_wrong_seed_stops_a_service_start(nkey_server: _Server, tmp_path: Path) -> None:
+async def test_nkeys_wrong_seed_stops_a_service_start(
+    nkey_server: NatsServer, tmp_path: Path
+) -> None:
     wrong = _Key(nkeys.PREFIX_BYTE_USER)
     seed_file = _secret_file(tmp_path / "wrong.nk", wrong.seed.decode())
     nats = NatsConfig(url=nkey_server.url, nkeys_seed_file=str(seed_file), connect_timeout=2.0)
@@ -326,8 +291,8 @@ def operator() -> _Operator:
 
 
 @pytest.fixture
-def operator_server(tmp_path: Path, operator: _Operator) -> Iterator[_Server]:
-    server = _Server(tmp_path, operator.server_auth())
+def operator_server(tmp_path: Path, operator: _Operator) -> Iterator[NatsServer]:
+    server = _server(tmp_path, operator.server_auth())
     yield server
     server.stop()
 
@@ -353,7 +318,7 @@ _LAYOUTS = {
 
 @pytest.mark.parametrize("layout", list(_LAYOUTS))
 async def test_creds_file_connects_both_clients_of_a_service(
-    operator_server: _Server, operator: _Operator, user_key: _Key, tmp_path: Path, layout: str
+    operator_server: NatsServer, operator: _Operator, user_key: _Key, tmp_path: Path, layout: str
 ) -> None:
     creds = tmp_path / "svc.creds"
     creds.write_bytes(_LAYOUTS[layout](operator.creds(user_key)).encode())
@@ -364,12 +329,12 @@ async def test_creds_file_connects_both_clients_of_a_service(
         assert svc.wire.connected
         await _exercise(svc)
     await _assert_anonymous_refused(operator_server)
-    assert user_key.seed.decode() not in operator_server.log_text()
+    assert user_key.seed.decode() not in _log_text(operator_server)
 
 
 @pytest.mark.parametrize("forever", [False, True], ids=["one-shot", "service"])
 async def test_creds_user_of_an_unknown_account_is_one_line_without_secrets(
-    operator_server: _Server, operator: _Operator, user_key: _Key, tmp_path: Path, forever: bool
+    operator_server: NatsServer, operator: _Operator, user_key: _Key, tmp_path: Path, forever: bool
 ) -> None:
     stranger = _Key(nkeys.PREFIX_BYTE_ACCOUNT)  # signed by no operator the server trusts
     text = operator.creds(user_key, account=stranger)
@@ -384,7 +349,7 @@ async def test_creds_user_of_an_unknown_account_is_one_line_without_secrets(
 
 
 async def test_creds_user_of_an_unknown_account_is_refused_to_the_wire_client_alone(
-    operator_server: _Server, operator: _Operator, user_key: _Key, tmp_path: Path
+    operator_server: NatsServer, operator: _Operator, user_key: _Key, tmp_path: Path
 ) -> None:
     stranger = _Key(nkeys.PREFIX_BYTE_ACCOUNT)
     creds = _secret_file(tmp_path / "s.creds", operator.creds(user_key, account=stranger))
@@ -398,7 +363,7 @@ async def test_creds_user_of_an_unknown_account_is_refused_to_the_wire_client_al
 
 
 async def test_creds_user_of_an_unknown_account_stops_a_service_start(
-    operator_server: _Server, operator: _Operator, user_key: _Key, tmp_path: Path
+    operator_server: NatsServer, operator: _Operator, user_key: _Key, tmp_path: Path
 ) -> None:
     stranger = _Key(nkeys.PREFIX_BYTE_ACCOUNT)
     creds = _secret_file(tmp_path / "s.creds", operator.creds(user_key, account=stranger))
@@ -444,7 +409,7 @@ def test_creds_unusable_file_is_a_config_error(
 
 
 async def test_creds_file_without_a_jwt_stops_a_service_start_at_once(
-    operator_server: _Server, operator: _Operator, user_key: _Key, tmp_path: Path
+    operator_server: NatsServer, operator: _Operator, user_key: _Key, tmp_path: Path
 ) -> None:
     # nats-py alone loops forever reading such a file once the server sends a nonce.
     creds = tmp_path / "seed-only.creds"

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from sipmesh_bus.config import ConfigError, NatsConfig, ServiceConfig, load_config
-from sipmesh_bus.natsserver import find_nats_server
+from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.runtime import NatsAuthError, Service, connect, security_options
 from sipmesh_edge.tls import generate_self_signed
 
@@ -39,31 +39,16 @@ def _free_port() -> int:
         return port
 
 
-class _Server:
-    def __init__(self, tmp: Path, *args: str) -> None:
-        self.port = _free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.log = tmp / f"nats-{self.port}.log"
-        argv = [str(find_nats_server()), "-a", "127.0.0.1", "-p", str(self.port)]
-        argv += ["-js", "-sd", str(tmp / f"js-{self.port}"), "-l", str(self.log), *args]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    return
-            time.sleep(0.05)
-        self.stop()
-        raise AssertionError(f"nats-server did not start: {self.log.read_text()[-500:]}")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+def _server(tmp: Path, *args: str) -> NatsServer:
+    """A started nats-server with JetStream and the extra command-line ``args``."""
+    server = NatsServer(store_dir=tmp / "nats", args=args)
+    server.start()
+    return server
 
 
 @pytest.fixture
-def password_server(tmp_path: Path) -> Iterator[_Server]:
-    server = _Server(tmp_path, "--user", "svc", "--pass", PASSWORD)
+def password_server(tmp_path: Path) -> Iterator[NatsServer]:
+    server = _server(tmp_path, "--user", "svc", "--pass", PASSWORD)
     yield server
     server.stop()
 
@@ -77,7 +62,7 @@ def password_file(tmp_path: Path) -> Path:
 
 
 async def test_nats_password_from_file_connects_a_service(
-    password_server: _Server, password_file: Path
+    password_server: NatsServer, password_file: Path
 ) -> None:
     config = ServiceConfig(
         nats=NatsConfig(url=password_server.url, user="svc", password_file=str(password_file))
@@ -89,7 +74,7 @@ async def test_nats_password_from_file_connects_a_service(
 
 @pytest.mark.parametrize("forever", [False, True], ids=["one-shot", "service"])
 async def test_nats_wrong_password_is_one_line_without_the_secret(
-    password_server: _Server, forever: bool
+    password_server: NatsServer, forever: bool
 ) -> None:
     wrong = "Wr0ng-" + PASSWORD
     config = NatsConfig(url=password_server.url, user="svc", password=wrong, connect_timeout=2.0)
@@ -106,7 +91,7 @@ async def test_nats_wrong_password_is_one_line_without_the_secret(
     assert isinstance(exc_info.value, ConfigError)  # run_service: one line, exit 2
 
 
-async def test_nats_password_in_the_url_is_never_shown(password_server: _Server) -> None:
+async def test_nats_password_in_the_url_is_never_shown(password_server: NatsServer) -> None:
     url = password_server.url.replace("nats://", f"nats://svc:{PASSWORD}@")
     config = NatsConfig(url=url)
     nc = await connect(config, name="probe", forever=False)
@@ -119,7 +104,7 @@ async def test_nats_password_in_the_url_is_never_shown(password_server: _Server)
 
 
 async def test_nats_token_auth(tmp_path: Path) -> None:
-    server = _Server(tmp_path, "--auth", TOKEN)
+    server = _server(tmp_path, "--auth", TOKEN)
     try:
         token_file = tmp_path / "token"
         token_file.write_text(TOKEN, encoding="utf-8")
@@ -146,7 +131,7 @@ def certs(tmp_path: Path) -> dict[str, Path]:
 
 async def test_nats_tls_and_client_certificates(tmp_path: Path, certs: dict[str, Path]) -> None:
     # Mutual TLS: the server verifies clients against the client's self-signed cert.
-    server = _Server(
+    server = _server(
         tmp_path,
         "--tls", "--tlscert", str(certs["server"]), "--tlskey", str(certs["server_key"]),
         "--tlsverify", "--tlscacert", str(certs["client"]),
@@ -220,7 +205,7 @@ def test_nats_config_repr_and_errors_hide_secrets(tmp_path: Path) -> None:
 
 
 def test_nats_no_password_in_logs_or_metrics_of_a_running_edge(
-    password_server: _Server, tmp_path: Path
+    password_server: NatsServer, tmp_path: Path
 ) -> None:
     http_port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIPMESH_")}
@@ -254,6 +239,6 @@ def test_nats_no_password_in_logs_or_metrics_of_a_running_edge(
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=20)
     assert "connected to NATS at nats://***@127.0.0.1" in err, err
-    for text in (out, err, metrics, password_server.log.read_text()):
+    for text in (out, err, metrics, password_server.log_path.read_text()):
         assert PASSWORD not in text
     assert "sipmesh_nats_connected 1.0" in metrics

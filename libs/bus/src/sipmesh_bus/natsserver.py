@@ -24,7 +24,7 @@ import socket
 import subprocess
 import sysconfig
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -42,6 +42,7 @@ MIN_VERSION: Final = (2, 11, 0)
 ENV_BINARY: Final = "SIPMESH_NATS_SERVER"
 _VERSION_RE: Final = re.compile(rb"v?(\d+)\.(\d+)\.(\d+)")
 _LOG_NAME: Final = "nats-server.log"
+_CONFIG_NAME: Final = "nats-server.conf"
 
 
 class NatsServerError(RuntimeError):
@@ -134,8 +135,16 @@ class NatsServer:
         binary: Path | None = None,
         name: str = "sipmesh",
         own_session: bool = False,
+        config: str = "",
+        args: Sequence[str] = (),
     ) -> None:
         self.store_dir = store_dir
+        #: nats-server configuration text (authorization, accounts, TLS ...),
+        #: written beside the store and read with ``-c``; the listen address,
+        #: JetStream store and log file given here on the command line win over it.
+        self.config = config
+        #: More command-line options, after the ones this class sets.
+        self.args = tuple(args)
         #: Start the server in a session of its own, out of the caller's process
         #: group, so that a signal to the whole group (a terminal's Ctrl-C) does
         #: not stop it before the caller has stopped what uses it.
@@ -181,9 +190,14 @@ class NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         ports_dir = self.store_dir / "ports"
         ports_dir.mkdir(exist_ok=True)
-        args = [str(binary), "-a", self.host, "-p", str(self.port or -1), "-n", self.name]
+        args = [str(binary)]
+        if self.config:
+            conf = self.store_dir / _CONFIG_NAME
+            conf.write_text(self.config, encoding="utf-8")
+            args += ["-c", str(conf)]
+        args += ["-a", self.host, "-p", str(self.port or -1), "-n", self.name]
         args += ["-js", "-sd", str(self.store_dir), "-l", str(self.log_path)]
-        args += ["--ports_file_dir", str(ports_dir)]
+        args += ["--ports_file_dir", str(ports_dir), *self.args]
         log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         self._proc = subprocess.Popen(  # noqa: S603 - our own argv, no shell
             args,
