@@ -62,15 +62,34 @@ TARGETS: Final = (
     # code, and callers may derive their own errors from ParseError.
     Target(src="libs/sipmsg/src", package="sipmsg", exclude=("_errors.py",)),
     # The services' pure hot paths; the asyncio shells (app, outbox, prober,
-    # __main__) and the metrics stay Python. So do modules whose msgspec
-    # Structs are decoded (router context: the dialog token, the context, the
-    # dialog record): mypyc rewrites a compiled class's ``__annotations__`` to
-    # bare runtime types (``str | None`` becomes ``type``), which msgspec
-    # reads as the schema. Structs only built and encoded are fine compiled.
+    # __main__; the edge's udp, streams, tls, bus, guard, outbound) and the
+    # metrics stay Python. So do modules whose msgspec Structs are decoded
+    # (router context: the dialog token, the context, the dialog record; the
+    # edge's protection config): mypyc rewrites a compiled class's
+    # ``__annotations__`` to bare runtime types (``str | None`` becomes
+    # ``type``), which msgspec reads as the schema. Structs only built and
+    # encoded are fine compiled.
     Target(
         src="services/registrar/src",
         package="sipmesh_registrar",
         only=("auth.py", "bindings.py", "core.py", "fastpath.py", "model.py", "replay.py"),
+    ),
+    Target(
+        src="services/edge/src",
+        package="sipmesh_edge",
+        only=(
+            "ackroute.py",
+            "branch.py",
+            "challenge.py",
+            "core.py",
+            "forking.py",
+            "invite_server.py",
+            "proxy.py",
+            "sink.py",
+            "stamp.py",
+            "transaction.py",
+            "wheel.py",
+        ),
     ),
     Target(
         src="services/router/src",

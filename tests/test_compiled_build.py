@@ -1,7 +1,7 @@
 """The services' share of the mypyc build (scripts/compile.py): what compiles, all or nothing.
 
 sipmsg's build has its own checks (libs/sipmsg/tests/test_compiled_build.py);
-CI runs the registrar's and the router's suites on the compiled modules, so
+CI runs the edge's, the registrar's and the router's suites on the compiled modules, so
 these check only the rules a compiled service module must keep: it exists
 (a renamed module must not drop out of the build unnoticed), it is no asyncio
 shell, the build is all or nothing across packages, and no Struct that is
@@ -48,9 +48,9 @@ def _imports(source: Path) -> set[str]:
     return found
 
 
-def test_the_registrar_and_the_router_are_targets() -> None:
+def test_the_edge_the_registrar_and_the_router_are_targets() -> None:
     packages = {t.package for t in SERVICE_TARGETS}
-    assert packages == {"sipmesh_registrar", "sipmesh_router"}
+    assert packages == {"sipmesh_edge", "sipmesh_registrar", "sipmesh_router"}
 
 
 def test_every_listed_service_module_exists() -> None:

@@ -11,13 +11,13 @@ out is NATS and the socket. Timed on process CPU time, best of ``--repeat``.
 Before timing it checks that every REGISTER got its 200 and reached the bus.
 Then the same REGISTERs are sent again: each is a retransmission the edge
 absorbs (matched by transaction key, the last response re-sent, nothing on the
-bus). Four variants run interleaved, so the figures come from the same
+bus). Three variants run interleaved, so the figures come from the same
 machine state: :func:`core.triage` (parse and the top Via, the checks only
 for what is not absorbed), the same with the edge's protection in front
 (``Guard`` with the default ``ProtectionConfig``, as the edge process runs
-it; one source address per phone), :func:`core.peek_triage` (``sipmsg.peek``;
-the full parse only for what is not absorbed) and the classify before both
-(``parse`` plus ``core.check_request`` for every request). ``--gc default``
+it; one source address per phone) and :func:`core.peek_triage`
+(``SinkConfig.peek``: ``sipmsg.peek``, the full parse only for what is not
+absorbed). ``--gc default``
 times with Python's default GC thresholds instead of the edge process's
 (``sipmesh_edge.__main__``).
 
@@ -45,14 +45,13 @@ from sipmesh_bus import schema, subjects
 from sipmesh_bus.config import NatsConfig
 from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.wire import WireClient
-from sipmesh_edge import core
 from sipmesh_edge.bus import BusClient, BusFailure
 from sipmesh_edge.core import EdgeIdentity
 from sipmesh_edge.guard import Guard
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.protection import ProtectionConfig
 from sipmesh_edge.sink import EdgeSink, SinkConfig
-from sipmsg import ParserConfig, Request, Response, make_response, parse
+from sipmsg import Request, make_response, parse
 
 LOCAL = ("192.0.2.10", 5060)
 
@@ -131,11 +130,11 @@ class CountingUdp:
         self.last = data
 
 
-def _sink(bus: object, udp: CountingUdp, *, guard: bool = False) -> EdgeSink:
+def _sink(bus: object, udp: CountingUdp, *, guard: bool = False, peek: bool = False) -> EdgeSink:
     me = EdgeIdentity(edge_id="bench", hosts=frozenset({b"192.0.2.10"}), ports=frozenset({5060}))
     clock = [1000.0]
     sink = EdgeSink(
-        SinkConfig(identity=me),
+        SinkConfig(identity=me, peek=peek),
         EdgeMetrics(CollectorRegistry()),
         clock=lambda: clock[0],
         wallclock=time.time,
@@ -149,35 +148,18 @@ def _sink(bus: object, udp: CountingUdp, *, guard: bool = False) -> EdgeSink:
     return sink
 
 
-def _triage_by_parse(
-    data: bytes, config: ParserConfig | None = None
-) -> core.KeepAlive | core.Garbage | core.Peeked | Response:
-    """The edge's classify before: parse and check every request in full, then match.
-
-    (``admit`` then runs ``check_request`` once more on cached fields.)
-    """
-    incoming = core._classify_parsed(data, config)
-    if isinstance(incoming, Request):
-        return core.Peeked(data, None, config, request=incoming)
-    return incoming
-
-
 def bench_sink(count: int, repeat: int) -> None:
-    triage = core.triage
     variants = {
-        "parse first (now)": (triage, False),
-        "parse first + guard": (triage, True),
-        "peek_triage": (core.peek_triage, False),
-        "parse + check_request (before)": (_triage_by_parse, False),
+        "parse first (now)": (False, False),
+        "parse first + guard": (False, True),
+        "peek_triage": (True, False),
     }
     best = {(name, what): float("inf") for name in variants for what in ("new", "retransmitted")}
     for _ in range(repeat):
-        for name, (variant, guard) in variants.items():
-            core.triage = variant
-            new, again = _time_sink(count, guard=guard)
+        for name, (peek, guard) in variants.items():
+            new, again = _time_sink(count, guard=guard, peek=peek)
             best[name, "new"] = min(best[name, "new"], new)
             best[name, "retransmitted"] = min(best[name, "retransmitted"], again)
-    core.triage = triage
     for (name, what), seconds in best.items():
         print(
             f"sink, {name}, {what}: {count} REGISTER in {seconds:.3f} s CPU: "
@@ -185,7 +167,7 @@ def bench_sink(count: int, repeat: int) -> None:
         )
 
 
-def _time_sink(count: int, *, guard: bool = False) -> tuple[float, float]:
+def _time_sink(count: int, *, guard: bool = False, peek: bool = False) -> tuple[float, float]:
     messages = [register(n) for n in range(count)]
     replies = {}
     for data in messages:
@@ -210,7 +192,7 @@ def _time_sink(count: int, *, guard: bool = False) -> tuple[float, float]:
 
     udp = CountingUdp()
     bus = PreparedBus(replies)
-    sink = _sink(bus, udp, guard=guard)
+    sink = _sink(bus, udp, guard=guard, peek=peek)
     # One source per phone (the guard's rate limit counts per source).
     sources = [(f"198.51.{n // 250 % 250}.{n % 250 + 1}", 5060) for n in range(count)]
     gc.collect()

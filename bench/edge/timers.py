@@ -1,11 +1,11 @@
-"""Edge micro-benchmark: the sink's timer bookkeeping (``_arm``, ``tick``) at steady state.
+"""Edge micro-benchmark: the sink's timer bookkeeping (``wheel.Deadlines``) at steady state.
 
 Run with ``.venv/bin/python bench/edge/timers.py [calls per second]`` (default 800).
 
 Per call, the deadlines ``call.py`` arms (8 wheel or heap entries): an INVITE
 server's 300 s safety net, then its Timer L; a branch's Timer A, then Timer C;
 a BYE server's Timer J; a BYE branch's Timer E, then Timer K. The entries are
-stand-ins (a deadline and ``armed``) and firing does nothing, so what is timed
+stand-ins (a deadline and ``armed``) and firing ends them, so what is timed
 is the bookkeeping alone. Warmed up past the longest deadline (330 s of clock),
 so superseded entries pile up as in a long run; a tick every 4 calls; best of
 5 x 20,000 calls on process CPU time.
@@ -18,15 +18,9 @@ import itertools
 import math
 import sys
 import time
-from collections.abc import Callable
-from typing import cast
 
-from prometheus_client import CollectorRegistry
-
-from sipmesh_edge import sink as sink_module
-from sipmesh_edge.core import EdgeIdentity
-from sipmesh_edge.metrics import EdgeMetrics
-from sipmesh_edge.sink import EdgeSink, SinkConfig
+from sipmesh_edge import wheel
+from sipmesh_edge.wheel import Deadlines
 
 
 class Entry:
@@ -47,15 +41,15 @@ def main() -> None:
     rate = float(sys.argv[1]) if len(sys.argv) > 1 else 800.0
     gc.set_threshold(50_000, 20, 100)  # as sipmesh_edge.__main__
     clock = [1000.0]
-    me = EdgeIdentity(edge_id="b", hosts=frozenset({b"192.0.2.10"}), ports=frozenset({5060}))
-    sink = EdgeSink(
-        SinkConfig(identity=me), EdgeMetrics(CollectorRegistry()), clock=lambda: clock[0]
-    )
-    # The wheel names transactions by key (EdgeSink._entry): each entry stands
-    # in for a server, and its final deadline ends it.
-    servers = sink._servers
-    sink._fire = lambda entry, now: servers.pop(entry.key, None)  # type: ignore[method-assign,assignment]
-    arm = cast(Callable[[Entry], None], sink._arm)  # duck-typed: Entry has what it reads
+    deadlines: Deadlines[Entry] = Deadlines()
+    # The deadlines name transactions by key (the sink's tables): each entry
+    # stands in for a server, and its first firing ends it.
+    servers: dict[tuple[bytes, ...], Entry] = {}
+
+    def fire(entry: Entry, now: float) -> None:
+        servers.pop(entry.key, None)
+
+    arm = deadlines.arm
     step = 1 / rate
 
     serial = itertools.count()
@@ -70,12 +64,12 @@ def main() -> None:
                 ((300.0, 32.0), (0.5, 180.0), (32.0, 32.0), (0.5, 5.0))
             ):
                 entry = Entry(now + first, (b"%d" % n, b"%d" % j, b"", b"INVITE"))
-                servers[entry.key] = entry  # type: ignore[assignment]
+                servers[entry.key] = entry
                 arm(entry)
                 entry.due = now + then
                 arm(entry)
             if i % 4 == 0:
-                sink.tick()
+                deadlines.fire_due(clock[0], servers.get, fire)
 
     run(int(rate * 330))
     best = math.inf
@@ -86,7 +80,7 @@ def main() -> None:
         run(20_000)
         best = min(best, time.process_time() - started)
         gc.unfreeze()
-    print(f"{sink_module.__file__}: {best / 20_000 * 1e6:.2f} us per call (8 arms, 1/4 tick)")
+    print(f"{wheel.__file__}: {best / 20_000 * 1e6:.2f} us per call (8 arms, 1/4 tick)")
 
 
 if __name__ == "__main__":

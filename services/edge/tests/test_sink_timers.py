@@ -1,4 +1,9 @@
-"""The sink's timer wheel: every deadline fires at the first tick at or after it, never before."""
+"""The sink's deadlines (``wheel.Deadlines``): each fires at the first tick at or after it.
+
+``EdgeSink`` arms every Server and Branch here (``_arm``) and fires them from
+``tick()``; these entries stand in for them, and the sink's wiring runs through
+real transactions in test_sink.py and test_proxy.py (Timers A, C, J).
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,11 @@ import math
 import random
 import weakref
 
-import pytest
-from prometheus_client import CollectorRegistry
-
-from sipmesh_edge import sink as sink_module
-from sipmesh_edge.core import EdgeIdentity
-from sipmesh_edge.metrics import EdgeMetrics
-from sipmesh_edge.sink import EdgeSink, SinkConfig
-
-# The harness replaces EdgeSink._fire and arms duck-typed entries: a mypyc build
-# of the sink allows neither. A compiled build runs the same wheel through real
-# transactions in test_sink.py and test_proxy.py (Timers A, C, J through tick()).
-pytestmark = pytest.mark.skipif(
-    sink_module.__file__.endswith((".so", ".pyd")),
-    reason="patches EdgeSink._fire (a compiled class's methods cannot be replaced)",
-)
+from sipmesh_edge.wheel import Deadlines
 
 
 class Entry:
-    """What the timers read of a Server or a Branch: its key, armed deadline and deadline."""
+    """What the deadlines read of a Server or a Branch: its key, armed deadline and deadline."""
 
     count = 0
 
@@ -40,15 +31,12 @@ class Entry:
 
 class Harness:
     def __init__(self) -> None:
-        self.now = 1000.0
-        me = EdgeIdentity(edge_id="t", hosts=frozenset({b"192.0.2.10"}), ports=frozenset({5060}))
-        self.sink = EdgeSink(
-            SinkConfig(identity=me), EdgeMetrics(CollectorRegistry()), clock=lambda: self.now
-        )
+        self.deadlines: Deadlines[Entry] = Deadlines()
+        self.table: dict[tuple[bytes, ...], Entry] = {}
+        #: The live transactions by key (the sink's tables).
         self.fired: list[tuple[Entry, float]] = []
         self.then: dict[int, float] = {}
         #: id(entry) -> the next deadline to arm when it fires.
-        self.sink._fire = self._fire  # type: ignore[method-assign,assignment]
 
     def _fire(self, entry: Entry, now: float) -> None:
         self.fired.append((entry, now))
@@ -58,14 +46,13 @@ class Harness:
             self.arm(entry)
 
     def arm(self, entry: Entry) -> None:
-        # The wheel names a transaction by its key: the entry stands in for a server.
-        self.sink._servers[entry.key] = entry  # type: ignore[assignment]
-        self.sink._arm(entry)  # type: ignore[arg-type]
+        # The deadlines name a transaction by its key: the entry stands in for a server.
+        self.table[entry.key] = entry
+        self.deadlines.arm(entry)
 
     def tick(self, now: float) -> list[Entry]:
-        self.now = now
         self.fired.clear()
-        self.sink.tick()
+        self.deadlines.fire_due(now, self.table.get, self._fire)
         return [e for e, _ in self.fired]
 
 
@@ -103,7 +90,7 @@ def test_a_finished_transaction_is_not_held_by_its_superseded_deadlines() -> Non
     entry.due = 1032.0  # then Timer J
     h.arm(entry)
     assert h.tick(1032.0) == [entry]
-    del h.sink._servers[entry.key]  # Timer J terminated it
+    del h.table[entry.key]  # Timer J terminated it
     ref = weakref.ref(entry)
     del entry
     h.fired.clear()

@@ -13,15 +13,13 @@ Server transactions are keyed by :func:`sipmsg.transaction.server_key`
 client side (the branches of a ``Forward``: forking, the best final response,
 CANCEL fan-out, Timer C) is :class:`sipmesh_edge.proxy.Proxy`. All timers of
 both run from one :meth:`EdgeSink.tick` (the app calls it every few ms): a
-:class:`~sipmesh_edge.wheel.TimerWheel`, lazily invalidated (see :meth:`EdgeSink._arm`).
+:class:`~sipmesh_edge.wheel.Deadlines`, lazily invalidated.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from sipmesh_edge import core
 from sipmesh_edge.ackroute import AckRoutes
 from sipmesh_edge.bus import BusFailure
 from sipmesh_edge.challenge import RegisterChallenger
+from sipmesh_edge.faults import log_exception
 from sipmesh_edge.guard import Guard
 from sipmesh_edge.invite_server import InviteServer
 from sipmesh_edge.metrics import EdgeMetrics
@@ -42,7 +41,7 @@ from sipmesh_edge.ports import Connection, ConnectionRegistry
 from sipmesh_edge.protection import carries_credentials
 from sipmesh_edge.proxy import Branch, Proxy, Server
 from sipmesh_edge.transaction import NonInviteServer, status_of
-from sipmesh_edge.wheel import TimerWheel
+from sipmesh_edge.wheel import Deadlines
 from sipmsg import (
     LocalProtocolError,
     ParseError,
@@ -61,8 +60,6 @@ from sipmsg.transaction import (
 )
 
 __all__ = ["Bus", "Connector", "EdgeSink", "Flow", "SinkConfig", "UdpSender"]
-
-log = logging.getLogger(__name__)
 
 _ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
 _ERROR_LOG_INTERVAL: Final = 10.0
@@ -90,6 +87,9 @@ class SinkConfig:
     #: envelopes name the reply socket, which the router writes in Via and Record-Route.
     siblings: frozenset[str] = frozenset()
     #: Ids of the edges sharing these UDP sockets (``EdgeConfig.siblings``).
+    peek: bool = False
+    #: Classify by :func:`core.peek_triage` (``sipmsg.peek``: a request is parsed
+    #: in full only when it is not absorbed) instead of :func:`core.triage`.
 
 
 class EdgeSink:
@@ -137,7 +137,7 @@ class EdgeSink:
         self.acks = AckRoutes()
         #: ACKs of recent 2xx the edge forwards without the router (schema.AckRoute).
         self._servers: dict[tuple[bytes, ...], Server] = {}
-        self._timers: TimerWheel[tuple[bytes, ...]] = TimerWheel()
+        self._deadlines: Deadlines[Server | Branch] = Deadlines()
         self._last_error_log = -_ERROR_LOG_INTERVAL
 
     # -- the MessageSink port ----------------------------------------------
@@ -268,30 +268,7 @@ class EdgeSink:
 
     def tick(self) -> None:
         """Fire every transaction timer that is due (call every few ms)."""
-        now = self._clock()
-        timers = self._timers
-        later: list[tuple[float, tuple[bytes, ...]]] = []
-        # A timer armed while firing lands in its slot again (a new bucket),
-        # so this loop fires it too when it is due already.
-        servers, clients = self._servers, self.proxy.clients
-        while (bucket := timers.pop_slot(now)) is not None:
-            for deadline, key in bucket:
-                # The entry names a server or a client transaction by its key
-                # (see _arm): a server key has 4 or 8 items, a client key 2, so
-                # the two never collide.
-                entry: Server | Branch | None = servers.get(key) or clients.get(key)  # type: ignore[arg-type]
-                if entry is None or deadline != entry.armed:
-                    continue  # gone, or superseded by another deadline (see _arm)
-                if deadline > now:
-                    later.append((deadline, key))  # the current slot, not due yet
-                    continue
-                entry.armed = math.inf
-                try:
-                    self._fire(entry, now)
-                except Exception:
-                    self._internal_error("timer")
-        for deadline, key in later:
-            timers.schedule(deadline, key)
+        self._deadlines.fire_due(self._clock(), self._find, self._fire_safely)
 
     # -- receiving ---------------------------------------------------------
 
@@ -305,7 +282,11 @@ class EdgeSink:
         local: tuple[str, int],
         connection: Connection | None,
     ) -> None:
-        incoming = core.triage(data, self._config.parser)
+        config = self._config
+        if config.peek:
+            incoming = core.peek_triage(data, config.parser)
+        else:
+            incoming = core.triage(data, config.parser)
         if isinstance(incoming, core.Peeked):
             now = self._clock()
             key = core.transaction_key(incoming)
@@ -703,20 +684,18 @@ class EdgeSink:
             self._internal_error("transport error")
 
     def _arm(self, entry: Server | Branch) -> None:
-        deadline = entry.deadline()
-        if deadline != entry.armed:
-            # A new wheel entry for a deadline earlier or later than the armed
-            # one (a response moved Timer A/E to Timer B/C/K, a final moved
-            # the safety net to Timer L/J): the superseded entry stays in its
-            # slot and is skipped there, instead of firing only to re-arm.
-            entry.armed = deadline
-            # The wheel holds the key, not the transaction: a superseded entry
-            # stays until its own deadline (a UDP REGISTER's 64 s expiry after
-            # Timer J fired at 32 s, an INVITE's 300 s safety net, a branch's
-            # Timer C), and holding the object would keep every finished
-            # transaction alive that long: twice the memory, and the young
-            # objects that trigger the collector never balanced by frees.
-            self._timers.schedule(deadline, entry.key)
+        self._deadlines.arm(entry)
+
+    def _find(self, key: tuple[bytes, ...]) -> Server | Branch | None:
+        # The wheel names a server or a client transaction by its key: a
+        # server key has 4 or 8 items, a client key 2, so the two never collide.
+        return self._servers.get(key) or self.proxy.clients.get(key)  # type: ignore[arg-type]
+
+    def _fire_safely(self, entry: Server | Branch, now: float) -> None:
+        try:
+            self._fire(entry, now)
+        except Exception:
+            self._internal_error("timer")
 
     def _fire(self, entry: Server | Branch, now: float) -> None:
         if isinstance(entry, Branch):
@@ -735,7 +714,9 @@ class EdgeSink:
         now = time.monotonic()
         if now - self._last_error_log >= _ERROR_LOG_INTERVAL:
             self._last_error_log = now
-            log.exception("edge: handling a " + what + " failed (similar errors muted 10 s)", *args)
+            log_exception(
+                __name__, "edge: handling a " + what + " failed (similar errors muted 10 s)", *args
+            )
 
 
 def _parse_response(data: bytes) -> Response | None:

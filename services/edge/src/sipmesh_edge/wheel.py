@@ -6,19 +6,41 @@ superseded deadline stays until its time), mostly in cache misses. Here a
 deadline goes into the bucket of its slot (a dict lookup and an append) and
 only the slot numbers are kept in order (a heap of one int per slot).
 Entries are never removed: the caller skips the ones it superseded.
+
+:class:`Deadlines` is what the sink arms and ticks: one deadline per
+transaction, named by its key, a superseded one skipped lazily.
 """
 
 from __future__ import annotations
 
 import heapq
-from typing import Final, Generic, TypeVar
+import math
+from collections.abc import Callable
+from typing import Final, Generic, Protocol, TypeVar
 
-__all__ = ["SLOTS_PER_SECOND", "TimerWheel"]
+__all__ = ["SLOTS_PER_SECOND", "Deadlines", "Timed", "TimerWheel"]
 
 SLOTS_PER_SECOND: Final = 100
 #: The resolution (10 ms slots); an entry is still returned only once due.
 
 E = TypeVar("E")
+
+
+class Timed(Protocol):
+    """What :class:`Deadlines` reads of a transaction (the edge's Server and Branch)."""
+
+    armed: float
+    """The deadline in the wheel (``math.inf``: none); :class:`Deadlines` sets it."""
+
+    @property
+    def key(self) -> tuple[bytes, ...]:
+        """The transaction's key in its table."""
+
+    def deadline(self) -> float:
+        """When it must be looked at next (``math.inf``: never)."""
+
+
+T = TypeVar("T", bound=Timed)
 
 
 class TimerWheel(Generic[E]):
@@ -54,3 +76,62 @@ class TimerWheel(Generic[E]):
         if slots and slots[0] <= now * SLOTS_PER_SECOND:
             return self._buckets.pop(heapq.heappop(slots))
         return None
+
+
+class Deadlines(Generic[T]):
+    """One deadline per transaction: :meth:`arm` after any change, :meth:`fire_due` every few ms.
+
+    The wheel holds the key, not the transaction: a superseded entry stays
+    until its own time (a UDP REGISTER's 64 s expiry after Timer J fired at
+    32 s, an INVITE's 300 s safety net, a branch's Timer C), and holding the
+    object would keep every finished transaction alive that long: twice the
+    memory, and young objects that trigger the collector never balanced by
+    frees.
+    """
+
+    __slots__ = ("_wheel",)
+
+    def __init__(self) -> None:
+        self._wheel: TimerWheel[tuple[bytes, ...]] = TimerWheel()
+
+    def arm(self, entry: T) -> None:
+        """Schedule ``entry.deadline()`` unless it is the armed one already."""
+        deadline = entry.deadline()
+        if deadline != entry.armed:
+            # A new wheel entry for a deadline earlier or later than the armed
+            # one (a response moved Timer A/E to Timer B/C/K, a final moved
+            # the safety net to Timer L/J): the superseded entry stays in its
+            # slot and is skipped there, instead of firing only to re-arm.
+            entry.armed = deadline
+            if deadline != math.inf:
+                self._wheel.schedule(deadline, entry.key)
+
+    def fire_due(
+        self,
+        now: float,
+        find: Callable[[tuple[bytes, ...]], T | None],
+        fire: Callable[[T, float], None],
+    ) -> None:
+        """``fire(entry, now)`` for every entry whose armed deadline is at or before ``now``.
+
+        ``find`` maps a key to the live transaction (None once it is gone).
+        Each fires once per arming (``armed`` is reset first), in deadline
+        slot order; one armed while firing that is due already fires in this
+        call too. ``fire`` must not raise.
+        """
+        wheel = self._wheel
+        later: list[tuple[float, tuple[bytes, ...]]] = []
+        # A timer armed while firing lands in its slot again (a new bucket),
+        # so this loop fires it too when it is due already.
+        while (bucket := wheel.pop_slot(now)) is not None:
+            for deadline, key in bucket:
+                entry = find(key)
+                if entry is None or deadline != entry.armed:
+                    continue  # gone, or superseded by another deadline (see arm)
+                if deadline > now:
+                    later.append((deadline, key))  # the current slot, not due yet
+                    continue
+                entry.armed = math.inf
+                fire(entry, now)
+        for deadline, key in later:
+            wheel.schedule(deadline, key)
