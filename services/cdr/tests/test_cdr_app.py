@@ -238,7 +238,8 @@ async def test_cdr_app_poison_goes_to_dead_letters_and_the_stream_moves_on(
     for event in call.events:
         await publish(js, event)
     # A second answer of a call that was answered once already.
-    twice = msgspec.structs.replace(call.events[2], event_id=call.call_id + ".answered.again")
+    answered = next(e for e in call.events if e.kind == "answered")
+    twice = msgspec.structs.replace(answered, event_id=call.call_id + ".answered.again")
     await publish(js, twice)
     after = synthetic_call(1, T0, prefix=uuid.uuid4().hex[:6])
     for event in after.events:
@@ -269,7 +270,9 @@ async def test_cdr_app_sweep_closes_calls_without_an_end(
 ) -> None:
     run = await running(max_call_duration=3600.0, sweep_interval=0.2)
     call = synthetic_call(0, T0, prefix=uuid.uuid4().hex[:6])
-    for event in call.events[:3]:  # answered, no BYE
+    *answered, bye = call.events
+    assert bye.kind == "ended"
+    for event in answered:  # answered, no BYE
         await publish(js, event)
 
     async def closed() -> bool:
@@ -280,7 +283,7 @@ async def test_cdr_app_sweep_closes_calls_without_an_end(
     (cdr,) = await all_rows(store)
     assert (cdr.disposition, cdr.hangup_side, cdr.duration) == ("timeout", "system", 3600.0)
     assert run.metric("sipmesh_cdr_timeouts_total") == 1
-    await publish(js, call.events[3])  # the BYE shows up after all: the real end wins
+    await publish(js, bye)  # the BYE shows up after all: the real end wins
 
     async def corrected() -> bool:
         return (await all_rows(store))[0].disposition == "answered"

@@ -93,6 +93,65 @@ def test_cdr_answered_call_has_every_field() -> None:
     assert len(cdr.event_ids) == 4
 
 
+def test_cdr_answered_call_with_folded_ring_time_has_the_same_row() -> None:
+    # The router reports the ringing it learns with the 2xx on the answered
+    # event (ringing_at) instead of a ringing event of its own.
+    separate = fold(answered_call(95.2))
+    folded = fold(
+        [
+            ev("attempt", 0, **LEG),
+            ev("answered", 2, ringing_at=T0 + 1, **LEG),
+            ev("ended", 97.2, hangup_side="callee"),
+        ]
+    )
+    assert folded.ring_at == T0 + 1
+    skip = {"event_ids"}
+    for name in Cdr.__struct_fields__:
+        if name not in skip:
+            assert getattr(folded, name) == getattr(separate, name), name
+    assert len(folded.event_ids) == 3
+
+
+@pytest.mark.parametrize("status", [486, 487])
+def test_cdr_failed_call_with_folded_ring_time(status: int) -> None:
+    cdr = fold(
+        [
+            ev("attempt", 0, **LEG),
+            ev("failed", 7, status_code=status, reason="x", ringing_at=T0 + 1.5, **LEG),
+        ]
+    )
+    assert (cdr.start_at, cdr.ring_at, cdr.end_at) == (T0, T0 + 1.5, T0 + 7)
+    assert cdr.status_code == status
+
+
+@pytest.mark.parametrize(
+    ("events", "ring"),
+    [
+        # A 183 the router saw (ringing at 1) and the final's ringing_at (1.5).
+        ([("ringing", 1.0, None), ("answered", 2.0, 1.5)], 1.0),
+        ([("answered", 2.0, 1.5), ("ringing", 1.0, None)], 1.0),
+        ([("ringing", 1.5, None), ("answered", 2.0, 1.0)], 1.0),
+        # Unusable ring times are ignored, the event is not rejected.
+        ([("answered", 2.0, float("nan"))], None),
+        ([("answered", 2.0, -1.0 - T0)], None),
+        ([("answered", 2.0, None)], None),
+    ],
+    ids=str,
+)
+def test_cdr_ring_time_is_the_earliest(
+    events: list[tuple[str, float, float | None]], ring: float | None
+) -> None:
+    cdr = fold(
+        [ev("attempt", 0, **LEG)]
+        + [
+            ev(kind, at, ringing_at=None if rang is None else T0 + rang, **LEG)
+            for kind, at, rang in events
+        ]
+    )
+    assert cdr.ring_at == (None if ring is None else T0 + ring)
+    assert cdr.answer_at == T0 + 2
+
+
 @pytest.mark.parametrize(
     ("status", "side", "disposition"),
     [

@@ -179,22 +179,25 @@ def test_initial_invite_leaves_plain_provisionals_to_the_edge(kit: Any) -> None:
 
 
 @pytest.mark.parametrize("status", [200, 486, 487])
-def test_final_with_ringing_at_rings_first_at_the_edges_time(kit: Any, status: int) -> None:
+def test_final_with_ringing_at_carries_the_edges_ringing_time(kit: Any, status: int) -> None:
+    # One event, not a ringing event and then the final's: the ring time
+    # travels on answered/failed (CallEvent.ringing_at), one JetStream write less.
     fwd, sent, inp = _call(kit, hide=False)
     ringing_180 = run(kit.envelope(kit.response(sent, 180), context=fwd.context), inp)
     env = _rang(kit.envelope(kit.response(sent, status), context=fwd.context), NOW - 3.5)
     decision = run(env, inp)
     end = "answered" if status == 200 else "failed"
-    assert [e.kind for e in decision.events] == ["ringing", end]
-    ringing = decision.events[0]
-    assert ringing.at == NOW - 3.5
-    # The same event a 180 asked about publishes (stored once by its id).
-    assert ringing.event_id == ringing_180.events[0].event_id
-    assert (ringing.caller, ringing.callee, ringing.destination) == (
+    assert [e.kind for e in decision.events] == [end]
+    final = decision.events[0]
+    assert final.ringing_at == NOW - 3.5
+    assert final.at == NOW
+    # The same call and leg a 180 asked about reports.
+    assert (final.caller, final.callee, final.destination) == (
         ringing_180.events[0].caller,
         ringing_180.events[0].callee,
         ringing_180.events[0].destination,
     )
+    assert ringing_180.events[0].ringing_at is None
     assert upstream(decision).status == status
 
 
@@ -202,6 +205,7 @@ def test_final_without_ringing_at_does_not_ring(kit: Any) -> None:
     fwd, sent, inp = _call(kit, hide=False)
     decision = run(kit.envelope(kit.response(sent, 200), context=fwd.context), inp)
     assert [e.kind for e in decision.events] == ["answered"]
+    assert decision.events[0].ringing_at is None
 
 
 def test_hidden_call_rang_on_its_180_not_again_on_the_final(kit: Any) -> None:
@@ -211,6 +215,7 @@ def test_hidden_call_rang_on_its_180_not_again_on_the_final(kit: Any) -> None:
     assert [e.kind for e in ringing.events] == ["ringing"]
     ok = run(_rang(kit.envelope(kit.response(sent, 200), context=fwd.context), NOW), inp)
     assert [e.kind for e in ok.events] == ["answered"]
+    assert ok.events[0].ringing_at is None
 
 
 def test_re_invite_final_does_not_ring(kit: Any) -> None:
@@ -222,6 +227,7 @@ def test_re_invite_final_does_not_ring(kit: Any) -> None:
     assert fwd2.all_responses is False
     again = run(_rang(kit.envelope(kit.response(out, 200), context=fwd2.context), NOW), inp)
     assert "ringing" not in [e.kind for e in again.events]
+    assert all(e.ringing_at is None for e in again.events)
 
 
 def test_failover_after_ringing_reports_the_first_attempts_ringing(kit: Any) -> None:
@@ -232,6 +238,15 @@ def test_failover_after_ringing_reports_the_first_attempts_ringing(kit: Any) -> 
     assert [e.kind for e in decision.events] == ["ringing", "attempt"]
     assert decision.events[0].destination == f"{PBX.host}:{PBX.port}"
     assert decision.events[0].event_id.endswith(".ringing.0")
+    assert decision.events[0].at == NOW - 2
+    assert decision.events[1].ringing_at is None  # the next leg has not rung
+
+
+def test_failover_without_ringing_reports_the_attempt_only(kit: Any) -> None:
+    fwd, sent, inp = _call(kit, hide=False, legs=2)
+    decision = run(kit.envelope(kit.response(sent, 503), context=fwd.context), inp)
+    assert decision.outcome == "failover_503"
+    assert [e.kind for e in decision.events] == ["attempt"]
 
 
 @pytest.mark.parametrize("method", ["OPTIONS", "MESSAGE"])

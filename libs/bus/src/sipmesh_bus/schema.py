@@ -87,8 +87,9 @@ class Envelope(Struct, frozen=True, kw_only=True):
     ringing_at: float | None = None
     #: On a response the edge asks about (``sip.route.response``): the wall-clock
     #: time the response context first received a 180 or 183, None if it did
-    #: not ring. The router publishes the ``ringing`` call event from it with the
-    #: final response, so a 180 it need not rewrite costs no bus round trip.
+    #: not ring. The router reports it on the final's call event
+    #: (``CallEvent.ringing_at``), so a 180 it need not rewrite costs no bus
+    #: round trip.
 
 
 class Target(Struct, frozen=True, kw_only=True):
@@ -322,6 +323,12 @@ class CallEvent(Struct, frozen=True, kw_only=True):
     #: Why anchoring failed, ``MediaReply.code`` (``instance_down``: the call's
     #: instance is dead; ``no_instance``, ``timeout``, ``unavailable`` ...): the
     #: call went on with its media unanchored.
+    ringing_at: float | None = None
+    #: On ``answered`` and ``failed``: when the attempt first rang (180/183,
+    #: ``Envelope.ringing_at``), None if it did not. It stands for the
+    #: ``ringing`` event the router no longer publishes on its own for a
+    #: ringing it learns with the final (one JetStream write less per call);
+    #: the CDR service takes the earliest of both as the ring time.
 
 
 _encoder: Final = msgspec.msgpack.Encoder()

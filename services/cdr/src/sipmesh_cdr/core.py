@@ -21,7 +21,10 @@ where the event arriving second is the one rejected:
 | any | an empty ``call_id`` or ``event_id``, a negative or zero ``at`` |
 
 A failure earlier than the answer is kept as a superseded fork branch (the
-answer wins); ``attempt`` and ``ringing`` never contradict anything.
+answer wins); ``attempt`` and ``ringing`` never contradict anything. An
+``answered`` or ``failed`` event may carry the ring time too
+(``CallEvent.ringing_at``, in place of a ``ringing`` event): the earliest ring
+time of the call wins.
 
 A call whose end never arrives is closed by :func:`close_expired` and marked
 ``timeout``; that close is provisional: a late ``ended`` or ``failed`` replaces it,
@@ -347,9 +350,10 @@ def _fold(cdr: Cdr, event: CallEvent) -> Cdr:
     if event.kind != "ended" and event.destination and _leg_may_change(cdr, event, at):
         changes.update(_leg(event))
         changes["leg_at"] = at
-    if event.kind == "ringing" and (cdr.ring_at is None or at < cdr.ring_at):
-        changes["ring_at"] = at
-    elif event.kind == "answered":
+    rang = _rang(event, at)
+    if rang is not None and (cdr.ring_at is None or rang < cdr.ring_at):
+        changes["ring_at"] = rang
+    if event.kind == "answered":
         changes.update(answer_at=at, status_code=event.status_code or 200, reason=None)
     elif event.kind == "failed":
         changes["failed_at"] = at
@@ -362,6 +366,19 @@ def _fold(cdr: Cdr, event: CallEvent) -> Cdr:
     elif event.kind == "ended":
         changes.update(hangup_at=at, hangup_side=event.hangup_side)
     return msgspec.structs.replace(cdr, **changes)
+
+
+def _rang(event: CallEvent, at: float) -> float | None:
+    """When the call rang by this event: a ``ringing`` event's time, or the
+    ``ringing_at`` an ``answered`` or ``failed`` event carries instead of one
+    (the router folds the ringing it learns with the final into it); an
+    unusable time is ignored, not a reason to reject the event."""
+    if event.kind == "ringing":
+        return at
+    rang = event.ringing_at
+    if rang is None or not math.isfinite(rang) or rang <= 0:
+        return None
+    return rang
 
 
 def _identity(cdr: Cdr, event: CallEvent, changes: dict[str, object]) -> None:

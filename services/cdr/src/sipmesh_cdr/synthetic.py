@@ -3,6 +3,9 @@
 ``synthetic_call(n, t0)`` gives the event sequence of call number ``n`` and the
 disposition, billable seconds and cost its CDR must end up with. The shape
 cycles through answered (60/60, 1/1, 30/6), busy, cancelled and no answer.
+The ring time travels on the final's event (``CallEvent.ringing_at``), as the
+router sends it; the no-answer shape has a ``ringing`` event of its own, as
+under topology hiding (and from routers before ``ringing_at``).
 """
 
 from __future__ import annotations
@@ -71,7 +74,6 @@ def synthetic_call(n: int, t0: float, *, prefix: str = "call") -> SyntheticCall:
         return CallEvent(kind=kind, event_id=f"{call_id}.{kind}.{detail}", at=at, **fields)  # type: ignore[arg-type]
 
     attempt = event("attempt", start, "0")
-    ringing = event("ringing", start + 1, "0")
     if shape < 3:
         talk = 31 + n % 50
         billable = _billable(talk, *increments)
@@ -79,8 +81,14 @@ def synthetic_call(n: int, t0: float, *, prefix: str = "call") -> SyntheticCall:
             call_id=call_id,
             events=(
                 attempt,
-                ringing,
-                event("answered", start + 2, "2xx", answered_at=start + 2, status_code=200),
+                event(
+                    "answered",
+                    start + 2,
+                    "2xx",
+                    answered_at=start + 2,
+                    status_code=200,
+                    ringing_at=start + 1,
+                ),
                 event(
                     "ended",
                     start + 2 + talk,
@@ -99,10 +107,25 @@ def synthetic_call(n: int, t0: float, *, prefix: str = "call") -> SyntheticCall:
         4: (487, "caller", "cancelled"),
         5: (480, None, "no_answer"),
     }[shape]
-    failed = event("failed", start + 5, "0", status_code=status, reason="x", hangup_side=side)
+    events: tuple[CallEvent, ...]
+    if shape == 5:
+        ringing = event("ringing", start + 1, "0")
+        failed = event("failed", start + 5, "0", status_code=status, reason="x")
+        events = (attempt, ringing, failed)
+    else:
+        failed = event(
+            "failed",
+            start + 5,
+            "0",
+            status_code=status,
+            reason="x",
+            hangup_side=side,
+            ringing_at=start + 1,
+        )
+        events = (attempt, failed)
     return SyntheticCall(
         call_id=call_id,
-        events=(attempt, ringing, failed),
+        events=events,
         disposition=disposition,
         status_code=status,
         billable=0,

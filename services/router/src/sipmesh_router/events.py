@@ -40,8 +40,9 @@ def call_event(
     status: int | None = None,
     reason: str | None = None,
     hangup_side: HangupSide | None = None,
+    ringing_at: float | None = None,
 ) -> CallEvent:
-    """An event of the call attempt ``ctx`` describes."""
+    """An event of the call attempt ``ctx`` describes (``ringing_at``: when it rang)."""
     leg = ctx.leg
     return CallEvent(
         kind=kind,
@@ -67,6 +68,7 @@ def call_event(
         billing_first=leg.billing_first if leg else None,
         billing_step=leg.billing_step if leg else None,
         media_instance=ctx.media_instance if ctx.media else None,
+        ringing_at=ringing_at,
     )
 
 

@@ -9,12 +9,14 @@ carry SDP, or every provisional but 100 when the Forward set
 ``all_responses`` (:func:`all_responses`: topology hiding, whose hidden Vias
 only the router can restore). Other provisionals it relays itself, and notes
 when the response context first rang (180/183): the final it asks about
-carries that time (``Envelope.ringing_at``), from which the router publishes
-the ``ringing`` event before ``answered``/``failed`` (:func:`_rang`), so plain
-ringing costs no bus round trip. The router then:
+carries that time (``Envelope.ringing_at``), which the router reports as
+``CallEvent.ringing_at`` of ``answered``/``failed`` (:func:`_rang`), so plain
+ringing costs no bus round trip and no JetStream write of its own. The router
+then:
 
 - passes the response upstream (hidden Vias and Record-Routes put back, then
-  our Via removed, §16.7 step 3), publishing ``ringing``/``answered``/``failed``;
+  our Via removed, §16.7 step 3), publishing ``ringing`` (for a provisional it
+  was asked about), ``answered`` or ``failed``;
 - with the 2xx of an initial INVITE without hiding, tells the edge
   how to forward its ACK itself (``SendResponse.ack_route``, :mod:`.ackroute`);
 - or, for a final 408 or 5xx of an INVITE when the context still holds legs,
@@ -112,7 +114,13 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
         return _answered(env, resp, ctx, inp)
     if invite and fails_over(status) and ctx.remaining and ctx.request:
         failover = _failover(ctx, inp, status)
-        return msgspec.structs.replace(failover, events=(*_rang(env, ctx), *failover.events))
+        # The next attempt's event describes another leg: the one that rang
+        # gets its own ringing event (rare: a failover after a 180).
+        rang = _rang(env, ctx)
+        if rang is None:
+            return failover
+        ringing = call_event(ctx, "ringing", now=rang, detail=f"{ctx.attempt}")
+        return msgspec.structs.replace(failover, events=(ringing, *failover.events))
     events = ()
     if invite:
         reason = resp.reason.decode("utf-8", "replace")
@@ -125,8 +133,9 @@ def decide_response(env: Envelope, resp: Response, inp: Inputs) -> Decision:
             status=status,
             reason=reason,
             hangup_side=side,
+            ringing_at=_rang(env, ctx),
         )
-        events = (*_rang(env, ctx), failed)
+        events = (failed,)
     decision = _upstream(resp, ctx, "failed" if invite else "final", events=events)
     if invite and ctx.media and not ctx.in_dialog:
         # The call attempt is over (a failure, or the 487 of a CANCEL): free
@@ -145,10 +154,8 @@ def _answered(env: Envelope, resp: Response, ctx: RouteContext, inp: Inputs) -> 
     callee_tag = (to_tag or b"").decode("latin-1")
     caller_tag = (from_tag or b"").decode("latin-1")
     record = dialog_record(ctx, caller_tag=caller_tag, callee_tag=callee_tag, now=inp.now)
-    answered = call_event(ctx, "answered", now=inp.now, detail="2xx")
-    up = _upstream(
-        up_resp, ctx, "answered", events=(*_rang(env, ctx), answered), secret=inp.policy.secret
-    )
+    answered = call_event(ctx, "answered", now=inp.now, detail="2xx", ringing_at=_rang(env, ctx))
+    up = _upstream(up_resp, ctx, "answered", events=(answered,), secret=inp.policy.secret)
     reply = up.reply
     hint = None
     if isinstance(reply, SendResponse) and ackroute.eligible(env, ctx):
@@ -178,20 +185,21 @@ def _answered(env: Envelope, resp: Response, ctx: RouteContext, inp: Inputs) -> 
     return _with_answer(decision, env, up_resp, ctx)
 
 
-def _rang(env: Envelope, ctx: RouteContext) -> tuple[CallEvent, ...]:
-    """The ``ringing`` event a final of an initial INVITE reports, if its attempt rang.
+def _rang(env: Envelope, ctx: RouteContext) -> float | None:
+    """When the attempt a final of an initial INVITE ends first rang, if it did.
 
     The edge relays a 180 without SDP by itself and sets ``env.ringing_at``
     on the final (2xx, failure, or the 487 of a CANCEL) to when the response
-    context first got a 180 or 183. The event is the one a 180 brought to us
-    would have published: same id (one per attempt, so a 183 with SDP we did
-    see and this one are stored once), the edge's receive time as ``at``.
+    context first got a 180 or 183, by its clock. The final's event carries
+    it (``CallEvent.ringing_at``) instead of a ``ringing`` event of its own,
+    one JetStream write per call less; the CDR service takes the earliest of
+    the two, so a 183 with SDP we did see and published as ``ringing`` agrees.
     Under topology hiding every provisional reached us and rang already.
     """
     at = env.ringing_at
     if at is None or ctx.in_dialog or ctx.hide or ctx.method != "INVITE":
-        return ()
-    return (call_event(ctx, "ringing", now=at, detail=f"{ctx.attempt}"),)
+        return None
+    return at
 
 
 def _failed_by(resp: Response, ctx: RouteContext) -> HangupSide | None:
