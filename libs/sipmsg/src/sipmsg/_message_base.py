@@ -326,7 +326,7 @@ class _Message:
             top = self.headers.single(b"via")[1]
             if top is None:
                 return None
-            if b"," in top:
+            if top.find(b",") >= 0:
                 top = split_comma(top)[0]
             ok, value = quick_param(top, b";branch=")
             if ok:
@@ -528,7 +528,7 @@ class _Message:
 
 
 def _quick_tag(value: bytes) -> tuple[bool, bytes | None]:
-    if b'"' in value:
+    if value.find(b'"') >= 0:
         # A quoted display name ("Bob" <sip:...>;tag=1) ends before the "<",
         # and a URI holds no '"' or '>', so the parameters follow the last
         # '>'; quick_param leaves any other quote to the real parser.
@@ -541,7 +541,7 @@ def _quick_tag(value: bytes) -> tuple[bool, bytes | None]:
 def _first_via(line: bytes) -> Via:
     """The first via-parm of one Via header line."""
     comma = line.find(b",")
-    if comma > 0 and b'"' not in line[:comma]:
+    if comma > 0 and line[:comma].find(b'"') < 0:
         # No quote before the first comma, so it separates via-parms (Via has
         # no "<...>"; §7.3.1): cut there instead of scanning the whole line.
         first = line[:comma].strip(WS)

@@ -174,7 +174,7 @@ def _peek_fast(data: bytes, cfg: ParserConfig) -> Summary | None:
         method, uri = parts[0], parts[1]
         if method not in METHODS and _TOKEN_RE.match(method) is None:
             return None
-        if not uri or uri[0] == 0x3C or b"\t" in uri or b">" in uri:
+        if not uri or uri[0] == 0x3C or uri.find(b"\t") >= 0 or uri.find(b">") >= 0:
             return None
 
     found: dict[bytes, bytes] = {}

@@ -220,7 +220,7 @@ def _fast_address(
         # the parameter regex, which the whole tail matched repeatedly.
         items = (
             _FAST_PARAM_RE.findall(tail)
-            if b'"' in tail
+            if tail.find(b'"') >= 0
             else [p.partition(b"=") for p in tail[1:].split(b";")]
         )
         params = tuple([(n.lower(), v if eq else None) for n, eq, v in items])
@@ -249,7 +249,7 @@ def _parse_address(value: bytes) -> Address:
     spec = value if semi < 0 else value[:semi].rstrip(WS)
     # §20.10: "the "name-addr" form MUST be used if the "addr-spec" contains a
     # comma, semicolon, or question mark."
-    if b"?" in spec or b"," in spec:
+    if spec.find(b"?") >= 0 or spec.find(b",") >= 0:
         raise ParseError(f"addr-spec with '?' or ',' must be in <>: {spec[:60]!r}")
     params = _header_params(value[semi:]) if semi >= 0 else ()
     return _new_address(None, parse_uri(spec), params, value)
@@ -284,7 +284,7 @@ def _new_address(
 
 
 def _header_params(tail: bytes) -> Params:
-    if b'"' in tail or b" " in tail or b"\t" in tail:
+    if tail.find(b'"') >= 0 or tail.find(b" ") >= 0 or tail.find(b"\t") >= 0:
         params = parse_params(tail)
     else:
         # The common shape (";tag=a;lr"): the result and errors of

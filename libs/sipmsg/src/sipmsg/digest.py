@@ -358,7 +358,7 @@ def parse_credentials(value: bytes, *, header: str = "authorization") -> Credent
     params = tuple(zip(names, values, strict=False))
     if scheme.lower() != b"digest":
         return Credentials(scheme=scheme, params=params)
-    if b"\\" in value:
+    if value.find(b"\\") >= 0:
         plain = [unquote(v) for v in values]
     else:
         # No quoted-pair: each value is a token or a quoted-string with no

@@ -340,7 +340,7 @@ class Headers:
         raw, key, _ = fields[index]
         if index < 0:
             index += len(fields)
-        if b"\r" in value or b"\n" in value:
+        if value.find(b"\r") >= 0 or value.find(b"\n") >= 0:
             raise LocalProtocolError(f"header value for {raw!r} holds CR or LF")
         value = value.strip(WS)
         at = index + 1
@@ -417,7 +417,7 @@ def make_field(name: bytes, value: bytes) -> tuple[HeaderField, bytes]:
         if not is_token(name):
             raise LocalProtocolError(f"header name {name!r} is not a token")
         key = canonical_name(name)
-    if b"\r" in value or b"\n" in value:
+    if value.find(b"\r") >= 0 or value.find(b"\n") >= 0:
         raise LocalProtocolError(f"header value for {name!r} holds CR or LF")
     value = value.strip(WS)
     return (name, key, value), name + b": " + value
@@ -513,21 +513,21 @@ def _split_fields(
     lines: list[bytes],
 ) -> tuple[tuple[HeaderField, ...], tuple[bytes, ...], int | None]:
     # The hot loop of every parse: one partition and one dict hit per line
-    # for the usual spellings; anything else takes _slow_name.
+    # for the usual spellings; anything else takes _slow_name. The dict and
+    # list methods are called on the objects, not through bound methods kept
+    # in locals: compiled, those are direct C calls (the locals were generic
+    # calls, ~15 ns more per line).
     fields: list[HeaderField] = []
-    append = fields.append
     keys: list[bytes] = []
-    kappend = keys.append
-    get = _KNOWN_RAW.get
     for ln in lines:
         name, colon, value = ln.partition(b":")
-        key = get(name)
+        key = _KNOWN_RAW.get(name)
         if key is None or not colon:
             if ln[:1] in (b" ", b"\t"):
                 raise _FoldedError
             name, key = _slow_name(name, colon, ln)
-        append((name, key, value.strip(WS)))
-        kappend(key)
+        fields.append((name, key, value.strip(WS)))
+        keys.append(key)
     content_length: int | None = None
     if _CONTENT_LENGTH in keys:
         at = keys.index(_CONTENT_LENGTH)
@@ -674,9 +674,9 @@ def quick_param(value: bytes, marker: bytes) -> tuple[bool, bytes | None]:
     when the answer is certain, ``(False, None)`` when the value needs the real
     parser (quotes, white space around ``=``, an odd parameter value).
     """
-    if b'"' in value:
+    if value.find(b'"') >= 0:
         return False, None
-    if b"<" in value:
+    if value.find(b"<") >= 0:
         params = value[value.rfind(b">") + 1 :]
     else:
         # §20.10: without angle brackets, everything after the first ";" is a
@@ -694,7 +694,7 @@ def quick_param(value: bytes, marker: bytes) -> tuple[bool, bytes | None]:
     at += len(marker)
     end = params.find(b";", at)
     found = params[at:] if end < 0 else params[at:end]
-    if not found or b" " in found or b"\t" in found:
+    if not found or found.find(b" ") >= 0 or found.find(b"\t") >= 0:
         return False, None
     return True, found
 

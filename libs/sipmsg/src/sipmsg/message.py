@@ -232,7 +232,7 @@ class Response(_Message):
         """
         if not 100 <= status <= 699:
             raise LocalProtocolError(f"status {status} outside 100-699")
-        if b"\r" in reason or b"\n" in reason:
+        if reason.find(b"\r") >= 0 or reason.find(b"\n") >= 0:
             raise LocalProtocolError("reason phrase holds CR or LF")
         self.status = status
         self.reason = reason
@@ -261,7 +261,7 @@ def _request_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes)
     method, uri, version = parts
     if method not in METHODS and _TOKEN_RE.match(method) is None:
         raise ParseError("bad method in Request-Line")
-    if not uri or uri[0] == 0x3C or b"\t" in uri or b">" in uri:
+    if not uri or uri[0] == 0x3C or uri.find(b"\t") >= 0 or uri.find(b">") >= 0:
         # RFC 4475 §3.1.2.11: "<>" around the Request-URI is malformed.
         raise ParseError("bad Request-URI")
     req = object.__new__(Request)
@@ -282,7 +282,7 @@ def _response_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes
     if len(code) != 3 or not code.isdigit() or code[0] == 0x30:
         # RFC 4475 §3.1.2.15 (bigcode): a status code that is not three digits.
         raise ParseError("bad Status-Code")
-    if b"\r" in reason or b"\n" in reason:
+    if reason.find(b"\r") >= 0 or reason.find(b"\n") >= 0:
         raise ParseError("bad Reason-Phrase")
     resp = object.__new__(Response)
     resp.version = _check_version(version)

@@ -110,7 +110,7 @@ def _check_escapes(value: bytes) -> None:
 def _check_chars(value: bytes, allowed: bytes, what: str) -> None:
     if value.translate(None, allowed):
         raise ParseError(f"bad character in URI {what} {value!r}")
-    if b"%" in value:
+    if value.find(b"%") >= 0:
         _check_escapes(value)
 
 
@@ -120,7 +120,7 @@ def unescape(value: bytes) -> bytes:
     Raises:
         ParseError: a ``%`` not followed by two hex digits.
     """
-    if b"%" not in value:
+    if value.find(b"%") < 0:
         return value
     _check_escapes(value)
     parts = value.split(b"%")
@@ -136,7 +136,7 @@ def _normalize_escapes(value: bytes, keep: bytes) -> bytes:
 
     ``value`` has had its escapes checked.
     """
-    if b"%" not in value:
+    if value.find(b"%") < 0:
         return value
     parts = value.split(b"%")
     out = bytearray(parts[0])
@@ -500,7 +500,7 @@ def _parse_sip_general(data: bytes, scheme: bytes, rest: bytes) -> SipUri:
     if at >= 0:
         userinfo = rest[:at]
         rest = rest[at + 1 :]
-        if b"@" in rest:
+        if rest.find(b"@") >= 0:
             raise ParseError("more than one '@' in URI")
         user, colon, pw = userinfo.partition(b":")
         if not user:

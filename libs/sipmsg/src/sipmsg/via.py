@@ -324,7 +324,7 @@ def _fast_via_params(value: bytes) -> Params:
 
 
 def _parse_via_params(value: bytes) -> Params:
-    if b'"' in value or b" " in value or b"\t" in value:
+    if value.find(b'"') >= 0 or value.find(b" ") >= 0 or value.find(b"\t") >= 0:
         params = parse_params(value)
     else:
         # The common shape, without quotes or white space: the same result as
@@ -379,7 +379,7 @@ def parse_via_list(data: bytes) -> tuple[Via, ...]:
     Raises:
         ParseError: the value is empty or a via-parm is malformed.
     """
-    if b"," not in data:
+    if data.find(b",") < 0:
         return (parse_via(data),)
     parts = split_comma(data)
     if not parts:
