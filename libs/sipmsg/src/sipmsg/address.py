@@ -193,10 +193,12 @@ def parse_address(data: bytes) -> Address:
     value = data.strip(WS)
     m = _FAST_SIP_NAME_ADDR_RE.fullmatch(value)
     if m is not None:
-        groups = m.groups()
-        uri = fast_sip_uri(groups[2], groups[3].lower(), groups[4:8])
+        quoted, plain, raw_uri, scheme, user, host, port, uri_params, tail = m.groups()
+        uri = fast_sip_uri(
+            raw_uri, scheme.lower(), user=user, host=host, port_bytes=port, param_bytes=uri_params
+        )
         if uri is not None:
-            return _fast_address(groups[0], groups[1], uri, groups[8], value)
+            return _fast_address(quoted, plain, uri, tail, value)
     m = _FAST_NAME_ADDR_RE.fullmatch(value)
     if m is not None:
         quoted, plain, raw_uri, tail = m.groups()
@@ -216,14 +218,17 @@ def _fast_address(
     display = quoted if plain is None else (plain.rstrip(WS) or None)
     params: Params = ()
     if tail:
-        # A quoted value may hold ";" or "=": then the items are found by
-        # the parameter regex, which the whole tail matched repeatedly.
-        items = (
-            _FAST_PARAM_RE.findall(tail)
-            if tail.find(b'"') >= 0
-            else [p.partition(b"=") for p in tail[1:].split(b";")]
-        )
-        params = tuple([(n.lower(), v if eq else None) for n, eq, v in items])
+        if tail.find(b'"') >= 0:
+            # A quoted value may hold ";" or "=": then the items are found by
+            # the parameter regex, which the whole tail matched repeatedly.
+            found: list[tuple[bytes, bytes, bytes]] = _FAST_PARAM_RE.findall(tail)
+            params = tuple([(n.lower(), v if eq else None) for n, eq, v in found])
+        else:
+            items: list[tuple[bytes, bytes | None]] = []
+            for item in tail[1:].split(b";"):
+                name, eq, val = item.partition(b"=")
+                items.append((name.lower(), val if eq else None))
+            params = tuple(items)
     return _new_address(display, uri, params, value)
 
 

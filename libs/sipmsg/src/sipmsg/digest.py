@@ -370,11 +370,10 @@ def parse_credentials(value: bytes, *, header: str = "authorization") -> Credent
     if not found.keys() >= _CREDENTIALS_REQUIRED_SET:
         missing = [n.decode() for n in _CREDENTIALS_REQUIRED if n not in found]
         raise ParseError(f"Digest credentials without {', '.join(missing)}", header=header)
-    get = found.get
-    nc_raw = get(b"nc")
+    nc_raw = found.get(b"nc")
     if nc_raw is not None and not _NC_RE.match(nc_raw):
         raise ParseError("nc is not 8 hex digits", header=header)
-    userhash = get(b"userhash")
+    userhash = found.get(b"userhash")
     # Built through the slot setters: every field is checked above, and the
     # frozen dataclass __init__ would cost more than the rest of this function.
     creds = object.__new__(Credentials)
@@ -385,10 +384,10 @@ def parse_credentials(value: bytes, *, header: str = "authorization") -> Credent
     set_[3](creds, found[b"nonce"])
     set_[4](creds, found[b"uri"])
     set_[5](creds, found[b"response"])
-    set_[6](creds, get(b"algorithm"))
-    set_[7](creds, get(b"cnonce"))
-    set_[8](creds, get(b"opaque"))
-    set_[9](creds, get(b"qop"))
+    set_[6](creds, found.get(b"algorithm"))
+    set_[7](creds, found.get(b"cnonce"))
+    set_[8](creds, found.get(b"opaque"))
+    set_[9](creds, found.get(b"qop"))
     set_[10](creds, None if nc_raw is None else int(nc_raw, 16))
     set_[11](creds, userhash is not None and userhash.lower() == b"true")
     set_[12](creds, params)

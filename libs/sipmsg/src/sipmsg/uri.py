@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -93,10 +92,8 @@ FAST_SIP: Final = (
     rb"(?::([0-9]{1,5}))?((?:;" + _FAST_PCHARS + rb"(?:=" + _FAST_PCHARS + rb")?)*)"
 )
 _FAST_SIP_RE: Final = re.compile(FAST_SIP)
-
-# Only ttl and maddr values are checked further (_check_known_params); a
-# parameter list that names neither, in any case, needs no second pass.
-_MAY_NEED_CHECK_RE: Final = re.compile(rb";(?:ttl|maddr)(?:[=;]|\Z)", re.IGNORECASE)
+# The parameters whose values _check_known_params checks.
+_CHECKED_URI_PARAMS: Final = frozenset({b"ttl", b"maddr"})
 
 
 def _check_escapes(value: bytes) -> None:
@@ -446,36 +443,52 @@ def parse_uri(data: bytes) -> SipUri | TelUri | AbsoluteUri:
 def _parse_sip(data: bytes, scheme: bytes, rest: bytes) -> SipUri:
     m = _FAST_SIP_RE.fullmatch(rest)
     if m is not None:
-        uri = fast_sip_uri(data, scheme, m.groups())
+        user, host, port_bytes, param_bytes = m.groups()
+        uri = fast_sip_uri(
+            data, scheme, user=user, host=host, port_bytes=port_bytes, param_bytes=param_bytes
+        )
         if uri is not None:
             return uri
     return _parse_sip_general(data, scheme, rest)
 
 
-def fast_sip_uri(data: bytes, scheme: bytes, parts: Sequence[bytes | None]) -> SipUri | None:
+def fast_sip_uri(
+    data: bytes,
+    scheme: bytes,
+    *,
+    user: bytes | None,
+    host: bytes,
+    port_bytes: bytes | None,
+    param_bytes: bytes | None,
+) -> SipUri | None:
     """The SipUri of ``data`` from the groups a match of ``FAST_SIP`` gave, or None.
 
-    ``parts`` are the user, host, port and parameter groups; None comes back
-    for a port above 65535, which the general parser reports. For the parsers
-    that match the URI inside a larger regex (the name-addr fast path);
-    ``scheme`` is lower-case ``sip`` or ``sips``.
+    ``user``, ``host``, ``port_bytes`` and ``param_bytes`` are the user, host,
+    port and parameter groups; None comes back for a port above 65535, which
+    the general parser reports. For the parsers that match the URI inside a
+    larger regex (the name-addr fast path); ``scheme`` is lower-case ``sip``
+    or ``sips``.
 
     Raises:
         ParseError: a bad ttl or maddr parameter.
     """
-    user, host, port_bytes, param_bytes = parts
     port = None if port_bytes is None else int(port_bytes)
     if port is not None and port > 65535:
         return None
     params: Params = ()
     if param_bytes:
-        params = tuple(
-            [
-                (n.lower(), v if eq else None)
-                for n, eq, v in [p.partition(b"=") for p in param_bytes[1:].split(b";")]
-            ]
-        )
-        if _MAY_NEED_CHECK_RE.search(param_bytes) is not None:
+        # The regex matched ";pname[=pvalue]" items without ";" inside: a
+        # split finds them. Only ttl and maddr values are checked further.
+        items: list[tuple[bytes, bytes | None]] = []
+        check = False
+        for item in param_bytes[1:].split(b";"):
+            name, eq, value = item.partition(b"=")
+            name = name.lower()
+            if name in _CHECKED_URI_PARAMS:
+                check = True
+            items.append((name, value if eq else None))
+        params = tuple(items)
+        if check:
             _check_known_params(params)
     uri = object.__new__(SipUri)
     s_scheme, s_user, s_password, s_host, s_port, s_params, s_headers, s_raw = _SIP_URI_SETTERS

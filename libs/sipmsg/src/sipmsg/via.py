@@ -311,16 +311,15 @@ def _fast_via_params(value: bytes) -> Params:
     Names are tokens and values gen-values by the regex: only the parameters
     with a grammar of their own are checked further.
     """
-    params = tuple(
-        [
-            (n.lower(), v if eq else None)
-            for n, eq, v in [p.partition(b"=") for p in value[1:].split(b";")]
-        ]
-    )
-    for name, val in params:
+    items: list[tuple[bytes, bytes | None]] = []
+    for item in value[1:].split(b";"):
+        name, eq, raw = item.partition(b"=")
+        name = name.lower()
+        val = raw if eq else None
         if name in _CHECKED_PARAMS:
             _check_via_param(name, val)
-    return params
+        items.append((name, val))
+    return tuple(items)
 
 
 def _parse_via_params(value: bytes) -> Params:
