@@ -82,6 +82,7 @@ TARGETS: Final = (
             "branch.py",
             "challenge.py",
             "core.py",
+            "flow.py",
             "forking.py",
             "invite_server.py",
             "proxy.py",

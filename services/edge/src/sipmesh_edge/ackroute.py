@@ -19,12 +19,11 @@ target. Anything else returns None, and the ACK goes to the router as before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
 from sipmesh_bus import schema
 from sipmesh_bus.branches import branch_for
-from sipmesh_edge.outbound import Flow
+from sipmesh_edge.flow import Flow
 from sipmsg import LocalProtocolError, ParseError, Request
 
 __all__ = ["AckRoutes"]
@@ -32,13 +31,15 @@ __all__ = ["AckRoutes"]
 _DEFAULT_MAX_FORWARDS: Final = 70
 
 
-@dataclass(slots=True)
 class _Hint:
-    route: schema.AckRoute
-    local: tuple[str, int]
-    #: The address the INVITE's envelope named (its socket, or that socket's
-    #: reply socket): the router's Via assumes the ACK's is it.
-    expires: float
+    __slots__ = ("expires", "local", "route")
+
+    def __init__(self, *, route: schema.AckRoute, local: tuple[str, int], expires: float) -> None:
+        self.route = route
+        self.local = local
+        #: The address the INVITE's envelope named (its socket, or that socket's
+        #: reply socket): the router's Via assumes the ACK's is it.
+        self.expires = expires
 
 
 class AckRoutes:

@@ -28,7 +28,6 @@ import hashlib
 import itertools
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Final
 
 from sipmsg import Request
@@ -39,14 +38,20 @@ _PREFIX: Final = b"z9hG4bK."
 _HASH_BYTES: Final = 10
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class BranchInfo:
-    """What an edge branch says."""
+    """What an edge branch says.
 
-    edge_id: str
-    #: The edge that sent the request onwards (and holds its client transaction).
-    loop_hash: bytes
-    #: :func:`loop_hash` of the request that edge received.
+    (A plain class, not a frozen dataclass: mypyc compiles a written
+    ``__init__``, where a dataclass's generated one runs interpreted.)
+    """
+
+    __slots__ = ("edge_id", "loop_hash")
+
+    def __init__(self, *, edge_id: str, loop_hash: bytes) -> None:
+        self.edge_id: Final = edge_id
+        #: The edge that sent the request onwards (and holds its client transaction).
+        self.loop_hash: Final = loop_hash
+        #: :func:`loop_hash` of the request that edge received.
 
 
 def loop_hash(req: Request) -> bytes:

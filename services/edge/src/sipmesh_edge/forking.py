@@ -28,7 +28,6 @@ response :func:`best_final` picks:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Final
 
 from sipmsg import ParseError, Response, parse
@@ -42,13 +41,19 @@ _CHALLENGES: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Candidate:
-    """One branch's final response, in the order they arrived."""
+    """One branch's final response, in the order they arrived.
 
-    response: Response
-    local: bool = False
-    #: Made up by the edge (Timer B/C 408, transport failure 503), not sent by a UA.
+    (A plain class, not a frozen dataclass: mypyc compiles a written
+    ``__init__``, where a dataclass's generated one runs interpreted.)
+    """
+
+    __slots__ = ("local", "response")
+
+    def __init__(self, *, response: Response, local: bool = False) -> None:
+        self.response: Final = response
+        self.local: Final = local
+        #: Made up by the edge (Timer B/C 408, transport failure 503), not sent by a UA.
 
 
 def best_final(candidates: Sequence[Candidate]) -> tuple[int, Response]:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Final, Protocol
 
 import msgspec
 
 from sipmesh_bus import schema, subjects
 from sipmesh_edge.bus import BusFailure
+from sipmesh_edge.flow import Flow
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.ports import Connection, ConnectionRegistry
 
@@ -50,25 +50,6 @@ class Connector(Protocol):
     """Opens (or reuses) outbound stream connections (``streams.StreamListeners``)."""
 
     async def connect(self, transport: str, host: str, port: int) -> Connection: ...
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Flow:
-    """Where a message came from and where its answers go."""
-
-    transport: schema.Transport
-    host: str
-    port: int
-    local: tuple[str, int]
-    connection: Connection | None = None
-    owner: str | None = None
-    #: Another edge that must send (it holds ``connection_id``, or the NAT binding).
-    connection_id: str | None = None
-    #: The stream connection this flow must use (on ``owner``, or here if it closed).
-
-    @property
-    def reliable(self) -> bool:
-        return self.transport != "udp"
 
 
 class Outbound:

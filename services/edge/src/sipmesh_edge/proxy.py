@@ -48,15 +48,15 @@ import enum
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Final
 
 from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
 from sipmesh_edge.branch import BranchMaker, parse_branch
+from sipmesh_edge.flow import Flow
 from sipmesh_edge.forking import Candidate, best_final
 from sipmesh_edge.metrics import EdgeMetrics
-from sipmesh_edge.outbound import Flow, Outbound
+from sipmesh_edge.outbound import Outbound
 from sipmsg import (
     LocalProtocolError,
     ParseError,
@@ -88,29 +88,56 @@ ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
 _PENDING: Final = frozenset({State.CALLING, State.PROCEEDING})
 
 
-@dataclass(slots=True, kw_only=True, eq=False)
 class Server:
-    """A server transaction of the edge and what the proxy keeps for it."""
+    """A server transaction of the edge and what the proxy keeps for it.
 
-    key: tuple[bytes, ...]
-    tx: ServerTx
-    flow: Flow
-    expires: float
-    armed: float = math.inf
-    fork: Fork | None = None
-    #: The response context of the latest Forward (a failover replaces it).
-    cancelled: bool = False
-    #: A CANCEL from upstream matched this INVITE (§16.10).
-    dest: Flow | None = None
-    #: Where responses go when a ``SendResponse.target`` overrode the Via.
-    sent_2xx: dict[bytes, Response] = field(default_factory=dict)
-    #: What went upstream for each 2xx, by To tag (a retransmission replays it).
-    started: float = 0.0
-    #: When the request arrived (the sink's clock), for the transaction histogram.
-    kind: str = "service"
-    #: ``local`` when the edge answered it itself; ``proxied`` once forwarded.
-    answered: bool = False
-    #: A final response was sent (observed in the histogram once).
+    (Plain classes, not dataclasses, here: mypyc compiles a written
+    ``__init__``, where a dataclass's generated one runs interpreted.)
+    """
+
+    __slots__ = (
+        "answered",
+        "armed",
+        "cancelled",
+        "dest",
+        "expires",
+        "flow",
+        "fork",
+        "key",
+        "kind",
+        "sent_2xx",
+        "started",
+        "tx",
+    )
+
+    def __init__(
+        self,
+        *,
+        key: tuple[bytes, ...],
+        tx: ServerTx,
+        flow: Flow,
+        expires: float,
+        started: float = 0.0,
+    ) -> None:
+        self.key = key
+        self.tx = tx
+        self.flow = flow
+        self.expires = expires
+        self.armed = math.inf
+        self.fork: Fork | None = None
+        #: The response context of the latest Forward (a failover replaces it).
+        self.cancelled = False
+        #: A CANCEL from upstream matched this INVITE (§16.10).
+        self.dest: Flow | None = None
+        #: Where responses go when a ``SendResponse.target`` overrode the Via.
+        self.sent_2xx: dict[bytes, Response] = {}
+        #: What went upstream for each 2xx, by To tag (a retransmission replays it).
+        self.started = started
+        #: When the request arrived (the sink's clock), for the transaction histogram.
+        self.kind = "service"
+        #: ``local`` when the edge answered it itself; ``proxied`` once forwarded.
+        self.answered = False
+        #: A final response was sent (observed in the histogram once).
 
     def deadline(self) -> float:
         timer = self.tx.get_timer()
@@ -126,23 +153,34 @@ class Cancel(enum.Enum):
     SENT = enum.auto()
 
 
-@dataclass(slots=True, kw_only=True, eq=False)
 class Branch:
     """One client transaction: a branch of a Fork, or a CANCEL the edge sent."""
 
-    key: tuple[bytes, bytes]
-    tx: ClientTx
-    flow: Flow
-    fork: Fork | None
-    #: None for the edge's own CANCEL transactions.
-    expires: float
-    #: When the entry is dropped whatever its state (a safety net).
-    armed: float = math.inf
-    timer_c: float = math.inf
-    #: §16.6 step 11 Timer C of an INVITE branch; after a CANCEL, the 64*T1 guard.
-    final: Candidate | None = None
-    #: The branch's final response for the fork (received, or made up).
-    cancel: Cancel = Cancel.NONE
+    __slots__ = ("armed", "cancel", "expires", "final", "flow", "fork", "key", "timer_c", "tx")
+
+    def __init__(
+        self,
+        *,
+        key: tuple[bytes, bytes],
+        tx: ClientTx,
+        flow: Flow,
+        fork: Fork | None,
+        expires: float,
+        timer_c: float = math.inf,
+    ) -> None:
+        self.key = key
+        self.tx = tx
+        self.flow = flow
+        self.fork = fork
+        #: None for the edge's own CANCEL transactions.
+        self.expires = expires
+        #: When the entry is dropped whatever its state (a safety net).
+        self.armed = math.inf
+        self.timer_c = timer_c
+        #: §16.6 step 11 Timer C of an INVITE branch; after a CANCEL, the 64*T1 guard.
+        self.final: Candidate | None = None
+        #: The branch's final response for the fork (received, or made up).
+        self.cancel = Cancel.NONE
 
     def deadline(self) -> float:
         timer = self.tx.get_timer()
@@ -150,23 +188,37 @@ class Branch:
         return end if timer is None else min(timer, end)
 
 
-@dataclass(slots=True, kw_only=True, eq=False)
 class Fork:
     """The response context (§16.7) of one Forward: its parallel branches."""
 
-    server: Server
-    context: bytes | None
-    all_responses: bool
-    timer_c: float
-    branches: list[Branch] = field(default_factory=list)
-    finals: list[tuple[Branch, Candidate]] = field(default_factory=list)
-    #: Non-2xx finals in arrival order.
-    done: bool = False
-    #: A 2xx went to the router, or the best final did: nothing else goes but 2xx.
-    asked_2xx: set[bytes] = field(default_factory=set)
-    #: To tags of the 2xx the router was asked about.
-    rang: float | None = None
-    #: When (``Proxy`` clock) the first 180/183 went upstream: ``Envelope.ringing_at``.
+    __slots__ = (
+        "all_responses",
+        "asked_2xx",
+        "branches",
+        "context",
+        "done",
+        "finals",
+        "rang",
+        "server",
+        "timer_c",
+    )
+
+    def __init__(
+        self, *, server: Server, context: bytes | None, all_responses: bool, timer_c: float
+    ) -> None:
+        self.server = server
+        self.context = context
+        self.all_responses = all_responses
+        self.timer_c = timer_c
+        self.branches: list[Branch] = []
+        self.finals: list[tuple[Branch, Candidate]] = []
+        #: Non-2xx finals in arrival order.
+        self.done = False
+        #: A 2xx went to the router, or the best final did: nothing else goes but 2xx.
+        self.asked_2xx: set[bytes] = set()
+        #: To tags of the 2xx the router was asked about.
+        self.rang: float | None = None
+        #: When (``Proxy`` clock) the first 180/183 went upstream: ``Envelope.ringing_at``.
 
 
 Respond = Callable[[Server, Response], None]

@@ -33,10 +33,11 @@ from sipmesh_edge.ackroute import AckRoutes
 from sipmesh_edge.bus import BusFailure
 from sipmesh_edge.challenge import RegisterChallenger
 from sipmesh_edge.faults import log_exception
+from sipmesh_edge.flow import Flow
 from sipmesh_edge.guard import Guard
 from sipmesh_edge.invite_server import InviteServer
 from sipmesh_edge.metrics import EdgeMetrics
-from sipmesh_edge.outbound import Bus, Connector, Flow, Outbound, UdpSender
+from sipmesh_edge.outbound import Bus, Connector, Outbound, UdpSender
 from sipmesh_edge.ports import Connection, ConnectionRegistry
 from sipmesh_edge.protection import carries_credentials
 from sipmesh_edge.proxy import Branch, Proxy, Server
