@@ -86,35 +86,35 @@ class _Message:
     """The body: exactly Content-Length octets."""
     version: bytes
     """The SIP version, ``b"SIP/2.0"``."""
-
-    def _init_cache(self, data: bytes | None) -> None:
-        self._data = data
-        self._content_length: int | None = None
-        self._via: tuple[Via, ...] | None = None
-        self._top_via: Via | None = None
-        self._call_id: bytes | None = None
-        self._cseq: CSeq | None = None
-        self._from: Address | None = None
-        self._to: Address | None = None
-        self._from_tag: bytes | _Unset | None = _UNSET
-        self._to_tag: bytes | _Unset | None = _UNSET
-        self._contact: tuple[Address, ...] | Star | None = None
-        self._route: tuple[Address, ...] | None = None
-        self._record_route: tuple[Address, ...] | None = None
-        self._path: tuple[Address, ...] | None = None
-        self._max_forwards: int | _Unset | None = _UNSET
-        self._expires: int | _Unset | None = _UNSET
-        self._content_type: MediaType | _Unset | None = _UNSET
-        self._user_agent: bytes | _Unset | None = _UNSET
-        self._allow: tuple[bytes, ...] | None = None
-        self._supported: tuple[bytes, ...] | None = None
-        self._require: tuple[bytes, ...] | None = None
-        self._proxy_require: tuple[bytes, ...] | None = None
-        self._unsupported: tuple[bytes, ...] | None = None
-        self._www_authenticate: tuple[Challenge, ...] | None = None
-        self._proxy_authenticate: tuple[Challenge, ...] | None = None
-        self._authorization: tuple[Credentials, ...] | None = None
-        self._proxy_authorization: tuple[Credentials, ...] | None = None
+    # The wire form (kept from parse, or built by bytes()) and the accessor
+    # caches; _reset_cache empties them all.
+    _data: bytes | None
+    _content_length: int | None
+    _via: tuple[Via, ...] | None
+    _top_via: Via | None
+    _call_id: bytes | None
+    _cseq: CSeq | None
+    _from: Address | None
+    _to: Address | None
+    _from_tag: bytes | _Unset | None
+    _to_tag: bytes | _Unset | None
+    _contact: tuple[Address, ...] | Star | None
+    _route: tuple[Address, ...] | None
+    _record_route: tuple[Address, ...] | None
+    _path: tuple[Address, ...] | None
+    _max_forwards: int | _Unset | None
+    _expires: int | _Unset | None
+    _content_type: MediaType | _Unset | None
+    _user_agent: bytes | _Unset | None
+    _allow: tuple[bytes, ...] | None
+    _supported: tuple[bytes, ...] | None
+    _require: tuple[bytes, ...] | None
+    _proxy_require: tuple[bytes, ...] | None
+    _unsupported: tuple[bytes, ...] | None
+    _www_authenticate: tuple[Challenge, ...] | None
+    _proxy_authenticate: tuple[Challenge, ...] | None
+    _authorization: tuple[Credentials, ...] | None
+    _proxy_authorization: tuple[Credentials, ...] | None
 
     # -- serialization ---------------------------------------------------
 
@@ -163,7 +163,7 @@ class _Message:
         new.version = self.version
         new.headers = headers
         new.body = body
-        new._init_cache(None)
+        _reset_cache(new, None)
         return new
 
     def with_header(self, name: bytes, value: bytes) -> Self:
@@ -205,47 +205,12 @@ class _Message:
 
     # -- typed accessors ---------------------------------------------------
 
-    def _single(self, key: bytes, required: bool) -> bytes | None:
-        count, value = self.headers.single(key)
-        if count > 1:
-            raise ParseError(f"more than one {display_name(key)} header", header=_s(key))
-        if value is None and required:
-            raise ParseError(f"missing {display_name(key)} header", header=_s(key))
-        return value
-
-    def _typed(self, key: bytes, parser: Callable[[bytes], T]) -> T | None:
-        """Parse the single ``key`` header with ``parser``, naming it in errors."""
-        value = self._single(key, required=False)
-        return None if value is None else _wrap(key, parser, value)
-
-    def _each(self, key: bytes, parser: Callable[[bytes], Iterable[T]]) -> tuple[T, ...]:
-        """Parse every line of ``key`` with a list parser and join the results."""
-        count, value = self.headers.single(key)
-        if count == 1:
-            assert value is not None
-            return tuple(_wrap(key, parser, value))
-        out: list[T] = []
-        if count:
-            for f in self.headers:
-                if f[1] == key:
-                    out.extend(_wrap(key, parser, f[2]))
-        return tuple(out)
-
-    def _per_line(self, key: bytes, parser: Callable[[bytes], T]) -> tuple[T, ...]:
-        count, value = self.headers.single(key)
-        if count == 1:
-            assert value is not None
-            return (_wrap(key, parser, value),)
-        if not count:
-            return ()
-        return tuple([_wrap(key, parser, f[2]) for f in self.headers if f[1] == key])
-
     @property
     def via(self) -> tuple[Via, ...]:
         """Every Via value, top first (empty when there is none)."""
         v = self._via
         if v is None:
-            v = self._via = self._each(b"via", parse_via_list)
+            v = self._via = _vias(self)
         return v
 
     @property
@@ -268,7 +233,10 @@ class _Message:
             line = self.headers.single(b"via")[1]
             if line is None:
                 return None
-            top = self._top_via = _wrap(b"via", _first_via, line)
+            try:
+                top = self._top_via = _first_via(line)
+            except ParseError as exc:
+                raise _renamed(b"via", exc) from exc
         return top
 
     @property
@@ -276,7 +244,7 @@ class _Message:
         """The Call-ID. Raises ParseError when missing, repeated or malformed."""
         v = self._call_id
         if v is None:
-            raw = self._single(b"call-id", required=True)
+            raw = _single(self, b"call-id", required=True)
             assert raw is not None
             if _CALL_ID_RE.match(raw) is None:
                 raise ParseError("bad Call-ID header", header="call-id")
@@ -288,7 +256,7 @@ class _Message:
         """The CSeq. Raises ParseError when missing, repeated or malformed."""
         v = self._cseq
         if v is None:
-            raw = self._single(b"cseq", required=True)
+            raw = _single(self, b"cseq", required=True)
             assert raw is not None
             v = self._cseq = parse_cseq(raw)
         return v
@@ -298,9 +266,13 @@ class _Message:
         """The From address. Raises ParseError when missing, repeated or malformed."""
         v = self._from
         if v is None:
-            raw = self._single(b"from", required=True)
+            raw = _single(self, b"from", required=True)
             assert raw is not None
-            v = self._from = _wrap(b"from", parse_address, raw)
+            # Called directly, not through _wrap: a compiled direct call.
+            try:
+                v = self._from = parse_address(raw)
+            except ParseError as exc:
+                raise _renamed(b"from", exc) from exc
         return v
 
     @property
@@ -308,9 +280,12 @@ class _Message:
         """The To address. Raises ParseError when missing, repeated or malformed."""
         v = self._to
         if v is None:
-            raw = self._single(b"to", required=True)
+            raw = _single(self, b"to", required=True)
             assert raw is not None
-            v = self._to = _wrap(b"to", parse_address, raw)
+            try:
+                v = self._to = parse_address(raw)
+            except ParseError as exc:
+                raise _renamed(b"to", exc) from exc
         return v
 
     # -- classifying fast paths ---------------------------------------------
@@ -342,7 +317,7 @@ class _Message:
             # Cached like the parsed headers (an edit makes a new message).
             ok, v = False, None
             if self._from is None:
-                ok, v = _quick_tag(self._single(b"from", required=True) or b"")
+                ok, v = _quick_tag(_single(self, b"from", required=True) or b"")
             if not ok:
                 v = self.from_.tag
             self._from_tag = v
@@ -355,7 +330,7 @@ class _Message:
         if v is _UNSET:
             ok, v = False, None
             if self._to is None:
-                ok, v = _quick_tag(self._single(b"to", required=True) or b"")
+                ok, v = _quick_tag(_single(self, b"to", required=True) or b"")
             if not ok:
                 v = self.to.tag
             self._to_tag = v
@@ -366,27 +341,15 @@ class _Message:
         """Every Contact value, or :class:`Star` for ``Contact: *`` (§10.2.2)."""
         v = self._contact
         if v is None:
-            v = self._contact = self._contacts()
+            v = self._contact = _contacts(self)
         return v
-
-    def _contacts(self) -> tuple[Address, ...] | Star:
-        parsed = self._per_line(b"contact", parse_contact_list)
-        if len(parsed) == 1 and type(parsed[0]) is tuple:
-            return parsed[0]  # one Contact line, no "*": the usual case
-        stars = [p for p in parsed if isinstance(p, Star)]
-        if not stars:
-            return tuple(a for p in parsed if not isinstance(p, Star) for a in p)
-        if len(parsed) > 1:
-            # §10.2.2: "*" "MUST NOT be used unless ... it is the only Contact".
-            raise ParseError("bad Contact header: * with other values", header="contact")
-        return stars[0]
 
     @property
     def route(self) -> tuple[Address, ...]:
         """Every Route value, in order."""
         v = self._route
         if v is None:
-            v = self._route = self._each(b"route", parse_address_list)
+            v = self._route = _each(self, b"route", parse_address_list)
         return v
 
     @property
@@ -394,7 +357,7 @@ class _Message:
         """Every Record-Route value, in order."""
         v = self._record_route
         if v is None:
-            v = self._record_route = self._each(b"record-route", parse_address_list)
+            v = self._record_route = _each(self, b"record-route", parse_address_list)
         return v
 
     @property
@@ -402,7 +365,7 @@ class _Message:
         """Every Path value (RFC 3327), in order."""
         v = self._path
         if v is None:
-            v = self._path = self._each(b"path", parse_address_list)
+            v = self._path = _each(self, b"path", parse_address_list)
         return v
 
     @property
@@ -410,7 +373,7 @@ class _Message:
         """Max-Forwards, 0-255 (§20.22), or None when absent."""
         v = self._max_forwards
         if v is _UNSET:
-            v = self._max_forwards = self._typed(b"max-forwards", _max_forwards)
+            v = self._max_forwards = _typed(self, b"max-forwards", _max_forwards)
         return v
 
     @property
@@ -418,7 +381,7 @@ class _Message:
         """Expires in seconds (§20.19), or None when absent."""
         v = self._expires
         if v is _UNSET:
-            v = self._expires = self._typed(b"expires", _expires)
+            v = self._expires = _typed(self, b"expires", _expires)
         return v
 
     @property
@@ -426,7 +389,7 @@ class _Message:
         """Content-Length, or the body's length when the header is absent."""
         v = self._content_length
         if v is None:
-            raw = self._single(b"content-length", required=False)
+            raw = _single(self, b"content-length", required=False)
             v = len(self.body) if raw is None else parse_uint(raw, header="content-length")
             self._content_length = v
         return v
@@ -436,7 +399,7 @@ class _Message:
         """Content-Type, or None when absent."""
         v = self._content_type
         if v is _UNSET:
-            v = self._content_type = self._typed(b"content-type", parse_media_type)
+            v = self._content_type = _typed(self, b"content-type", parse_media_type)
         return v
 
     @property
@@ -452,7 +415,7 @@ class _Message:
         """The methods in Allow."""
         v = self._allow
         if v is None:
-            v = self._allow = self._tokens(b"allow")
+            v = self._allow = _tokens(self, b"allow")
         return v
 
     @property
@@ -460,7 +423,7 @@ class _Message:
         """The option-tags in Supported."""
         v = self._supported
         if v is None:
-            v = self._supported = self._tokens(b"supported")
+            v = self._supported = _tokens(self, b"supported")
         return v
 
     @property
@@ -468,7 +431,7 @@ class _Message:
         """The option-tags in Require (answer 420 for the ones you lack, §8.2.2.3)."""
         v = self._require
         if v is None:
-            v = self._require = self._tokens(b"require")
+            v = self._require = _tokens(self, b"require")
         return v
 
     @property
@@ -476,7 +439,7 @@ class _Message:
         """The option-tags in Proxy-Require."""
         v = self._proxy_require
         if v is None:
-            v = self._proxy_require = self._tokens(b"proxy-require")
+            v = self._proxy_require = _tokens(self, b"proxy-require")
         return v
 
     @property
@@ -484,20 +447,15 @@ class _Message:
         """The option-tags in Unsupported."""
         v = self._unsupported
         if v is None:
-            v = self._unsupported = self._tokens(b"unsupported")
+            v = self._unsupported = _tokens(self, b"unsupported")
         return v
-
-    def _tokens(self, key: bytes) -> tuple[bytes, ...]:
-        # functools.partial, not a lambda: mypyc 2.4.1 fails on a closure in a
-        # method of a Python (non-native) class.
-        return self._each(key, functools.partial(parse_token_list, header=key.decode()))
 
     @property
     def www_authenticate(self) -> tuple[Challenge, ...]:
         """Every WWW-Authenticate challenge, one per header line."""
         v = self._www_authenticate
         if v is None:
-            v = self._www_authenticate = self._per_line(b"www-authenticate", parse_challenge)
+            v = self._www_authenticate = _per_line(self, b"www-authenticate", parse_challenge)
         return v
 
     @property
@@ -505,7 +463,7 @@ class _Message:
         """Every Proxy-Authenticate challenge, one per header line."""
         v = self._proxy_authenticate
         if v is None:
-            v = self._proxy_authenticate = self._per_line(b"proxy-authenticate", parse_challenge)
+            v = self._proxy_authenticate = _per_line(self, b"proxy-authenticate", parse_challenge)
         return v
 
     @property
@@ -513,7 +471,7 @@ class _Message:
         """Every Authorization credential, one per header line."""
         v = self._authorization
         if v is None:
-            v = self._authorization = self._per_line(b"authorization", parse_credentials)
+            v = self._authorization = _per_line(self, b"authorization", parse_credentials)
         return v
 
     @property
@@ -521,10 +479,114 @@ class _Message:
         """Every Proxy-Authorization credential, one per header line."""
         v = self._proxy_authorization
         if v is None:
-            v = self._proxy_authorization = self._per_line(
-                b"proxy-authorization", parse_credentials
+            v = self._proxy_authorization = _per_line(
+                self, b"proxy-authorization", parse_credentials
             )
         return v
+
+
+def _reset_cache(msg: _Message, data: bytes | None) -> None:
+    """Empty every accessor cache of ``msg``; ``data`` is its wire form, when known.
+
+    A module function, not a method: compiled, a method of a Python class is
+    called through a bound method object (~40 ns more per call).
+    """
+    msg._data = data
+    msg._content_length = None
+    msg._via = None
+    msg._top_via = None
+    msg._call_id = None
+    msg._cseq = None
+    msg._from = None
+    msg._to = None
+    msg._from_tag = _UNSET
+    msg._to_tag = _UNSET
+    msg._contact = None
+    msg._route = None
+    msg._record_route = None
+    msg._path = None
+    msg._max_forwards = _UNSET
+    msg._expires = _UNSET
+    msg._content_type = _UNSET
+    msg._user_agent = _UNSET
+    msg._allow = None
+    msg._supported = None
+    msg._require = None
+    msg._proxy_require = None
+    msg._unsupported = None
+    msg._www_authenticate = None
+    msg._proxy_authenticate = None
+    msg._authorization = None
+    msg._proxy_authorization = None
+
+
+def _single(msg: _Message, key: bytes, required: bool) -> bytes | None:
+    count, value = msg.headers.single(key)
+    if count > 1:
+        raise ParseError(f"more than one {display_name(key)} header", header=_s(key))
+    if value is None and required:
+        raise ParseError(f"missing {display_name(key)} header", header=_s(key))
+    return value
+
+
+def _typed(msg: _Message, key: bytes, parser: Callable[[bytes], T]) -> T | None:
+    """Parse the single ``key`` header with ``parser``, naming it in errors."""
+    value = _single(msg, key, required=False)
+    return None if value is None else _wrap(key, parser, value)
+
+
+def _each(msg: _Message, key: bytes, parser: Callable[[bytes], Iterable[T]]) -> tuple[T, ...]:
+    """Parse every line of ``key`` with a list parser and join the results."""
+    count, value = msg.headers.single(key)
+    if count == 1:
+        assert value is not None
+        return tuple(_wrap(key, parser, value))
+    out: list[T] = []
+    if count:
+        for f in msg.headers:
+            if f[1] == key:
+                out.extend(_wrap(key, parser, f[2]))
+    return tuple(out)
+
+
+def _per_line(msg: _Message, key: bytes, parser: Callable[[bytes], T]) -> tuple[T, ...]:
+    count, value = msg.headers.single(key)
+    if count == 1:
+        assert value is not None
+        return (_wrap(key, parser, value),)
+    if not count:
+        return ()
+    return tuple([_wrap(key, parser, f[2]) for f in msg.headers if f[1] == key])
+
+
+def _vias(msg: _Message) -> tuple[Via, ...]:
+    """``_each(msg, b"via", parse_via_list)``, with the one-line case called directly."""
+    count, value = msg.headers.single(b"via")
+    if count != 1 or value is None:
+        return _each(msg, b"via", parse_via_list)
+    try:
+        return parse_via_list(value)
+    except ParseError as exc:
+        raise _renamed(b"via", exc) from exc
+
+
+def _contacts(msg: _Message) -> tuple[Address, ...] | Star:
+    parsed = _per_line(msg, b"contact", parse_contact_list)
+    if len(parsed) == 1 and type(parsed[0]) is tuple:
+        return parsed[0]  # one Contact line, no "*": the usual case
+    stars = [p for p in parsed if isinstance(p, Star)]
+    if not stars:
+        return tuple(a for p in parsed if not isinstance(p, Star) for a in p)
+    if len(parsed) > 1:
+        # §10.2.2: "*" "MUST NOT be used unless ... it is the only Contact".
+        raise ParseError("bad Contact header: * with other values", header="contact")
+    return stars[0]
+
+
+def _tokens(msg: _Message, key: bytes) -> tuple[bytes, ...]:
+    # functools.partial, not a lambda (kept from when this was a method:
+    # mypyc 2.4.1 fails on a closure in a method of a Python class).
+    return _each(msg, key, functools.partial(parse_token_list, header=key.decode()))
 
 
 def _quick_tag(value: bytes) -> tuple[bool, bytes | None]:
@@ -563,9 +625,14 @@ def _wrap(key: bytes, parser: Callable[[bytes], T], value: bytes) -> T:
     try:
         return parser(value)
     except ParseError as exc:
-        label = f"bad {display_name(key)} header"
-        reason = exc.reason if exc.reason.startswith(label) else f"{label}: {exc.reason}"
-        raise ParseError(reason, status_hint=exc.status_hint, header=_s(key)) from exc
+        raise _renamed(key, exc) from exc
+
+
+def _renamed(key: bytes, exc: ParseError) -> ParseError:
+    """``exc`` as the error of header ``key``: "bad <Header> header: <reason>", naming it."""
+    label = f"bad {display_name(key)} header"
+    reason = exc.reason if exc.reason.startswith(label) else f"{label}: {exc.reason}"
+    return ParseError(reason, status_hint=exc.status_hint, header=_s(key))
 
 
 def _max_forwards(value: bytes) -> int:

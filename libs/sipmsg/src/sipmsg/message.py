@@ -19,7 +19,7 @@ from typing import Final
 from ._abnf import TOKEN, is_token
 from ._config import ParserConfig
 from ._errors import LocalProtocolError, ParseError
-from ._message_base import _Message
+from ._message_base import _Message, _reset_cache
 from ._native import python_class
 from .headers import (
     METHODS,
@@ -153,7 +153,7 @@ class Request(_Message):
         self.headers = headers if isinstance(headers, Headers) else Headers.from_pairs(headers)
         self.body = body
         self._request_uri: SipUri | TelUri | AbsoluteUri | None = None
-        self._init_cache(None)
+        _reset_cache(self, None)
 
     def _start_line(self) -> bytes:
         return b"%s %s %s" % (self.method, self.uri, self.version)
@@ -239,7 +239,7 @@ class Response(_Message):
         self.version = version
         self.headers = headers if isinstance(headers, Headers) else Headers.from_pairs(headers)
         self.body = body
-        self._init_cache(None)
+        _reset_cache(self, None)
 
     def _start_line(self) -> bytes:
         return b"%s %d %s" % (self.version, self.status, self.reason)
@@ -271,7 +271,7 @@ def _request_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes)
     req.headers = headers
     req.body = body
     req._request_uri = None
-    req._init_cache(data)
+    _reset_cache(req, data)
     return req
 
 
@@ -290,5 +290,5 @@ def _response_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes
     resp.reason = reason
     resp.headers = headers
     resp.body = body
-    resp._init_cache(data)
+    _reset_cache(resp, data)
     return resp
