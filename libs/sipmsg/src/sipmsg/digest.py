@@ -225,10 +225,15 @@ def _parse_auth(value: bytes, header: str) -> tuple[bytes, AuthParams]:
 
 def _split_auth(value: bytes, header: str) -> tuple[bytes, list[bytes], list[bytes]]:
     """:func:`_parse_auth` as the scheme, the lower-case names and the raw values."""
-    m = _SCHEME_RE.match(value.strip(WS))
-    if m is None or not is_token(m.group(1)):
-        raise ParseError("missing or bad auth-scheme", header=header)
-    scheme, rest = m.group(1), m.group(2) or b""
+    value = value.strip(WS)
+    if value[:7] == b"Digest ":
+        # The usual scheme, spelled as usual: what the regex below would give.
+        scheme, rest = value[:6], value[7:].lstrip(WS)
+    else:
+        m = _SCHEME_RE.match(value)
+        if m is None or not is_token(m.group(1)):
+            raise ParseError("missing or bad auth-scheme", header=header)
+        scheme, rest = m.group(1), m.group(2) or b""
     fast = _fast_auth_lists(rest)
     if fast is not None:
         return scheme, fast[0], fast[1]
@@ -255,7 +260,8 @@ def _fast_auth_lists(rest: bytes) -> tuple[list[bytes], list[bytes]] | None:
     if not names:
         return [], []
     seps = parts[3:-1:3]
-    if seps.count(b", ") != len(seps):  # the usual separator, else each is checked
+    # The usual separators (", ", or "," as SIPp writes them), else each is checked.
+    if seps.count(b", ") + seps.count(b",") != len(seps):
         for sep in seps:
             if sep.strip(WS) != b",":
                 return None

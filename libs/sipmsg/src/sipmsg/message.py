@@ -65,7 +65,7 @@ def parse(
     # The annotation admits any buffer, as the pure-Python module always did
     # (a compiled module checks argument types); the parsers work on bytes.
     buf = data if type(data) is bytes else bytes(data)
-    if buf[:1] in (b"\r", b"\n"):
+    if buf and (buf[0] == 0x0D or buf[0] == 0x0A):
         buf = buf.lstrip(b"\r\n")
     if len(buf) > cfg.max_message_size:
         raise ParseError("message too large", status_hint=513)
@@ -102,7 +102,8 @@ def parse(
             buf = buf[:body_end]
     body = buf[body_start:body_end]
     msg: Request | Response
-    if start[:4].upper() == b"SIP/":
+    # (The first octet first: a request line is then never sliced and upper-cased.)
+    if start and (start[0] == 0x53 or start[0] == 0x73) and start[:4].upper() == b"SIP/":
         msg = _response_from_wire(start, headers, body, buf)
     else:
         msg = _request_from_wire(start, headers, body, buf)
