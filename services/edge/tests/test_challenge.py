@@ -13,7 +13,7 @@ from sipmesh_bus.config import HttpConfig, NatsConfig
 from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.records import Subscriber, aor_key
 from sipmesh_edge.app import Edge, EdgeConfig
-from sipmesh_edge.challenge import RegisterChallenger
+from sipmesh_edge.challenge import RegisterChallenger, _around_branch
 from sipmesh_edge.stamp import stamp_via
 from sipmesh_registrar.config import RegistrarSettings, make_policy
 from sipmesh_registrar.fastpath import FastAdmitted, FastPath
@@ -175,14 +175,48 @@ def _without_nonce(answer: bytes) -> bytes:
     ],
 )
 def test_401_is_the_registrars_for_the_stamped_request(via: bytes) -> None:
-    req = register()
-    req = parse(bytes(req).replace(req.headers.get_lines(b"via")[0], via))  # type: ignore[assignment]
-    assert isinstance(req, Request)
-    answer = RegisterChallenger(SETTINGS, SECRET).challenge(req, SOURCE, NOW)
-    assert answer is not None
-    stamped = parse(stamp_via(req, *SOURCE))
-    assert isinstance(stamped, Request)
-    registrar = FastPath(make_policy(SETTINGS), NonceManager(secret=SECRET, ttl=300.0))
-    expected = registrar.admit(stamped, subscribers={}, now=NOW, entropy=b"e" * 12)
-    assert isinstance(expected, bytes)
-    assert _without_nonce(answer) == _without_nonce(expected)
+    challenger = RegisterChallenger(SETTINGS, SECRET)
+    # The same phone again with other branches, and from another address: the
+    # stamped Via kept per phone and address fits each.
+    for branch, source in (
+        (b"z9hG4bK-e1", SOURCE),
+        (b"z9hG4bK-2nd.x", SOURCE),
+        (b"z9hG4bK-3", ("198.51.100.7", 5060)),
+        (b"z9hG4bK-4", SOURCE),
+    ):
+        req = register()
+        line = via.replace(b"z9hG4bK-e1", branch)
+        req = parse(bytes(req).replace(req.headers.get_lines(b"via")[0], line))  # type: ignore[assignment]
+        assert isinstance(req, Request)
+        answer = challenger.challenge(req, source, NOW)
+        assert answer is not None
+        stamped = parse(stamp_via(req, *source))
+        assert isinstance(stamped, Request)
+        registrar = FastPath(make_policy(SETTINGS), NonceManager(secret=SECRET, ttl=300.0))
+        expected = registrar.admit(stamped, subscribers={}, now=NOW, entropy=b"e" * 12)
+        assert isinstance(expected, bytes)
+        assert _without_nonce(answer) == _without_nonce(expected)
+        assert branch in answer
+
+
+@pytest.mark.parametrize(
+    ("stamped", "branch", "around"),
+    [
+        (
+            b"SIP/2.0/UDP h;branch=z9hG4bK-1;rport=5",
+            b"z9hG4bK-1",
+            (b"SIP/2.0/UDP h;branch=", b";rport=5"),
+        ),
+        (
+            b"SIP/2.0/UDP h;rport=5;branch=z9hG4bK-1",
+            b"z9hG4bK-1",
+            (b"SIP/2.0/UDP h;rport=5;branch=", b""),
+        ),
+        # Not the branch of the line, or not only it: no template.
+        (b"SIP/2.0/UDP h;branch=z9hG4bK-12", b"z9hG4bK-1", None),
+        (b"SIP/2.0/UDP h;branch=z9hG4bK-1;BRANCH=z9hG4bK-1", b"z9hG4bK-1", None),
+        (b"SIP/2.0/UDP h;branch=z9hG4bK-2", b"z9hG4bK-1", None),
+    ],
+)
+def test__around_branch(stamped: bytes, branch: bytes, around: tuple[bytes, bytes] | None) -> None:
+    assert _around_branch(stamped, branch) == around

@@ -23,6 +23,7 @@ challenge or a refusal, never a registration the registrar did not accept.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping
 from typing import Final
@@ -30,7 +31,7 @@ from typing import Final
 from sipmesh_bus.records import Subscriber
 from sipmesh_edge.stamp import stamp_via, stamped_top_via_line
 from sipmesh_registrar.config import RegistrarSettings, make_policy
-from sipmesh_registrar.fastpath import FastPath
+from sipmesh_registrar.fastpath import FastPath, branch_template
 from sipmsg import ParseError, Request, parse
 from sipmsg.digest import NonceManager
 
@@ -41,6 +42,10 @@ _ENTROPY: Final = 12
 _POOL: Final = _ENTROPY * 512
 _NOBODY: Final[Mapping[str, Subscriber]] = {}
 #: A challenge reads no subscriber.
+_STAMPS: Final = 65_536
+#: Stamped top Via templates kept, about one per phone (its Via line without
+#: the branch, and its source address); past it the older half is dropped.
+_BRANCH: Final = b";branch="
 
 
 class RegisterChallenger:
@@ -53,9 +58,13 @@ class RegisterChallenger:
 
     def __init__(self, settings: RegistrarSettings, secret: bytes) -> None:
         nonces = NonceManager(secret=secret, ttl=settings.nonce_ttl)
-        self._fast = FastPath(make_policy(settings), nonces)
+        # The nonces are answered at a registrar, never here: no table of them.
+        self._fast = FastPath(make_policy(settings), nonces, keep_issued=False)
         self._pool = b""
         self._at = _POOL
+        self._stamps: dict[tuple[bytes, str, int], tuple[bytes, bytes]] = {}
+        # (top Via line with a fixed branch, source host, port) -> the stamped
+        # line's text before and after the branch value.
 
     def challenge(self, req: Request, source: tuple[str, int], now: float) -> bytes | None:
         """The 401 for ``req``, or None when the registrar must decide.
@@ -69,7 +78,7 @@ class RegisterChallenger:
         """
         if req.method != b"REGISTER" or req.headers.get_lines(b"authorization"):
             return None
-        top_via = stamped_top_via_line(req, source[0], source[1])
+        top_via = self._stamped_top_via(req, source[0], source[1])
         if top_via is None:  # a folded top Via: the stamped request parsed again
             try:
                 parsed = parse(stamp_via(req, source[0], source[1]))
@@ -87,6 +96,38 @@ class RegisterChallenger:
         )
         return answer if isinstance(answer, bytes) else None
 
+    def _stamped_top_via(self, req: Request, host: str, port: int) -> bytes | None:
+        """``stamped_top_via_line``, worked out once per phone and source address.
+
+        The stamp (received, rport) depends on the top via-parm's host and
+        parameters, never on the branch value, which it copies: for a Via line
+        of the plain shape (``branch_template``: one via-parm, the branch a
+        token, so that the line parses exactly when its template does) the
+        stamped line is the same text around whatever branch the phone drew
+        for this transaction. A phone sends the same line, branch aside, with
+        every REGISTER.
+        """
+        line = req.headers.get_lines(b"via")[0]
+        plain = branch_template(line)
+        if plain is None:
+            return stamped_top_via_line(req, host, port)
+        template, branch = plain
+        key = (template, host, port)
+        around = self._stamps.get(key)
+        if around is None:
+            stamped = stamped_top_via_line(req, host, port)
+            if stamped is None:
+                return None
+            cut = _around_branch(stamped, branch)
+            if cut is None:
+                return stamped
+            around = cut
+            if len(self._stamps) >= _STAMPS:
+                for old in list(itertools.islice(self._stamps, _STAMPS // 2)):
+                    del self._stamps[old]
+            self._stamps[key] = around
+        return around[0] + branch + around[1]
+
     def _entropy(self) -> bytes:
         # One urandom syscall per 512 nonces, as the registrar does.
         at = self._at
@@ -95,3 +136,17 @@ class RegisterChallenger:
             at = 0
         self._at = at + _ENTROPY
         return self._pool[at : at + _ENTROPY]
+
+
+def _around_branch(stamped: bytes, branch: bytes) -> tuple[bytes, bytes] | None:
+    """The text before and after the one ``;branch=`` value of ``stamped``, if it is ``branch``."""
+    if stamped.lower().count(_BRANCH) != 1:
+        return None
+    start = stamped.find(_BRANCH + branch)
+    if start < 0:
+        return None
+    start += len(_BRANCH)
+    end = start + len(branch)
+    if end < len(stamped) and stamped[end : end + 1] != b";":
+        return None
+    return stamped[:start], stamped[end:]

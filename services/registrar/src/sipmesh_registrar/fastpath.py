@@ -53,7 +53,7 @@ from .core import canonical_domain
 from .model import KEY_TTL_MARGIN, ContactSpec, Policy
 from .replay import is_replay, remember, seen_nonce
 
-__all__ = ["FastAdmitted", "FastPath", "FastRegistered"]
+__all__ = ["FastAdmitted", "FastPath", "FastRegistered", "branch_template"]
 
 T = TypeVar("T")
 
@@ -210,7 +210,7 @@ def _contacts(raw: bytes) -> tuple[_Contact, ...] | None:
     return tuple(out)
 
 
-def _branch_template(line: bytes) -> tuple[bytes, bytes] | None:
+def branch_template(line: bytes) -> tuple[bytes, bytes] | None:
     """``line`` with its branch value replaced by a fixed token, and that value.
 
     None unless the line has the plain shape where the branch value cannot
@@ -308,11 +308,21 @@ def _best_first(b: Binding) -> tuple[float, float]:
 
 
 class FastPath:
-    """The hot path of one registrar replica; its memos are its only state."""
+    """The hot path of one registrar replica; its memos are its only state.
 
-    def __init__(self, policy: Policy, nonces: NonceManager) -> None:
+    Args:
+        policy: the registrar's settings.
+        nonces: the nonce issuer and checker the replicas share.
+        keep_issued: remember the nonces this instance's 401s give out, so that
+            their answers skip the HMAC check. False where the answers go to
+            another process (the edge's challenges, ``sipmesh_edge.challenge``):
+            there the table would only fill up.
+    """
+
+    def __init__(self, policy: Policy, nonces: NonceManager, *, keep_issued: bool = True) -> None:
         self.policy = policy
         self.nonces = nonces
+        self._keep_issued = keep_issued
         self._to = _Memo(_aor_of(policy))
         self._from = _Memo(parse_address)
         self._contact = _Memo(_contacts)
@@ -416,7 +426,7 @@ class FastPath:
         """The top Via's branch; every Via line checked as ``req.via`` checks them."""
         top: bytes | None = None
         for i, line in enumerate(vias):
-            plain = _branch_template(line)
+            plain = branch_template(line)
             if plain is None:
                 parsed: tuple[Via, ...] = parse_via_list(line)
                 branch = parsed[0].branch
@@ -442,10 +452,11 @@ class FastPath:
                 self._templates.clear()
             self._templates[realm] = templates
         nonce = self.nonces.issue(now, entropy=entropy, realm=realm)
-        issued = self._issued
-        _bound(issued)
-        # As NonceManager.issued_at reads the time back: whole milliseconds.
-        issued[nonce] = (realm, int(now * 1000) / 1000.0)
+        if self._keep_issued:
+            issued = self._issued
+            _bound(issued)
+            # As NonceManager.issued_at reads the time back: whole milliseconds.
+            issued[nonce] = (realm, int(now * 1000) / 1000.0)
         return b"".join([before + nonce + after for before, after in templates])
 
     def _issued_at(self, nonce: bytes, realm: bytes) -> float | None:
