@@ -44,7 +44,7 @@ from sipmesh_bus.records import Binding, BindingSet, aor_key
 from sipmesh_bus.schema import Envelope, Forward, SendResponse
 from sipmesh_bus.wire import WireClient
 from sipmesh_router.app import Router
-from sipmesh_router.config import RouterConfig, RouterSettings
+from sipmesh_router.config import DialogsMode, RouterConfig, RouterSettings
 from sipmsg import Request, Response, make_response, parse
 
 # The repository root, so that bench.lib (a namespace package) imports.
@@ -183,9 +183,8 @@ def uas_binding(now: float, ttl: float = 3600) -> Binding:
 
 
 def make_router(js: Any, wire: Any = None) -> Router:
-    config = RouterConfig(
-        nats=NatsConfig(), router=RouterSettings(domain=DOMAIN, probe=False, media="never")
-    )
+    settings = RouterSettings(domain=DOMAIN, probe=False, media="never", dialogs=DIALOGS[0])
+    config = RouterConfig(nats=NatsConfig(), router=settings)
     secret = b"bench-secret-bench-secret-bench!"
     router = Router(config, js, secret=secret, registry=CollectorRegistry(), wire=wire)
     peer = routing.Peer(name="loopback", cidrs=["127.0.0.1/32"])
@@ -203,11 +202,15 @@ ASK_180 = [False]
 #: ``--ask-180``: the 180 goes to the router (the flow before ``Envelope.ringing_at``).
 
 
+DIALOGS: list[DialogsMode] = ["always"]
+#: ``--dialogs``: ``router.dialogs`` (``auto``: no dialog record, as nothing counts them here).
+
+
 def writes() -> int:
     """Background writes per call: the events attempt, answered (with the ring
-    time, ``CallEvent.ringing_at``) and ended, the dialog put and delete; with
-    ``--ask-180`` a ringing event of its own too."""
-    return 6 if ASK_180[0] else 5
+    time, ``CallEvent.ringing_at``) and ended, the dialog put and delete (not
+    with ``--dialogs auto``); with ``--ask-180`` a ringing event of its own too."""
+    return 3 + (1 if ASK_180[0] else 0) + (2 if DIALOGS[0] == "always" else 0)
 
 
 NATS_PID = [0]
@@ -271,9 +274,11 @@ async def main() -> None:
     ap.add_argument("--nats", action="store_true", help="publish to a real nats-server")
     ap.add_argument("--ask-180", action="store_true", help="the 180 goes to the router too")
     ap.add_argument("--ask-ack", action="store_true", help="the ACK goes to the router too")
+    ap.add_argument("--dialogs", choices=["always", "auto"], default="always")
     a = ap.parse_args()
     ASK_180[0] = a.ask_180
     ASK_ACK[0] = a.ask_ack
+    DIALOGS[0] = a.dialogs
     async with contextlib.AsyncExitStack() as stack:
         if a.nats:
             server = NatsServer(store_dir=Path(stack.enter_context(tempfile.TemporaryDirectory())))
@@ -291,7 +296,8 @@ async def main() -> None:
             NATS_PID[0] = server._proc.pid
             await calls(router, 0, 50)
             stream = await js.stream_info("CALLS")
-            assert stream.state.messages == 50 * (writes() - 2), stream.state
+            events = writes() - (2 if DIALOGS[0] == "always" else 0)
+            assert stream.state.messages == 50 * events, stream.state
         else:
             fake = FakeWire()
             router = make_router(FakeJetStream(), fake)

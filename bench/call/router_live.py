@@ -1,7 +1,7 @@
 """One live router process under generated call load: its CPU per call, optionally py-spy.
 
     python bench/call/router_live.py [--rate 700] [--seconds 8] [--spy OUT.txt [--native]]
-                                     [--router-src DIR]
+                                     [--router-src DIR] [--dialogs always|auto]
 
 Starts a nats-server (JetStream, free loopback port), provisions what the CALL
 bench stack has (peer ``loopback`` 127.0.0.1/32, callee ``uas`` registered),
@@ -165,6 +165,7 @@ async def main() -> None:
     ap.add_argument("--spy", help="py-spy raw output file")
     ap.add_argument("--native", action="store_true", help="py-spy --native (compiled code)")
     ap.add_argument("--router-src", help="services/router/src of another checkout")
+    ap.add_argument("--dialogs", choices=["always", "auto"], help="router.dialogs (default: its)")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
         server = NatsServer(store_dir=Path(work))
@@ -181,6 +182,8 @@ async def main() -> None:
                 "SIPMESH_ROUTER_PROBE": "false",
                 "SIPMESH_ROUTER_MEDIA": "never",
             }
+            if a.dialogs:
+                env["SIPMESH_ROUTER_DIALOGS"] = a.dialogs
             if a.router_src:
                 env["PYTHONPATH"] = a.router_src
             with (Path(work) / "router.log").open("wb") as log:

@@ -56,6 +56,10 @@ class ActiveCalls:
         """Every active call, with a destination key or not."""
         return len(self._calls)
 
+    def __contains__(self, key: object) -> bool:
+        """Whether the dialog ``key`` has a record (an answered call not ended)."""
+        return key in self._calls
+
     def apply(self, key: str, value: bytes | None) -> bool:
         """Fold one ``dialogs`` entry in (None or empty: deleted).
 

@@ -39,6 +39,7 @@ from nats.js.kv import KV_DEL, KV_OP, KeyValue
 from prometheus_client import CollectorRegistry
 
 from sipmesh_bus import kv, records, subjects
+from sipmesh_bus.calllimits import CallLimits
 from sipmesh_bus.records import BindingSet, Subscriber, live_bindings
 from sipmesh_bus.routing import HealthSnapshot, RoutingSnapshot
 from sipmesh_bus.schema import (
@@ -185,6 +186,10 @@ class Router:
         self._calls = 0
         self._peers: dict[str, Peer | None] = {}
         #: Source address -> trusted peer of the current snapshot (emptied when it changes).
+        self._caps = _has_caps(settings.call_limits)
+        self._track_dialogs = _tracks_dialogs(settings, self._caps, self.snapshot)
+        #: Whether answered calls get a KV ``dialogs`` record (``router.dialogs``),
+        #: decided again when the routing data changes.
         self._requests = None if wire is None else WireRequests(wire, nc)
         #: Nonce claims and media requests on ``wire`` (nats-py while it is down).
         asker: Requester | None = self._requests or nc
@@ -400,12 +405,14 @@ class Router:
         # the media release is awaited, as before.
         for event in decision.events:
             await self._queue_event(event)
-        if decision.dialog_put is not None:
+        if decision.dialog_put is not None and self._track_dialogs:
             key, record = decision.dialog_put
             await self._queue_dialog(key, "put", encode_dialog(record), self._put_block)
-        if decision.dialog_delete is not None:
-            key = decision.dialog_delete
-            await self._queue_dialog(key, "delete", b"", _DELETE_BLOCK)
+        gone = decision.dialog_delete
+        if gone is not None and (self._track_dialogs or gone in self.active):
+            # Also when no longer tracking: the record of a call answered
+            # while tracking (the watched copy has it) must not linger.
+            await self._queue_dialog(gone, "delete", b"", _DELETE_BLOCK)
         if decision.media_delete is not None:
             await self._release(decision.media_delete)
 
@@ -639,6 +646,7 @@ class Router:
 
     def _routing_changed(self) -> None:
         self._peers = {}
+        self._track_dialogs = _tracks_dialogs(self._settings, self._caps, self.snapshot)
         self.metrics.routing_keys.set(len(self.snapshot.sets) + len(self.snapshot.gateways))
         self.metrics.known_gateways(self.snapshot)
 
@@ -668,6 +676,24 @@ class Router:
             target = self.active
         if not target.apply(key, value):
             log.warning("router: unreadable dialog record %s ignored", key)
+
+
+def _has_caps(limits: CallLimits) -> bool:
+    """Whether any call cap is set (0 is none)."""
+    return bool(
+        limits.per_user
+        or limits.per_trunk
+        or any(limits.users.values())
+        or any(limits.trunks.values())
+    )
+
+
+def _tracks_dialogs(settings: RouterSettings, caps: bool, snapshot: RoutingSnapshot) -> bool:
+    """Whether answered calls get a ``dialogs`` record: ``router.dialogs`` is
+    ``always``, or something counts the records (call caps, ``least_calls``)."""
+    if settings.dialogs == "always" or caps:
+        return True
+    return any(ds.algorithm == "least_calls" for ds in snapshot.sets.values())
 
 
 def _decode_location(key: str, value: bytes | None) -> BindingSet | None:

@@ -27,11 +27,20 @@ from sipmesh_bus.calllimits import CallLimits
 from sipmesh_bus.config import PositiveFloat, ServiceConfig, Settings
 from sipmesh_bus.secrets import load_shared_secret
 
-__all__ = ["MediaMode", "Policy", "RouterConfig", "RouterSettings", "load_secret", "make_policy"]
+__all__ = [
+    "DialogsMode",
+    "MediaMode",
+    "Policy",
+    "RouterConfig",
+    "RouterSettings",
+    "load_secret",
+    "make_policy",
+]
 
 
 MediaMode: TypeAlias = Literal["always", "nat", "never"]
 _Algorithm: TypeAlias = Literal["SHA-256", "MD5"]
+DialogsMode: TypeAlias = Literal["always", "auto"]
 
 
 class RouterSettings(Settings, frozen=True, kw_only=True):
@@ -86,6 +95,13 @@ class RouterSettings(Settings, frozen=True, kw_only=True):
     #: Concurrent-call caps (``per_user``, ``per_trunk``, overrides ``users``
     #: by ``user@domain`` and ``trunks`` by gateway id or peer name; 0: none),
     #: counted from KV ``dialogs`` (:mod:`sipmesh_router.caps`).
+    dialogs: DialogsMode = "always"
+    #: When the router writes a record to KV ``dialogs`` (put on the 2xx,
+    #: delete on the BYE: two JetStream writes per call). ``always``; or
+    #: ``auto``: only while something counts them, call caps (``call_limits``)
+    #: or a ``least_calls`` dispatcher set; the ``sipmesh_router_calls_active``
+    #: gauge then counts only the calls answered meanwhile. A BYE still deletes
+    #: the record of a call that has one (written while counting).
 
 
 class RouterConfig(ServiceConfig, frozen=True, kw_only=True):
