@@ -197,7 +197,7 @@ def _response_headers(copied: list[HeaderField], extra: Iterable[tuple[bytes, by
     """
     fields = copied.copy()
     blob = b"".join([f[2] for f in fields])
-    if b"\r" in blob or b"\n" in blob:
+    if blob.find(b"\r") >= 0 or blob.find(b"\n") >= 0:
         bad = next(f[0] for f in fields if b"\r" in f[2] or b"\n" in f[2])
         raise LocalProtocolError(f"header value for {bad!r} holds CR or LF")
     lines = [n + b": " + v for n, _, v in fields]

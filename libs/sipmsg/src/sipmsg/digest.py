@@ -429,6 +429,13 @@ def hash_family(algorithm: bytes | None) -> bytes | None:
 
 
 def _hash(family: bytes, data: bytes) -> bytes:
+    # The named constructors where there is one: hashlib.new looks the name up
+    # on every call (an MD5 then costs ~0.95 µs instead of ~0.5).
+    if family == b"MD5":
+        # MD5 is the algorithm the peer chose (RFC 7616 §3.3), as hashlib.new("md5") was.
+        return hashlib.md5(data).hexdigest().encode("ascii")  # noqa: S324
+    if family == b"SHA-256":
+        return hashlib.sha256(data).hexdigest().encode("ascii")
     return hashlib.new(_HASHES[family], data).hexdigest().encode("ascii")
 
 
