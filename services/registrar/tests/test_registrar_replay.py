@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sipmesh_bus.records import BindingSet, SeenNonce, decode_binding_set, encode_record
 from sipmesh_bus.schema import Envelope
 from sipmesh_registrar import core
 from sipmesh_registrar.core import Admitted, Policy, Registered, Replayed
 from sipmesh_registrar.model import KEY_TTL_MARGIN
-from sipmesh_registrar.replay import MAX_SEEN, is_replay, remember, seen_nonce
+from sipmesh_registrar.replay import MAX_SEEN, counted, is_replay, remember, seen_nonce
 from sipmsg import Request, Response
 from sipmsg.digest import NonceManager
 
@@ -91,6 +93,29 @@ def test_replay_remember_bounded_and_floor_covers_the_forgotten() -> None:
     assert all(is_replay(stored, t) for t in tokens)
     # A newer nonce is not.
     assert not is_replay(stored, seen("fresh", 1, until=NOW + 300))
+
+
+_ENTRY = st.builds(
+    seen,
+    st.sampled_from(["a", "b", "c", "d"]),
+    st.integers(1, 4),
+    st.sampled_from([NOW - 1, NOW, NOW + 1, NOW + 100, NOW + 300]),
+)
+
+
+@given(
+    entries=st.lists(_ENTRY, max_size=6),
+    floor=st.sampled_from([0.0, NOW - 5, NOW + 100, NOW + 300]),
+    stored_at_all=st.booleans(),
+    new=_ENTRY,
+    limit=st.integers(1, 4),
+)
+def test_replay_counted_is_is_replay_then_remember(
+    entries: list[SeenNonce], floor: float, stored_at_all: bool, new: SeenNonce, limit: int
+) -> None:
+    stored = record(*entries, floor=floor) if stored_at_all else None
+    expected = None if is_replay(stored, new) else remember(stored, new, now=NOW, limit=limit)
+    assert counted(stored, new, now=NOW, limit=limit) == expected
 
 
 def test_replay_remember_drops_a_floor_in_the_past() -> None:

@@ -51,7 +51,7 @@ from sipmsg.via import Via, parse_via_list
 from .bindings import _contact_value, _http_date, _match, _ordering, new_binding
 from .core import canonical_domain
 from .model import KEY_TTL_MARGIN, ContactSpec, Policy
-from .replay import is_replay, remember, seen_nonce
+from .replay import counted, remember, seen_nonce
 
 __all__ = ["FastAdmitted", "FastPath", "FastRegistered", "branch_template"]
 
@@ -601,8 +601,13 @@ class FastPath:
         answers those.
         """
         replay = admitted.replay
-        if replay is not None and is_replay(stored, replay):
-            return None
+        if replay is None:
+            seen, floor = remember(stored, None, now=now)
+        else:
+            count = counted(stored, replay, now=now)
+            if count is None:
+                return None  # a replay: the typed path answers it
+            seen, floor = count
         contacts = admitted.contacts
         current = [] if stored is None else _live(stored.bindings, now)
         matched, kept = _match(current, contacts, admitted.outbound)
@@ -631,7 +636,6 @@ class FastPath:
         if admitted.require_outbound:
             lines.append(b"Require: outbound\r\n")
         response = _STATUS_200 + admitted.head + b"".join(lines) + _END
-        seen, floor = remember(stored, replay, now=now)
         horizon = _horizon(live, seen, floor)
         if horizon <= now:
             return FastRegistered(response=response, record=None, ttl=0)

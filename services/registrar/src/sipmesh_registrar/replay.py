@@ -47,7 +47,7 @@ from typing import Final
 
 from sipmesh_bus.records import BindingSet, SeenNonce
 
-__all__ = ["MAX_SEEN", "is_replay", "remember", "seen_nonce"]
+__all__ = ["MAX_SEEN", "counted", "is_replay", "remember", "seen_nonce"]
 
 MAX_SEEN: Final = 16
 #: Nonces remembered per AoR. Each rides in every write of the AoR's record
@@ -113,6 +113,39 @@ def remember(
     if len(entries) > limit:
         # Usually sorted already (each nonce expires after those issued
         # before it): the sort then only compares neighbours.
+        entries.sort(key=_UNTIL)
+        dropped = len(entries) - limit
+        floor = max(floor, entries[dropped - 1].until)
+        del entries[:dropped]
+    return entries, floor
+
+
+def counted(
+    stored: BindingSet | None, seen: SeenNonce, *, now: float, limit: int = MAX_SEEN
+) -> tuple[list[SeenNonce], float] | None:
+    """None when :func:`is_replay`, else what :func:`remember` gives, in one pass.
+
+    Both walk the remembered nonces; an authenticated REGISTER needs both,
+    and the walk is most of their cost (a full list has :data:`MAX_SEEN`).
+    """
+    if stored is None:
+        return remember(None, seen, now=now, limit=limit)
+    tag = seen.nonce
+    found = False
+    entries: list[SeenNonce] = []
+    for entry in stored.seen_nonces:
+        if entry.nonce == tag:
+            if not found:
+                found = True
+                if seen.nc <= entry.nc:
+                    return None
+        elif entry.until > now:
+            entries.append(entry)
+    if not found and seen.until <= stored.nonce_floor:
+        return None
+    floor = stored.nonce_floor if stored.nonce_floor > now else 0.0
+    entries.append(seen)
+    if len(entries) > limit:
         entries.sort(key=_UNTIL)
         dropped = len(entries) - limit
         floor = max(floor, entries[dropped - 1].until)
