@@ -62,7 +62,7 @@ TARGETS: Final = (
     # code, and callers may derive their own errors from ParseError.
     Target(src="libs/sipmsg/src", package="sipmsg", exclude=("_errors.py",)),
     # The services' pure hot paths; the asyncio shells (app, outbox, prober,
-    # __main__; the edge's udp, streams, tls, bus, guard, outbound) and the
+    # __main__; the edge's udp, streams, tls, bus, guard, connecting) and the
     # metrics stay Python. So do modules whose msgspec Structs are decoded
     # (router context: the dialog token, the context, the dialog record; the
     # edge's protection config): mypyc rewrites a compiled class's
@@ -85,6 +85,7 @@ TARGETS: Final = (
             "flow.py",
             "forking.py",
             "invite_server.py",
+            "outbound.py",
             "proxy.py",
             "sink.py",
             "stamp.py",

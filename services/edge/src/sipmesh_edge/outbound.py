@@ -10,8 +10,6 @@ failure through its ``on_error`` callback.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Callable
 from typing import Final, Protocol
 
@@ -19,13 +17,12 @@ import msgspec
 
 from sipmesh_bus import schema, subjects
 from sipmesh_edge.bus import BusFailure
+from sipmesh_edge.connecting import Connector, PendingSends
 from sipmesh_edge.flow import Flow
 from sipmesh_edge.metrics import EdgeMetrics
-from sipmesh_edge.ports import Connection, ConnectionRegistry
+from sipmesh_edge.ports import ConnectionRegistry
 
 __all__ = ["Bus", "Connector", "Flow", "Outbound", "UdpSender"]
-
-log = logging.getLogger(__name__)
 
 _OPENABLE: Final = frozenset({"tcp", "tls"})
 
@@ -44,12 +41,6 @@ class UdpSender(Protocol):
     """One UDP socket (``asyncio.DatagramTransport.sendto``)."""
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None: ...
-
-
-class Connector(Protocol):
-    """Opens (or reuses) outbound stream connections (``streams.StreamListeners``)."""
-
-    async def connect(self, transport: str, host: str, port: int) -> Connection: ...
 
 
 class Outbound:
@@ -75,7 +66,7 @@ class Outbound:
         #: The stream connections of this edge, by id.
         self.connector: Connector | None = None
         #: Opens outbound TCP/TLS connections; None sends nothing over new streams.
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._pending = PendingSends()
 
     def target_flow(self, target: schema.Target, *, request: bool = False) -> Flow:
         """Where a Target's messages go: another edge, a held connection, a new one, UDP.
@@ -164,18 +155,7 @@ class Outbound:
         if connector is None or flow.transport not in _OPENABLE:
             return False  # WebSocket peers cannot be called back (RFC 7118 §4)
 
-        async def connect_and_send() -> None:
-            try:
-                connection = await connector.connect(flow.transport, flow.host, flow.port)
-                connection.send(data)
-            except (OSError, ValueError) as exc:  # ConnectionError and TimeoutError included
-                log.info("edge: %s %s:%s: %s", flow.transport, flow.host, flow.port, exc)
-                if on_error is not None:
-                    on_error()
-
-        task = asyncio.get_running_loop().create_task(connect_and_send())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._pending.start(connector, flow, data, on_error)
         return True
 
     def _send_via_edge(
