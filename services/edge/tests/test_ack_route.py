@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from sipmesh_bus import schema, subjects
 from sipmesh_bus.branches import branch_for
 from sipmesh_edge.ackroute import AckRoutes
@@ -98,3 +100,25 @@ def test_ack_to_the_reply_socket_matches_an_invite_on_the_shared_one() -> None:
     acks.remember(HINT, flow(shared), now=0.0, ttl=32.0)
     for local, routed in ((reply, True), (shared, True), (elsewhere, False)):
         assert (acks.route(ack, flow(local), 1.0) is not None) is routed, local
+
+
+def test_hints_expire_after_their_ttl_and_a_replaced_one_goes_with_its_own_entry() -> None:
+    acks = AckRoutes()
+    local = ("192.0.2.10", 5060)
+    flow = Flow(transport="udp", host="198.51.100.7", port=5062, local=local)
+    ack = parse(ACK)
+    assert isinstance(ack, Request)
+    other = msgspec.structs.replace(HINT, call_id=b"other")
+    acks.remember(HINT, flow, now=0.0, ttl=32.0)
+    acks.remember(other, flow, now=1.0, ttl=32.0)
+    acks.remember(HINT, flow, now=10.0, ttl=32.0)  # a second 2xx of the call: lives to 42
+    assert len(acks) == 2
+    acks.remember(other, flow, now=33.5, ttl=32.0)  # 0.0's and 1.0's entries expire first
+    assert len(acks) == 2
+    assert acks.route(ack, flow, 41.9) is not None  # expiring its replaced entry kept it
+    acks.remember(other, flow, now=42.0, ttl=32.0)
+    assert len(acks) == 1  # HINT's own entry expired at 42
+    assert acks.route(ack, flow, 42.0) is None
+    for n in range(1000):
+        acks.remember(other, flow, now=100.0 + n, ttl=32.0)
+    assert len(acks) == 1  # one per Call-ID, however often replaced

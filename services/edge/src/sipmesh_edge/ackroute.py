@@ -19,6 +19,7 @@ target. Anything else returns None, and the ACK goes to the router as before.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Final
 
 from sipmesh_bus import schema
@@ -55,6 +56,11 @@ class AckRoutes:
         #: By Call-ID: one hint per call (a second 2xx of a fork replaces the
         #: first, whose ACK then goes to the router); an ACK of no hinted call
         #: costs one lookup.
+        self._order: deque[tuple[bytes, _Hint]] = deque()
+        #: Every hint kept, oldest first (all live ``ttl`` seconds): what
+        #: expires is popped from the left. Not the dict's own order: reading
+        #: a dict's first key after deleting its first keys walks past every
+        #: deleted slot (10 µs per 2xx at 32,000 hints, 1,000 calls/s).
         self._limit = limit
         self.replies: dict[tuple[str, int], tuple[str, int]] = {}
         #: Shared socket -> this edge's reply socket (``EdgeConfig.reuse_port``):
@@ -70,9 +76,10 @@ class AckRoutes:
         if hint.inbound != flow.transport or not hint.routes or len(self._hints) >= self._limit:
             return
         key = hint.call_id
-        self._hints.pop(key, None)  # re-inserted last: the dict stays in expiry order
         local = self.replies.get(flow.local, flow.local)
-        self._hints[key] = _Hint(route=hint, local=local, expires=now + ttl)
+        kept = _Hint(route=hint, local=local, expires=now + ttl)
+        self._hints[key] = kept
+        self._order.append((key, kept))
 
     def route(self, req: Request, flow: Flow, now: float) -> tuple[bytes, schema.Target] | None:
         """The ACK ``req`` as the router would forward it, and where; None: ask the router."""
@@ -109,12 +116,14 @@ class AckRoutes:
         return _edited(req, hint.via + branch, hint.rest, b"%d" % value), hint.target
 
     def _expire(self, now: float) -> None:
-        hints = self._hints
-        while hints:
-            key = next(iter(hints))
-            if hints[key].expires > now:
-                return
-            del hints[key]
+        # The same ttl for every hint, so the deque is in expiry order; a hint
+        # replaced since (a second 2xx of the call) is dropped from the dict
+        # only by its own entry.
+        order, hints = self._order, self._hints
+        while order and order[0][1].expires <= now:
+            key, hint = order.popleft()
+            if hints.get(key) is hint:
+                del hints[key]
 
 
 def _edited(req: Request, via: bytes, rest: list[bytes], max_forwards: bytes) -> bytes:
