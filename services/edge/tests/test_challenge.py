@@ -220,3 +220,21 @@ def test_401_is_the_registrars_for_the_stamped_request(via: bytes) -> None:
 )
 def test__around_branch(stamped: bytes, branch: bytes, around: tuple[bytes, bytes] | None) -> None:
     assert _around_branch(stamped, branch) == around
+
+
+def test_stamped_vias_kept_are_bounded_and_right_after_eviction() -> None:
+    challenger = RegisterChallenger(SETTINGS, SECRET)
+    req = register()
+    for port in range(1, 40_001):  # more sources than the challenger keeps stamps of
+        assert challenger.challenge(req, ("198.51.100.7", port), NOW) is not None
+    assert len(challenger._stamps) <= 32_768
+    for port in (1, 39_999):  # one forgotten, one kept
+        answer = challenger.challenge(req, ("198.51.100.7", port), NOW)
+        assert answer is not None
+        assert b";rport=%d;received=198.51.100.7" % port in answer
+        stamped = parse(stamp_via(req, "198.51.100.7", port))
+        assert isinstance(stamped, Request)
+        registrar = FastPath(make_policy(SETTINGS), NonceManager(secret=SECRET, ttl=300.0))
+        expected = registrar.admit(stamped, subscribers={}, now=NOW, entropy=b"e" * 12)
+        assert isinstance(expected, bytes)
+        assert _without_nonce(answer) == _without_nonce(expected)

@@ -42,9 +42,10 @@ _ENTROPY: Final = 12
 _POOL: Final = _ENTROPY * 512
 _NOBODY: Final[Mapping[str, Subscriber]] = {}
 #: A challenge reads no subscriber.
-_STAMPS: Final = 65_536
+_STAMPS: Final = 32_768
 #: Stamped top Via templates kept, about one per phone (its Via line without
-#: the branch, and its source address); past it the older half is dropped.
+#: the branch, and its source address), as many as the fast path keeps of
+#: its other per-phone memos; past it the older half is dropped.
 _BRANCH: Final = b";branch="
 
 
