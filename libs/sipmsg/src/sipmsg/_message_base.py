@@ -16,7 +16,14 @@ from typing import Final, Self, TypeVar
 from ._abnf import WORD, WS, split_comma
 from ._errors import ParseError
 from ._native import python_class
-from .address import Address, Star, parse_address, parse_address_list, parse_contact_list
+from .address import (
+    Address,
+    Star,
+    parse_address,
+    parse_address_list,
+    parse_contact_list,
+    plain_address_ok,
+)
 from .digest import Challenge, Credentials, parse_challenge, parse_credentials
 from .headers import (
     CSeq,
@@ -40,6 +47,8 @@ class _Unset(enum.Enum):
 
 
 _UNSET: Final = _Unset.UNSET
+_FROM_CHECKED: Final = 1
+_TO_CHECKED: Final = 2
 T = TypeVar("T")
 
 
@@ -51,6 +60,7 @@ class _Message:
         "_allow",
         "_authorization",
         "_call_id",
+        "_checked",
         "_contact",
         "_content_length",
         "_content_type",
@@ -89,6 +99,7 @@ class _Message:
     # The wire form (kept from parse, or built by bytes()) and the accessor
     # caches; _reset_cache empties them all.
     _data: bytes | None
+    _checked: int  # _FROM_CHECKED | _TO_CHECKED: check_address_header passed
     _content_length: int | None
     _via: tuple[Via, ...] | None
     _top_via: Via | None
@@ -289,6 +300,20 @@ class _Message:
         return v
 
     # -- classifying fast paths ---------------------------------------------
+
+    def check_from_to(self) -> None:
+        """Raise the ParseError ``from_`` or ``to`` would raise; build neither when both are plain.
+
+        For a check that only needs From and To to be well formed (a
+        response copies them raw, §8.2.6.2; ``make_response`` uses it): a
+        name-addr of the usual shape (the one regex of the fast path) is
+        known valid without its :class:`Address` and URI being built
+        (~1.1 µs each compiled). Anything else is parsed, and cached, as by
+        the accessors, so the errors are theirs: missing, repeated or
+        malformed, naming the header.
+        """
+        check_address_header(self, b"from")
+        check_address_header(self, b"to")
 
     @property
     def via_branch(self) -> bytes | None:
@@ -492,6 +517,7 @@ def _reset_cache(msg: _Message, data: bytes | None) -> None:
     called through a bound method object (~40 ns more per call).
     """
     msg._data = data
+    msg._checked = 0
     msg._content_length = None
     msg._via = None
     msg._top_via = None
@@ -518,6 +544,18 @@ def _reset_cache(msg: _Message, data: bytes | None) -> None:
     msg._proxy_authenticate = None
     msg._authorization = None
     msg._proxy_authorization = None
+
+
+def check_address_header(msg: _Message, key: bytes) -> None:
+    """:meth:`_Message.check_from_to` for one of them: ``key`` is ``b"from"`` or ``b"to"``."""
+    bit = _FROM_CHECKED if key == b"from" else _TO_CHECKED
+    if msg._checked & bit:
+        return
+    if (msg._from if bit == _FROM_CHECKED else msg._to) is None and not plain_address_ok(
+        _single(msg, key, True) or b""
+    ):
+        _ = msg.from_ if bit == _FROM_CHECKED else msg.to
+    msg._checked |= bit
 
 
 def _single(msg: _Message, key: bytes, required: bool) -> bytes | None:

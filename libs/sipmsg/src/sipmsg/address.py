@@ -206,6 +206,28 @@ def parse_address(data: bytes) -> Address:
     return _parse_address(value)
 
 
+def plain_address_ok(data: bytes) -> bool:
+    """True when ``parse_address(data)`` succeeds by its fast path; nothing is built.
+
+    False means "not known": the usual-shape regex did not match, the port
+    needs its range checked, or a ttl/maddr URI parameter needs its value
+    checked. Then only :func:`parse_address` can tell (and give the error).
+    """
+    m = _FAST_SIP_NAME_ADDR_RE.fullmatch(data.strip(WS))
+    if m is None:
+        return False
+    port = m.group(7)
+    if port is not None and len(port) == 5 and int(port) > 65535:
+        return False
+    uri_params = m.group(8)
+    if uri_params:
+        # fast_sip_uri checks the values of ttl and maddr only (any case).
+        low = uri_params.lower()
+        if low.find(b";ttl") >= 0 or low.find(b";maddr") >= 0:
+            return False
+    return True
+
+
 def _fast_address(
     quoted: bytes | None,
     plain: bytes | None,

@@ -16,7 +16,7 @@ from typing import Final
 
 from ._abnf import WS, split_comma
 from ._errors import LocalProtocolError, ParseError
-from ._message_base import _quick_tag
+from ._message_base import _quick_tag, check_address_header
 from .address import parse_address
 from .headers import HeaderField, Headers, make_field
 from .message import Request, Response
@@ -164,9 +164,14 @@ def make_response(
     if reason is None:
         reason = REASON_PHRASES.get(status, b"Unknown")
     if strict:
-        _ = req.from_, req.cseq, req.call_id  # validate what is copied raw below
+        # Validate what is copied raw below, From and To without building
+        # them (in the order the accessors were read before: the same error
+        # comes first when several headers are bad).
+        check_address_header(req, b"from")
+        _ = req.cseq, req.call_id
         to = _raw(req, b"to")
-        has_tag = req.to.tag is not None
+        check_address_header(req, b"to")
+        has_tag = req.to_tag is not None
     else:
         _lenient_top_via(req)
         to = _raw(req, b"to")
@@ -261,7 +266,7 @@ def _derived_tag(req: Request, strict: bool = True) -> bytes:
     # same tag, which is what a stateless retransmission needs.
     if strict:
         top = req.via[0].branch if req.via else None
-        from_tag = req.from_.tag
+        from_tag = req.from_tag  # From is validated (make_response); to_tag likewise
         seq = b"%d" % req.cseq.seq
     else:
         # What the request carries raw (make_response checked the top Via).
