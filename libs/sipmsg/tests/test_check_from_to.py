@@ -134,3 +134,47 @@ def test_make_response_to_a_fresh_request_leaves_from_and_to_unbuilt() -> None:
     assert resp.header(b"from") == b"<sip:alice@example.com>;tag=1"
     assert req._from is None
     assert req._to is None
+
+
+# -- from_tag / to_tag / via_branch: the quick paths equal the typed values ------
+
+_TAG_PARAMS = st.lists(
+    st.sampled_from(
+        [b";tag=a", b";TAG=B", b";Tag=c", b";tag", b";tagx=1", b";xtag=2", b";x=tag", b";lr"]
+    ),
+    max_size=4,
+).map(b"".join)
+_BRANCH_PARAMS = st.lists(
+    st.sampled_from(
+        [b";branch=z9hG4bKa", b";BRANCH=z9hG4bKb", b";branch", b";branchx=1", b";rport", b";x=y"]
+    ),
+    max_size=4,
+).map(b"".join)
+
+
+@given(_TAG_PARAMS, _TAG_PARAMS)
+@example(b";tag;tag=second", b"")
+@example(b";TAG=a;tag=b", b";Tag=c;tag=d")
+def test_quick_tags_equal_the_typed_tags(from_params: bytes, to_params: bytes) -> None:
+    data = _message(b"<sip:alice@example.com>" + from_params, b"sip:bob@example.com" + to_params)
+    msg, typed = parse(data), parse(data)
+    try:
+        want = (typed.from_.tag, typed.to.tag)
+    except ParseError:
+        return  # malformed: the quick paths promise nothing then
+    assert (msg.from_tag, msg.to_tag) == want
+
+
+@given(_BRANCH_PARAMS)
+@example(b";BRANCH=z9hG4bKa;branch=z9hG4bKb")
+@example(b";branch;branch=z9hG4bKb")
+def test_via_branch_equals_the_typed_branch(params: bytes) -> None:
+    data = _message(b"<sip:a@example.com>;tag=1", b"<sip:b@example.com>").replace(
+        b";branch=z9hG4bK-1", params
+    )
+    msg, typed = parse(data), parse(data)
+    try:
+        want = typed.via[0].branch
+    except ParseError:
+        return
+    assert msg.via_branch == want

@@ -685,12 +685,15 @@ def quick_param(value: bytes, marker: bytes) -> tuple[bool, bytes | None]:
         if start < 0:
             return True, None
         params = value[start:]
-    at = params.find(marker)
+    low = params.lower()
+    at = low.find(marker)
     if at < 0:
-        low = params.lower()
-        at = low.find(marker)
-        if at < 0:
-            return marker[1:-1] not in low, None
+        return marker[1:-1] not in low, None
+    if low.find(marker[:-1]) != at:
+        # An earlier parameter whose name starts the same (";tag;tag=b",
+        # ";TAG=a;tag=b", ";tagx=1;tag=b"): the first parameter of that name
+        # is what the typed value reads, so only the real parser can tell.
+        return False, None
     at += len(marker)
     end = params.find(b";", at)
     found = params[at:] if end < 0 else params[at:end]
