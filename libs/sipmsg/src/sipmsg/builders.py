@@ -19,7 +19,7 @@ from ._errors import LocalProtocolError, ParseError
 from ._message_base import _quick_tag, check_address_header
 from .address import parse_address
 from .headers import HeaderField, Headers, make_field
-from .message import Request, Response
+from .message import Request, Response, built_response
 from .uri import SipUri
 from .via import Via, parse_via
 
@@ -188,7 +188,7 @@ def make_response(
         (b"Call-ID", b"call-id", _raw(req, b"call-id")),
         (b"CSeq", b"cseq", _raw(req, b"cseq")),
     ]
-    return Response(status=status, reason=reason, headers=_response_headers(copied, headers))
+    return built_response(status, reason, _response_headers(copied, headers))
 
 
 def _response_headers(copied: list[HeaderField], extra: Iterable[tuple[bytes, bytes]]) -> Headers:
