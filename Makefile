@@ -26,7 +26,7 @@ typecheck:
 unit: compile
 	$(PY) -bb -m pytest
 
-## Compile sipmsg and the registrar's and router's pure modules with mypyc, in place, when a source changed (scripts/compile.py);
+## Compile sipmsg and the edge's, registrar's and router's pure modules with mypyc, in place, when a source changed (scripts/compile.py);
 ## SIPMESH_PURE=1 removes the compiled modules instead. bootstrap.sh runs it too.
 compile:
 	$(PY) scripts/compile.py
