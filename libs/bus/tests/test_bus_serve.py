@@ -161,6 +161,59 @@ async def test_a_handler_that_suspends_goes_on_in_a_task() -> None:
     assert not svc._inflight
 
 
+async def test_requests_started_together_may_wait_for_the_same_future() -> None:
+    # Both first steps run inline, before either task takes the future: the
+    # second task must still accept it (a shared event, lock or cache fill).
+    svc, fake, registry = _service()
+    shared: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+    async def handler(data: bytes) -> bytes:
+        return data + await shared
+
+    cb = await _serve(svc, fake, handler)
+    await cb(_msg(fake, b"one", reply="inbox.1"))
+    await cb(_msg(fake, b"two", reply="inbox.2"))
+    assert len(svc._inflight) == 2
+    shared.set_result(b"!")
+    await asyncio.wait(set(svc._inflight))
+    assert sorted(fake.published) == [("inbox.1", b"one!"), ("inbox.2", b"two!")]
+    assert _count(registry, "ok") == 2
+    assert _count(registry, "error") is None
+
+
+async def test_a_handler_returning_another_awaitable_is_awaited() -> None:
+    svc, fake, registry = _service()
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[bytes]] = []
+
+    def handler(data: bytes) -> asyncio.Future[bytes]:
+        fut = loop.create_future()
+        if data == b"now":
+            fut.set_result(b"done")
+        futures.append(fut)
+        return fut
+
+    cb = await _serve(svc, fake, handler)
+    await cb(_msg(fake, b"now", reply="inbox.1"))
+    await cb(_msg(fake, b"later", reply="inbox.2"))
+    futures[1].set_result(b"late")
+    await asyncio.wait(set(svc._inflight))
+    assert sorted(fake.published) == [("inbox.1", b"done"), ("inbox.2", b"late")]
+    assert _count(registry, "ok") == 2
+
+
+async def test_a_handler_raising_before_returning_an_awaitable_goes_to_on_error() -> None:
+    svc, fake, registry = _service()
+
+    def handler(data: bytes) -> asyncio.Future[bytes]:
+        raise ValueError(data.decode())
+
+    cb = await _serve(svc, fake, handler)
+    await cb(_msg(fake, b"boom"))
+    assert fake.published == [("inbox.1", b"error:ValueError:boom")]
+    assert _count(registry, "error") == 1
+
+
 @pytest.mark.parametrize("suspend", [False, True])
 async def test_errors_go_to_on_error_before_and_after_suspending(suspend: bool) -> None:
     svc, fake, registry = _service()

@@ -37,7 +37,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar, cast
 
 import msgspec
 import nats.errors
@@ -576,35 +576,86 @@ class Service:
         stale_after = self.nats_config.request_timeout
         backlog: deque[tuple[float, bytes, bytes, bytes]] = deque()
         taken = 0
+        record = self._m_stats.record
+        clock = time.perf_counter
 
         def shed(subject: bytes) -> None:
             # No reply: the requester times out and answers 503 itself.
             self._m_stats.count(subject, "shed")
 
-        def run(subject: bytes, reply: bytes, payload: bytes) -> None:
-            nonlocal taken
-            coro = self._handle(
-                subject,
-                reply,
-                payload,
-                handler=handler,
-                decode=decode,
-                encode=encode,
-                on_error=on_error,
-            )
+        def answer(
+            subject: bytes, reply_to: bytes, outcome: str, reply: R | None, t0: float
+        ) -> None:
             try:
-                yielded = coro.send(None)
-            except StopIteration:
-                return  # answered without suspending: no task needed
-            except asyncio.CancelledError:
-                return  # the handler cancelled itself, as a task would have ended
+                if reply is not None and reply_to and not wire.publish(reply_to, encode(reply)):
+                    outcome = "error"  # the wire is down: the requester times out
+            except Exception:
+                outcome = "error"
+                log.exception("%s: could not answer on %s", self.name, subject.decode())
+            record(subject, outcome, clock() - t0)
+
+        def run(subject: bytes, reply: bytes, payload: bytes) -> None:
+            # Decode, then the handler's first step, right here: one that
+            # returns without suspending is answered without a task (nor any
+            # coroutine but the handler's own).
+            nonlocal taken
+            started = clock()
+            try:
+                try:
+                    request = decode(payload)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    failed = self._map_error(exc, subject, payload, on_error)
+                    answer(subject, reply, "bad_request", failed, started)
+                    return
+                try:
+                    pending = handler(request)
+                    coro: Coroutine[Any, Any, R | None] = (
+                        pending
+                        if type(pending) is types.CoroutineType
+                        # Another awaitable (a future, a compiled coroutine): awaited.
+                        else _awaiting(pending)
+                    )
+                    yielded = coro.send(None)
+                except StopIteration as done:
+                    answer(subject, reply, "ok", done.value, started)
+                    return
+                except asyncio.CancelledError:
+                    return  # the handler cancelled itself, as a task would have ended
+                except Exception as exc:
+                    failed = self._map_error(exc, subject, payload, on_error)
+                    answer(subject, reply, "error", failed, started)
+                    return
             except Exception:
                 log.exception("%s: request on %s failed", self.name, subject.decode())
                 return
+            if getattr(yielded, "_asyncio_future_blocking", False):
+                # A future's ``__await__`` raises this flag as it yields it, and
+                # refuses a second await while it is up; a task takes the
+                # future and lowers it. Do that now, or another request
+                # started inline, waiting for the same future (a shared event,
+                # a lock), fails; :func:`_resume` raises it for the task.
+                yielded._asyncio_future_blocking = False
             taken += 1
-            task = loop.create_task(_finish(coro, yielded))
+            task = loop.create_task(go_on(coro, yielded, subject, reply, payload, started=started))
             self._inflight.add(task)
             task.add_done_callback(finished)
+
+        async def go_on(
+            coro: Coroutine[Any, Any, R | None],
+            yielded: Any,
+            subject: bytes,
+            reply_to: bytes,
+            payload: bytes,
+            *,
+            started: float,
+        ) -> None:
+            reply: R | None
+            try:
+                reply = await _resume(coro, yielded)
+                outcome = "ok"
+            except Exception as exc:
+                outcome, reply = "error", self._map_error(exc, subject, payload, on_error)
+            answer(subject, reply_to, outcome, reply, started)
 
         def finished(task: asyncio.Task[None]) -> None:
             nonlocal taken
@@ -634,37 +685,6 @@ class Service:
         with contextlib.suppress(WireClosedError, TimeoutError):
             await wire.flush(self.nats_config.request_timeout)
         log.info("%s: serving %s (queue group %s)", self.name, subject, queue)
-
-    async def _handle(
-        self,
-        subject: bytes,
-        reply_to: bytes,
-        payload: bytes,
-        *,
-        handler: Handler[T, R],
-        decode: Callable[[bytes], T],
-        encode: Callable[[R], bytes],
-        on_error: ErrorMapper[R] | None,
-    ) -> None:
-        started = time.perf_counter()
-        reply: R | None
-        try:
-            request = decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            outcome, reply = "bad_request", self._map_error(exc, subject, payload, on_error)
-        else:
-            try:
-                reply = await handler(request)
-                outcome = "ok"
-            except Exception as exc:
-                outcome, reply = "error", self._map_error(exc, subject, payload, on_error)
-        try:
-            if reply is not None and reply_to and not self.wire.publish(reply_to, encode(reply)):
-                outcome = "error"  # the wire is down: the requester times out
-        except Exception:
-            outcome = "error"
-            log.exception("%s: could not answer on %s", self.name, subject.decode())
-        self._m_stats.record(subject, outcome, time.perf_counter() - started)
 
     def _map_error(
         self, exc: Exception, subject: bytes, payload: bytes, on_error: ErrorMapper[R] | None
@@ -736,12 +756,16 @@ class Service:
 
 
 @types.coroutine
-def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any, None]:
-    """Go on driving ``coro`` after its first step, which yielded ``yielded``.
+def _resume(coro: Coroutine[Any, Any, T], yielded: Any) -> Generator[Any, Any, T]:
+    """Go on driving ``coro`` after its first step, which yielded ``yielded``; its result.
 
     What a task would have done: pass each yielded future up to the task running
     this, and send the results (or throw the cancellations) back down.
     """
+    if getattr(yielded, "_asyncio_future_blocking", None) is False:
+        # Lowered after the inline first step (see Service.serve): raised
+        # again, or the task running this would refuse the future.
+        yielded._asyncio_future_blocking = True
     while True:
         try:
             sent = yield yielded
@@ -751,17 +775,18 @@ def _resume(coro: Coroutine[Any, Any, None], yielded: Any) -> Generator[Any, Any
         except BaseException as exc:  # CancelledError from task.cancel()
             try:
                 yielded = coro.throw(exc)
-            except StopIteration:
-                return
+            except StopIteration as done:
+                return cast(T, done.value)
         else:
             try:
                 yielded = coro.send(sent)
-            except StopIteration:
-                return
+            except StopIteration as done:
+                return cast(T, done.value)
 
 
-async def _finish(coro: Coroutine[Any, Any, None], yielded: Any) -> None:
-    await _resume(coro, yielded)
+async def _awaiting(awaitable: Awaitable[T]) -> T:
+    """A coroutine awaiting ``awaitable`` (what a handler returned that is not one)."""
+    return await awaitable
 
 
 class EnvelopeApp(Protocol):
