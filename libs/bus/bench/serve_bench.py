@@ -1,14 +1,18 @@
 """CPU per request of ``Service.serve`` and of ``WireClient.request``, over a real nats-server.
 
     python libs/bus/bench/serve_bench.py [--base SRC ...] [--requests 20000]
-        [--window 64] [--rounds 5] [--mode inline|suspend]
+        [--clients 1] [--window 64] [--rounds 5] [--mode inline|suspend]
+        [--delays 0,0.0005]
 
 Starts a nats-server (port 0). Each round runs, for each variant (every
 ``--base`` given, a ``libs/bus/src`` of another checkout, then this one), a
 responder process (``Service.serve`` on ``bench.serve``: decode an
 :class:`~sipmesh_bus.schema.Envelope` of a 500-byte REGISTER, answer a
 :class:`~sipmesh_bus.schema.SendResponse`) and a requester process
-(``WireClient.request`` with ``--window`` requests in flight). It prints, per
+(``--clients`` processes of ``WireClient.request`` with ``--window``
+requests in flight each). ``--delays`` runs this checkout once per
+responder ``nats.write_delay`` given (for a variant that has that setting:
+tried in session 5, a delay of 500 us cost more than it saved, closed loop). It prints, per
 variant, the best-of-rounds CPU microseconds per request of the responder
 (from ``/proc``), of the requester (its own ``process_time``) and of
 nats-server. Variants alternate inside each round, so the box's load hits
@@ -45,7 +49,7 @@ def cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-async def responder(url: str, mode: str) -> None:
+async def responder(url: str, mode: str, write_delay: float) -> None:
     from sipmesh_bus import schema  # noqa: PLC0415 - imported from the variant's path
     from sipmesh_bus.config import HttpConfig, NatsConfig, ServiceConfig  # noqa: PLC0415
     from sipmesh_bus.runtime import Service  # noqa: PLC0415
@@ -57,7 +61,10 @@ async def responder(url: str, mode: str) -> None:
             await asyncio.sleep(0)
         return answer
 
-    config = ServiceConfig(nats=NatsConfig(url=url), http=HttpConfig(host="127.0.0.1", port=0))
+    nats = NatsConfig(url=url)
+    if write_delay:  # a nats setting to try, in a variant that has it
+        nats = NatsConfig(url=url, write_delay=write_delay)  # type: ignore[call-arg]
+    config = ServiceConfig(nats=nats, http=HttpConfig(host="127.0.0.1", port=0))
     async with Service("bench", config, install_signal_handlers=True) as svc:
         await svc.serve(SUBJECT, handle, queue="bench", decode=schema.decode_envelope)
         print("ready", flush=True)
@@ -119,48 +126,63 @@ async def requester(url: str, count: int, window: int) -> None:
 
 
 def run_round(
-    url: str, src: str | None, count: int, window: int, mode: str, *, asyncio_loop: bool
+    url: str, variant: tuple[str | None, float], a: argparse.Namespace
 ) -> tuple[float, ...]:
+    src, delay = variant
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src
-    me = [sys.executable, __file__, "--url", url, *(["--asyncio"] if asyncio_loop else [])]
+    me = [sys.executable, __file__, "--url", url, *(["--asyncio"] if a.asyncio else [])]
     serving = subprocess.Popen(  # noqa: S603 - this script, the variant's path
-        [*me, "--role", "responder", "--mode", mode], env=env, stdout=subprocess.PIPE, text=True
+        [*me, "--role", "responder", "--mode", a.mode, "--write-delay", str(delay)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
+    share = a.requests // a.clients
+    asking: list[subprocess.Popen[str]] = []
     try:
         assert serving.stdout is not None
         assert serving.stdout.readline().strip() == "ready"
-        asking = subprocess.Popen(  # noqa: S603
-            [*me, "--role", "requester", "--requests", str(count), "--window", str(window)],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert asking.stdout is not None
-        assert asking.stdin is not None
-        assert asking.stdout.readline().strip() == "go"
+        for _ in range(a.clients):
+            client = subprocess.Popen(  # noqa: S603
+                [*me, "--role", "requester", "--requests", str(share), "--window", str(a.window)],
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            asking.append(client)
+            assert client.stdout is not None
+            assert client.stdout.readline().strip() == "go"
         nats_pid = int(os.environ["BENCH_NATS_PID"])
         before = cpu(serving.pid), cpu(nats_pid)
         wall = time.perf_counter()
-        asking.stdin.write("\n")
-        asking.stdin.flush()
-        used, failed = asking.stdout.readline().split()
+        for client in asking:
+            assert client.stdin is not None
+            client.stdin.write("\n")
+            client.stdin.flush()
+        used = failed = 0.0
+        for client in asking:
+            assert client.stdout is not None
+            spent, lost = client.stdout.readline().split()
+            used += float(spent)
+            failed += int(lost)
         wall = time.perf_counter() - wall
         after = cpu(serving.pid), cpu(nats_pid)
-        asking.wait()
-        if int(failed):
-            print(f"  ({failed} requests failed)", file=sys.stderr)
+        if failed:
+            print(f"  ({failed:.0f} requests failed)", file=sys.stderr)
     finally:
+        for client in asking:
+            client.wait()
         serving.terminate()
         serving.wait()
-    per = 1e6 / count
+    per = 1e6 / (share * a.clients)
     return (
         (after[0] - before[0]) * per,
-        float(used) * per,
+        used * per,
         (after[1] - before[1]) * per,
-        count / wall,
+        share * a.clients / wall,
     )
 
 
@@ -171,6 +193,11 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--mode", choices=("inline", "suspend"), default="inline")
+    ap.add_argument("--clients", type=int, default=1, help="requester processes")
+    ap.add_argument(
+        "--delays", default="0", help="the responder's write_delay values for this checkout"
+    )
+    ap.add_argument("--write-delay", type=float, default=0.0)
     ap.add_argument("--asyncio", action="store_true", help="asyncio's loop, not uvloop")
     ap.add_argument("--role", choices=("responder", "requester"))
     ap.add_argument("--url")
@@ -181,15 +208,16 @@ def main() -> None:
 
         run = uvloop.run
     if a.role == "responder":
-        run(responder(a.url, a.mode))
+        run(responder(a.url, a.mode, a.write_delay))
         return
     if a.role == "requester":
         run(requester(a.url, a.requests, a.window))
         return
     from sipmesh_bus.natsserver import NatsServer  # noqa: PLC0415
 
-    variants: list[str | None] = [*a.base, None]
-    best: dict[str | None, list[tuple[float, ...]]] = {v: [] for v in variants}
+    variants: list[tuple[str | None, float]] = [(b, 0.0) for b in a.base]
+    variants += [(None, float(d)) for d in a.delays.split(",")]
+    best: dict[tuple[str | None, float], list[tuple[float, ...]]] = {v: [] for v in variants}
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as store:
         server = NatsServer(store_dir=Path(store))
         server.start()
@@ -197,26 +225,31 @@ def main() -> None:
             os.environ["BENCH_NATS_PID"] = str(server._proc.pid)  # type: ignore[union-attr]
             for r in range(a.rounds):
                 for v in variants:
-                    figures = run_round(
-                        server.url, v, a.requests, a.window, a.mode, asyncio_loop=a.asyncio
-                    )
+                    figures = run_round(server.url, v, a)
                     best[v].append(figures)
-                    label = v or "this checkout"
                     print(
-                        f"round {r}: {label}: responder {figures[0]:.1f} us, requester "
+                        f"round {r}: {label(v)}: responder {figures[0]:.1f} us, requester "
                         f"{figures[1]:.1f} us, nats-server {figures[2]:.1f} us, {figures[3]:.0f}/s",
                         flush=True,
                     )
         finally:
             server.stop()
-    print(f"best of {a.rounds}, {a.requests} requests, window {a.window}, mode {a.mode}:")
+    print(
+        f"best of {a.rounds}, {a.requests} requests, {a.clients} clients of window "
+        f"{a.window}, mode {a.mode}:"
+    )
     for v, rows in best.items():
-        label = v or "this checkout"
         print(
-            f"  {label}: responder {min(r[0] for r in rows):.1f} us/req, "
+            f"  {label(v)}: responder {min(r[0] for r in rows):.1f} us/req, "
             f"requester {min(r[1] for r in rows):.1f} us/req, "
-            f"nats-server {min(r[2] for r in rows):.1f} us/req"
+            f"nats-server {min(r[2] for r in rows):.1f} us/req, "
+            f"{max(r[3] for r in rows):.0f}/s"
         )
+
+
+def label(variant: tuple[str | None, float]) -> str:
+    src, delay = variant
+    return (src or "this checkout") + (f" (write_delay {delay * 1e6:.0f} us)" if delay else "")
 
 
 if __name__ == "__main__":
