@@ -280,11 +280,17 @@ def seal_token(token: DialogToken, *, secret: bytes, call_id: bytes) -> bytes:
     """
     payload = _encoder.encode(token)
     raw = payload + _mac(secret, call_id, payload)
-    return b64url_encode(raw)
+    value = b64url_encode(raw)
+    _remember((value, secret, call_id), token)
+    return value
 
 
 def open_token(value: bytes, *, secret: bytes, call_id: bytes) -> DialogToken | None:
     """The token sealed in ``value`` for this Call-ID, or None (forged, damaged, other call)."""
+    key = (value, secret, call_id)
+    known = _opened.get(key)
+    if known is not None:
+        return known
     try:
         raw = b64url_decode(value)
     except ValueError:
@@ -295,6 +301,26 @@ def open_token(value: bytes, *, secret: bytes, call_id: bytes) -> DialogToken | 
     if not hmac.compare_digest(mac, _mac(secret, call_id, payload)):
         return None
     try:
-        return _token.decode(payload)
+        token = _token.decode(payload)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
+    _remember(key, token)
+    return token
+
+
+_OPENED_MAX: Final = 4096
+_opened: Final[dict[tuple[bytes, bytes, bytes], DialogToken]] = {}
+#: Tokens sealed or opened lately, by (value, secret, Call-ID): a memo of
+#: :func:`open_token`, which is a pure function of those three. A call opens
+#: the token it sealed a step before (the INVITE's on the 2xx, the 2xx's on
+#: the BYE): a hit skips base64, the HMAC and msgpack (~1.4 µs). Only a value
+#: that opened (or that we sealed) is remembered, so a forged or damaged one
+#: is checked every time. Emptied when full (deleting the oldest one by one
+#: makes ``next(iter(...))`` walk the deleted slots): a miss only costs the
+#: check again.
+
+
+def _remember(key: tuple[bytes, bytes, bytes], token: DialogToken) -> None:
+    if len(_opened) >= _OPENED_MAX:
+        _opened.clear()
+    _opened[key] = token
