@@ -303,7 +303,8 @@ def admit(peeked: Peeked) -> Request | Garbage:
         if peeked.summary is None:
             check_request(req)
         else:
-            _ = req.via, req.from_, req.to
+            _ = req.via
+            req.check_from_to()
     except ParseError as exc:
         if req.method == b"ACK":
             return Garbage(error=exc, response=None)
@@ -399,7 +400,11 @@ def check_request(req: Request) -> None:
         ParseError: 416 or 400 naming the header.
     """
     _check_keyed(req)
-    _ = req.call_id, req.from_, req.to, req.max_forwards
+    _ = req.call_id
+    # Valid From and To without building them (sipmsg's check_from_to): a
+    # response copies them raw (§8.2.6.2) and the key reads only From's tag.
+    req.check_from_to()
+    _ = req.max_forwards
     if req.cseq.method != req.method:
         raise ParseError("bad CSeq header: method does not match the request", header="cseq")
 
