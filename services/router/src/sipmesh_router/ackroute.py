@@ -35,7 +35,7 @@ from __future__ import annotations
 from typing import Final, cast
 
 from sipmesh_bus.schema import AckRoute, Envelope, Target, Transport
-from sipmsg import ParseError, Response, parse_address, parse_uri
+from sipmsg import ParseError, Response, parse_address
 
 from . import proxy
 from .config import Policy
@@ -114,11 +114,13 @@ def _ack_route(
         or inbound not in _TRANSPORTS
     ):
         return None
-    uri = bytes(contacts[0].uri)
+    # Core reads the ACK's Request-URI whatever the route, so it must parse:
+    # the Contact's URI is these very bytes parsed already (no second parse).
+    parsed = contacts[0].uri
+    uri = bytes(parsed)
     lowered = uri.lower()
     if b"sm=" in lowered or b"%" in uri or b"th-" in lowered:
         return None  # the strict-router fix or a hidden Contact could apply
-    parse_uri(uri)  # core reads the ACK's Request-URI whatever the route: it must parse
     marker = b"sm=" + token
     ours = [i for i, v in enumerate(rrs) if marker in v]
     if not ours or ours[-1] - ours[0] + 1 != len(ours):
@@ -135,7 +137,7 @@ def _ack_route(
     elif callee is not None:
         target = callee.target(text)
     else:
-        target = target_of_uri(parse_uri(uri), text)
+        target = target_of_uri(parsed, text)
     if target is None:
         return None
     out_transport = via_transport([target])
