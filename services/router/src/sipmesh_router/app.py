@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry
 
 from sipmesh_bus import kv, records, subjects
 from sipmesh_bus.calllimits import CallLimits
-from sipmesh_bus.records import BindingSet, Subscriber, live_bindings
+from sipmesh_bus.records import BindingSet, Subscriber
 from sipmesh_bus.routing import HealthSnapshot, RoutingSnapshot
 from sipmesh_bus.schema import (
     CallEvent,
@@ -333,7 +333,7 @@ class Router:
             for key in core.location_keys(msg, self.policy):
                 # The watched copy answers without a suspension (no gather, no task).
                 cached = self._locations.get(key)
-                if cached is not None and live_bindings(cached[0], now):
+                if cached is not None and _any_live(cached[0], now):
                     locations[key] = cached[0]
                 else:
                     locations[key] = await self._read_location(key)
@@ -676,6 +676,11 @@ class Router:
             target = self.active
         if not target.apply(key, value):
             log.warning("router: unreadable dialog record %s ignored", key)
+
+
+def _any_live(bindings: BindingSet | None, now: float) -> bool:
+    """``bool(live_bindings(bindings, now))`` without the list and its sort (core sorts them)."""
+    return bindings is not None and any(b.expires_at > now for b in bindings.bindings)
 
 
 def _has_caps(limits: CallLimits) -> bool:

@@ -139,6 +139,8 @@ class Policy:
 
     def media_mode(self, keys: tuple[str, ...]) -> MediaMode:
         """The anchoring mode of the first of ``keys`` that has an override, else ``media``."""
+        if not self.media_overrides:
+            return self.media  # the usual case: no table to build
         table = dict(self.media_overrides)
         return next((table[k] for k in keys if k in table), self.media)
 
