@@ -224,14 +224,16 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
     me = _me(env, policy)
     out_transport = via_transport([target])
     out = _listener(env, policy, out_transport)
-    sent = proxy.decrement_max_forwards(req)
+    sent = req
     hidden_vias: list[str] = []
     if token.hide:
         sent = proxy.with_contact(sent, secret=policy.secret, host=out[0], port=out[1])
         sent, hidden_vias, _ = proxy.hide_request(sent, keep_record_route=True)
     caller_branch = req.via_branch or b""
     branch = proxy.branch_for(caller_branch, req.call_id, 0, req.method)
-    sent = proxy.add_via(sent, transport=out_transport, host=out[0], port=out[1], branch=branch)
+    # §16.6 steps 3 and 8: Max-Forwards decremented, our Via on top.
+    via = proxy.via_value(out_transport, out[0], out[1], branch)
+    sent = proxy.forward_edits(sent, record_routes=[], via=via)
     events: tuple[CallEvent, ...] = ()
     delete = None
     media_delete = None
@@ -478,10 +480,11 @@ def _forward(
     first, rest = legs[0], legs[1:]
     out_transport = via_transport(first.targets)
     out = _listener(env, policy, out_transport)
-    sent = proxy.decrement_max_forwards(req)
+    sent = req
     hidden_vias: list[str] = []
     hidden_rrs: list[str] = []
     sealed = b""
+    rr: list[bytes] = []
     offer = _media_offer(env, req, caller, anchor)
     if hide:
         sent = proxy.with_contact(sent, secret=policy.secret, host=out[0], port=out[1])
@@ -497,9 +500,11 @@ def _forward(
         )
         sealed = seal_token(token, secret=policy.secret, call_id=req.call_id)
         rr = _record_routes(env, me, (out_transport, out), sealed)
-        sent = proxy.add_record_route(sent, rr)
     branch = proxy.branch_for(caller_branch, req.call_id, 0)
-    sent = proxy.add_via(sent, transport=out_transport, host=out[0], port=out[1], branch=branch)
+    # §16.6 steps 3, 4 and 8: Max-Forwards decremented, our Record-Route
+    # (dialog-creating requests), our Via on top: one copy of the message.
+    via = proxy.via_value(out_transport, out[0], out[1], branch)
+    sent = proxy.forward_edits(sent, record_routes=rr, via=via)
     stored = bytes(sent)
     data = bytes(proxy.add_routes(sent, first.routes)) if first.routes else stored
     ctx = RouteContext(
