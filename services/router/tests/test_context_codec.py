@@ -10,7 +10,15 @@ import random
 
 import pytest
 
-from sipmesh_router.context import b64url_decode, b64url_encode, keyed_sha256
+from sipmesh_router.context import (
+    DialogToken,
+    Flow,
+    b64url_decode,
+    b64url_encode,
+    keyed_sha256,
+    open_token,
+    seal_token,
+)
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 
@@ -48,3 +56,17 @@ def test_keyed_sha256_copies_give_the_hmac() -> None:
         assert mac.digest() == hmac.new(SECRET, msg, hashlib.sha256).digest()
     # A copy leaves the keyed original untouched.
     assert keyed_sha256(SECRET).copy().digest() == hmac.new(SECRET, b"", hashlib.sha256).digest()
+
+
+def test_open_token_memo_answers_only_the_exact_value_call_and_secret() -> None:
+    secret = SECRET
+    token = DialogToken(caller_tag="t1", caller=Flow(host="192.0.2.1", port=5060))
+    sealed = seal_token(token, secret=secret, call_id=b"memo-1@h")
+    assert open_token(sealed, secret=secret, call_id=b"memo-1@h") == token  # remembered
+    assert open_token(sealed, secret=secret, call_id=b"memo-2@h") is None
+    assert open_token(sealed, secret=secret[::-1], call_id=b"memo-1@h") is None
+    mid = len(sealed) // 2
+    other = b"A" if sealed[mid : mid + 1] != b"A" else b"B"
+    flipped = sealed[:mid] + other + sealed[mid + 1 :]  # a payload octet changes
+    assert open_token(flipped, secret=secret, call_id=b"memo-1@h") is None
+    assert open_token(flipped, secret=secret, call_id=b"memo-1@h") is None  # not remembered

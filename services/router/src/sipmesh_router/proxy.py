@@ -83,7 +83,11 @@ def forward_edits(req: Request, *, record_routes: list[bytes], via: bytes) -> Re
     for uri in reversed(record_routes):
         headers = headers.prepend(b"Record-Route", b"<" + uri + b">")
     headers = headers.prepend(b"Via", via)
-    return Request(method=req.method, uri=req.uri, headers=headers, body=req.body)
+    # The constructor's checks (method a token, no white space in the URI)
+    # hold for every parsed request: the parser applies the same grammar.
+    return Request(
+        method=req.method, uri=req.uri, headers=headers, body=req.body, version=req.version
+    )
 
 
 def add_record_route(req: Request, uris: list[bytes]) -> Request:

@@ -1,0 +1,50 @@
+"""proxy.forward_edits: the three §16.6 edits of a forwarded request in one copy."""
+
+from __future__ import annotations
+
+import pytest
+
+from sipmesh_router import proxy
+from sipmsg import Request, parse
+
+_BASE = (
+    b"INVITE sip:bob@example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1\r\n"
+    b"From: <sip:alice@example.com>;tag=a1\r\n"
+    b"To: <sip:bob@example.com>\r\n"
+    b"Call-ID: c1@192.0.2.1\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"%s"
+    b"Record-Route: <sip:p1.example.net;lr>\r\n"
+    b"Content-Length: 4\r\n\r\nbody"
+)
+
+
+def _request(max_forwards: bytes) -> Request:
+    req = parse(_BASE % max_forwards)
+    assert isinstance(req, Request)
+    return req
+
+
+@pytest.mark.parametrize("max_forwards", [b"Max-Forwards: 70\r\n", b"Max-Forwards: 1\r\n", b""])
+@pytest.mark.parametrize(
+    "record_routes",
+    [[], [b"sip:10.0.0.1:5060;lr;sm=x"], [b"sip:10.0.0.1:5061;transport=tcp;lr", b"sip:h;lr"]],
+)
+def test_forward_edits_give_the_bytes_of_the_three_edits(
+    max_forwards: bytes, record_routes: list[bytes]
+) -> None:
+    req = _request(max_forwards)
+    via = proxy.via_value("udp", "10.0.0.1", 5060, b"z9hG4bKsm-1")
+    one = proxy.forward_edits(req, record_routes=record_routes, via=via)
+    three = proxy.add_via(
+        proxy.add_record_route(proxy.decrement_max_forwards(req), record_routes),
+        transport="udp",
+        host="10.0.0.1",
+        port=5060,
+        branch=b"z9hG4bKsm-1",
+    )
+    assert bytes(one) == bytes(three)
+    assert one.max_forwards == (69 if b"70" in max_forwards else 0 if max_forwards else 70)
+    assert one.headers.get_all(b"via")[0] == via
+    assert one.body == b"body"
