@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sipmesh_router import proxy
-from sipmsg import Request, parse
+from sipmsg import Request, SipUri, parse
 
 _BASE = (
     b"INVITE sip:bob@example.com SIP/2.0\r\n"
@@ -48,3 +48,30 @@ def test_forward_edits_give_the_bytes_of_the_three_edits(
     assert one.max_forwards == (69 if b"70" in max_forwards else 0 if max_forwards else 70)
     assert one.headers.get_all(b"via")[0] == via
     assert one.body == b"body"
+
+
+@pytest.mark.parametrize("max_forwards", [b"Max-Forwards: 70\r\n", b""])
+@pytest.mark.parametrize(
+    "routes",
+    [
+        b"Route: <sip:10.0.0.1;lr>\r\n",
+        b"Route: <sip:10.0.0.1;lr>, <sip:p2.example.net;lr>\r\n",
+        b"Route: <sip:10.0.0.1;lr>\r\nRoute: <sip:p2.example.net;lr>\r\n",
+    ],
+)
+def test_forward_edits_with_routes_give_the_bytes_of_pop_routes_then_the_edits(
+    max_forwards: bytes, routes: bytes
+) -> None:
+    req = _request(routes + max_forwards)
+
+    def ours(uri: SipUri) -> bool:
+        return uri.host == b"10.0.0.1"
+
+    left, popped = proxy.split_routes(req, ours)
+    assert [bytes(u) for u in popped] == [b"sip:10.0.0.1;lr"]
+    via = proxy.via_value("udp", "10.0.0.1", 5060, b"z9hG4bKsm-2")
+    one = proxy.forward_edits(req, record_routes=[], via=via, routes=left)
+    popped_req, _ = proxy.pop_routes(req, ours)
+    two = proxy.forward_edits(popped_req, record_routes=[], via=via)
+    assert bytes(one) == bytes(two)
+    assert one.headers.get_all(b"route") == left

@@ -161,10 +161,13 @@ def _request(env: Envelope, req: Request, inp: Inputs) -> Decision:
             tokens.append(found)
         return found is not None
 
-    req, _ = proxy.pop_routes(req, ours)
+    # The popped request is built later, with the other edits (one copy).
+    left, popped = proxy.split_routes(req, ours)
     token = tokens[0] if tokens else strict
     if req.to_tag is not None:
-        return _in_dialog(env, req, token, inp)
+        return _in_dialog(env, req, left if popped else None, token, inp)
+    if popped:
+        req = proxy.with_routes(req, left)
     return _initial(env, req, inp)
 
 
@@ -197,7 +200,14 @@ def _strict_router_fix(
     return proxy.reparse_request(out), token
 
 
-def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inputs) -> Decision:
+def _in_dialog(
+    env: Envelope, req: Request, left: list[bytes] | None, token: DialogToken | None, inp: Inputs
+) -> Decision:
+    """Loose-route ``req`` along its dialog (§16.12).
+
+    ``left``: the Route values after ours were popped (§16.4), None when
+    none was ours (Route as received); ``req`` still holds ours.
+    """
     policy = inp.policy
     if token is None:
         # Not a dialog we record-routed: forwarding it would make us an open relay.
@@ -208,10 +218,12 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
     if isinstance(ruri, SipUri) and ruri.user is not None:
         hidden = proxy.open_contact_token(ruri.user, secret=policy.secret)
         if hidden is not None:
+            headers = req.headers if left is None else proxy.route_headers(req.headers, left)
             req = proxy.reparse_request(
-                Request(method=req.method, uri=hidden, headers=req.headers, body=req.body)
+                Request(method=req.method, uri=hidden, headers=headers, body=req.body)
             )
-    routes = req.headers.get_all(b"route")
+            left = None  # popped already
+    routes = req.headers.get_all(b"route") if left is None else left
     target: Target | None
     if routes:
         target = target_of_uri(parse_address(routes[0]).uri, req.uri.decode())
@@ -233,7 +245,7 @@ def _in_dialog(env: Envelope, req: Request, token: DialogToken | None, inp: Inpu
     branch = proxy.branch_for(caller_branch, req.call_id, 0, req.method)
     # §16.6 steps 3 and 8: Max-Forwards decremented, our Via on top.
     via = proxy.via_value(out_transport, out[0], out[1], branch)
-    sent = proxy.forward_edits(sent, record_routes=[], via=via)
+    sent = proxy.forward_edits(sent, record_routes=[], via=via, routes=left)
     events: tuple[CallEvent, ...] = ()
     delete = None
     media_delete = None

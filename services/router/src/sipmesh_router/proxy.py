@@ -12,7 +12,16 @@ from collections.abc import Callable
 from typing import Final, overload
 
 from sipmesh_bus.branches import BRANCH_PREFIX, branch_for
-from sipmsg import ParseError, Request, Response, SipUri, parse, parse_address, parse_uri
+from sipmsg import (
+    Headers,
+    ParseError,
+    Request,
+    Response,
+    SipUri,
+    parse,
+    parse_address,
+    parse_uri,
+)
 from sipmsg.via import Via, parse_via
 
 from .context import b64url_decode, b64url_encode, keyed_sha256
@@ -32,10 +41,13 @@ __all__ = [
     "reparse_request",
     "replace_branch",
     "restore_response",
+    "route_headers",
+    "split_routes",
     "strip_top_via",
     "uri_of",
     "via_value",
     "with_contact",
+    "with_routes",
 ]
 
 DEFAULT_MAX_FORWARDS: Final = 70
@@ -70,16 +82,20 @@ def decrement_max_forwards(req: Request) -> Request:
     return req.replace_header(b"Max-Forwards", b"%d" % value)
 
 
-def forward_edits(req: Request, *, record_routes: list[bytes], via: bytes) -> Request:
+def forward_edits(
+    req: Request, *, record_routes: list[bytes], via: bytes, routes: list[bytes] | None = None
+) -> Request:
     """:func:`decrement_max_forwards`, :func:`add_record_route` and :func:`add_via` at once.
 
     The same bytes as the three in turn, from one copy of the message instead
     of three (each copy empties every accessor cache): ~1.2 µs less an INVITE.
-    ``via`` is a :func:`via_value`.
+    ``via`` is a :func:`via_value`. With ``routes`` (what :func:`split_routes`
+    left) the Route header is first set as :func:`pop_routes` would have.
     """
     mf = req.max_forwards
     value = DEFAULT_MAX_FORWARDS if mf is None else mf - 1
-    headers = req.headers.replace(b"Max-Forwards", b"%d" % value)
+    headers = req.headers if routes is None else route_headers(req.headers, routes)
+    headers = headers.replace(b"Max-Forwards", b"%d" % value)
     for uri in reversed(record_routes):
         headers = headers.prepend(b"Record-Route", b"<" + uri + b">")
     headers = headers.prepend(b"Via", via)
@@ -125,6 +141,24 @@ def pop_routes(req: Request, is_ours: Callable[[SipUri], bool]) -> tuple[Request
     proxy MUST remove that value from the request." With double
     record-routing two consecutive values are ours.
     """
+    values, popped = split_routes(req, is_ours)
+    return (with_routes(req, values) if popped else req), popped
+
+
+def with_routes(req: Request, routes: list[bytes]) -> Request:
+    """``req`` with the Route values ``routes`` (the header removed when empty)."""
+    req = req.remove_header(b"route")
+    return req.with_header(b"Route", b", ".join(routes)) if routes else req
+
+
+def split_routes(
+    req: Request, is_ours: Callable[[SipUri], bool]
+) -> tuple[list[bytes], list[SipUri]]:
+    """:func:`pop_routes` without the copy: the Route values left, and the URIs popped.
+
+    For a caller that edits the message anyway (:func:`forward_edits` with
+    ``routes``, or :func:`route_headers`): one copy instead of two.
+    """
     values = req.headers.get_all(b"route")
     popped: list[SipUri] = []
     while values:
@@ -133,12 +167,13 @@ def pop_routes(req: Request, is_ours: Callable[[SipUri], bool]) -> tuple[Request
             break
         popped.append(uri)
         values = values[1:]
-    if not popped:
-        return req, popped
-    req = req.remove_header(b"route")
-    if values:
-        req = req.with_header(b"Route", b", ".join(values))
-    return req, popped
+    return values, popped
+
+
+def route_headers(headers: Headers, routes: list[bytes]) -> Headers:
+    """``headers`` with the Route values ``routes`` (as :func:`pop_routes` leaves them)."""
+    headers = headers.remove(b"route")
+    return headers.append(b"Route", b", ".join(routes)) if routes else headers
 
 
 def strip_top_via(resp: Response) -> Response:
