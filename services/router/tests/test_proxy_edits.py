@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sipmesh_router import proxy
-from sipmsg import Request, SipUri, parse
+from sipmsg import ParseError, Request, Response, SipUri, parse
 
 _BASE = (
     b"INVITE sip:bob@example.com SIP/2.0\r\n"
@@ -75,3 +75,34 @@ def test_forward_edits_with_routes_give_the_bytes_of_pop_routes_then_the_edits(
     two = proxy.forward_edits(popped_req, record_routes=[], via=via)
     assert bytes(one) == bytes(two)
     assert one.headers.get_all(b"route") == left
+
+
+def test_strip_top_via_of_2xx_gives_the_bytes_of_the_two_edits() -> None:
+    ok = parse(
+        b"SIP/2.0 200 OK\r\n"
+        b"Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKsm-1\r\n"
+        b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1\r\n"
+        b"Record-Route: <sip:10.0.0.1;lr;sm=old>, <sip:p1.example.net;lr>\r\n"
+        b"From: <sip:alice@example.com>;tag=a1\r\n"
+        b"To: <sip:bob@example.com>;tag=b1\r\n"
+        b"Call-ID: c1@192.0.2.1\r\n"
+        b"CSeq: 1 INVITE\r\n"
+        b"Content-Length: 4\r\n\r\nbody"
+    )
+    assert isinstance(ok, Response)
+    rr = b"<sip:10.0.0.1;lr;sm=new>, <sip:p1.example.net;lr>"
+    one = proxy.strip_top_via_of_2xx(ok, record_route=rr)
+    two = proxy.strip_top_via(ok.replace_header(b"Record-Route", rr))
+    assert bytes(one) == bytes(two)
+    assert one.headers.get_all(b"via") == [b"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK-1"]
+
+
+def test_strip_top_via_of_2xx_refuses_a_response_with_our_via_alone() -> None:
+    ok = parse(
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKsm-1\r\n"
+        b"From: <sip:a@h>;tag=a\r\nTo: <sip:b@h>;tag=b\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    assert isinstance(ok, Response)
+    with pytest.raises(ParseError):
+        proxy.strip_top_via_of_2xx(ok, record_route=b"<sip:h;lr>")

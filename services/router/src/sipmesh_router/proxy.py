@@ -44,6 +44,7 @@ __all__ = [
     "route_headers",
     "split_routes",
     "strip_top_via",
+    "strip_top_via_of_2xx",
     "uri_of",
     "via_value",
     "with_contact",
@@ -186,6 +187,31 @@ def strip_top_via(resp: Response) -> Response:
     if len(vias) < 2:
         raise ParseError("response has no Via left to send it to", header="via")
     return resp.replace_header(b"Via", b", ".join(vias[1:]))
+
+
+def strip_top_via_of_2xx(resp: Response, *, record_route: bytes) -> Response:
+    """:func:`strip_top_via` of a 2xx whose Record-Route becomes ``record_route``.
+
+    The same bytes as ``strip_top_via(resp.replace_header(b"Record-Route",
+    record_route))`` from one copy of the message instead of two.
+
+    Raises:
+        ParseError: the response has no Via below ours (it was not for upstream).
+    """
+    vias = resp.headers.get_all(b"via")
+    if len(vias) < 2:
+        raise ParseError("response has no Via left to send it to", header="via")
+    headers = resp.headers.replace(b"Record-Route", record_route)
+    headers = headers.replace(b"Via", b", ".join(vias[1:]))
+    # The constructor's checks (status 100-699, no CR/LF in the reason) hold
+    # for a parsed 2xx.
+    return Response(
+        status=resp.status,
+        reason=resp.reason,
+        headers=headers,
+        body=resp.body,
+        version=resp.version,
+    )
 
 
 def hide_request(

@@ -150,17 +150,24 @@ def _answered(env: Envelope, resp: Response, ctx: RouteContext, inp: Inputs) -> 
     # The tags, Call-ID, CSeq and Contact are read from the 2xx as it came:
     # the edited copies have the same, but each edit starts a new parse cache.
     to_tag, from_tag = resp.to_tag, resp.from_tag
-    up_resp, token, callee, record_routes = _add_callee_flow(resp, env, ctx, inp)
+    record_route, token, callee, record_routes = _add_callee_flow(resp, env, ctx, inp)
     callee_tag = (to_tag or b"").decode("latin-1")
     caller_tag = (from_tag or b"").decode("latin-1")
     record = dialog_record(ctx, caller_tag=caller_tag, callee_tag=callee_tag, now=inp.now)
     answered = call_event(ctx, "answered", now=inp.now, detail="2xx", ringing_at=_rang(env, ctx))
-    up = _upstream(up_resp, ctx, "answered", events=(answered,), secret=inp.policy.secret)
+    up = _upstream(
+        resp,
+        ctx,
+        "answered",
+        events=(answered,),
+        secret=inp.policy.secret,
+        record_route=record_route,
+    )
     reply = up.reply
     hint = None
     if isinstance(reply, SendResponse) and ackroute.eligible(env, ctx):
         if record_routes is None:
-            record_routes = up_resp.headers.get_all(b"record-route")
+            record_routes = resp.headers.get_all(b"record-route")
         hint = ackroute.ack_route(
             env,
             resp,
@@ -182,7 +189,8 @@ def _answered(env: Envelope, resp: Response, ctx: RouteContext, inp: Inputs) -> 
     )
     # An anchored call's hint stands whatever the media service answers: the
     # SDP it swaps in is the 2xx's body, which the ACK's route does not read.
-    return _with_answer(decision, env, up_resp, ctx)
+    # The body, Call-ID and tags the media service reads are the 2xx's as it came.
+    return _with_answer(decision, env, resp, ctx)
 
 
 def _rang(env: Envelope, ctx: RouteContext) -> float | None:
@@ -262,14 +270,23 @@ def _upstream(
     *,
     events: tuple[CallEvent, ...] = (),
     secret: bytes = b"",
+    record_route: bytes | None = None,
 ) -> Decision:
+    """``resp`` on its way upstream (§16.7 step 3), its Record-Route first set
+    to ``record_route`` when given (a 2xx: see :func:`_add_callee_flow`)."""
     up = resp
     if ctx is not None and (ctx.hidden_vias or ctx.hidden_record_routes):
+        if record_route is not None:
+            up = up.replace_header(b"Record-Route", record_route)
+            record_route = None
         # First put back what hiding removed: with hidden Vias the response
         # holds our Via alone, which step 3 then removes.
         up = proxy.restore_response(up, ctx.hidden_vias, ctx.hidden_record_routes)
     try:
-        up = proxy.strip_top_via(up)
+        if record_route is None:
+            up = proxy.strip_top_via(up)
+        else:
+            up = proxy.strip_top_via_of_2xx(up, record_route=record_route)
     except ParseError:
         return Decision(
             reply=Drop(reason="response without a Via for upstream"), outcome="bad_response"
@@ -310,25 +327,26 @@ def _failover(ctx: RouteContext, inp: Inputs, status: int) -> Decision:
 
 def _add_callee_flow(
     resp: Response, env: Envelope, ctx: RouteContext, inp: Inputs
-) -> tuple[Response, bytes, Flow | None, list[bytes] | None]:
+) -> tuple[bytes | None, bytes, Flow | None, list[bytes] | None]:
     """Put the callee phone's flow into our Record-Route of the 2xx (NAT, see context.py).
 
     The caller builds its route set from the 2xx's Record-Route (§12.1.2), so
     its in-dialog requests carry the token with the callee's flow back to us.
 
     Returns:
-        The 2xx, the sealed token now in our Record-Route, the callee's flow
-        when the token holds it, and then the 2xx's Record-Route values
-        (None: unchanged, not read).
+        The 2xx's new Record-Route value (None: unchanged; :func:`_upstream`
+        sets it in the copy it makes anyway), the sealed token now in our
+        Record-Route, the callee's flow when the token holds it, and then the
+        2xx's Record-Route values as they leave (None: unchanged, not read).
     """
     old = ctx.token.encode("ascii")
     if not ctx.callee_is_phone or not ctx.token:
-        return resp, old, None, None
+        return None, old, None, None
     call_id = ctx.call_id.encode("utf-8", "surrogateescape")
     secret = inp.policy.secret
     token = open_token(old, secret=secret, call_id=call_id)
     if token is None:
-        return resp, old, None, None
+        return None, old, None, None
     flow = Flow(
         host=env.source_host,
         port=env.source_port,
@@ -339,6 +357,6 @@ def _add_callee_flow(
     sealed = seal_token(msgspec.structs.replace(token, callee=flow), secret=secret, call_id=call_id)
     values = resp.headers.get_all(b"record-route")
     if not any(old in v for v in values):
-        return resp, old, None, values
+        return None, old, None, values
     new_values = [v.replace(old, sealed) for v in values]
-    return resp.replace_header(b"Record-Route", b", ".join(new_values)), sealed, flow, new_values
+    return b", ".join(new_values), sealed, flow, new_values
