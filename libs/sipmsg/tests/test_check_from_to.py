@@ -24,6 +24,18 @@ VECTORS = Path(__file__).resolve().parent / "vectors"
 ALL_MESSAGES = sorted(p for p in VECTORS.rglob("*") if p.suffix in (".sip", ".dat"))
 
 
+def _parses(path: Path) -> bool:
+    try:
+        parse(path.read_bytes())
+    except ParseError:
+        return False
+    return True
+
+
+#: The vectors ``parse`` accepts: the others have no message to check.
+PARSED_MESSAGES = [p for p in ALL_MESSAGES if _parses(p)]
+
+
 def _error(fn: Callable[[], object]) -> tuple[str, str | None, int] | None:
     try:
         fn()
@@ -42,14 +54,15 @@ def _via_check(data: bytes) -> tuple[str, str | None, int] | None:
     return _error(msg.check_from_to)
 
 
-@pytest.mark.parametrize("path", ALL_MESSAGES, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", PARSED_MESSAGES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_check_from_to_raises_what_the_accessors_raise(path: Path) -> None:
     data = path.read_bytes()
-    try:
-        parse(data)
-    except ParseError:
-        pytest.skip("not a message parse() accepts")
     assert _via_check(data) == _via_accessors(data)
+
+
+def test_most_vectors_reach_the_check() -> None:
+    # The filter above must not empty the list (a vector folder moved, parse broken).
+    assert len(PARSED_MESSAGES) >= len(ALL_MESSAGES) // 2
 
 
 def _message(from_value: bytes, to_value: bytes) -> bytes:
