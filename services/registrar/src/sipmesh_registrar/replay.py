@@ -110,6 +110,11 @@ def remember(
         floor = stored.nonce_floor if stored.nonce_floor > now else 0.0
     if seen is not None:
         entries.append(seen)
+    return entries, _trim(entries, floor, limit)
+
+
+def _trim(entries: list[SeenNonce], floor: float, limit: int) -> float:
+    """Keep the ``limit`` latest-expiring ``entries``; the floor that covers the rest."""
     if len(entries) > limit:
         # Usually sorted already (each nonce expires after those issued
         # before it): the sort then only compares neighbours.
@@ -117,7 +122,7 @@ def remember(
         dropped = len(entries) - limit
         floor = max(floor, entries[dropped - 1].until)
         del entries[:dropped]
-    return entries, floor
+    return floor
 
 
 def counted(
@@ -145,9 +150,4 @@ def counted(
         return None
     floor = stored.nonce_floor if stored.nonce_floor > now else 0.0
     entries.append(seen)
-    if len(entries) > limit:
-        entries.sort(key=_UNTIL)
-        dropped = len(entries) - limit
-        floor = max(floor, entries[dropped - 1].until)
-        del entries[:dropped]
-    return entries, floor
+    return entries, _trim(entries, floor, limit)
