@@ -219,6 +219,11 @@ async def main() -> None:
     ap.add_argument("--spy", help="py-spy raw output file (--native)")
     ap.add_argument("--edge-src", help="services/edge/src of another checkout")
     ap.add_argument("--bus-src", help="libs/bus/src of another checkout")
+    ap.add_argument(
+        "--challenge",
+        action="store_true",
+        help="the edge answers the first REGISTER's 401 itself (challenge_registers), as deployed",
+    )
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as work:
         server = NatsServer(store_dir=Path(work))
@@ -228,6 +233,12 @@ async def main() -> None:
             sip = free_port(socket.SOCK_DGRAM)
             env = {k: v for k, v in os.environ.items() if not k.startswith("SIPMESH_")}
             env |= {"SIPMESH_NATS_URL": server.url, "SIPMESH_HTTP_PORT": str(http)}
+            if a.challenge:
+                env |= {
+                    "SIPMESH_CHALLENGE_REGISTERS": "true",
+                    "SIPMESH_REGISTRAR_AUTH": "true",
+                    "SIPMESH_REGISTRAR_NONCE_SECRET": "bench-" + "0" * 40,
+                }
             paths = [p for p in (a.edge_src, a.bus_src) if p]
             if paths:
                 env["PYTHONPATH"] = os.pathsep.join(paths)

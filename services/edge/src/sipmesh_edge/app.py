@@ -10,7 +10,6 @@ requests finish until the grace deadline, drain NATS, close the sockets.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import secrets
@@ -165,7 +164,8 @@ class Edge:
         self.sink: EdgeSink | None = None
         self.bus: BusClient | None = None
         self.guard = Guard(config.protection, self.service.registry, edge_id=self.edge_id)
-        self._ticker: asyncio.Task[None] | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+        self._guard_due = 0.0
 
     async def start(self) -> None:
         """Open the sockets, then connect to NATS (waits until NATS answers).
@@ -201,7 +201,8 @@ class Edge:
         if self.streams is not None:
             bound += self.streams.addresses
         sink.reconfigure(self._sink_config(bound))
-        self._ticker = asyncio.create_task(self._tick_forever(), name="edge-timers")
+        self._guard_due = loop.time()
+        self._ticker = loop.call_later(_TICK, self._tick, loop)
         streams = [] if self.streams is None else self.streams.addresses
         log.info(
             "edge %s: SIP over UDP on %s; streams %s",
@@ -240,8 +241,7 @@ class Edge:
         await self.service.close()
         if self._ticker is not None:
             self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            self._ticker = None
         for listener in [*self.udp, *self.replies.values()]:
             listener.close()
 
@@ -324,18 +324,19 @@ class Edge:
         )
         return listeners
 
-    async def _tick_forever(self) -> None:
-        loop = asyncio.get_running_loop()
-        guard_due = loop.time()
-        while True:
-            await asyncio.sleep(_TICK)
-            if self.sink is not None:
-                self.sink.tick()
-            if self.bus is not None:
-                self.bus.expire(loop.time())
-            if loop.time() >= guard_due:
-                guard_due = loop.time() + 1.0
-                self.guard.tick()
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        # A timer callback, not a task looping on asyncio.sleep: no future, no
+        # task step per tick. The next tick is armed first, so that a failing
+        # tick (logged by the loop's exception handler) does not stop the timers.
+        now = loop.time()
+        self._ticker = loop.call_at(now + _TICK, self._tick, loop)
+        if self.sink is not None:
+            self.sink.tick()
+        if self.bus is not None:
+            self.bus.expire(now)
+        if now >= self._guard_due:
+            self._guard_due = now + 1.0
+            self.guard.tick()
 
     async def _udp_open(self) -> bool:
         return bool(self.udp) and all(
