@@ -88,6 +88,22 @@ def test_records_round_trip() -> None:
     assert decode_binding_set(encode_record(bs)) == bs
 
 
+def test_location_values_leave_defaults_out_and_full_maps_still_decode() -> None:
+    bs = BindingSet(aor="sip:alice@example.com", bindings=[_binding("sip:a@h")])
+    stored = msgspec.msgpack.decode(encode_record(bs))
+    assert stored.keys() == {"aor", "bindings"}
+    assert set(stored["bindings"][0]) == {
+        *("contact", "expires_at", "call_id", "cseq", "registered_at"),
+        *("source_host", "source_port", "transport", "edge_id"),
+    }
+    # What a writer that kept every field stored (earlier versions) reads the same.
+    full = msgspec.msgpack.encode(
+        msgspec.structs.asdict(bs) | {"bindings": [msgspec.structs.asdict(b) for b in bs.bindings]}
+    )
+    assert len(full) > len(encode_record(bs))
+    assert decode_binding_set(full) == bs
+
+
 def test_records_old_reader_ignores_new_fields() -> None:
     newer = msgspec.msgpack.encode(
         {"user": "u", "domain": "d", "ha1_md5": "x", "ha1_sha256": "y", "future": 1}

@@ -63,8 +63,13 @@ class Subscriber(Struct, frozen=True, kw_only=True):
     #: A disabled subscriber is refused like an unknown one.
 
 
-class Binding(Struct, frozen=True, kw_only=True):
-    """One contact registered for an AoR (RFC 3261 §10.3)."""
+class Binding(Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One contact registered for an AoR (RFC 3261 §10.3).
+
+    Fields at their default are left out of the stored map (``omit_defaults``:
+    ~80 bytes less per binding); a reader fills them in from the defaults, so
+    values written with or without them decode alike.
+    """
 
     contact: str
     #: The Contact URI, as the UA sent it.
@@ -120,8 +125,10 @@ class SeenNonce(Struct, frozen=True, kw_only=True, array_like=True):
     #: (its expiry plus the allowed clock skew): then it can be forgotten.
 
 
-class BindingSet(Struct, frozen=True, kw_only=True):
+class BindingSet(Struct, frozen=True, kw_only=True, omit_defaults=True):
     """All bindings of one AoR (bucket ``location``, key :func:`aor_key`).
+
+    Like :class:`Binding`, stored without the fields at their default.
 
     Readers must ignore bindings whose ``expires_at`` has passed (see
     :func:`live_bindings`): the key lives until its last binding expires, or
