@@ -95,7 +95,7 @@ def _stamped_parm(raw: bytes, semi: int, source: bytes, port: int, rport_asked: 
     if rport_asked and raw.endswith(b";rport") and b"received=" not in raw:
         # What most phones send (RFC 3581 §3: the client "MUST include an rport
         # parameter with no value"), rport last: no split needed.
-        return b"%s=%d;received=%s" % (raw, port, source)
+        return raw + b"=" + str(port).encode() + b";received=" + source
     items = raw[semi + 1 :].split(b";")
     received = b"received=" + source
     has_received = False
@@ -132,5 +132,6 @@ def _splice_top_via(req: Request, data: bytes, raw: bytes, stamped: bytes) -> by
         new_line = name + b": " + b", ".join([stamped, *values[1:]])
         return data[:line_start] + new_line + data[line_start + len(raw_line) :]
     start = line_start + parm
-    view = memoryview(data)  # one copy of the message, not three
-    return b"".join((view[:start], stamped, view[start + len(raw) :]))
+    # Slices, not memoryviews: for a message of a few hundred bytes the two
+    # copies cost less than the views (0.35 -> 0.17 us).
+    return b"".join((data[:start], stamped, data[start + len(raw) :]))
