@@ -118,6 +118,21 @@ def test_replay_counted_is_is_replay_then_remember(
     assert counted(stored, new, now=NOW, limit=limit) == expected
 
 
+def test_replay_counted_full_list_in_order_drops_the_oldest() -> None:
+    # What refreshes leave: MAX_SEEN nonces in expiry order, then a newer one.
+    stored = record(*(seen(f"n{i}", 1, until=NOW + 100 + i) for i in range(MAX_SEEN)))
+    new = seen("fresh", 1, until=NOW + 300)
+    result = counted(stored, new, now=NOW)
+    assert result == remember(stored, new, now=NOW)
+    assert result is not None
+    entries, floor = result
+    assert [e.nonce for e in entries] == [f"n{i}" for i in range(1, MAX_SEEN)] + ["fresh"]
+    assert floor == NOW + 100
+    # Out of order (a nonce expiring before the newest kept): still _trim's answer.
+    early = seen("early", 1, until=NOW + 50)
+    assert counted(stored, early, now=NOW) == remember(stored, early, now=NOW)
+
+
 def test_replay_remember_drops_a_floor_in_the_past() -> None:
     stored = record(seen("a", 1), floor=NOW - 1)
     assert remember(stored, None, now=NOW)[1] == 0.0

@@ -138,16 +138,30 @@ def counted(
     tag = seen.nonce
     found = False
     entries: list[SeenNonce] = []
+    ordered = True
+    last = 0.0
     for entry in stored.seen_nonces:
         if entry.nonce == tag:
             if not found:
                 found = True
                 if seen.nc <= entry.nc:
                     return None
-        elif entry.until > now:
-            entries.append(entry)
+        else:
+            until = entry.until
+            if until > now:
+                if until < last:
+                    ordered = False
+                last = until
+                entries.append(entry)
     if not found and seen.until <= stored.nonce_floor:
         return None
     floor = stored.nonce_floor if stored.nonce_floor > now else 0.0
     entries.append(seen)
+    if ordered and len(entries) == limit + 1 and seen.until >= last:
+        # A full list, in expiry order (as refreshes leave it), one over: what
+        # _trim keeps, without its sort (ties stay in order, as its stable sort
+        # keeps them).
+        floor = max(floor, entries[0].until)
+        del entries[0]
+        return entries, floor
     return entries, _trim(entries, floor, limit)
