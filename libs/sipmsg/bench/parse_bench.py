@@ -183,36 +183,27 @@ def scenarios() -> dict[str, tuple[Callable[[], object], object]]:
         msg.check_from_to()
         return msg.cseq.method
 
-    def edge_register_cft() -> object:
-        msg = req(REGISTER_AUTH)
-        check_request_cft(msg)
-        top = msg.via[0]
-        out = bytes(top.with_received(b"127.0.0.2", 5070))
-        data = bytes(msg)
-        ok = resp(REG_OK)
-        _ = ok.top_via, ok.cseq
-        return (len(out) + len(data), ok.to_tag)
+    def edge_register_with(check: Callable[[Request], object]) -> Callable[[], object]:
+        def edge_register() -> object:
+            # triage + admit + stamp + the bus envelope's bytes, then the reply.
+            msg = req(REGISTER_AUTH)
+            check(msg)
+            top = msg.via[0]
+            out = bytes(top.with_received(b"127.0.0.2", 5070))
+            data = bytes(msg)
+            ok = resp(REG_OK)
+            _ = ok.top_via, ok.cseq
+            return (len(out) + len(data), ok.to_tag)
 
-    def edge_challenge_cft() -> object:
-        msg = req(REGISTER)
-        check_request_cft(msg)
-        return bytes(make_response(msg, 401, headers=[WWW_AUTH]))[:16]
+        return edge_register
 
-    def edge_register() -> object:
-        # triage + admit + stamp + the bus envelope's bytes, then the reply.
-        msg = req(REGISTER_AUTH)
-        check_request(msg)
-        top = msg.via[0]
-        out = bytes(top.with_received(b"127.0.0.2", 5070))
-        data = bytes(msg)
-        ok = resp(REG_OK)
-        _ = ok.top_via, ok.cseq
-        return (len(out) + len(data), ok.to_tag)
+    def edge_challenge_with(check: Callable[[Request], object]) -> Callable[[], object]:
+        def edge_challenge() -> object:
+            msg = req(REGISTER)
+            check(msg)
+            return bytes(make_response(msg, 401, headers=[WWW_AUTH]))[:16]
 
-    def edge_challenge() -> object:
-        msg = req(REGISTER)
-        check_request(msg)
-        return bytes(make_response(msg, 401, headers=[WWW_AUTH]))[:16]
+        return edge_challenge
 
     def registrar() -> object:
         msg = req(REGISTER_AUTH)
@@ -286,8 +277,8 @@ def scenarios() -> dict[str, tuple[Callable[[], object], object]]:
 
     table: dict[str, tuple[Callable[[], object], object]] = {
         "parse x3": (parse_only, 3),
-        "edge REGISTER+200": (edge_register, None),
-        "edge challenge 401": (edge_challenge, b"SIP/2.0 401 Unau"),
+        "edge REGISTER+200": (edge_register_with(check_request), None),
+        "edge challenge 401": (edge_challenge_with(check_request), b"SIP/2.0 401 Unau"),
         "registrar read": (registrar, None),
         "registrar 200": (registrar_200, b"SIP/2.0 200 OK\r"),
         "edge INVITE+100": (edge_invite, None),
@@ -297,8 +288,8 @@ def scenarios() -> dict[str, tuple[Callable[[], object], object]]:
         "ACK+BYE": (in_dialog, None),
     }
     if hasattr(Request, "check_from_to"):
-        table["edge REGISTER+200 cft"] = (edge_register_cft, None)
-        table["edge 401 cft"] = (edge_challenge_cft, b"SIP/2.0 401 Unau")
+        table["edge REGISTER+200 cft"] = (edge_register_with(check_request_cft), None)
+        table["edge 401 cft"] = (edge_challenge_with(check_request_cft), b"SIP/2.0 401 Unau")
     return table
 
 
