@@ -14,6 +14,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
+from services.router.tests.app_helpers import eventually, fresh
 from sipmesh_bus import kv, records, routing
 from sipmesh_bus.config import NatsConfig
 from sipmesh_bus.records import BindingSet, aor_key
@@ -69,18 +70,6 @@ async def router(
     await r.close()
     if wire is not None:
         await wire.close()
-
-
-def fresh(prefix: str) -> str:
-    return f"{prefix}{next(_ids)}x{id(object())}"
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    for _ in range(300):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(what)
 
 
 async def register(js: JetStreamContext, kit: Any, user: str, **kw: Any) -> None:

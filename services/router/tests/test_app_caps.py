@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,6 +10,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
+from services.router.tests.app_helpers import eventually, fresh
 from sipmesh_bus import kv, records
 from sipmesh_bus.calllimits import CallLimits
 from sipmesh_bus.config import NatsConfig
@@ -28,11 +27,6 @@ pytestmark = pytest.mark.integration
 SECRET = b"shared-secret-of-every-replica!!"
 PHONE = ("203.0.113.251", 5060)
 #: The caller's address: no trusted peer of the shared routing bucket (other tests add some).
-_ids = itertools.count()
-
-
-def fresh(prefix: str) -> str:
-    return f"{prefix}{next(_ids)}caps{id(object())}"
 
 
 @pytest.fixture
@@ -58,14 +52,6 @@ async def router(js: JetStreamContext, nats_url: str) -> AsyncIterator[Router]:
     await r.wait_loaded(5.0)
     yield r
     await r.close()
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    for _ in range(300):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(what)
 
 
 def dialog(call_id: str, user: str) -> bytes:

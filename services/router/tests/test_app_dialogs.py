@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -13,6 +11,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
+from services.router.tests.app_helpers import eventually, fresh
 from sipmesh_bus import kv, records, routing
 from sipmesh_bus.calllimits import CallLimits
 from sipmesh_bus.config import NatsConfig
@@ -28,7 +27,6 @@ from sipmsg import Request, Response, parse
 pytestmark = pytest.mark.integration
 
 SECRET = b"shared-secret-of-every-replica!!"
-_ids = itertools.count()
 registries: dict[int, CollectorRegistry] = {}
 #: id(router) -> its metrics registry.
 
@@ -92,18 +90,6 @@ async def start(js: JetStreamContext, nats_url: str) -> AsyncIterator[Callable[.
     for r, wire in started:
         await r.close()
         await wire.close()
-
-
-def fresh(prefix: str) -> str:
-    return f"{prefix}{next(_ids)}d{id(object())}"
-
-
-async def eventually(check: Callable[[], bool], what: str) -> None:
-    for _ in range(300):
-        if check():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(what)
 
 
 async def stored(js: JetStreamContext, call_id: str) -> bytes | None:
