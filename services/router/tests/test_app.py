@@ -10,7 +10,6 @@ from typing import Any
 
 import msgspec
 import pytest
-from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
@@ -39,16 +38,6 @@ pytestmark = pytest.mark.integration
 
 SECRET = b"shared-secret-of-every-replica!!"
 _ids = itertools.count()
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = NatsClient()
-    await nc.connect(nats_url)
-    js = nc.jetstream()
-    await kv.ensure_jetstream(js)
-    yield js
-    await nc.close()
 
 
 @pytest.fixture(params=["nats-py", "wire"])

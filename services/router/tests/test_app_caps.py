@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
@@ -27,16 +26,6 @@ pytestmark = pytest.mark.integration
 SECRET = b"shared-secret-of-every-replica!!"
 PHONE = ("203.0.113.251", 5060)
 #: The caller's address: no trusted peer of the shared routing bucket (other tests add some).
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = NatsClient()
-    await nc.connect(nats_url)
-    js = nc.jetstream()
-    await kv.ensure_jetstream(js)
-    yield js
-    await nc.close()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from typing import Any
 
 import nats.js.errors
 import pytest
-from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
@@ -53,16 +52,6 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def frozen(kit: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """The kit's clock: its bindings are live then."""
     monkeypatch.setattr("time.time", lambda: kit.NOW)
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = NatsClient()
-    await nc.connect(nats_url)
-    js = nc.jetstream()
-    await kv.ensure_jetstream(js)
-    yield js
-    await nc.close()
 
 
 @pytest.fixture
