@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 from typing import Final
 
 from sipmesh_bus.config import ConfigError
+from sipmesh_bus.gcpolicy import GcPolicy
 from sipmesh_bus.runtime import (
     Service,
     parse_service_config,
@@ -66,9 +66,7 @@ async def main(argv: list[str] | None = None) -> None:
             # every 700 allocations and, often enough, a full one over the
             # subscriber table too. Collect rarely, and never scan again what
             # start-up built (the subscribers, modules): see docs/benchmarks.md.
-            gc.collect()
-            gc.set_threshold(50_000, 20, 100)
-            gc.freeze()
+            GcPolicy(svc.registry, mode="rare").install()
             await serve_envelopes_until_stopped(
                 svc, registrar, (SIP_REGISTER,), queue=QUEUE_REGISTRAR
             )

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import gc
-
 from sipmesh_bus.config import ConfigError
+from sipmesh_bus.gcpolicy import GcPolicy
 from sipmesh_bus.runtime import (
     Service,
     parse_service_config,
@@ -53,9 +52,7 @@ async def main(argv: list[str] | None = None) -> None:
             # every 700 allocations and the older ones (the watched caches,
             # the modules) often enough. Collect rarely, and never scan again
             # what start-up built, as the edge and the registrar do.
-            gc.collect()
-            gc.set_threshold(50_000, 20, 100)
-            gc.freeze()
+            GcPolicy(svc.registry, mode="rare").install()
             await serve_envelopes_until_stopped(
                 svc, router, (SIP_ROUTE, SIP_ROUTE_RESPONSE), queue=QUEUE_ROUTER
             )
