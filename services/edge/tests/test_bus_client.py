@@ -84,6 +84,26 @@ async def test_bus_request_without_responders_fails_at_once(bus: BusClient) -> N
     assert await asyncio.wait_for(fut, 2) is BusFailure.NO_RESPONDERS
 
 
+async def test_bus_reply_callback_that_raises_spares_the_next_replies(
+    bus: BusClient, nc: NatsClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def respond(msg: Msg) -> None:
+        await msg.respond(b"re:" + msg.data)
+
+    await nc.subscribe("edge.test.echo2", cb=respond)
+    await _flushed(nc)
+
+    def broken(_value: Result) -> None:
+        raise RuntimeError("bug in the edge")
+
+    fut, callback = _waiter()
+    assert bus.request("edge.test.echo2", b"first", broken)
+    assert bus.request("edge.test.echo2", b"second", callback)
+    assert await asyncio.wait_for(fut, 2) == b"re:second"
+    assert "reply callback failed" in caplog.text
+    assert bus.pending == 0
+
+
 async def test_bus_expire_fails_late_requests_with_timeout(bus: BusClient, nc: NatsClient) -> None:
     await nc.subscribe("edge.test.silent", cb=_ignore)
     await _flushed(nc)

@@ -351,14 +351,36 @@ class WireClient:
             ValueError: a header name or value :func:`encode_headers` refuses,
                 or a block that does not start with ``NATS/1.0`` and end with an empty line.
         """
-        block = _block(headers) if headers else b""
+        if headers:
+            block = _block(headers)
+            if self._transport is None:
+                return False
+            if isinstance(subject, str):
+                subject = subject.encode()
+            if isinstance(reply, str):
+                reply = reply.encode()
+            self._send(subject, reply or b"", block, payload)
+            return True
+        # Without headers (every hot-path message): _send's PUB inlined.
         if self._transport is None:
             return False
         if isinstance(subject, str):
             subject = subject.encode()
-        if isinstance(reply, str):
-            reply = reply.encode()
-        self._send(subject, reply or b"", block, payload)
+        size = len(payload)
+        if size > self.max_payload:
+            raise PayloadTooLargeError(f"{size} bytes over max_payload {self.max_payload}")
+        out = self._out
+        if reply:
+            if isinstance(reply, str):
+                reply = reply.encode()
+            out += b"PUB %b %b %d\r\n" % (subject, reply, size)
+        else:
+            out += b"PUB %b %d\r\n" % (subject, size)
+        out += payload
+        out += _CRLF
+        if not self._scheduled:
+            self._scheduled = True
+            cast(asyncio.AbstractEventLoop, self._loop).call_soon(self._write)
         return True
 
     def request(

@@ -53,9 +53,11 @@ class BusClient:
 
     def __init__(self, wire: WireClient, *, timeout: float, clock: Callable[[], float]) -> None:
         self._wire = wire
+        self._publish = wire.publish
         self._timeout = timeout
         self._clock = clock
         self._prefix = b"_INBOX." + secrets.token_hex(11).encode() + b"."
+        self._skip = len(self._prefix)
         self._next = 0
         self._pending: dict[bytes, tuple[float, ReplyCallback]] = {}
         self._sid: int | None = None
@@ -93,10 +95,10 @@ class BusClient:
             or the payload is over the server's limit: the caller answers at
             once instead of waiting for a timeout.
         """
-        self._next += 1
-        token = b"%x" % self._next
+        self._next = serial = self._next + 1
+        token = b"%x" % serial
         try:
-            if not self._wire.publish(subject, payload, self._prefix + token):
+            if not self._publish(subject, payload, self._prefix + token):
                 return False
         except PayloadTooLargeError as exc:
             log.warning("edge: request to %s not sent: %s", subject, exc)
@@ -124,13 +126,17 @@ class BusClient:
             _call(callback, BusFailure.TIMEOUT)
 
     def _on_reply(self, subject: bytes, _reply: bytes, payload: bytes, status: int | None) -> None:
-        entry = self._pending.pop(subject[len(self._prefix) :], None)
+        entry = self._pending.pop(subject[self._skip :], None)
         if entry is None:
             return  # late: the caller already answered 503
-        if status == NO_RESPONDERS and not payload:
-            _call(entry[1], BusFailure.NO_RESPONDERS)
-        else:
-            _call(entry[1], payload)
+        # _call inlined: this runs for every reply.
+        try:
+            if status is None or payload or status != NO_RESPONDERS:
+                entry[1](payload)
+            else:
+                entry[1](BusFailure.NO_RESPONDERS)
+        except Exception:
+            log.exception("edge: reply callback failed")
 
     def _on_connection(self, up: bool) -> None:
         # The inbox subscription belonged to the lost connection: no reply to
