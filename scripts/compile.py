@@ -61,6 +61,9 @@ TARGETS: Final = (
     # _errors stays pure: a compiled class cannot be subclassed by interpreted
     # code, and callers may derive their own errors from ParseError.
     Target(src="libs/sipmsg/src", package="sipmsg", exclude=("_errors.py",)),
+    # The NATS wire client's frame parser (every bus message of every service
+    # goes through Parser.feed); the client itself is an asyncio shell.
+    Target(src="libs/bus/src", package="sipmesh_bus", only=("_wireproto.py",)),
     # The services' pure hot paths; the asyncio shells (app, outbox, prober,
     # __main__; the edge's udp, streams, tls, bus, guard, connecting) and the
     # metrics stay Python. So do modules whose msgspec Structs are decoded

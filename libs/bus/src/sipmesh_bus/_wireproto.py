@@ -113,6 +113,7 @@ class Parser:
         # frames only, and a payload sliced from bytes is copied once (from a
         # bytearray it was copied into the buffer, sliced, then copied again).
         self._need = 0
+        on_msg = self._on_msg
         end = len(data)
         pos = 0
         try:
@@ -132,8 +133,11 @@ class Parser:
                         reply = args[2]
                     else:
                         raise WireProtocolError("malformed MSG")
+                    size = args[-1]
+                    if not size.isdigit():
+                        raise WireProtocolError("malformed size")
                     start = eol + 2
-                    stop = start + _size(args[-1])
+                    stop = start + int(size)
                     if stop + 2 > end:
                         self._need = stop + 2 - pos
                         break  # the payload is not all here yet
@@ -141,7 +145,7 @@ class Parser:
                         raise WireProtocolError("MSG payload not followed by CRLF")
                     payload = data[start:stop]
                     pos = stop + 2
-                    self._on_msg(args[0], args[1], reply, payload, b"")
+                    on_msg(args[0], args[1], reply, payload, b"")
                 elif op == b"HMSG":
                     args = data[pos + 5 : eol].split()
                     n = len(args)
@@ -164,7 +168,7 @@ class Parser:
                     headers = data[start : start + hsize]
                     payload = data[start + hsize : stop]
                     pos = stop + 2
-                    self._on_msg(args[0], args[1], reply, payload, headers)
+                    on_msg(args[0], args[1], reply, payload, headers)
                 else:
                     line = data[pos:eol]
                     pos = eol + 2
