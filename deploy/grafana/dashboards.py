@@ -341,6 +341,25 @@ OVERVIEW: Final = DashboardSpec(
                     ),
                     unit="bytes",
                 ),
+                _ts(
+                    "Time paused by the garbage collector, by job",
+                    Query(
+                        expr=f"max by (job) (rate(sipmesh_gc_pause_seconds_sum{{{_JOBS}}}[{RATE}]))",
+                        legend="{{job}}",
+                        traffic=_IDLE,
+                    ),
+                    unit="percentunit",
+                ),
+                _ts(
+                    "Longest garbage-collector pauses (p99), by job",
+                    Query(
+                        expr="histogram_quantile(0.99, max by (le, job) "
+                        f"(rate(sipmesh_gc_pause_seconds_bucket{{{_JOBS}}}[{RATE}])))",
+                        legend="{{job}}",
+                        traffic=_IDLE,
+                    ),
+                    unit="s",
+                ),
             ),
         ),
     ),
