@@ -13,7 +13,7 @@ prometheus-client metrics.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter
@@ -90,6 +90,11 @@ class EdgeMetrics:
             registry=registry,
             buckets=_BUS_BUCKETS,
         ).labels()
+        self.bus_round_trip: Callable[[float], None] = self._bus.observe
+        """Observe one NATS request's time to its reply (in seconds).
+
+        The histogram child's own method, not a wrapper: one Python call less per reply.
+        """
         self._transaction_family = HistogramFamily(
             "sipmesh_edge_transaction_seconds",
             "Server transactions: request received to final response sent, by method and kind"
@@ -143,10 +148,6 @@ class EdgeMetrics:
     def retransmission(self) -> None:
         """Count a request retransmission absorbed by its server transaction."""
         self._retransmissions.value += 1
-
-    def bus_round_trip(self, seconds: float) -> None:
-        """Observe one NATS request's time to its reply."""
-        self._bus.observe(seconds)
 
     def transaction(self, method: bytes, kind: str, seconds: float) -> None:
         """Observe one server transaction's time to its final response."""
