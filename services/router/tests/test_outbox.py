@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import nats.errors
 
 from sipmesh_bus.wire import HeaderBlock, PayloadTooLargeError
-from sipmesh_router.outbox import AckMessage, Outbox
+from sipmesh_router.outbox import AckMessage, Outbox, Write
 
 OK = b'{"stream":"CALLS","seq":1}'
 
@@ -402,3 +402,39 @@ async def test_nats_py_gets_a_ready_header_block_as_a_dict() -> None:
     assert [s.headers for s in client.sent] == [{"KV-Operation": "DEL", "Nats-TTL": "60"}]
     await client.ack(client.sent[0])
     assert log.done == ["w"]
+
+
+def write_of(log: Log, key: str, name: str) -> Write:
+    return Write(key, f"subj.{name}", name.encode(), None, log.ok(name), log.bad(name))
+
+
+async def test_offer_queues_without_a_coroutine_on_the_wire() -> None:
+    client, wire, log = FakeClient(), FakeWire(), Log()
+    box = Outbox(client, wire=wire)
+    assert not box.offer(write_of(log, "k", "early"))  # no ack subscription yet
+    await box.start()
+    assert box.offer(write_of(log, "k", "first"))
+    assert box.offer(write_of(log, "k", "second"))  # behind the first, as with submit
+    assert [s.subject for s in wire.sent] == ["subj.first"]
+    wire.ack(wire.sent[0])
+    wire.ack(wire.sent[1])
+    assert log.done == ["first", "second"]
+    assert len(box) == 0
+
+
+async def test_offer_refuses_what_put_would_wait_for() -> None:
+    client, wire, log = FakeClient(), FakeWire(), Log()
+    box = Outbox(client, wire=wire, max_pending=1)
+    await box.start()
+    assert box.offer(write_of(log, "a", "a"))
+    assert not box.offer(write_of(log, "b", "full"))
+    waiting = asyncio.create_task(box.put(write_of(log, "b", "b")))
+    await asyncio.sleep(0)
+    wire.ack(wire.sent[0])
+    # Room again, but the waiting put goes first: an offer now would overtake it.
+    assert not box.offer(write_of(log, "b", "c"))
+    await waiting
+    assert [s.subject for s in wire.sent] == ["subj.a", "subj.b"]
+    nats_py = Outbox(client)  # no wire, no linger: publishing awaits nats-py
+    await nats_py.start()
+    assert not nats_py.offer(write_of(log, "k", "x"))

@@ -67,7 +67,7 @@ from .context import encode_dialog
 from .mediabus import MediaBus, Requester
 from .metrics import EVENT_KINDS, DestinationsUp, RouterMetrics, destination_states
 from .model import Decision, Inputs
-from .outbox import Outbox
+from .outbox import Outbox, Write
 from .prober import KvLease, Prober, ProberConfig, UdpProbeTransport, probe_targets
 from .routes import Peer, SnapshotView
 from .wiring import PUB_ACK, Fold, WireRequests
@@ -312,7 +312,9 @@ class Router:
         except _NATS_ERRORS as exc:
             log.warning("router: NATS failed: %s: %s", type(exc).__name__, exc)
             decision = _error(msg, 503, "unavailable", None, self._settings.retry_after)
-        await self._side_effects(decision)
+        late = self._side_effects(decision)
+        if late is not None:
+            await self._finish(late, decision)
         method = msg.method if isinstance(msg, Request) else None
         self.metrics.decided(decision, method=method, seconds=time.perf_counter() - started)
         return decision.reply
@@ -399,24 +401,43 @@ class Router:
     async def _release(self, req: MediaDelete) -> None:
         await self._ask_media(req)
 
-    async def _side_effects(self, decision: Decision) -> None:
-        # Events and dialog writes are published now and acked in the
-        # background (one key per call and stream keeps them in order); only
-        # the media release is awaited, as before.
+    def _side_effects(self, decision: Decision) -> list[Write] | None:
+        """Queue the events and dialog writes; what is left to await (None: nothing).
+
+        Events and dialog writes are published now and acked in the background
+        (one key per call and stream keeps them in order), each handed to
+        :meth:`Outbox.offer` without a coroutine; a write it refuses (the
+        outbox is full) and the ones after it go to :meth:`_finish`, as does
+        the media release, which is awaited as before.
+        """
+        late: list[Write] = []
         for event in decision.events:
-            await self._queue_event(event)
+            self._queue(self._event_write(event), late)
         if decision.dialog_put is not None and self._track_dialogs:
             key, record = decision.dialog_put
-            await self._queue_dialog(key, "put", encode_dialog(record), self._put_block)
+            write = self._dialog_write(key, "put", encode_dialog(record), self._put_block)
+            self._queue(write, late)
         gone = decision.dialog_delete
         if gone is not None and (self._track_dialogs or gone in self.active):
             # Also when no longer tracking: the record of a call answered
             # while tracking (the watched copy has it) must not linger.
-            await self._queue_dialog(gone, "delete", b"", _DELETE_BLOCK)
+            self._queue(self._dialog_write(gone, "delete", b"", _DELETE_BLOCK), late)
+        if late or decision.media_delete is not None:
+            return late
+        return None
+
+    def _queue(self, write: Write, late: list[Write]) -> None:
+        if late or not self.outbox.offer(write):
+            late.append(write)
+
+    async def _finish(self, late: list[Write], decision: Decision) -> None:
+        """The writes :meth:`_side_effects` could not queue at once, then the media release."""
+        for write in late:
+            await self.outbox.put(write)
         if decision.media_delete is not None:
             await self._release(decision.media_delete)
 
-    async def _queue_event(self, event: CallEvent) -> None:
+    def _event_write(self, event: CallEvent) -> Write:
         ok, failed = self._event_counters[event.kind]
         event_id = event.event_id
 
@@ -430,30 +451,23 @@ class Router:
             headers = {_MSG_ID: event_id}  # refused (ValueError) as before
         else:
             headers = _MSG_ID_START + event_id.encode() + _BLOCK_END
-        await self.outbox.submit(
+        return Write(
             "e" + event.call_id,
             _EVENT_SUBJECTS[event.kind],
             encode(event),
-            headers=headers,
-            on_done=ok.inc,
-            on_failure=on_failure,
+            headers,
+            ok.inc,
+            on_failure,
         )
 
-    async def _queue_dialog(self, key: str, op: str, data: bytes, headers: bytes) -> None:
+    def _dialog_write(self, key: str, op: str, data: bytes, headers: bytes) -> Write:
         ok, failed = self._dialog_counters[op]
 
         def on_failure(exc: BaseException) -> None:
             log.warning("router: dialog %s of %s failed: %r", op, key, exc)
             failed.inc()
 
-        await self.outbox.submit(
-            "d" + key,
-            _DIALOG_SUBJECT + key,
-            data,
-            headers=headers,
-            on_done=ok.inc,
-            on_failure=on_failure,
-        )
+        return Write("d" + key, _DIALOG_SUBJECT + key, data, headers, ok.inc, on_failure)
 
     # -- KV ----------------------------------------------------------------------------
 

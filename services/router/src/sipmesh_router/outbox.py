@@ -39,14 +39,14 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final, Protocol
 
 import nats.errors
 
 from sipmesh_bus.wire import HeaderBlock, WireError
 
-__all__ = ["AckMessage", "Outbox", "PublishClient", "WirePort", "WriteFailedError"]
+__all__ = ["AckMessage", "Outbox", "PublishClient", "WirePort", "Write", "WriteFailedError"]
 
 log = logging.getLogger(__name__)
 
@@ -111,18 +111,25 @@ class WirePort(Protocol):
 
 
 @dataclass(slots=True, eq=False)
-class _Write:
+class Write:
+    """One JetStream write: what :meth:`Outbox.submit` takes, as one object."""
+
     key: str
+    #: Writes with the same key are published one after the other.
     subject: str
     payload: bytes
     headers: dict[str, str] | bytes | None
+    #: name -> value, or a ready ``NATS/1.0`` block (see :meth:`Outbox.submit`).
     on_done: Callable[[], None]
+    #: Called once JetStream acked it.
     on_failure: Callable[[BaseException], None]
+    #: Called once every attempt failed (or :meth:`Outbox.drain` gave up on it).
     attempts: int = 0
     deadline: float = 0.0
     #: monotonic time by which its ack must have come.
-    waiting: deque[_Write] = field(default_factory=deque)
-    #: Later writes of the same key (only the first write of a key holds any).
+    waiting: deque[Write] | None = None
+    #: Later writes of the same key (only the first write of a key holds any;
+    #: made for the first that waits: most keys never have one).
 
 
 class Outbox:
@@ -157,7 +164,7 @@ class Outbox:
         self._wire = wire
         self._skip = 0
         self._linger = linger
-        self._batch: list[_Write] = []
+        self._batch: list[Write] = []
         self._timer: asyncio.TimerHandle | None = None
         self._ack_timeout = ack_timeout
         self._backoff = tuple(backoff)
@@ -165,13 +172,17 @@ class Outbox:
         self._prefix = ""
         self._subscribing = asyncio.Lock()
         self._seq = 0
-        self._inflight: dict[int, _Write] = {}
+        self._inflight: dict[int, Write] = {}
         #: seq -> write sent and not acked, in send order.
-        self._heads: dict[str, _Write] = {}
+        self._heads: dict[str, Write] = {}
         #: key -> the write of that key in flight or waiting for a retry.
-        self._retry: list[tuple[float, _Write]] = []
+        self._retry: list[tuple[float, Write]] = []
         self._pending = 0
         self._changed = asyncio.Event()
+        self._putters = 0
+        #: :meth:`put` calls waiting for room or the subscription.
+        self._flushers = 0
+        #: :meth:`flush` calls waiting (for ``_changed``).
         self._sweeper: asyncio.Task[None] | None = None
         self._batches: set[asyncio.Task[None]] = set()
         self.retries = 0
@@ -200,30 +211,60 @@ class Outbox:
         attempt failed (or :meth:`drain` gave up on it). Returns as soon as the
         write is sent or queued behind its key.
         """
-        while self._pending >= self._max_pending:
-            self._changed.clear()
-            await self._changed.wait()
-        if not self._prefix:
-            await self._subscribe()
-        write = _Write(key, subject, payload, headers, on_done, on_failure)
-        self._pending += 1
-        head = self._heads.get(key)
-        if head is not None:
-            head.waiting.append(write)
-            return
-        self._heads[key] = write
-        await self._start(write)
+        await self.put(Write(key, subject, payload, headers, on_done, on_failure))
 
-    async def _start(self, write: _Write) -> None:
-        """Send ``write`` now, or with the batch when lingering."""
+    async def put(self, write: Write) -> None:
+        """:meth:`submit` a ready :class:`Write` (a new one: not submitted before)."""
+        self._putters += 1
+        try:
+            while self._pending >= self._max_pending:
+                self._changed.clear()
+                await self._changed.wait()
+            if not self._prefix:
+                await self._subscribe()
+        finally:
+            self._putters -= 1
+        if not self._queue(write):
+            await self._send(write)
+
+    def offer(self, write: Write) -> bool:
+        """:meth:`put` without a coroutine, when it would not wait.
+
+        Returns:
+            False, and nothing is queued, when :meth:`put` would have to
+            wait (no room, the ack subscription not made yet, an earlier
+            :meth:`put` still waiting: it goes first) or publish through
+            nats-py (no wire connection and no ``linger``): await
+            :meth:`put` then.
+        """
+        if (
+            self._pending >= self._max_pending
+            or self._putters
+            or not self._prefix
+            or (self._wire is None and self._linger <= 0)
+        ):
+            return False
+        return self._queue(write)
+
+    def _queue(self, write: Write) -> bool:
+        """Count ``write``; hold it behind its key, or send it (False: await :meth:`_send`)."""
+        self._pending += 1
+        head = self._heads.get(write.key)
+        if head is not None:
+            if head.waiting is None:
+                head.waiting = deque()
+            head.waiting.append(write)
+            return True
+        self._heads[write.key] = write
         if self._linger > 0:
             self._start_soon(write)
         elif self._wire is not None:
             self._post(write, self._wire)
         else:
-            await self._send(write)
+            return False
+        return True
 
-    def _start_soon(self, write: _Write) -> None:
+    def _start_soon(self, write: Write) -> None:
         """Send ``write`` with the next batch (from a synchronous caller)."""
         self._batch.append(write)
         if self._timer is None:
@@ -239,7 +280,7 @@ class Outbox:
         for write in batch:  # appended to one buffer: one socket write for all
             self._post(write, wire)
 
-    async def _send_all(self, batch: list[_Write]) -> None:
+    async def _send_all(self, batch: list[Write]) -> None:
         try:
             for write in batch:
                 await self._send(write)
@@ -267,17 +308,19 @@ class Outbox:
         self._prefix = prefix
         self._skip = len(prefix) + 1
 
-    def _track(self, write: _Write) -> str:
+    def _track(self, write: Write) -> str:
         """Count an attempt of ``write``, hold it in flight; its reply subject."""
         self._seq += 1
         seq = self._seq
         write.attempts += 1
         write.deadline = time.monotonic() + self._ack_timeout
         self._inflight[seq] = write
-        self._wake()
+        sweeper = self._sweeper
+        if sweeper is None or sweeper.done():  # _wake, inlined: once per write
+            self._wake()
         return f"{self._prefix}.{seq}"
 
-    def _post(self, write: _Write, wire: WirePort) -> None:
+    def _post(self, write: Write, wire: WirePort) -> None:
         """Publish ``write`` on the wire connection (queued, written at the end of this turn)."""
         reply = self._track(write)
         try:
@@ -289,7 +332,7 @@ class Outbox:
             self._inflight.pop(self._seq, None)
             self._failed(write, exc)
 
-    async def _send(self, write: _Write) -> None:
+    async def _send(self, write: Write) -> None:
         if self._wire is not None:
             self._post(write, self._wire)
             return
@@ -322,12 +365,18 @@ class Outbox:
             return  # late: that attempt timed out and was sent again
         if data.startswith(_OK_PREFIX):
             write.on_done()
-            self._finished(write)
+            if write.waiting is None and self._putters == 0 and self._flushers == 0:
+                # _finished, inlined for the usual write: nothing behind it,
+                # nobody waiting for room or for the outbox to empty.
+                self._pending -= 1
+                del self._heads[write.key]
+            else:
+                self._finished(write)
         else:
             reason = data.decode("utf-8", "replace")[:200] or "no responders"
             self._failed(write, WriteFailedError(reason))
 
-    def _failed(self, write: _Write, exc: BaseException) -> None:
+    def _failed(self, write: Write, exc: BaseException) -> None:
         if write.attempts > len(self._backoff):
             write.on_failure(exc)
             self._finished(write)
@@ -337,13 +386,14 @@ class Outbox:
         self._retry.append((due, write))
         self._wake()
 
-    def _finished(self, write: _Write) -> None:
+    def _finished(self, write: Write) -> None:
         """``write`` is done: send the next write of its key, if any."""
         self._pending -= 1
         self._changed.set()
-        if write.waiting:
-            nxt = write.waiting.popleft()
-            nxt.waiting = write.waiting
+        waiting = write.waiting
+        if waiting:
+            nxt = waiting.popleft()
+            nxt.waiting = waiting
             self._heads[write.key] = nxt
             if self._linger > 0:
                 self._start_soon(nxt)
@@ -389,9 +439,13 @@ class Outbox:
 
     async def flush(self) -> None:
         """Wait until every write submitted so far is done (tests)."""
-        while self._pending:
-            self._changed.clear()
-            await self._changed.wait()
+        self._flushers += 1
+        try:
+            while self._pending:
+                self._changed.clear()
+                await self._changed.wait()
+        finally:
+            self._flushers -= 1
 
     async def drain(self, timeout: float) -> int:
         """Wait up to ``timeout`` s for the pending writes; give up on the rest.
@@ -404,7 +458,7 @@ class Outbox:
         late = [*self._heads.values()]
         lost = 0
         for head in late:
-            for write in (head, *head.waiting):
+            for write in (head, *(head.waiting or ())):
                 write.on_failure(TimeoutError("router stopping"))
                 lost += 1
         self._heads.clear()
