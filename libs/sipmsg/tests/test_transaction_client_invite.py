@@ -311,3 +311,17 @@ def test_client_invite_default_ack_factory_builds_the_rfc_ack() -> None:
     assert ack.cseq.seq == 1
     assert ack.cseq.method == b"ACK"
     assert ack.header("To") == BUSY.header("To")
+
+
+@pytest.mark.parametrize("final", [OK, BUSY], ids=["2xx", "non-2xx"])
+def test_client_invite_keeps_its_request_as_bytes_after_a_final(final: Response) -> None:
+    # Accepted and Completed linger 64*T1 and 32 s, absorbing or re-sending an
+    # ACK held as bytes: the parsed INVITE is dropped and parsed again if asked.
+    tx, _ = _tx()
+    assert tx.request is INVITE
+    tx.receive(final, 0.25)
+    again = tx.request
+    assert again is not INVITE
+    assert again == INVITE
+    assert again.call_id == INVITE.call_id
+    assert tx.request is again  # parsed once

@@ -193,3 +193,17 @@ def test_client_non_invite_terminated_absorbs_everything() -> None:
     tx.handle_transport_error(33.0)
     tx.handle_timer(100.0)
     assert (tx.datagrams_to_send(), _events(tx), tx.state) == ([], [], State.TERMINATED)
+
+
+def test_client_non_invite_keeps_its_request_as_bytes_after_a_final() -> None:
+    # Completed only absorbs retransmitted responses (Timer K): the parsed
+    # request is dropped and parsed again if asked.
+    tx = ClientNonInviteTransaction(OPTIONS, now=0.0, reliable=False)
+    tx.receive(TRYING, 0.1)
+    assert tx.request is OPTIONS  # Proceeding still needs it
+    tx.receive(OK, 0.2)
+    again = tx.request
+    assert again is not OPTIONS
+    assert again == OPTIONS
+    tx.receive(OK, 0.3)  # a retransmission: absorbed
+    assert _events(tx) == [ResponseReceived(response=TRYING), ResponseReceived(response=OK)]

@@ -8,6 +8,7 @@ replies it sends back).
 from __future__ import annotations
 
 import gc
+import types
 from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
@@ -387,3 +388,40 @@ def test_a_finished_call_is_freed_without_the_cyclic_collector() -> None:
         assert _proxy_objects() == 0
     finally:
         gc.enable()
+
+
+def _reachable_types(*roots: object) -> set[str]:
+    """The type names of the data reachable from ``roots`` (gc referents).
+
+    Not through classes, modules or functions: those lead to every module.
+    """
+    seen: set[int] = set()
+    names: set[str] = set()
+    stack = list(roots)
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, type | types.ModuleType | Callable):
+            continue
+        seen.add(id(obj))
+        names.add(type(obj).__name__)
+        stack.extend(gc.get_referents(obj))
+    return names
+
+
+def test_an_answered_call_lingers_without_its_parsed_messages() -> None:
+    # Timer L (server) and Timer M (client) keep an answered INVITE 64*T1:
+    # what is kept that long is bytes, not parsed messages (dozens of objects
+    # each, walked by every full collection).
+    call = Call(1)
+    call.phone_says(0, 180)
+    ok = call.phone_says(0, 200)
+    call.router.answer_last(call.upstream(200))
+    assert call.statuses_to(CALLER) == [180, 200]
+    call.tick(1.0)
+    assert call.sink.transactions == 2  # the INVITE's server and client transactions
+    kept = _reachable_types(call.sink._servers, call.sink.proxy.clients)
+    assert not kept & {"Request", "Response", "Headers", "Candidate"}, kept
+    # They still do their job: a retransmitted 200 replays what went upstream.
+    call.receive(bytes(ok), PHONES[0])
+    assert call.statuses_to(CALLER) == [200]
+    assert [r.status for r in call.router.asked()] == [200]

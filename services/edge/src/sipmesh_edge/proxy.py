@@ -130,8 +130,10 @@ class Server:
         #: A CANCEL from upstream matched this INVITE (§16.10).
         self.dest: Flow | None = None
         #: Where responses go when a ``SendResponse.target`` overrode the Via.
-        self.sent_2xx: dict[bytes, Response] = {}
-        #: What went upstream for each 2xx, by To tag (a retransmission replays it).
+        self.sent_2xx: tuple[tuple[bytes, bytes], ...] = ()
+        #: What went upstream for each 2xx, as (To tag, bytes): a retransmission
+        #: replays it. A tuple of bytes: once examined, the garbage collector
+        #: stops tracking it (an INVITE's server transaction lives 64*T1 more).
         self.started = started
         #: When the request arrived (the sink's clock), for the transaction histogram.
         self.kind = "service"
@@ -142,6 +144,13 @@ class Server:
     def deadline(self) -> float:
         timer = self.tx.get_timer()
         return self.expires if timer is None else min(timer, self.expires)
+
+    def sent_for(self, tag: bytes) -> bytes | None:
+        """The 2xx with To tag ``tag`` that went upstream, or None."""
+        for sent_tag, data in self.sent_2xx:
+            if sent_tag == tag:
+                return data
+        return None
 
 
 class Cancel(enum.Enum):
@@ -156,7 +165,18 @@ class Cancel(enum.Enum):
 class Branch:
     """One client transaction: a branch of a Fork, or a CANCEL the edge sent."""
 
-    __slots__ = ("armed", "cancel", "expires", "final", "flow", "fork", "key", "timer_c", "tx")
+    __slots__ = (
+        "armed",
+        "cancel",
+        "expires",
+        "final",
+        "flow",
+        "fork",
+        "invite",
+        "key",
+        "timer_c",
+        "tx",
+    )
 
     def __init__(
         self,
@@ -170,6 +190,9 @@ class Branch:
     ) -> None:
         self.key = key
         self.tx = tx
+        self.invite = key[1] == b"INVITE"
+        #: The request is an INVITE (read here, not from ``tx.request``: a
+        #: client transaction keeps its request as bytes after a final response).
         self.flow = flow
         self.fork = fork
         #: None for the edge's own CANCEL transactions.
@@ -178,8 +201,9 @@ class Branch:
         self.armed = math.inf
         self.timer_c = timer_c
         #: §16.6 step 11 Timer C of an INVITE branch; after a CANCEL, the 64*T1 guard.
-        self.final: Candidate | None = None
-        #: The branch's final response for the fork (received, or made up).
+        self.final = False
+        #: The branch has its final response for the fork (received, or made
+        #: up); a non-2xx one is in ``Fork.finals`` until the fork is done.
         self.cancel = Cancel.NONE
 
     def deadline(self) -> float:
@@ -211,17 +235,20 @@ class Fork:
         self.all_responses = all_responses
         self.timer_c = timer_c
         self.branches: list[Branch] = []
-        self.finals: list[tuple[Branch, Candidate]] = []
-        #: Non-2xx finals in arrival order.
+        self.finals: tuple[tuple[Branch, Candidate], ...] = ()
+        #: Non-2xx finals in arrival order, until the fork is done (then
+        #: nobody reads them: emptied, not to keep their responses 64*T1).
         self.done = False
         #: A 2xx went to the router, or the best final did: nothing else goes but 2xx.
-        self.asked_2xx: set[bytes] = set()
-        #: To tags of the 2xx the router was asked about.
+        self.asked_2xx: tuple[bytes, ...] = ()
+        #: To tags of the 2xx the router was asked about (few: a tuple, which
+        #: the garbage collector stops tracking, not a set).
         self.rang: float | None = None
         #: When (``Proxy`` clock) the first 180/183 went upstream: ``Envelope.ringing_at``.
 
 
 Respond = Callable[[Server, Response], None]
+Replay = Callable[[Server, bytes], None]
 Ask = Callable[[Server, Branch, Response], None]
 
 
@@ -236,6 +263,7 @@ class Proxy:
         clock: monotonic time.
         arm: schedules a branch's next deadline (``Branch.deadline``).
         respond: sends a response on a server transaction.
+        replay: sends a 2xx that went upstream before (its bytes) again.
         ask: asks the router (``sip.route.response``) about a branch's response.
         internal_error: logs and counts a bug caught where nobody else would.
     """
@@ -250,6 +278,7 @@ class Proxy:
         clock: Callable[[], float],
         arm: Callable[[Branch], None],
         respond: Respond,
+        replay: Replay,
         ask: Ask,
         internal_error: Callable[[str], None],
     ) -> None:
@@ -262,6 +291,7 @@ class Proxy:
         self._clock = clock
         self._arm = arm
         self._respond = respond
+        self._replay = replay
         self._ask = ask
         self._internal_error = internal_error
         self._branches = BranchMaker(edge_id)
@@ -386,7 +416,7 @@ class Proxy:
             self._settle(branch, Candidate(response=resp))
 
     def _provisional(self, fork: Fork, branch: Branch, resp: Response) -> None:
-        if branch.final is None and branch.cancel is Cancel.NONE and fork.timer_c < math.inf:
+        if not branch.final and branch.cancel is Cancel.NONE and fork.timer_c < math.inf:
             # §16.7 step 2: "if the response is a provisional response with
             # status codes 101 to 199 inclusive ... the proxy MUST reset timer C".
             now = self._clock()
@@ -395,7 +425,7 @@ class Proxy:
             fork.server.expires = max(fork.server.expires, branch.expires)
         if branch.cancel is Cancel.WANTED:
             self._send_cancel(branch)
-        if fork.done or branch.final is not None or fork.server.tx.terminated:
+        if fork.done or branch.final or fork.server.tx.terminated:
             return
         if fork.rang is None and resp.status in (180, 183):
             fork.rang = self._clock()
@@ -405,19 +435,20 @@ class Proxy:
             self._relay(fork.server, resp)
 
     def _success(self, fork: Fork, branch: Branch, resp: Response) -> None:
-        invite = branch.tx.request.method == b"INVITE"
-        if branch.final is None:
-            branch.final = Candidate(response=resp)
+        invite = branch.invite
+        if not branch.final:
+            branch.final = True
             branch.timer_c = math.inf
         tag = resp.to_tag or b""
-        sent = fork.server.sent_2xx.get(tag)
+        sent = fork.server.sent_for(tag)
         if sent is not None:
-            self._respond(fork.server, sent)  # a retransmission: replay (RFC 6026)
+            self._replay(fork.server, sent)  # a retransmission: replay (RFC 6026)
             return
         if tag in fork.asked_2xx or (fork.done and not invite):
             return
-        fork.asked_2xx.add(tag)
+        fork.asked_2xx += (tag,)
         fork.done = True
+        fork.finals = ()
         if invite or _router_decides(fork, resp):
             self._ask(fork.server, branch, resp)
         else:
@@ -429,38 +460,38 @@ class Proxy:
                 # A late 2xx of a branch given up before a failover: the
                 # branches of the next leg are "other pending" ones too.
                 latest.done = True
+                latest.finals = ()
                 self._cancel_pending(latest)
 
     def _settle(self, branch: Branch, candidate: Candidate) -> None:
         """Record a branch's non-2xx final; ask the router with the best once all are in."""
-        if branch.final is not None:
+        if branch.final:
             return
-        branch.final = candidate
+        branch.final = True
         branch.timer_c = math.inf
         fork = branch.fork
-        if fork is None:
-            return
-        fork.finals.append((branch, candidate))
-        if fork.done:
-            return
-        if candidate.response.status >= 600 and branch.tx.request.method == b"INVITE":
+        if fork is None or fork.done:
+            return  # a late final: nothing reads it
+        fork.finals += ((branch, candidate),)
+        if candidate.response.status >= 600 and branch.invite:
             self._cancel_pending(fork)  # may settle other branches, and finish the fork
-        if not fork.done and all(b.final is not None for b in fork.branches):
+        if not fork.done and all(b.final for b in fork.branches):
             fork.done = True
             self._ask_best(fork)
 
     def _ask_best(self, fork: Fork) -> None:
         server = fork.server
-        index, best = best_final([c for _, c in fork.finals])
-        branch = fork.finals[index][0]
+        finals, fork.finals = fork.finals, ()
+        index, best = best_final([c for _, c in finals])
+        branch = finals[index][0]
         if server.cancelled and best.status < 600:
             # §16.10: the caller cancelled; what it hears is the 487.
-            received = [(b, c) for b, c in fork.finals if c.response.status == 487]
+            received = [(b, c) for b, c in finals if c.response.status == 487]
             if received:
                 branch, best = received[0][0], received[0][1].response
             else:
                 best = make_response(branch.tx.request, 487)
-        if branch.tx.request.method != b"INVITE" and not _router_decides(fork, best):
+        if not branch.invite and not _router_decides(fork, best):
             self._relay(server, best)
             return
         self._ask(server, branch, best)
@@ -507,7 +538,7 @@ class Proxy:
     def _send_cancel(self, branch: Branch) -> None:
         now = self._clock()
         branch.cancel = Cancel.SENT
-        if branch.final is None:
+        if not branch.final:
             branch.timer_c = min(branch.timer_c, now + self.timers.timeout)
             self._arm(branch)
         try:
@@ -584,7 +615,7 @@ class Proxy:
                 # §16.7 step 6 and §16.8: a timeout counts as a 408, a
                 # transport failure as a 503, for choosing the best response.
                 status = 408 if isinstance(event, TimedOut) else 503
-                if branch.tx.request.method != b"ACK":
+                if branch.key[1] != b"ACK":
                     response = make_response(branch.tx.request, status)
                     self._settle(branch, Candidate(response=response, local=True))
             elif isinstance(event, Terminated):

@@ -41,7 +41,7 @@ from sipmesh_edge.outbound import Bus, Connector, Outbound, UdpSender
 from sipmesh_edge.ports import Connection, ConnectionRegistry
 from sipmesh_edge.protection import carries_credentials
 from sipmesh_edge.proxy import Branch, Proxy, Server
-from sipmesh_edge.transaction import NonInviteServer, status_of
+from sipmesh_edge.transaction import LeanServerTransaction, NonInviteServer, status_of
 from sipmesh_edge.wheel import Deadlines
 from sipmsg import (
     LocalProtocolError,
@@ -131,6 +131,7 @@ class EdgeSink:
             clock=clock,
             arm=self._arm,
             respond=self._respond,
+            replay=self._replay,
             ask=self._ask_router,
             internal_error=self._internal_error,
         )
@@ -500,9 +501,29 @@ class EdgeSink:
         self._sent(server, resp.status, req.method)
         if resp.status in (401, 407) and self.guard is not None:
             self.guard.on_response(req, resp, server.flow.host)
-        if 200 <= resp.status < 300:
-            # A retransmission of this 2xx from downstream replays it (proxy.py).
-            server.sent_2xx[resp.to_tag or b""] = resp
+        if 200 <= resp.status < 300 and req.method == b"INVITE":
+            # A retransmission of this 2xx from downstream replays it (proxy.py);
+            # a non-INVITE client transaction absorbs them itself (§17.1.2.2).
+            server.sent_2xx += ((resp.to_tag or b"", bytes(resp)),)
+        self._flush_server(server)
+
+    def _replay(self, server: Server, data: bytes) -> None:
+        """Send again a 2xx that went upstream on ``server`` (RFC 6026 §8.7, see proxy.py)."""
+        tx = server.tx
+        if tx.terminated:
+            return
+        status = status_of(data) or 200
+        try:
+            if isinstance(tx, LeanServerTransaction):
+                tx.send_bytes(status, data, self._clock())
+            else:
+                resp = _parse_response(data)
+                if resp is None:
+                    return
+                tx.send(resp, self._clock())
+        except LocalProtocolError:
+            return
+        self._metrics.response(status)
         self._flush_server(server)
 
     def _sent(self, server: Server, status: int, method: bytes) -> None:
@@ -513,6 +534,12 @@ class EdgeSink:
             server.answered = True
             kind = "proxied" if server.fork is not None else server.kind
             self._metrics.transaction(method, kind, self._clock() - server.started)
+            if method != b"INVITE":
+                # The final is the only one (§17.2.2): the branches still alive
+                # reach the server through their fork (``Fork.server``), which
+                # the server needs no more; it lingers 64*T1 (Timer J) without
+                # it, and the fork goes with its last branch (Timer K).
+                server.fork = None
 
     def _send_stateless(self, resp: Response, flow: Flow) -> None:
         self._metrics.response(resp.status)

@@ -28,9 +28,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, TypeAlias
 
-from sipmsg._errors import LocalProtocolError
+from sipmsg._errors import LocalProtocolError, ParseError
 from sipmsg._native import python_class
-from sipmsg.message import Request, Response
+from sipmsg.message import Request, Response, parse
 
 __all__ = [
     "AckReceived",
@@ -269,16 +269,20 @@ class Transaction:
         reliable: bool,
         config: TransactionConfig | None,
     ) -> None:
-        self._request = request
+        self._request: Request | None = request
         self._request_bytes = bytes(request)
         self._state = state
         self._reliable = reliable
         self._config = DEFAULT_CONFIG if config is None else config
-        self._datagrams: list[bytes] = []
-        self._events: list[TxEvent] = []
+        # The containers below exist only while they hold something: a
+        # transaction lingers up to 64*T1 after its final response, and every
+        # container a program keeps is one more object the cyclic garbage
+        # collector walks on each full collection.
+        self._datagrams: list[bytes] | None = None
+        self._events: list[TxEvent] | None = None
         self._deadlines: dict[Input, float] = {}
         # Current retransmission interval of Timers A, E and G.
-        self._intervals: dict[Input, float] = {}
+        self._intervals: dict[Input, float] | None = None
 
     # ----------------------------------------------------------------- public surface
 
@@ -289,8 +293,23 @@ class Transaction:
 
     @property
     def request(self) -> Request:
-        """The request that created the transaction."""
-        return self._request
+        """The request that created the transaction.
+
+        A client transaction keeps only its bytes once a final response
+        arrived (:meth:`ClientTransaction._forget_request`); it is parsed
+        again if asked.
+
+        Raises:
+            ParseError: the request, parsed again, is not a request (never
+                for one that came from :func:`sipmsg.parse`).
+        """
+        req = self._request
+        if req is None:
+            msg = parse(self._request_bytes)
+            if not isinstance(msg, Request):  # pragma: no cover - it was one
+                raise ParseError("not a request when parsed again")
+            self._request = req = msg
+        return req
 
     @property
     def reliable(self) -> bool:
@@ -345,12 +364,21 @@ class Transaction:
         Initial sends and retransmissions alike; the transport sends them to the
         transaction's peer.
         """
-        out, self._datagrams = self._datagrams, []
+        out = self._datagrams
+        if out is None:
+            return []
+        self._datagrams = None
         return out
 
     def next_event(self) -> TxEvent | None:
         """Return the next event for the TU, or None when there is none."""
-        return self._events.pop(0) if self._events else None
+        events = self._events
+        if not events:
+            return None
+        event = events.pop(0)
+        if not events:
+            self._events = None
+        return event
 
     # ----------------------------------------------------------------- machinery
 
@@ -376,10 +404,13 @@ class Transaction:
             keep = self._STATE_TIMERS.get(new_state, frozenset())
             for timer in [t for t in self._deadlines if t not in keep]:
                 del self._deadlines[timer]
+            intervals = self._intervals
+            if intervals is not None and not any(t in keep for t in intervals):
+                self._intervals = None
         if action is not None:
             action(self, msg, now)
         if new_state is State.TERMINATED and old_state is not State.TERMINATED:
-            self._events.append(Terminated())
+            self._emit(Terminated())
 
     def _fire_due(self, now: float) -> None:
         deadlines = self._deadlines
@@ -401,14 +432,30 @@ class Transaction:
         self._deadlines[timer] = now + duration
 
     def _start_retransmit(self, timer: Input, interval: float, now: float) -> None:
-        self._intervals[timer] = interval
+        if self._intervals is None:
+            self._intervals = {timer: interval}
+        else:
+            self._intervals[timer] = interval
         self._start_timer(timer, interval, now)
 
+    def _interval(self, timer: Input) -> float:
+        """The current interval of a retransmission timer that was started."""
+        intervals = self._intervals
+        if intervals is None:  # pragma: no cover - started before it fires
+            raise LocalProtocolError(f"{timer.name} was never started")
+        return intervals[timer]
+
     def _emit(self, event: TxEvent) -> None:
-        self._events.append(event)
+        if self._events is None:
+            self._events = [event]
+        else:
+            self._events.append(event)
 
     def _send(self, data: bytes) -> None:
-        self._datagrams.append(data)
+        if self._datagrams is None:
+            self._datagrams = [data]
+        else:
+            self._datagrams.append(data)
 
 
 class ClientTransaction(Transaction):
@@ -434,11 +481,21 @@ class ClientTransaction(Transaction):
     def _retransmit(self, timer: Input, now: float, *, cap: float | None) -> None:
         """Re-send the request and re-arm ``timer`` with twice its interval (capped)."""
         self._send(self._request_bytes)
-        interval = 2 * self._intervals[timer]
+        interval = 2 * self._interval(timer)
         self._start_retransmit(timer, interval if cap is None else min(interval, cap), now)
 
     def _time_out(self, timer: Input) -> None:
         self._emit(TimedOut(timer=timer))
+
+    def _forget_request(self) -> None:
+        """Keep the request as its bytes only, once a final response arrived.
+
+        From then on the transaction only absorbs retransmitted responses (or
+        re-sends an ACK it holds as bytes) for up to 64*T1: the parsed
+        request (dozens of objects) held that long would cost memory and
+        garbage-collector time; :attr:`request` parses it again if asked.
+        """
+        self._request = None
 
 
 class ServerTransaction(Transaction):

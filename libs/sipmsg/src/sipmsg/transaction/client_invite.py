@@ -92,7 +92,7 @@ class ClientInviteTransaction(ClientTransaction):
         self._fire_due(now)
         if 300 <= response.status <= 699 and self._state in (State.CALLING, State.PROCEEDING):
             try:
-                self._ack = bytes(self._ack_factory(self._request, response))
+                self._ack = bytes(self._ack_factory(self.request, response))
             except ParseError:
                 return
         super().receive(response, now)
@@ -120,6 +120,7 @@ class ClientInviteTransaction(ClientTransaction):
         self._pass_up(response, now)
         self._on_final_again(response, now)  # the ACK receive() built
         self._start_timer(Input.TIMER_D, 0.0 if self._reliable else self._config.timer_d, now)
+        self._forget_request()  # Completed re-sends the ACK's bytes, nothing else
 
     def _on_final_again(self, response: Response, now: float) -> None:
         # "Any retransmissions of the final response that are received while in
@@ -134,6 +135,7 @@ class ClientInviteTransaction(ClientTransaction):
         # response to the TU, and set Timer M to 64*T1."
         self._pass_up(response, now)
         self._start_timer(Input.TIMER_M, self._config.timeout, now)
+        self._forget_request()  # Accepted passes further 2xx up, nothing else
 
 
 _C = ClientInviteTransaction

@@ -90,6 +90,7 @@ class ClientNonInviteTransaction(ClientTransaction):
         # reliable transports."
         self._pass_up(response, now)
         self._start_timer(Input.TIMER_K, 0.0 if self._reliable else self._config.t4, now)
+        self._forget_request()  # Completed absorbs retransmissions, nothing else
 
 
 _C = ClientNonInviteTransaction

@@ -86,7 +86,7 @@ class ServerInviteTransaction(ServerTransaction):
 
     def _on_timer_trying(self, msg: None, now: float) -> None:
         try:
-            trying = self._trying_factory(self._request)
+            trying = self._trying_factory(self.request)
         except ParseError:
             # The INVITE came from the wire: a header the 100 copies is
             # malformed. A timer must not raise; the TU's answer (or the edge's
@@ -112,8 +112,8 @@ class ServerInviteTransaction(ServerTransaction):
         # "If timer G fires, the response is passed to the transport layer once
         # more for retransmission, and timer G is set to fire in MIN(2*T1, T2)
         # seconds" (and so on, doubling to T2).
-        self._resend_response(self._request, now)
-        interval = min(2 * self._intervals[Input.TIMER_G], self._config.t2)
+        self._resend_response(self.request, now)
+        interval = min(2 * self._interval(Input.TIMER_G), self._config.t2)
         self._start_retransmit(Input.TIMER_G, interval, now)
 
     def _on_timer_h(self, msg: None, now: float) -> None:
