@@ -581,9 +581,8 @@ def _each(msg: _Message, key: bytes, parser: Callable[[bytes], Iterable[T]]) -> 
         return tuple(_wrap(key, parser, value))
     out: list[T] = []
     if count:
-        for f in msg.headers:
-            if f[1] == key:
-                out.extend(_wrap(key, parser, f[2]))
+        for v in msg.headers._values(key):
+            out.extend(_wrap(key, parser, v))
     return tuple(out)
 
 
@@ -594,7 +593,7 @@ def _per_line(msg: _Message, key: bytes, parser: Callable[[bytes], T]) -> tuple[
         return (_wrap(key, parser, value),)
     if not count:
         return ()
-    return tuple([_wrap(key, parser, f[2]) for f in msg.headers if f[1] == key])
+    return tuple([_wrap(key, parser, v) for v in msg.headers._values(key)])
 
 
 def _vias(msg: _Message) -> tuple[Via, ...]:

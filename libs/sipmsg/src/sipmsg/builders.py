@@ -18,7 +18,7 @@ from ._abnf import WS, split_comma
 from ._errors import LocalProtocolError, ParseError
 from ._message_base import _quick_tag, check_address_header
 from .address import parse_address
-from .headers import HeaderField, Headers, make_field
+from .headers import Headers, canonical_name, copied_line, line_value, make_line
 from .message import Request, Response, built_response
 from .uri import SipUri
 from .via import Via, parse_via
@@ -114,7 +114,11 @@ REASON_PHRASES: Final[dict[int, bytes]] = {
 # carry the request's Record-Route back.
 _DIALOG_METHODS: Final = frozenset({b"INVITE", b"SUBSCRIBE", b"REFER", b"NOTIFY"})
 _DEFAULT_MAX_FORWARDS: Final = b"70"
-_CONTENT_LENGTH_0: Final[HeaderField] = (b"Content-Length", b"content-length", b"0")
+# The canonical keys of what make_response copies (the shared key objects).
+_VIA: Final = canonical_name(b"Via")
+_RECORD_ROUTE: Final = canonical_name(b"Record-Route")
+_SINGLE_KEYS: Final = tuple([canonical_name(n) for n in (b"From", b"To", b"Call-ID", b"CSeq")])
+_CONTENT_LENGTH_KEY: Final = canonical_name(b"Content-Length")
 
 
 def make_response(
@@ -169,50 +173,67 @@ def make_response(
         # comes first when several headers are bad).
         check_address_header(req, b"from")
         _ = req.cseq, req.call_id
-        to = _raw(req, b"to")
+        to_line = _raw_line(req, b"to")
         check_address_header(req, b"to")
         has_tag = req.to_tag is not None
     else:
         _lenient_top_via(req)
-        to = _raw(req, b"to")
-        has_tag = _lenient_tag(b"to", to) is not None
-    if status != 100 and not has_tag:
-        to = to + b";tag=" + (to_tag if to_tag is not None else _derived_tag(req, strict))
+        to_line = _raw_line(req, b"to")
+        has_tag = _lenient_tag(b"to", line_value(to_line)) is not None
     hdrs = req.headers
-    copied = [(b"Via", b"via", v) for v in hdrs._values(b"via")]
+    folded = hdrs._folded
+    if status != 100 and not has_tag:
+        tag = to_tag if to_tag is not None else _derived_tag(req, strict)
+        to_line = b"To: " + (line_value(to_line) + b";tag=" + tag).strip(WS)
+    else:
+        to_line = copied_line(b"To: ", to_line, folded)
+    lines = [copied_line(b"Via: ", v, folded) for v in hdrs._raw_lines(b"via")]
     if 100 < status < 300 and req.method in _DIALOG_METHODS:
-        copied += [(b"Record-Route", b"record-route", v) for v in hdrs._values(b"record-route")]
-    copied += [
-        (b"From", b"from", _raw(req, b"from")),
-        (b"To", b"to", to.strip(WS)),
-        (b"Call-ID", b"call-id", _raw(req, b"call-id")),
-        (b"CSeq", b"cseq", _raw(req, b"cseq")),
+        lines += [
+            copied_line(b"Record-Route: ", v, folded) for v in hdrs._raw_lines(b"record-route")
+        ]
+    n_copied = len(lines)
+    lines += [
+        copied_line(b"From: ", _raw_line(req, b"from"), folded),
+        to_line,
+        copied_line(b"Call-ID: ", _raw_line(req, b"call-id"), folded),
+        copied_line(b"CSeq: ", _raw_line(req, b"cseq"), folded),
     ]
-    return built_response(status, reason, _response_headers(copied, headers))
+    return built_response(status, reason, _response_headers(lines, n_copied, headers))
 
 
-def _response_headers(copied: list[HeaderField], extra: Iterable[tuple[bytes, bytes]]) -> Headers:
-    """The copied lines written ``Name: value`` as they are, then ``extra``, then Content-Length.
+def _response_headers(
+    copied: list[bytes], n_lists: int, extra: Iterable[tuple[bytes, bytes]]
+) -> Headers:
+    """The copied lines (``Name: value``: the Via lines, then any Record-Route,
+    ``n_lists`` in all, then From, To, Call-ID, CSeq), then ``extra``, then
+    Content-Length.
 
-    The copied values come from header fields, which parsing and
-    ``make_field`` leave stripped, and the names are known tokens: only CR
-    and LF are checked, as ``Headers.from_pairs`` would, in one pass over
-    them all. (The To value, which may end in a caller's tag, is stripped by
-    the caller.)
+    The names are known tokens and the values were stripped: only CR and LF
+    are checked, as ``Headers.from_pairs`` would, in one pass over them all.
     """
-    fields = copied.copy()
-    blob = b"".join([f[2] for f in fields])
+    blob = b"".join(copied)
     if blob.find(b"\r") >= 0 or blob.find(b"\n") >= 0:
-        bad = next(f[0] for f in fields if b"\r" in f[2] or b"\n" in f[2])
-        raise LocalProtocolError(f"header value for {bad!r} holds CR or LF")
-    lines = [n + b": " + v for n, _, v in fields]
+        bad = next(ln for ln in copied if b"\r" in ln or b"\n" in ln)
+        raise LocalProtocolError(f"header value for {bad[: bad.find(b':')]!r} holds CR or LF")
+    lines = copied
+    keys = [_VIA if ln[:1] == b"V" else _RECORD_ROUTE for ln in copied[:n_lists]]
+    keys += _SINGLE_KEYS
     for name, value in extra:
-        field, line = make_field(name, value)
-        fields.append(field)
+        key, line = make_line(name, value)
+        keys.append(key)
         lines.append(line)
-    fields.append(_CONTENT_LENGTH_0)
+    keys.append(_CONTENT_LENGTH_KEY)
     lines.append(b"Content-Length: 0")
-    return Headers(tuple(fields), tuple(lines))
+    return Headers(tuple(lines), tuple(keys))
+
+
+def _raw_line(req: Request, key: bytes) -> bytes:
+    """The first stored ``key`` line; see :func:`_raw`."""
+    line = req.headers._first_line(key)
+    if line is None:
+        raise ParseError(f"missing {key.decode()} header", header=key.decode())
+    return line
 
 
 def _raw(req: Request, key: bytes) -> bytes:

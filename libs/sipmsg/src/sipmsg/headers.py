@@ -1,9 +1,11 @@
 """Header storage and the small typed header values sipmsg owns.
 
-:class:`Headers` keeps every header line as it came off the wire, in order, as
-``(raw_name, lower_canonical_name, value)`` triples (h11's ``Headers``). Compact
-forms are mapped to their canonical names in the lowered key only, so a
-message that says ``v:`` re-serializes as ``v:``.
+:class:`Headers` keeps every header line as it came off the wire, in order,
+with its lower-case canonical name; it reads as ``(raw_name,
+lower_canonical_name, value)`` triples (h11's ``Headers``), each value cut
+from its line when asked for. Compact forms are mapped to their canonical
+names in the lowered key only, so a message that says ``v:`` re-serializes
+as ``v:``.
 """
 
 from __future__ import annotations
@@ -183,39 +185,51 @@ class Headers:
     """The header lines of a message, in wire order.
 
     Iterating yields ``(raw_name, lower_canonical_name, value)`` triples. Each
-    line's original bytes (folding and spacing included) are kept next to the
-    triple, so serializing writes an untouched line back byte for byte.
+    line's original bytes (folding and spacing included) are kept, so
+    serializing writes an untouched line back byte for byte.
     Instances are immutable; the editing methods return new ones.
+
+    Only the lines and their canonical names are stored: a value is cut from
+    its line when it is asked for (a typed accessor reads it once and caches
+    what it parses), and the triples are built only for iteration. A parsed
+    message then holds two tuples for its whole header block instead of a
+    triple and two more bytes objects per line.
     """
 
-    __slots__ = ("_fields", "_keys", "_lines")
+    __slots__ = ("_fields", "_folded", "_keys", "_lines")
 
-    def __init__(self, fields: tuple[HeaderField, ...], lines: tuple[bytes, ...]) -> None:
-        # Internal: parse() and the editing methods keep both tuples parallel.
-        self._fields = fields
+    def __init__(
+        self, lines: tuple[bytes, ...], keys: tuple[bytes, ...], folded: bool = False
+    ) -> None:
+        # Internal: parse() and the editing methods keep both tuples parallel;
+        # each line is "name: value" (or as it came off the wire), the value
+        # after its first colon. ``folded``: a line may hold a folded
+        # continuation (CRLF and white space) to undo when its value is read.
         self._lines = lines
-        self._keys: tuple[bytes, ...] | None = None
+        self._keys = keys
+        self._folded = folded
+        self._fields: tuple[HeaderField, ...] | None = None
 
     def keys(self) -> tuple[bytes, ...]:
         """The canonical lower-case name of each line, in order."""
-        keys = self._keys
-        if keys is None:
-            keys = self._keys = tuple([f[1] for f in self._fields])
-        return keys
+        return self._keys
 
     def single(self, key: bytes) -> tuple[int, bytes | None]:
         """How many lines have canonical name ``key``, and the first one's value."""
         # One pass of the compiled loop: 2-3x faster than tuple.count plus
         # tuple.index (each a generic method call) on every typed accessor.
         count = 0
-        value: bytes | None = None
-        for field in self._fields:
-            k = field[1]
+        first = -1
+        keys = self._keys
+        for i in range(len(keys)):
+            k = keys[i]
             if k is key or k == key:
                 if not count:
-                    value = field[2]
+                    first = i
                 count += 1
-        return count, value
+        if not count:
+            return 0, None
+        return count, _value(self._lines[first], self._folded)
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[bytes, bytes]]) -> Headers:
@@ -224,22 +238,30 @@ class Headers:
         Raises:
             LocalProtocolError: a name is not a token, or a value holds CR or LF.
         """
-        fields: list[HeaderField] = []
+        keys: list[bytes] = []
         lines: list[bytes] = []
         for name, value in pairs:
-            field, line = make_field(name, value)
-            fields.append(field)
+            key, line = make_line(name, value)
+            keys.append(key)
             lines.append(line)
-        return cls(tuple(fields), tuple(lines))
+        return Headers(tuple(lines), tuple(keys))
+
+    def _all_fields(self) -> tuple[HeaderField, ...]:
+        fields = self._fields
+        if fields is None:
+            fields = self._fields = tuple([self[i] for i in range(len(self._keys))])
+        return fields
 
     def __iter__(self) -> Iterator[HeaderField]:
-        return iter(self._fields)
+        return iter(self._all_fields())
 
     def __len__(self) -> int:
-        return len(self._fields)
+        return len(self._keys)
 
     def __getitem__(self, index: int) -> HeaderField:
-        return self._fields[index]
+        line = self._lines[index]
+        folded = self._folded
+        return (_name(line, folded), self._keys[index], _value(line, folded))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Headers):
@@ -250,12 +272,12 @@ class Headers:
         return hash(self._lines)
 
     def __repr__(self) -> str:
-        return f"Headers({list(self._fields)!r})"
+        return f"Headers({list(self._all_fields())!r})"
 
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, bytes | str):
             return False
-        return canonical_name(name) in self.keys()
+        return canonical_name(name) in self._keys
 
     @property
     def lines(self) -> tuple[bytes, ...]:
@@ -272,7 +294,27 @@ class Headers:
 
     def _values(self, key: bytes) -> list[bytes]:
         """Like :meth:`get_lines`, for a canonical name (``b"via"``, ``b"record-route"``)."""
-        return [f[2] for f in self._fields if f[1] is key or f[1] == key]
+        out: list[bytes] = []
+        lines, keys = self._lines, self._keys
+        for i in range(len(keys)):
+            k = keys[i]
+            if k is key or k == key:
+                out.append(_value(lines[i], self._folded))
+        return out
+
+    def _first_line(self, key: bytes) -> bytes | None:
+        """The first stored line of canonical name ``key``, as it is, or None."""
+        keys = self._keys
+        for i in range(len(keys)):
+            k = keys[i]
+            if k is key or k == key:
+                return self._lines[i]
+        return None
+
+    def _raw_lines(self, key: bytes) -> list[bytes]:
+        """The stored lines of canonical name ``key``, as they are."""
+        lines, keys = self._lines, self._keys
+        return [lines[i] for i in range(len(keys)) if keys[i] is key or keys[i] == key]
 
     def get_all(self, name: bytes | str) -> list[bytes]:
         """Every value of header ``name``, in order, whichever way it was written.
@@ -287,7 +329,7 @@ class Headers:
             ParseError: a list header holds an unterminated quoted-string.
         """
         key = canonical_name(name)
-        values = [f[2] for f in self._fields if f[1] == key]
+        values = self._values(key)
         if key not in LIST_HEADERS:
             return values
         out: list[bytes] = []
@@ -302,26 +344,24 @@ class Headers:
 
     def append(self, name: bytes, value: bytes) -> Headers:
         """A copy with ``name: value`` added after the last line."""
-        field, line = make_field(name, value)
-        return _headers((*self._fields, field), (*self._lines, line), (*self.keys(), field[1]))
+        key, line = make_line(name, value)
+        return Headers((*self._lines, line), (*self._keys, key), self._folded)
 
     def prepend(self, name: bytes, value: bytes) -> Headers:
         """A copy with ``name: value`` added before the first line."""
-        field, line = make_field(name, value)
-        return _headers((field, *self._fields), (line, *self._lines), (field[1], *self.keys()))
+        key, line = make_line(name, value)
+        return Headers((line, *self._lines), (key, *self._keys), self._folded)
 
     def remove(self, name: bytes | str) -> Headers:
         """A copy without any line called ``name``."""
         key = canonical_name(name)
-        keys = self.keys()
+        keys = self._keys
         if key not in keys:
-            return _headers(self._fields, self._lines, keys)
+            return Headers(self._lines, keys, self._folded)
         keep = [i for i, k in enumerate(keys) if k != key]
-        fields, lines = self._fields, self._lines
-        return _headers(
-            tuple([fields[i] for i in keep]),
-            tuple([lines[i] for i in keep]),
-            tuple([keys[i] for i in keep]),
+        lines = self._lines
+        return Headers(
+            tuple([lines[i] for i in keep]), tuple([keys[i] for i in keep]), self._folded
         )
 
     def replace_line(self, index: int, value: bytes) -> Headers:
@@ -336,20 +376,15 @@ class Headers:
             IndexError: no line ``index``.
             LocalProtocolError: ``value`` holds CR or LF.
         """
-        fields = self._fields
-        raw, key, _ = fields[index]
+        lines = self._lines
+        raw = _name(lines[index], self._folded)
         if index < 0:
-            index += len(fields)
+            index += len(lines)
         if value.find(b"\r") >= 0 or value.find(b"\n") >= 0:
             raise LocalProtocolError(f"header value for {raw!r} holds CR or LF")
         value = value.strip(WS)
         at = index + 1
-        lines = self._lines
-        return _headers(
-            (*fields[:index], (raw, key, value), *fields[at:]),
-            (*lines[:index], raw + b": " + value, *lines[at:]),
-            self.keys(),
-        )
+        return Headers((*lines[:index], raw + b": " + value, *lines[at:]), self._keys, self._folded)
 
     def remove_line(self, index: int) -> Headers:
         """A copy without line ``index``; every other line stays as it was.
@@ -357,57 +392,98 @@ class Headers:
         Raises:
             IndexError: no line ``index``.
         """
-        fields = self._fields
-        if not -len(fields) <= index < len(fields):
+        lines = self._lines
+        if not -len(lines) <= index < len(lines):
             raise IndexError("header line index out of range")
         if index < 0:
-            index += len(fields)
+            index += len(lines)
         at = index + 1
-        lines, keys = self._lines, self.keys()
-        return _headers(
-            (*fields[:index], *fields[at:]),
-            (*lines[:index], *lines[at:]),
-            (*keys[:index], *keys[at:]),
-        )
+        keys = self._keys
+        return Headers((*lines[:index], *lines[at:]), (*keys[:index], *keys[at:]), self._folded)
 
     def replace(self, name: bytes, value: bytes) -> Headers:
         """A copy where the first line called ``name`` becomes ``name: value`` and
         any other line of that name is dropped; appended when there was none."""
         key = canonical_name(name)
-        field, line = make_field(name, value)
-        keys = self.keys()
+        _, line = make_line(name, value)
+        keys = self._keys
+        lines = self._lines
         count = keys.count(key)
         if not count:
-            return _headers((*self._fields, field), (*self._lines, line), (*keys, key))
+            return Headers((*lines, line), (*keys, key), self._folded)
         at = keys.index(key)
-        fields, lines = self._fields, self._lines
         if count == 1:
-            return _headers(
-                (*fields[:at], field, *fields[at + 1 :]),
-                (*lines[:at], line, *lines[at + 1 :]),
-                keys,
-            )
+            return Headers((*lines[:at], line, *lines[at + 1 :]), keys, self._folded)
         # Several lines of that name: drop them all and put the new one where
         # the first was (no line before it is dropped, so "at" still holds).
         rest = self.remove(key)
-        fields, lines, keys = rest._fields, rest._lines, rest.keys()
-        return _headers(
-            (*fields[:at], field, *fields[at:]),
-            (*lines[:at], line, *lines[at:]),
-            (*keys[:at], key, *keys[at:]),
+        lines, keys = rest._lines, rest._keys
+        return Headers(
+            (*lines[:at], line, *lines[at:]), (*keys[:at], key, *keys[at:]), self._folded
         )
 
 
-def _headers(
-    fields: tuple[HeaderField, ...], lines: tuple[bytes, ...], keys: tuple[bytes, ...]
-) -> Headers:
-    headers = Headers(fields, lines)
-    headers._keys = keys
-    return headers
+def line_value(line: bytes) -> bytes:
+    """The value of one stored header line: after its first colon, folding undone, stripped.
+
+    LWS = [*WSP CRLF] 1*WSP (§25.1): a folded value reads as if joined by one SP.
+    """
+    return _value(line, True)
 
 
-def make_field(name: bytes, value: bytes) -> tuple[HeaderField, bytes]:
-    """The field and the wire line ``name: value`` (value stripped) of one new header line.
+def copied_line(prefix: bytes, line: bytes, folded: bool) -> bytes:
+    """``prefix`` (``b"Via: "``) and the value of stored ``line``: ``line`` itself when it reads so.
+
+    For a response's copies of the request's lines (§8.2.6.2): a line written
+    ``Via: value``, unpadded, is shared instead of cut and joined again.
+    """
+    n = len(line)
+    at = len(prefix)
+    if (
+        not folded
+        and n > at
+        and line[at] != 0x20
+        and line[at] != 0x09
+        and line[n - 1] != 0x20
+        and line[n - 1] != 0x09
+        and line[:at] == prefix
+    ):
+        return line
+    return prefix + _value(line, folded)
+
+
+def _value(line: bytes, folded: bool) -> bytes:
+    # ``folded`` False: the line is known to hold no CRLF (no find for it).
+    if folded and line.find(b"\n") >= 0:
+        line = _FOLD_RE.sub(b" ", line)
+    n = len(line)
+    # Index scans, not strip(): one slice instead of two (compiled, line[i]
+    # is a direct read).
+    i = line.find(b":") + 1
+    while i < n and (line[i] == 0x20 or line[i] == 0x09):
+        i += 1
+    j = n
+    while j > i and (line[j - 1] == 0x20 or line[j - 1] == 0x09):
+        j -= 1
+    return line[i:j]
+
+
+def line_name(line: bytes) -> bytes:
+    """The name of one stored header line as written (``v``, ``Via``), blanks before ":" cut."""
+    return _name(line, True)
+
+
+def _name(line: bytes, folded: bool) -> bytes:
+    if folded and line.find(b"\n") >= 0:
+        line = _FOLD_RE.sub(b" ", line)
+    name = line[: line.find(b":")]
+    if name in _KNOWN_RAW:
+        return name
+    return name.rstrip(WS)
+
+
+def make_line(name: bytes, value: bytes) -> tuple[bytes, bytes]:
+    """The canonical key and the wire line ``name: value`` (value stripped) of one new header line.
 
     Raises:
         LocalProtocolError: ``name`` is not a token, or ``value`` holds CR or LF.
@@ -419,8 +495,7 @@ def make_field(name: bytes, value: bytes) -> tuple[HeaderField, bytes]:
         key = canonical_name(name)
     if value.find(b"\r") >= 0 or value.find(b"\n") >= 0:
         raise LocalProtocolError(f"header value for {name!r} holds CR or LF")
-    value = value.strip(WS)
-    return (name, key, value), name + b": " + value
+    return key, name + b": " + value.strip(WS)
 
 
 # ---------------------------------------------------------------------------
@@ -492,63 +567,60 @@ def split_header_lines(lines: list[bytes]) -> tuple[Headers, int | None]:
         ParseError: a line has no colon or a bad name, Content-Length appears
             twice or is not a number.
     """
+    folded = False
     try:
-        fields, keys, content_length = _split_fields(lines)
+        keys = _split_keys(lines)
     except _FoldedError:
+        folded = True
         # LWS = [*WSP CRLF] 1*WSP (§25.1): a line that starts with white space
         # continues the previous one; the value reads as if joined by one SP.
         lines = _unfold(lines)
         try:
-            fields, keys, content_length = _split_fields([_FOLD_RE.sub(b" ", ln) for ln in lines])
+            keys = _split_keys([_FOLD_RE.sub(b" ", ln) for ln in lines])
         except _FoldedError:
             # Only an empty line continued by a folded one comes here: joined,
             # it still starts with white space. An empty line is no header.
             raise ParseError("empty header line") from None
-    headers = Headers(fields, tuple(lines))
-    headers._keys = keys
-    return headers, content_length
-
-
-def _split_fields(
-    lines: list[bytes],
-) -> tuple[tuple[HeaderField, ...], tuple[bytes, ...], int | None]:
-    # The hot loop of every parse: one partition and one dict hit per line
-    # for the usual spellings; anything else takes _slow_name. The dict and
-    # list methods are called on the objects, not through bound methods kept
-    # in locals: compiled, those are direct C calls (the locals were generic
-    # calls, ~15 ns more per line).
-    fields: list[HeaderField] = []
-    keys: list[bytes] = []
-    for ln in lines:
-        name, colon, value = ln.partition(b":")
-        key = _KNOWN_RAW.get(name)
-        if key is None or not colon:
-            if ln[:1] in (b" ", b"\t"):
-                raise _FoldedError
-            name, key = _slow_name(name, colon, ln)
-        fields.append((name, key, value.strip(WS)))
-        keys.append(key)
     content_length: int | None = None
     if _CONTENT_LENGTH in keys:
         at = keys.index(_CONTENT_LENGTH)
         if _CONTENT_LENGTH in keys[at + 1 :]:
             raise ParseError("more than one Content-Length header", header="content-length")
-        content_length = parse_uint(fields[at][2], header="content-length")
-    return tuple(fields), tuple(keys), content_length
+        content_length = parse_uint(line_value(lines[at]), header="content-length")
+    return Headers(tuple(lines), tuple(keys), folded), content_length
 
 
-def _slow_name(name: bytes, colon: bytes, line: bytes) -> tuple[bytes, bytes]:
-    if not colon:
+def _split_keys(lines: list[bytes]) -> list[bytes]:
+    # The hot loop of every parse: one find, one slice and one dict hit per
+    # line for the usual spellings; anything else takes _slow_name. Only the
+    # canonical names are kept (values are cut from the lines on demand). The
+    # dict and list methods are called on the objects, not through bound
+    # methods kept in locals: compiled, those are direct C calls (the locals
+    # were generic calls, ~15 ns more per line).
+    keys: list[bytes] = []
+    for ln in lines:
+        colon = ln.find(b":")
+        key = _KNOWN_RAW.get(ln[:colon]) if colon > 0 else None
+        if key is None:
+            if ln[:1] in (b" ", b"\t"):
+                raise _FoldedError
+            key = _slow_name(ln, colon)
+        keys.append(key)
+    return keys
+
+
+def _slow_name(line: bytes, colon: int) -> bytes:
+    if colon < 0:
         raise ParseError(f"header line without a colon: {line[:40]!r}")
     # HCOLON = *( SP / HTAB ) ":" SWS
-    name = name.rstrip(WS)
+    name = line[:colon].rstrip(WS)
     low = name.lower()
     key = _KNOWN_RAW.get(low)
     if key is None:
         if _NAME_RE.match(low) is None:
             raise ParseError(f"bad header name {name[:40]!r}")
         key = low
-    return name, key
+    return key
 
 
 # ---------------------------------------------------------------------------
