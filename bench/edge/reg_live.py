@@ -1,6 +1,6 @@
 """One live edge process under REG-AUTH load: its CPU per exchange, optionally py-spy.
 
-    python bench/edge/reg_live.py [--rate 2000] [--seconds 6] [--spy OUT.txt]
+    python bench/edge/reg_live.py [--rate 2000] [--seconds 6] [--spy OUT.txt] [--strace OUT.txt]
                                   [--edge-src DIR] [--bus-src DIR]
 
 Starts a nats-server (JetStream, free loopback port) and ``python -m
@@ -13,9 +13,10 @@ Authorization, the 200. Exchanges start at ``--rate`` per second (open loop,
 paced every 2 ms), each user its own source port. After a 2 s warm-up it reads
 the edge's user and system CPU time from /proc over ``--seconds`` and prints
 them per exchange. With ``--spy`` py-spy (``--native``) records the edge
-meanwhile. ``--edge-src`` / ``--bus-src`` put another checkout's
-``services/edge/src`` / ``libs/bus/src`` first on the edge's PYTHONPATH
-(before/after).
+meanwhile; with ``--strace`` strace counts its system calls (printed per
+exchange; the ptrace slows the edge, so its CPU figure is then too high).
+``--edge-src`` / ``--bus-src`` put another checkout's ``services/edge/src`` /
+``libs/bus/src`` first on the edge's PYTHONPATH (before/after).
 
 The load generator needs most of a core at 2,000/s; the edge's CPU is read
 from /proc, so the generator's own CPU is not in the figure.
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -192,10 +194,19 @@ async def load(url: str, pid: int, edge: tuple[str, int], a: argparse.Namespace)
 
     await run(a.warmup)  # warm-up (past 32 s: Timer J frees as many transactions as come)
     done0 = phones.done
+    tracer = None
+    if a.strace:
+        tracer = subprocess.Popen(
+            ["strace", "-c", "-f", "-p", str(pid), "-o", a.strace], stderr=subprocess.DEVNULL
+        )
+        await asyncio.sleep(0.2)  # attached
     user0, sys0 = cpu_of(pid)
     wall0 = time.perf_counter()
     await run(a.seconds)
     user1, sys1 = cpu_of(pid)
+    if tracer is not None:
+        tracer.send_signal(signal.SIGINT)
+        tracer.wait(10)
     wall = time.perf_counter() - wall0
     done = phones.done - done0
     await asyncio.sleep(0.5)
@@ -206,9 +217,23 @@ async def load(url: str, pid: int, edge: tuple[str, int], a: argparse.Namespace)
         f"(user {user1 - user0:.2f}, sys {sys1 - sys0:.2f}) = "
         f"{cpu / max(done, 1) * 1e6:.1f} us per exchange"
     )
+    if a.strace:
+        print("system calls per exchange (strace -c; its ptrace inflates the CPU above):")
+        print(syscalls_per_exchange(Path(a.strace).read_text(), phones.done - done0))
     for t in phones.transports:
         t.close()
     await wire.close()
+
+
+def syscalls_per_exchange(summary: str, exchanges: int) -> str:
+    """``strace -c``'s table as calls per exchange, most frequent first."""
+    rows: list[tuple[float, str]] = []
+    for line in summary.splitlines():
+        fields = line.split()
+        # % time, seconds, usecs/call, calls, [errors,] syscall
+        if len(fields) >= 5 and fields[3].isdigit() and fields[-1] != "total":
+            rows.append((int(fields[3]) / max(exchanges, 1), fields[-1]))
+    return "\n".join(f"  {name:16} {per:6.2f}" for per, name in sorted(rows, reverse=True))
 
 
 async def main() -> None:
@@ -217,6 +242,7 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0)
     ap.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
     ap.add_argument("--spy", help="py-spy raw output file (--native)")
+    ap.add_argument("--strace", help="strace -c output file: system calls per exchange")
     ap.add_argument("--edge-src", help="services/edge/src of another checkout")
     ap.add_argument("--bus-src", help="libs/bus/src of another checkout")
     ap.add_argument(
