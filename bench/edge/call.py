@@ -339,7 +339,16 @@ def check() -> None:
         print(f"  {what}: {n // 10} per call")
 
 
-def bench(count: int, warmup: int, repeat: int, *, rate: float, batch: int, profile: bool) -> None:
+def bench(
+    count: int,
+    warmup: int,
+    repeat: int,
+    *,
+    rate: float,
+    batch: int,
+    profile: bool,
+    gc_report: bool = False,
+) -> None:
     b = Bench(rate, batch)
     b.run(b.calls(0, warmup))
     best = float("inf")
@@ -370,6 +379,27 @@ def bench(count: int, warmup: int, repeat: int, *, rate: float, batch: int, prof
         f"call: {count} calls in {best:.3f} s CPU (best of {repeat}): "
         f"{best / count * 1e6:.0f} us per call; {alive} transactions alive at the end"
     )
+    if gc_report:
+        b.bus.calls.clear()  # the bench's own state, not the edge's
+        b.branch.clear()
+        report_gc(alive)
+
+
+def report_gc(alive: int) -> None:
+    """What the cyclic collector walks for the edge's live transactions, and how long it takes."""
+    gc.collect()  # tuples of atomics are untracked once a collection saw them
+    tracked = Counter(type(o).__name__ for o in gc.get_objects())
+    total = sum(tracked.values())
+    full = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        gc.collect()
+        full = min(full, time.perf_counter() - started)
+    print(
+        f"gc: {total} tracked objects, {total / max(alive, 1):.2f} per alive transaction; "
+        f"a full collection {full * 1000:.0f} ms (best of 3)"
+    )
+    print("  most:", ", ".join(f"{name} {n}" for name, n in tracked.most_common(10)))
 
 
 def main() -> None:
@@ -381,6 +411,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--gc", choices=("edge", "default"), default="edge")
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument(
+        "--gc-report",
+        action="store_true",
+        help="at the end: GC-tracked objects per alive transaction, a full collection's time",
+    )
     parser.add_argument("--all-responses", action="store_true", help="the router before 6e65a69")
     parser.add_argument(
         "--no-ack-route", action="store_true", help="no SendResponse.ack_route: ACK to the router"
@@ -398,6 +433,7 @@ def main() -> None:
         rate=args.rate,
         batch=args.batch,
         profile=args.profile,
+        gc_report=args.gc_report,
     )
 
 

@@ -290,3 +290,44 @@ class Registry:
 
     def get(self, connection_id: str) -> FakeConnection | None:
         return self.conn if connection_id == self.conn.id else None
+
+
+def test_sink_finished_non_invite_lingers_as_bytes_until_timer_j() -> None:
+    # §17.2.2: Completed re-sends the final on each retransmission until Timer J
+    # (64*T1 over UDP); what is kept that long is no object the cyclic garbage
+    # collector must walk, only a tuple of the response's bytes and its address.
+    sink, bus, udp, clock = make_sink()
+    options = INVITE.replace(b"INVITE sip:", b"OPTIONS sip:", 1).replace(b"1 INVITE", b"1 OPTIONS")
+    receive(sink, options)
+    ok = make_response(parse(options), 200)  # type: ignore[arg-type]
+    bus.requests[0][2](schema.encode(schema.SendResponse(data=bytes(ok))))
+    assert udp.sent == [(bytes(ok), PHONE)]
+    udp.sent.clear()
+    assert sink.transactions == 1
+    assert sink._servers == {}
+    assert [type(v) for v in sink._lingering.values()] == [tuple]
+    clock.now += 31.9
+    sink.tick()
+    receive(sink, options)  # a retransmission: the same bytes again, the bus not asked
+    assert udp.sent == [(bytes(ok), PHONE)]
+    assert len(bus.requests) == 1
+    udp.sent.clear()
+    clock.now += 0.2  # Timer J (32 s) fired
+    sink.tick()
+    assert sink.transactions == 0
+    receive(sink, options)  # now a new request
+    assert udp.sent == []
+    assert len(bus.requests) == 2
+
+
+def test_sink_finished_non_invite_is_new_again_after_timer_j_before_the_tick() -> None:
+    sink, bus, udp, clock = make_sink()
+    options = INVITE.replace(b"INVITE sip:", b"OPTIONS sip:", 1).replace(b"1 INVITE", b"1 OPTIONS")
+    receive(sink, options)
+    ok = make_response(parse(options), 200)  # type: ignore[arg-type]
+    bus.requests[0][2](schema.encode(schema.SendResponse(data=bytes(ok))))
+    udp.sent.clear()
+    clock.now += 32.0  # Timer J is due, but no tick ran yet
+    receive(sink, options)
+    assert udp.sent == []
+    assert len(bus.requests) == 2

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, cast
@@ -67,6 +68,19 @@ _ERROR_LOG_INTERVAL: Final = 10.0
 _DEFAULT_PARSER: Final = ParserConfig()
 _DEFAULT_TIMERS: Final = TransactionConfig()
 _DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}
+
+_Linger = tuple[float, bytes, str, int, tuple[str, int]]
+"""A finished non-INVITE server transaction over UDP, as kept until Timer J:
+when it ends, its final response, and the host, port and local socket that
+response went to.
+
+§17.2.2: in Completed "the server transaction MUST pass the final response to
+the transport layer for retransmission whenever a retransmission of the
+request is received", and that is all it does until Timer J (64*T1) fires. A
+tuple of bytes, strings and numbers: the garbage collector stops tracking it
+once it has seen it, where the Server, its transaction and its Flow were three
+objects walked by every collection, for each REGISTER and BYE of the last 32 s.
+"""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -139,6 +153,11 @@ class EdgeSink:
         self.acks = AckRoutes()
         #: ACKs of recent 2xx the edge forwards without the router (schema.AckRoute).
         self._servers: dict[tuple[bytes, ...], Server] = {}
+        self._lingering: dict[tuple[bytes, ...], _Linger] = {}
+        #: Finished non-INVITE UDP server transactions, by key (see ``_Linger``).
+        self._linger_order: deque[tuple[tuple[bytes, ...], float]] = deque()
+        #: Their keys and ends, in the order they finished (Timer J is the same
+        #: for all, so nearly in expiry order): what ended is popped from the left.
         self._deadlines: Deadlines[Server | Branch] = Deadlines()
         self._last_error_log = -_ERROR_LOG_INTERVAL
 
@@ -266,11 +285,21 @@ class EdgeSink:
     @property
     def transactions(self) -> int:
         """Server plus client transactions alive."""
-        return len(self._servers) + len(self.proxy.clients)
+        return len(self._servers) + len(self._lingering) + len(self.proxy.clients)
 
     def tick(self) -> None:
         """Fire every transaction timer that is due (call every few ms)."""
-        self._deadlines.fire_due(self._clock(), self._find, self._fire_safely)
+        now = self._clock()
+        self._deadlines.fire_due(now, self._find, self._fire_safely)
+        order = self._linger_order
+        while order and order[0][1] <= now:
+            # §17.2.2: "When this timer fires, the server transaction MUST
+            # transition to the "Terminated" state" (an entry replaced since,
+            # by a new transaction of the same key, ends later: kept).
+            key, end = order.popleft()
+            lingering = self._lingering.get(key)
+            if lingering is not None and lingering[0] == end:
+                del self._lingering[key]
 
     # -- receiving ---------------------------------------------------------
 
@@ -297,6 +326,9 @@ class EdgeSink:
                 # §17.2: a retransmission (or the ACK of a non-2xx) goes to its
                 # transaction, which re-sends the last response; never to the bus.
                 self._absorb(server, incoming, now)
+                return
+            lingering = self._lingering.get(key)
+            if lingering is not None and self._absorb_finished(key, lingering, incoming, now):
                 return
             flow = Flow(
                 transport=transport, host=host, port=port, local=local, connection=connection
@@ -361,6 +393,51 @@ class EdgeSink:
                 return
             server.tx.receive(ack, now)
         self._flush_server(server)
+
+    def _absorb_finished(
+        self, key: tuple[bytes, ...], lingering: _Linger, peeked: core.Peeked, now: float
+    ) -> bool:
+        """A retransmission for a finished non-INVITE transaction: its final again (§17.2.2).
+
+        False when its Timer J has fired already (the tick had not removed it
+        yet): the request is a new one.
+        """
+        end, data, host, port, local = lingering
+        if end <= now:
+            del self._lingering[key]
+            return False
+        if peeked.method != b"ACK":
+            self._metrics.retransmission()
+        self.out.send(Flow(transport="udp", host=host, port=port, local=local), data)
+        return True
+
+    def _linger(self, server: Server) -> bool:
+        """Keep a finished non-INVITE UDP server transaction as a ``_Linger`` tuple.
+
+        Only once it has sent its final response (Completed, Timer J running)
+        to a plain UDP destination: what is left to do is re-send those bytes
+        there. Anything else stays a Server.
+        """
+        tx = server.tx
+        if not isinstance(tx, NonInviteServer) or tx.state is not State.COMPLETED:
+            return False
+        end = tx.get_timer()
+        last = tx.last_response
+        dest = self._server_destination(server)
+        if (
+            end is None
+            or last is None
+            or dest.transport != "udp"
+            or dest.owner is not None
+            or dest.connection is not None
+            or dest.connection_id is not None
+        ):
+            return False
+        end = min(end, server.expires)
+        del self._servers[server.key]
+        self._lingering[server.key] = (end, last, dest.host, dest.port, dest.local)
+        self._linger_order.append((server.key, end))
+        return True
 
     def _new_server(self, key: tuple[bytes, ...], req: Request, flow: Flow, now: float) -> Server:
         tx: _ServerTx
@@ -688,6 +765,8 @@ class EdgeSink:
                 if self._servers.get(server.key) is server:
                     self._retire(server)
                 return
+        if self._servers.get(server.key) is server and self._linger(server):
+            return
         self._arm(server)
 
     def _retire(self, server: Server) -> None:

@@ -104,6 +104,11 @@ class LeanServerTransaction:
         return self._state
 
     @property
+    def last_response(self) -> bytes | None:
+        """The last response sent (what a retransmitted request gets again), or None."""
+        return self._last
+
+    @property
     def reliable(self) -> bool:
         """True over TCP, TLS, WS."""
         return self._reliable
