@@ -11,8 +11,9 @@ the 200 (with ``ringing_at``, as the edge reports the 180 it relayed) and the
 BYE, as requests on ``sip.route`` and ``sip.route.response`` at ``--rate``
 calls/s, built with the helpers of ``router_bench.py``. After a 2 s warm-up it
 reads the router's user and system CPU time from /proc over ``--seconds`` and
-prints them per call. With ``--spy`` py-spy records the router meanwhile (raw
-format, for flamegraph.pl). ``--router-src`` puts another checkout's
+prints them per call, with its read and write system calls per call (socket
+reads and writes: /proc/<pid>/io). With ``--spy`` py-spy records the router
+meanwhile (raw format, for flamegraph.pl). ``--router-src`` puts another checkout's
 ``services/router/src`` first on the router's PYTHONPATH (before/after).
 
 The load generator runs in this process and needs a core of its own at high
@@ -143,8 +144,10 @@ async def load(url: str, pid: int, a: argparse.Namespace, nats_pid: int) -> None
         argv += ["--native"] if a.native else []
         spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     (u0, s0), w0, nats0 = cpu_of(pid), time.monotonic(), sum(cpu_of(nats_pid))
+    io0 = io_of(pid)
     n = await edge.run(10**7, a.rate, a.seconds)
     (u1, s1), w1, nats1 = cpu_of(pid), time.monotonic(), sum(cpu_of(nats_pid))
+    io1 = io_of(pid)
     if spy is not None:
         spy.wait()
     user, system = (u1 - u0) / n * 1e6, (s1 - s0) / n * 1e6
@@ -152,10 +155,18 @@ async def load(url: str, pid: int, a: argparse.Namespace, nats_pid: int) -> None
         f"router, live, {n} calls in {w1 - w0:.1f} s ({edge.failed} failed): "
         f"{user + system:.0f} µs CPU per call (user {user:.0f}, system {system:.0f}); "
         f"{100 * (u1 - u0 + s1 - s0) / (w1 - w0):.0f} % of a core; "
-        f"nats-server {(nats1 - nats0) / n * 1e6:.0f} µs per call",
+        f"nats-server {(nats1 - nats0) / n * 1e6:.0f} µs per call; "
+        f"router system calls per call: {(io1[0] - io0[0]) / n:.1f} reads, "
+        f"{(io1[1] - io0[1]) / n:.1f} writes",
         flush=True,
     )
     await wire.close()
+
+
+def io_of(pid: int) -> tuple[int, int]:
+    """Read and write system calls of process ``pid`` so far (/proc/<pid>/io syscr, syscw)."""
+    fields = dict(line.split(": ", 1) for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["syscr"]), int(fields["syscw"])
 
 
 async def main() -> None:
