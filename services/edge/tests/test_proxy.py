@@ -420,8 +420,22 @@ def test_an_answered_call_lingers_without_its_parsed_messages() -> None:
     call.tick(1.0)
     assert call.sink.transactions == 2  # the INVITE's server and client transactions
     kept = _reachable_types(call.sink._servers, call.sink.proxy.clients)
-    assert not kept & {"Request", "Response", "Headers", "Candidate"}, kept
-    # They still do their job: a retransmitted 200 replays what went upstream.
+    parsed = {"Request", "Response", "Headers", "Candidate", "ClientInviteTransaction"}
+    assert not kept & parsed, kept
+    # They still do their job: a retransmitted 200 replays what went upstream,
     call.receive(bytes(ok), PHONES[0])
     assert call.statuses_to(CALLER) == [200]
     assert [r.status for r in call.router.asked()] == [200]
+    # a provisional or an error is absorbed (RFC 6026 §8.4),
+    call.phone_says(0, 180)
+    call.phone_says(0, 486)
+    assert call.sent() == []
+    # and the 2xx of another dialog (forked downstream) goes to the router and upstream.
+    call.phone_says(0, 200, to_tag=b"other-dialog")
+    assert [r.to_tag for r in call.router.asked()][1:] == [b"other-dialog"]
+    call.router.answer_last(call.upstream(200))
+    assert call.statuses_to(CALLER) == [200]
+    call.tick(31.0)  # Timer M (64*T1 after the first 200): the branch is gone
+    assert call.sink.transactions == 0
+    call.phone_says(0, 200)
+    assert call.sent() == []

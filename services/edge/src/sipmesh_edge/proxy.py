@@ -189,7 +189,12 @@ class Branch:
         timer_c: float = math.inf,
     ) -> None:
         self.key = key
-        self.tx = tx
+        self.tx: ClientTx | None = tx
+        #: None once an INVITE branch is in Accepted (RFC 6026 §8.4): all the
+        #: transaction has left to do is pass further 2xx up until Timer M,
+        #: which the branch does itself (``Proxy.on_response``; Timer M is
+        #: then ``expires``), so the transaction and its timer table are not
+        #: kept 64*T1 for the garbage collector to walk.
         self.invite = key[1] == b"INVITE"
         #: The request is an INVITE (read here, not from ``tx.request``: a
         #: client transaction keeps its request as bytes after a final response).
@@ -207,9 +212,24 @@ class Branch:
         self.cancel = Cancel.NONE
 
     def deadline(self) -> float:
-        timer = self.tx.get_timer()
         end = min(self.timer_c, self.expires)
+        tx = self.tx
+        if tx is None:
+            return end
+        timer = tx.get_timer()
         return end if timer is None else min(timer, end)
+
+    @property
+    def transaction(self) -> ClientTx:
+        """The client transaction, on the paths a branch in Accepted never takes.
+
+        Raises:
+            LocalProtocolError: the branch is in Accepted (a bug of the caller).
+        """
+        tx = self.tx
+        if tx is None:
+            raise LocalProtocolError("the INVITE branch is in Accepted: no transaction kept")
+        return tx
 
 
 class Fork:
@@ -380,7 +400,14 @@ class Proxy:
         if branch is None:
             self._stray(resp, flow)
             return
-        branch.tx.receive(resp, self._clock())
+        tx = branch.tx
+        if tx is None:
+            # Accepted (RFC 6026 §8.4): "any 2xx ... MUST be passed directly to
+            # the TU"; anything else is absorbed.
+            if 200 <= resp.status <= 299:
+                self._on_branch_response(branch, resp)
+            return
+        tx.receive(resp, self._clock())
         self._flush(branch)
 
     def _stray(self, resp: Response, flow: Flow) -> None:
@@ -490,7 +517,7 @@ class Proxy:
             if received:
                 branch, best = received[0][0], received[0][1].response
             else:
-                best = make_response(branch.tx.request, 487)
+                best = make_response(branch.transaction.request, 487)
         if not branch.invite and not _router_decides(fork, best):
             self._relay(server, best)
             return
@@ -522,17 +549,18 @@ class Proxy:
         """CANCEL every branch that has no final response yet (§9.1 waits for a provisional)."""
         pending = [
             b for b in fork.branches
-            if b.cancel is Cancel.NONE and b.tx.state in _PENDING and self.clients.get(b.key) is b
+            if b.cancel is Cancel.NONE and b.tx is not None and b.tx.state in _PENDING
+            and self.clients.get(b.key) is b
         ]  # fmt: skip
         for branch in pending:
-            if branch.tx.state is State.PROCEEDING:
+            if branch.transaction.state is State.PROCEEDING:
                 self._send_cancel(branch)
                 continue
             # No provisional yet, so no CANCEL yet; rather than wait up to
             # Timer B for it, the branch counts as a 487 now (its first
             # provisional, if any, gets the CANCEL).
             branch.cancel = Cancel.WANTED
-            terminated = make_response(branch.tx.request, 487)
+            terminated = make_response(branch.transaction.request, 487)
             self._settle(branch, Candidate(response=terminated, local=True))
 
     def _send_cancel(self, branch: Branch) -> None:
@@ -542,7 +570,7 @@ class Proxy:
             branch.timer_c = min(branch.timer_c, now + self.timers.timeout)
             self._arm(branch)
         try:
-            cancel = make_cancel(branch.tx.request)
+            cancel = make_cancel(branch.transaction.request)
         except ParseError:
             return
         key = client_key(cancel)
@@ -573,17 +601,21 @@ class Proxy:
             # sink skips the entries an arm superseded): only the next armed.
             self._arm(branch)
             return
-        branch.tx.handle_timer(now)
+        tx = branch.tx
+        if tx is None:
+            self._arm(branch)  # Accepted: only ``expires`` (Timer M) is left
+            return
+        tx.handle_timer(now)
         self._flush(branch)
 
     def _timer_c(self, branch: Branch, now: float) -> None:
         branch.timer_c = math.inf
-        timeout = Candidate(response=make_response(branch.tx.request, 408), local=True)
+        timeout = Candidate(response=make_response(branch.transaction.request, 408), local=True)
         given_up = branch.cancel is Cancel.SENT
         if given_up:
             # The CANCEL brought no final in 64*T1 (§9.1): give the branch up.
             del self.clients[branch.key]
-        elif branch.tx.state is State.PROCEEDING:
+        elif branch.transaction.state is State.PROCEEDING:
             self._send_cancel(branch)
         else:
             branch.cancel = Cancel.WANTED
@@ -594,21 +626,28 @@ class Proxy:
     def transport_failed(self, branch: Branch) -> None:
         """A send started earlier failed (§18.4): tell the transaction."""
         try:
-            branch.tx.handle_transport_error(self._clock())
+            tx = branch.tx
+            if tx is None:
+                return  # Accepted sends nothing: an error of an earlier send, now moot
+            tx.handle_transport_error(self._clock())
             if self.clients.get(branch.key) is branch:
                 self._flush(branch)
         except Exception:  # called back from a task: nobody above would catch it
             self._internal_error("transport error")
 
     def _flush(self, branch: Branch) -> None:
+        tx = branch.tx
+        if tx is None:
+            self._arm(branch)
+            return
         now = self._clock()
-        datagrams = branch.tx.datagrams_to_send()
+        datagrams = tx.datagrams_to_send()
         if datagrams:
             failed = functools.partial(self.transport_failed, branch)
             for data in datagrams:
                 if not self._out.send(branch.flow, data, failed):
-                    branch.tx.handle_transport_error(now)
-        while (event := branch.tx.next_event()) is not None:
+                    tx.handle_transport_error(now)
+        while (event := tx.next_event()) is not None:
             if isinstance(event, ResponseReceived):
                 self._on_branch_response(branch, event.response)
             elif isinstance(event, TimedOut | TransportFailed):
@@ -616,12 +655,20 @@ class Proxy:
                 # transport failure as a 503, for choosing the best response.
                 status = 408 if isinstance(event, TimedOut) else 503
                 if branch.key[1] != b"ACK":
-                    response = make_response(branch.tx.request, status)
+                    response = make_response(tx.request, status)
                     self._settle(branch, Candidate(response=response, local=True))
             elif isinstance(event, Terminated):
                 if self.clients.get(branch.key) is branch:
                     self._retire(branch)
                 return
+        if tx.state is State.ACCEPTED and self.clients.get(branch.key) is branch:
+            # RFC 6026 §8.4: in Accepted the INVITE client transaction only
+            # passes 2xx up until Timer M; the branch does that itself from
+            # now on (``on_response``), with Timer M as its end.
+            timer_m = tx.get_timer()
+            if timer_m is not None:
+                branch.expires = min(branch.expires, timer_m)
+            branch.tx = None
         self._arm(branch)
 
     def _retire(self, branch: Branch) -> None:
