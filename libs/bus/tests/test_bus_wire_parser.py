@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sipmesh_bus.wire import Parser, Reply, WireProtocolError, encode_headers
 
@@ -108,6 +112,79 @@ def test_parser_malformed_input_raises_protocol_error(data: bytes) -> None:
     parser, _ = _parser()
     with pytest.raises(WireProtocolError):
         parser.feed(data)
+
+
+_PIECES = st.sampled_from(
+    [
+        *(b"MSG ", b"HMSG ", b"PING", b"+OK", b"-ERR x", b"INFO {}", b" ", b"\r\n", b"\r", b"\n"),
+        *(b"s", b"1", b"_INBOX.x.1", b"0", b"3", b"12", b"-1", b"99", b"NATS/1.0", b"\xff", b"\0"),
+    ]
+)
+
+
+def _msg(payload: bytes) -> tuple[bytes, Event]:
+    return b"MSG s 1 %d\r\n%b\r\n" % (len(payload), payload), (b"s", b"1", b"", payload, b"")
+
+
+def _msg_reply(payload: bytes) -> tuple[bytes, Event]:
+    frame = b"MSG s 2 _INBOX.x.1 %d\r\n%b\r\n" % (len(payload), payload)
+    return frame, (b"s", b"2", b"_INBOX.x.1", payload, b"")
+
+
+def _hmsg(payload: bytes) -> tuple[bytes, Event]:
+    frame = b"HMSG s 3 r 12 %d\r\nNATS/1.0\r\n\r\n%b\r\n" % (12 + len(payload), payload)
+    return frame, (b"s", b"3", b"r", payload, b"NATS/1.0\r\n\r\n")
+
+
+_FRAMES = st.one_of(
+    st.binary(max_size=20).map(_msg),
+    st.binary(max_size=20).map(_msg_reply),
+    st.binary(max_size=20).map(_hmsg),
+    st.sampled_from([b"PING", b"PONG", b"+OK", b'INFO {"a":1}']).map(
+        lambda line: (line + b"\r\n", (line,))
+    ),
+)
+
+
+def _feed_in_chunks(data: bytes, cuts: list[int]) -> tuple[list[Event], bool]:
+    """The events of ``data`` fed in reads split at ``cuts``, and whether it raised."""
+    parser, events = _parser()
+    bounds = [0, *sorted(c for c in cuts if c < len(data)), len(data)]
+    try:
+        for start, stop in itertools.pairwise(bounds):
+            parser.feed(data[start:stop])
+    except WireProtocolError:
+        return events, True
+    return events, False
+
+
+_CUTS = st.lists(st.integers(min_value=0, max_value=600), max_size=8)
+
+
+@settings(max_examples=300)
+@given(frames=st.lists(_FRAMES, max_size=20), cuts=_CUTS)
+def test_parser_valid_frames_in_any_chunks_give_their_events(
+    frames: list[tuple[bytes, Event]], cuts: list[int]
+) -> None:
+    data = b"".join(frame for frame, _ in frames)
+    assert _feed_in_chunks(data, cuts) == ([event for _, event in frames], False)
+
+
+@settings(max_examples=300)
+@given(
+    pieces=st.lists(
+        st.one_of(_FRAMES.map(lambda f: f[0]), _PIECES, st.binary(max_size=8)), max_size=40
+    ),
+    cuts=_CUTS,
+)
+def test_parser_any_input_in_any_chunks_gives_frames_or_a_protocol_error(
+    pieces: list[bytes], cuts: list[int]
+) -> None:
+    # Whatever the server sends, the (compiled) parser calls back or raises
+    # WireProtocolError, never anything else; and how the bytes are split
+    # into reads changes neither the frames read nor the verdict.
+    data = b"".join(pieces)
+    assert _feed_in_chunks(data, cuts) == _feed_in_chunks(data, [])
 
 
 def test_wire_public_surface() -> None:
