@@ -333,3 +333,22 @@ def test_proxy_non_invite_client_transaction_ends_after_timer_k() -> None:
     call.now += 5.0  # §17.1.2.2 Timer K = T4 for UDP
     call.sink.tick()
     assert call.sink.transactions == alive - 1
+
+
+def test_proxy_completed_non_invite_branch_absorbs_retransmissions_until_timer_k() -> None:
+    # §17.1.2.2: Completed buffers response retransmissions for T4, kept as a
+    # key and a time only (the branch, fork and transaction are gone).
+    call = Proxied(b"BYE")
+    call.phone_says(0, 200)
+    assert len(call.upstream()) == 1
+    stray = call.sink._metrics.dropped.labels("stray_response")
+    assert call.sink.proxy.clients == {}
+    call.now += 4.9
+    call.sink.tick()
+    call.phone_says(0, 200)  # a retransmission: absorbed, not a stray
+    assert call.upstream() == []
+    assert stray._value.get() == 0
+    call.now += 0.1  # Timer K (T4) fired
+    call.phone_says(0, 200)
+    assert call.upstream() == []
+    assert stray._value.get() == 1

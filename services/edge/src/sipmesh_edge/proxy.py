@@ -47,6 +47,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
+from collections import deque
 from collections.abc import Callable
 from typing import Final
 
@@ -254,7 +255,9 @@ class Fork:
         self.context = context
         self.all_responses = all_responses
         self.timer_c = timer_c
-        self.branches: list[Branch] = []
+        self.branches: tuple[Branch, ...] = ()
+        #: Until the fork is done: then nobody reads them (emptied, so that
+        #: the fork and its live branches do not hold each other).
         self.finals: tuple[tuple[Branch, Candidate], ...] = ()
         #: Non-2xx finals in arrival order, until the fork is done (then
         #: nobody reads them: emptied, not to keep their responses 64*T1).
@@ -306,6 +309,15 @@ class Proxy:
         self.timers = timers
         self.clients: dict[tuple[bytes, bytes], Branch] = {}
         #: The client transactions alive, by ``client_key``.
+        self._absorbing: dict[tuple[bytes, bytes], float] = {}
+        #: Non-INVITE client transactions in Completed, by key: when Timer K
+        #: ends them. §17.1.2.2: "The "Completed" state exists to buffer any
+        #: additional response retransmissions that may be received": all that
+        #: is left is a key and a time, which the garbage collector does not
+        #: walk (the branch, its transaction, fork and server did).
+        self._absorbing_order: deque[tuple[tuple[bytes, bytes], float]] = deque()
+        #: Their keys and ends in the order they completed (Timer K is the
+        #: same for all, so nearly in expiry order).
         self._out = out
         self._metrics = metrics
         self._clock = clock
@@ -322,6 +334,19 @@ class Proxy:
             self._branches = BranchMaker(edge_id)
             self.edge_id = edge_id
         self.timers = timers
+
+    @property
+    def alive(self) -> int:
+        """The client transactions alive (in Completed, absorbing, too)."""
+        return len(self.clients) + len(self._absorbing)
+
+    def tick(self, now: float) -> None:
+        """End the absorbing client transactions whose Timer K fired."""
+        order, absorbing = self._absorbing_order, self._absorbing
+        while order and order[0][1] <= now:
+            key, end = order.popleft()
+            if absorbing.get(key) == end:
+                del absorbing[key]
 
     # -- Forward -------------------------------------------------------------
 
@@ -359,7 +384,7 @@ class Proxy:
         server.expires = max(server.expires, *(b.expires for b in fork.branches))
         # Flushed once all exist: a branch failing at once must not look like
         # the whole fork being done.
-        for branch in list(fork.branches):
+        for branch in fork.branches:
             self._flush(branch)
 
     def _start(self, fork: Fork, req: Request, target: schema.Target, now: float) -> None:
@@ -389,7 +414,7 @@ class Proxy:
             expires = now + 2 * self.timers.timeout
         branch = Branch(key=key, tx=tx, flow=flow, fork=fork, expires=expires, timer_c=timer_c)
         self.clients[key] = branch
-        fork.branches.append(branch)
+        fork.branches += (branch,)
 
     # -- responses -------------------------------------------------------------
 
@@ -398,6 +423,8 @@ class Proxy:
         key = client_key(resp)
         branch = None if key is None else self.clients.get(key)
         if branch is None:
+            if key is not None and self._absorbed(key):
+                return  # §17.1.2.2: a retransmission, buffered by Completed
             self._stray(resp, flow)
             return
         tx = branch.tx
@@ -409,6 +436,23 @@ class Proxy:
             return
         tx.receive(resp, self._clock())
         self._flush(branch)
+
+    def _absorbed(self, key: tuple[bytes, bytes]) -> bool:
+        end = self._absorbing.get(key)
+        if end is None:
+            return False
+        if end <= self._clock():
+            del self._absorbing[key]  # Timer K fired before the tick saw it
+            return False
+        return True
+
+    def _absorb_completed(self, branch: Branch, timer_k: float | None) -> None:
+        """Keep a non-INVITE client transaction in Completed as its key and Timer K only."""
+        end = branch.expires if timer_k is None else min(timer_k, branch.expires)
+        del self.clients[branch.key]
+        branch.fork = None  # as _retire
+        self._absorbing[branch.key] = end
+        self._absorbing_order.append((branch.key, end))
 
     def _stray(self, resp: Response, flow: Flow) -> None:
         """A response with no client transaction here: hand it to its owner, or drop it."""
@@ -489,6 +533,8 @@ class Proxy:
                 latest.done = True
                 latest.finals = ()
                 self._cancel_pending(latest)
+                latest.branches = ()
+        fork.branches = ()
 
     def _settle(self, branch: Branch, candidate: Candidate) -> None:
         """Record a branch's non-2xx final; ask the router with the best once all are in."""
@@ -504,6 +550,7 @@ class Proxy:
             self._cancel_pending(fork)  # may settle other branches, and finish the fork
         if not fork.done and all(b.final for b in fork.branches):
             fork.done = True
+            fork.branches = ()
             self._ask_best(fork)
 
     def _ask_best(self, fork: Fork) -> None:
@@ -661,14 +708,19 @@ class Proxy:
                 if self.clients.get(branch.key) is branch:
                     self._retire(branch)
                 return
-        if tx.state is State.ACCEPTED and self.clients.get(branch.key) is branch:
-            # RFC 6026 §8.4: in Accepted the INVITE client transaction only
-            # passes 2xx up until Timer M; the branch does that itself from
-            # now on (``on_response``), with Timer M as its end.
-            timer_m = tx.get_timer()
-            if timer_m is not None:
-                branch.expires = min(branch.expires, timer_m)
-            branch.tx = None
+        if self.clients.get(branch.key) is branch:
+            state = tx.state
+            if state is State.ACCEPTED:
+                # RFC 6026 §8.4: in Accepted the INVITE client transaction only
+                # passes 2xx up until Timer M; the branch does that itself from
+                # now on (``on_response``), with Timer M as its end.
+                timer_m = tx.get_timer()
+                if timer_m is not None:
+                    branch.expires = min(branch.expires, timer_m)
+                branch.tx = None
+            elif state is State.COMPLETED and not branch.invite:
+                self._absorb_completed(branch, tx.get_timer())
+                return
         self._arm(branch)
 
     def _retire(self, branch: Branch) -> None:
@@ -678,7 +730,7 @@ class Proxy:
         ``Branch.fork``): left so, reference counting never frees a finished
         call (see the sink's ``_retire``). A branch out of the table gets no
         more responses, so it needs its fork no more; the fork keeps it in
-        ``branches`` and ``finals`` for the best-response choice.
+        ``branches`` and ``finals`` for the best-response choice until done.
         """
         del self.clients[branch.key]
         branch.fork = None

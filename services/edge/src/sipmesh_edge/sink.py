@@ -285,12 +285,13 @@ class EdgeSink:
     @property
     def transactions(self) -> int:
         """Server plus client transactions alive."""
-        return len(self._servers) + len(self._lingering) + len(self.proxy.clients)
+        return len(self._servers) + len(self._lingering) + self.proxy.alive
 
     def tick(self) -> None:
         """Fire every transaction timer that is due (call every few ms)."""
         now = self._clock()
         self._deadlines.fire_due(now, self._find, self._fire_safely)
+        self.proxy.tick(now)
         order = self._linger_order
         while order and order[0][1] <= now:
             # §17.2.2: "When this timer fires, the server transaction MUST
