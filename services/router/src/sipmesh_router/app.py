@@ -299,7 +299,11 @@ class Router:
             self.metrics.decisions.labels("unparseable").inc()
             return Drop(reason=f"unparseable: {exc.reason}")
         try:
-            decision = await self._decide(envelope, msg)
+            now = time.time()
+            locations = self._cached_locations(msg, now)
+            if locations is None:  # a binding to read from NATS first
+                locations = await self._read_locations(msg, now)
+            decision = self._decide(envelope, msg, now, locations)
             claim = decision.nonce_claim
             if claim is not None and not await self._claim(claim.key, claim.ttl):
                 assert isinstance(msg, Request)  # only requests are authenticated
@@ -328,19 +332,44 @@ class Router:
             return Drop(reason=f"bad envelope: {type(exc).__name__}")
         return _error(msg, 500, "error", None).reply
 
-    async def _decide(self, envelope: Envelope, msg: Request | Response) -> Decision:
-        now = time.time()
+    def _cached_locations(
+        self, msg: Request | Response, now: float
+    ) -> dict[str, BindingSet | None] | None:
+        """The bindings :func:`core.location_keys` names, from the watched copy
+        without a suspension (None: one is missing there, or all its bindings
+        have expired: :meth:`_read_locations`)."""
         locations: dict[str, BindingSet | None] = {}
         if isinstance(msg, Request):
             for key in core.location_keys(msg, self.policy):
-                # The watched copy answers without a suspension (no gather, no task).
+                cached = self._locations.get(key)
+                if cached is None or not _any_live(cached[0], now):
+                    return None
+                locations[key] = cached[0]
+        return locations
+
+    async def _read_locations(
+        self, msg: Request | Response, now: float
+    ) -> dict[str, BindingSet | None]:
+        """:meth:`_cached_locations`, reading from NATS what the watched copy lacks."""
+        locations: dict[str, BindingSet | None] = {}
+        if isinstance(msg, Request):
+            for key in core.location_keys(msg, self.policy):
                 cached = self._locations.get(key)
                 if cached is not None and _any_live(cached[0], now):
                     locations[key] = cached[0]
                 else:
                     locations[key] = await self._read_location(key)
-            if msg.method == b"INVITE" and msg.to_tag is None:
-                self._calls += 1
+        return locations
+
+    def _decide(
+        self,
+        envelope: Envelope,
+        msg: Request | Response,
+        now: float,
+        locations: dict[str, BindingSet | None],
+    ) -> Decision:
+        if isinstance(msg, Request) and msg.method == b"INVITE" and msg.to_tag is None:
+            self._calls += 1
         return core.decide(envelope, msg, self._inputs(now=now, locations=locations))
 
     def _inputs(

@@ -21,7 +21,7 @@ from prometheus_client.registry import Collector
 
 from sipmesh_bus.routing import Health, RoutingSnapshot, is_down
 from sipmesh_bus.schema import CallEvent
-from sipmesh_bus.tally import CounterFamily, HistogramChild, HistogramFamily
+from sipmesh_bus.tally import CounterChild, CounterFamily, HistogramChild, HistogramFamily
 
 from .model import Decision
 
@@ -168,6 +168,18 @@ class RouterMetrics:
             registry=registry,
         )
         self._create_known_series()
+        self._decisions: dict[str, CounterChild] = {}
+        #: outcome -> the child of ``decisions`` (labels() per message is a
+        #: tuple and a dict look-up more).
+        self._per_route = {
+            route: (
+                self.attempts.labels(route),
+                self.answers.labels(route),
+                self.setup.labels(route),
+            )
+            for route in ROUTE_KINDS
+        }
+        #: route -> its children of ``attempts``, ``answers`` and ``setup``.
 
     def _create_known_series(self) -> None:
         for kind in EVENT_KINDS:
@@ -198,7 +210,10 @@ class RouterMetrics:
             seconds: the time taken to decide (and do the side effects).
         """
         outcome = decision.outcome
-        self.decisions.labels(outcome).inc()
+        counter = self._decisions.get(outcome)
+        if counter is None:
+            counter = self._decisions[outcome] = self.decisions.labels(outcome)
+        counter.inc()
         if outcome.startswith("call_limit_"):
             self.call_limit_rejections.labels(outcome.removeprefix("call_limit_")).inc()
         latency = self._latency.get(method)
@@ -208,14 +223,14 @@ class RouterMetrics:
         for event in decision.events:
             if event.kind == "attempt":
                 if outcome == "forward":
-                    self.attempts.labels(route_of(event)).inc()
+                    self._per_route[route_of(event)][0].inc()
                 if event.gateway or event.carrier:
                     self.carrier_attempts.labels(event.carrier or "", event.gateway or "").inc()
             elif event.kind == "answered":
-                route = route_of(event)
-                self.answers.labels(route).inc()
+                _, answers, setup = self._per_route[route_of(event)]
+                answers.inc()
                 if decision.setup_seconds is not None:
-                    self.setup.labels(route).observe(decision.setup_seconds)
+                    setup.observe(decision.setup_seconds)
 
     def known_gateways(self, snapshot: RoutingSnapshot) -> None:
         """Create the carrier-use series of every gateway in ``snapshot`` (at 0)."""
