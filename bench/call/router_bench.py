@@ -1,6 +1,7 @@
 """The router's CPU per call without NATS: what Python costs in one process.
 
     python bench/call/router_bench.py [--number 2000] [--repeat 5] [--profile]
+                                      [--against OTHER/services/router/src]
 
 Replays the CALL scenario's router side (bench/call/sipp/call_uac.xml through
 the bench stack: 127.0.0.1/32 a trusted peer, callee ``uas`` registered from
@@ -18,7 +19,10 @@ put/delete, published to a fake wire connection that acks at once; with
 ``--nats`` to a real nats-server on a wire connection, as in production). It
 prints the CPU time per call (best of ``--repeat``; with ``--nats`` the
 nats-server's too, from /proc), and with ``--profile`` the
-top functions under cProfile.
+top functions under cProfile. ``--against`` compares with another checkout's
+Python shell (app, outbox, metrics, wiring: what stays uncompiled) in the same
+process, batches of calls interleaved: on a shared box two processes run
+minutes apart differ by more than most shell changes save.
 """
 
 from __future__ import annotations
@@ -31,8 +35,9 @@ import pstats
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import nats
 from prometheus_client import CollectorRegistry
@@ -182,11 +187,11 @@ def uas_binding(now: float, ttl: float = 3600) -> Binding:
     )
 
 
-def make_router(js: Any, wire: Any = None) -> Router:
+def make_router(js: Any, wire: Any = None, router_class: type[Router] = Router) -> Router:
     settings = RouterSettings(domain=DOMAIN, probe=False, media="never", dialogs=DIALOGS[0])
     config = RouterConfig(nats=NatsConfig(), router=settings)
     secret = b"bench-secret-bench-secret-bench!"
-    router = Router(config, js, secret=secret, registry=CollectorRegistry(), wire=wire)
+    router = router_class(config, js, secret=secret, registry=CollectorRegistry(), wire=wire)
     peer = routing.Peer(name="loopback", cidrs=["127.0.0.1/32"])
     router.snapshot.apply(routing.peer_key("loopback"), routing.encode_record(peer))
     binding = uas_binding(time.time())
@@ -275,6 +280,12 @@ async def main() -> None:
     ap.add_argument("--ask-180", action="store_true", help="the 180 goes to the router too")
     ap.add_argument("--ask-ack", action="store_true", help="the ACK goes to the router too")
     ap.add_argument("--dialogs", choices=["always", "auto"], default="always")
+    ap.add_argument(
+        "--against",
+        metavar="SRC",
+        help="another checkout's services/router/src: its Python shell (app, outbox, "
+        "metrics, wiring) in this process, interleaved with this one",
+    )
     a = ap.parse_args()
     ASK_180[0] = a.ask_180
     ASK_ACK[0] = a.ask_ack
@@ -306,7 +317,60 @@ async def main() -> None:
         await measure(router, a)
 
 
+_SHELL: Final = ("metrics", "outbox", "wiring", "app")
+#: The router's modules that stay Python (scripts/compile.py), loaded again
+#: from ``--against``; the compiled ones (core and the rest) are shared.
+
+
+def router_class_of(src: Path) -> type[Router]:
+    """``Router`` of the shell modules under ``src`` (a ``services/router/src``).
+
+    Each is run as ``sipmesh_router._against_<name>``, its imports of the
+    other shell modules pointed at the copies loaded before it: both routers
+    then run in this process on the same compiled modules.
+    """
+    names = {f"from .{m} import": f"from ._against_{m} import" for m in _SHELL}
+    module = None
+    for name in _SHELL:
+        path = src / "sipmesh_router" / f"{name}.py"
+        text = path.read_text()
+        for old, new in names.items():
+            text = text.replace(old, new)
+        module = types.ModuleType(f"sipmesh_router._against_{name}")
+        module.__package__ = "sipmesh_router"
+        module.__file__ = str(path)
+        sys.modules[module.__name__] = module
+        exec(compile(text, str(path), "exec"), module.__dict__)
+    assert module is not None
+    router_class: type[Router] = module.Router
+    return router_class
+
+
+async def against(router: Router, a: argparse.Namespace) -> None:
+    """``--against``: this router and the other shell's, call batches interleaved."""
+    fake = FakeWire()
+    other = make_router(FakeJetStream(), fake, router_class_of(Path(a.against)))
+    await calls(other, 0, 50)
+    assert fake.published == 50 * writes(), fake.published
+    pair = {"this": router, "against": other}
+    spent: dict[str, list[float]] = {name: [] for name in pair}
+    for r in range(2 * a.repeat):
+        order = list(pair) if r % 2 == 0 else list(pair)[::-1]
+        for name in order:
+            first = (r + 1) * 10**6 + (5 * 10**5 if name == "against" else 0)
+            spent[name].append(await calls(pair[name], first, a.number) / a.number * 1e6)
+    for name, values in spent.items():
+        values.sort()
+        print(
+            f"router, one call, {name}: best {values[0]:.1f} µs, "
+            f"median {values[len(values) // 2]:.1f} µs CPU ({len(values)} rounds)"
+        )
+
+
 async def measure(router: Router, a: argparse.Namespace) -> None:
+    if a.against:
+        await against(router, a)
+        return
     if a.profile:
         prof = cProfile.Profile()
         prof.enable()
