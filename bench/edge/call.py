@@ -380,9 +380,33 @@ def bench(
         f"{best / count * 1e6:.0f} us per call; {alive} transactions alive at the end"
     )
     if gc_report:
+        pauses = collections_during(b, b.calls(first, count))
         b.bus.calls.clear()  # the bench's own state, not the edge's
         b.branch.clear()
-        report_gc(alive)
+        report_gc(b.sink.transactions)
+        print(f"  while {count} more calls ran (nothing frozen): {pauses}")
+
+
+def collections_during(b: Bench, calls: list[Call]) -> str:
+    """Run ``calls`` with the collector as configured; its collections by generation."""
+    started: dict[str, float] = {}
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started["at"] = time.perf_counter()
+        else:
+            pauses[info["generation"]].append(time.perf_counter() - started["at"])
+
+    gc.callbacks.append(timed)
+    try:
+        b.run(calls)
+    finally:
+        gc.callbacks.remove(timed)
+    return "; ".join(
+        f"gen{g} {len(p)} collections, {sum(p) * 1000:.0f} ms (max {max(p, default=0) * 1000:.0f})"
+        for g, p in pauses.items()
+    )
 
 
 def report_gc(alive: int) -> None:

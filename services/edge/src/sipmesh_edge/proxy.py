@@ -121,7 +121,13 @@ class Server:
         started: float = 0.0,
     ) -> None:
         self.key = key
-        self.tx = tx
+        self.tx: ServerTx | None = tx
+        #: None once an INVITE transaction is in Accepted (RFC 6026 §8.7) and
+        #: its responses go to a plain UDP destination (``dest``): all it has
+        #: left to do is absorb retransmissions of the INVITE and pass the
+        #: TU's 2xx to the transport until Timer L, which the sink does itself
+        #: (Timer L is then ``expires``); not kept 64*T1 for the garbage
+        #: collector to walk.
         self.flow = flow
         self.expires = expires
         self.armed = math.inf
@@ -143,8 +149,21 @@ class Server:
         #: A final response was sent (observed in the histogram once).
 
     def deadline(self) -> float:
-        timer = self.tx.get_timer()
+        tx = self.tx
+        timer = None if tx is None else tx.get_timer()
         return self.expires if timer is None else min(timer, self.expires)
+
+    @property
+    def transaction(self) -> ServerTx:
+        """The server transaction, on the paths an INVITE in Accepted never takes.
+
+        Raises:
+            LocalProtocolError: the INVITE is in Accepted (a bug of the caller).
+        """
+        tx = self.tx
+        if tx is None:
+            raise LocalProtocolError("the INVITE is in Accepted: no transaction kept")
+        return tx
 
     def sent_for(self, tag: bytes) -> bytes | None:
         """The 2xx with To tag ``tag`` that went upstream, or None."""
@@ -352,12 +371,13 @@ class Proxy:
 
     def forward(self, server: Server, fwd: schema.Forward) -> None:
         """Start the branches of a Forward's first group (§16.6)."""
-        if server.tx.terminated:
-            return
+        tx = server.tx
+        if tx is None or tx.terminated:
+            return  # answered with a 2xx already, or gone
         if server.cancelled:
             # §16.10: the caller cancelled while the router decided: no new
             # branches; "the UAS ... SHOULD ... respond to the INVITE with a 487".
-            self._respond(server, make_response(server.tx.request, 487))
+            self._respond(server, make_response(tx.request, 487))
             return
         req = parse(fwd.data)
         if not isinstance(req, Request) or not fwd.targets:
@@ -379,7 +399,7 @@ class Proxy:
         if not fork.branches:
             # §16.7 step 6: "If there are no final responses in the context,
             # the proxy MUST send a 408 (Request Timeout) response".
-            self._respond(server, make_response(server.tx.request, 408))
+            self._respond(server, make_response(tx.request, 408))
             return
         server.expires = max(server.expires, *(b.expires for b in fork.branches))
         # Flushed once all exist: a branch failing at once must not look like
@@ -390,7 +410,7 @@ class Proxy:
     def _start(self, fork: Fork, req: Request, target: schema.Target, now: float) -> None:
         # Our Via's branch: unique, naming this edge, with the loop hash of the
         # request as received (sipmesh_edge.branch).
-        branch_id = self._branches.make(fork.server.tx.request)
+        branch_id = self._branches.make(fork.server.transaction.request)
         try:
             branch_req = _for_branch(req, target, branch_id)
         except (ParseError, LocalProtocolError):
@@ -496,7 +516,8 @@ class Proxy:
             fork.server.expires = max(fork.server.expires, branch.expires)
         if branch.cancel is Cancel.WANTED:
             self._send_cancel(branch)
-        if fork.done or branch.final or fork.server.tx.terminated:
+        server_tx = fork.server.tx
+        if fork.done or branch.final or server_tx is None or server_tx.terminated:
             return
         if fork.rang is None and resp.status in (180, 183):
             fork.rang = self._clock()

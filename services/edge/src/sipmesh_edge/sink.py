@@ -376,13 +376,21 @@ class EdgeSink:
         self._ask(server, req, core.bus_subject_for(req), None)
 
     def _absorb(self, server: Server, peeked: core.Peeked, now: float) -> None:
+        tx = server.tx
+        if tx is None:
+            # An INVITE in Accepted (RFC 6026 §8.7): a retransmitted INVITE is
+            # absorbed, an ACK is the TU's, which acts on none here.
+            if peeked.method != b"ACK":
+                self._metrics.retransmission()
+            elif isinstance(core.admit(peeked), core.Garbage):
+                self._metrics.parse_errors.inc()
+            return
         if peeked.method != b"ACK":
             self._metrics.retransmission()
             # §17.2.3 matched it to the request that made the transaction; a
             # server transaction only re-sends its last response on it (§17.2.1,
             # §17.2.2), so it is fed that request: this copy needs no more
             # checks, and after core.peek_triage no full parse either.
-            tx = server.tx
             if isinstance(tx, NonInviteServer | InviteServer):
                 tx.retransmitted(now)  # without the request it no longer holds parsed
             else:
@@ -392,7 +400,7 @@ class EdgeSink:
             if isinstance(ack, core.Garbage):
                 self._metrics.parse_errors.inc()  # an ACK is never answered
                 return
-            server.tx.receive(ack, now)
+            tx.receive(ack, now)
         self._flush_server(server)
 
     def _absorb_finished(
@@ -563,12 +571,19 @@ class EdgeSink:
     def _unavailable(self, server: Server, reason: str) -> None:
         # ARCHITECTURE step 5: "the caller gets 503 with Retry-After, never silence".
         self._metrics.unavailable.labels(reason).inc()
-        resp = core.retry_later(server.tx.request, self._config.retry_after)
+        tx = server.tx
+        if tx is None or tx.terminated or tx.state is State.ACCEPTED:
+            return  # a 2xx went upstream: nothing else can (RFC 6026 §8.7)
+        resp = core.retry_later(tx.request, self._config.retry_after)
         if resp is not None:
             self._respond(server, resp)
 
     def _respond(self, server: Server, resp: Response) -> None:
         tx = server.tx
+        if tx is None:
+            if 200 <= resp.status <= 299:
+                self._send_accepted(server, resp.to_tag or b"", bytes(resp))
+            return  # RFC 6026 §8.7: only 2xx leave an INVITE in Accepted
         if tx.terminated:
             return
         req = tx.request  # before sending: a NonInviteServer drops its parse with the final
@@ -585,9 +600,29 @@ class EdgeSink:
             server.sent_2xx += ((resp.to_tag or b"", bytes(resp)),)
         self._flush_server(server)
 
+    def _send_accepted(self, server: Server, tag: bytes | None, data: bytes) -> None:
+        """Send a 2xx of an INVITE in Accepted whose transaction was let go (``Server.tx``).
+
+        RFC 6026 §8.7: "Any retransmission of the 2xx response passed from the
+        TU to the transaction while in the "Accepted" state MUST be passed to
+        the transport layer for transmission." ``tag`` is the To tag of a new
+        2xx (kept for its replays), None for a replay.
+        """
+        dest = server.dest
+        if dest is None or self._servers.get(server.key) is not server:
+            return  # Timer L fired: Terminated
+        self._sent(server, status_of(data) or 200, b"INVITE")
+        if tag is not None:
+            server.sent_2xx += ((tag, data),)
+        if not self.out.send(dest, data):
+            self._retire(server)  # §17.2.4: the transport failed
+
     def _replay(self, server: Server, data: bytes) -> None:
         """Send again a 2xx that went upstream on ``server`` (RFC 6026 §8.7, see proxy.py)."""
         tx = server.tx
+        if tx is None:
+            self._send_accepted(server, None, data)
+            return
         if tx.terminated:
             return
         status = status_of(data) or 200
@@ -650,11 +685,15 @@ class EdgeSink:
     ) -> bool:
         """Answer a CANCEL that matches a server INVITE transaction here (§9.2, §16.10)."""
         invite = self._servers.get(core.transaction_key(peeked, method=b"INVITE"))
-        if invite is None or not isinstance(invite.tx, InviteServer | ServerInviteTransaction):
+        invite_tx = None if invite is None else invite.tx
+        if invite is None or (
+            invite_tx is not None
+            and not isinstance(invite_tx, InviteServer | ServerInviteTransaction)
+        ):
             return False  # §16.10: statelessly forwarded: the router decides
         server = self._new_server(key, req, flow, now)
         self._respond(server, make_response(req, 200))
-        if invite.tx.state is State.PROCEEDING:
+        if invite_tx is not None and invite_tx.state is State.PROCEEDING:
             invite.cancelled = True
             # §16.10: "the proxy MUST cancel any pending client transactions
             # associated with" the matching server transaction; the INVITE gets
@@ -662,7 +701,7 @@ class EdgeSink:
             if not self.proxy.cancel(invite):
                 # Nothing pending onwards: §9.2 "the UAS ... SHOULD ... respond
                 # to the INVITE with a 487 (Request Terminated)".
-                self._respond(invite, make_response(invite.tx.request, 487))
+                self._respond(invite, make_response(invite_tx.request, 487))
         if self.bus is not None:
             # The router hears of it (media and dialog clean-up); no reply needed.
             self.bus.publish(
@@ -699,7 +738,9 @@ class EdgeSink:
         if server.cancelled:
             # The caller cancelled: it gets the 487 (§9.2), router or not.
             self._metrics.unavailable.labels(reason).inc()
-            self._respond(server, make_response(server.tx.request, 487))
+            tx = server.tx
+            if tx is not None:
+                self._respond(server, make_response(tx.request, 487))
         else:
             self._unavailable(server, reason)
 
@@ -735,10 +776,10 @@ class EdgeSink:
             # open a connection to the IP address in the "received" parameter,
             # if present, using the port in the "sent-by" value, or the default
             # port for that transport".
-            via = server.tx.request.via[0]
+            via = server.transaction.request.via[0]
             port = via.port if via.port is not None else _DEFAULT_PORTS[flow.transport]
             return Flow(transport=flow.transport, host=flow.host, port=port, local=flow.local)
-        via = server.tx.request.via[0]
+        via = server.transaction.request.via[0]
         host, port = core.response_destination(via, (flow.host, flow.port))
         if host != flow.host or port != flow.port:
             flow = Flow(transport=flow.transport, host=host, port=port, local=flow.local)
@@ -749,6 +790,9 @@ class EdgeSink:
 
     def _flush_server(self, server: Server) -> None:
         tx = server.tx
+        if tx is None:
+            self._arm(server)
+            return
         datagrams = tx.datagrams_to_send()
         if datagrams:
             dest = self._server_destination(server)
@@ -766,9 +810,34 @@ class EdgeSink:
                 if self._servers.get(server.key) is server:
                     self._retire(server)
                 return
-        if self._servers.get(server.key) is server and self._linger(server):
-            return
+        if self._servers.get(server.key) is server:
+            if self._linger(server):
+                return
+            if isinstance(tx, InviteServer) and tx.state is State.ACCEPTED:
+                self._let_go(server, tx)
         self._arm(server)
+
+    def _let_go(self, server: Server, tx: InviteServer) -> None:
+        """An INVITE in Accepted to a plain UDP destination: the sink does the rest.
+
+        RFC 6026 §8.7: in Accepted the transaction absorbs retransmitted
+        INVITEs, passes ACKs to the TU (which does nothing with them here) and
+        the TU's 2xx to the transport, until Timer L; ``_absorb`` and
+        ``_send_accepted`` do that without it (see ``Server.tx``).
+        """
+        dest = server.dest
+        if (
+            dest is None
+            or dest.transport != "udp"
+            or dest.owner is not None
+            or dest.connection is not None
+            or dest.connection_id is not None
+        ):
+            return
+        timer_l = tx.get_timer()
+        if timer_l is not None:
+            server.expires = min(server.expires, timer_l)
+        server.tx = None
 
     def _retire(self, server: Server) -> None:
         """Take a finished server transaction out of the table, and out of its fork.
@@ -785,7 +854,10 @@ class EdgeSink:
     def _transport_failed(self, server: Server) -> None:
         """A send that was started earlier failed (§18.4): tell the transaction."""
         try:
-            server.tx.handle_transport_error(self._clock())
+            tx = server.tx
+            if tx is None:
+                return  # an earlier send's error: the 2xx went, Accepted absorbs
+            tx.handle_transport_error(self._clock())
             if self._servers.get(server.key) is server:
                 self._flush_server(server)
         except Exception:
@@ -814,7 +886,11 @@ class EdgeSink:
         if now >= entry.expires:
             self._retire(entry)
             return
-        entry.tx.handle_timer(now)
+        tx = entry.tx
+        if tx is None:
+            self._arm(entry)  # Accepted: only ``expires`` (Timer L) is left
+            return
+        tx.handle_timer(now)
         self._flush_server(entry)
 
     def _internal_error(self, what: str, *args: object) -> None:
