@@ -11,11 +11,10 @@ import enum
 import functools
 import re
 from collections.abc import Callable, Iterable
-from typing import Final, Self, TypeVar
+from typing import Final, Self, TypeVar, cast
 
 from ._abnf import WORD, WS, split_comma
 from ._errors import ParseError
-from ._native import python_class
 from .address import (
     Address,
     Star,
@@ -52,9 +51,15 @@ _TO_CHECKED: Final = 2
 T = TypeVar("T")
 
 
-@python_class
 class _Message:
-    """What requests and responses share: headers, body, the typed accessors."""
+    """What requests and responses share: headers, body, the typed accessors.
+
+    A native class when compiled (not a :func:`~sipmsg._native.python_class`):
+    its fields are C struct members, so filling and reading the ~30 caches
+    is a store or a load each instead of a generic attribute call. It is
+    built only through the constructors (``Request(..., _trusted=True)`` on
+    the wire path), never ``object.__new__``.
+    """
 
     __slots__ = (
         "_allow",
@@ -165,17 +170,12 @@ class _Message:
 
     # -- editing -----------------------------------------------------------
 
-    def _copy_start(self, other: Self) -> None:
+    def _copy(self, headers: Headers, body: bytes) -> _Message:
+        """A message of the same type and start line with ``headers`` and ``body``, caches empty."""
         raise NotImplementedError
 
     def _with(self, headers: Headers, body: bytes) -> Self:
-        new = object.__new__(type(self))
-        new._copy_start(self)
-        new.version = self.version
-        new.headers = headers
-        new.body = body
-        _reset_cache(new, None)
-        return new
+        return cast(Self, self._copy(headers, body))
 
     def with_header(self, name: bytes, value: bytes) -> Self:
         """A copy with ``name: value`` appended after the last header line."""
@@ -513,8 +513,8 @@ class _Message:
 def _reset_cache(msg: _Message, data: bytes | None) -> None:
     """Empty every accessor cache of ``msg``; ``data`` is its wire form, when known.
 
-    A module function, not a method: compiled, a method of a Python class is
-    called through a bound method object (~40 ns more per call).
+    A module function, not a method (from when _Message was a Python class,
+    whose methods compiled code calls through a bound method object).
     """
     msg._data = data
     msg._checked = 0

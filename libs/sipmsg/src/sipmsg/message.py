@@ -20,7 +20,6 @@ from ._abnf import TOKEN, is_token
 from ._config import ParserConfig
 from ._errors import LocalProtocolError, ParseError
 from ._message_base import _Message, _reset_cache
-from ._native import python_class
 from .headers import (
     METHODS,
     Headers,
@@ -120,7 +119,6 @@ def _check_version(version: bytes) -> bytes:
     raise ParseError("bad SIP version")
 
 
-@python_class
 class Request(_Message):
     """A SIP request."""
 
@@ -139,15 +137,20 @@ class Request(_Message):
         headers: Headers | Iterable[tuple[bytes, bytes]] = (),
         body: bytes = b"",
         version: bytes = SIP_2_0,
+        _trusted: bool = False,
     ) -> None:
         """Build a request; nothing is added (no Content-Length): use the builders for that.
+
+        ``_trusted`` is sipmsg's own: the parser and the editing methods pass
+        parts already checked.
 
         Raises:
             LocalProtocolError: the method is not a token or the URI holds white space.
         """
-        if not is_token(method):
-            raise LocalProtocolError(f"method {method!r} is not a token")
-        _check_uri(uri)
+        if not _trusted:
+            if not is_token(method):
+                raise LocalProtocolError(f"method {method!r} is not a token")
+            _check_uri(uri)
         self.method = method
         self.uri = uri
         self.version = version
@@ -159,10 +162,17 @@ class Request(_Message):
     def _start_line(self) -> bytes:
         return b"%s %s %s" % (self.method, self.uri, self.version)
 
-    def _copy_start(self, other: Request) -> None:
-        self.method = other.method
-        self.uri = other.uri
-        self._request_uri = other._request_uri
+    def _copy(self, headers: Headers, body: bytes) -> Request:
+        new = Request(
+            method=self.method,
+            uri=self.uri,
+            headers=headers,
+            body=body,
+            version=self.version,
+            _trusted=True,
+        )
+        new._request_uri = self._request_uri
+        return new
 
     def __repr__(self) -> str:
         return f"<Request {self.method!r} {self.uri!r}>"
@@ -206,7 +216,6 @@ def _check_uri(uri: bytes) -> None:
         raise LocalProtocolError(f"bad Request-URI {uri!r}")
 
 
-@python_class
 class Response(_Message):
     """A SIP response."""
 
@@ -225,13 +234,18 @@ class Response(_Message):
         headers: Headers | Iterable[tuple[bytes, bytes]] = (),
         body: bytes = b"",
         version: bytes = SIP_2_0,
+        _trusted: bool = False,
     ) -> None:
         """Build a response; see :func:`sipmsg.make_response` for the usual way.
+
+        ``_trusted`` is sipmsg's own: the parser and the editing methods pass
+        parts already checked.
 
         Raises:
             LocalProtocolError: status outside 100-699, or CR/LF in the reason.
         """
-        _check_status_line(status, reason)
+        if not _trusted:
+            _check_status_line(status, reason)
         self.status = status
         self.reason = reason
         self.version = version
@@ -242,9 +256,15 @@ class Response(_Message):
     def _start_line(self) -> bytes:
         return b"%s %d %s" % (self.version, self.status, self.reason)
 
-    def _copy_start(self, other: Response) -> None:
-        self.status = other.status
-        self.reason = other.reason
+    def _copy(self, headers: Headers, body: bytes) -> Response:
+        return Response(
+            status=self.status,
+            reason=self.reason,
+            headers=headers,
+            body=body,
+            version=self.version,
+            _trusted=True,
+        )
 
     def __repr__(self) -> str:
         return f"<Response {self.status} {self.reason!r}>"
@@ -267,14 +287,7 @@ def built_response(status: int, reason: bytes, headers: Headers) -> Response:
         LocalProtocolError: status outside 100-699, or CR/LF in the reason.
     """
     _check_status_line(status, reason)
-    resp = object.__new__(Response)
-    resp.status = status
-    resp.reason = reason
-    resp.version = SIP_2_0
-    resp.headers = headers
-    resp.body = b""
-    _reset_cache(resp, None)
-    return resp
+    return Response(status=status, reason=reason, headers=headers, _trusted=True)
 
 
 def _request_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes) -> Request:
@@ -289,14 +302,15 @@ def _request_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes)
     if not uri or uri[0] == 0x3C or uri.find(b"\t") >= 0 or uri.find(b">") >= 0:
         # RFC 4475 §3.1.2.11: "<>" around the Request-URI is malformed.
         raise ParseError("bad Request-URI")
-    req = object.__new__(Request)
-    req.version = _check_version(version)
-    req.method = method
-    req.uri = uri
-    req.headers = headers
-    req.body = body
-    req._request_uri = None
-    _reset_cache(req, data)
+    req = Request(
+        method=method,
+        uri=uri,
+        headers=headers,
+        body=body,
+        version=_check_version(version),
+        _trusted=True,
+    )
+    req._data = data
     return req
 
 
@@ -309,11 +323,13 @@ def _response_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes
         raise ParseError("bad Status-Code")
     if reason.find(b"\r") >= 0 or reason.find(b"\n") >= 0:
         raise ParseError("bad Reason-Phrase")
-    resp = object.__new__(Response)
-    resp.version = _check_version(version)
-    resp.status = int(code)
-    resp.reason = reason
-    resp.headers = headers
-    resp.body = body
-    _reset_cache(resp, data)
+    resp = Response(
+        status=int(code),
+        reason=reason,
+        headers=headers,
+        body=body,
+        version=_check_version(version),
+        _trusted=True,
+    )
+    resp._data = data
     return resp
