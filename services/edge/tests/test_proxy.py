@@ -448,3 +448,24 @@ def test_an_answered_call_lingers_without_its_parsed_messages() -> None:
     assert call.sink.transactions == 1  # the CANCEL's, until its own Timer J
     call.phone_says(0, 200)
     assert call.sent() == []
+
+
+def test_a_rejected_branch_lingers_as_its_ack_until_timer_d() -> None:
+    # §17.1.1.2: Completed re-sends the ACK on each retransmitted final until
+    # Timer D (32 s over UDP); kept as bytes and an address, not as objects.
+    call = Call(1)
+    busy = call.phone_says(0, 486)
+    (ack,) = [m for m, a in call.sent() if isinstance(m, Request) and a == PHONES[0]]
+    assert ack.method == b"ACK"
+    (asked,) = call.router.asked()
+    assert asked.status == 486
+    assert schema.decode_envelope(call.router.requests[-1][1]).context == b"ctx"
+    assert call.sink.proxy.clients == {}
+    assert not _reachable_types(call.sink.proxy._absorbing) & {"Branch", "Fork", "Server"}
+    call.tick(31.0)
+    call.receive(bytes(busy), PHONES[0])  # a retransmission: the ACK again, nothing else
+    assert [(bytes(m), a) for m, a in call.sent()] == [(bytes(ack), PHONES[0])]
+    assert len(call.router.asked()) == 1
+    call.tick(1.0)  # Timer D fired
+    call.receive(bytes(busy), PHONES[0])
+    assert call.sent() == []

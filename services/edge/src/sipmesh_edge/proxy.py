@@ -289,6 +289,15 @@ class Fork:
         #: When (``Proxy`` clock) the first 180/183 went upstream: ``Envelope.ringing_at``.
 
 
+_Completed = tuple[float, bytes | None, str, int, tuple[str, int]]
+"""A client transaction in Completed, as kept until Timer K or D: when it
+ends, and for an INVITE the ACK it sent for its non-2xx final response, with
+the host, port and local socket it went to (empty for a non-INVITE). A tuple
+of bytes, strings and numbers, which the garbage collector stops tracking once
+it has seen it: a rejected call's branch waits 32 s (Timer D over UDP) and
+kept its transaction, fork and server, eight objects, that long.
+"""
+
 Respond = Callable[[Server, Response], None]
 Replay = Callable[[Server, bytes], None]
 Ask = Callable[[Server, Branch, Response], None]
@@ -328,15 +337,13 @@ class Proxy:
         self.timers = timers
         self.clients: dict[tuple[bytes, bytes], Branch] = {}
         #: The client transactions alive, by ``client_key``.
-        self._absorbing: dict[tuple[bytes, bytes], float] = {}
-        #: Non-INVITE client transactions in Completed, by key: when Timer K
-        #: ends them. §17.1.2.2: "The "Completed" state exists to buffer any
-        #: additional response retransmissions that may be received": all that
-        #: is left is a key and a time, which the garbage collector does not
-        #: walk (the branch, its transaction, fork and server did).
+        self._absorbing: dict[tuple[bytes, bytes], _Completed] = {}
+        #: Client transactions in Completed, by key (see ``_Completed``).
         self._absorbing_order: deque[tuple[tuple[bytes, bytes], float]] = deque()
-        #: Their keys and ends in the order they completed (Timer K is the
-        #: same for all, so nearly in expiry order).
+        #: The non-INVITE ones' keys and ends in the order they completed
+        #: (Timer K is the same for all, so nearly in expiry order).
+        self._acking_order: deque[tuple[tuple[bytes, bytes], float]] = deque()
+        #: The INVITE ones' (Timer D), likewise.
         self._out = out
         self._metrics = metrics
         self._clock = clock
@@ -361,11 +368,13 @@ class Proxy:
 
     def tick(self, now: float) -> None:
         """End the absorbing client transactions whose Timer K fired."""
-        order, absorbing = self._absorbing_order, self._absorbing
-        while order and order[0][1] <= now:
-            key, end = order.popleft()
-            if absorbing.get(key) == end:
-                del absorbing[key]
+        absorbing = self._absorbing
+        for order in (self._absorbing_order, self._acking_order):
+            while order and order[0][1] <= now:
+                key, end = order.popleft()
+                completed = absorbing.get(key)
+                if completed is not None and completed[0] == end:
+                    del absorbing[key]
 
     # -- Forward -------------------------------------------------------------
 
@@ -443,8 +452,8 @@ class Proxy:
         key = client_key(resp)
         branch = None if key is None else self.clients.get(key)
         if branch is None:
-            if key is not None and self._absorbed(key):
-                return  # §17.1.2.2: a retransmission, buffered by Completed
+            if key is not None and self._absorbed(key, resp):
+                return  # §17.1.1.2, §17.1.2.2: a retransmission, buffered by Completed
             self._stray(resp, flow)
             return
         tx = branch.tx
@@ -457,22 +466,56 @@ class Proxy:
         tx.receive(resp, self._clock())
         self._flush(branch)
 
-    def _absorbed(self, key: tuple[bytes, bytes]) -> bool:
-        end = self._absorbing.get(key)
-        if end is None:
+    def _absorbed(self, key: tuple[bytes, bytes], resp: Response) -> bool:
+        completed = self._absorbing.get(key)
+        if completed is None:
             return False
+        end, ack, host, port, local = completed
         if end <= self._clock():
-            del self._absorbing[key]  # Timer K fired before the tick saw it
+            del self._absorbing[key]  # Timer K or D fired before the tick saw it
             return False
+        if ack is not None and resp.status >= 300:
+            # §17.1.1.2: "Any retransmissions of the final response that are
+            # received while in the "Completed" state MUST cause the ACK to be
+            # re-passed to the transport layer for retransmission".
+            self._out.send(Flow(transport="udp", host=host, port=port, local=local), ack)
         return True
 
-    def _absorb_completed(self, branch: Branch, timer_k: float | None) -> None:
-        """Keep a non-INVITE client transaction in Completed as its key and Timer K only."""
-        end = branch.expires if timer_k is None else min(timer_k, branch.expires)
+    def _absorb_completed(self, branch: Branch, tx: ClientTx) -> bool:
+        """Keep a client transaction in Completed as a ``_Completed`` tuple; False if it cannot.
+
+        A non-INVITE one only absorbs (§17.1.2.2: "The "Completed" state
+        exists to buffer any additional response retransmissions"); an
+        INVITE one re-sends its ACK, kept as bytes, over UDP to a plain
+        address (anything else stays a Branch).
+        """
+        timer = tx.get_timer()
+        end = branch.expires if timer is None else min(timer, branch.expires)
+        flow = branch.flow
+        if not branch.invite:
+            completed: _Completed = (end, None, "", 0, ("", 0))
+            order = self._absorbing_order
+        elif (
+            isinstance(tx, ClientInviteTransaction)
+            and flow.transport == "udp"
+            and flow.owner is None
+            and flow.connection is None
+            and flow.connection_id is None
+        ):
+            completed = (end, tx.ack, flow.host, flow.port, flow.local)
+            order = self._acking_order
+        else:
+            return False
         del self.clients[branch.key]
-        branch.fork = None  # as _retire
-        self._absorbing[branch.key] = end
-        self._absorbing_order.append((branch.key, end))
+        fork = branch.fork
+        if fork is None or fork.done:
+            # As _retire; a fork not done yet may still ask the router with
+            # this branch's final (``_ask_best``, which reads ``Branch.fork``):
+            # it lets go of its branches once done.
+            branch.fork = None
+        self._absorbing[branch.key] = completed
+        order.append((branch.key, end))
+        return True
 
     def _stray(self, resp: Response, flow: Flow) -> None:
         """A response with no client transaction here: hand it to its owner, or drop it."""
@@ -688,7 +731,8 @@ class Proxy:
         else:
             branch.cancel = Cancel.WANTED
         self._settle(branch, timeout)
-        if given_up:
+        fork = branch.fork
+        if given_up and (fork is None or fork.done):
             branch.fork = None  # settled: see _retire
 
     def transport_failed(self, branch: Branch) -> None:
@@ -739,8 +783,7 @@ class Proxy:
                 if timer_m is not None:
                     branch.expires = min(branch.expires, timer_m)
                 branch.tx = None
-            elif state is State.COMPLETED and not branch.invite:
-                self._absorb_completed(branch, tx.get_timer())
+            elif state is State.COMPLETED and self._absorb_completed(branch, tx):
                 return
         self._arm(branch)
 
@@ -750,11 +793,15 @@ class Proxy:
         A fork and its branches point at each other (``Fork.branches``,
         ``Branch.fork``): left so, reference counting never frees a finished
         call (see the sink's ``_retire``). A branch out of the table gets no
-        more responses, so it needs its fork no more; the fork keeps it in
-        ``branches`` and ``finals`` for the best-response choice until done.
+        more responses; the fork keeps it in ``branches`` and ``finals`` for
+        the best-response choice until done, and the router is then asked
+        with the chosen branch's fork context: a branch lets go of a fork not
+        done yet only when the fork lets go of it (``Fork.branches``).
         """
         del self.clients[branch.key]
-        branch.fork = None
+        fork = branch.fork
+        if fork is None or fork.done:
+            branch.fork = None
 
 
 def _router_decides(fork: Fork, resp: Response) -> bool:
