@@ -12,7 +12,13 @@ from typing import Final
 from sipmesh_bus import schema
 from sipmesh_edge.ports import Connection
 
-__all__ = ["Flow"]
+__all__ = ["Flow", "Packed", "pack", "unpack"]
+
+Packed = tuple[schema.Transport, str, int, tuple[str, int]]
+"""A flow with no connection, owner or connection id, as its transport, host,
+port and local address: a tuple of strings and numbers, which the garbage
+collector stops tracking once it has seen it (a Flow is walked by every
+collection for as long as it lives)."""
 
 
 class Flow:
@@ -54,3 +60,16 @@ class Flow:
     @property
     def reliable(self) -> bool:
         return self.transport != "udp"
+
+
+def pack(flow: Flow) -> Packed | None:
+    """``flow`` as a :data:`Packed` tuple; None when it has a connection, owner or connection id."""
+    if flow.connection is not None or flow.owner is not None or flow.connection_id is not None:
+        return None
+    return (flow.transport, flow.host, flow.port, flow.local)
+
+
+def unpack(packed: Packed) -> Flow:
+    """The flow :func:`pack` made ``packed`` of (an equal one, not the same object)."""
+    transport, host, port, local = packed
+    return Flow(transport=transport, host=host, port=port, local=local)

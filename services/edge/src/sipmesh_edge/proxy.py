@@ -54,7 +54,7 @@ from typing import Final
 from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
 from sipmesh_edge.branch import BranchMaker, parse_branch
-from sipmesh_edge.flow import Flow
+from sipmesh_edge.flow import Flow, Packed, pack, unpack
 from sipmesh_edge.forking import Candidate, best_final
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.outbound import Outbound
@@ -97,12 +97,14 @@ class Server:
     """
 
     __slots__ = (
+        "_dest",
+        "_flow",
+        "_packed_dest",
+        "_packed_flow",
         "answered",
         "armed",
         "cancelled",
-        "dest",
         "expires",
-        "flow",
         "fork",
         "key",
         "kind",
@@ -128,15 +130,16 @@ class Server:
         #: TU's 2xx to the transport until Timer L, which the sink does itself
         #: (Timer L is then ``expires``); not kept 64*T1 for the garbage
         #: collector to walk.
-        self.flow = flow
+        self._flow: Flow | None = flow
+        self._packed_flow: Packed | None = None
+        self._dest: Flow | None = None
+        self._packed_dest: Packed | None = None
         self.expires = expires
         self.armed = math.inf
         self.fork: Fork | None = None
         #: The response context of the latest Forward (a failover replaces it).
         self.cancelled = False
         #: A CANCEL from upstream matched this INVITE (§16.10).
-        self.dest: Flow | None = None
-        #: Where responses go when a ``SendResponse.target`` overrode the Via.
         self.sent_2xx: tuple[tuple[bytes, bytes], ...] = ()
         #: What went upstream for each 2xx, as (To tag, bytes): a retransmission
         #: replays it. A tuple of bytes: once examined, the garbage collector
@@ -147,6 +150,45 @@ class Server:
         #: ``local`` when the edge answered it itself; ``proxied`` once forwarded.
         self.answered = False
         #: A final response was sent (observed in the histogram once).
+
+    @property
+    def flow(self) -> Flow:
+        """Where the request came from."""
+        flow = self._flow
+        if flow is None:
+            packed = self._packed_flow
+            if packed is None:  # pragma: no cover - one of the two is always set
+                raise LocalProtocolError("a server without its flow")
+            return unpack(packed)
+        return flow
+
+    @property
+    def dest(self) -> Flow | None:
+        """Where responses go, once known (the Via's address, or a ``SendResponse.target``)."""
+        dest = self._dest
+        if dest is None and self._packed_dest is not None:
+            return unpack(self._packed_dest)
+        return dest
+
+    @dest.setter
+    def dest(self, dest: Flow | None) -> None:
+        self._dest = dest
+        self._packed_dest = None
+
+    def pack(self) -> None:
+        """Keep ``flow`` and ``dest`` as tuples (:func:`~sipmesh_edge.flow.pack`) where they can be.
+
+        For a transaction that lingers: a Flow is one more object the garbage
+        collector walks; the properties build an equal one when asked.
+        """
+        flow = self._flow
+        packed = None if flow is None else pack(flow)
+        if packed is not None:
+            self._packed_flow, self._flow = packed, None
+        dest = self._dest
+        packed = None if dest is None else pack(dest)
+        if packed is not None:
+            self._packed_dest, self._dest = packed, None
 
     def deadline(self) -> float:
         tx = self.tx
@@ -186,11 +228,12 @@ class Branch:
     """One client transaction: a branch of a Fork, or a CANCEL the edge sent."""
 
     __slots__ = (
+        "_flow",
+        "_packed_flow",
         "armed",
         "cancel",
         "expires",
         "final",
-        "flow",
         "fork",
         "invite",
         "key",
@@ -218,7 +261,8 @@ class Branch:
         self.invite = key[1] == b"INVITE"
         #: The request is an INVITE (read here, not from ``tx.request``: a
         #: client transaction keeps its request as bytes after a final response).
-        self.flow = flow
+        self._flow: Flow | None = flow
+        self._packed_flow: Packed | None = None
         self.fork = fork
         #: None for the edge's own CANCEL transactions.
         self.expires = expires
@@ -230,6 +274,24 @@ class Branch:
         #: The branch has its final response for the fork (received, or made
         #: up); a non-2xx one is in ``Fork.finals`` until the fork is done.
         self.cancel = Cancel.NONE
+
+    @property
+    def flow(self) -> Flow:
+        """Where the request goes (and its responses came from)."""
+        flow = self._flow
+        if flow is None:
+            packed = self._packed_flow
+            if packed is None:  # pragma: no cover - one of the two is always set
+                raise LocalProtocolError("a branch without its flow")
+            return unpack(packed)
+        return flow
+
+    def pack(self) -> None:
+        """Keep ``flow`` as a tuple where it can be (as :meth:`Server.pack`)."""
+        flow = self._flow
+        packed = None if flow is None else pack(flow)
+        if packed is not None:
+            self._packed_flow, self._flow = packed, None
 
     def deadline(self) -> float:
         end = min(self.timer_c, self.expires)
@@ -783,6 +845,7 @@ class Proxy:
                 if timer_m is not None:
                     branch.expires = min(branch.expires, timer_m)
                 branch.tx = None
+                branch.pack()
             elif state is State.COMPLETED and self._absorb_completed(branch, tx):
                 return
         self._arm(branch)

@@ -838,6 +838,7 @@ class EdgeSink:
         if timer_l is not None:
             server.expires = min(server.expires, timer_l)
         server.tx = None
+        server.pack()
 
     def _retire(self, server: Server) -> None:
         """Take a finished server transaction out of the table, and out of its fork.
