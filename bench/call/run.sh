@@ -22,7 +22,9 @@
 # for 127.0.0.1/32; Kamailio: no checks).
 # Environment: OUT_DIR, RESULTS, DUR, HOLD_DUR, REPEATS, COOLDOWN_S, QUIET_WAIT_S (default
 # 30), LABEL_TAG (appended to the sipmesh label), EDGES (sipmesh edges sharing the SIP port,
-# default 1), plus bench/lib/bench_point.sh's (UAC_TRANSPORT=un: a socket per call, many
+# default 1), ROUTER_DIALOGS (the router's dialogs mode, always|auto, default always;
+# auto keeps no KV dialog record, like Kamailio's bench config without the dialog
+# module), plus bench/lib/bench_point.sh's (UAC_TRANSPORT=un: a socket per call, many
 # source ports; with EDGES > 1 the kernel spreads them over the edges).
 set -euo pipefail
 
@@ -142,7 +144,8 @@ start_stack() {   # MODE
   local work="$OUT_DIR/stack-$1-$(date +%H%M%S)" extra=(--router)
   [[ "$1" == media ]] && extra+=(--media-instance "127.0.0.1:$RTPE_NG")
   mkdir -p "$work"
-  "$PY" "$LIB/stack.py" --workdir "$work" --no-auth --edges "${EDGES:-1}" "${extra[@]}" \
+  "$PY" "$LIB/stack.py" --workdir "$work" --no-auth --edges "${EDGES:-1}" \
+    --dialogs "${ROUTER_DIALOGS:-always}" "${extra[@]}" \
     > "$work/stack.log" 2>&1 &
   STACK_PID=$!
   for _ in $(seq 1 900); do

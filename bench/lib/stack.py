@@ -145,6 +145,12 @@ def main() -> None:
         help="the registrars answer every 401 (the edge's challenge_registers off)",
     )
     ap.add_argument("--router", action="store_true", help="also a router (calls)")
+    ap.add_argument(
+        "--dialogs",
+        choices=("always", "auto"),
+        default="always",
+        help="the router's dialogs mode (auto: no KV dialog record unless caps count it)",
+    )
     ap.add_argument("--media-instance", help="RTPEngine ng HOST:PORT: media service, anchoring")
     a = ap.parse_args()
     work: Path = a.workdir
@@ -256,6 +262,7 @@ def main() -> None:
                 "ALGORITHMS": "MD5",
                 "PROBE": "false",
                 "MEDIA": "always" if a.media_instance else "never",
+                "DIALOGS": a.dialogs,
             }
             env = clean_env(
                 {
