@@ -461,7 +461,8 @@ def test_a_rejected_branch_lingers_as_its_ack_until_timer_d() -> None:
     assert asked.status == 486
     assert schema.decode_envelope(call.router.requests[-1][1]).context == b"ctx"
     assert call.sink.proxy.clients == {}
-    assert not _reachable_types(call.sink.proxy._absorbing) & {"Branch", "Fork", "Server"}
+    kept = _reachable_types(call.sink.proxy._absorbing, call.sink.proxy._acking)
+    assert not kept & {"Branch", "Fork", "Server", "Flow"}, kept
     call.tick(31.0)
     call.receive(bytes(busy), PHONES[0])  # a retransmission: the ACK again, nothing else
     assert [(bytes(m), a) for m, a in call.sent()] == [(bytes(ack), PHONES[0])]

@@ -44,20 +44,27 @@ transaction cancelled and SHOULD destroy the client transaction").
 
 from __future__ import annotations
 
-import enum
 import functools
 import math
-from collections import deque
 from collections.abc import Callable
 from typing import Final
 
 from sipmesh_bus import schema, subjects
 from sipmesh_edge import core
 from sipmesh_edge.branch import BranchMaker, parse_branch
-from sipmesh_edge.flow import Flow, Packed, pack, unpack
-from sipmesh_edge.forking import Candidate, best_final
+from sipmesh_edge.flow import Flow
+from sipmesh_edge.forking import (
+    Branch,
+    Cancel,
+    Candidate,
+    ClientTx,
+    Fork,
+    Server,
+    best_final,
+)
 from sipmesh_edge.metrics import EdgeMetrics
 from sipmesh_edge.outbound import Outbound
+from sipmesh_edge.wheel import Expiring
 from sipmsg import (
     LocalProtocolError,
     ParseError,
@@ -72,8 +79,6 @@ from sipmsg.transaction import (
     ClientInviteTransaction,
     ClientNonInviteTransaction,
     ResponseReceived,
-    ServerInviteTransaction,
-    ServerNonInviteTransaction,
     State,
     Terminated,
     TimedOut,
@@ -84,277 +89,12 @@ from sipmsg.transaction import (
 
 __all__ = ["Branch", "Cancel", "Fork", "Proxy", "Server"]
 
-ServerTx = ServerInviteTransaction | ServerNonInviteTransaction
-ClientTx = ClientInviteTransaction | ClientNonInviteTransaction
 _PENDING: Final = frozenset({State.CALLING, State.PROCEEDING})
 
-
-class Server:
-    """A server transaction of the edge and what the proxy keeps for it.
-
-    (Plain classes, not dataclasses, here: mypyc compiles a written
-    ``__init__``, where a dataclass's generated one runs interpreted.)
-    """
-
-    __slots__ = (
-        "_dest",
-        "_flow",
-        "_packed_dest",
-        "_packed_flow",
-        "answered",
-        "armed",
-        "cancelled",
-        "expires",
-        "fork",
-        "key",
-        "kind",
-        "sent_2xx",
-        "started",
-        "tx",
-    )
-
-    def __init__(
-        self,
-        *,
-        key: tuple[bytes, ...],
-        tx: ServerTx,
-        flow: Flow,
-        expires: float,
-        started: float = 0.0,
-    ) -> None:
-        self.key = key
-        self.tx: ServerTx | None = tx
-        #: None once an INVITE transaction is in Accepted (RFC 6026 §8.7) and
-        #: its responses go to a plain UDP destination (``dest``): all it has
-        #: left to do is absorb retransmissions of the INVITE and pass the
-        #: TU's 2xx to the transport until Timer L, which the sink does itself
-        #: (Timer L is then ``expires``); not kept 64*T1 for the garbage
-        #: collector to walk.
-        self._flow: Flow | None = flow
-        self._packed_flow: Packed | None = None
-        self._dest: Flow | None = None
-        self._packed_dest: Packed | None = None
-        self.expires = expires
-        self.armed = math.inf
-        self.fork: Fork | None = None
-        #: The response context of the latest Forward (a failover replaces it).
-        self.cancelled = False
-        #: A CANCEL from upstream matched this INVITE (§16.10).
-        self.sent_2xx: tuple[tuple[bytes, bytes], ...] = ()
-        #: What went upstream for each 2xx, as (To tag, bytes): a retransmission
-        #: replays it. A tuple of bytes: once examined, the garbage collector
-        #: stops tracking it (an INVITE's server transaction lives 64*T1 more).
-        self.started = started
-        #: When the request arrived (the sink's clock), for the transaction histogram.
-        self.kind = "service"
-        #: ``local`` when the edge answered it itself; ``proxied`` once forwarded.
-        self.answered = False
-        #: A final response was sent (observed in the histogram once).
-
-    @property
-    def flow(self) -> Flow:
-        """Where the request came from."""
-        flow = self._flow
-        if flow is None:
-            packed = self._packed_flow
-            if packed is None:  # pragma: no cover - one of the two is always set
-                raise LocalProtocolError("a server without its flow")
-            return unpack(packed)
-        return flow
-
-    @property
-    def dest(self) -> Flow | None:
-        """Where responses go, once known (the Via's address, or a ``SendResponse.target``)."""
-        dest = self._dest
-        if dest is None and self._packed_dest is not None:
-            return unpack(self._packed_dest)
-        return dest
-
-    @dest.setter
-    def dest(self, dest: Flow | None) -> None:
-        self._dest = dest
-        self._packed_dest = None
-
-    def pack(self) -> None:
-        """Keep ``flow`` and ``dest`` as tuples (:func:`~sipmesh_edge.flow.pack`) where they can be.
-
-        For a transaction that lingers: a Flow is one more object the garbage
-        collector walks; the properties build an equal one when asked.
-        """
-        flow = self._flow
-        packed = None if flow is None else pack(flow)
-        if packed is not None:
-            self._packed_flow, self._flow = packed, None
-        dest = self._dest
-        packed = None if dest is None else pack(dest)
-        if packed is not None:
-            self._packed_dest, self._dest = packed, None
-
-    def deadline(self) -> float:
-        tx = self.tx
-        timer = None if tx is None else tx.get_timer()
-        return self.expires if timer is None else min(timer, self.expires)
-
-    @property
-    def transaction(self) -> ServerTx:
-        """The server transaction, on the paths an INVITE in Accepted never takes.
-
-        Raises:
-            LocalProtocolError: the INVITE is in Accepted (a bug of the caller).
-        """
-        tx = self.tx
-        if tx is None:
-            raise LocalProtocolError("the INVITE is in Accepted: no transaction kept")
-        return tx
-
-    def sent_for(self, tag: bytes) -> bytes | None:
-        """The 2xx with To tag ``tag`` that went upstream, or None."""
-        for sent_tag, data in self.sent_2xx:
-            if sent_tag == tag:
-                return data
-        return None
-
-
-class Cancel(enum.Enum):
-    """Where a branch is with its CANCEL."""
-
-    NONE = enum.auto()
-    WANTED = enum.auto()
-    #: To be sent when the first provisional arrives (§9.1).
-    SENT = enum.auto()
-
-
-class Branch:
-    """One client transaction: a branch of a Fork, or a CANCEL the edge sent."""
-
-    __slots__ = (
-        "_flow",
-        "_packed_flow",
-        "armed",
-        "cancel",
-        "expires",
-        "final",
-        "fork",
-        "invite",
-        "key",
-        "timer_c",
-        "tx",
-    )
-
-    def __init__(
-        self,
-        *,
-        key: tuple[bytes, bytes],
-        tx: ClientTx,
-        flow: Flow,
-        fork: Fork | None,
-        expires: float,
-        timer_c: float = math.inf,
-    ) -> None:
-        self.key = key
-        self.tx: ClientTx | None = tx
-        #: None once an INVITE branch is in Accepted (RFC 6026 §8.4): all the
-        #: transaction has left to do is pass further 2xx up until Timer M,
-        #: which the branch does itself (``Proxy.on_response``; Timer M is
-        #: then ``expires``), so the transaction and its timer table are not
-        #: kept 64*T1 for the garbage collector to walk.
-        self.invite = key[1] == b"INVITE"
-        #: The request is an INVITE (read here, not from ``tx.request``: a
-        #: client transaction keeps its request as bytes after a final response).
-        self._flow: Flow | None = flow
-        self._packed_flow: Packed | None = None
-        self.fork = fork
-        #: None for the edge's own CANCEL transactions.
-        self.expires = expires
-        #: When the entry is dropped whatever its state (a safety net).
-        self.armed = math.inf
-        self.timer_c = timer_c
-        #: §16.6 step 11 Timer C of an INVITE branch; after a CANCEL, the 64*T1 guard.
-        self.final = False
-        #: The branch has its final response for the fork (received, or made
-        #: up); a non-2xx one is in ``Fork.finals`` until the fork is done.
-        self.cancel = Cancel.NONE
-
-    @property
-    def flow(self) -> Flow:
-        """Where the request goes (and its responses came from)."""
-        flow = self._flow
-        if flow is None:
-            packed = self._packed_flow
-            if packed is None:  # pragma: no cover - one of the two is always set
-                raise LocalProtocolError("a branch without its flow")
-            return unpack(packed)
-        return flow
-
-    def pack(self) -> None:
-        """Keep ``flow`` as a tuple where it can be (as :meth:`Server.pack`)."""
-        flow = self._flow
-        packed = None if flow is None else pack(flow)
-        if packed is not None:
-            self._packed_flow, self._flow = packed, None
-
-    def deadline(self) -> float:
-        end = min(self.timer_c, self.expires)
-        tx = self.tx
-        if tx is None:
-            return end
-        timer = tx.get_timer()
-        return end if timer is None else min(timer, end)
-
-    @property
-    def transaction(self) -> ClientTx:
-        """The client transaction, on the paths a branch in Accepted never takes.
-
-        Raises:
-            LocalProtocolError: the branch is in Accepted (a bug of the caller).
-        """
-        tx = self.tx
-        if tx is None:
-            raise LocalProtocolError("the INVITE branch is in Accepted: no transaction kept")
-        return tx
-
-
-class Fork:
-    """The response context (§16.7) of one Forward: its parallel branches."""
-
-    __slots__ = (
-        "all_responses",
-        "asked_2xx",
-        "branches",
-        "context",
-        "done",
-        "finals",
-        "rang",
-        "server",
-        "timer_c",
-    )
-
-    def __init__(
-        self, *, server: Server, context: bytes | None, all_responses: bool, timer_c: float
-    ) -> None:
-        self.server = server
-        self.context = context
-        self.all_responses = all_responses
-        self.timer_c = timer_c
-        self.branches: tuple[Branch, ...] = ()
-        #: Until the fork is done: then nobody reads them (emptied, so that
-        #: the fork and its live branches do not hold each other).
-        self.finals: tuple[tuple[Branch, Candidate], ...] = ()
-        #: Non-2xx finals in arrival order, until the fork is done (then
-        #: nobody reads them: emptied, not to keep their responses 64*T1).
-        self.done = False
-        #: A 2xx went to the router, or the best final did: nothing else goes but 2xx.
-        self.asked_2xx: tuple[bytes, ...] = ()
-        #: To tags of the 2xx the router was asked about (few: a tuple, which
-        #: the garbage collector stops tracking, not a set).
-        self.rang: float | None = None
-        #: When (``Proxy`` clock) the first 180/183 went upstream: ``Envelope.ringing_at``.
-
-
-_Completed = tuple[float, bytes | None, str, int, tuple[str, int]]
-"""A client transaction in Completed, as kept until Timer K or D: when it
-ends, and for an INVITE the ACK it sent for its non-2xx final response, with
-the host, port and local socket it went to (empty for a non-INVITE). A tuple
+_Completed = tuple[bytes | None, str, int, tuple[str, int]]
+"""A client transaction in Completed, as kept until Timer K or D: for an
+INVITE the ACK it sent for its non-2xx final response, with the host, port
+and local socket it went to (None and empty for a non-INVITE). A tuple
 of bytes, strings and numbers, which the garbage collector stops tracking once
 it has seen it: a rejected call's branch waits 32 s (Timer D over UDP) and
 kept its transaction, fork and server, eight objects, that long.
@@ -399,13 +139,11 @@ class Proxy:
         self.timers = timers
         self.clients: dict[tuple[bytes, bytes], Branch] = {}
         #: The client transactions alive, by ``client_key``.
-        self._absorbing: dict[tuple[bytes, bytes], _Completed] = {}
-        #: Client transactions in Completed, by key (see ``_Completed``).
-        self._absorbing_order: deque[tuple[tuple[bytes, bytes], float]] = deque()
-        #: The non-INVITE ones' keys and ends in the order they completed
-        #: (Timer K is the same for all, so nearly in expiry order).
-        self._acking_order: deque[tuple[tuple[bytes, bytes], float]] = deque()
-        #: The INVITE ones' (Timer D), likewise.
+        self._absorbing: Expiring[tuple[bytes, bytes], _Completed] = Expiring()
+        #: Non-INVITE client transactions in Completed until Timer K, by key.
+        self._acking: Expiring[tuple[bytes, bytes], _Completed] = Expiring()
+        #: INVITE client transactions in Completed until Timer D, by key (two
+        #: tables: each ends its entries in the order they were put).
         self._out = out
         self._metrics = metrics
         self._clock = clock
@@ -426,17 +164,12 @@ class Proxy:
     @property
     def alive(self) -> int:
         """The client transactions alive (in Completed, absorbing, too)."""
-        return len(self.clients) + len(self._absorbing)
+        return len(self.clients) + len(self._absorbing) + len(self._acking)
 
     def tick(self, now: float) -> None:
-        """End the absorbing client transactions whose Timer K fired."""
-        absorbing = self._absorbing
-        for order in (self._absorbing_order, self._acking_order):
-            while order and order[0][1] <= now:
-                key, end = order.popleft()
-                completed = absorbing.get(key)
-                if completed is not None and completed[0] == end:
-                    del absorbing[key]
+        """End the client transactions in Completed whose Timer K or D fired."""
+        self._absorbing.expire(now)
+        self._acking.expire(now)
 
     # -- Forward -------------------------------------------------------------
 
@@ -529,13 +262,13 @@ class Proxy:
         self._flush(branch)
 
     def _absorbed(self, key: tuple[bytes, bytes], resp: Response) -> bool:
-        completed = self._absorbing.get(key)
+        now = self._clock()
+        completed = self._absorbing.get(key, now)
         if completed is None:
-            return False
-        end, ack, host, port, local = completed
-        if end <= self._clock():
-            del self._absorbing[key]  # Timer K or D fired before the tick saw it
-            return False
+            completed = self._acking.get(key, now)
+            if completed is None:
+                return False
+        ack, host, port, local = completed
         if ack is not None and resp.status >= 300:
             # §17.1.1.2: "Any retransmissions of the final response that are
             # received while in the "Completed" state MUST cause the ACK to be
@@ -555,8 +288,8 @@ class Proxy:
         end = branch.expires if timer is None else min(timer, branch.expires)
         flow = branch.flow
         if not branch.invite:
-            completed: _Completed = (end, None, "", 0, ("", 0))
-            order = self._absorbing_order
+            table = self._absorbing
+            completed: _Completed = (None, "", 0, ("", 0))
         elif (
             isinstance(tx, ClientInviteTransaction)
             and flow.transport == "udp"
@@ -564,8 +297,8 @@ class Proxy:
             and flow.connection is None
             and flow.connection_id is None
         ):
-            completed = (end, tx.ack, flow.host, flow.port, flow.local)
-            order = self._acking_order
+            table = self._acking
+            completed = (tx.ack, flow.host, flow.port, flow.local)
         else:
             return False
         del self.clients[branch.key]
@@ -575,8 +308,7 @@ class Proxy:
             # this branch's final (``_ask_best``, which reads ``Branch.fork``):
             # it lets go of its branches once done.
             branch.fork = None
-        self._absorbing[branch.key] = completed
-        order.append((branch.key, end))
+        table.put(branch.key, end, completed)
         return True
 
     def _stray(self, resp: Response, flow: Flow) -> None:

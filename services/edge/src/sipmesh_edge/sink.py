@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, cast
@@ -43,7 +42,7 @@ from sipmesh_edge.ports import Connection, ConnectionRegistry
 from sipmesh_edge.protection import carries_credentials
 from sipmesh_edge.proxy import Branch, Proxy, Server
 from sipmesh_edge.transaction import LeanServerTransaction, NonInviteServer, status_of
-from sipmesh_edge.wheel import Deadlines
+from sipmesh_edge.wheel import Deadlines, Expiring
 from sipmsg import (
     LocalProtocolError,
     ParseError,
@@ -69,10 +68,9 @@ _DEFAULT_PARSER: Final = ParserConfig()
 _DEFAULT_TIMERS: Final = TransactionConfig()
 _DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443}
 
-_Linger = tuple[float, bytes, str, int, tuple[str, int]]
+_Linger = tuple[bytes, str, int, tuple[str, int]]
 """A finished non-INVITE server transaction over UDP, as kept until Timer J:
-when it ends, its final response, and the host, port and local socket that
-response went to.
+its final response, and the host, port and local socket that response went to.
 
 §17.2.2: in Completed "the server transaction MUST pass the final response to
 the transport layer for retransmission whenever a retransmission of the
@@ -153,11 +151,10 @@ class EdgeSink:
         self.acks = AckRoutes()
         #: ACKs of recent 2xx the edge forwards without the router (schema.AckRoute).
         self._servers: dict[tuple[bytes, ...], Server] = {}
-        self._lingering: dict[tuple[bytes, ...], _Linger] = {}
-        #: Finished non-INVITE UDP server transactions, by key (see ``_Linger``).
-        self._linger_order: deque[tuple[tuple[bytes, ...], float]] = deque()
-        #: Their keys and ends, in the order they finished (Timer J is the same
-        #: for all, so nearly in expiry order): what ended is popped from the left.
+        self._lingering: Expiring[tuple[bytes, ...], _Linger] = Expiring()
+        #: Finished non-INVITE UDP server transactions until Timer J, by key
+        #: (see ``_Linger``). §17.2.2: "When this timer fires, the server
+        #: transaction MUST transition to the "Terminated" state".
         self._deadlines: Deadlines[Server | Branch] = Deadlines()
         self._last_error_log = -_ERROR_LOG_INTERVAL
 
@@ -292,15 +289,7 @@ class EdgeSink:
         now = self._clock()
         self._deadlines.fire_due(now, self._find, self._fire_safely)
         self.proxy.tick(now)
-        order = self._linger_order
-        while order and order[0][1] <= now:
-            # §17.2.2: "When this timer fires, the server transaction MUST
-            # transition to the "Terminated" state" (an entry replaced since,
-            # by a new transaction of the same key, ends later: kept).
-            key, end = order.popleft()
-            lingering = self._lingering.get(key)
-            if lingering is not None and lingering[0] == end:
-                del self._lingering[key]
+        self._lingering.expire(now)
 
     # -- receiving ---------------------------------------------------------
 
@@ -328,8 +317,9 @@ class EdgeSink:
                 # transaction, which re-sends the last response; never to the bus.
                 self._absorb(server, incoming, now)
                 return
-            lingering = self._lingering.get(key)
-            if lingering is not None and self._absorb_finished(key, lingering, incoming, now):
+            lingering = self._lingering.get(key, now)
+            if lingering is not None:
+                self._absorb_finished(lingering, incoming)
                 return
             flow = Flow(
                 transport=transport, host=host, port=port, local=local, connection=connection
@@ -403,22 +393,12 @@ class EdgeSink:
             tx.receive(ack, now)
         self._flush_server(server)
 
-    def _absorb_finished(
-        self, key: tuple[bytes, ...], lingering: _Linger, peeked: core.Peeked, now: float
-    ) -> bool:
-        """A retransmission for a finished non-INVITE transaction: its final again (§17.2.2).
-
-        False when its Timer J has fired already (the tick had not removed it
-        yet): the request is a new one.
-        """
-        end, data, host, port, local = lingering
-        if end <= now:
-            del self._lingering[key]
-            return False
+    def _absorb_finished(self, lingering: _Linger, peeked: core.Peeked) -> None:
+        """A retransmission for a finished non-INVITE transaction: its final again (§17.2.2)."""
+        data, host, port, local = lingering
         if peeked.method != b"ACK":
             self._metrics.retransmission()
         self.out.send(Flow(transport="udp", host=host, port=port, local=local), data)
-        return True
 
     def _linger(self, server: Server) -> bool:
         """Keep a finished non-INVITE UDP server transaction as a ``_Linger`` tuple.
@@ -442,10 +422,10 @@ class EdgeSink:
             or dest.connection_id is not None
         ):
             return False
-        end = min(end, server.expires)
         del self._servers[server.key]
-        self._lingering[server.key] = (end, last, dest.host, dest.port, dest.local)
-        self._linger_order.append((server.key, end))
+        self._lingering.put(
+            server.key, min(end, server.expires), (last, dest.host, dest.port, dest.local)
+        )
         return True
 
     def _new_server(self, key: tuple[bytes, ...], req: Request, flow: Flow, now: float) -> Server:

@@ -9,21 +9,25 @@ Entries are never removed: the caller skips the ones it superseded.
 
 :class:`Deadlines` is what the sink arms and ticks: one deadline per
 transaction, named by its key, a superseded one skipped lazily.
+:class:`Expiring` holds finished transactions that only linger (Timer J, K,
+D), each as a tuple of bytes, strings and numbers until it ends.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Hashable
 from typing import Final, Generic, Protocol, TypeVar
 
-__all__ = ["SLOTS_PER_SECOND", "Deadlines", "Timed", "TimerWheel"]
+__all__ = ["SLOTS_PER_SECOND", "Deadlines", "Expiring", "Timed", "TimerWheel"]
 
 SLOTS_PER_SECOND: Final = 100
 #: The resolution (10 ms slots); an entry is still returned only once due.
 
 E = TypeVar("E")
+K = TypeVar("K", bound=Hashable)
 
 
 class Timed(Protocol):
@@ -135,3 +139,48 @@ class Deadlines(Generic[T]):
                 fire(entry, now)
         for deadline, key in later:
             wheel.schedule(deadline, key)
+
+
+class Expiring(Generic[K, E]):
+    """Values by key, each until its end; what ended is dropped by :meth:`expire` or when asked.
+
+    For transactions that have nothing left to do but absorb or re-send until
+    a timer of the same length for all (Timer J, K or D): entries are put in
+    nearly the order they end, so a deque of (key, end) in insertion order
+    finds what ended at its left. The values are meant to be tuples of bytes,
+    strings and numbers, which the garbage collector stops tracking once it
+    has seen them.
+    """
+
+    __slots__ = ("_entries", "_order")
+
+    def __init__(self) -> None:
+        self._entries: dict[K, tuple[float, E]] = {}
+        self._order: deque[tuple[K, float]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def put(self, key: K, end: float, value: E) -> None:
+        """Keep ``value`` for ``key`` until ``end`` (replacing what ``key`` had)."""
+        self._entries[key] = (end, value)
+        self._order.append((key, end))
+
+    def get(self, key: K, now: float) -> E | None:
+        """The value of ``key`` if it has not ended at ``now``, else None (and it is dropped)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry[0] <= now:
+            del self._entries[key]
+            return None
+        return entry[1]
+
+    def expire(self, now: float) -> None:
+        """Drop what ended at ``now`` (an entry replaced since ends later: kept)."""
+        order, entries = self._order, self._entries
+        while order and order[0][1] <= now:
+            key, end = order.popleft()
+            entry = entries.get(key)
+            if entry is not None and entry[0] == end:
+                del entries[key]
