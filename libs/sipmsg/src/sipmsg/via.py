@@ -227,7 +227,10 @@ def parse_via(data: bytes) -> Via:
         ParseError: (status_hint 400) a malformed sent-protocol, sent-by or
             parameter.
     """
-    value = data.strip(WS)
+    # A value cut from a header line is stripped already: no strip() call.
+    n = len(data)
+    plain = n > 0 and data[0] not in (0x20, 0x09) and data[n - 1] not in (0x20, 0x09)
+    value = data if plain else data.strip(WS)
     try:
         return _parse_via(value)
     except ParseError as exc:
@@ -243,7 +246,10 @@ def _parse_via(value: bytes) -> Via:
         port = None if port_bytes is None else int(port_bytes)
         if port is None or port <= 65535:
             params = _fast_via_params(param_bytes) if param_bytes else ()
-            return _new_via(b"SIP/2.0", transport.upper(), host, port, params, raw=value)
+            upper = _TRANSPORTS.get(transport)
+            if upper is None:
+                upper = transport.upper()
+            return _new_via(b"SIP/2.0", upper, host, port, params, raw=value)
     return _parse_via_general(value)
 
 
@@ -313,9 +319,17 @@ def _fast_via_params(value: bytes) -> Params:
     """
     items: list[tuple[bytes, bytes | None]] = []
     for item in value[1:].split(b";"):
-        name, eq, raw = item.partition(b"=")
-        name = name.lower()
-        val = raw if eq else None
+        # The "=" by a compiled index scan (no partition tuple), and the usual
+        # names as the shared lower-case objects (no lower() copy).
+        n = len(item)
+        eq = 0
+        while eq < n and item[eq] != 0x3D:
+            eq += 1
+        raw_name = item if eq == n else item[:eq]
+        val = None if eq == n else item[eq + 1 :]
+        name = _PARAM_NAMES.get(raw_name)
+        if name is None:
+            name = raw_name.lower()
         if name in _CHECKED_PARAMS:
             _check_via_param(name, val)
         items.append((name, val))
@@ -348,6 +362,15 @@ def _parse_via_params(value: bytes) -> Params:
 
 
 _CHECKED_PARAMS: Final = frozenset({b"branch", b"received", b"rport", b"ttl", b"maddr"})
+# The usual spellings of the usual names and transports (constant tables).
+_PARAM_NAMES: Final = {
+    n: n
+    for n in (b"branch", b"received", b"rport", b"ttl", b"maddr", b"alias", b"keep", b"sigcomp-id")
+}
+_TRANSPORTS: Final = {
+    t: t.upper()
+    for t in (b"UDP", b"TCP", b"TLS", b"WS", b"WSS", b"SCTP", b"udp", b"tcp", b"tls", b"ws", b"wss")
+}
 
 
 def _check_via_param(name: bytes, val: bytes | None) -> None:
