@@ -37,7 +37,7 @@ from sipmsg import (
 from sipmsg._abnf import ip_key, split_comma
 from sipmsg.headers import split_header_lines
 from sipmsg.transaction import MAGIC_COOKIE, ServerKey, server_key
-from sipmsg.uri import SipUri
+from sipmsg.uri import FAST_SIP, SipUri
 from sipmsg.via import Via, is_rfc3261_branch
 
 __all__ = [
@@ -435,14 +435,44 @@ def check_response(resp: Response) -> None:
 
 def _check_keyed(req: Request) -> None:
     """The first checks of :func:`check_request`: what a transaction is matched by."""
-    scheme = req.uri.partition(b":")[0].lower()
+    raw = req.uri
+    colon = raw.find(b":")
+    scheme = (raw if colon < 0 else raw[:colon]).lower()
     if scheme not in _SCHEMES:
         raise ParseError("unsupported URI scheme", status_hint=416)
-    uri = req.request_uri
-    if isinstance(uri, SipUri) and uri.headers:
-        raise ParseError("bad Request-URI: it carries headers")
+    if scheme == b"tel" or not _plain_sip_uri(raw, colon):
+        uri = req.request_uri
+        if isinstance(uri, SipUri) and uri.headers:
+            raise ParseError("bad Request-URI: it carries headers")
     if not req.via:
         raise ParseError("missing Via header", header="via")
+
+
+def _plain_sip_uri(uri: bytes, colon: int) -> bool:
+    """True when ``parse_uri`` accepts this sip/sips URI, and it carries no headers, for sure.
+
+    The edge reads nothing of the Request-URI but whether it parses (nothing
+    else at the edge builds the SipUri): for the usual shape, sipmsg's own
+    fast-path regex (``FAST_SIP``: no escapes, password, IPv6 reference or
+    "?" headers) decides it without building the URI. Exactly what
+    ``parse_uri``'s fast path accepts: a port of at most 65535, and no ttl or
+    maddr parameter (whose values it checks; any doubt goes to the parse).
+    False only means "parse it" (``Request.request_uri``, which gives the error).
+    """
+    m = _FAST_SIP_URI.fullmatch(uri, colon + 1)
+    if m is None:
+        return False
+    port_at = m.start(3)
+    if port_at >= 0 and m.end(3) - port_at == 5 and uri[port_at : m.end(3)] > b"65535":
+        return False
+    params_at = m.start(4)
+    if params_at == m.end(4):
+        return True
+    params = uri[params_at:].lower()
+    return b"ttl" not in params and b"maddr" not in params
+
+
+_FAST_SIP_URI: Final = re.compile(FAST_SIP)
 
 
 def _check_start(method: bytes, uri: bytes, cseq_method: bytes) -> None:
