@@ -411,7 +411,10 @@ def collections_during(b: Bench, calls: list[Call]) -> str:
 
 def report_gc(alive: int) -> None:
     """What the cyclic collector walks for the edge's live transactions, and how long it takes."""
-    gc.collect()  # tuples of atomics are untracked once a collection saw them
+    # Tuples of atomics are untracked once a collection saw them (one holding
+    # a tuple, once a collection saw that one first): two collections.
+    gc.collect()
+    gc.collect()
     tracked = Counter(type(o).__name__ for o in gc.get_objects())
     total = sum(tracked.values())
     full = float("inf")
