@@ -84,7 +84,7 @@ def loop_hash(req: Request) -> bytes:
         if name in keys:
             parts.extend(req.headers.get_lines(name))
     parts.append(b"")
-    return _b32(hashlib.blake2b(b"\x00".join(parts), digest_size=_HASH_BYTES).digest())
+    return _b32(_BLAKE2B(b"\x00".join(parts), digest_size=_HASH_BYTES).digest())
 
 
 def parse_branch(branch: bytes) -> BranchInfo | None:
@@ -143,8 +143,10 @@ def _b32(digest: bytes) -> bytes:
     read from two 40-bit halves (small ints: compiled, no long arithmetic).
     """
     pairs = _B32_PAIRS
-    hi = int.from_bytes(digest[:5], "big")
-    lo = int.from_bytes(digest[5:], "big")
+    # Indexing bytes is a compiled primitive; int.from_bytes is a Python call.
+    d = digest
+    hi = (d[0] << 32) | (d[1] << 24) | (d[2] << 16) | (d[3] << 8) | d[4]
+    lo = (d[5] << 32) | (d[6] << 24) | (d[7] << 16) | (d[8] << 8) | d[9]
     return b"".join(
         [
             pairs[hi >> 30],
@@ -159,6 +161,8 @@ def _b32(digest: bytes) -> bytes:
     )
 
 
+_BLAKE2B: Final = hashlib.blake2b
+#: Bound once (not looked up on the module per branch).
 _ALSO_HASHED: Final = (b"proxy-require", b"proxy-authorization")
 _B32_ALPHABET: Final = b"abcdefghijklmnopqrstuvwxyz234567"
 #: RFC 4648 §6 base 32, lower-cased.

@@ -72,6 +72,7 @@ SUPPORTED_METHODS: Final = frozenset(
 #: The Allow header value of 501 and of the answer to OPTIONS (§20.5).
 ALLOW: Final = b", ".join(sorted(SUPPORTED_METHODS))
 _ACCEPT: Final = b"application/sdp"
+_SDP: Final = b"application/sdp"
 _DEFAULT_SIP_PORT: Final = 5060
 _CANONICAL_IPV4: Final = re.compile(rb"(?:0|[1-9][0-9]{0,2})(?:\.(?:0|[1-9][0-9]{0,2})){3}")
 _DEFAULT_SIPS_PORT: Final = 5061
@@ -469,7 +470,8 @@ def _plain_sip_uri(uri: bytes, colon: int) -> bool:
     if params_at == m.end(4):
         return True
     params = uri[params_at:].lower()
-    return b"ttl" not in params and b"maddr" not in params
+    # find, not ``in``: on bytes ``in`` first tries its operand as an int.
+    return params.find(b"ttl") < 0 and params.find(b"maddr") < 0
 
 
 _FAST_SIP_URI: Final = re.compile(FAST_SIP)
@@ -660,6 +662,11 @@ def carries_sdp(resp: Response) -> bool:
     """True when a response has an SDP body (sent to the router even when provisional)."""
     if not resp.body:
         return False
+    count, value = resp.headers.single(b"content-type")
+    if count == 1 and value is not None and value.strip(b" \t").lower() == _SDP:
+        # The usual value, without parameters: what the parse below would
+        # find, without building the MediaType nobody else at the edge reads.
+        return True
     try:
         ctype = resp.content_type
     except ParseError:
