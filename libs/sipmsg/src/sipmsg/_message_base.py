@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import enum
 import functools
-import re
 from collections.abc import Callable, Iterable
 from typing import Final, Self, TypeVar, cast
 
-from ._abnf import WORD, WS, split_comma
+from ._abnf import ALPHA, DIGIT, WS, split_comma
 from ._errors import ParseError
 from .address import (
     Address,
@@ -37,8 +36,10 @@ from .headers import (
 )
 from .via import Via, parse_via, parse_via_list
 
-# callid = word [ "@" word ]  (§25.1)
-_CALL_ID_RE: Final = re.compile(rb"\A" + WORD + rb"(?:@" + WORD + rb")?\Z")
+# callid = word [ "@" word ]  (§25.1); word = 1*(alphanum / "-" / "." / "!" /
+# "%" / "*" / "_" / "+" / "`" / "'" / "~" / "(" / ")" / "<" / ">" / ":" / "\" /
+# DQUOTE / "/" / "[" / "]" / "?" / "{" / "}")
+_WORD_CHARS: Final = ALPHA + DIGIT + b"-.!%*_+`'~()<>:\\\"/[]?{}"
 
 
 class _Unset(enum.Enum):
@@ -62,34 +63,22 @@ class _Message:
     """
 
     __slots__ = (
-        "_allow",
-        "_authorization",
         "_call_id",
         "_checked",
         "_contact",
         "_content_length",
-        "_content_type",
         "_cseq",
         "_data",
-        "_expires",
         "_from",
         "_from_tag",
         "_max_forwards",
-        "_path",
-        "_proxy_authenticate",
-        "_proxy_authorization",
-        "_proxy_require",
+        "_rare",
         "_record_route",
-        "_require",
         "_route",
-        "_supported",
         "_to",
         "_to_tag",
         "_top_via",
-        "_unsupported",
-        "_user_agent",
         "_via",
-        "_www_authenticate",
         "body",
         "headers",
         "version",
@@ -117,20 +106,8 @@ class _Message:
     _contact: tuple[Address, ...] | Star | None
     _route: tuple[Address, ...] | None
     _record_route: tuple[Address, ...] | None
-    _path: tuple[Address, ...] | None
+    _rare: _Rare | None  # the caches of the headers a call seldom reads
     _max_forwards: int | _Unset | None
-    _expires: int | _Unset | None
-    _content_type: MediaType | _Unset | None
-    _user_agent: bytes | _Unset | None
-    _allow: tuple[bytes, ...] | None
-    _supported: tuple[bytes, ...] | None
-    _require: tuple[bytes, ...] | None
-    _proxy_require: tuple[bytes, ...] | None
-    _unsupported: tuple[bytes, ...] | None
-    _www_authenticate: tuple[Challenge, ...] | None
-    _proxy_authenticate: tuple[Challenge, ...] | None
-    _authorization: tuple[Credentials, ...] | None
-    _proxy_authorization: tuple[Credentials, ...] | None
 
     # -- serialization ---------------------------------------------------
 
@@ -257,7 +234,7 @@ class _Message:
         if v is None:
             raw = _single(self, b"call-id", required=True)
             assert raw is not None
-            if _CALL_ID_RE.match(raw) is None:
+            if not call_id_ok(raw):
                 raise ParseError("bad Call-ID header", header="call-id")
             v = self._call_id = raw
         return v
@@ -388,9 +365,10 @@ class _Message:
     @property
     def path(self) -> tuple[Address, ...]:
         """Every Path value (RFC 3327), in order."""
-        v = self._path
+        c = _rare(self)
+        v = c.path
         if v is None:
-            v = self._path = _each(self, b"path", parse_address_list)
+            v = c.path = _each(self, b"path", parse_address_list)
         return v
 
     @property
@@ -404,9 +382,10 @@ class _Message:
     @property
     def expires(self) -> int | None:
         """Expires in seconds (§20.19), or None when absent."""
-        v = self._expires
+        c = _rare(self)
+        v = c.expires
         if v is _UNSET:
-            v = self._expires = _typed(self, b"expires", _expires)
+            v = c.expires = _typed(self, b"expires", _expires)
         return v
 
     @property
@@ -422,92 +401,131 @@ class _Message:
     @property
     def content_type(self) -> MediaType | None:
         """Content-Type, or None when absent."""
-        v = self._content_type
+        c = _rare(self)
+        v = c.content_type
         if v is _UNSET:
-            v = self._content_type = _typed(self, b"content-type", parse_media_type)
+            v = c.content_type = _typed(self, b"content-type", parse_media_type)
         return v
 
     @property
     def user_agent(self) -> bytes | None:
         """The raw User-Agent value, or None."""
-        v = self._user_agent
+        c = _rare(self)
+        v = c.user_agent
         if v is _UNSET:
-            v = self._user_agent = self.headers.get(b"user-agent")
+            v = c.user_agent = self.headers.get(b"user-agent")
         return v
 
     @property
     def allow(self) -> tuple[bytes, ...]:
         """The methods in Allow."""
-        v = self._allow
+        c = _rare(self)
+        v = c.allow
         if v is None:
-            v = self._allow = _tokens(self, b"allow")
+            v = c.allow = _tokens(self, b"allow")
         return v
 
     @property
     def supported(self) -> tuple[bytes, ...]:
         """The option-tags in Supported."""
-        v = self._supported
+        c = _rare(self)
+        v = c.supported
         if v is None:
-            v = self._supported = _tokens(self, b"supported")
+            v = c.supported = _tokens(self, b"supported")
         return v
 
     @property
     def require(self) -> tuple[bytes, ...]:
         """The option-tags in Require (answer 420 for the ones you lack, §8.2.2.3)."""
-        v = self._require
+        c = _rare(self)
+        v = c.require
         if v is None:
-            v = self._require = _tokens(self, b"require")
+            v = c.require = _tokens(self, b"require")
         return v
 
     @property
     def proxy_require(self) -> tuple[bytes, ...]:
         """The option-tags in Proxy-Require."""
-        v = self._proxy_require
+        c = _rare(self)
+        v = c.proxy_require
         if v is None:
-            v = self._proxy_require = _tokens(self, b"proxy-require")
+            v = c.proxy_require = _tokens(self, b"proxy-require")
         return v
 
     @property
     def unsupported(self) -> tuple[bytes, ...]:
         """The option-tags in Unsupported."""
-        v = self._unsupported
+        c = _rare(self)
+        v = c.unsupported
         if v is None:
-            v = self._unsupported = _tokens(self, b"unsupported")
+            v = c.unsupported = _tokens(self, b"unsupported")
         return v
 
     @property
     def www_authenticate(self) -> tuple[Challenge, ...]:
         """Every WWW-Authenticate challenge, one per header line."""
-        v = self._www_authenticate
+        c = _rare(self)
+        v = c.www_authenticate
         if v is None:
-            v = self._www_authenticate = _per_line(self, b"www-authenticate", parse_challenge)
+            v = c.www_authenticate = _per_line(self, b"www-authenticate", parse_challenge)
         return v
 
     @property
     def proxy_authenticate(self) -> tuple[Challenge, ...]:
         """Every Proxy-Authenticate challenge, one per header line."""
-        v = self._proxy_authenticate
+        c = _rare(self)
+        v = c.proxy_authenticate
         if v is None:
-            v = self._proxy_authenticate = _per_line(self, b"proxy-authenticate", parse_challenge)
+            v = c.proxy_authenticate = _per_line(self, b"proxy-authenticate", parse_challenge)
         return v
 
     @property
     def authorization(self) -> tuple[Credentials, ...]:
         """Every Authorization credential, one per header line."""
-        v = self._authorization
+        c = _rare(self)
+        v = c.authorization
         if v is None:
-            v = self._authorization = _per_line(self, b"authorization", parse_credentials)
+            v = c.authorization = _per_line(self, b"authorization", parse_credentials)
         return v
 
     @property
     def proxy_authorization(self) -> tuple[Credentials, ...]:
         """Every Proxy-Authorization credential, one per header line."""
-        v = self._proxy_authorization
+        c = _rare(self)
+        v = c.proxy_authorization
         if v is None:
-            v = self._proxy_authorization = _per_line(
-                self, b"proxy-authorization", parse_credentials
-            )
+            v = c.proxy_authorization = _per_line(self, b"proxy-authorization", parse_credentials)
         return v
+
+
+class _Rare:
+    """The accessor caches of the headers a call seldom reads (made on first use).
+
+    Kept out of :class:`_Message` so that a message is a smaller struct to
+    fill, clear and free: most messages never need these.
+    """
+
+    def __init__(self) -> None:
+        self.path: tuple[Address, ...] | None = None
+        self.expires: int | _Unset | None = _UNSET
+        self.content_type: MediaType | _Unset | None = _UNSET
+        self.user_agent: bytes | _Unset | None = _UNSET
+        self.allow: tuple[bytes, ...] | None = None
+        self.supported: tuple[bytes, ...] | None = None
+        self.require: tuple[bytes, ...] | None = None
+        self.proxy_require: tuple[bytes, ...] | None = None
+        self.unsupported: tuple[bytes, ...] | None = None
+        self.www_authenticate: tuple[Challenge, ...] | None = None
+        self.proxy_authenticate: tuple[Challenge, ...] | None = None
+        self.authorization: tuple[Credentials, ...] | None = None
+        self.proxy_authorization: tuple[Credentials, ...] | None = None
+
+
+def _rare(msg: _Message) -> _Rare:
+    c = msg._rare
+    if c is None:
+        c = msg._rare = _Rare()
+    return c
 
 
 def _reset_cache(msg: _Message, data: bytes | None) -> None:
@@ -530,20 +548,16 @@ def _reset_cache(msg: _Message, data: bytes | None) -> None:
     msg._contact = None
     msg._route = None
     msg._record_route = None
-    msg._path = None
+    msg._rare = None
     msg._max_forwards = _UNSET
-    msg._expires = _UNSET
-    msg._content_type = _UNSET
-    msg._user_agent = _UNSET
-    msg._allow = None
-    msg._supported = None
-    msg._require = None
-    msg._proxy_require = None
-    msg._unsupported = None
-    msg._www_authenticate = None
-    msg._proxy_authenticate = None
-    msg._authorization = None
-    msg._proxy_authorization = None
+
+
+def call_id_ok(raw: bytes) -> bool:
+    """True when ``raw`` is a callid (``word [ "@" word ]``): one translate, no regex."""
+    rest = raw.translate(None, _WORD_CHARS)
+    if not rest:
+        return len(raw) > 0
+    return rest == b"@" and raw[0] != 0x40 and raw[len(raw) - 1] != 0x40
 
 
 def check_address_header(msg: _Message, key: bytes) -> None:

@@ -23,7 +23,7 @@ from typing import Final
 from ._abnf import TOKEN, WS, slot_setters
 from ._config import ParserConfig
 from ._errors import ParseError
-from ._message_base import _CALL_ID_RE, _quick_tag, _wrap
+from ._message_base import _quick_tag, _wrap, call_id_ok
 from ._native import python_class
 from .headers import METHODS
 from .message import SIP_2_0, Request, parse
@@ -211,7 +211,7 @@ def _peek_fast(data: bytes, cfg: ParserConfig) -> Summary | None:
     if via is None or call_id is None or cseq is None or from_ is None or to is None:
         return None
     call_id = call_id.rstrip(WS)
-    if _CALL_ID_RE.match(call_id) is None:
+    if not call_id_ok(call_id):
         return None
     parts = cseq.split()
     if len(parts) != 2:
