@@ -25,9 +25,7 @@ whole is a valid ``token`` (§25.1).
 from __future__ import annotations
 
 import hashlib
-import itertools
 import secrets
-from collections.abc import Iterator
 from typing import Final
 
 from sipmsg import Request
@@ -108,12 +106,13 @@ class BranchMaker:
         edge_id: this edge's id (a NATS token, so it holds no ``.``).
     """
 
-    __slots__ = ("_counter", "_head", "_salt")
+    __slots__ = ("_count", "_head", "_salt")
 
     def __init__(self, edge_id: str) -> None:
         self._head = _PREFIX + edge_id.encode("ascii") + b"."
-        self._counter: Iterator[int] = itertools.count(1)
-        self._salt = secrets.token_hex(3).encode()
+        self._count = 0
+        self._salt = b"." + secrets.token_hex(3).encode()
+        #: The unique part's random prefix, with the dot before it.
 
     def make(self, received: Request) -> bytes:
         """A new branch for a request forwarded on behalf of ``received``.
@@ -121,7 +120,10 @@ class BranchMaker:
         Raises:
             ParseError: see :func:`loop_hash`.
         """
-        return self._head + loop_hash(received) + b".%s%x" % (self._salt, next(self._counter))
+        count = self._count + 1
+        self._count = count
+        # One join (a compiled int attribute, no itertools.count to call).
+        return b"".join((self._head, loop_hash(received), self._salt, b"%x" % count))
 
 
 def is_loop(req: Request, own: list[BranchInfo]) -> bool:
