@@ -663,6 +663,18 @@ def parse_cseq(value: bytes) -> CSeq:
     Raises:
         ParseError: "bad CSeq header" (400).
     """
+    # The usual "4711 INVITE": digits, one SP, a known method (a token, so
+    # nothing else to check), read by a compiled index scan.
+    n = len(value)
+    at = 0
+    seq = 0
+    while at < n and at < 10 and 0x30 <= value[at] <= 0x39:
+        seq = seq * 10 + (value[at] - 0x30)
+        at += 1
+    if 0 < at < 10 and at < n and value[at] == 0x20:
+        known = value[at + 1 :]
+        if known in METHODS:
+            return _new_cseq(seq, known)
     parts = value.split()
     if len(parts) != 2:
         raise ParseError("bad CSeq header", header="cseq")
@@ -672,6 +684,10 @@ def parse_cseq(value: bytes) -> CSeq:
     seq = int(digits) if len(digits) < 11 else 2**31
     if seq >= 2**31:
         raise ParseError("bad CSeq header: sequence number too large", header="cseq")
+    return _new_cseq(seq, method)
+
+
+def _new_cseq(seq: int, method: bytes) -> CSeq:
     cseq = object.__new__(CSeq)
     _SET_SEQ(cseq, seq)
     _SET_METHOD(cseq, method)

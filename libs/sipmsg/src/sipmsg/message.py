@@ -316,15 +316,30 @@ def _request_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes)
 
 def _response_from_wire(start: bytes, headers: Headers, body: bytes, data: bytes) -> Response:
     # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF (§25.1)
-    version, _, rest = start.partition(b" ")
-    code, _, reason = rest.partition(b" ")
-    if len(code) != 3 or not code.isdigit() or code[0] == 0x30:
+    # Compiled index scans: the first SP, three digits, the second SP.
+    n = len(start)
+    sp = 0
+    while sp < n and start[sp] != 0x20:
+        sp += 1
+    version = start[:sp]
+    status = 0
+    end = sp + 1
+    while end < n and start[end] != 0x20:
+        c = start[end]
+        if c < 0x30 or c > 0x39:
+            status = -1
+        elif status >= 0:
+            status = status * 10 + (c - 0x30)
+        end += 1
+    if end - sp != 4 or not 100 <= status <= 999:
         # RFC 4475 §3.1.2.15 (bigcode): a status code that is not three digits.
         raise ParseError("bad Status-Code")
-    if reason.find(b"\r") >= 0 or reason.find(b"\n") >= 0:
-        raise ParseError("bad Reason-Phrase")
+    reason = start[end + 1 :] if end < n else b""
+    for i in range(len(reason)):
+        if reason[i] == 0x0D or reason[i] == 0x0A:
+            raise ParseError("bad Reason-Phrase")
     resp = Response(
-        status=int(code),
+        status=status,
         reason=reason,
         headers=headers,
         body=body,
