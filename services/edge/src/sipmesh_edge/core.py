@@ -235,17 +235,15 @@ def peek_triage(
 ) -> KeepAlive | Garbage | Peeked | Response:
     """:func:`triage` by :func:`sipmsg.peek`: a request is not parsed in full until :func:`admit`.
 
-    Not the sink's default: measured in the sink (``bench/edge/run.py``,
-    docs/benchmarks.md "Edge"), peek plus the parse of every request that is
-    not absorbed costs more than the parse alone saves on retransmissions.
-    Kept so the two stay comparable as either gets faster.
+    Not the sink's default: peek plus the parse of every request not absorbed
+    costs more than the parse alone saves on retransmissions
+    (``bench/edge/run.py``, docs/benchmarks.md "Edge"). Kept to compare.
 
     A request is read by :func:`sipmsg.peek` (start line, top Via, Call-ID,
     CSeq, From/To tags, Max-Forwards, Content-Length) plus the Request-URI
-    checks of :func:`check_request`; it comes back as :class:`Peeked`, not
-    yet parsed in full. Responses and anything ``peek`` rejects take the full
-    path of :func:`classify`, so garbage gets exactly the answer it always got
-    (the error and its status hint are ``parse``'s either way).
+    checks of :func:`check_request` and comes back as :class:`Peeked`.
+    Responses and anything ``peek`` rejects take :func:`classify`'s path:
+    garbage gets the same answer (the error and status hint are ``parse``'s).
 
     Args:
         data: the message octets.
@@ -450,15 +448,11 @@ def _check_keyed(req: Request) -> None:
 
 
 def _plain_sip_uri(uri: bytes, colon: int) -> bool:
-    """True when ``parse_uri`` accepts this sip/sips URI, and it carries no headers, for sure.
+    """True when ``parse_uri`` surely accepts this sip/sips URI and it carries no headers.
 
-    The edge reads nothing of the Request-URI but whether it parses (nothing
-    else at the edge builds the SipUri): for the usual shape, sipmsg's own
-    fast-path regex (``FAST_SIP``: no escapes, password, IPv6 reference or
-    "?" headers) decides it without building the URI. Exactly what
-    ``parse_uri``'s fast path accepts: a port of at most 65535, and no ttl or
-    maddr parameter (whose values it checks; any doubt goes to the parse).
-    False only means "parse it" (``Request.request_uri``, which gives the error).
+    Nothing at the edge reads the SipUri: sipmsg's fast-path regex (``FAST_SIP``)
+    decides the usual shape without building it, exactly as ``parse_uri`` would
+    (port <= 65535; a ttl or maddr value, which it checks, goes to the parse).
     """
     m = _FAST_SIP_URI.fullmatch(uri, colon + 1)
     if m is None:
@@ -470,11 +464,7 @@ def _plain_sip_uri(uri: bytes, colon: int) -> bool:
     if params_at == m.end(4):
         return True
     params = uri[params_at:].lower()
-    # find, not ``in``: on bytes ``in`` first tries its operand as an int.
     return params.find(b"ttl") < 0 and params.find(b"maddr") < 0
-
-
-_FAST_SIP_URI: Final = re.compile(FAST_SIP)
 
 
 def _check_start(method: bytes, uri: bytes, cseq_method: bytes) -> None:
@@ -494,6 +484,7 @@ def _check_start(method: bytes, uri: bytes, cseq_method: bytes) -> None:
 
 
 _SCHEMES: Final = frozenset({b"sip", b"sips", b"tel"})
+_FAST_SIP_URI: Final = re.compile(FAST_SIP)
 _CRLF: Final = (b"\r", b"\n")
 
 
@@ -664,8 +655,7 @@ def carries_sdp(resp: Response) -> bool:
         return False
     count, value = resp.headers.single(b"content-type")
     if count == 1 and value is not None and value.strip(b" \t").lower() == _SDP:
-        # The usual value, without parameters: what the parse below would
-        # find, without building the MediaType nobody else at the edge reads.
+        # The usual value: the parse's answer, without building its MediaType.
         return True
     try:
         ctype = resp.content_type
