@@ -344,7 +344,8 @@ OVERVIEW: Final = DashboardSpec(
                 _ts(
                     "Time paused by the garbage collector, by job",
                     Query(
-                        expr=f"max by (job) (rate(sipmesh_gc_pause_seconds_sum{{{_JOBS}}}[{RATE}]))",
+                        expr="max by (job) "
+                        f"(rate(sipmesh_gc_pause_seconds_sum{{{_JOBS}}}[{RATE}]))",
                         legend="{{job}}",
                         traffic=_IDLE,
                     ),
