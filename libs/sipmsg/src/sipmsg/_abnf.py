@@ -50,6 +50,33 @@ def is_token(value: bytes) -> bool:
     return TOKEN_FULL_RE.match(value) is not None
 
 
+# The usual parameter names of SIP URIs, Via and name-addrs, each its own
+# lower-case spelling (constant data): a hit costs no lower() copy.
+_COMMON_PARAM_NAMES: Final = {
+    n: n
+    for n in (
+        b"tag lr transport user branch received rport maddr ttl expires q method ob "
+        b"reg-id +sip.instance alias keep sigcomp-id gr"
+    ).split()
+}
+
+
+def param_item(item: bytes) -> tuple[bytes, bytes | None]:
+    """One plain parameter ``name[=value]`` -> (lower-case name, value or None).
+
+    For the fast paths whose regex already checked the parameters (no quotes,
+    no ";" inside): the "=" is found by an index scan, with no partition tuple,
+    and a usual name is not copied to be lower-cased.
+    """
+    n = len(item)
+    eq = 0
+    while eq < n and item[eq] != 0x3D:
+        eq += 1
+    name = item if eq == n else item[:eq]
+    low = _COMMON_PARAM_NAMES.get(name)
+    return (name.lower() if low is None else low, None if eq == n else item[eq + 1 :])
+
+
 def split_comma(value: bytes) -> list[bytes]:
     """Split a header value on the commas that separate its elements.
 

@@ -27,6 +27,7 @@ from ._abnf import (
     check_gen_values,
     format_params,
     param,
+    param_item,
     parse_params,
     quote,
     remove_param,
@@ -78,6 +79,8 @@ _FAST_SIP_NAME_ADDR_RE: Final = re.compile(
     rb"[ \t]*<(([sS][iI][pP][sS]?):" + FAST_SIP + rb")>[ \t]*"
     rb"((?:;" + _PNAME + rb"(?:=(?:" + _PVALUE + rb"|" + _PQUOTED + rb"))?)*)"
 )
+# The usual spellings of the two schemes the fast path matches (constant data).
+_SCHEMES: Final = {b"sip": b"sip", b"sips": b"sips", b"SIP": b"sip", b"SIPS": b"sips"}
 _FAST_PARAM_RE: Final = re.compile(
     rb";(" + _PNAME + rb")(?:(=)(" + _PVALUE + rb"|" + _PQUOTED + rb"))?"
 )
@@ -195,7 +198,12 @@ def parse_address(data: bytes) -> Address:
     if m is not None:
         quoted, plain, raw_uri, scheme, user, host, port, uri_params, tail = m.groups()
         uri = fast_sip_uri(
-            raw_uri, scheme.lower(), user=user, host=host, port_bytes=port, param_bytes=uri_params
+            raw_uri,
+            _SCHEMES.get(scheme) or scheme.lower(),
+            user=user,
+            host=host,
+            port_bytes=port,
+            param_bytes=uri_params,
         )
         if uri is not None:
             return _fast_address(quoted, plain, uri, tail, value)
@@ -248,8 +256,7 @@ def _fast_address(
         else:
             items: list[tuple[bytes, bytes | None]] = []
             for item in tail[1:].split(b";"):
-                name, eq, val = item.partition(b"=")
-                items.append((name.lower(), val if eq else None))
+                items.append(param_item(item))
             params = tuple(items)
     return _new_address(display, uri, params, value)
 

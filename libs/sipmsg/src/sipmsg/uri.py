@@ -28,6 +28,7 @@ from ._abnf import (
     format_params,
     host_key,
     param,
+    param_item,
     remove_param,
     set_param,
     slot_setters,
@@ -482,11 +483,10 @@ def fast_sip_uri(
         items: list[tuple[bytes, bytes | None]] = []
         check = False
         for item in param_bytes[1:].split(b";"):
-            name, eq, value = item.partition(b"=")
-            name = name.lower()
-            if name in _CHECKED_URI_PARAMS:
+            pair = param_item(item)
+            if pair[0] in _CHECKED_URI_PARAMS:
                 check = True
-            items.append((name, value if eq else None))
+            items.append(pair)
         params = tuple(items)
         if check:
             _check_known_params(params)

@@ -37,6 +37,7 @@ from ._abnf import (
     ip_key,
     is_token,
     param,
+    param_item,
     parse_params,
     parse_port,
     set_param,
@@ -319,17 +320,7 @@ def _fast_via_params(value: bytes) -> Params:
     """
     items: list[tuple[bytes, bytes | None]] = []
     for item in value[1:].split(b";"):
-        # The "=" by a compiled index scan (no partition tuple), and the usual
-        # names as the shared lower-case objects (no lower() copy).
-        n = len(item)
-        eq = 0
-        while eq < n and item[eq] != 0x3D:
-            eq += 1
-        raw_name = item if eq == n else item[:eq]
-        val = None if eq == n else item[eq + 1 :]
-        name = _PARAM_NAMES.get(raw_name)
-        if name is None:
-            name = raw_name.lower()
+        name, val = param_item(item)
         if name in _CHECKED_PARAMS:
             _check_via_param(name, val)
         items.append((name, val))
@@ -362,11 +353,7 @@ def _parse_via_params(value: bytes) -> Params:
 
 
 _CHECKED_PARAMS: Final = frozenset({b"branch", b"received", b"rport", b"ttl", b"maddr"})
-# The usual spellings of the usual names and transports (constant tables).
-_PARAM_NAMES: Final = {
-    n: n
-    for n in (b"branch", b"received", b"rport", b"ttl", b"maddr", b"alias", b"keep", b"sigcomp-id")
-}
+# The usual spellings of the usual transports (a constant table).
 _TRANSPORTS: Final = {
     t: t.upper()
     for t in (b"UDP", b"TCP", b"TLS", b"WS", b"WSS", b"SCTP", b"udp", b"tcp", b"tls", b"ws", b"wss")
