@@ -68,7 +68,7 @@ s=socket.socket(socket.AF_INET,k); s.bind(("127.0.0.1",0)); print(s.getsockname(
 
 point() {   # HOLD_MS DUR LABEL SERVER_GROUPS TARGET_PORT: one bench_point.sh CALL point
   local rc=0
-  HOLD_MS="$1" TARGET="127.0.0.1:$5" UAC_PORT="$(free_port udp)" UAS_PORT="$(free_port udp)" \
+  HOLD_MS="$1" TARGET="127.0.0.1:$5" UAC_PORT="$(free_port udp)" UAS_PORT="${CALLEE_PORT:-$(free_port udp)}" \
     UAC_MEDIA_PORT="$(free_port udp)" UAS_MEDIA_PORT="$(free_port udp)" \
     SERVER_PIDS="" SERVER_GROUPS="$4" LABEL="$3" \
     "$LIB/bench_point.sh" CALL "$RATE" "$2" > /dev/null || rc=$?
@@ -142,6 +142,12 @@ kamailio_point() {   # MODE HOLD_MS RATE
 STACK_PID=""
 start_stack() {   # MODE
   local work="$OUT_DIR/stack-$1-$(date +%H%M%S)" extra=(--router)
+  # The callee (SIPp UAS) keeps one address for the stack's life, as a PBX would: each
+  # point re-registers the same Contact, so the AoR keeps one binding. With a new port
+  # per point the AoR gathered one dead contact per point and every INVITE of a later
+  # point forked to all of them (ICMP, a failed branch each), while Kamailio starts
+  # with an empty location table at every point.
+  CALLEE_PORT="$(free_port udp)"
   [[ "$1" == media ]] && extra+=(--media-instance "127.0.0.1:$RTPE_NG")
   mkdir -p "$work"
   "$PY" "$LIB/stack.py" --workdir "$work" --no-auth --edges "${EDGES:-1}" \
@@ -159,7 +165,7 @@ start_stack() {   # MODE
 }
 stop_stack() {
   if [[ -n "$STACK_PID" ]] && kill -0 "$STACK_PID" 2>/dev/null; then kill "$STACK_PID"; wait "$STACK_PID" 2>/dev/null || true; fi
-  STACK_PID=""
+  STACK_PID="" CALLEE_PORT=""
 }
 
 sipmesh_point() {   # MODE HOLD_MS RATE
