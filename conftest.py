@@ -21,12 +21,15 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 
+from sipmesh_bus import kv
 from sipmesh_bus.natsserver import NatsServer, NatsServerError
 
 # Hypothesis: no example database (its file cache trips BytesWarning under
@@ -106,3 +109,14 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
+    """A JetStream context on ``nats_url`` (the nearest one), buckets and streams created."""
+    nc = NatsClient()
+    await nc.connect(nats_url)
+    js = nc.jetstream()
+    await kv.ensure_jetstream(js)
+    yield js
+    await nc.close()

@@ -12,7 +12,6 @@ import msgspec
 import nats.errors
 import nats.js.errors
 import pytest
-from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from prometheus_client import CollectorRegistry
 
@@ -39,16 +38,6 @@ def config(url: str, **settings: Any) -> RegistrarConfig:
     base: dict[str, Any] = {"domain": "example.com", "min_expires": 1}
     base.update(settings)
     return RegistrarConfig(nats=NatsConfig(url=url), registrar=RegistrarSettings(**base))
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    nc = NatsClient()
-    await nc.connect(nats_url)
-    js = nc.jetstream()
-    await kv.ensure_jetstream(js)
-    yield js
-    await nc.close()
 
 
 @pytest.fixture

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pytest
-from nats.aio.client import Client as NatsClient
-from nats.js import JetStreamContext
 
-from sipmesh_bus import kv
 from sipmesh_bus.natsserver import NatsServer
 from sipmesh_bus.records import Binding, BindingSet, Subscriber, aor_key
 from sipmesh_bus.schema import Envelope, Transport
@@ -215,14 +212,3 @@ def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
-
-
-@pytest.fixture
-async def js(nats_url: str) -> AsyncIterator[JetStreamContext]:
-    """A JetStream context on the session's nats-server, buckets and streams created."""
-    nc = NatsClient()
-    await nc.connect(nats_url)
-    js = nc.jetstream()
-    await kv.ensure_jetstream(js)
-    yield js
-    await nc.close()
