@@ -152,8 +152,9 @@ def ua() -> UA:
 def nats_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A nats-server 2.11+ with JetStream on a free loopback port, for the session.
 
-    ``tests/conftest.py`` has the project-wide one, but it does not reach
-    ``services/``; ``$NATS_URL`` points at an external server instead.
+    Overrides the root conftest's so that the registrar's buckets stay apart
+    from other suites' in one pytest session; ``$NATS_URL`` points at an
+    external server instead.
     """
     if os.environ.get("NATS_URL"):
         yield os.environ["NATS_URL"]
