@@ -86,14 +86,14 @@ class GcPolicy:
         self._baseline = 0
         self._started = 0.0
         self._installed = False
-        self._pause = Histogram(
+        pause = Histogram(
             "sipmesh_gc_pause_seconds",
             "Pauses of the cyclic garbage collector, by the oldest generation scanned",
             ["generation"],
             buckets=_PAUSE_BUCKETS,
             registry=registry,
         )
-        self._pauses = [self._pause.labels(generation=str(g)) for g in range(3)]
+        self._pauses = [pause.labels(generation=str(g)) for g in range(3)]
         self._full = Counter(
             "sipmesh_gc_full_collections",
             "Full collections run because allocated memory grew (mode young)",
